@@ -1,0 +1,141 @@
+/**
+ * The guest: RAM blocks, the vCPU, the devices, and the run state (QEMU's RunState names).
+ */
+import type { MachineFixture } from "../../fixtures/machines.ts";
+import { RamBlock } from "../ram_block.ts";
+import { CpuDevice } from "./devices/cpu.ts";
+import type { Device } from "./devices/device.ts";
+import { QueueDevice } from "./devices/queue.ts";
+import { SerialDevice } from "./devices/serial.ts";
+import { TimerDevice } from "./devices/timer.ts";
+import { CPU_WORDS, DEV_WORDS } from "./regs.ts";
+import { Vcpu } from "./vcpu.ts";
+import { seedRandomRegisters, WORKLOAD_IDS, type WorkloadSpec } from "./workload.ts";
+
+export type RunState = "prelaunch" | "running" | "paused" | "inmigrate" | "postmigrate" | "finish-migrate";
+
+export interface MachineOptions {
+  fixture: MachineFixture;
+  workload: WorkloadSpec;
+  /** Where serial output goes (`-serial file:`); omitted: discarded. */
+  serialPath?: string;
+  /** Run state at start: "prelaunch" for -S, "inmigrate" for -incoming. */
+  initialState: RunState;
+  emit(event: string, data?: Record<string, unknown>): void;
+  onGuestError(message: string): void;
+  /** vCPU duty cycle (ms running / ms sleeping per slice). */
+  runMs?: number;
+  sleepMs?: number;
+}
+
+export class Machine {
+  readonly fixture: MachineFixture;
+  readonly blocks: RamBlock[];
+  readonly devices: Device[];
+  readonly serial: SerialDevice;
+  readonly cpuRegs = new Int32Array(new SharedArrayBuffer(CPU_WORDS * 4));
+  readonly devRegs = new Int32Array(new SharedArrayBuffer(DEV_WORDS * 4));
+  readonly vcpu: Vcpu;
+  #runstate: RunState;
+  #serialFile: Deno.FsFile | null = null;
+
+  constructor(private readonly opts: MachineOptions) {
+    this.fixture = opts.fixture;
+    this.blocks = opts.fixture.blocks.map((b) => new RamBlock(b));
+    let offset = 0;
+    for (const b of this.blocks) {
+      b.offset = offset;
+      offset += b.usedLength;
+    }
+    if (opts.serialPath) {
+      this.#serialFile = Deno.openSync(opts.serialPath, { write: true, create: true, append: true });
+    }
+    this.serial = new SerialDevice((bytes) => this.#serialFile?.writeSync(bytes));
+    const workloadId = WORKLOAD_IDS[opts.workload.kind];
+    this.devices = [
+      new CpuDevice(this.cpuRegs, workloadId),
+      this.serial,
+      new TimerDevice(this.devRegs),
+      new QueueDevice(this.devRegs),
+    ];
+    if (opts.workload.kind === "random") seedRandomRegisters(this.cpuRegs, opts.workload.seed);
+    this.#runstate = opts.initialState;
+    this.vcpu = new Vcpu({
+      blocks: this.blocks.map((b) => ({
+        mem: b.mem.buffer as SharedArrayBuffer,
+        dirtyLog: b.dirtyLog.buffer as SharedArrayBuffer,
+      })),
+      cpu: this.cpuRegs.buffer as SharedArrayBuffer,
+      dev: this.devRegs.buffer as SharedArrayBuffer,
+      workload: opts.workload,
+      runMs: opts.runMs,
+      sleepMs: opts.sleepMs,
+      onSerial: (ch) => this.serial.transmit(ch),
+      onError: (m) => opts.onGuestError(m),
+    });
+  }
+
+  get runstate(): RunState {
+    return this.#runstate;
+  }
+
+  get running(): boolean {
+    return this.#runstate === "running";
+  }
+
+  /** Total RAM bytes (the MEM_SIZE announced in the stream). */
+  get ramSize(): number {
+    return this.blocks.reduce((n, b) => n + b.usedLength, 0);
+  }
+
+  block(idstr: string): RamBlock | undefined {
+    return this.blocks.find((b) => b.idstr === idstr);
+  }
+
+  device(idstr: string, instanceId: number): Device | undefined {
+    return this.devices.find((d) => d.idstr === idstr && d.instanceId === instanceId);
+  }
+
+  /** vm_stop: parks the vCPU and emits STOP if the guest was running. */
+  async stop(next: RunState = "paused"): Promise<void> {
+    const wasRunning = this.running;
+    this.#runstate = next;
+    if (wasRunning) {
+      await this.vcpu.stop();
+      this.opts.emit("STOP");
+    }
+  }
+
+  /** vm_start: resumes the vCPU and emits RESUME. */
+  start(): void {
+    if (this.running) return;
+    this.#runstate = "running";
+    this.vcpu.cont();
+    this.opts.emit("RESUME");
+  }
+
+  setRunstate(s: RunState): void {
+    if (s === "running") throw new Error("use start() to run the guest");
+    this.#runstate = s;
+  }
+
+  resetDevices(): void {
+    for (const d of this.devices) d.reset();
+  }
+
+  /** Every device's migratable state as plain JSON (after its pre_save refresh from registers). */
+  deviceState(): Record<string, Record<string, unknown>> {
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const d of this.devices) {
+      d.vmsd.preSave?.(d.state);
+      out[`${d.idstr}/${d.instanceId}`] = structuredClone(d.state);
+    }
+    return out;
+  }
+
+  close(): void {
+    this.vcpu.terminate();
+    this.#serialFile?.close();
+    this.#serialFile = null;
+  }
+}

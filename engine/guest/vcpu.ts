@@ -1,0 +1,91 @@
+/**
+ * The vCPU as the main thread sees it: a Worker running the guest workload concurrently with migration,
+ * started with `cont` and parked with `stop`. `stop()` resolves only once the worker is parked, so RAM,
+ * CPU and device registers are stable until the next `cont`.
+ */
+import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_WORDS } from "./regs.ts";
+import type { VcpuInit, VcpuMessage } from "./vcpu_worker.ts";
+import type { WorkloadSpec } from "./workload.ts";
+
+export interface VcpuOptions {
+  blocks: { mem: SharedArrayBuffer; dirtyLog: SharedArrayBuffer }[];
+  cpu: SharedArrayBuffer;
+  dev: SharedArrayBuffer;
+  workload: WorkloadSpec;
+  runMs?: number;
+  sleepMs?: number;
+  onSerial(ch: string): void;
+  onError(message: string): void;
+}
+
+export class Vcpu {
+  readonly #ctrl = new Int32Array(new SharedArrayBuffer(CTRL_WORDS * 4));
+  readonly #worker: Worker;
+  #parkedGen = -1;
+  #parkWaiters: { gen: number; resolve: () => void }[] = [];
+  #running = false;
+  #terminated = false;
+
+  constructor(private readonly opts: VcpuOptions) {
+    this.#worker = new Worker(new URL("./vcpu_worker.ts", import.meta.url), { type: "module" });
+    this.#worker.onmessage = (e: MessageEvent<VcpuMessage>) => this.#onMessage(e.data);
+    this.#worker.onerror = (e) => {
+      e.preventDefault();
+      opts.onError(e.message);
+    };
+    const init: VcpuInit = {
+      blocks: opts.blocks,
+      ctrl: this.#ctrl.buffer as SharedArrayBuffer,
+      cpu: opts.cpu,
+      dev: opts.dev,
+      workload: opts.workload,
+      runMs: opts.runMs ?? 2,
+      sleepMs: opts.sleepMs ?? 2,
+    };
+    this.#worker.postMessage(init);
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  #onMessage(m: VcpuMessage): void {
+    if (m.type === "serial") this.opts.onSerial(m.ch);
+    else if (m.type === "error") this.opts.onError(m.message);
+    else {
+      this.#parkedGen = m.gen;
+      const ready = this.#parkWaiters.filter((w) => w.gen <= m.gen);
+      this.#parkWaiters = this.#parkWaiters.filter((w) => w.gen > m.gen);
+      for (const w of ready) w.resolve();
+    }
+  }
+
+  cont(): void {
+    if (this.#terminated) return;
+    this.#running = true;
+    Atomics.store(this.#ctrl, CTRL_CMD, CMD_RUN);
+    Atomics.notify(this.#ctrl, CTRL_CMD);
+  }
+
+  /** Parks the vCPU; resolves once it has acknowledged, with all its serial output delivered. */
+  stop(): Promise<void> {
+    this.#running = false;
+    if (this.#terminated) return Promise.resolve();
+    const gen = Atomics.add(this.#ctrl, CTRL_GEN, 1) + 1;
+    Atomics.store(this.#ctrl, CTRL_CMD, CMD_STOP);
+    Atomics.notify(this.#ctrl, CTRL_CMD);
+    if (this.#parkedGen >= gen) return Promise.resolve();
+    return new Promise((resolve) => this.#parkWaiters.push({ gen, resolve }));
+  }
+
+  terminate(): void {
+    if (this.#terminated) return;
+    this.#terminated = true;
+    this.#running = false;
+    Atomics.store(this.#ctrl, CTRL_CMD, CMD_QUIT);
+    Atomics.notify(this.#ctrl, CTRL_CMD);
+    this.#worker.terminate();
+    for (const w of this.#parkWaiters) w.resolve();
+    this.#parkWaiters = [];
+  }
+}

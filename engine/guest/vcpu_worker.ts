@@ -1,0 +1,63 @@
+/**
+ * The vCPU thread. It runs the workload in slices while CTRL_CMD is RUN and parks on STOP, posting
+ * `{type:"parked", gen}` once parked; serial output is posted as it happens, so the main thread has seen
+ * every character written before the park acknowledgement.
+ */
+/// <reference lib="deno.worker" />
+import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN } from "./regs.ts";
+import { createWorkload, type GuestMemory, type WorkloadSpec } from "./workload.ts";
+
+export interface VcpuInit {
+  blocks: { mem: SharedArrayBuffer; dirtyLog: SharedArrayBuffer }[];
+  ctrl: SharedArrayBuffer;
+  cpu: SharedArrayBuffer;
+  dev: SharedArrayBuffer;
+  workload: WorkloadSpec;
+  /** Milliseconds of execution per slice and of sleep between slices (a duty cycle, so a guest leaves
+   * CPU time to the migration threads of a 2-core machine). */
+  runMs: number;
+  sleepMs: number;
+}
+
+export type VcpuMessage = { type: "serial"; ch: string } | { type: "parked"; gen: number } | {
+  type: "error";
+  message: string;
+};
+
+self.onmessage = (e: MessageEvent<VcpuInit>) => {
+  const init = e.data;
+  const ctrl = new Int32Array(init.ctrl);
+  const post = (m: VcpuMessage) => self.postMessage(m);
+  const g: GuestMemory = {
+    blocks: init.blocks.map((b) => {
+      const mem = new Uint8Array(b.mem);
+      return { mem, dirtyLog: new Int32Array(b.dirtyLog), pages: mem.length / 4096 };
+    }),
+    cpu: new Int32Array(init.cpu),
+    dev: new Int32Array(init.dev),
+    serial: (ch) => post({ type: "serial", ch }),
+  };
+  try {
+    const workload = createWorkload(init.workload, g);
+    let acked = -1;
+    while (true) {
+      const cmd = Atomics.load(ctrl, CTRL_CMD);
+      if (cmd === CMD_QUIT) break;
+      if (cmd === CMD_STOP) {
+        const gen = Atomics.load(ctrl, CTRL_GEN);
+        if (gen !== acked) {
+          acked = gen;
+          post({ type: "parked", gen });
+        }
+        Atomics.wait(ctrl, CTRL_CMD, CMD_STOP, 1000);
+        continue;
+      }
+      const t0 = performance.now();
+      while (Atomics.load(ctrl, CTRL_CMD) === CMD_RUN && performance.now() - t0 < init.runMs) workload.step(1024);
+      if (init.sleepMs > 0) Atomics.wait(ctrl, CTRL_CMD, CMD_RUN, init.sleepMs);
+    }
+  } catch (err) {
+    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
+  }
+  self.close();
+};

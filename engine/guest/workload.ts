@@ -1,0 +1,183 @@
+/**
+ * Guest workloads: what the vCPU executes. A workload is a small program whose whole state lives in the
+ * CPU registers (see regs.ts), stepping a bounded number of page writes at a time.
+ */
+import {
+  CPU_INDEX,
+  CPU_PASS,
+  CPU_PHASE,
+  CPU_RNG,
+  DEV_RING_CONS,
+  DEV_RING_PROD,
+  DEV_TIMER_HI,
+  DEV_TIMER_LO,
+  RING_SIZE,
+} from "./regs.ts";
+
+export type WorkloadSpec =
+  /** QEMU's a-b boot sector: zero then increment the first byte of every page in [1 MiB, 100 MiB). */
+  | { kind: "a-b" }
+  /** Seeded random 32-bit writes; `hotPercent` of them land in the first `hotPages` pages of RAM. */
+  | { kind: "random"; seed: number; hotPages?: number; hotPercent?: number }
+  /** Runs but writes nothing (the timer still advances). */
+  | { kind: "idle" };
+
+/** Stable ids so a destination refuses CPU state from a different workload. */
+export const WORKLOAD_IDS: Record<WorkloadSpec["kind"], number> = { "a-b": 1, "random": 2, "idle": 3 };
+
+/** Upstream's x86 test range and page size (bootfile.h). */
+export const AB_START = 1 << 20;
+export const AB_END = 100 << 20;
+export const AB_PAGE = 4096;
+
+export interface GuestMemory {
+  /** pc.ram first, then the other blocks. */
+  blocks: { mem: Uint8Array; dirtyLog: Int32Array; pages: number }[];
+  cpu: Int32Array;
+  dev: Int32Array;
+  serial(ch: string): void;
+}
+
+export interface Workload {
+  /** Executes up to `budget` page writes. */
+  step(budget: number): void;
+}
+
+function markDirty(log: Int32Array, page: number): void {
+  Atomics.or(log, page >>> 5, 1 << (page & 31));
+}
+
+function tickTimer(dev: Int32Array): void {
+  const lo = (dev[DEV_TIMER_LO] + 1) | 0;
+  dev[DEV_TIMER_LO] = lo;
+  if (lo === 0) dev[DEV_TIMER_HI] = (dev[DEV_TIMER_HI] + 1) | 0;
+}
+
+class AbWorkload implements Workload {
+  readonly #start = AB_START / AB_PAGE;
+  readonly #end: number;
+  constructor(private readonly g: GuestMemory) {
+    const ram = g.blocks[0];
+    if (ram.mem.length < AB_END) throw new Error(`a-b needs at least ${AB_END} bytes of pc.ram`);
+    this.#end = AB_END / AB_PAGE;
+  }
+
+  step(budget: number): void {
+    const { cpu, dev } = this.g;
+    const { mem, dirtyLog } = this.g.blocks[0];
+    tickTimer(dev);
+    while (budget > 0) {
+      switch (cpu[CPU_PHASE]) {
+        case 0: // boot: print A, start zeroing
+          this.g.serial("A");
+          cpu[CPU_PHASE] = 1;
+          cpu[CPU_INDEX] = this.#start;
+          break;
+        case 1: { // zero the first byte of every page
+          const p = cpu[CPU_INDEX];
+          mem[p * AB_PAGE] = 0;
+          markDirty(dirtyLog, p);
+          budget--;
+          if (p + 1 >= this.#end) {
+            cpu[CPU_PHASE] = 2;
+            cpu[CPU_INDEX] = this.#start;
+          } else cpu[CPU_INDEX] = p + 1;
+          break;
+        }
+        default: { // increment forever, B every 64 passes
+          let p = cpu[CPU_INDEX];
+          const stop = Math.min(this.#end, p + budget);
+          for (; p < stop; p++) {
+            mem[p * AB_PAGE]++;
+            markDirty(dirtyLog, p);
+          }
+          budget -= stop - cpu[CPU_INDEX];
+          if (p >= this.#end) {
+            p = this.#start;
+            const pass = (cpu[CPU_PASS] + 1) | 0;
+            cpu[CPU_PASS] = pass;
+            if ((pass & 63) === 0) this.g.serial("B");
+          }
+          cpu[CPU_INDEX] = p;
+        }
+      }
+    }
+  }
+}
+
+/** xorshift128 on the four CPU_RNG registers. */
+function nextRandom(cpu: Int32Array): number {
+  let t = cpu[CPU_RNG];
+  const s = cpu[CPU_RNG + 3];
+  cpu[CPU_RNG] = cpu[CPU_RNG + 1];
+  cpu[CPU_RNG + 1] = cpu[CPU_RNG + 2];
+  cpu[CPU_RNG + 2] = s;
+  t ^= t << 11;
+  t ^= t >>> 8;
+  const r = (t ^ s ^ (s >>> 19)) | 0;
+  cpu[CPU_RNG + 3] = r;
+  return r >>> 0;
+}
+
+/** Seeds the xorshift state from a 32-bit seed (splitmix-style so seed 0 is valid). */
+export function seedRandomRegisters(cpu: Int32Array, seed: number): void {
+  let x = seed >>> 0;
+  for (let i = 0; i < 4; i++) {
+    x = (x + 0x9e3779b9) >>> 0;
+    let z = x;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    cpu[CPU_RNG + i] = (z ^ (z >>> 16)) | 1;
+  }
+}
+
+class RandomWorkload implements Workload {
+  readonly #hotPages: number;
+  readonly #hotPercent: number;
+  readonly #total: number;
+  constructor(private readonly g: GuestMemory, spec: { hotPages?: number; hotPercent?: number }) {
+    this.#total = g.blocks.reduce((n, b) => n + b.pages, 0);
+    this.#hotPages = Math.max(1, Math.min(spec.hotPages ?? 256, this.#total));
+    this.#hotPercent = spec.hotPercent ?? 80;
+  }
+
+  step(budget: number): void {
+    const { cpu, dev, blocks } = this.g;
+    tickTimer(dev);
+    for (let i = 0; i < budget; i++) {
+      const r = nextRandom(cpu);
+      let page = (r % 100) < this.#hotPercent
+        ? nextRandom(cpu) % this.#hotPages
+        : nextRandom(cpu) % this.#total;
+      let b = 0;
+      while (page >= blocks[b].pages) page -= blocks[b++].pages;
+      const { mem, dirtyLog } = blocks[b];
+      const word = nextRandom(cpu) & 1023;
+      new DataView(mem.buffer, mem.byteOffset).setUint32(page * AB_PAGE + word * 4, nextRandom(cpu) | 1);
+      markDirty(dirtyLog, page);
+      // Produce into the queue device and consume behind it, keeping 0 <= prod - cons <= RING_SIZE.
+      const prod = dev[DEV_RING_PROD] + 1 | 0;
+      dev[DEV_RING_PROD] = prod;
+      if (((prod - dev[DEV_RING_CONS]) | 0) > RING_SIZE / 2) dev[DEV_RING_CONS] = dev[DEV_RING_CONS] + 1 | 0;
+    }
+    cpu[CPU_PASS] = cpu[CPU_PASS] + 1 | 0;
+  }
+}
+
+class IdleWorkload implements Workload {
+  constructor(private readonly g: GuestMemory) {}
+  step(): void {
+    tickTimer(this.g.dev);
+  }
+}
+
+export function createWorkload(spec: WorkloadSpec, g: GuestMemory): Workload {
+  switch (spec.kind) {
+    case "a-b":
+      return new AbWorkload(g);
+    case "random":
+      return new RandomWorkload(g, spec);
+    case "idle":
+      return new IdleWorkload(g);
+  }
+}

@@ -1,0 +1,362 @@
+/**
+ * The outgoing migration (migration/migration.c): status machine, the migration "thread" (setup,
+ * iterations under a rate limit, convergence, switchover), cancel, and query-migrate.
+ */
+import type { Machine } from "./guest/machine.ts";
+import { type OutputFaults, QEMUFileWriter } from "./qemu_file.ts";
+import { RAM_IDSTR, RAM_VERSION_ID, RamSaveState } from "./ram.ts";
+import { TARGET_PAGE_SIZE } from "./ram_block.ts";
+import type { MigrationOptions } from "./options.ts";
+import { ReturnPathReader } from "./return_path.ts";
+import {
+  type ConfigurationInfo,
+  MIG_CMD_OPEN_RETURN_PATH,
+  MIG_CMD_PING,
+  QEMU_VM_SECTION_END,
+  QEMU_VM_SECTION_PART,
+  QEMU_VM_SECTION_START,
+  RAM_SECTION_ID,
+  saveCommand,
+  saveDevices,
+  saveEofAndVmdesc,
+  saveFooter,
+  saveHeader,
+  saveSectionFull,
+  saveSectionShort,
+} from "./savevm.ts";
+import type { Link } from "./transport/link.ts";
+
+export type MigrationStatus =
+  | "none"
+  | "setup"
+  | "cancelling"
+  | "cancelled"
+  | "active"
+  | "postcopy-active"
+  | "postcopy-paused"
+  | "postcopy-recover-setup"
+  | "postcopy-recover"
+  | "completed"
+  | "failed"
+  | "colo"
+  | "pre-switchover"
+  | "device"
+  | "wait-unplug";
+
+/** BUFFER_DELAY: the rate-limit and counter period. */
+export const BUFFER_DELAY_MS = 100;
+/** How long the source waits for the destination's SHUT at the end. */
+const RETURN_PATH_SHUT_TIMEOUT_MS = 30_000;
+
+export class MigrationCancelled extends Error {
+  constructor() {
+    super("migration cancelled");
+  }
+}
+
+export interface MigrationHost {
+  machine: Machine;
+  options: MigrationOptions;
+  config(): ConfigurationInfo;
+  emit(event: string, data?: Record<string, unknown>): void;
+  log(msg: string): void;
+}
+
+/** Opens the outgoing channel; `returnPath` says whether the transport can carry one. */
+export type Connector = () => Promise<{ link: Link; returnPath: boolean; finish?(): void }>;
+
+export class MigrationState {
+  status: MigrationStatus = "none";
+  errorDesc: string | null = null;
+  /** Faults to inject into the next migration's main channel (x-test-inject-fault). */
+  faults: OutputFaults = {};
+
+  #ram: RamSaveState | null = null;
+  #f: QEMUFileWriter | null = null;
+  #link: Link | null = null;
+  #startTime = 0;
+  #setupTime = 0;
+  #endTime = 0;
+  #downtime = 0;
+  #downtimeStart = 0;
+  #thresholdBytes = 0;
+  #bandwidth = 0;
+  #mbps = 0;
+  #expectedDowntime = 0;
+  #dirtyPagesRate = 0;
+  #rateStart = 0;
+  #rateDirtied = 0;
+  #continue: PromiseWithResolvers<void> | null = null;
+  #wake: PromiseWithResolvers<void> = Promise.withResolvers();
+  #thread: Promise<void> | null = null;
+  #vmWasRunning = false;
+  #rpError: Error | null = null;
+
+  constructor(private readonly host: MigrationHost) {}
+
+  isActive(): boolean {
+    return ["setup", "active", "pre-switchover", "device", "cancelling", "colo"].includes(this.status);
+  }
+
+  #setStatus(s: MigrationStatus): void {
+    if (this.status === s) return;
+    this.status = s;
+    if (this.host.options.cap("events")) this.host.emit("MIGRATION", { status: s });
+  }
+
+  /** Starts a migration; the QMP command returns once the migration has been set up to run. */
+  start(connect: Connector): void {
+    this.errorDesc = null;
+    this.#rpError = null;
+    this.#thresholdBytes = 0;
+    this.#bandwidth = 0;
+    this.#mbps = 0;
+    this.#downtime = 0;
+    this.#startTime = performance.now();
+    this.#endTime = 0;
+    this.#ram = null;
+    this.#wake = Promise.withResolvers();
+    this.#setStatus("setup");
+    this.#thread = this.#run(connect);
+  }
+
+  /** Resolves when the current migration thread has finished (for orderly shutdown). */
+  async join(): Promise<void> {
+    await this.#thread;
+  }
+
+  /** migrate_cancel: only a running migration is affected; cancelling twice is harmless. */
+  cancel(): void {
+    if (!["setup", "active", "pre-switchover", "device"].includes(this.status)) return;
+    this.#setStatus("cancelling");
+    // Shutting the channel down unblocks a writer stuck on a slow or dead peer (qemu_file_shutdown).
+    this.#link?.close();
+    this.#wake.resolve();
+    this.#continue?.reject(new MigrationCancelled());
+  }
+
+  /** migrate-continue: leaves pre-switchover. */
+  continueFrom(state: string): void {
+    if (this.status !== state) {
+      throw new Error(`Migration not in expected state: ${this.status}`);
+    }
+    this.#continue?.resolve();
+  }
+
+  #checkCancelled(): void {
+    if (this.status === "cancelling") throw new MigrationCancelled();
+    if (this.#rpError) throw this.#rpError;
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, ms)))),
+      this.#wake.promise,
+    ]);
+    clearTimeout(timer);
+  }
+
+  async #run(connect: Connector): Promise<void> {
+    const { machine, options } = this.host;
+    this.#vmWasRunning = machine.running;
+    let finish: (() => void) | undefined;
+    let rp: ReturnPathReader | null = null;
+    try {
+      let opened;
+      try {
+        opened = await connect();
+      } catch (e) {
+        throw new Error(`Failed to connect: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      this.#link = opened.link;
+      finish = opened.finish;
+      this.#checkCancelled();
+      const f = new QEMUFileWriter(opened.link);
+      f.faults = this.faults;
+      this.#f = f;
+      const ram = new RamSaveState(machine.blocks, () => options.params["zero-page-detection"]);
+      this.#ram = ram;
+
+      // Setup: header, configuration, return path, RAM's START section.
+      const cfg = this.host.config();
+      const cfgDesc = saveHeader(f, cfg);
+      if (options.cap("return-path") && opened.returnPath) {
+        saveCommand(f, MIG_CMD_OPEN_RETURN_PATH);
+        saveCommand(f, MIG_CMD_PING, new Uint8Array([0, 0, 0, 1]));
+        rp = new ReturnPathReader(opened.link, (e) => {
+          this.#rpError = e;
+          this.#wake.resolve();
+        });
+      }
+      saveSectionFull(f, QEMU_VM_SECTION_START, RAM_SECTION_ID, RAM_IDSTR, 0, RAM_VERSION_ID);
+      ram.setup(f);
+      this.#passEvent();
+      saveFooter(f, RAM_SECTION_ID);
+      await f.flush();
+      this.#setupTime = performance.now() - this.#startTime;
+      this.#checkCancelled();
+      this.#setStatus("active");
+
+      // Iterations until the remaining dirty memory fits in the downtime at the measured bandwidth.
+      let slotStart = performance.now();
+      let slotBytes = f.position;
+      this.#rateStart = slotStart;
+      this.#rateDirtied = 0;
+      const rateExceeded = () => {
+        const limit = options.params["max-bandwidth"] / (1000 / BUFFER_DELAY_MS);
+        return limit > 0 && f.position - slotBytes >= limit;
+      };
+      while (true) {
+        this.#checkCancelled();
+        const now = performance.now();
+        if (now - slotStart >= BUFFER_DELAY_MS) {
+          this.#updateCounters(f.position - slotBytes, now - slotStart);
+          slotStart = now;
+          slotBytes = f.position;
+        }
+        let pending = ram.pendingBytes();
+        if (pending < this.#thresholdBytes) {
+          ram.syncBitmap();
+          this.#passEvent();
+          pending = ram.pendingBytes();
+        }
+        if (pending <= this.#thresholdBytes) break;
+        saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
+        await ram.iterate(f, rateExceeded);
+        saveFooter(f, RAM_SECTION_ID);
+        await f.flush();
+        if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - performance.now());
+      }
+
+      // Switchover: stop the guest, optionally pause, then the rest of RAM and the devices.
+      this.#downtimeStart = performance.now();
+      await machine.stop("finish-migrate");
+      this.#checkCancelled();
+      if (options.cap("pause-before-switchover")) {
+        this.#continue = Promise.withResolvers();
+        this.#setStatus("pre-switchover");
+        await this.#continue.promise;
+        this.#continue = null;
+      }
+      this.#checkCancelled();
+      this.#setStatus("device");
+      saveSectionShort(f, QEMU_VM_SECTION_END, RAM_SECTION_ID);
+      await ram.complete(f);
+      saveFooter(f, RAM_SECTION_ID);
+      const devices = saveDevices(f, machine.devices);
+      saveEofAndVmdesc(f, cfgDesc, devices);
+      await f.flush();
+      finish?.();
+      if (rp) await this.#awaitShut(rp);
+      this.#checkCancelled();
+      this.#endTime = performance.now();
+      this.#downtime = this.#endTime - this.#downtimeStart;
+      this.#updateCounters(0, 0);
+      machine.setRunstate("postmigrate");
+      this.#setStatus("completed");
+    } catch (e) {
+      this.#endTime = performance.now();
+      if (this.status === "cancelling" || e instanceof MigrationCancelled) {
+        this.#setStatus("cancelled");
+      } else {
+        this.errorDesc = e instanceof Error ? e.message : String(e);
+        this.host.log(`migration failed: ${this.errorDesc}`);
+        this.#setStatus("failed");
+      }
+      // A failed or cancelled migration gives the guest back (migration_iteration_finish).
+      if (this.#vmWasRunning && !machine.running) machine.start();
+    } finally {
+      this.#link?.close();
+      this.#link = null;
+      if (rp) await rp.shut;
+    }
+  }
+
+  async #awaitShut(rp: ReturnPathReader): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const flag = await Promise.race([
+      rp.shut,
+      new Promise<Error>((r) =>
+        timer = setTimeout(
+          () => r(new Error(`no SHUT from the destination within ${RETURN_PATH_SHUT_TIMEOUT_MS} ms`)),
+          RETURN_PATH_SHUT_TIMEOUT_MS,
+        )
+      ),
+      this.#wake.promise.then(() => new MigrationCancelled()),
+    ]);
+    clearTimeout(timer);
+    if (flag instanceof MigrationCancelled) throw flag;
+    if (flag instanceof Error) throw new Error(`return path: ${flag.message}`);
+    if (flag !== 0) throw new Error("the destination reported a failed load on the return path (SHUT 1)");
+  }
+
+  #passEvent(): void {
+    if (this.host.options.cap("events") && this.#ram) {
+      this.host.emit("MIGRATION_PASS", { pass: this.#ram.dirtySyncCount });
+    }
+  }
+
+  /** migration_update_counters: bandwidth, threshold, expected downtime, dirty-pages-rate. */
+  #updateCounters(bytes: number, ms: number): void {
+    const p = this.host.options.params;
+    if (ms > 0) {
+      this.#bandwidth = bytes / ms;
+      const expectedBw = p["avail-switchover-bandwidth"] > 0
+        ? p["avail-switchover-bandwidth"] / 1000
+        : this.#bandwidth;
+      this.#thresholdBytes = expectedBw * p["downtime-limit"];
+      this.#mbps = bytes * 8 / ms / 1000;
+      if (this.#ram && expectedBw > 0) this.#expectedDowntime = this.#ram.pendingBytes() / expectedBw;
+    }
+    const ram = this.#ram;
+    if (ram) {
+      const now = performance.now();
+      this.#rateDirtied += ram.dirtiedInPeriod;
+      ram.dirtiedInPeriod = 0;
+      if (now - this.#rateStart >= 1000) {
+        this.#dirtyPagesRate = Math.round(this.#rateDirtied * 1000 / (now - this.#rateStart));
+        this.#rateStart = now;
+        this.#rateDirtied = 0;
+      }
+    }
+  }
+
+  /** The source's query-migrate answer. */
+  query(): Record<string, unknown> {
+    if (this.status === "none") return {};
+    const out: Record<string, unknown> = { status: this.status };
+    const now = this.#endTime || performance.now();
+    if (this.status !== "setup") {
+      out["total-time"] = Math.round(now - this.#startTime);
+      out["setup-time"] = Math.round(this.#setupTime);
+    }
+    if (this.status === "completed") out["downtime"] = Math.round(this.#downtime);
+    else if (this.isActive()) out["expected-downtime"] = Math.round(this.#expectedDowntime);
+    const ram = this.#ram;
+    if (ram) {
+      const transferred = this.#f?.position ?? 0;
+      out["ram"] = {
+        transferred,
+        remaining: ram.pendingBytes(),
+        total: ram.totalBytes,
+        duplicate: ram.counters.duplicate,
+        normal: ram.counters.normal,
+        "normal-bytes": ram.counters.normal * TARGET_PAGE_SIZE,
+        "dirty-pages-rate": this.#dirtyPagesRate,
+        mbps: this.#mbps,
+        "dirty-sync-count": ram.dirtySyncCount,
+        "postcopy-requests": 0,
+        "page-size": TARGET_PAGE_SIZE,
+        "multifd-bytes": 0,
+        "pages-per-second": Math.round(this.#bandwidth * 1000 / TARGET_PAGE_SIZE),
+        "precopy-bytes": transferred,
+        "downtime-bytes": 0,
+        "postcopy-bytes": 0,
+        "dirty-sync-missed-zero-copy": 0,
+      };
+    }
+    if (this.status === "failed" && this.errorDesc) out["error-desc"] = this.errorDesc;
+    return out;
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Migration capabilities and parameters (migration/options.c, qapi/migration.json): names, defaults,
+ * ranges and the error messages QEMU gives for out-of-range values.
+ */
+
+/** Every capability QEMU lists in query-migrate-capabilities, in QAPI order. */
+export const CAPABILITIES = [
+  "xbzrle",
+  "rdma-pin-all",
+  "auto-converge",
+  "zero-blocks",
+  "events",
+  "postcopy-ram",
+  "x-colo",
+  "release-ram",
+  "return-path",
+  "pause-before-switchover",
+  "multifd",
+  "dirty-bitmaps",
+  "postcopy-blocktime",
+  "late-block-activate",
+  "x-ignore-shared",
+  "validate-uuid",
+  "background-snapshot",
+  "zero-copy-send",
+  "postcopy-preempt",
+  "switchover-ack",
+  "dirty-limit",
+  "mapped-ram",
+] as const;
+export type Capability = typeof CAPABILITIES[number];
+
+/** Capabilities this model implements; enabling any other is refused rather than silently ignored. */
+export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability>([
+  "events",
+  "return-path",
+  "pause-before-switchover",
+  "validate-uuid",
+]);
+
+export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
+export const MULTIFD_COMPRESSION = ["none", "zlib", "zstd"] as const;
+
+export interface MigrationParameters {
+  "max-bandwidth": number;
+  "avail-switchover-bandwidth": number;
+  "downtime-limit": number;
+  "x-checkpoint-delay": number;
+  "multifd-channels": number;
+  "multifd-compression": typeof MULTIFD_COMPRESSION[number];
+  "multifd-zlib-level": number;
+  "multifd-zstd-level": number;
+  "xbzrle-cache-size": number;
+  "zero-page-detection": typeof ZERO_PAGE_DETECTION[number];
+  "throttle-trigger-threshold": number;
+  "cpu-throttle-initial": number;
+  "cpu-throttle-increment": number;
+  "max-cpu-throttle": number;
+  "announce-initial": number;
+  "announce-max": number;
+  "announce-rounds": number;
+  "announce-step": number;
+}
+
+export const DEFAULT_PARAMETERS: MigrationParameters = {
+  "max-bandwidth": 134217728,
+  "avail-switchover-bandwidth": 0,
+  "downtime-limit": 300,
+  "x-checkpoint-delay": 20000,
+  "multifd-channels": 2,
+  "multifd-compression": "none",
+  "multifd-zlib-level": 1,
+  "multifd-zstd-level": 1,
+  "xbzrle-cache-size": 67108864,
+  "zero-page-detection": "multifd",
+  "throttle-trigger-threshold": 50,
+  "cpu-throttle-initial": 20,
+  "cpu-throttle-increment": 10,
+  "max-cpu-throttle": 99,
+  "announce-initial": 50,
+  "announce-max": 550,
+  "announce-rounds": 5,
+  "announce-step": 100,
+};
+
+type IntRange = { min: number; max: number; what: string };
+const INT64_MAX = Number.MAX_SAFE_INTEGER;
+
+/** Ranges from migrate_params_check; `what` completes QEMU's "Parameter 'x' expects ..." message. */
+const INT_RANGES: Partial<Record<keyof MigrationParameters, IntRange>> = {
+  "max-bandwidth": { min: 0, max: INT64_MAX, what: "an integer in the range of 0 to 2^64-1 bytes/second" },
+  "avail-switchover-bandwidth": {
+    min: 0,
+    max: INT64_MAX,
+    what: "an integer in the range of 0 to 2^64-1 bytes/second",
+  },
+  "downtime-limit": { min: 0, max: 2000000, what: "an integer in the range of 0 to 2000000 milliseconds" },
+  "x-checkpoint-delay": { min: 0, max: 0xffffffff, what: "an integer in the range of 0 to 2^32-1" },
+  "multifd-channels": { min: 1, max: 255, what: "a value between 1 and 255" },
+  "multifd-zlib-level": { min: 0, max: 9, what: "a value between 0 and 9" },
+  "multifd-zstd-level": { min: 0, max: 20, what: "a value between 0 and 20" },
+  "xbzrle-cache-size": { min: 0, max: INT64_MAX, what: "a value no less than the target page size" },
+  "throttle-trigger-threshold": { min: 1, max: 100, what: "an integer in the range of 1 to 100" },
+  "cpu-throttle-initial": { min: 1, max: 99, what: "an integer in the range of 1 to 99" },
+  "cpu-throttle-increment": { min: 1, max: 99, what: "an integer in the range of 1 to 99" },
+  "max-cpu-throttle": { min: 1, max: 99, what: "an integer in the range of 1 to 99" },
+  "announce-initial": { min: 1, max: 100000, what: "a value between 1 and 100000" },
+  "announce-max": { min: 1, max: 100000, what: "a value between 1 and 100000" },
+  "announce-rounds": { min: 1, max: 1000, what: "a value between 1 and 1000" },
+  "announce-step": { min: 1, max: 10000, what: "a value between 1 and 10000" },
+};
+
+const ENUMS: Partial<Record<keyof MigrationParameters, readonly string[]>> = {
+  "multifd-compression": MULTIFD_COMPRESSION,
+  "zero-page-detection": ZERO_PAGE_DETECTION,
+};
+
+/** QMP argument types for migrate-set-parameters (all optional). */
+export function parameterArgTypes(): Record<string, "int" | { enum: string[] }> {
+  const out: Record<string, "int" | { enum: string[] }> = {};
+  for (const k of Object.keys(DEFAULT_PARAMETERS) as (keyof MigrationParameters)[]) {
+    const e = ENUMS[k];
+    out[k] = e ? { enum: [...e] } : "int";
+  }
+  return out;
+}
+
+/** Validates a partial parameter update; returns the error message QEMU would give, or null. */
+export function checkParameters(update: Partial<Record<string, unknown>>): string | null {
+  for (const [k, v] of Object.entries(update)) {
+    const range = INT_RANGES[k as keyof MigrationParameters];
+    if (range && typeof v === "number") {
+      const underscored = k.replaceAll("-", "_");
+      if (!Number.isInteger(v) || v < range.min || v > range.max) {
+        return `Parameter '${underscored}' expects ${range.what}`;
+      }
+      if (k === "xbzrle-cache-size" && v < 4096) return `Parameter '${underscored}' expects ${range.what}`;
+    }
+  }
+  return null;
+}
+
+export class MigrationOptions {
+  readonly caps = new Map<Capability, boolean>(CAPABILITIES.map((c) => [c, false]));
+  params: MigrationParameters = { ...DEFAULT_PARAMETERS };
+
+  cap(c: Capability): boolean {
+    return this.caps.get(c) ?? false;
+  }
+
+  /** Applies a migrate-set-capabilities list; returns an error message or null (nothing applied then). */
+  setCapabilities(list: { capability: string; state: boolean }[]): string | null {
+    const next = new Map(this.caps);
+    for (const { capability, state } of list) {
+      if (!this.caps.has(capability as Capability)) {
+        return `Parameter 'capability' does not accept value '${capability}'`;
+      }
+      if (state && !MODELLED_CAPABILITIES.has(capability as Capability)) {
+        return `Capability '${capability}' is not supported by the migtest engine`;
+      }
+      next.set(capability as Capability, state);
+    }
+    for (const [k, v] of next) this.caps.set(k, v);
+    return null;
+  }
+
+  queryCapabilities(): { capability: string; state: boolean }[] {
+    return CAPABILITIES.map((c) => ({ capability: c, state: this.cap(c) }));
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * QEMUFile: buffered big-endian reader and writer over a Link, as migration/qemu-file.c is over a
+ * QIOChannel. Every main-stream integer is big-endian. Both sides track their absolute stream offset so
+ * that errors can say where in the stream they happened.
+ */
+import type { Link } from "./transport/link.ts";
+
+/** A malformed or truncated incoming stream; `offset` is the stream position where it was detected. */
+export class StreamError extends Error {
+  constructor(readonly detail: string, readonly offset: number) {
+    super(`${detail} (at stream offset ${offset})`);
+    this.name = "StreamError";
+  }
+}
+
+const TWO32 = 0x1_0000_0000;
+
+/** Byte-level faults applied on the way out, for bad-stream and lost-peer cases. */
+export interface OutputFaults {
+  /** XOR `xor` into the byte at this absolute stream offset. */
+  corruptAt?: number;
+  xor?: number;
+  /** Deliver exactly this many bytes, then close the link (the peer sees a truncated stream). */
+  truncateAt?: number;
+}
+
+export class QEMUFileWriter {
+  #buf: Uint8Array;
+  #view: DataView;
+  #len = 0;
+  /** Bytes handed to the link so far. */
+  #flushed = 0;
+  faults: OutputFaults = {};
+  #error: Error | null = null;
+
+  constructor(readonly link: Link, readonly flushThreshold = 1 << 20) {
+    this.#buf = new Uint8Array(flushThreshold + 65536);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** Total bytes written (buffered or not): the stream position of the next byte. */
+  get position(): number {
+    return this.#flushed + this.#len;
+  }
+
+  /** The first write error, if the link broke. */
+  get error(): Error | null {
+    return this.#error;
+  }
+
+  #reserve(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    const bigger = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + n));
+    bigger.set(this.#buf.subarray(0, this.#len));
+    this.#buf = bigger;
+    this.#view = new DataView(bigger.buffer);
+  }
+
+  put8(v: number): void {
+    this.#reserve(1);
+    this.#buf[this.#len++] = v;
+  }
+  putBe16(v: number): void {
+    this.#reserve(2);
+    this.#view.setUint16(this.#len, v);
+    this.#len += 2;
+  }
+  putBe32(v: number): void {
+    this.#reserve(4);
+    this.#view.setUint32(this.#len, v >>> 0);
+    this.#len += 4;
+  }
+  /** Writes a non-negative integer below 2^53 as be64. */
+  putBe64(v: number): void {
+    this.#reserve(8);
+    this.#view.setUint32(this.#len, Math.floor(v / TWO32));
+    this.#view.setUint32(this.#len + 4, v >>> 0);
+    this.#len += 8;
+  }
+  putBytes(p: Uint8Array): void {
+    this.#reserve(p.length);
+    this.#buf.set(p, this.#len);
+    this.#len += p.length;
+  }
+  /** u8 length + bytes, as QEMU writes idstrs and capability names. */
+  putCountedString(s: string): void {
+    const b = new TextEncoder().encode(s);
+    if (b.length > 255) throw new Error(`string too long for a u8 length: ${s}`);
+    this.put8(b.length);
+    this.putBytes(b);
+  }
+
+  /** Flushes when the buffer passed the threshold; call after each record on hot paths. */
+  async maybeFlush(): Promise<void> {
+    if (this.#len >= this.flushThreshold) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.#error) throw this.#error;
+    if (this.#len === 0) return;
+    let out = this.#buf.subarray(0, this.#len);
+    const start = this.#flushed;
+    const f = this.faults;
+    if (f.corruptAt !== undefined && f.corruptAt >= start && f.corruptAt < start + out.length) {
+      out[f.corruptAt - start] ^= f.xor ?? 0xff;
+    }
+    let truncate = false;
+    if (f.truncateAt !== undefined && f.truncateAt < start + out.length) {
+      out = out.subarray(0, Math.max(0, f.truncateAt - start));
+      truncate = true;
+    }
+    this.#len = 0;
+    try {
+      if (out.length) await this.link.write(out);
+      this.#flushed += out.length;
+      if (truncate) {
+        this.link.close();
+        throw new Error(`${this.link.description}: connection dropped after ${f.truncateAt} bytes (fault)`);
+      }
+    } catch (e) {
+      this.#error = e instanceof Error ? e : new Error(String(e));
+      throw this.#error;
+    }
+  }
+}
+
+export class QEMUFileReader {
+  #buf: Uint8Array;
+  #view: DataView;
+  #start = 0;
+  #end = 0;
+  /** Stream offset of #buf[0]. */
+  #base = 0;
+  #eof = false;
+
+  constructor(readonly link: Link, bufSize = 1 << 20) {
+    this.#buf = new Uint8Array(bufSize);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** Stream offset of the next unread byte. */
+  get position(): number {
+    return this.#base + this.#start;
+  }
+
+  /** Bytes buffered and ready to be consumed without waiting. */
+  get available(): number {
+    return this.#end - this.#start;
+  }
+
+  has(n: number): boolean {
+    return this.#end - this.#start >= n;
+  }
+
+  error(detail: string, offset = this.position): StreamError {
+    return new StreamError(detail, offset);
+  }
+
+  /** Waits until `n` bytes are buffered; a stream that ends first is an error naming `what`. */
+  async need(n: number, what: string): Promise<void> {
+    if (this.#end - this.#start >= n) return;
+    if (n > this.#buf.length) {
+      const bigger = new Uint8Array(n);
+      bigger.set(this.#buf.subarray(this.#start, this.#end));
+      this.#base += this.#start;
+      this.#end -= this.#start;
+      this.#start = 0;
+      this.#buf = bigger;
+      this.#view = new DataView(bigger.buffer);
+    } else if (this.#start + n > this.#buf.length) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#base += this.#start;
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.#end - this.#start < n) {
+      if (this.#eof) throw this.#truncated(what);
+      const got = await this.link.read(this.#buf.subarray(this.#end));
+      if (got === null || got === 0) {
+        this.#eof = true;
+        continue;
+      }
+      this.#end += got;
+    }
+  }
+
+  #truncated(what: string): StreamError {
+    return this.error(`Unexpected end of stream while reading ${what}`, this.#base + this.#end);
+  }
+
+  /** True once the peer closed and every byte has been consumed (a clean end of stream). */
+  async atEnd(): Promise<boolean> {
+    if (this.#end > this.#start) return false;
+    try {
+      await this.need(1, "");
+      return false;
+    } catch (e) {
+      if (e instanceof StreamError) return true;
+      throw e;
+    }
+  }
+
+  get8(): number {
+    return this.#buf[this.#start++];
+  }
+  getBe16(): number {
+    const v = this.#view.getUint16(this.#start);
+    this.#start += 2;
+    return v;
+  }
+  getBe32(): number {
+    const v = this.#view.getUint32(this.#start);
+    this.#start += 4;
+    return v;
+  }
+  /** High and low be32 halves of a be64, for callers that split flags from an address. */
+  getBe64Parts(): [number, number] {
+    const hi = this.#view.getUint32(this.#start);
+    const lo = this.#view.getUint32(this.#start + 4);
+    this.#start += 8;
+    return [hi, lo];
+  }
+  /** A be64 that must fit in a JS number (sizes, offsets); larger values are stream errors. */
+  getBe64(what: string): number {
+    const at = this.position;
+    const [hi, lo] = this.getBe64Parts();
+    if (hi >= 0x20_0000) throw this.error(`${what} 0x${hi.toString(16)}${lo.toString(16).padStart(8, "0")} is out of range`, at);
+    return hi * TWO32 + lo;
+  }
+  /** Copies `n` buffered bytes out. */
+  getBytes(n: number): Uint8Array {
+    const out = this.#buf.slice(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
+  }
+  /** Copies `dest.length` buffered bytes into `dest` (a page of guest RAM, a cache page). */
+  copyTo(dest: Uint8Array): void {
+    dest.set(this.#buf.subarray(this.#start, this.#start + dest.length));
+    this.#start += dest.length;
+  }
+  /** A view of the next `n` buffered bytes without consuming them. */
+  peek(n: number): Uint8Array {
+    return this.#buf.subarray(this.#start, this.#start + n);
+  }
+  skip(n: number): void {
+    this.#start += n;
+  }
+
+  /** Reads a u8-counted string (idstr). */
+  async getCountedString(what: string): Promise<string> {
+    await this.need(1, `${what} length`);
+    const n = this.get8();
+    await this.need(n, what);
+    return new TextDecoder().decode(this.getBytes(n));
+  }
+}

@@ -1,0 +1,655 @@
+/**
+ * A QMP server over a unix socket, speaking the wire protocol the way QEMU's monitor does: greeting,
+ * capabilities negotiation, `execute`/`exec-oob` requests, id echo, error classes and async events.
+ *
+ * Unlike QEMU, in-band commands are not serialized: each request is dispatched as soon as it is parsed,
+ * so a slow async handler (a long `migrate`) never blocks a `query-migrate` behind it. Synchronous
+ * handlers still run in arrival order, and replies are written in completion order.
+ */
+
+/** Argument types, named after QAPI's builtin types. */
+export type QmpArgType =
+  | "str"
+  | "int"
+  | "number"
+  | "bool"
+  | "any"
+  | "array"
+  | "object"
+  | { enum: readonly string[] }
+  | { array: QmpArgType };
+
+export interface QmpArgSpec {
+  [name: string]: { type: QmpArgType; optional?: boolean };
+}
+
+export interface QmpCommandContext {
+  server: QmpServer;
+  /** Connection number (1, 2, ...) of the client that sent the request. */
+  clientId: number;
+  /** The request's `id` member, or undefined when it had none. */
+  id: unknown;
+  /** True when the request came in as `exec-oob`. */
+  oob: boolean;
+  /** Aborted when the client disconnects or the server closes; long handlers must honor it. */
+  signal: AbortSignal;
+}
+
+export interface QmpCommand {
+  name: string;
+  /** Arguments accepted; omitted means none. "any" skips validation (handler checks itself). */
+  args?: QmpArgSpec | "any";
+  /** May be sent with `exec-oob`. */
+  oob?: boolean;
+  handler(args: Record<string, unknown>, ctx: QmpCommandContext): unknown | Promise<unknown>;
+}
+
+/** Thrown by handlers to produce `{"error": {"class": klass, "desc": desc}}`. */
+export class QmpError extends Error {
+  readonly klass: string;
+  readonly desc: string;
+  /** `new QmpError(desc)` is a GenericError; `new QmpError(klass, desc)` picks the class. */
+  constructor(klassOrDesc: string, desc?: string) {
+    const klass = desc === undefined ? "GenericError" : klassOrDesc;
+    const d = desc === undefined ? klassOrDesc : desc;
+    super(`${klass}: ${d}`);
+    this.name = "QmpError";
+    this.klass = klass;
+    this.desc = d;
+  }
+}
+
+export interface QmpTrafficEntry {
+  /** Milliseconds since the epoch. */
+  time: number;
+  clientId: number;
+  dir: "in" | "out";
+  text: string;
+}
+
+export interface QmpServerOptions {
+  /** Unix socket path; a stale socket file there is replaced, as QEMU does. */
+  path: string;
+  commands?: readonly QmpCommand[];
+  version?: { major: number; minor: number; micro: number };
+  package?: string;
+  /** Called with every line received (one JSON value) and sent, per client. */
+  onTraffic?: (entry: QmpTrafficEntry) => void;
+}
+
+export interface QmpTimestamp {
+  seconds: number;
+  microseconds: number;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// JSON framing and (de)serialization
+
+export type JsonStreamItem = { text: string } | { error: string };
+
+const MAX_VALUE_CHARS = 16 << 20;
+const MAX_DEPTH = 1024;
+const BARE_CHAR = /[A-Za-z0-9+\-.]/;
+const WS = /[ \t\r\n]/;
+
+/**
+ * Splits a character stream into top-level JSON values by bracket counting, aware of (single or double
+ * quoted) strings, so values can be split across or merged within reads with or without separators.
+ */
+export class JsonStreamSplitter {
+  #carry = "";
+  #inValue = false;
+  #depth = 0;
+  #quote = "";
+  #escape = false;
+  #bare = false;
+  #discard = false;
+
+  push(chunk: string): JsonStreamItem[] {
+    const out: JsonStreamItem[] = [];
+    let start = 0;
+    const emit = (end: number) => {
+      out.push({ text: this.#carry + chunk.slice(start, end) });
+      this.#carry = "";
+      this.#inValue = false;
+      this.#bare = false;
+    };
+    const fail = (error: string) => {
+      out.push({ error });
+      this.#carry = "";
+      this.#inValue = false;
+      this.#bare = false;
+      this.#depth = 0;
+      this.#quote = "";
+      this.#escape = false;
+      // The rest of the offending value would be garbage; resynchronize at the next line.
+      this.#discard = true;
+    };
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i];
+      if (this.#discard) {
+        if (c === "\n") this.#discard = false;
+        continue;
+      }
+      if (this.#quote) {
+        if (this.#escape) this.#escape = false;
+        else if (c === "\\") this.#escape = true;
+        else if (c === this.#quote) {
+          this.#quote = "";
+          if (this.#depth === 0) emit(i + 1);
+        }
+        continue;
+      }
+      if (this.#bare) {
+        if (BARE_CHAR.test(c)) continue;
+        emit(i);
+      }
+      if (!this.#inValue) {
+        if (WS.test(c)) continue;
+        start = i;
+        this.#inValue = true;
+        if (c === "{" || c === "[") this.#depth = 1;
+        else if (c === '"' || c === "'") this.#quote = c;
+        else if (BARE_CHAR.test(c)) this.#bare = true;
+        else {
+          // A stray delimiter cannot start a value; report it alone and carry on.
+          out.push({ error: `JSON parse error, stray '${c}'` });
+          this.#inValue = false;
+        }
+        continue;
+      }
+      if (c === '"' || c === "'") this.#quote = c;
+      else if (c === "{" || c === "[") {
+        if (++this.#depth > MAX_DEPTH) fail("JSON parse error, nesting too deep");
+      } else if (c === "}" || c === "]") {
+        if (--this.#depth === 0) emit(i + 1);
+      }
+    }
+    if (this.#inValue) {
+      this.#carry += chunk.slice(start);
+      if (this.#carry.length > MAX_VALUE_CHARS) fail("JSON parse error, token too large");
+    }
+    return out;
+  }
+}
+
+/** Rewrites QEMU's single-quoted string extension into standard JSON. */
+function normalizeQuotes(text: string): string {
+  if (!text.includes("'")) return text;
+  let out = "";
+  let quote = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (!quote) {
+      if (c === "'") {
+        quote = c;
+        out += '"';
+      } else {
+        if (c === '"') quote = c;
+        out += c;
+      }
+    } else if (c === "\\") {
+      const n = text[++i] ?? "";
+      // \' is only meaningful inside single quotes; JSON has no such escape.
+      out += n === "'" ? "'" : c + n;
+    } else if (c === quote) {
+      quote = "";
+      out += '"';
+    } else out += quote === "'" && c === '"' ? '\\"' : c;
+  }
+  return out;
+}
+
+/**
+ * Parses one JSON value; integers beyond 2^53 become bigint so 64-bit QAPI values survive.
+ * Accepts QEMU's single-quoted strings.
+ */
+export function parseQmpJson(text: string): unknown {
+  return JSON.parse(
+    normalizeQuotes(text),
+    function (_key: string, value: unknown, ctx?: { source?: string }): unknown {
+      if (
+        typeof value === "number" && !Number.isSafeInteger(value) && ctx?.source !== undefined &&
+        /^-?\d+$/.test(ctx.source)
+      ) return BigInt(ctx.source);
+      return value;
+    },
+  );
+}
+
+/** Serializes like QEMU's compact output (`{"a": 1, "b": [2, 3]}`); bigints become JSON numbers. */
+export function qmpStringify(value: unknown): string {
+  const stack = new Set<object>();
+  const enc = (v: unknown): string | undefined => {
+    if (v === null) return "null";
+    switch (typeof v) {
+      case "string":
+        return JSON.stringify(v);
+      case "number":
+        return Number.isFinite(v) ? JSON.stringify(v) : "null";
+      case "bigint":
+        return v.toString();
+      case "boolean":
+        return v ? "true" : "false";
+      case "undefined":
+      case "function":
+      case "symbol":
+        return undefined;
+    }
+    const o = v as object;
+    if ("toJSON" in o && typeof o.toJSON === "function") return enc(o.toJSON());
+    if (stack.has(o)) throw new TypeError("cannot serialize a cyclic structure");
+    stack.add(o);
+    try {
+      if (Array.isArray(o)) return `[${o.map((e) => enc(e) ?? "null").join(", ")}]`;
+      const parts: string[] = [];
+      for (const [k, e] of Object.entries(o)) {
+        const s = enc(e);
+        if (s !== undefined) parts.push(`${JSON.stringify(k)}: ${s}`);
+      }
+      return `{${parts.join(", ")}}`;
+    } finally {
+      stack.delete(o);
+    }
+  };
+  const s = enc(value);
+  if (s === undefined) throw new TypeError(`cannot serialize a ${typeof value}`);
+  return s;
+}
+
+export function qmpTimestamp(): QmpTimestamp {
+  const us = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  return { seconds: Math.floor(us / 1e6), microseconds: us % 1e6 };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === "object" || typeof v === "function") && v !== null &&
+    typeof (v as { then?: unknown }).then === "function";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Argument validation
+
+function qapiTypeName(t: QmpArgType): string {
+  if (typeof t === "object") return "enum" in t ? "string" : "array";
+  return ({
+    str: "string",
+    int: "integer",
+    number: "number",
+    bool: "boolean",
+    any: "any",
+    array: "array",
+    object: "object",
+  } as const)[t];
+}
+
+function checkValue(path: string, t: QmpArgType, v: unknown): void {
+  let ok: boolean;
+  if (typeof t === "object") {
+    if ("enum" in t) {
+      if (typeof v !== "string") ok = false;
+      else if (!t.enum.includes(v)) throw new QmpError(`Parameter '${path}' does not accept value '${v}'`);
+      else ok = true;
+    } else {
+      ok = Array.isArray(v);
+      if (ok) (v as unknown[]).forEach((e, i) => checkValue(`${path}[${i}]`, t.array, e));
+    }
+  } else {
+    switch (t) {
+      case "any":
+        ok = true;
+        break;
+      case "str":
+        ok = typeof v === "string";
+        break;
+      case "int":
+        ok = (typeof v === "number" && Number.isInteger(v)) || typeof v === "bigint";
+        break;
+      case "number":
+        ok = typeof v === "number" || typeof v === "bigint";
+        break;
+      case "bool":
+        ok = typeof v === "boolean";
+        break;
+      case "array":
+        ok = Array.isArray(v);
+        break;
+      case "object":
+        ok = isObject(v);
+        break;
+    }
+  }
+  if (!ok) throw new QmpError(`Invalid parameter type for '${path}', expected: ${qapiTypeName(t)}`);
+}
+
+/** Checks `args` against `spec` in QEMU's order: members in spec order, then unexpected ones. */
+export function validateArgs(spec: QmpArgSpec | undefined, args: Record<string, unknown>): void {
+  const s = spec ?? {};
+  for (const [name, { type, optional }] of Object.entries(s)) {
+    if (!Object.hasOwn(args, name)) {
+      if (!optional) throw new QmpError(`Parameter '${name}' is missing`);
+      continue;
+    }
+    checkValue(name, type, args[name]);
+  }
+  for (const name of Object.keys(args)) {
+    if (!Object.hasOwn(s, name)) throw new QmpError(`Parameter '${name}' is unexpected`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Server
+
+const CAPABILITIES_SPEC: QmpArgSpec = { enable: { type: { array: { enum: ["oob"] } }, optional: true } };
+const encoder = new TextEncoder();
+
+function errorBody(e: unknown): { class: string; desc: string } {
+  if (e instanceof QmpError) return { class: e.klass, desc: e.desc };
+  if (e instanceof Error) return { class: "GenericError", desc: e.message };
+  return { class: "GenericError", desc: String(e) };
+}
+
+class Connection {
+  negotiated = false;
+  oob = false;
+  closed = false;
+  readonly abort = new AbortController();
+  readonly #inflight = new Set<Promise<void>>();
+  #writes: Promise<void> = Promise.resolve();
+  readonly done: Promise<void>;
+
+  constructor(
+    readonly id: number,
+    private readonly conn: Deno.Conn,
+    private readonly server: QmpServer,
+    greeting: string,
+    private readonly log: (dir: "in" | "out", text: string) => void,
+  ) {
+    this.sendLine(greeting);
+    this.done = this.#readLoop().then(async () => {
+      while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+      await this.#writes;
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort(new Error(`QMP client ${this.id} disconnected`));
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  sendLine(line: string): void {
+    if (this.closed) return;
+    this.log("out", line);
+    const bytes = encoder.encode(line + "\r\n");
+    this.#writes = this.#writes.then(async () => {
+      let off = 0;
+      while (off < bytes.length && !this.closed) off += await this.conn.write(bytes.subarray(off));
+    }).catch(() => this.close());
+  }
+
+  send(obj: Record<string, unknown>): void {
+    let line: string;
+    try {
+      line = qmpStringify(obj);
+    } catch (e) {
+      // An unserializable handler result must still produce a reply.
+      const err: Record<string, unknown> = { error: errorBody(e) };
+      if (Object.hasOwn(obj, "id")) err.id = obj.id;
+      line = qmpStringify(err);
+    }
+    this.sendLine(line);
+  }
+
+  async #readLoop(): Promise<void> {
+    const splitter = new JsonStreamSplitter();
+    const decoder = new TextDecoder();
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      while (!this.closed) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        for (const item of splitter.push(decoder.decode(buf.subarray(0, n), { stream: true }))) {
+          if (this.closed) break;
+          this.#handleItem(item);
+        }
+      }
+    } catch {
+      // Reset by the peer or closed under us: either way the session is over.
+    } finally {
+      this.close();
+    }
+  }
+
+  #handleItem(item: JsonStreamItem): void {
+    if ("error" in item) {
+      this.log("in", "<malformed input>");
+      this.send({ error: { class: "GenericError", desc: item.error } });
+      return;
+    }
+    this.log("in", item.text);
+    let msg: unknown;
+    try {
+      msg = parseQmpJson(item.text);
+    } catch (e) {
+      const m = e instanceof Error ? e.message : String(e);
+      this.send({ error: { class: "GenericError", desc: `JSON parse error, ${m}` } });
+      return;
+    }
+    this.#dispatch(msg);
+  }
+
+  #dispatch(msg: unknown): void {
+    if (!isObject(msg)) {
+      this.send({ error: { class: "GenericError", desc: "QMP input must be a JSON object" } });
+      return;
+    }
+    const hasId = Object.hasOwn(msg, "id");
+    const reply = (body: Record<string, unknown>) => {
+      if (hasId) body.id = msg.id;
+      this.send(body);
+    };
+    const fail = (e: unknown) => reply({ error: errorBody(e) });
+
+    let execKey: string | undefined;
+    for (const [key, value] of Object.entries(msg)) {
+      if (key === "execute" || (key === "exec-oob" && this.oob)) {
+        if (typeof value !== "string") {
+          return fail(new QmpError(`QMP input member '${key}' must be a string`));
+        }
+        if (execKey) return fail(new QmpError(`QMP input member '${key}' clashes with '${execKey}'`));
+        execKey = key;
+      } else if (key === "arguments") {
+        if (!isObject(value)) return fail(new QmpError("QMP input member 'arguments' must be an object"));
+      } else if (key !== "id") {
+        return fail(new QmpError(`QMP input member '${key}' is unexpected`));
+      }
+    }
+    if (!execKey) return fail(new QmpError("QMP input lacks member 'execute'"));
+    const name = msg[execKey] as string;
+    const oob = execKey === "exec-oob";
+    const args = (msg.arguments ?? {}) as Record<string, unknown>;
+
+    if (name === "qmp_capabilities") {
+      if (this.negotiated) {
+        return fail(
+          new QmpError("CommandNotFound", "Capabilities negotiation is already complete, command ignored"),
+        );
+      }
+      try {
+        validateArgs(CAPABILITIES_SPEC, args);
+      } catch (e) {
+        return fail(e);
+      }
+      this.negotiated = true;
+      this.oob = Array.isArray(args.enable) && args.enable.includes("oob");
+      return reply({ return: {} });
+    }
+    if (!this.negotiated) {
+      return fail(
+        new QmpError("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'"),
+      );
+    }
+    const cmd = this.server.command(name);
+    if (!cmd) return fail(new QmpError("CommandNotFound", `The command ${name} has not been found`));
+    if (oob && !cmd.oob) return fail(new QmpError(`The command ${name} does not support OOB`));
+
+    let result: unknown;
+    try {
+      if (cmd.args !== "any") validateArgs(cmd.args, args);
+      const ctx: QmpCommandContext = {
+        server: this.server,
+        clientId: this.id,
+        id: hasId ? msg.id : undefined,
+        oob,
+        signal: this.abort.signal,
+      };
+      result = cmd.handler(args, ctx);
+    } catch (e) {
+      return fail(e);
+    }
+    const ok = (r: unknown) => reply({ return: r === undefined ? {} : r });
+    if (!isThenable(result)) return ok(result);
+    const p = Promise.resolve(result).then(ok, fail).finally(() => this.#inflight.delete(p));
+    this.#inflight.add(p);
+  }
+}
+
+export class QmpServer {
+  readonly path: string;
+  readonly #listener: Deno.UnixListener;
+  readonly #commands = new Map<string, QmpCommand>();
+  readonly #conns = new Set<Connection>();
+  readonly #acceptLoop: Promise<void>;
+  readonly #greeting: string;
+  readonly #onTraffic?: (entry: QmpTrafficEntry) => void;
+  #nextId = 1;
+  #closing: Promise<void> | undefined;
+
+  private constructor(opts: QmpServerOptions) {
+    this.path = opts.path;
+    this.#onTraffic = opts.onTraffic;
+    const v = opts.version ?? { major: 7, minor: 2, micro: 0 };
+    this.#greeting = qmpStringify({
+      QMP: {
+        version: {
+          qemu: { micro: v.micro, minor: v.minor, major: v.major },
+          package: opts.package ?? "migtest",
+        },
+        capabilities: ["oob"],
+      },
+    });
+    for (const c of opts.commands ?? []) this.register(c);
+    try {
+      if (Deno.lstatSync(opts.path).isSocket) Deno.removeSync(opts.path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    this.#listener = Deno.listen({ transport: "unix", path: opts.path });
+    this.#acceptLoop = this.#accept();
+  }
+
+  /** Starts listening on `opts.path` (synchronously bound, so clients may connect right away). */
+  static listen(opts: QmpServerOptions): QmpServer {
+    return new QmpServer(opts);
+  }
+
+  /** Adds or replaces a command. `qmp_capabilities` is built in and cannot be replaced. */
+  register(cmd: QmpCommand): void {
+    if (cmd.name === "qmp_capabilities") throw new Error("qmp_capabilities is built in");
+    this.#commands.set(cmd.name, cmd);
+  }
+
+  unregister(name: string): boolean {
+    return this.#commands.delete(name);
+  }
+
+  command(name: string): QmpCommand | undefined {
+    return this.#commands.get(name);
+  }
+
+  /** Registered command names, plus the built-in qmp_capabilities (for query-commands). */
+  commandNames(): string[] {
+    return ["qmp_capabilities", ...this.#commands.keys()];
+  }
+
+  /** Number of connected clients that completed negotiation. */
+  get clientCount(): number {
+    let n = 0;
+    for (const c of this.#conns) if (c.negotiated && !c.closed) n++;
+    return n;
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Sends an event to every negotiated client; `data` is omitted from the message when not given. */
+  emit(event: string, data?: Record<string, unknown>): void {
+    const msg: Record<string, unknown> = { timestamp: qmpTimestamp(), event };
+    if (data !== undefined) msg.data = data;
+    const line = qmpStringify(msg);
+    for (const c of this.#conns) if (c.negotiated && !c.closed) c.sendLine(line);
+  }
+
+  /**
+   * Stops listening, disconnects every client (aborting their handlers' signals), waits for handlers and
+   * writes to settle, and removes the socket file. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+      await this.#acceptLoop;
+      for (const c of this.#conns) c.close();
+      await Promise.all([...this.#conns].map((c) => c.done));
+      try {
+        Deno.removeSync(this.path);
+      } catch {
+        // Deno already unlinks unix sockets on close.
+      }
+    })();
+    return this.#closing;
+  }
+
+  async #accept(): Promise<void> {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        return;
+      }
+      if (this.#closing) {
+        conn.close();
+        return;
+      }
+      const id = this.#nextId++;
+      const log = (dir: "in" | "out", text: string) => {
+        if (!this.#onTraffic) return;
+        try {
+          this.#onTraffic({ time: Date.now(), clientId: id, dir, text });
+        } catch {
+          // A broken logger must not take the monitor down.
+        }
+      };
+      const c = new Connection(id, conn, this, this.#greeting, log);
+      this.#conns.add(c);
+      c.done.then(() => {
+        if (!this.#closing) this.#conns.delete(c);
+      });
+    }
+  }
+}

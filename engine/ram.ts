@@ -1,0 +1,269 @@
+/**
+ * The "ram" live section (migration/ram.c): the block list at setup, page records while iterating, the
+ * final pass at completion, and the destination's record loader.
+ */
+import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
+import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
+
+export const RAM_SAVE_FLAG_FULL = 0x01;
+export const RAM_SAVE_FLAG_ZERO = 0x02;
+export const RAM_SAVE_FLAG_MEM_SIZE = 0x04;
+export const RAM_SAVE_FLAG_PAGE = 0x08;
+export const RAM_SAVE_FLAG_EOS = 0x10;
+export const RAM_SAVE_FLAG_CONTINUE = 0x20;
+export const RAM_SAVE_FLAG_XBZRLE = 0x40;
+export const RAM_SAVE_FLAG_HOOK = 0x80;
+export const RAM_SAVE_FLAG_COMPRESS_PAGE = 0x100;
+export const RAM_SAVE_FLAG_MULTIFD_FLUSH = 0x200;
+
+/** The "ram" SaveStateEntry: idstr "ram", instance 0, version 4. */
+export const RAM_IDSTR = "ram";
+export const RAM_VERSION_ID = 4;
+
+/** ram_save_iterate checks the clock every 64 pages and returns after MAX_WAIT ms. */
+const MAX_WAIT_MS = 50;
+
+export type ZeroPageDetection = "none" | "legacy" | "multifd";
+
+export interface RamCounters {
+  /** Zero pages sent as ZERO records ("duplicate" in query-migrate). */
+  duplicate: number;
+  /** Pages sent in full. */
+  normal: number;
+  /** Bytes of RAM records written (headers and bodies). */
+  transferred: number;
+}
+
+export class RamSaveState {
+  /** Where the page scan resumes (QEMU's last_seen_block / last_page). */
+  #scanBlock = 0;
+  #scanPage = 0;
+  /** CONTINUE tracking of the main channel; persists across sections (never reset by the sender). */
+  #lastSentBlock: RamBlock | null = null;
+  /** Pages set in the migration bitmaps (migration_dirty_pages). */
+  dirtyPages = 0;
+  dirtySyncCount = 0;
+  /** Pages that became dirty since the previous rate period (for dirty-pages-rate). */
+  dirtiedInPeriod = 0;
+  readonly counters: RamCounters = { duplicate: 0, normal: 0, transferred: 0 };
+
+  constructor(
+    readonly blocks: RamBlock[],
+    private readonly zeroPageDetection: () => ZeroPageDetection,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  get totalBytes(): number {
+    return this.blocks.reduce((n, b) => n + b.usedLength, 0);
+  }
+
+  /** ram_save_setup: every page dirty, the dirty log started and synced once, then the block list. */
+  setup(f: QEMUFileWriter): void {
+    this.dirtyPages = 0;
+    for (const b of this.blocks) {
+      this.dirtyPages += b.setAllDirty();
+      b.clearDirtyLog();
+    }
+    this.syncBitmap();
+    const start = f.position;
+    f.putBe64(this.totalBytes + RAM_SAVE_FLAG_MEM_SIZE);
+    for (const b of this.blocks) {
+      f.putCountedString(b.idstr);
+      f.putBe64(b.usedLength);
+    }
+    f.putBe64(RAM_SAVE_FLAG_EOS);
+    this.counters.transferred += f.position - start;
+  }
+
+  /** migration_bitmap_sync: pull the vCPU dirty log into the migration bitmaps. */
+  syncBitmap(): void {
+    let added = 0;
+    for (const b of this.blocks) added += b.syncDirtyLog();
+    this.dirtyPages += added;
+    this.dirtiedInPeriod += added;
+    this.dirtySyncCount++;
+  }
+
+  /** ram_state_pending_estimate / _exact (the exact one syncs first). */
+  pendingBytes(): number {
+    return this.dirtyPages * TARGET_PAGE_SIZE;
+  }
+
+  /**
+   * ram_save_iterate: send dirty pages from the last scan position until `rateExceeded` says stop, no
+   * dirty page is left, or MAX_WAIT passed; then EOS. Returns the number of pages sent.
+   */
+  async iterate(f: QEMUFileWriter, rateExceeded: () => boolean): Promise<number> {
+    const t0 = this.now();
+    let sent = 0;
+    while (!rateExceeded()) {
+      if (!this.#saveNextDirtyPage(f)) break;
+      sent++;
+      await f.maybeFlush();
+      if ((sent & 63) === 0 && this.now() - t0 > MAX_WAIT_MS) break;
+    }
+    f.putBe64(RAM_SAVE_FLAG_EOS);
+    this.counters.transferred += 8;
+    return sent;
+  }
+
+  /** ram_save_complete: a last sync, then every remaining dirty page with no rate limit, then EOS. */
+  async complete(f: QEMUFileWriter): Promise<void> {
+    this.syncBitmap();
+    while (this.#saveNextDirtyPage(f)) await f.maybeFlush();
+    f.putBe64(RAM_SAVE_FLAG_EOS);
+    this.counters.transferred += 8;
+  }
+
+  /** Finds the next dirty page from the scan position (wrapping once), clears it and sends it. */
+  #saveNextDirtyPage(f: QEMUFileWriter): boolean {
+    if (this.dirtyPages === 0) return false;
+    const n = this.blocks.length;
+    for (let tries = 0; tries <= n; tries++) {
+      const block = this.blocks[this.#scanBlock];
+      const page = block.findDirty(this.#scanPage);
+      if (page >= 0) {
+        block.testAndClearDirty(page);
+        this.dirtyPages--;
+        this.#scanPage = page + 1;
+        this.#savePage(f, block, page);
+        return true;
+      }
+      this.#scanBlock = (this.#scanBlock + 1) % n;
+      this.#scanPage = 0;
+    }
+    throw new Error(`dirty page count ${this.dirtyPages} but no dirty bit set`);
+  }
+
+  #savePage(f: QEMUFileWriter, block: RamBlock, page: number): void {
+    const start = f.position;
+    const data = block.page(page);
+    if (this.zeroPageDetection() !== "none" && isZeroPage(data)) {
+      this.#header(f, block, page, RAM_SAVE_FLAG_ZERO);
+      f.put8(0);
+      this.counters.duplicate++;
+    } else {
+      this.#header(f, block, page, RAM_SAVE_FLAG_PAGE);
+      f.putBytes(data);
+      this.counters.normal++;
+    }
+    this.counters.transferred += f.position - start;
+  }
+
+  #header(f: QEMUFileWriter, block: RamBlock, page: number, flags: number): void {
+    const cont = block === this.#lastSentBlock;
+    f.putBe64(page * TARGET_PAGE_SIZE + flags + (cont ? RAM_SAVE_FLAG_CONTINUE : 0));
+    if (!cont) {
+      f.putCountedString(block.idstr);
+      this.#lastSentBlock = block;
+    }
+  }
+}
+
+/** ram_handle_zero: only write zeros where the page is not already zero (do not touch fresh memory). */
+export function handleZeroPage(page: Uint8Array): void {
+  if (!isZeroPage(page)) page.fill(0);
+}
+
+/** Destination side of the "ram" section. */
+export class RamLoadState {
+  /** last_recv_block of the main channel; persists across sections. */
+  #lastRecvBlock: RamBlock | null = null;
+  /** Pages written by the main channel, by kind. */
+  readonly counters = { normal: 0, zero: 0 };
+
+  constructor(readonly blocks: RamBlock[]) {}
+
+  #block(idstr: string): RamBlock | undefined {
+    return this.blocks.find((b) => b.idstr === idstr);
+  }
+
+  /** ram_load_precopy: records until EOS. */
+  async load(r: QEMUFileReader, versionId: number): Promise<void> {
+    if (versionId !== RAM_VERSION_ID) throw r.error(`ram: unsupported version_id ${versionId} (expected 4)`);
+    const mask = TARGET_PAGE_SIZE - 1;
+    while (true) {
+      const at = r.position;
+      await r.need(8, "RAM record header");
+      const [hi, lo] = r.getBe64Parts();
+      const flags = lo & mask;
+      const addr = hi * 0x1_0000_0000 + (lo - flags);
+      switch (flags & ~RAM_SAVE_FLAG_CONTINUE) {
+        case RAM_SAVE_FLAG_MEM_SIZE:
+          await this.#loadBlockList(r, addr, at);
+          break;
+        case RAM_SAVE_FLAG_ZERO: {
+          const page = await this.#targetPage(r, flags, addr, at);
+          await r.need(1, "zero page fill byte");
+          const ch = r.get8();
+          if (ch !== 0) throw r.error(`Found a zero page with value ${ch}`, at);
+          handleZeroPage(page);
+          this.counters.zero++;
+          break;
+        }
+        case RAM_SAVE_FLAG_PAGE: {
+          const page = await this.#targetPage(r, flags, addr, at);
+          await r.need(TARGET_PAGE_SIZE, "page data");
+          r.copyTo(page);
+          this.counters.normal++;
+          break;
+        }
+        case RAM_SAVE_FLAG_MULTIFD_FLUSH:
+          // Without multifd channels there is nothing to wait for (multifd_recv_sync_main is a no-op).
+          break;
+        case RAM_SAVE_FLAG_EOS:
+          return;
+        case RAM_SAVE_FLAG_XBZRLE:
+          throw r.error("Failed to load XBZRLE page: xbzrle is not supported by this destination", at);
+        case RAM_SAVE_FLAG_HOOK:
+          throw r.error("RAM_SAVE_FLAG_HOOK is only valid with RDMA", at);
+        default:
+          throw r.error(`Unknown combination of migration flags: 0x${flags.toString(16)}`, at);
+      }
+    }
+  }
+
+  async #loadBlockList(r: QEMUFileReader, total: number, at: number): Promise<void> {
+    const local = this.blocks.reduce((n, b) => n + b.usedLength, 0);
+    if (total !== local) {
+      throw r.error(`RAM size mismatch: stream announces ${total} bytes, local RAM is ${local} bytes`, at);
+    }
+    let remaining = total;
+    while (remaining > 0) {
+      const idAt = r.position;
+      const idstr = await r.getCountedString("RAM block idstr");
+      await r.need(8, `length of RAM block ${idstr}`);
+      const len = r.getBe64(`length of RAM block ${idstr}`);
+      const block = this.#block(idstr);
+      if (!block) throw r.error(`Unknown ramblock "${idstr}", cannot accept migration`, idAt);
+      if (len !== block.usedLength) {
+        throw r.error(
+          `Length mismatch: ${idstr}: 0x${len.toString(16)} in != 0x${block.usedLength.toString(16)}`,
+          idAt,
+        );
+      }
+      remaining -= len;
+      if (remaining < 0) throw r.error("RAM block list overruns the announced total size", idAt);
+    }
+  }
+
+  /** Resolves a page record's block (idstr or CONTINUE) and offset to the destination page. */
+  async #targetPage(r: QEMUFileReader, flags: number, addr: number, at: number): Promise<Uint8Array> {
+    let block: RamBlock | null | undefined;
+    if (flags & RAM_SAVE_FLAG_CONTINUE) {
+      block = this.#lastRecvBlock;
+      if (!block) throw r.error("Ack, bad migration stream! (CONTINUE with no previous RAM block)", at);
+    } else {
+      const idstr = await r.getCountedString("RAM block idstr");
+      block = this.#block(idstr);
+      if (!block) throw r.error(`Can't find block ${idstr}`, at);
+      this.#lastRecvBlock = block;
+    }
+    if (addr + TARGET_PAGE_SIZE > block.usedLength) {
+      throw r.error(`Illegal RAM offset 0x${addr.toString(16)} in block ${block.idstr}`, at);
+    }
+    const index = addr / TARGET_PAGE_SIZE;
+    block.testAndSetReceived(index);
+    return block.page(index);
+  }
+}

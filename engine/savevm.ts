@@ -1,0 +1,363 @@
+/**
+ * The main stream's framing (migration/savevm.c): file header, configuration section, START/PART/END/FULL
+ * sections with footers, commands, EOF and the JSON vmdesc; and the destination's loadvm main loop.
+ */
+import type { Device } from "./guest/devices/device.ts";
+import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
+import { RAM_IDSTR, RAM_VERSION_ID, type RamLoadState } from "./ram.ts";
+import { TARGET_PAGE_SIZE } from "./ram_block.ts";
+import { loadState, saveState, vmdescDevice } from "./vmstate.ts";
+
+export const QEMU_VM_FILE_MAGIC = 0x5145564d;
+export const QEMU_VM_FILE_VERSION_COMPAT = 0x00000002;
+export const QEMU_VM_FILE_VERSION = 0x00000003;
+
+export const QEMU_VM_EOF = 0x00;
+export const QEMU_VM_SECTION_START = 0x01;
+export const QEMU_VM_SECTION_PART = 0x02;
+export const QEMU_VM_SECTION_END = 0x03;
+export const QEMU_VM_SECTION_FULL = 0x04;
+export const QEMU_VM_SUBSECTION = 0x05;
+export const QEMU_VM_VMDESCRIPTION = 0x06;
+export const QEMU_VM_CONFIGURATION = 0x07;
+export const QEMU_VM_COMMAND = 0x08;
+export const QEMU_VM_SECTION_FOOTER = 0x7e;
+
+export const MIG_CMD_INVALID = 0;
+export const MIG_CMD_OPEN_RETURN_PATH = 1;
+export const MIG_CMD_PING = 2;
+export const MIG_CMD_ENABLE_COLO = 8;
+export const MIG_CMD_SWITCHOVER_START = 11;
+export const MIG_CMD_MAX = 12;
+
+const MIG_CMD_NAMES = [
+  "INVALID",
+  "OPEN_RETURN_PATH",
+  "PING",
+  "POSTCOPY_ADVISE",
+  "POSTCOPY_LISTEN",
+  "POSTCOPY_RUN",
+  "POSTCOPY_RAM_DISCARD",
+  "PACKAGED",
+  "ENABLE_COLO",
+  "POSTCOPY_RESUME",
+  "RECV_BITMAP",
+  "SWITCHOVER_START",
+];
+/** Fixed payload lengths (mig_cmd_args); -1 = variable. */
+const MIG_CMD_LEN = [-1, 0, 4, -1, 0, 0, -1, 4, 0, 0, -1, 0];
+
+/** Largest vmdesc we accept; QEMU's analyze tool reads at most the last 10 MiB. */
+const MAX_VMDESC = 10 << 20;
+
+export interface ConfigurationInfo {
+  machineType: string;
+  /** 16 bytes; sent in the configuration/uuid subsection when validate-uuid is on. */
+  uuid: Uint8Array | null;
+}
+
+export type VmdescObject = Record<string, unknown>;
+
+/** Section ids in registration order, as QEMU's global_section_id hands them out. */
+export const RAM_SECTION_ID = 0;
+export function deviceSectionId(index: number): number {
+  return index + 1;
+}
+
+export function uuidToString(u: Uint8Array): string {
+  const h = Array.from(u, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export function parseUuid(s: string): Uint8Array {
+  const hex = s.replaceAll("-", "");
+  if (!/^[0-9a-fA-F]{32}$/.test(hex) || !/^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(s)) {
+    throw new Error(`Fail to parse UUID string '${s}'`);
+  }
+  return Uint8Array.from(hex.match(/../g)!, (x) => parseInt(x, 16));
+}
+
+/** Magic, version and the configuration section (qemu_savevm_state_header). */
+export function saveHeader(f: QEMUFileWriter, cfg: ConfigurationInfo): VmdescObject {
+  f.putBe32(QEMU_VM_FILE_MAGIC);
+  f.putBe32(QEMU_VM_FILE_VERSION);
+  f.put8(QEMU_VM_CONFIGURATION);
+  const name = new TextEncoder().encode(cfg.machineType);
+  f.putBe32(name.length);
+  f.putBytes(name);
+  const desc: VmdescObject = {
+    vmsd_name: "configuration",
+    version: 1,
+    fields: [
+      { name: "len", type: "uint32", size: 4 },
+      { name: "name", type: "buffer", size: name.length },
+    ],
+  };
+  if (cfg.uuid) {
+    f.put8(QEMU_VM_SUBSECTION);
+    f.putCountedString("configuration/uuid");
+    f.putBe32(1);
+    f.putBytes(cfg.uuid);
+    desc.subsections = [{
+      vmsd_name: "configuration/uuid",
+      version: 1,
+      fields: [{ name: "uuid", type: "buffer", size: 16 }],
+    }];
+  }
+  return desc;
+}
+
+export function saveSectionFull(
+  f: QEMUFileWriter,
+  type: typeof QEMU_VM_SECTION_START | typeof QEMU_VM_SECTION_FULL,
+  sectionId: number,
+  idstr: string,
+  instanceId: number,
+  versionId: number,
+): void {
+  f.put8(type);
+  f.putBe32(sectionId);
+  f.putCountedString(idstr);
+  f.putBe32(instanceId);
+  f.putBe32(versionId);
+}
+
+export function saveSectionShort(
+  f: QEMUFileWriter,
+  type: typeof QEMU_VM_SECTION_PART | typeof QEMU_VM_SECTION_END,
+  sectionId: number,
+): void {
+  f.put8(type);
+  f.putBe32(sectionId);
+}
+
+export function saveFooter(f: QEMUFileWriter, sectionId: number): void {
+  f.put8(QEMU_VM_SECTION_FOOTER);
+  f.putBe32(sectionId);
+}
+
+export function saveCommand(f: QEMUFileWriter, cmd: number, payload: Uint8Array = new Uint8Array()): void {
+  f.put8(QEMU_VM_COMMAND);
+  f.putBe16(cmd);
+  f.putBe16(payload.length);
+  f.putBytes(payload);
+}
+
+/** One FULL section per device (qemu_savevm_state_complete_precopy_non_iterable); returns vmdesc entries. */
+export function saveDevices(f: QEMUFileWriter, devices: Device[]): VmdescObject[] {
+  const out: VmdescObject[] = [];
+  devices.forEach((d, i) => {
+    const id = deviceSectionId(i);
+    saveSectionFull(f, QEMU_VM_SECTION_FULL, id, d.idstr, d.instanceId, d.vmsd.versionId);
+    const desc = saveState(f, d.vmsd, d.state);
+    saveFooter(f, id);
+    out.push({ ...vmdescDevice(d.idstr, d.instanceId, desc) });
+  });
+  return out;
+}
+
+/** EOF, then the vmdesc JSON that tools such as analyze-migration.py use as the schema. */
+export function saveEofAndVmdesc(f: QEMUFileWriter, configuration: VmdescObject, devices: VmdescObject[]): void {
+  f.put8(QEMU_VM_EOF);
+  const json = new TextEncoder().encode(
+    JSON.stringify({ page_size: TARGET_PAGE_SIZE, configuration, devices }),
+  );
+  f.put8(QEMU_VM_VMDESCRIPTION);
+  f.putBe32(json.length);
+  f.putBytes(json);
+}
+
+export interface LoadVMContext {
+  local: ConfigurationInfo;
+  ram: RamLoadState;
+  devices: Device[];
+  /** MIG_CMD_OPEN_RETURN_PATH. */
+  openReturnPath(): void;
+  /** MIG_CMD_PING: reply PONG on the return path. */
+  ping(value: number): void;
+  /** Called between records, so the loader can be paused or observed (test breakpoints). */
+  progress?(): Promise<void>;
+}
+
+interface LoadEntry {
+  idstr: string;
+  instanceId: number;
+  versionId: number;
+  load(r: QEMUFileReader, versionId: number): Promise<void>;
+}
+
+/** qemu_loadvm_state: header, configuration, then sections and commands until EOF, then the vmdesc. */
+export async function loadVmState(r: QEMUFileReader, ctx: LoadVMContext): Promise<void> {
+  await loadHeader(r, ctx.local);
+  const bySectionId = new Map<number, LoadEntry>();
+  const entries: LoadEntry[] = [
+    {
+      idstr: RAM_IDSTR,
+      instanceId: 0,
+      versionId: RAM_VERSION_ID,
+      load: (r, v) => ctx.ram.load(r, v),
+    },
+    ...ctx.devices.map((d): LoadEntry => ({
+      idstr: d.idstr,
+      instanceId: d.instanceId,
+      versionId: d.vmsd.versionId,
+      load: (r, v) => loadState(r, d.vmsd, d.state, v),
+    })),
+  ];
+  while (true) {
+    await ctx.progress?.();
+    const at = r.position;
+    await r.need(1, "section type");
+    const type = r.get8();
+    switch (type) {
+      case QEMU_VM_SECTION_START:
+      case QEMU_VM_SECTION_FULL: {
+        await r.need(4, "section id");
+        const sectionId = r.getBe32();
+        const idstr = await r.getCountedString("section idstr");
+        await r.need(8, `instance and version of section '${idstr}'`);
+        const instanceId = r.getBe32();
+        const versionId = r.getBe32();
+        const entry = entries.find((e) => e.idstr === idstr && e.instanceId === instanceId);
+        if (!entry) {
+          throw r.error(
+            `Unknown savevm section or instance '${idstr}' ${instanceId}. Make sure that your current VM ` +
+              `setup matches your saved VM setup, including any hotplugged devices`,
+            at,
+          );
+        }
+        if (versionId > entry.versionId) {
+          throw r.error(`savevm: unsupported version ${versionId} for '${idstr}' v${entry.versionId}`, at);
+        }
+        bySectionId.set(sectionId, { ...entry, versionId });
+        await entry.load(r, versionId);
+        await checkFooter(r, sectionId, idstr);
+        break;
+      }
+      case QEMU_VM_SECTION_PART:
+      case QEMU_VM_SECTION_END: {
+        await r.need(4, "section id");
+        const sectionId = r.getBe32();
+        const entry = bySectionId.get(sectionId);
+        if (!entry) throw r.error(`Unknown savevm section ${sectionId}`, at);
+        await entry.load(r, entry.versionId);
+        await checkFooter(r, sectionId, entry.idstr);
+        break;
+      }
+      case QEMU_VM_COMMAND:
+        await loadCommand(r, ctx, at);
+        break;
+      case QEMU_VM_EOF:
+        await skipVmdesc(r);
+        return;
+      default:
+        throw r.error(`Unknown savevm section type ${type}`, at);
+    }
+  }
+}
+
+async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<void> {
+  await r.need(8, "file header");
+  const magic = r.getBe32();
+  if (magic !== QEMU_VM_FILE_MAGIC) {
+    throw r.error(`Not a migration stream (magic 0x${magic.toString(16).padStart(8, "0")}, expected 0x5145564d)`, 0);
+  }
+  const version = r.getBe32();
+  if (version === QEMU_VM_FILE_VERSION_COMPAT) throw r.error("SaveVM v2 format is obsolete and don't work anymore", 4);
+  if (version !== QEMU_VM_FILE_VERSION) throw r.error(`Unsupported migration stream version ${version}`, 4);
+  await r.need(1, "configuration section");
+  const at = r.position;
+  const type = r.get8();
+  if (type !== QEMU_VM_CONFIGURATION) throw r.error(`Configuration section missing (found type ${type})`, at);
+  await r.need(4, "configuration.len");
+  const len = r.getBe32();
+  if (len > 255) throw r.error(`configuration: machine type name of ${len} bytes is too long`, at + 1);
+  await r.need(len, "configuration.name");
+  const machineType = new TextDecoder().decode(r.getBytes(len));
+  let uuid: Uint8Array | null = null;
+  while (true) {
+    await r.need(1, "configuration subsection or next section");
+    if (r.peek(1)[0] !== QEMU_VM_SUBSECTION) break;
+    const subAt = r.position;
+    r.skip(1);
+    const name = await r.getCountedString("configuration subsection name");
+    await r.need(4, `${name} version`);
+    r.getBe32();
+    if (name === "configuration/uuid") {
+      await r.need(16, "configuration/uuid");
+      uuid = r.getBytes(16);
+    } else if (name === "configuration/target-page-bits") {
+      await r.need(4, name);
+      const bits = r.getBe32();
+      if (1 << bits !== TARGET_PAGE_SIZE) {
+        throw r.error(`Received TARGET_PAGE_BITS is ${bits} but local is 12`, subAt);
+      }
+    } else {
+      throw r.error(`VM subsection '${name}' in 'configuration' does not exist`, subAt);
+    }
+  }
+  if (machineType !== local.machineType) {
+    throw r.error(`Machine type received is '${machineType}' and local is '${local.machineType}'`, at);
+  }
+  if (uuid && local.uuid && uuid.some((b, i) => b !== local.uuid![i])) {
+    throw r.error(`UUID received is '${uuidToString(uuid)}' and local is '${uuidToString(local.uuid)}'`, at);
+  }
+}
+
+async function checkFooter(r: QEMUFileReader, sectionId: number, idstr: string): Promise<void> {
+  const at = r.position;
+  await r.need(5, `section footer of '${idstr}'`);
+  const marker = r.get8();
+  if (marker !== QEMU_VM_SECTION_FOOTER) throw r.error(`Missing section footer for ${idstr}`, at);
+  const id = r.getBe32();
+  if (id !== sectionId) {
+    throw r.error(
+      `Mismatched section id in footer for ${idstr} - read 0x${id.toString(16)} expected 0x${sectionId.toString(16)}`,
+      at,
+    );
+  }
+}
+
+async function loadCommand(r: QEMUFileReader, ctx: LoadVMContext, at: number): Promise<void> {
+  await r.need(4, "command header");
+  const cmd = r.getBe16();
+  const len = r.getBe16();
+  if (cmd >= MIG_CMD_MAX || cmd === MIG_CMD_INVALID) throw r.error(`Invalid command ${cmd}`, at);
+  const name = MIG_CMD_NAMES[cmd];
+  if (MIG_CMD_LEN[cmd] !== -1 && MIG_CMD_LEN[cmd] !== len) {
+    throw r.error(`${name} received bad length ${len}/${MIG_CMD_LEN[cmd]}`, at);
+  }
+  await r.need(len, `${name} payload`);
+  const payload = r.getBytes(len);
+  switch (cmd) {
+    case MIG_CMD_OPEN_RETURN_PATH:
+      ctx.openReturnPath();
+      break;
+    case MIG_CMD_PING:
+      ctx.ping(new DataView(payload.buffer).getUint32(0));
+      break;
+    case MIG_CMD_SWITCHOVER_START:
+      break;
+    default:
+      throw r.error(`VM_COMMAND ${name} (0x${cmd.toString(16)}) not supported by this destination`, at);
+  }
+}
+
+/** After EOF the vmdesc is read and discarded, so the sender does not fail on close. */
+async function skipVmdesc(r: QEMUFileReader): Promise<void> {
+  if (await r.atEnd()) return;
+  const at = r.position;
+  await r.need(1, "vmdesc section type");
+  const type = r.get8();
+  if (type !== QEMU_VM_VMDESCRIPTION) throw r.error(`Expected vmdescription section, but got ${type}`, at);
+  await r.need(4, "vmdesc length");
+  const len = r.getBe32();
+  if (len > MAX_VMDESC) throw r.error(`vmdesc of ${len} bytes exceeds the ${MAX_VMDESC}-byte limit`, at);
+  let left = len;
+  while (left > 0) {
+    const n = Math.min(left, 0x1000);
+    await r.need(n, "vmdesc");
+    r.skip(n);
+    left -= n;
+  }
+}
