@@ -155,7 +155,9 @@ export class MigrationIncoming {
   query(): Record<string, unknown> {
     if (this.status === "none") return {};
     const out: Record<string, unknown> = { status: this.status };
-    if (this.#socketAddress.length && this.status !== "completed") out["socket-address"] = this.#socketAddress;
+    if (this.#socketAddress.length && this.status !== "completed") {
+      out["socket-address"] = this.#socketAddress;
+    }
     if (this.#startTime) {
       out["total-time"] = Math.round((this.#endTime || performance.now()) - this.#startTime);
     }

@@ -4,7 +4,14 @@
  */
 import type { Machine } from "./guest/machine.ts";
 import { type OutputFaults, QEMUFileWriter } from "./qemu_file.ts";
-import { RAM_IDSTR, RAM_VERSION_ID, RamSaveState } from "./ram.ts";
+import {
+  RAM_IDSTR,
+  RAM_SAVE_FLAG_EOS,
+  RAM_SAVE_FLAG_PAGE,
+  RAM_SAVE_FLAG_ZERO,
+  RAM_VERSION_ID,
+  RamSaveState,
+} from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import type { MigrationOptions } from "./options.ts";
 import { ReturnPathReader } from "./return_path.ts";
@@ -13,6 +20,7 @@ import {
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   QEMU_VM_SECTION_END,
+  QEMU_VM_SECTION_FULL,
   QEMU_VM_SECTION_PART,
   QEMU_VM_SECTION_START,
   RAM_SECTION_ID,
@@ -54,6 +62,15 @@ export class MigrationCancelled extends Error {
   }
 }
 
+/** Faults that need the stream's structure (byte-level ones are OutputFaults). */
+export type StreamFaultKind = "bad-ram-flags" | "ram-offset" | "unknown-section" | "bad-footer";
+export const STREAM_FAULT_KINDS: readonly StreamFaultKind[] = [
+  "bad-ram-flags",
+  "ram-offset",
+  "unknown-section",
+  "bad-footer",
+];
+
 export interface MigrationHost {
   machine: Machine;
   options: MigrationOptions;
@@ -70,6 +87,7 @@ export class MigrationState {
   errorDesc: string | null = null;
   /** Faults to inject into the next migration's main channel (x-test-inject-fault). */
   faults: OutputFaults = {};
+  streamFault: StreamFaultKind | null = null;
 
   #ram: RamSaveState | null = null;
   #f: QEMUFileWriter | null = null;
@@ -193,6 +211,7 @@ export class MigrationState {
       ram.setup(f);
       this.#passEvent();
       saveFooter(f, RAM_SECTION_ID);
+      this.#injectRamFault(f);
       await f.flush();
       this.#setupTime = performance.now() - this.#startTime;
       this.#checkCancelled();
@@ -224,7 +243,7 @@ export class MigrationState {
         if (pending <= this.#thresholdBytes) break;
         saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
         await ram.iterate(f, rateExceeded);
-        saveFooter(f, RAM_SECTION_ID);
+        saveFooter(f, this.streamFault === "bad-footer" ? RAM_SECTION_ID + 0x40 : RAM_SECTION_ID);
         await f.flush();
         if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - performance.now());
       }
@@ -245,6 +264,10 @@ export class MigrationState {
       await ram.complete(f);
       saveFooter(f, RAM_SECTION_ID);
       const devices = saveDevices(f, machine.devices);
+      if (this.streamFault === "unknown-section") {
+        saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
+        saveFooter(f, 0x99);
+      }
       saveEofAndVmdesc(f, cfgDesc, devices);
       await f.flush();
       finish?.();
@@ -271,6 +294,22 @@ export class MigrationState {
       this.#link = null;
       if (rp) await rp.shut;
     }
+  }
+
+  /** A PART section carrying one RAM record the destination must refuse. */
+  #injectRamFault(f: QEMUFileWriter): void {
+    if (this.streamFault !== "bad-ram-flags" && this.streamFault !== "ram-offset") return;
+    const block = this.host.machine.blocks[0];
+    saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
+    if (this.streamFault === "bad-ram-flags") {
+      f.putBe64(RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE);
+    } else {
+      f.putBe64(block.usedLength + RAM_SAVE_FLAG_PAGE);
+      f.putCountedString(block.idstr);
+      f.putBytes(new Uint8Array(TARGET_PAGE_SIZE));
+    }
+    f.putBe64(RAM_SAVE_FLAG_EOS);
+    saveFooter(f, RAM_SECTION_ID);
   }
 
   async #awaitShut(rp: ReturnPathReader): Promise<void> {

@@ -224,7 +224,9 @@ export class QEMUFileReader {
   getBe64(what: string): number {
     const at = this.position;
     const [hi, lo] = this.getBe64Parts();
-    if (hi >= 0x20_0000) throw this.error(`${what} 0x${hi.toString(16)}${lo.toString(16).padStart(8, "0")} is out of range`, at);
+    if (hi >= 0x20_0000) {
+      throw this.error(`${what} 0x${hi.toString(16)}${lo.toString(16).padStart(8, "0")} is out of range`, at);
+    }
     return hi * TWO32 + lo;
   }
   /** Copies `n` buffered bytes out. */

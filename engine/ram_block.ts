@@ -40,7 +40,9 @@ export class RamBlock {
 
   constructor(spec: RamBlockSpec, shared?: SharedRamBlock) {
     if (spec.size <= 0 || spec.size % TARGET_PAGE_SIZE !== 0) {
-      throw new Error(`RAM block ${spec.idstr}: size ${spec.size} is not a positive multiple of the page size`);
+      throw new Error(
+        `RAM block ${spec.idstr}: size ${spec.size} is not a positive multiple of the page size`,
+      );
     }
     this.idstr = spec.idstr;
     this.usedLength = spec.size;

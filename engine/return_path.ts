@@ -42,7 +42,9 @@ export class ReturnPathReader {
 
   constructor(link: Link, onShutError: (e: Error) => void) {
     this.shut = this.#run(new QEMUFileReader(link, 4096)).then((flag) => {
-      if (flag !== 0) onShutError(new Error("the destination reported a failed load on the return path (SHUT 1)"));
+      if (flag !== 0) {
+        onShutError(new Error("the destination reported a failed load on the return path (SHUT 1)"));
+      }
       return flag;
     }, (e) => e instanceof Error ? e : new Error(String(e)));
   }

@@ -157,7 +157,11 @@ export function saveDevices(f: QEMUFileWriter, devices: Device[]): VmdescObject[
 }
 
 /** EOF, then the vmdesc JSON that tools such as analyze-migration.py use as the schema. */
-export function saveEofAndVmdesc(f: QEMUFileWriter, configuration: VmdescObject, devices: VmdescObject[]): void {
+export function saveEofAndVmdesc(
+  f: QEMUFileWriter,
+  configuration: VmdescObject,
+  devices: VmdescObject[],
+): void {
   f.put8(QEMU_VM_EOF);
   const json = new TextEncoder().encode(
     JSON.stringify({ page_size: TARGET_PAGE_SIZE, configuration, devices }),
@@ -260,10 +264,15 @@ async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<
   await r.need(8, "file header");
   const magic = r.getBe32();
   if (magic !== QEMU_VM_FILE_MAGIC) {
-    throw r.error(`Not a migration stream (magic 0x${magic.toString(16).padStart(8, "0")}, expected 0x5145564d)`, 0);
+    throw r.error(
+      `Not a migration stream (magic 0x${magic.toString(16).padStart(8, "0")}, expected 0x5145564d)`,
+      0,
+    );
   }
   const version = r.getBe32();
-  if (version === QEMU_VM_FILE_VERSION_COMPAT) throw r.error("SaveVM v2 format is obsolete and don't work anymore", 4);
+  if (version === QEMU_VM_FILE_VERSION_COMPAT) {
+    throw r.error("SaveVM v2 format is obsolete and don't work anymore", 4);
+  }
   if (version !== QEMU_VM_FILE_VERSION) throw r.error(`Unsupported migration stream version ${version}`, 4);
   await r.need(1, "configuration section");
   const at = r.position;
@@ -312,7 +321,9 @@ async function checkFooter(r: QEMUFileReader, sectionId: number, idstr: string):
   const id = r.getBe32();
   if (id !== sectionId) {
     throw r.error(
-      `Mismatched section id in footer for ${idstr} - read 0x${id.toString(16)} expected 0x${sectionId.toString(16)}`,
+      `Mismatched section id in footer for ${idstr} - read 0x${id.toString(16)} expected 0x${
+        sectionId.toString(16)
+      }`,
       at,
     );
   }

@@ -53,7 +53,9 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
         continue;
       }
       const t0 = performance.now();
-      while (Atomics.load(ctrl, CTRL_CMD) === CMD_RUN && performance.now() - t0 < init.runMs) workload.step(1024);
+      while (Atomics.load(ctrl, CTRL_CMD) === CMD_RUN && performance.now() - t0 < init.runMs) {
+        workload.step(1024);
+      }
       if (init.sleepMs > 0) Atomics.wait(ctrl, CTRL_CMD, CMD_RUN, init.sleepMs);
     }
   } catch (err) {

@@ -387,6 +387,14 @@ class Connection {
     }
   }
 
+  /** Waits (at most `ms`) until everything queued so far has been written. */
+  async flush(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+    await Promise.race([this.#writes, expired]);
+    clearTimeout(timer);
+  }
+
   sendLine(line: string): void {
     if (this.closed) return;
     this.log("out", line);
@@ -432,7 +440,7 @@ class Connection {
 
   #handleItem(item: JsonStreamItem): void {
     if ("error" in item) {
-      this.log("in", "<malformed input>");
+      this.log("in", `<unframable input: ${item.error}>`);
       this.send({ error: { class: "GenericError", desc: item.error } });
       return;
     }
@@ -602,8 +610,9 @@ export class QmpServer {
   }
 
   /**
-   * Stops listening, disconnects every client (aborting their handlers' signals), waits for handlers and
-   * writes to settle, and removes the socket file. Idempotent.
+   * Stops listening, flushes queued output, disconnects every client (aborting their handlers' signals),
+   * waits for handlers to settle and removes the socket file. Idempotent. A handler may start it (`quit`)
+   * but must not await it, since close waits for in-flight handlers.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -613,6 +622,8 @@ export class QmpServer {
         // Already closed.
       }
       await this.#acceptLoop;
+      // Deliver what is already queued (a `quit` reply, a SHUTDOWN event) unless the peer stalls.
+      await Promise.all([...this.#conns].map((c) => c.flush(1000)));
       for (const c of this.#conns) c.close();
       await Promise.all([...this.#conns].map((c) => c.done));
       try {

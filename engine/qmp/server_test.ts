@@ -117,6 +117,13 @@ function commands(gate: Gate): QmpCommand[] {
       args: { event: { type: "str" }, data: { type: "object", optional: true } },
       handler: (a, ctx) => ctx.server.emit(a.event as string, a.data as Record<string, unknown> | undefined),
     },
+    {
+      name: "quit",
+      handler: (_a, ctx) => {
+        ctx.server.emit("SHUTDOWN", { guest: false, reason: "host-qmp-quit" });
+        void ctx.server.close();
+      },
+    },
     { name: "whoami", handler: (_a, ctx) => ({ client: ctx.clientId, id: ctx.id ?? null, oob: ctx.oob }) },
   ];
 }
@@ -239,8 +246,11 @@ Deno.test("greeting is QEMU-shaped and CRLF terminated; client negotiates", asyn
           capabilities: ["oob"],
         },
       });
-      assert.equal(line, `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, ` +
-        `"package": "migtest"}, "capabilities": ["oob"]}}\r\n`);
+      assert.equal(
+        line,
+        `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, ` +
+          `"package": "migtest"}, "capabilities": ["oob"]}}\r\n`,
+      );
     });
     await withClient(path, async (c) => {
       assert.equal(c.greeting.QMP.version.qemu.major, 7);
@@ -248,7 +258,10 @@ Deno.test("greeting is QEMU-shaped and CRLF terminated; client negotiates", asyn
       assert.equal(server.clientCount, 1);
       assert.deepEqual(await c.execute("whoami"), { client: 2, id: "src-2", oob: false });
     });
-    await withClient(path, async (c) => assert.equal(c.oob, true), { oob: true });
+    await withClient(path, async (c) => {
+      assert.equal(c.oob, true);
+      assert.deepEqual(await c.executeOob("ping-oob"), { pong: true });
+    }, { oob: true });
   });
 });
 
@@ -257,14 +270,20 @@ Deno.test("before negotiation only qmp_capabilities is accepted; afterwards it i
     await withRaw(path, async (r) => {
       await r.msg();
       const expecting = {
-        error: { class: "CommandNotFound", desc: "Expecting capabilities negotiation with 'qmp_capabilities'" },
+        error: {
+          class: "CommandNotFound",
+          desc: "Expecting capabilities negotiation with 'qmp_capabilities'",
+        },
       };
       await r.send('{"execute":"fast"}\n');
       assert.deepEqual(await r.msg(), expecting);
       await r.send('{"execute":"no-such-command","id":1}\n');
       assert.deepEqual(await r.msg(), { ...expecting, id: 1 });
       await r.send('{"exec-oob":"ping-oob","id":2}\n');
-      assert.deepEqual(await r.msg(), { ...genericError("QMP input member 'exec-oob' is unexpected"), id: 2 });
+      assert.deepEqual(await r.msg(), {
+        ...genericError("QMP input member 'exec-oob' is unexpected"),
+        id: 2,
+      });
       await r.send('{"execute":"qmp_capabilities","arguments":{"enable":["bogus"]}}\n');
       assert.deepEqual(await r.msg(), genericError("Parameter 'enable[0]' does not accept value 'bogus'"));
       await r.send('{"execute":"qmp_capabilities","arguments":{"enable":"oob"}}\n');
@@ -275,7 +294,10 @@ Deno.test("before negotiation only qmp_capabilities is accepted; afterwards it i
       assert.deepEqual(await r.msg(), { return: {}, id: "n" });
       await r.send('{"execute":"qmp_capabilities"}\n');
       assert.deepEqual(await r.msg(), {
-        error: { class: "CommandNotFound", desc: "Capabilities negotiation is already complete, command ignored" },
+        error: {
+          class: "CommandNotFound",
+          desc: "Capabilities negotiation is already complete, command ignored",
+        },
       });
       await r.send('{"execute":"fast"}\n');
       assert.deepEqual(await r.msg(), { return: { fast: true } });
@@ -359,7 +381,7 @@ Deno.test("handler failures become error replies and the server keeps going", as
 });
 
 Deno.test("a slow handler does not block later commands; replies come in completion order", async () => {
-  await withServer(async ({ path, gate }) => {
+  await withServer(async ({ path }) => {
     await withClient(path, async (c) => {
       let slowDone = false;
       const slow = c.execute("slow").then((r) => {
@@ -370,13 +392,14 @@ Deno.test("a slow handler does not block later commands; replies come in complet
       assert.equal(slowDone, false);
       await c.execute("release");
       assert.deepEqual(await slow, { slow: true });
-      assert.ok(gate);
     });
   });
   await withServer(async ({ path }) => {
     await withRaw(path, async (r) => {
       await r.negotiate();
-      await r.send('{"execute":"slow","id":"s"}{"execute":"fast","id":"f"}\n{"execute":"release","id":"r"}\n');
+      await r.send(
+        '{"execute":"slow","id":"s"}{"execute":"fast","id":"f"}\n{"execute":"release","id":"r"}\n',
+      );
       assert.deepEqual(await r.msg(), { return: { fast: true }, id: "f" });
       const rest = [await r.msg(), await r.msg()].sort((a, b) => String(a.id).localeCompare(String(b.id)));
       assert.deepEqual(rest, [{ return: {}, id: "r" }, { return: { slow: true }, id: "s" }]);
@@ -389,9 +412,10 @@ Deno.test("exec-oob runs oob-capable commands only, and only when negotiated", a
     await withClient(path, async (c) => {
       const slow = c.execute("slow");
       assert.deepEqual(await c.executeOob("ping-oob"), { pong: true });
-      assert.deepEqual(await c.executeOob("whoami").catch((e: QmpCommandError) => e.desc), (
-        "The command whoami does not support OOB"
-      ));
+      assert.deepEqual(
+        await c.executeOob("whoami").catch((e: QmpCommandError) => e.desc),
+        "The command whoami does not support OOB",
+      );
       const err = await c.executeOob("fast").then(() => null, (e: unknown) => e);
       assert.ok(err instanceof QmpCommandError);
       assert.equal(err.desc, "The command fast does not support OOB");
@@ -537,7 +561,10 @@ Deno.test("malformed input gets GenericError replies and the session continues",
       await expectError('{"execute":"fast","foo":1,"id":3}\n', "QMP input member 'foo' is unexpected");
       await expectError('{"arguments":{}}\n', "QMP input lacks member 'execute'");
       await expectError('{"execute":1}\n', "QMP input member 'execute' must be a string");
-      await expectError('{"execute":"echo","arguments":[]}\n', "QMP input member 'arguments' must be an object");
+      await expectError(
+        '{"execute":"echo","arguments":[]}\n',
+        "QMP input member 'arguments' must be an object",
+      );
       const withId = await expectError('{"id":5,"execute":"fast","bad":0}\n', /unexpected/);
       assert.equal(withId.id, 5);
       await r.send('{"execute":"fast","id":"still-alive"}\n');
@@ -561,7 +588,17 @@ Deno.test("input split and merged arbitrarily across writes is framed correctly"
       assert.deepEqual([await r.msg(), await r.msg(), await r.msg()].map((m) => m.id), [2, 3, 4]);
 
       // Split mid-token and mid-escape; a value ending a chunk exactly.
-      for (const part of ['{"exe', 'cute":"echo","argu', 'ments":{"q":"\\', '"x"},"id"', ":5}", '{"execute"', ':"fast"}']) {
+      for (
+        const part of [
+          '{"exe',
+          'cute":"echo","argu',
+          'ments":{"q":"\\',
+          '"x"},"id"',
+          ":5}",
+          '{"execute"',
+          ':"fast"}',
+        ]
+      ) {
         await r.send(part);
       }
       assert.deepEqual(await r.msg(), { return: { q: '"x' }, id: 5 });
@@ -635,8 +672,10 @@ Deno.test("pending calls reject promptly when the peer dies", async () => {
     const fake = (async () => {
       const r = Raw.wrap(await listener.accept());
       try {
-        await r.send('{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, ' +
-          '"capabilities": []}}\r\n');
+        await r.send(
+          '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, ' +
+            '"capabilities": []}}\r\n',
+        );
         const caps = await r.msg();
         await r.send(JSON.stringify({ return: {}, id: caps.id }) + "\r\n");
         await r.msg();
@@ -659,8 +698,10 @@ Deno.test("pending calls reject promptly when the peer dies", async () => {
     }
     const noOob = QmpClient.connect(path, { name: "nooob", timeoutMs: 3000, oob: true });
     const r = Raw.wrap(await listener.accept());
-    await r.send('{"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 6}, "package": ""}, ' +
-      '"capabilities": []}}\r\n');
+    await r.send(
+      '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 6}, "package": ""}, ' +
+        '"capabilities": []}}\r\n',
+    );
     await assert.rejects(noOob, /nooob: server does not offer the oob capability/);
     r.close();
   } finally {
@@ -698,6 +739,20 @@ Deno.test("server close disconnects clients, aborts handlers and removes the soc
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a quit handler gets its reply and event out before the server closes", async () => {
+  await withServer(async ({ path, server }) => {
+    const c = await QmpClient.connect(path, { name: "src", timeoutMs: 3000 });
+    try {
+      assert.deepEqual(await c.execute("quit"), {});
+      assert.deepEqual((await c.waitEvent("SHUTDOWN")).data, { guest: false, reason: "host-qmp-quit" });
+      assert.equal(server.closed, true);
+      await assert.rejects(c.execute("fast"), /connection closed by src while waiting for fast/);
+    } finally {
+      await c.close();
+    }
+  });
 });
 
 Deno.test("client close rejects pending calls and is idempotent", async () => {
@@ -750,7 +805,9 @@ Deno.test("JsonStreamSplitter frames values regardless of chunking", () => {
     const s = new JsonStreamSplitter();
     const got: string[] = [];
     for (let i = 0; i < input.length; i += size) {
-      for (const item of s.push(input.slice(i, i + size))) got.push("text" in item ? item.text : `ERR ${item.error}`);
+      for (const item of s.push(input.slice(i, i + size))) {
+        got.push("text" in item ? item.text : `ERR ${item.error}`);
+      }
     }
     // The trailing object is complete; the bare token "true" is flushed by the following "{".
     assert.deepEqual(got, expected, `chunk size ${size}`);

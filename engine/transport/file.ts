@@ -7,7 +7,11 @@ import type { Link } from "./link.ts";
 class FileLink implements Link {
   #closed = false;
   #written = 0;
-  constructor(private readonly file: Deno.FsFile, readonly description: string, private readonly offset: number) {}
+  constructor(
+    private readonly file: Deno.FsFile,
+    readonly description: string,
+    private readonly offset: number,
+  ) {}
 
   async read(p: Uint8Array): Promise<number | null> {
     if (this.#closed) return null;

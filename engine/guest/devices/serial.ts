@@ -70,7 +70,9 @@ export class SerialDevice implements Device {
       fields: [{ name: "txCount", type: "uint32" }, { name: "lastTx", type: "uint8" }],
     }],
     postLoad: (s) => {
-      if ((s.lcr & 0x80) !== 0 && s.divider === 0) throw new Error("serial: divisor latch set with divider 0");
+      if ((s.lcr & 0x80) !== 0 && s.divider === 0) {
+        throw new Error("serial: divisor latch set with divider 0");
+      }
     },
   };
   readonly #encoder = new TextEncoder();

@@ -1,0 +1,107 @@
+/**
+ * One engine: the guest plus both migration roles, independent of how it is controlled. main.ts puts it
+ * in a process behind QMP; unit tests can drive two of them in one process.
+ */
+import { machineFixture } from "../fixtures/machines.ts";
+import { Machine } from "./guest/machine.ts";
+import type { WorkloadSpec } from "./guest/workload.ts";
+import { MigrationIncoming } from "./incoming.ts";
+import { type Connector, MigrationState } from "./migration.ts";
+import { MigrationOptions } from "./options.ts";
+import { type ConfigurationInfo, parseUuid } from "./savevm.ts";
+import { fileOutgoing } from "./transport/file.ts";
+import { socketConnect } from "./transport/socket.ts";
+import type { MigrationAddress } from "./transport/uri.ts";
+
+export interface EngineConfig {
+  name: string;
+  machine: string;
+  workload: WorkloadSpec;
+  /** `-incoming`: a URI, "defer", or undefined for a source. */
+  incoming?: string;
+  /** -S: do not run the guest until `cont`. */
+  startPaused: boolean;
+  serialPath?: string;
+  uuid?: string;
+  runMs?: number;
+  sleepMs?: number;
+}
+
+export interface EngineHooks {
+  emit(event: string, data?: Record<string, unknown>): void;
+  log(msg: string): void;
+  exit(code: number): void;
+}
+
+export class Engine {
+  readonly machine: Machine;
+  readonly options = new MigrationOptions();
+  readonly migration: MigrationState;
+  readonly incoming: MigrationIncoming;
+  readonly uuid: Uint8Array | null;
+  /** Whether the guest starts once an incoming migration completes (QEMU's autostart). */
+  autostart: boolean;
+  /** `-incoming defer` was given: migrate-incoming is allowed once. */
+  readonly deferredIncoming: boolean;
+  /** x-test fault: announce another machine type (a wrong peer). */
+  wrongMachineType = false;
+
+  constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
+    this.uuid = config.uuid ? parseUuid(config.uuid) : null;
+    this.autostart = !config.startPaused;
+    this.deferredIncoming = config.incoming === "defer";
+    this.machine = new Machine({
+      fixture: machineFixture(config.machine),
+      workload: config.workload,
+      serialPath: config.serialPath,
+      initialState: config.incoming ? "inmigrate" : config.startPaused ? "prelaunch" : "running",
+      emit: hooks.emit,
+      onGuestError: (m) => hooks.log(`guest error: ${m}`),
+      runMs: config.runMs,
+      sleepMs: config.sleepMs,
+    });
+    if (this.machine.running) this.machine.vcpu.cont();
+    const host = {
+      machine: this.machine,
+      options: this.options,
+      emit: hooks.emit,
+      log: hooks.log,
+    };
+    this.migration = new MigrationState({ ...host, config: () => this.outgoingConfig() });
+    this.incoming = new MigrationIncoming({
+      ...host,
+      config: () => ({ machineType: this.machine.fixture.type, uuid: this.uuid }),
+      autostart: () => this.autostart,
+      exit: hooks.exit,
+    });
+  }
+
+  /** What the source announces: the uuid only when validate-uuid is on (configuration/uuid needed). */
+  outgoingConfig(): ConfigurationInfo {
+    const type = this.machine.fixture.type;
+    return {
+      machineType: this.wrongMachineType ? `${type}-other` : type,
+      uuid: this.options.cap("validate-uuid") ? this.uuid : null,
+    };
+  }
+
+  startOutgoing(addr: MigrationAddress): void {
+    let connect: Connector;
+    if (addr.transport === "file") {
+      connect = async () => {
+        const link = await fileOutgoing(addr.path, addr.offset);
+        return { link, returnPath: false, finish: () => link.truncateToEnd() };
+      };
+    } else {
+      connect = async () => ({ link: await socketConnect(addr), returnPath: true });
+    }
+    this.migration.start(connect);
+  }
+
+  async close(): Promise<void> {
+    this.migration.cancel();
+    await this.migration.join();
+    await this.incoming.close();
+    this.machine.close();
+  }
+}

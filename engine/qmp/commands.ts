@@ -1,0 +1,303 @@
+/**
+ * The QMP commands of an engine (qapi/migration.json, qapi/run-state.json, misc) plus the `x-test-`
+ * introspection and fault commands the harness uses.
+ */
+import type { Engine } from "../engine.ts";
+import { STREAM_FAULT_KINDS, type StreamFaultKind } from "../migration.ts";
+import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
+import { pageDigests } from "../ram_digest.ts";
+import { uuidToString } from "../savevm.ts";
+import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
+import { type QmpCommand, QmpError } from "./server.ts";
+
+const MIGRATION_STATUSES = [
+  "none",
+  "setup",
+  "cancelling",
+  "cancelled",
+  "active",
+  "postcopy-active",
+  "postcopy-paused",
+  "postcopy-recover-setup",
+  "postcopy-recover",
+  "completed",
+  "failed",
+  "colo",
+  "pre-switchover",
+  "device",
+  "wait-unplug",
+];
+
+/** Largest raw RAM read served in one reply. */
+const MAX_RAM_READ = 16 << 20;
+
+/** A migration is under way: outgoing at all, incoming once a stream is loading (in setup, QEMU still
+ * lets the destination set capabilities, which upstream's `-incoming URI` tests rely on). */
+function inProgress(e: Engine): boolean {
+  return e.migration.isActive() || e.incoming.status === "active";
+}
+
+/** The `channels` argument: one main channel with a socket or file address. */
+function channelsToAddress(channels: unknown): MigrationAddress {
+  if (!Array.isArray(channels) || channels.length !== 1) {
+    throw new QmpError("Channel list must have exactly one main channel");
+  }
+  const ch = channels[0] as Record<string, unknown>;
+  if (ch["channel-type"] !== "main") throw new QmpError("Channel list has no main entry");
+  const addr = (ch.addr ?? {}) as Record<string, unknown>;
+  if (addr.transport === "socket" && addr.type === "inet") {
+    return parseMigrationUri(`tcp:${addr.host}:${addr.port}`);
+  }
+  if (addr.transport === "socket" && addr.type === "unix") return parseMigrationUri(`unix:${addr.path}`);
+  if (addr.transport === "file") {
+    return parseMigrationUri(
+      `file:${addr.filename}${addr.offset !== undefined ? `,offset=${addr.offset}` : ""}`,
+    );
+  }
+  throw new QmpError(`Unsupported channel address transport '${String(addr.transport)}'`);
+}
+
+function address(args: Record<string, unknown>, command: string): MigrationAddress {
+  const hasUri = args.uri !== undefined;
+  const hasChannels = args.channels !== undefined;
+  if (hasUri && hasChannels) {
+    throw new QmpError(
+      `'uri' and 'channels' arguments are mutually exclusive; exactly one of the two should be present in '${command}' qmp command `,
+    );
+  }
+  if (!hasUri && !hasChannels) throw new QmpError(`need either 'uri' or 'channels' argument`);
+  try {
+    return hasUri ? parseMigrationUri(args.uri as string) : channelsToAddress(args.channels);
+  } catch (e) {
+    if (e instanceof UriError) throw new QmpError(e.message);
+    throw e;
+  }
+}
+
+function block(e: Engine, idstr: unknown) {
+  const b = e.machine.block(String(idstr ?? "pc.ram"));
+  if (!b) throw new QmpError(`RAM block '${String(idstr)}' not found`);
+  return b;
+}
+
+export function engineCommands(e: Engine): QmpCommand[] {
+  const m = e.machine;
+  return [
+    {
+      name: "query-status",
+      handler: () => ({ running: m.running, singlestep: false, status: m.runstate }),
+    },
+    { name: "query-name", handler: () => ({ name: e.config.name }) },
+    {
+      name: "query-uuid",
+      handler: () => ({ UUID: e.uuid ? uuidToString(e.uuid) : uuidToString(new Uint8Array(16)) }),
+    },
+    {
+      name: "stop",
+      handler: async () => {
+        if (m.runstate === "inmigrate") {
+          e.autostart = false;
+          return;
+        }
+        await m.stop("paused");
+      },
+    },
+    {
+      name: "cont",
+      handler: () => {
+        if (m.runstate === "inmigrate") {
+          // Like QEMU: the guest will start when the incoming migration completes.
+          e.autostart = true;
+          return;
+        }
+        if (m.runstate === "finish-migrate" || e.migration.status === "device") {
+          throw new QmpError("Migration is not finished yet");
+        }
+        m.start();
+      },
+    },
+    {
+      name: "quit",
+      handler: () => {
+        setTimeout(() => e.hooks.exit(0), 10);
+      },
+    },
+    {
+      name: "migrate",
+      args: {
+        uri: { type: "str", optional: true },
+        channels: { type: "array", optional: true },
+        detach: { type: "bool", optional: true },
+        resume: { type: "bool", optional: true },
+      },
+      handler: (args) => {
+        if (args.resume) throw new QmpError("Cannot resume if there is no paused migration");
+        if (m.runstate === "inmigrate") throw new QmpError("Guest is waiting for an incoming migration");
+        if (inProgress(e)) throw new QmpError("There's a migration process in progress");
+        e.startOutgoing(address(args, "migrate"));
+      },
+    },
+    {
+      name: "migrate-incoming",
+      args: {
+        uri: { type: "str", optional: true },
+        channels: { type: "array", optional: true },
+        "exit-on-error": { type: "bool", optional: true },
+      },
+      handler: (args) => {
+        if (!e.deferredIncoming) throw new QmpError("'-incoming' was not specified on the command line");
+        if (e.incoming.started) throw new QmpError("The incoming migration has already been started");
+        const addr = address(args, "migrate-incoming");
+        e.incoming.exitOnError = args["exit-on-error"] !== false;
+        try {
+          e.incoming.start(addr);
+        } catch (err) {
+          throw new QmpError(`Failed to listen on ${String(args.uri)}: ${(err as Error).message}`);
+        }
+      },
+    },
+    {
+      name: "migrate-set-capabilities",
+      args: { capabilities: { type: "array" } },
+      handler: (args) => {
+        if (inProgress(e)) throw new QmpError("There's a migration process in progress");
+        const list = args.capabilities as { capability: string; state: boolean }[];
+        for (const c of list) {
+          if (typeof c?.capability !== "string" || typeof c?.state !== "boolean") {
+            throw new QmpError(
+              "Invalid parameter type for 'capabilities', expected: MigrationCapabilityStatus",
+            );
+          }
+        }
+        const err = e.options.setCapabilities(list);
+        if (err) throw new QmpError(err);
+      },
+    },
+    { name: "query-migrate-capabilities", handler: () => e.options.queryCapabilities() },
+    {
+      name: "migrate-set-parameters",
+      args: Object.fromEntries(
+        Object.entries(parameterArgTypes()).map(([k, t]) => [k, { type: t, optional: true }]),
+      ),
+      handler: (args) => {
+        const err = checkParameters(args);
+        if (err) throw new QmpError(err);
+        if (inProgress(e)) {
+          for (const k of ["multifd-channels", "multifd-compression"]) {
+            if (k in args) {
+              throw new QmpError(`Parameter '${k}' cannot be changed while migration is running`);
+            }
+          }
+        }
+        Object.assign(e.options.params, args as Partial<MigrationParameters>);
+      },
+    },
+    {
+      name: "query-migrate-parameters",
+      handler: () => ({ ...e.options.params, "tls-creds": "", "tls-hostname": "", "tls-authz": "" }),
+    },
+    {
+      name: "query-migrate",
+      handler: () => (e.incoming.started ? e.incoming.query() : e.migration.query()),
+    },
+    { name: "migrate_cancel", handler: () => e.migration.cancel() },
+    {
+      name: "migrate-continue",
+      args: { state: { type: { enum: MIGRATION_STATUSES } } },
+      handler: (args) => {
+        try {
+          e.migration.continueFrom(args.state as string);
+        } catch (err) {
+          throw new QmpError((err as Error).message);
+        }
+      },
+    },
+
+    // Test introspection.
+    {
+      name: "x-test-ram-digest",
+      args: { block: { type: "str", optional: true } },
+      handler: (args) => {
+        const blocks = args.block === undefined ? m.blocks : [block(e, args.block)];
+        return {
+          "page-size": m.blocks[0].pageSize,
+          blocks: blocks.map((b) => ({
+            idstr: b.idstr,
+            pages: b.pages,
+            digests: pageDigests(b.mem, b.pageSize).toBase64(),
+          })),
+        };
+      },
+    },
+    {
+      name: "x-test-ram-read",
+      args: { block: { type: "str" }, offset: { type: "int" }, size: { type: "int" } },
+      handler: (args) => {
+        const b = block(e, args.block);
+        const off = args.offset as number;
+        const size = args.size as number;
+        if (off < 0 || size < 0 || size > MAX_RAM_READ || off + size > b.usedLength) {
+          throw new QmpError(`read of ${size} bytes at ${off} is outside block '${b.idstr}'`);
+        }
+        return { data: b.mem.slice(off, off + size).toBase64() };
+      },
+    },
+    {
+      name: "x-test-ram-write",
+      args: { block: { type: "str" }, offset: { type: "int" }, data: { type: "str" } },
+      handler: (args) => {
+        const b = block(e, args.block);
+        const data = Uint8Array.fromBase64(args.data as string);
+        const off = args.offset as number;
+        if (off < 0 || off + data.length > b.usedLength) {
+          throw new QmpError(`write of ${data.length} bytes at ${off} is outside block '${b.idstr}'`);
+        }
+        b.mem.set(data, off);
+        for (let p = Math.floor(off / b.pageSize); p * b.pageSize < off + data.length; p++) b.markDirty(p);
+      },
+    },
+    {
+      name: "x-test-page-bytes",
+      args: {
+        block: { type: "str", optional: true },
+        start: { type: "int" },
+        end: { type: "int" },
+        stride: { type: "int", optional: true },
+      },
+      handler: (args) => {
+        const b = block(e, args.block);
+        const stride = (args.stride as number | undefined) ?? b.pageSize;
+        const start = args.start as number;
+        const end = args.end as number;
+        if (stride <= 0 || start < 0 || end > b.usedLength || start > end) {
+          throw new QmpError(`bad range [${start}, ${end}) stride ${stride} for block '${b.idstr}'`);
+        }
+        const out = new Uint8Array(Math.ceil((end - start) / stride));
+        for (let i = 0, a = start; a < end; a += stride, i++) out[i] = b.mem[a];
+        return { data: out.toBase64() };
+      },
+    },
+    { name: "x-test-device-state", handler: () => ({ devices: m.deviceState() }) },
+    {
+      name: "x-test-inject-fault",
+      args: {
+        kind: {
+          type: { enum: ["corrupt", "truncate", "machine-type", ...STREAM_FAULT_KINDS] },
+        },
+        offset: { type: "int", optional: true },
+        xor: { type: "int", optional: true },
+      },
+      handler: (args) => {
+        const kind = args.kind as string;
+        if (kind === "corrupt" || kind === "truncate") {
+          if (args.offset === undefined) throw new QmpError(`fault '${kind}' needs 'offset'`);
+          if (kind === "corrupt") {
+            e.migration.faults.corruptAt = args.offset as number;
+            e.migration.faults.xor = (args.xor as number | undefined) ?? 0xff;
+          } else e.migration.faults.truncateAt = args.offset as number;
+        } else if (kind === "machine-type") e.wrongMachineType = true;
+        else e.migration.streamFault = kind as StreamFaultKind;
+      },
+    },
+  ];
+}
