@@ -101,9 +101,6 @@ export class MigrationState {
   #bandwidth = 0;
   #mbps = 0;
   #expectedDowntime = 0;
-  #dirtyPagesRate = 0;
-  #rateStart = 0;
-  #rateDirtied = 0;
   #continue: PromiseWithResolvers<void> | null = null;
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #thread: Promise<void> | null = null;
@@ -220,8 +217,6 @@ export class MigrationState {
       // Iterations until the remaining dirty memory fits in the downtime at the measured bandwidth.
       let slotStart = performance.now();
       let slotBytes = f.position;
-      this.#rateStart = slotStart;
-      this.#rateDirtied = 0;
       const rateExceeded = () => {
         const limit = options.params["max-bandwidth"] / (1000 / BUFFER_DELAY_MS);
         return limit > 0 && f.position - slotBytes >= limit;
@@ -348,17 +343,6 @@ export class MigrationState {
       this.#mbps = bytes * 8 / ms / 1000;
       if (this.#ram && expectedBw > 0) this.#expectedDowntime = this.#ram.pendingBytes() / expectedBw;
     }
-    const ram = this.#ram;
-    if (ram) {
-      const now = performance.now();
-      this.#rateDirtied += ram.dirtiedInPeriod;
-      ram.dirtiedInPeriod = 0;
-      if (now - this.#rateStart >= 1000) {
-        this.#dirtyPagesRate = Math.round(this.#rateDirtied * 1000 / (now - this.#rateStart));
-        this.#rateStart = now;
-        this.#rateDirtied = 0;
-      }
-    }
   }
 
   /** The source's query-migrate answer. */
@@ -382,7 +366,7 @@ export class MigrationState {
         duplicate: ram.counters.duplicate,
         normal: ram.counters.normal,
         "normal-bytes": ram.counters.normal * TARGET_PAGE_SIZE,
-        "dirty-pages-rate": this.#dirtyPagesRate,
+        "dirty-pages-rate": ram.dirtyPagesRate,
         mbps: this.#mbps,
         "dirty-sync-count": ram.dirtySyncCount,
         "postcopy-requests": 0,

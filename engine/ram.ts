@@ -43,15 +43,19 @@ export class RamSaveState {
   /** Pages set in the migration bitmaps (migration_dirty_pages). */
   dirtyPages = 0;
   dirtySyncCount = 0;
-  /** Pages that became dirty since the previous rate period (for dirty-pages-rate). */
-  dirtiedInPeriod = 0;
+  /** dirty-pages-rate, recomputed at a sync at most once per second (as migration_bitmap_sync does). */
+  dirtyPagesRate = 0;
+  #periodStart: number;
+  #periodDirtied = 0;
   readonly counters: RamCounters = { duplicate: 0, normal: 0, transferred: 0 };
 
   constructor(
     readonly blocks: RamBlock[],
     private readonly zeroPageDetection: () => ZeroPageDetection,
     private readonly now: () => number = () => performance.now(),
-  ) {}
+  ) {
+    this.#periodStart = now();
+  }
 
   get totalBytes(): number {
     return this.blocks.reduce((n, b) => n + b.usedLength, 0);
@@ -80,8 +84,14 @@ export class RamSaveState {
     let added = 0;
     for (const b of this.blocks) added += b.syncDirtyLog();
     this.dirtyPages += added;
-    this.dirtiedInPeriod += added;
+    this.#periodDirtied += added;
     this.dirtySyncCount++;
+    const t = this.now();
+    if (t - this.#periodStart >= 1000) {
+      this.dirtyPagesRate = Math.round(this.#periodDirtied * 1000 / (t - this.#periodStart));
+      this.#periodStart = t;
+      this.#periodDirtied = 0;
+    }
   }
 
   /** ram_state_pending_estimate / _exact (the exact one syncs first). */

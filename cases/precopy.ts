@@ -1,0 +1,60 @@
+/** Precopy cases (upstream precopy-tests.c and file-tests.c), plus machine-fixture variants. */
+import type { MigrationCase } from "../harness/case.ts";
+
+const base: MigrationCase[] = [
+  {
+    name: "/migration/precopy/unix/plain",
+    tier: "smoke",
+    transport: "unix",
+    live: true,
+    why: "live: the marker technique proves a page sent in pass 1 is re-sent after the guest dirtied it",
+  },
+  { name: "/migration/precopy/tcp/plain", tier: "smoke", transport: "tcp" },
+  { name: "/migration/precopy/file", tier: "smoke", transport: "file", stopSrc: true },
+  {
+    name: "/migration/precopy/file/offset",
+    tier: "full",
+    transport: "file",
+    fileOffset: 4096,
+    stopSrc: false,
+  },
+  {
+    name: "/migration/precopy/file/offset/bad",
+    tier: "full",
+    transport: "file",
+    fileOffset: "0x20M",
+    expect: "qmp-error",
+    error: /file URI has bad offset 0x20M/,
+  },
+  {
+    name: "/migration/precopy/unix/non-converge/raise-bandwidth",
+    tier: "full",
+    flow: "converge-after-raise",
+    transport: "unix",
+    iterations: 3,
+    why: "at 3 MB/s and 1 ms downtime the a-b guest dirties memory faster than it can be sent; " +
+      "the migration must keep iterating, then complete once bandwidth and downtime are raised",
+  },
+  {
+    name: "/migration/precopy/unix/pause-before-switchover",
+    tier: "full",
+    transport: "unix",
+    caps: ["pause-before-switchover"],
+    why: "not upstream as such: the pre-switchover pause with migrate-continue",
+  },
+  {
+    name: "/migration/precopy/unix/random",
+    tier: "full",
+    transport: "unix",
+    live: true,
+    workload: { kind: "random", seed: 0, hotPages: 512, hotPercent: 90 },
+    why: "live under a seeded random writer with a hot set: many pages are re-sent",
+  },
+];
+
+/** Every precopy case that does not depend on the default layout also runs on the odd-sized machine. */
+const onOddMachine: MigrationCase[] = base
+  .filter((c) => c.expect === undefined && !c.name.includes("non-converge"))
+  .map((c) => ({ ...c, name: `${c.name}/pc-odd`, machine: "pc-odd", tier: "full" as const }));
+
+export const PRECOPY_CASES: MigrationCase[] = [...base, ...onOddMachine];

@@ -1,0 +1,93 @@
+/**
+ * A case is data: a record like upstream's MigrateStart/MigrateCommon. Families in cases/ are tables of
+ * these; the shared flows in framework.ts interpret them.
+ */
+import type { WorkloadSpec } from "../engine/guest/workload.ts";
+import type { Capability } from "../engine/options.ts";
+
+export type Tier = "smoke" | "full" | "slow";
+export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
+
+/**
+ * Expected outcome (upstream's MIG_TEST_*): the migration completes; it fails and the destination stays
+ * usable; it fails and the destination process exits with status 1; the `migrate` command itself errors.
+ */
+export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error";
+
+export type Flow =
+  /** test_precopy_common: live (marker technique) or with the source stopped. */
+  | "precopy"
+  /** test_file_common: the source saves to a file, then the destination loads it. */
+  | "file"
+  /** test_cancel_src_after_status: cancel once the source reached `cancelAfter`. */
+  | "cancel"
+  /** Live and not converging for `iterations` passes, then converging once bandwidth is raised. */
+  | "converge-after-raise";
+
+/** A fault injected into the source's outgoing main channel (x-test-inject-fault). */
+export interface FaultSpec {
+  kind:
+    | "corrupt"
+    | "truncate"
+    | "machine-type"
+    | "bad-ram-flags"
+    | "ram-offset"
+    | "unknown-section"
+    | "bad-footer";
+  /** Absolute stream offset for corrupt/truncate; a function of the seed picks one in a range. */
+  offset?: number | ((seed: number) => number);
+  xor?: number;
+}
+
+export interface MigrationCase {
+  /** QEMU-style path, e.g. "/migration/precopy/unix/plain". */
+  name: string;
+  tier: Tier;
+  flow?: Flow;
+  /** Machine fixture (fixtures/machines.ts); default "pc". */
+  machine?: string;
+  /** Guest workload on both sides; default a-b. A random workload's seed comes from the case seed. */
+  workload?: WorkloadSpec;
+  transport?: "unix" | "tcp" | "file";
+  /** Start the destination with `-incoming defer` and send migrate-incoming from the flow. */
+  defer?: boolean;
+  /** migrate-incoming exit-on-error (only with defer); default true like QEMU. */
+  exitOnError?: boolean;
+  /** file: offset option, as written in the URI (a string lets a case pass a malformed one). */
+  fileOffset?: number | string;
+  /** Capabilities on both sides (`events` is always on), and per side. */
+  caps?: Capability[];
+  srcCaps?: Capability[];
+  dstCaps?: Capability[];
+  srcParams?: Record<string, unknown>;
+  dstParams?: Record<string, unknown>;
+  /** The guest runs during precopy (a reason belongs in `why`, as upstream asks). */
+  live?: boolean;
+  /** Dirty-sync passes to wait for before convergence (live only). */
+  iterations?: number;
+  expect?: Expect;
+  /** What the error (error-desc, QMP error or destination stderr) must match. */
+  error?: RegExp;
+  uuid?: { src?: string; dst?: string };
+  fault?: FaultSpec;
+  /** file flow: stop the source before saving (upstream's stop_src). */
+  stopSrc?: boolean;
+  /** cancel flow: the status after which the source is cancelled. */
+  cancelAfter?: string;
+  /** Why the case exists, or why it is live. */
+  why?: string;
+  timeoutMs?: number;
+}
+
+/** Cases of the selected tier and below (smoke ⊂ full ⊂ slow). */
+export function inTier(c: MigrationCase, tier: Tier): boolean {
+  return TIERS.indexOf(c.tier) <= TIERS.indexOf(tier);
+}
+
+/** Case names mirror upstream: "/migration/...". A filter is a substring or /regex/. */
+export function matchesFilter(name: string, filter: string | undefined): boolean {
+  if (!filter) return true;
+  const m = /^\/(.*)\/([a-z]*)$/.exec(filter);
+  if (m && !filter.startsWith("/migration")) return new RegExp(m[1], m[2]).test(name);
+  return name.includes(filter);
+}

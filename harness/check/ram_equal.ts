@@ -1,0 +1,115 @@
+/**
+ * Exact page-by-page equality of two guests' RAM: per-page digests from both engines, then raw reads of
+ * the first differing pages so the report names block, page index, offset and the first differing bytes.
+ */
+import type { QmpClient } from "../qmp_client.ts";
+
+interface DigestReply {
+  "page-size": number;
+  blocks: { idstr: string; pages: number; digests: string }[];
+}
+
+export interface RamEqualReport {
+  /** Number of pages that differ (over all blocks). */
+  mismatches: number;
+  lines: string[];
+}
+
+const DIGEST = 8;
+const SHOWN = 5;
+
+function hex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ");
+}
+
+/** Describes where two copies of one page differ. */
+export function describePageDifference(
+  idstr: string,
+  page: number,
+  pageSize: number,
+  a: Uint8Array,
+  b: Uint8Array,
+  names: [string, string],
+): string {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  let last = a.length - 1;
+  while (last > i && a[last] === b[last]) last--;
+  let count = 0;
+  for (let j = i; j <= last; j++) if (a[j] !== b[j]) count++;
+  const from = i - (i % 16);
+  const to = Math.min(a.length, from + 16);
+  const off = page * pageSize + i;
+  return `block ${idstr} page ${page} (block offset 0x${
+    (page * pageSize).toString(16)
+  }): ${count} byte(s) differ, ` +
+    `first at page offset 0x${i.toString(16)} (block offset 0x${off.toString(16)})\n` +
+    `    ${names[0]} @+0x${from.toString(16)}: ${hex(a.subarray(from, to))}\n` +
+    `    ${names[1]} @+0x${from.toString(16)}: ${hex(b.subarray(from, to))}`;
+}
+
+export async function compareRam(
+  a: QmpClient,
+  b: QmpClient,
+  digestCommand = "x-test-ram-digest",
+  readCommand = "x-test-ram-read",
+): Promise<RamEqualReport> {
+  const [da, db] = await Promise.all([
+    a.execute<DigestReply>(digestCommand, {}, { timeoutMs: 60_000 }),
+    b.execute<DigestReply>(digestCommand, {}, { timeoutMs: 60_000 }),
+  ]);
+  const names: [string, string] = [a.name, b.name];
+  const lines: string[] = [];
+  let mismatches = 0;
+  const blocksB = new Map(db.blocks.map((x) => [x.idstr, x]));
+  for (const ba of da.blocks) {
+    const bb = blocksB.get(ba.idstr);
+    if (!bb) {
+      lines.push(`block ${ba.idstr} exists on ${names[0]} but not on ${names[1]}`);
+      mismatches += ba.pages;
+      continue;
+    }
+    if (bb.pages !== ba.pages) {
+      lines.push(`block ${ba.idstr}: ${names[0]} has ${ba.pages} pages, ${names[1]} has ${bb.pages}`);
+    }
+    const ga = Uint8Array.fromBase64(ba.digests);
+    const gb = Uint8Array.fromBase64(bb.digests);
+    const pages = Math.min(ba.pages, bb.pages);
+    for (let p = 0; p < pages; p++) {
+      let same = true;
+      for (let k = 0; k < DIGEST; k++) {
+        if (ga[p * DIGEST + k] !== gb[p * DIGEST + k]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) continue;
+      mismatches++;
+      if (mismatches <= SHOWN) {
+        const size = da["page-size"];
+        const args = { block: ba.idstr, offset: p * size, size };
+        const [ra, rb] = await Promise.all([
+          a.execute<{ data: string }>(readCommand, args),
+          b.execute<{ data: string }>(readCommand, args),
+        ]);
+        lines.push(
+          describePageDifference(
+            ba.idstr,
+            p,
+            size,
+            Uint8Array.fromBase64(ra.data),
+            Uint8Array.fromBase64(rb.data),
+            names,
+          ),
+        );
+      }
+    }
+  }
+  for (const bb of db.blocks) {
+    if (!da.blocks.some((x) => x.idstr === bb.idstr)) {
+      lines.push(`block ${bb.idstr} exists on ${names[1]} but not on ${names[0]}`);
+    }
+  }
+  if (mismatches > SHOWN) lines.push(`... and ${mismatches - SHOWN} more differing page(s)`);
+  return { mismatches, lines };
+}

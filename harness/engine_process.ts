@@ -1,0 +1,171 @@
+/**
+ * One engine process as the harness sees it: spawned with narrow permissions inside the case's private
+ * directory, its stderr kept, its QMP socket connected, and always reaped (SIGTERM, then SIGKILL).
+ */
+import { QmpClient, type QmpTranscriptEntry } from "./qmp_client.ts";
+
+const ENGINE_MAIN = new URL("../engine/main.ts", import.meta.url);
+const ENGINE_DIR = new URL("../engine/", import.meta.url).pathname;
+const FIXTURES_DIR = new URL("../fixtures/", import.meta.url).pathname;
+
+export interface EngineSpawnOptions {
+  /** "source" or "target" (QEMU's -name). */
+  name: string;
+  /** Private run directory (0700); the engine may read and write only here. */
+  dir: string;
+  machine: string;
+  workload: string;
+  incoming?: string;
+  startPaused?: boolean;
+  uuid?: string;
+  /** Unix socket paths the engine may use besides its QMP socket (the migration socket). */
+  socketPaths?: string[];
+  transcript: QmpTranscriptEntry[];
+  timeoutMs: number;
+}
+
+export class EngineProcess {
+  readonly qmpPath: string;
+  readonly serialPath: string;
+  readonly logPath: string;
+  #child: Deno.ChildProcess;
+  #stderr = "";
+  #stderrDone: Promise<void>;
+  #status: Deno.CommandStatus | null = null;
+  #statusPromise: Promise<Deno.CommandStatus>;
+  qmp!: QmpClient;
+
+  private constructor(readonly opts: EngineSpawnOptions) {
+    this.qmpPath = `${opts.dir}/${opts.name}.qmp`;
+    this.serialPath = `${opts.dir}/${opts.name}_serial`;
+    this.logPath = `${opts.dir}/${opts.name}.log`;
+    const nets = ["127.0.0.1", `unix:${this.qmpPath}`, ...(opts.socketPaths ?? []).map((p) => `unix:${p}`)];
+    const args = [
+      "run",
+      "--quiet",
+      `--allow-net=${nets.join(",")}`,
+      `--allow-read=${opts.dir},${ENGINE_DIR},${FIXTURES_DIR}`,
+      `--allow-write=${opts.dir}`,
+      ENGINE_MAIN.pathname,
+      "--name",
+      opts.name,
+      "--qmp",
+      `unix:${this.qmpPath}`,
+      "--serial",
+      `file:${this.serialPath}`,
+      "--machine",
+      opts.machine,
+      "--workload",
+      opts.workload,
+    ];
+    if (opts.incoming) args.push("--incoming", opts.incoming);
+    if (opts.startPaused) args.push("-S");
+    if (opts.uuid) args.push("--uuid", opts.uuid);
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.#stderrDone = this.#collect(this.#child.stderr);
+    this.#statusPromise = this.#child.status.then((s) => (this.#status = s));
+  }
+
+  static async spawn(opts: EngineSpawnOptions): Promise<EngineProcess> {
+    const p = new EngineProcess(opts);
+    try {
+      p.qmp = await Promise.race([
+        QmpClient.connect(p.qmpPath, {
+          name: opts.name,
+          timeoutMs: opts.timeoutMs,
+          transcript: opts.transcript,
+        }),
+        p.#statusPromise.then((s) => {
+          throw new Error(`${opts.name} exited with status ${s.code} during startup:\n${p.#stderr}`);
+        }),
+      ]);
+    } catch (e) {
+      await p.kill();
+      throw e;
+    }
+    return p;
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this.#stderr += chunk;
+  }
+
+  get name(): string {
+    return this.opts.name;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Exit status once the process ended, else null. */
+  get exitStatus(): Deno.CommandStatus | null {
+    return this.#status;
+  }
+
+  /** Waits for the process to exit on its own (e.g. a destination quitting after a failed load). */
+  async waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.#statusPromise,
+        new Promise<never>((_, rej) =>
+          timer = setTimeout(
+            () => rej(new Error(`${this.name}: did not exit within ${timeoutMs} ms`)),
+            timeoutMs,
+          )
+        ),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Ends the process: SIGTERM (a clean QEMU-like exit, status 0), SIGKILL if it lingers. Returns the
+   * exit status. Always closes the QMP client and drains stderr, so nothing is left open.
+   */
+  async kill(graceMs = 3000): Promise<Deno.CommandStatus> {
+    if (!this.#status) {
+      try {
+        this.#child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const killed = await Promise.race([
+        this.#statusPromise.then(() => false),
+        new Promise<boolean>((r) => timer = setTimeout(() => r(true), graceMs)),
+      ]);
+      clearTimeout(timer);
+      if (killed) {
+        try {
+          this.#child.kill("SIGKILL");
+        } catch {
+          // Exited meanwhile.
+        }
+      }
+    }
+    const status = await this.#statusPromise;
+    await this.qmp?.close();
+    await this.#stderrDone;
+    await Deno.writeTextFile(this.logPath, this.#stderr).catch(() => {});
+    return status;
+  }
+
+  /** SIGKILL now (fault injection: the peer dies). */
+  async sigkill(): Promise<Deno.CommandStatus> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    return await this.#statusPromise;
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Registers case tables with `deno test`: one Deno.test per case, named by its QEMU-style path so
+ * `--filter` selects cases. MIGTEST_TIER (smoke|full|slow, default full) picks the tier, MIGTEST_SEED
+ * fixes the seed (else one random seed per run, printed with every case).
+ */
+import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
+import { runCase } from "./runner.ts";
+
+function envTier(): Tier {
+  const t = Deno.env.get("MIGTEST_TIER") ?? "full";
+  if (!TIERS.includes(t as Tier)) {
+    throw new Error(`MIGTEST_TIER must be one of ${TIERS.join("|")}, got '${t}'`);
+  }
+  return t as Tier;
+}
+
+export function runSeed(): number {
+  const s = Deno.env.get("MIGTEST_SEED");
+  if (s !== undefined) {
+    if (!/^\d+$/.test(s)) throw new Error(`MIGTEST_SEED must be a non-negative integer, got '${s}'`);
+    return Number(s);
+  }
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+const SEED = runSeed();
+
+export function registerCases(cases: readonly MigrationCase[]): void {
+  const tier = envTier();
+  for (const c of cases) {
+    Deno.test({
+      name: c.name,
+      ignore: !inTier(c, tier),
+      timeout: c.timeoutMs ?? 120_000,
+      fn: async () => {
+        const r = await runCase(c, {
+          seed: SEED,
+          artifactsDir: Deno.env.get("MIGTEST_ARTIFACTS") ?? "artifacts",
+          log: (m) => console.log(m),
+        });
+        if (r.error) throw r.error;
+      },
+    });
+  }
+}

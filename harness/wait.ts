@@ -1,0 +1,50 @@
+/**
+ * Waiting with a deadline. Every wait in the harness goes through `waitFor`, so a hang becomes an error
+ * that says what was awaited and what both engines were doing.
+ */
+export class WaitTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "WaitTimeoutError";
+  }
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  intervalMs?: number;
+  /** Extra context appended to a timeout error (last statuses and events of both sides). */
+  diagnose?: () => Promise<string> | string;
+}
+
+/** Polls `probe` until it returns a value other than undefined/false; that value is returned. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  opts: WaitOptions,
+): Promise<T> {
+  const deadline = performance.now() + opts.timeoutMs;
+  const interval = opts.intervalMs ?? 10;
+  let lastError: unknown = undefined;
+  while (true) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v as T;
+      lastError = undefined;
+    } catch (e) {
+      lastError = e;
+    }
+    if (performance.now() >= deadline) {
+      let msg = `timed out after ${opts.timeoutMs} ms waiting for ${what}`;
+      if (lastError) {
+        msg += `\nlast probe error: ${lastError instanceof Error ? lastError.message : lastError}`;
+      }
+      if (opts.diagnose) msg += `\n${await opts.diagnose()}`;
+      throw new WaitTimeoutError(msg);
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
