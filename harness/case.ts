@@ -21,6 +21,8 @@ export type Flow =
   | "file"
   /** test_cancel_src_after_status: cancel once the source reached `cancelAfter`. */
   | "cancel"
+  /** Migrate to an address nobody listens on. */
+  | "bad-dest"
   /** Live and not converging for `iterations` passes, then converging once bandwidth is raised. */
   | "converge-after-raise";
 

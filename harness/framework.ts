@@ -447,10 +447,12 @@ export async function precopyFlow(p: MigrationPair): Promise<void> {
   await p.injectFault();
   let srcRunning = true;
   if (c.live) {
-    await p.setParams(p.src, NON_CONVERGE);
+    // A failing case needs no second pass: let it reach the fault at full speed.
+    const succeed = (c.expect ?? "succeed") === "succeed";
+    await p.setParams(p.src, succeed ? NON_CONVERGE : CONVERGE);
     if ((c.workload?.kind ?? "a-b") === "a-b") {
       await p.waitSerialB(p.src);
-      await p.writeMarker();
+      if (succeed) await p.writeMarker();
     }
   } else {
     if ((c.workload?.kind ?? "a-b") === "a-b") await p.waitSerialB(p.src);
@@ -584,7 +586,19 @@ export async function cancelFlow(p: MigrationPair): Promise<void> {
   if (!st.running) throw new FlowError("the source guest does not run after cancel");
 }
 
+/** /migration/bad_dest: nothing listens where the source connects; it fails and keeps running. */
+export async function badDestFlow(p: MigrationPair): Promise<void> {
+  await p.waitSerialB(p.src);
+  await migrate(p, "tcp:127.0.0.1:0");
+  await expectSourceFailedAndAlive(p, true);
+  const s = await p.status(p.src);
+  if (!/Failed to connect/.test(String(s["error-desc"]))) {
+    throw new FlowError(`source error-desc does not say the connect failed: ${s["error-desc"]}`);
+  }
+}
+
 export const FLOWS = {
+  "bad-dest": badDestFlow,
   precopy: precopyFlow,
   file: fileFlow,
   cancel: cancelFlow,

@@ -1,0 +1,80 @@
+/**
+ * Bad streams: the source's outgoing main channel is corrupted, truncated or carries a record the
+ * destination must refuse. The destination ends `failed` with an error-desc that names the problem and
+ * the stream offset; the source reports `failed` (it learns it on the return path or from the closed
+ * socket) and its guest keeps running. The guest is live so "keeps running" means something.
+ */
+import type { FaultSpec, MigrationCase } from "../harness/case.ts";
+
+/**
+ * Stream offsets for the pc machines: 8-byte header, configuration (22 bytes for "pc-i440fx-migtest"),
+ * OPEN_RETURN_PATH and PING commands (14 bytes), the RAM START header (17 bytes), then the MEM_SIZE word
+ * at 61 whose last byte holds the flags.
+ */
+const CONFIG_TYPE_OFFSET = 8;
+const MEM_SIZE_FLAGS_OFFSET = 68;
+
+function badStream(
+  name: string,
+  fault: FaultSpec,
+  error: RegExp,
+  tier: "smoke" | "full" = "full",
+): MigrationCase {
+  return {
+    name: `/migration/bad_stream/${name}`,
+    tier,
+    transport: "unix",
+    live: true,
+    defer: true,
+    exitOnError: false,
+    caps: ["return-path"],
+    fault,
+    expect: "fail",
+    error,
+  };
+}
+
+export const BAD_STREAM_CASES: MigrationCase[] = [
+  badStream(
+    "magic",
+    { kind: "corrupt", offset: 0, xor: 0x20 },
+    /Not a migration stream \(magic 0x7145564d.*at stream offset 0/,
+    "smoke",
+  ),
+  badStream("version", { kind: "corrupt", offset: 7, xor: 0x01 }, /SaveVM v2 format is obsolete/),
+  badStream(
+    "truncated",
+    // Anywhere in the first 8 MiB, chosen by the seed.
+    { kind: "truncate", offset: (seed) => 64 + (seed % (8 << 20)) },
+    /Unexpected end of stream while reading .* \(at stream offset \d+\)/,
+    "smoke",
+  ),
+  badStream(
+    "corrupted/section-type",
+    { kind: "corrupt", offset: CONFIG_TYPE_OFFSET, xor: 0xff },
+    /Configuration section missing \(found type 248\)/,
+  ),
+  badStream(
+    "corrupted/ram-flags",
+    { kind: "corrupt", offset: MEM_SIZE_FLAGS_OFFSET, xor: 0x40 },
+    /Unknown combination of migration flags: 0x44 \(at stream offset 61\)/,
+  ),
+  badStream(
+    "unknown_section",
+    { kind: "unknown-section" },
+    /Unknown savevm section or instance 'x-bogus-device' 0/,
+  ),
+  badStream(
+    "footer",
+    { kind: "bad-footer" },
+    /Mismatched section id in footer for ram - read 0x40 expected 0x0/,
+  ),
+  badStream("ram_flags", { kind: "bad-ram-flags" }, /Unknown combination of migration flags: 0xa/),
+  badStream("ram_offset", { kind: "ram-offset" }, /Illegal RAM offset 0x8000000 in block pc.ram/),
+  badStream("machine_type", { kind: "machine-type" }, /Machine type received is 'pc-i440fx-migtest-other'/),
+  {
+    ...badStream("magic/dest-exits", { kind: "corrupt", offset: 0, xor: 0x20 }, /Not a migration stream/),
+    exitOnError: true,
+    expect: "fail-dest-exits",
+  },
+];

@@ -1,0 +1,42 @@
+/** Misc cases (upstream misc-tests.c): bad destination and uuid validation. */
+import type { MigrationCase } from "../harness/case.ts";
+
+const UUID_A = "11111111-1111-1111-1111-111111111111";
+const UUID_B = "22222222-2222-2222-2222-222222222222";
+
+export const MISC_CASES: MigrationCase[] = [
+  {
+    name: "/migration/bad_dest",
+    tier: "full",
+    flow: "bad-dest",
+    why: "nothing listens on tcp:127.0.0.1:0: the source fails and keeps running",
+  },
+  {
+    name: "/migration/validate_uuid",
+    tier: "full",
+    uuid: { src: UUID_A, dst: UUID_A },
+    srcCaps: ["validate-uuid"],
+    srcParams: { "downtime-limit": 1000000 },
+  },
+  {
+    name: "/migration/validate_uuid_error",
+    tier: "full",
+    uuid: { src: UUID_A, dst: UUID_B },
+    srcCaps: ["validate-uuid"],
+    expect: "fail-dest-exits",
+    error:
+      /UUID received is '11111111-1111-1111-1111-111111111111' and local is '22222222-2222-2222-2222-222222222222'/,
+  },
+  {
+    name: "/migration/validate_uuid_src_not_set",
+    tier: "full",
+    uuid: { dst: UUID_B },
+    srcCaps: ["validate-uuid"],
+  },
+  {
+    name: "/migration/validate_uuid_dst_not_set",
+    tier: "full",
+    uuid: { src: UUID_A },
+    srcCaps: ["validate-uuid"],
+  },
+];
