@@ -74,6 +74,17 @@ export class MigrationIncoming {
     this.#task = this.#acceptMain();
   }
 
+  /** Loads from an already-connected link: in-process tests, and what QEMU's fd: transport does. */
+  startOnLink(link: Link): void {
+    this.#setStatus("setup");
+    this.#task = this.#process(link);
+  }
+
+  /** Resolves once the current incoming migration finished (completed or failed). */
+  async join(): Promise<void> {
+    await this.#task;
+  }
+
   async #acceptMain(): Promise<void> {
     const listener = this.#listener!;
     let link: Link | null;

@@ -1,0 +1,119 @@
+/**
+ * Source and destination engines in one process over in-memory links: the protocol code runs without
+ * sockets, as the simulated-network tests will run it.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { Engine, type EngineHooks } from "./engine.ts";
+import { memoryLinkPair } from "./transport/link.ts";
+
+interface Recorded {
+  engine: Engine;
+  events: { event: string; data?: Record<string, unknown> }[];
+  exits: number[];
+}
+
+function makeEngine(name: string, incoming?: string): Recorded {
+  const events: Recorded["events"] = [];
+  const exits: number[] = [];
+  const hooks: EngineHooks = {
+    emit: (event, data) => events.push({ event, data }),
+    log: () => {},
+    exit: (code) => exits.push(code),
+  };
+  const engine = new Engine({
+    name,
+    machine: "tiny",
+    workload: { kind: "random", seed: 42, hotPages: 64, hotPercent: 70 },
+    incoming,
+    startPaused: incoming !== undefined,
+    runMs: 1,
+    sleepMs: 1,
+  }, hooks);
+  engine.options.setCapabilities([{ capability: "events", state: true }]);
+  return { engine, events, exits };
+}
+
+async function until(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!pred()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+function migrateOverMemory(src: Engine, dst: Engine): void {
+  const [a, b] = memoryLinkPair(1 << 20, "mem");
+  dst.incoming.startOnLink(b);
+  src.migration.start(() => Promise.resolve({ link: a, returnPath: true }));
+}
+
+Deno.test("in-process live precopy over a memory link: RAM and devices equal", async () => {
+  const s = makeEngine("source");
+  const d = makeEngine("target", "defer");
+  try {
+    s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
+    d.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
+    await new Promise((r) => setTimeout(r, 30)); // let the guest dirty memory
+    migrateOverMemory(s.engine, d.engine);
+    await until("source completed", () => ["completed", "failed"].includes(s.engine.migration.status));
+    await d.engine.incoming.join();
+    assert.equal(s.engine.migration.status, "completed", s.engine.migration.errorDesc ?? "");
+    assert.equal(d.engine.incoming.status, "completed", d.engine.incoming.errorDesc ?? "");
+    for (let i = 0; i < s.engine.machine.blocks.length; i++) {
+      assert.ok(
+        Buffer.from(s.engine.machine.blocks[i].mem).equals(Buffer.from(d.engine.machine.blocks[i].mem)),
+        `block ${s.engine.machine.blocks[i].idstr} differs`,
+      );
+    }
+    assert.deepEqual(d.engine.machine.deviceState(), s.engine.machine.deviceState());
+    const statuses = s.events.filter((e) => e.event === "MIGRATION").map((e) => e.data?.status);
+    assert.deepEqual(statuses, ["setup", "active", "device", "completed"]);
+    assert.equal(d.engine.machine.runstate, "paused");
+  } finally {
+    await s.engine.close();
+    await d.engine.close();
+  }
+});
+
+Deno.test("in-process: a destination that refuses the stream fails the source, whose guest runs on", async () => {
+  const s = makeEngine("source");
+  const d = makeEngine("target", "defer");
+  try {
+    s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
+    d.engine.incoming.exitOnError = false;
+    s.engine.migration.streamFault = "unknown-section";
+    migrateOverMemory(s.engine, d.engine);
+    await until("source failed", () => ["completed", "failed"].includes(s.engine.migration.status));
+    await d.engine.incoming.join();
+    assert.equal(d.engine.incoming.status, "failed");
+    assert.match(d.engine.incoming.errorDesc!, /Unknown savevm section or instance 'x-bogus-device' 0/);
+    assert.equal(s.engine.migration.status, "failed");
+    assert.match(s.engine.migration.errorDesc!, /SHUT 1/);
+    assert.ok(s.engine.machine.running, "source guest must keep running");
+    assert.deepEqual(d.exits, []);
+  } finally {
+    await s.engine.close();
+    await d.engine.close();
+  }
+});
+
+Deno.test("in-process: cancel during iteration ends cancelled and restarts the guest", async () => {
+  const s = makeEngine("source");
+  const d = makeEngine("target", "defer");
+  try {
+    d.engine.incoming.exitOnError = false;
+    s.engine.options.params["max-bandwidth"] = 1_000_000;
+    migrateOverMemory(s.engine, d.engine);
+    await until("active", () => s.engine.migration.status === "active");
+    s.engine.migration.cancel();
+    await s.engine.migration.join();
+    await d.engine.incoming.join();
+    assert.equal(s.engine.migration.status, "cancelled");
+    assert.equal(d.engine.incoming.status, "failed");
+    assert.ok(s.engine.machine.running);
+  } finally {
+    await s.engine.close();
+    await d.engine.close();
+  }
+});
