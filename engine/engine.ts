@@ -25,6 +25,7 @@ export interface EngineConfig {
   uuid?: string;
   runMs?: number;
   sleepMs?: number;
+  memPrealloc?: boolean;
 }
 
 export interface EngineHooks {
@@ -57,6 +58,7 @@ export class Engine {
       initialState: config.incoming ? "inmigrate" : config.startPaused ? "prelaunch" : "running",
       emit: hooks.emit,
       onGuestError: (m) => hooks.log(`guest error: ${m}`),
+      memPrealloc: config.memPrealloc,
       runMs: config.runMs,
       sleepMs: config.sleepMs,
     });

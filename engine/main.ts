@@ -41,6 +41,7 @@ const { values } = parseArgs({
     "run-ms": { type: "string" },
     "sleep-ms": { type: "string" },
     S: { type: "boolean", short: "S", default: false },
+    "mem-prealloc": { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -84,6 +85,7 @@ try {
     uuid: values.uuid,
     runMs: values["run-ms"] ? Number(values["run-ms"]) : undefined,
     sleepMs: values["sleep-ms"] ? Number(values["sleep-ms"]) : undefined,
+    memPrealloc: values["mem-prealloc"],
   }, {
     emit: (event, data) => server?.emit(event, data),
     log,

@@ -28,10 +28,12 @@ export class QEMUFileWriter {
   #buf: Uint8Array;
   #view: DataView;
   #len = 0;
-  /** Bytes handed to the link so far. */
-  #flushed = 0;
+  /** Bytes handed to the link so far (written or being written). */
+  #handed = 0;
   faults: OutputFaults = {};
   #error: Error | null = null;
+  #spare: Uint8Array | null = null;
+  #inflight: Promise<void> = Promise.resolve();
 
   constructor(readonly link: Link, readonly flushThreshold = 1 << 20) {
     this.#buf = new Uint8Array(flushThreshold + 65536);
@@ -40,7 +42,7 @@ export class QEMUFileWriter {
 
   /** Total bytes written (buffered or not): the stream position of the next byte. */
   get position(): number {
-    return this.#flushed + this.#len;
+    return this.#handed + this.#len;
   }
 
   /** The first write error, if the link broke. */
@@ -90,16 +92,48 @@ export class QEMUFileWriter {
     this.putBytes(b);
   }
 
-  /** Flushes when the buffer passed the threshold; call after each record on hot paths. */
+  /** The buffer passed the threshold (hot paths test this instead of awaiting maybeFlush per record). */
+  get needsFlush(): boolean {
+    return this.#len >= this.flushThreshold;
+  }
+
+  /** Flushes when the buffer passed the threshold. */
   async maybeFlush(): Promise<void> {
     if (this.#len >= this.flushThreshold) await this.flush();
   }
 
+  /** Writes everything buffered and waits until the link has taken it. */
   async flush(): Promise<void> {
+    await this.push();
+    await this.#inflight;
+    if (this.#error) throw this.#error;
+  }
+
+  /**
+   * Hands the buffered bytes to the link and returns once the *previous* hand-off completed, so filling
+   * the next buffer overlaps with the socket write of this one (double buffering).
+   */
+  async push(): Promise<void> {
     if (this.#error) throw this.#error;
     if (this.#len === 0) return;
-    let out = this.#buf.subarray(0, this.#len);
-    const start = this.#flushed;
+    const buf = this.#buf;
+    const len = this.#len;
+    // Swap to the spare buffer; the one being written must not be touched until its write completes.
+    this.#buf = this.#spare ?? new Uint8Array(buf.length);
+    this.#view = new DataView(this.#buf.buffer);
+    this.#spare = null;
+    this.#len = 0;
+    await this.#inflight;
+    if (this.#error) throw this.#error;
+    const start = this.#handed;
+    this.#handed += len;
+    this.#inflight = this.#write(buf, len, start).finally(() => (this.#spare = buf));
+    // Surface errors of this write on the next call, not as an unhandled rejection.
+    this.#inflight.catch(() => {});
+  }
+
+  async #write(buf: Uint8Array, len: number, start: number): Promise<void> {
+    let out = buf.subarray(0, len);
     const f = this.faults;
     if (f.corruptAt !== undefined && f.corruptAt >= start && f.corruptAt < start + out.length) {
       out[f.corruptAt - start] ^= f.xor ?? 0xff;
@@ -109,10 +143,8 @@ export class QEMUFileWriter {
       out = out.subarray(0, Math.max(0, f.truncateAt - start));
       truncate = true;
     }
-    this.#len = 0;
     try {
       if (out.length) await this.link.write(out);
-      this.#flushed += out.length;
       if (truncate) {
         this.link.close();
         throw new Error(`${this.link.description}: connection dropped after ${f.truncateAt} bytes (fault)`);
@@ -124,18 +156,44 @@ export class QEMUFileWriter {
   }
 }
 
+/** Room kept in front of each read chunk, so a record split across chunks is joined without a big copy. */
+const READ_RESERVE = 64 << 10;
+/** Chunks read ahead of the parser. */
+const READ_AHEAD = 4;
+
+interface ReadChunk {
+  buf: Uint8Array;
+  /** Bytes read, at buf[READ_RESERVE ...]. */
+  n: number;
+}
+
+/**
+ * The reader keeps reading ahead into a few chunks while the caller parses, so the socket is drained
+ * concurrently with parsing: with small kernel socket buffers, a reader that only reads when it runs dry
+ * makes sender and receiver take turns.
+ */
 export class QEMUFileReader {
-  #buf: Uint8Array;
-  #view: DataView;
+  #buf: Uint8Array = new Uint8Array(0);
+  #view: DataView = new DataView(this.#buf.buffer);
   #start = 0;
   #end = 0;
   /** Stream offset of #buf[0]. */
   #base = 0;
+  /** Whether #buf came from the chunk pool (and goes back to it). */
+  #pooled = false;
+  readonly #chunkSize: number;
+  #queue: ReadChunk[] = [];
+  #pool: Uint8Array[] = [];
+  #pumping = false;
+  /** Stream offset just past the last byte read from the link. */
+  #readEnd = 0;
   #eof = false;
+  #readError: unknown = null;
+  #wakeConsumer: (() => void) | null = null;
+  #wakePump: (() => void) | null = null;
 
-  constructor(readonly link: Link, bufSize = 1 << 20) {
-    this.#buf = new Uint8Array(bufSize);
-    this.#view = new DataView(this.#buf.buffer);
+  constructor(readonly link: Link, chunkSize = 256 << 10) {
+    this.#chunkSize = chunkSize;
   }
 
   /** Stream offset of the next unread byte. */
@@ -156,36 +214,84 @@ export class QEMUFileReader {
     return new StreamError(detail, offset);
   }
 
-  /** Waits until `n` bytes are buffered; a stream that ends first is an error naming `what`. */
-  async need(n: number, what: string): Promise<void> {
-    if (this.#end - this.#start >= n) return;
-    if (n > this.#buf.length) {
-      const bigger = new Uint8Array(n);
-      bigger.set(this.#buf.subarray(this.#start, this.#end));
-      this.#base += this.#start;
-      this.#end -= this.#start;
-      this.#start = 0;
-      this.#buf = bigger;
-      this.#view = new DataView(bigger.buffer);
-    } else if (this.#start + n > this.#buf.length) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-      this.#base += this.#start;
-      this.#end -= this.#start;
-      this.#start = 0;
-    }
-    while (this.#end - this.#start < n) {
-      if (this.#eof) throw this.#truncated(what);
-      const got = await this.link.read(this.#buf.subarray(this.#end));
-      if (got === null || got === 0) {
-        this.#eof = true;
+  async #pump(): Promise<void> {
+    while (!this.#eof) {
+      if (this.#queue.length >= READ_AHEAD) {
+        await new Promise<void>((r) => (this.#wakePump = r));
         continue;
       }
-      this.#end += got;
+      const buf = this.#pool.pop() ?? new Uint8Array(READ_RESERVE + this.#chunkSize);
+      let n: number | null;
+      try {
+        n = await this.link.read(buf.subarray(READ_RESERVE));
+      } catch (e) {
+        this.#readError = e;
+        n = null;
+      }
+      if (n === null || n === 0) this.#eof = true;
+      else {
+        this.#queue.push({ buf, n });
+        this.#readEnd += n;
+      }
+      const w = this.#wakeConsumer;
+      this.#wakeConsumer = null;
+      w?.();
     }
   }
 
-  #truncated(what: string): StreamError {
-    return this.error(`Unexpected end of stream while reading ${what}`, this.#base + this.#end);
+  async #nextChunk(what: string): Promise<ReadChunk> {
+    if (!this.#pumping) {
+      this.#pumping = true;
+      this.#pump();
+    }
+    while (this.#queue.length === 0) {
+      if (this.#eof) {
+        if (this.#readError) {
+          // A reset connection is a stream error too: say where the stream stopped and what was expected.
+          const e = this.#readError;
+          const why = e instanceof Error ? e.message : String(e);
+          throw this.error(`${this.link.description}: ${why} while reading ${what}`, this.#readEnd);
+        }
+        throw this.error(`Unexpected end of stream while reading ${what}`, this.#readEnd);
+      }
+      await new Promise<void>((r) => (this.#wakeConsumer = r));
+    }
+    const c = this.#queue.shift()!;
+    const w = this.#wakePump;
+    this.#wakePump = null;
+    w?.();
+    return c;
+  }
+
+  #install(buf: Uint8Array, start: number, end: number, pooled: boolean): void {
+    const pos = this.position;
+    if (this.#pooled) this.#pool.push(this.#buf);
+    this.#buf = buf;
+    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.#start = start;
+    this.#end = end;
+    this.#base = pos - start;
+    this.#pooled = pooled;
+  }
+
+  /** Waits until `n` bytes are buffered; a stream that ends first is an error naming `what`. */
+  async need(n: number, what: string): Promise<void> {
+    while (this.#end - this.#start < n) {
+      const left = this.#end - this.#start;
+      const c = await this.#nextChunk(what);
+      if (left <= READ_RESERVE) {
+        // Join the tail of the current chunk in front of the next one: a small copy.
+        c.buf.set(this.#buf.subarray(this.#start, this.#end), READ_RESERVE - left);
+        this.#install(c.buf, READ_RESERVE - left, READ_RESERVE + c.n, true);
+      } else {
+        // A large record spanning chunks (rare): gather into a private buffer.
+        const joined = new Uint8Array(Math.max(n, left + c.n));
+        joined.set(this.#buf.subarray(this.#start, this.#end));
+        joined.set(c.buf.subarray(READ_RESERVE, READ_RESERVE + c.n), left);
+        this.#pool.push(c.buf);
+        this.#install(joined, 0, left + c.n, false);
+      }
+    }
   }
 
   /** True once the peer closed and every byte has been consumed (a clean end of stream). */

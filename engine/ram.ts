@@ -109,7 +109,7 @@ export class RamSaveState {
     while (!rateExceeded()) {
       if (!this.#saveNextDirtyPage(f)) break;
       sent++;
-      await f.maybeFlush();
+      if (f.needsFlush) await f.push();
       if ((sent & 63) === 0 && this.now() - t0 > MAX_WAIT_MS) break;
     }
     f.putBe64(RAM_SAVE_FLAG_EOS);
@@ -120,7 +120,7 @@ export class RamSaveState {
   /** ram_save_complete: a last sync, then every remaining dirty page with no rate limit, then EOS. */
   async complete(f: QEMUFileWriter): Promise<void> {
     this.syncBitmap();
-    while (this.#saveNextDirtyPage(f)) await f.maybeFlush();
+    while (this.#saveNextDirtyPage(f)) if (f.needsFlush) await f.push();
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += 8;
   }
@@ -194,7 +194,7 @@ export class RamLoadState {
     const mask = TARGET_PAGE_SIZE - 1;
     while (true) {
       const at = r.position;
-      await r.need(8, "RAM record header");
+      if (!r.has(8)) await r.need(8, "RAM record header");
       const [hi, lo] = r.getBe64Parts();
       const flags = lo & mask;
       const addr = hi * 0x1_0000_0000 + (lo - flags);
@@ -203,8 +203,8 @@ export class RamLoadState {
           await this.#loadBlockList(r, addr, at);
           break;
         case RAM_SAVE_FLAG_ZERO: {
-          const page = await this.#targetPage(r, flags, addr, at);
-          await r.need(1, "zero page fill byte");
+          const page = this.#continuePage(r, flags, addr, at) ?? await this.#targetPage(r, flags, addr, at);
+          if (!r.has(1)) await r.need(1, "zero page fill byte");
           const ch = r.get8();
           if (ch !== 0) throw r.error(`Found a zero page with value ${ch}`, at);
           handleZeroPage(page);
@@ -212,8 +212,8 @@ export class RamLoadState {
           break;
         }
         case RAM_SAVE_FLAG_PAGE: {
-          const page = await this.#targetPage(r, flags, addr, at);
-          await r.need(TARGET_PAGE_SIZE, "page data");
+          const page = this.#continuePage(r, flags, addr, at) ?? await this.#targetPage(r, flags, addr, at);
+          if (!r.has(TARGET_PAGE_SIZE)) await r.need(TARGET_PAGE_SIZE, "page data");
           r.copyTo(page);
           this.counters.normal++;
           break;
@@ -257,18 +257,24 @@ export class RamLoadState {
     }
   }
 
-  /** Resolves a page record's block (idstr or CONTINUE) and offset to the destination page. */
-  async #targetPage(r: QEMUFileReader, flags: number, addr: number, at: number): Promise<Uint8Array> {
-    let block: RamBlock | null | undefined;
-    if (flags & RAM_SAVE_FLAG_CONTINUE) {
-      block = this.#lastRecvBlock;
-      if (!block) throw r.error("Ack, bad migration stream! (CONTINUE with no previous RAM block)", at);
-    } else {
-      const idstr = await r.getCountedString("RAM block idstr");
-      block = this.#block(idstr);
-      if (!block) throw r.error(`Can't find block ${idstr}`, at);
-      this.#lastRecvBlock = block;
-    }
+  /** The common case without a wait: a CONTINUE record on the last block. */
+  #continuePage(r: QEMUFileReader, flags: number, addr: number, at: number): Uint8Array | undefined {
+    if (!(flags & RAM_SAVE_FLAG_CONTINUE)) return undefined;
+    const block = this.#lastRecvBlock;
+    if (!block) throw r.error("Ack, bad migration stream! (CONTINUE with no previous RAM block)", at);
+    return this.#page(r, block, addr, at);
+  }
+
+  /** A record that names its block. */
+  async #targetPage(r: QEMUFileReader, _flags: number, addr: number, at: number): Promise<Uint8Array> {
+    const idstr = await r.getCountedString("RAM block idstr");
+    const block = this.#block(idstr);
+    if (!block) throw r.error(`Can't find block ${idstr}`, at);
+    this.#lastRecvBlock = block;
+    return this.#page(r, block, addr, at);
+  }
+
+  #page(r: QEMUFileReader, block: RamBlock, addr: number, at: number): Uint8Array {
     if (addr + TARGET_PAGE_SIZE > block.usedLength) {
       throw r.error(`Illegal RAM offset 0x${addr.toString(16)} in block ${block.idstr}`, at);
     }

@@ -146,8 +146,10 @@ export function popcount32(v: number): number {
   return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
 }
 
-/** True if every byte of the page is zero (QEMU's buffer_is_zero), testing 32 bits at a time. */
+/** True if every byte of the page is zero (QEMU's buffer_is_zero). */
 export function isZeroPage(page: Uint8Array): boolean {
+  // Most non-zero pages differ in their first bytes; test those before building a word view.
+  if (page[0] !== 0 || page[page.length - 1] !== 0) return false;
   const words = new Uint32Array(page.buffer, page.byteOffset, page.length >>> 2);
   for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
   return true;

@@ -315,9 +315,11 @@ async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<
 
 async function checkFooter(r: QEMUFileReader, sectionId: number, idstr: string): Promise<void> {
   const at = r.position;
-  await r.need(5, `section footer of '${idstr}'`);
+  // The marker alone decides "missing", even when fewer than 5 bytes remain (as check_section_footer).
+  await r.need(1, `section footer of '${idstr}'`);
   const marker = r.get8();
   if (marker !== QEMU_VM_SECTION_FOOTER) throw r.error(`Missing section footer for ${idstr}`, at);
+  await r.need(4, `section footer of '${idstr}'`);
   const id = r.getBe32();
   if (id !== sectionId) {
     throw r.error(

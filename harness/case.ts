@@ -71,6 +71,8 @@ export interface MigrationCase {
   /** What the error (error-desc, QMP error or destination stderr) must match. */
   error?: RegExp;
   uuid?: { src?: string; dst?: string };
+  /** -mem-prealloc on both sides (guest RAM faulted in at start). */
+  memPrealloc?: boolean;
   fault?: FaultSpec;
   /** file flow: stop the source before saving (upstream's stop_src). */
   stopSrc?: boolean;

@@ -18,6 +18,7 @@ export interface EngineSpawnOptions {
   incoming?: string;
   startPaused?: boolean;
   uuid?: string;
+  memPrealloc?: boolean;
   /** Unix socket paths the engine may use besides its QMP socket (the migration socket). */
   socketPaths?: string[];
   transcript: QmpTranscriptEntry[];
@@ -46,6 +47,8 @@ export class EngineProcess {
       `--allow-net=${nets.join(",")}`,
       `--allow-read=${opts.dir},${ENGINE_DIR},${FIXTURES_DIR}`,
       `--allow-write=${opts.dir}`,
+      // Extra `deno run` flags for the engines, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof to profile them.
+      ...(Deno.env.get("MIGTEST_ENGINE_FLAGS")?.split(/\s+/).filter(Boolean) ?? []),
       ENGINE_MAIN.pathname,
       "--name",
       opts.name,
@@ -61,6 +64,7 @@ export class EngineProcess {
     if (opts.incoming) args.push("--incoming", opts.incoming);
     if (opts.startPaused) args.push("-S");
     if (opts.uuid) args.push("--uuid", opts.uuid);
+    if (opts.memPrealloc) args.push("--mem-prealloc");
     this.#child = new Deno.Command(Deno.execPath(), {
       args,
       stdin: "null",

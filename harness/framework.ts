@@ -111,6 +111,7 @@ export class MigrationPair {
       incoming: opts.incoming,
       startPaused: opts.startPaused,
       uuid,
+      memPrealloc: this.c.memPrealloc,
       socketPaths: [this.migsocket],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,

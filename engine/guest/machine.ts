@@ -23,6 +23,8 @@ export interface MachineOptions {
   initialState: RunState;
   emit(event: string, data?: Record<string, unknown>): void;
   onGuestError(message: string): void;
+  /** -mem-prealloc: fault every page in at start, so the first migration does not pay for it. */
+  memPrealloc?: boolean;
   /** vCPU duty cycle (ms running / ms sleeping per slice). */
   runMs?: number;
   sleepMs?: number;
@@ -46,6 +48,7 @@ export class Machine {
     for (const b of this.blocks) {
       b.offset = offset;
       offset += b.usedLength;
+      if (opts.memPrealloc) for (let p = 0; p < b.usedLength; p += b.pageSize) b.mem[p] = 0;
     }
     if (opts.serialPath) {
       this.#serialFile = Deno.openSync(opts.serialPath, { write: true, create: true, append: true });

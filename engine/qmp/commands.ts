@@ -277,6 +277,24 @@ export function engineCommands(e: Engine): QmpCommand[] {
         return { data: out.toBase64() };
       },
     },
+    {
+      name: "x-test-ram-fill",
+      args: { seed: { type: "int" } },
+      handler: (args) => {
+        // Seeded incompressible contents for throughput measurements; the guest should be stopped.
+        let x = (args.seed as number) >>> 0 || 1;
+        for (const b of m.blocks) {
+          const words = new Uint32Array(b.mem.buffer, b.mem.byteOffset, b.mem.length >>> 2);
+          for (let i = 0; i < words.length; i++) {
+            x ^= x << 13;
+            x ^= x >>> 17;
+            x ^= x << 5;
+            words[i] = x;
+          }
+          for (let p = 0; p < b.pages; p++) b.markDirty(p);
+        }
+      },
+    },
     { name: "x-test-device-state", handler: () => ({ devices: m.deviceState() }) },
     {
       name: "x-test-inject-fault",

@@ -1,0 +1,112 @@
+/**
+ * `deno task bench`: throughput measured against a baseline taken in the same run, so the ratio means
+ * something on any machine.
+ *
+ * 1. Baseline: raw unix-socket throughput between two Deno processes (1 MiB writes, 512 MiB).
+ * 2. Engine: non-live precopy of a 256 MiB guest full of random data over a unix socket, unlimited
+ *    bandwidth, from `migrate` to the source's `completed`.
+ * 3. The wall time of the whole smoke tier.
+ */
+import { ALL_CASES } from "../cases/all.ts";
+import { inTier } from "./case.ts";
+import { MigrationPair } from "./framework.ts";
+import { runCase } from "./runner.ts";
+
+const RAW_BYTES = 512 << 20;
+const RUNS = 3;
+
+async function rawUnixThroughput(): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "migtest-bench-" });
+  const path = `${dir}/sink.sock`;
+  const sink = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      `--allow-net=unix:${path}`,
+      `--allow-read=${dir}`,
+      `--allow-write=${dir}`,
+      new URL("./bench_sink.ts", import.meta.url).pathname,
+      path,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = sink.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  await reader.read(); // "ready"
+  const conn = await Deno.connect({ transport: "unix", path });
+  const chunk = new Uint8Array(1 << 20).fill(0xa5);
+  const t0 = performance.now();
+  for (let sent = 0; sent < RAW_BYTES; sent += chunk.length) {
+    let off = 0;
+    while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+  }
+  await conn.closeWrite();
+  const reply = new Uint8Array(64);
+  await conn.read(reply);
+  const secs = (performance.now() - t0) / 1000;
+  conn.close();
+  await reader.cancel();
+  await sink.status;
+  await Deno.remove(dir, { recursive: true });
+  return RAW_BYTES / secs;
+}
+
+async function enginePrecopyThroughput(seed: number): Promise<{ bps: number; bytes: number; ms: number }> {
+  const pair = await MigrationPair.start({
+    name: "/bench/precopy/unix/256M",
+    tier: "slow",
+    machine: "pc-256",
+    workload: { kind: "idle" },
+    transport: "unix",
+    memPrealloc: true,
+  }, { seed, waitMs: 60_000, log: () => {} });
+  try {
+    await pair.src.qmp.execute("stop");
+    await pair.src.qmp.execute("x-test-ram-fill", { seed }, { timeoutMs: 60_000 });
+    await pair.setParams(pair.src, { "max-bandwidth": 0, "downtime-limit": 30_000 });
+    const t0 = performance.now();
+    await pair.src.qmp.execute("migrate", { uri: `unix:${pair.migsocket}` });
+    await pair.waitStatus(pair.src, "completed");
+    const ms = performance.now() - t0;
+    await pair.waitStatus(pair.dst, "completed");
+    const s = await pair.status(pair.src);
+    const bytes = (s.ram as Record<string, number>).transferred;
+    console.log(`    (engine-reported total-time ${s["total-time"]} ms, setup ${s["setup-time"]} ms)`);
+    return { bps: bytes / (ms / 1000), bytes, ms };
+  } finally {
+    await pair.close();
+    await pair.removeDir();
+  }
+}
+
+const gb = (bps: number) => `${(bps / 1e9).toFixed(2)} GB/s`;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+console.log(`migtest bench (${RUNS} runs each, medians)`);
+const raw: number[] = [];
+const eng: number[] = [];
+for (let i = 0; i < RUNS; i++) {
+  raw.push(await rawUnixThroughput());
+  const e = await enginePrecopyThroughput(1000 + i);
+  eng.push(e.bps);
+  console.log(
+    `  run ${i + 1}: raw unix socket ${gb(raw[i])}, engine precopy ${gb(e.bps)} ` +
+      `(${(e.bytes / 1e6).toFixed(0)} MB in ${e.ms.toFixed(0)} ms)`,
+  );
+}
+const rawM = median(raw);
+const engM = median(eng);
+console.log(`raw unix socket (2 Deno processes, 1 MiB writes): ${gb(rawM)}`);
+console.log(`engine non-live precopy, 256 MiB random RAM, unix: ${gb(engM)}`);
+console.log(`ratio engine/raw: ${(engM / rawM * 100).toFixed(0)}%  (aim: >= 60%)`);
+
+const smoke = ALL_CASES.filter((c) => inTier(c, "smoke"));
+const t0 = performance.now();
+let failed = 0;
+for (const c of smoke) {
+  const r = await runCase(c, { seed: 1, artifactsDir: null });
+  if (!r.ok) failed++;
+}
+console.log(
+  `smoke tier: ${smoke.length} cases in ${((performance.now() - t0) / 1000).toFixed(1)} s wall` +
+    (failed ? ` (${failed} FAILED)` : ""),
+);
