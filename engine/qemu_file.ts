@@ -156,44 +156,18 @@ export class QEMUFileWriter {
   }
 }
 
-/** Room kept in front of each read chunk, so a record split across chunks is joined without a big copy. */
-const READ_RESERVE = 64 << 10;
-/** Chunks read ahead of the parser. */
-const READ_AHEAD = 4;
-
-interface ReadChunk {
-  buf: Uint8Array;
-  /** Bytes read, at buf[READ_RESERVE ...]. */
-  n: number;
-}
-
-/**
- * The reader keeps reading ahead into a few chunks while the caller parses, so the socket is drained
- * concurrently with parsing: with small kernel socket buffers, a reader that only reads when it runs dry
- * makes sender and receiver take turns.
- */
 export class QEMUFileReader {
-  #buf: Uint8Array = new Uint8Array(0);
-  #view: DataView = new DataView(this.#buf.buffer);
+  #buf: Uint8Array;
+  #view: DataView;
   #start = 0;
   #end = 0;
   /** Stream offset of #buf[0]. */
   #base = 0;
-  /** Whether #buf came from the chunk pool (and goes back to it). */
-  #pooled = false;
-  readonly #chunkSize: number;
-  #queue: ReadChunk[] = [];
-  #pool: Uint8Array[] = [];
-  #pumping = false;
-  /** Stream offset just past the last byte read from the link. */
-  #readEnd = 0;
   #eof = false;
-  #readError: unknown = null;
-  #wakeConsumer: (() => void) | null = null;
-  #wakePump: (() => void) | null = null;
 
-  constructor(readonly link: Link, chunkSize = 256 << 10) {
-    this.#chunkSize = chunkSize;
+  constructor(readonly link: Link, bufSize = 1 << 20) {
+    this.#buf = new Uint8Array(bufSize);
+    this.#view = new DataView(this.#buf.buffer);
   }
 
   /** Stream offset of the next unread byte. */
@@ -214,83 +188,36 @@ export class QEMUFileReader {
     return new StreamError(detail, offset);
   }
 
-  async #pump(): Promise<void> {
-    while (!this.#eof) {
-      if (this.#queue.length >= READ_AHEAD) {
-        await new Promise<void>((r) => (this.#wakePump = r));
-        continue;
-      }
-      const buf = this.#pool.pop() ?? new Uint8Array(READ_RESERVE + this.#chunkSize);
-      let n: number | null;
-      try {
-        n = await this.link.read(buf.subarray(READ_RESERVE));
-      } catch (e) {
-        this.#readError = e;
-        n = null;
-      }
-      if (n === null || n === 0) this.#eof = true;
-      else {
-        this.#queue.push({ buf, n });
-        this.#readEnd += n;
-      }
-      const w = this.#wakeConsumer;
-      this.#wakeConsumer = null;
-      w?.();
-    }
-  }
-
-  async #nextChunk(what: string): Promise<ReadChunk> {
-    if (!this.#pumping) {
-      this.#pumping = true;
-      this.#pump();
-    }
-    while (this.#queue.length === 0) {
-      if (this.#eof) {
-        if (this.#readError) {
-          // A reset connection is a stream error too: say where the stream stopped and what was expected.
-          const e = this.#readError;
-          const why = e instanceof Error ? e.message : String(e);
-          throw this.error(`${this.link.description}: ${why} while reading ${what}`, this.#readEnd);
-        }
-        throw this.error(`Unexpected end of stream while reading ${what}`, this.#readEnd);
-      }
-      await new Promise<void>((r) => (this.#wakeConsumer = r));
-    }
-    const c = this.#queue.shift()!;
-    const w = this.#wakePump;
-    this.#wakePump = null;
-    w?.();
-    return c;
-  }
-
-  #install(buf: Uint8Array, start: number, end: number, pooled: boolean): void {
-    const pos = this.position;
-    if (this.#pooled) this.#pool.push(this.#buf);
-    this.#buf = buf;
-    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    this.#start = start;
-    this.#end = end;
-    this.#base = pos - start;
-    this.#pooled = pooled;
-  }
-
   /** Waits until `n` bytes are buffered; a stream that ends first is an error naming `what`. */
   async need(n: number, what: string): Promise<void> {
+    if (this.#end - this.#start >= n) return;
+    if (n > this.#buf.length) {
+      const bigger = new Uint8Array(n);
+      bigger.set(this.#buf.subarray(this.#start, this.#end));
+      this.#base += this.#start;
+      this.#end -= this.#start;
+      this.#start = 0;
+      this.#buf = bigger;
+      this.#view = new DataView(bigger.buffer);
+    } else if (this.#start + n > this.#buf.length) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#base += this.#start;
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
     while (this.#end - this.#start < n) {
-      const left = this.#end - this.#start;
-      const c = await this.#nextChunk(what);
-      if (left <= READ_RESERVE) {
-        // Join the tail of the current chunk in front of the next one: a small copy.
-        c.buf.set(this.#buf.subarray(this.#start, this.#end), READ_RESERVE - left);
-        this.#install(c.buf, READ_RESERVE - left, READ_RESERVE + c.n, true);
-      } else {
-        // A large record spanning chunks (rare): gather into a private buffer.
-        const joined = new Uint8Array(Math.max(n, left + c.n));
-        joined.set(this.#buf.subarray(this.#start, this.#end));
-        joined.set(c.buf.subarray(READ_RESERVE, READ_RESERVE + c.n), left);
-        this.#pool.push(c.buf);
-        this.#install(joined, 0, left + c.n, false);
+      const at = this.#base + this.#end;
+      if (this.#eof) throw this.error(`Unexpected end of stream while reading ${what}`, at);
+      let got: number | null;
+      try {
+        got = await this.link.read(this.#buf.subarray(this.#end));
+      } catch (e) {
+        // A reset connection is a stream error too: say where the stream stopped and what was expected.
+        const why = e instanceof Error ? e.message : String(e);
+        throw this.error(`${this.link.description}: ${why} while reading ${what}`, at);
       }
+      if (got === null || got === 0) this.#eof = true;
+      else this.#end += got;
     }
   }
 

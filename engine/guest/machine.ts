@@ -48,7 +48,7 @@ export class Machine {
     for (const b of this.blocks) {
       b.offset = offset;
       offset += b.usedLength;
-      if (opts.memPrealloc) for (let p = 0; p < b.usedLength; p += b.pageSize) b.mem[p] = 0;
+      if (opts.memPrealloc) { for (let p = 0; p < b.usedLength; p += b.pageSize) b.mem[p] = 0; }
     }
     if (opts.serialPath) {
       this.#serialFile = Deno.openSync(opts.serialPath, { write: true, create: true, append: true });
