@@ -107,6 +107,14 @@ if (values.incoming && values.incoming !== "defer") {
   }
 }
 
+// Like QEMU's -run-with exit-with-parent=on: a harness that dies (or a test that times out and is
+// abandoned) must not leave engines behind.
+const parent = Deno.ppid;
+const parentWatch = setInterval(() => {
+  if (Deno.ppid !== parent) void shutdown(0);
+}, 500);
+Deno.unrefTimer(parentWatch);
+
 Deno.addSignalListener("SIGTERM", () => void shutdown(0));
 Deno.addSignalListener("SIGINT", () => void shutdown(0));
 log(
