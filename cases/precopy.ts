@@ -36,6 +36,17 @@ const base: MigrationCase[] = [
       "the migration must keep iterating, then complete once bandwidth and downtime are raised",
   },
   {
+    name: "/migration/precopy/unix/non-converge/dirty-pages-rate",
+    tier: "full",
+    flow: "converge-after-raise",
+    transport: "unix",
+    srcParams: { "max-bandwidth": 60_000_000 },
+    iterations: 2,
+    expectDirtyPagesRate: true,
+    why: "at 60 MB/s an a-b pass takes ~1.8 s: dirty-pages-rate must be reported after a sync and " +
+      "still be reported between syncs, as QEMU keeps it until the next sync",
+  },
+  {
     name: "/migration/precopy/unix/pause-before-switchover",
     tier: "full",
     transport: "unix",

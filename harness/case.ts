@@ -76,6 +76,8 @@ export interface MigrationCase {
   fault?: FaultSpec;
   /** file flow: stop the source before saving (upstream's stop_src). */
   stopSrc?: boolean;
+  /** converge-after-raise: the source must report a non-zero dirty-pages-rate after a sync and between syncs. */
+  expectDirtyPagesRate?: boolean;
   /** cancel flow: the status after which the source is cancelled. */
   cancelAfter?: string;
   /** Why the case exists, or why it is live. */

@@ -481,14 +481,25 @@ async function waitPasses(p: MigrationPair, passes: number): Promise<void> {
 
 /** A live migration that cannot converge keeps iterating; raising the bandwidth lets it complete. */
 export async function convergeAfterRaiseFlow(p: MigrationPair): Promise<void> {
-  // Fast enough for a pass to take well under a second, yet 1 ms of downtime never fits a dirty a-b guest.
-  await p.setParams(p.src, { "max-bandwidth": 200_000_000, "downtime-limit": 1 });
+  // Fast enough for a pass to take well under a second, yet 1 ms of downtime never fits a dirty a-b guest;
+  // a case's own srcParams win.
+  await p.setParams(p.src, { "max-bandwidth": 200_000_000, "downtime-limit": 1, ...p.c.srcParams });
   await p.waitSerialB(p.src);
   await migrate(p, await p.connectUri());
   const passes = p.c.iterations ?? 3;
   await waitPasses(p, passes);
   const s = await p.status(p.src);
   if (s.status !== "active") throw new FlowError(`expected 'active' after ${passes} passes, got ${s.status}`);
+  if (p.c.expectDirtyPagesRate) {
+    // The rate must be there after a sync and must still be there a second later, between syncs.
+    for (const when of ["right after a sync", "1.2 s later"]) {
+      if (when !== "right after a sync") await sleep(1200);
+      const rate = ((await p.status(p.src)).ram as Record<string, number>)["dirty-pages-rate"];
+      if (!(rate > 0)) {
+        throw new FlowError(`dirty-pages-rate is ${rate} ${when}, with a guest that dirties memory`);
+      }
+    }
+  }
   await p.setParams(p.src, CONVERGE);
   await finishByExpectation(p, true);
 }

@@ -1,0 +1,158 @@
+/**
+ * The engine's QMP commands answer bad input the way QEMU does: a precise error, nothing changed.
+ */
+import assert from "node:assert/strict";
+import { QmpClient, QmpCommandError } from "../../harness/qmp_client.ts";
+import { Engine } from "../engine.ts";
+import { engineCommands } from "./commands.ts";
+import { QmpServer } from "./server.ts";
+
+async function withEngine(
+  incoming: string | undefined,
+  fn: (qmp: QmpClient, engine: Engine) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "migtest-qmp-" });
+  let server: QmpServer | null = null;
+  const engine = new Engine({
+    name: "t",
+    machine: "tiny",
+    workload: { kind: "idle" },
+    incoming,
+    startPaused: true,
+  }, { emit: (e, d) => server?.emit(e, d), log: () => {}, exit: () => {} });
+  server = QmpServer.listen({ path: `${dir}/qmp.sock`, commands: engineCommands(engine) });
+  const qmp = await QmpClient.connect(`${dir}/qmp.sock`, { name: "t", timeoutMs: 5000 });
+  try {
+    await fn(qmp, engine);
+  } finally {
+    await qmp.close();
+    await server.close();
+    await engine.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function error(qmp: QmpClient, cmd: string, args?: Record<string, unknown>): Promise<string> {
+  try {
+    await qmp.execute(cmd, args);
+  } catch (e) {
+    assert.ok(e instanceof QmpCommandError, String(e));
+    return `${e.klass}: ${e.desc}`;
+  }
+  assert.fail(`${cmd} succeeded`);
+}
+
+Deno.test("qmp commands: argument and state errors", async (t) => {
+  await withEngine(undefined, async (qmp) => {
+    await t.step("unknown command", async () => {
+      assert.equal(
+        await error(qmp, "migrate-frobnicate"),
+        "CommandNotFound: The command migrate-frobnicate has not been found",
+      );
+    });
+    await t.step("wrong argument type", async () => {
+      assert.match(
+        await error(qmp, "migrate", { uri: 5 }),
+        /GenericError: Invalid parameter type for 'uri', expected: string/,
+      );
+    });
+    await t.step("uri and channels both or neither", async () => {
+      assert.match(await error(qmp, "migrate", {}), /need either 'uri' or 'channels' argument/);
+      assert.match(
+        await error(qmp, "migrate", { uri: "unix:/x", channels: [] }),
+        /'uri' and 'channels' arguments are mutually exclusive/,
+      );
+    });
+    await t.step("bad URIs", async () => {
+      assert.match(
+        await error(qmp, "migrate", { uri: "rdma:1.2.3.4:5" }),
+        /unknown migration protocol: rdma/,
+      );
+      assert.match(await error(qmp, "migrate", { uri: "tcp:10.0.0.1:4444" }), /only uses loopback/);
+      assert.match(
+        await error(qmp, "migrate", { uri: "file:/x,offset=0x20M" }),
+        /file URI has bad offset 0x20M/,
+      );
+    });
+    await t.step("parameters out of range are refused and change nothing", async () => {
+      assert.match(
+        await error(qmp, "migrate-set-parameters", { "downtime-limit": 2000001 }),
+        /Parameter 'downtime_limit' expects an integer in the range of 0 to 2000000 milliseconds/,
+      );
+      assert.match(
+        await error(qmp, "migrate-set-parameters", { "multifd-channels": 0 }),
+        /Parameter 'multifd_channels' expects a value between 1 and 255/,
+      );
+      assert.match(
+        await error(qmp, "migrate-set-parameters", { "zero-page-detection": "sometimes" }),
+        /Parameter 'zero-page-detection' does not accept value 'sometimes'/,
+      );
+      const p = await qmp.execute<Record<string, unknown>>("query-migrate-parameters");
+      assert.equal(p["downtime-limit"], 300);
+      assert.equal(p["multifd-channels"], 2);
+    });
+    await t.step("capabilities: unknown, unmodelled, malformed", async () => {
+      assert.match(
+        await error(qmp, "migrate-set-capabilities", { capabilities: [{ capability: "warp", state: true }] }),
+        /Parameter 'capability' does not accept value 'warp'/,
+      );
+      assert.match(
+        await error(qmp, "migrate-set-capabilities", {
+          capabilities: [{ capability: "events", state: true }, { capability: "postcopy-ram", state: true }],
+        }),
+        /Capability 'postcopy-ram' is not supported/,
+      );
+      const caps = await qmp.execute<{ capability: string; state: boolean }[]>("query-migrate-capabilities");
+      assert.equal(caps.find((c) => c.capability === "events")?.state, false, "nothing applied on error");
+      assert.match(
+        await error(qmp, "migrate-set-capabilities", { capabilities: [{ capability: "events" }] }),
+        /expected: MigrationCapabilityStatus/,
+      );
+    });
+    await t.step("wrong state", async () => {
+      assert.match(await error(qmp, "migrate-incoming", { uri: "unix:/x" }), /'-incoming' was not specified/);
+      assert.match(
+        await error(qmp, "migrate-continue", { state: "pre-switchover" }),
+        /Migration not in expected state: none/,
+      );
+      assert.match(await error(qmp, "migrate", { uri: "unix:/x", resume: true }), /Cannot resume/);
+      // Cancelling with nothing running is a no-op, as in QEMU.
+      await qmp.execute("migrate_cancel");
+      assert.deepEqual(await qmp.execute("query-migrate"), {});
+    });
+    await t.step("x-test range checks", async () => {
+      assert.match(
+        await error(qmp, "x-test-ram-read", { block: "pc.ram", offset: 1 << 30, size: 16 }),
+        /outside block 'pc.ram'/,
+      );
+      assert.match(await error(qmp, "x-test-ram-digest", { block: "nope" }), /RAM block 'nope' not found/);
+    });
+  });
+});
+
+Deno.test("qmp commands: a destination refuses migrate and a second migrate-incoming", async () => {
+  await withEngine("defer", async (qmp) => {
+    assert.match(
+      await error(qmp, "migrate", { uri: "unix:/x" }),
+      /Guest is waiting for an incoming migration/,
+    );
+    assert.deepEqual(await qmp.execute("query-status"), {
+      running: false,
+      singlestep: false,
+      status: "inmigrate",
+    });
+    const dir = await Deno.makeTempDir();
+    try {
+      await qmp.execute("migrate-incoming", { uri: `unix:${dir}/in.sock` });
+      assert.match(
+        await error(qmp, "migrate-incoming", { uri: `unix:${dir}/in2.sock` }),
+        /The incoming migration has already been started/,
+      );
+      const s = await qmp.execute<Record<string, unknown>>("query-migrate");
+      assert.equal(s.status, "setup");
+      assert.deepEqual(s["socket-address"], [{ type: "unix", path: `${dir}/in.sock` }]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
