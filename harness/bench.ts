@@ -78,6 +78,43 @@ async function enginePrecopyThroughput(seed: number): Promise<{ bps: number; byt
   }
 }
 
+/** Destination QMP round trips (query-migrate) while idle and while it loads a rate-limited stream. */
+async function qmpLatencyDuringLoad(seed: number): Promise<{ idle: number[]; load: number[] }> {
+  const pair = await MigrationPair.start({
+    name: "/bench/qmp-latency",
+    tier: "slow",
+    machine: "pc-256",
+    workload: { kind: "idle" },
+    transport: "unix",
+  }, { seed, waitMs: 60_000, log: () => {} });
+  const rtt = async () => {
+    const t = performance.now();
+    const s = await pair.dst.qmp.execute<{ status?: string }>("query-migrate");
+    return { ms: performance.now() - t, status: s.status };
+  };
+  try {
+    const idle: number[] = [];
+    for (let i = 0; i < 200; i++) idle.push((await rtt()).ms);
+    await pair.src.qmp.execute("stop");
+    await pair.src.qmp.execute("x-test-ram-fill", { seed }, { timeoutMs: 60_000 });
+    await pair.setParams(pair.src, { "max-bandwidth": 300_000_000, "downtime-limit": 30_000 });
+    await pair.src.qmp.execute("migrate", { uri: `unix:${pair.migsocket}` });
+    const load: number[] = [];
+    while (true) {
+      const r = await rtt();
+      if (r.status === "active") load.push(r.ms);
+      if (r.status === "completed" || r.status === "failed") break;
+    }
+    return { idle, load };
+  } finally {
+    await pair.close();
+    await pair.removeDir();
+  }
+}
+
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+
 const gb = (bps: number) => `${(bps / 1e9).toFixed(2)} GB/s`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -98,6 +135,15 @@ const engM = median(eng);
 console.log(`raw unix socket (2 Deno processes, 1 MiB writes): ${gb(rawM)}`);
 console.log(`engine non-live precopy, 256 MiB random RAM, unix: ${gb(engM)}`);
 console.log(`ratio engine/raw: ${(engM / rawM * 100).toFixed(0)}%  (aim: >= 60%)`);
+
+const lat = await qmpLatencyDuringLoad(7);
+const fmt = (xs: number[]) =>
+  `p50 ${pct(xs, 0.5).toFixed(2)} ms, p99 ${pct(xs, 0.99).toFixed(2)} ms, max ${
+    Math.max(...xs).toFixed(2)
+  } ms (n=${xs.length})`;
+console.log(`destination QMP query-migrate round trip, idle:        ${fmt(lat.idle)}`);
+console.log(`destination QMP query-migrate round trip, during load: ${fmt(lat.load)}`);
+console.log(`ratio p99 load/idle: ${(pct(lat.load, 0.99) / pct(lat.idle, 0.99)).toFixed(1)}x`);
 
 const smoke = ALL_CASES.filter((c) => inTier(c, "smoke"));
 const t0 = performance.now();
