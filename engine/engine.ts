@@ -3,6 +3,7 @@
  * in a process behind QMP; unit tests can drive two of them in one process.
  */
 import { machineFixture } from "../fixtures/machines.ts";
+import { isDefect, KNOWN_DEFECTS } from "./defects.ts";
 import { Machine } from "./guest/machine.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { MigrationIncoming } from "./incoming.ts";
@@ -26,6 +27,8 @@ export interface EngineConfig {
   runMs?: number;
   sleepMs?: number;
   memPrealloc?: boolean;
+  /** Known defects to switch on (engine/defects.ts). */
+  defects?: string[];
 }
 
 export interface EngineHooks {
@@ -46,9 +49,17 @@ export class Engine {
   readonly deferredIncoming: boolean;
   /** x-test fault: announce another machine type (a wrong peer). */
   wrongMachineType = false;
+  /** Known defects switched on (engine/defects.ts). */
+  readonly defects = new Set<string>();
 
   constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
     this.uuid = config.uuid ? parseUuid(config.uuid) : null;
+    for (const d of config.defects ?? []) {
+      if (!isDefect(d)) {
+        throw new Error(`unknown defect '${d}' (known: ${Object.keys(KNOWN_DEFECTS).join(", ")})`);
+      }
+      this.defects.add(d);
+    }
     this.autostart = !config.startPaused;
     this.deferredIncoming = config.incoming === "defer";
     this.machine = new Machine({
@@ -69,9 +80,15 @@ export class Engine {
       emit: hooks.emit,
       log: hooks.log,
     };
-    this.migration = new MigrationState({ ...host, config: () => this.outgoingConfig() });
+    this.migration = new MigrationState({
+      ...host,
+      config: () => this.outgoingConfig(),
+      uuid: () => this.uuid ?? new Uint8Array(16),
+    });
     this.incoming = new MigrationIncoming({
       ...host,
+      uuid: () => this.uuid ?? new Uint8Array(16),
+      defects: this.defects,
       config: () => ({ machineType: this.machine.fixture.type, uuid: this.uuid }),
       autostart: () => this.autostart,
       exit: hooks.exit,
@@ -95,7 +112,11 @@ export class Engine {
         return { link, returnPath: false, finish: () => link.truncateToEnd() };
       };
     } else {
-      connect = async () => ({ link: await socketConnect(addr), returnPath: true });
+      connect = async () => ({
+        link: await socketConnect(addr),
+        returnPath: true,
+        openChannel: () => socketConnect(addr),
+      });
     }
     this.migration.start(connect);
   }

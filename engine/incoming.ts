@@ -8,16 +8,26 @@ import type { MigrationOptions } from "./options.ts";
 import { QEMUFileReader, StreamError } from "./qemu_file.ts";
 import { RamLoadState } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
-import { type ConfigurationInfo, loadVmState } from "./savevm.ts";
+import { type ConfigurationInfo, loadVmState, QEMU_VM_FILE_MAGIC } from "./savevm.ts";
 import { fileIncoming } from "./transport/file.ts";
 import type { Link } from "./transport/link.ts";
+import { multifdMethod } from "./multifd/methods.ts";
+import { decodeInit, MULTIFD_INIT_SIZE, MULTIFD_MAGIC } from "./multifd/packet.ts";
+import { MultifdRecvState } from "./multifd/recv.ts";
 import { type MigrationListener, socketListen } from "./transport/socket.ts";
 import type { MigrationAddress, SocketAddress } from "./transport/uri.ts";
 
 /** The destination yields to its control loop at least this often while loading. */
 const LOAD_SLICE_MS = 5;
 
+/** QEMU waits for every multifd channel; we give up after this long, so a lost channel cannot hang. */
+const MULTIFD_CHANNEL_WAIT_MS = 5000;
+
 export interface IncomingHost {
+  /** This VM's uuid (zeros when unset): multifd channels must present it. */
+  uuid(): Uint8Array;
+  /** Known defects switched on (engine/defects.ts). */
+  defects: ReadonlySet<string>;
   machine: Machine;
   options: MigrationOptions;
   config(): ConfigurationInfo;
@@ -40,6 +50,16 @@ export class MigrationIncoming {
   #endTime = 0;
   #task: Promise<void> | null = null;
   #ram: RamLoadState | null = null;
+  #multifd: MultifdRecvState | null = null;
+  #main: { link: Link; r: QEMUFileReader } | null = null;
+  /** Connections not yet identified. */
+  #pending = new Set<Link>();
+  #loading = false;
+  #channelTimer: ReturnType<typeof setTimeout> | undefined;
+  #channelError: Error | null = null;
+  #done: PromiseWithResolvers<void> = Promise.withResolvers();
+  /** Fault: per multifd channel delay before its pages are written (uneven channel speeds). */
+  readonly channelDelays = new Map<number, number>();
   #bytes = 0;
 
   constructor(private readonly host: IncomingHost) {}
@@ -60,10 +80,17 @@ export class MigrationIncoming {
 
   /** qemu_start_incoming_migration: listens (or opens the file) and returns; loading runs after. */
   start(addr: MigrationAddress): void {
+    this.#multifd = this.#multifdSetup();
     if (addr.transport === "file") {
       this.#setStatus("setup");
+      if (this.#multifd) {
+        this.#task = Promise.resolve(
+          this.#fail(new Error("multifd on a file: URI needs mapped-ram (not modelled)")),
+        );
+        return;
+      }
       this.#task = fileIncoming(addr.path, addr.offset).then(
-        (link) => this.#process(link),
+        (link) => this.#process(link, new QEMUFileReader(link)),
         (e) => this.#fail(new Error(`Failed to open ${addr.path}: ${errorText(e)}`)),
       );
       return;
@@ -71,41 +98,114 @@ export class MigrationIncoming {
     this.#listener = socketListen(addr);
     this.#socketAddress = this.#listener.addresses;
     this.#setStatus("setup");
-    this.#task = this.#acceptMain();
+    this.#task = this.#acceptLoop();
   }
 
-  /** Loads from an already-connected link: in-process tests, and what QEMU's fd: transport does. */
-  startOnLink(link: Link): void {
-    this.#setStatus("setup");
-    this.#task = this.#process(link);
+  /** Takes an already-connected channel: in-process tests, and what QEMU's fd: transport does. */
+  acceptLink(link: Link): void {
+    if (this.status === "none") {
+      this.#multifd = this.#multifdSetup();
+      this.#setStatus("setup");
+    }
+    this.#onConnection(link);
   }
 
   /** Resolves once the current incoming migration finished (completed or failed). */
   async join(): Promise<void> {
     await this.#task;
+    await this.#done.promise;
   }
 
-  async #acceptMain(): Promise<void> {
+  #multifdSetup(): MultifdRecvState | null {
+    const { options, machine } = this.host;
+    if (!options.cap("multifd")) return null;
+    return new MultifdRecvState({
+      channels: options.params["multifd-channels"],
+      uuid: this.host.uuid(),
+      method: multifdMethod(options.params["multifd-compression"]),
+      blocks: machine.blocks,
+      skipSyncWait: this.host.defects.has("multifd-no-recv-sync"),
+      delays: this.channelDelays,
+    }, (e) => {
+      // A broken channel fails the whole migration: unblock the main loader, keep the channel's error.
+      this.#channelError ??= e;
+      this.#main?.link.close();
+      if (!this.#loading) this.#fail(e);
+    });
+  }
+
+  async #acceptLoop(): Promise<void> {
     const listener = this.#listener!;
-    let link: Link | null;
-    try {
-      link = await listener.accept();
-    } catch (e) {
-      return this.#fail(new Error(`accept failed: ${errorText(e)}`));
-    } finally {
-      // Without multifd only the main channel connects; stop listening like QEMU does.
-      listener.close();
+    while (!this.#loading && this.status === "setup") {
+      let link: Link | null;
+      try {
+        link = await listener.accept();
+      } catch (e) {
+        return this.#fail(new Error(`accept failed: ${errorText(e)}`));
+      }
+      if (!link) return;
+      this.#onConnection(link);
     }
-    if (link) await this.#process(link);
   }
 
-  async #process(link: Link): Promise<void> {
+  /** migration_ioc_process_incoming: tell the channel's kind by its first four bytes. */
+  async #onConnection(link: Link): Promise<void> {
+    this.#pending.add(link);
+    const r = new QEMUFileReader(link);
+    try {
+      await r.need(4, "channel magic");
+      const magic = new DataView(r.peek(4).slice().buffer).getUint32(0);
+      if (magic === QEMU_VM_FILE_MAGIC) {
+        if (this.#main) throw r.error("a second main channel connected");
+        this.#main = { link, r };
+        if (this.#multifd && !this.#multifd.complete) this.#armChannelTimer();
+      } else if (magic === MULTIFD_MAGIC) {
+        if (!this.#multifd) throw r.error("received a multifd channel, but multifd is not enabled here");
+        await r.need(MULTIFD_INIT_SIZE, "multifd channel handshake");
+        this.#multifd.addChannel(decodeInit(r.getBytes(MULTIFD_INIT_SIZE)), r, link, 0);
+      } else {
+        throw r.error(
+          `unknown channel magic 0x${magic.toString(16).padStart(8, "0")} on an incoming connection`,
+        );
+      }
+      this.#pending.delete(link);
+      this.#maybeStart();
+    } catch (e) {
+      this.#pending.delete(link);
+      link.close();
+      this.#fail(e);
+    }
+  }
+
+  #armChannelTimer(): void {
+    if (this.#channelTimer !== undefined) return;
+    this.#channelTimer = setTimeout(() => {
+      const m = this.#multifd!;
+      this.#fail(
+        new Error(
+          `multifd: only ${m.connected} of ${this.host.options.params["multifd-channels"]} channels ` +
+            `connected within ${MULTIFD_CHANNEL_WAIT_MS} ms of the main channel`,
+        ),
+      );
+    }, MULTIFD_CHANNEL_WAIT_MS);
+  }
+
+  /** migration_has_all_channels: the load starts once the main channel and every multifd channel are in. */
+  #maybeStart(): void {
+    if (this.#loading || !this.#main || (this.#multifd && !this.#multifd.complete)) return;
+    if (this.status !== "setup") return;
+    this.#loading = true;
+    clearTimeout(this.#channelTimer);
+    this.#listener?.close();
+    this.#task = this.#process(this.#main.link, this.#main.r);
+  }
+
+  async #process(link: Link, r: QEMUFileReader): Promise<void> {
     this.#link = link;
     this.#startTime = performance.now();
     this.#setStatus("active");
     const machine = this.host.machine;
-    const r = new QEMUFileReader(link);
-    const ram = new RamLoadState(machine.blocks);
+    const ram = new RamLoadState(machine.blocks, this.#multifd);
     this.#ram = ram;
     let rp: ReturnPathSender | null = null;
     let slice = performance.now();
@@ -128,6 +228,8 @@ export class MigrationIncoming {
         },
       });
       this.#bytes = r.position;
+      // Every multifd channel has stopped before the guest may run (multifd_recv_cleanup).
+      await this.#multifd?.close();
       if (rp) await (rp as ReturnPathSender).shut(false).catch(() => {});
       this.#endTime = performance.now();
       link.close();
@@ -141,25 +243,38 @@ export class MigrationIncoming {
       }
     } catch (e) {
       if (rp) await (rp as ReturnPathSender).shut(true).catch(() => {});
-      this.#fail(e);
+      // When a multifd channel broke, the main channel's error is only a consequence.
+      this.#fail(this.#channelError ?? e);
     }
+    this.#done.resolve();
   }
 
   #fail(e: unknown): void {
+    if (this.status === "failed") return;
+    clearTimeout(this.#channelTimer);
     this.#endTime = performance.now();
     this.errorDesc = e instanceof StreamError ? `load of migration failed: ${e.message}` : errorText(e);
     this.host.log(this.errorDesc);
     this.#link?.close();
     this.#link = null;
+    this.#main?.link.close();
+    for (const l of this.#pending) l.close();
     this.#listener?.close();
+    // Channels stop before anything else is released (the COLO cache, later, must outlive them).
+    void this.#multifd?.close();
     this.#setStatus("failed");
+    this.#done.resolve();
     if (this.exitOnError) this.host.exit(1);
   }
 
-  /** Stops listening and drops the channel (engine shutdown). */
+  /** Stops listening and drops every channel (engine shutdown). */
   async close(): Promise<void> {
+    clearTimeout(this.#channelTimer);
     this.#listener?.close();
     this.#link?.close();
+    this.#main?.link.close();
+    for (const l of this.#pending) l.close();
+    await this.#multifd?.close();
     await this.#task;
   }
 

@@ -42,6 +42,7 @@ const { values } = parseArgs({
     "sleep-ms": { type: "string" },
     S: { type: "boolean", short: "S", default: false },
     "mem-prealloc": { type: "boolean", default: false },
+    defect: { type: "string", multiple: true },
   },
   strict: true,
 });
@@ -86,6 +87,7 @@ try {
     runMs: values["run-ms"] ? Number(values["run-ms"]) : undefined,
     sleepMs: values["sleep-ms"] ? Number(values["sleep-ms"]) : undefined,
     memPrealloc: values["mem-prealloc"],
+    defects: values.defect,
   }, {
     emit: (event, data) => server?.emit(event, data),
     log,

@@ -33,6 +33,8 @@ import {
   saveSectionShort,
 } from "./savevm.ts";
 import type { Link } from "./transport/link.ts";
+import { multifdMethod } from "./multifd/methods.ts";
+import { MultifdSendState } from "./multifd/send.ts";
 
 export type MigrationStatus =
   | "none"
@@ -63,15 +65,21 @@ export class MigrationCancelled extends Error {
 }
 
 /** Faults that need the stream's structure (byte-level ones are OutputFaults). */
-export type StreamFaultKind = "bad-ram-flags" | "ram-offset" | "unknown-section" | "bad-footer";
-export const STREAM_FAULT_KINDS: readonly StreamFaultKind[] = [
+export const STREAM_FAULT_KINDS = [
   "bad-ram-flags",
   "ram-offset",
   "unknown-section",
   "bad-footer",
-];
+  /** Connect one multifd channel fewer than configured. */
+  "multifd-missing-channel",
+  /** Announce channel ids shifted by one (the last one is out of range). */
+  "multifd-channel-id",
+] as const;
+export type StreamFaultKind = typeof STREAM_FAULT_KINDS[number];
 
 export interface MigrationHost {
+  /** The VM's uuid (zeros when unset), which multifd channels present in their handshake. */
+  uuid(): Uint8Array;
   machine: Machine;
   options: MigrationOptions;
   config(): ConfigurationInfo;
@@ -80,18 +88,28 @@ export interface MigrationHost {
 }
 
 /** Opens the outgoing channel; `returnPath` says whether the transport can carry one. */
-export type Connector = () => Promise<{ link: Link; returnPath: boolean; finish?(): void }>;
+export interface OutgoingChannels {
+  link: Link;
+  returnPath: boolean;
+  finish?(): void;
+  /** Opens one more connection to the same address (a multifd channel); absent for files. */
+  openChannel?(): Promise<Link>;
+}
+export type Connector = () => Promise<OutgoingChannels>;
 
 export class MigrationState {
   status: MigrationStatus = "none";
   errorDesc: string | null = null;
   /** Faults to inject into the next migration's main channel (x-test-inject-fault). */
   faults: OutputFaults = {};
+  /** Byte faults on multifd channels, by channel id. */
+  channelFaults = new Map<number, OutputFaults>();
   streamFault: StreamFaultKind | null = null;
 
   #ram: RamSaveState | null = null;
   #f: QEMUFileWriter | null = null;
   #link: Link | null = null;
+  #multifd: MultifdSendState | null = null;
   #startTime = 0;
   #setupTime = 0;
   #endTime = 0;
@@ -146,6 +164,7 @@ export class MigrationState {
     this.#setStatus("cancelling");
     // Shutting the channel down unblocks a writer stuck on a slow or dead peer (qemu_file_shutdown).
     this.#link?.close();
+    this.#multifd?.close();
     this.#wake.resolve();
     this.#continue?.reject(new MigrationCancelled());
   }
@@ -190,7 +209,15 @@ export class MigrationState {
       const f = new QEMUFileWriter(opened.link);
       f.faults = this.faults;
       this.#f = f;
-      const ram = new RamSaveState(machine.blocks, () => options.params["zero-page-detection"]);
+      const multifd = options.cap("multifd") ? await this.#multifdSetup(opened) : null;
+      this.#multifd = multifd;
+      this.#checkCancelled();
+      const ram = new RamSaveState(
+        machine.blocks,
+        () => options.params["zero-page-detection"],
+        undefined,
+        multifd,
+      );
       this.#ram = ram;
 
       // Setup: header, configuration, return path, RAM's START section.
@@ -205,7 +232,7 @@ export class MigrationState {
         });
       }
       saveSectionFull(f, QEMU_VM_SECTION_START, RAM_SECTION_ID, RAM_IDSTR, 0, RAM_VERSION_ID);
-      ram.setup(f);
+      await ram.setup(f);
       this.#passEvent();
       saveFooter(f, RAM_SECTION_ID);
       this.#injectRamFault(f);
@@ -216,18 +243,20 @@ export class MigrationState {
 
       // Iterations until the remaining dirty memory fits in the downtime at the measured bandwidth.
       let slotStart = performance.now();
-      let slotBytes = f.position;
+      // Main channel and multifd channels both count against the rate limit.
+      const sent = () => f.position + (multifd?.bytes ?? 0);
+      let slotBytes = sent();
       const rateExceeded = () => {
         const limit = options.params["max-bandwidth"] / (1000 / BUFFER_DELAY_MS);
-        return limit > 0 && f.position - slotBytes >= limit;
+        return limit > 0 && sent() - slotBytes >= limit;
       };
       while (true) {
         this.#checkCancelled();
         const now = performance.now();
         if (now - slotStart >= BUFFER_DELAY_MS) {
-          this.#updateCounters(f.position - slotBytes, now - slotStart);
+          this.#updateCounters(sent() - slotBytes, now - slotStart);
           slotStart = now;
-          slotBytes = f.position;
+          slotBytes = sent();
         }
         let pending = ram.pendingBytes();
         if (pending < this.#thresholdBytes) {
@@ -287,8 +316,41 @@ export class MigrationState {
     } finally {
       this.#link?.close();
       this.#link = null;
+      this.#multifd?.close();
       if (rp) await rp.shut;
     }
+  }
+
+  /** Connects the multifd channels and sends their handshakes (multifd_send_setup). */
+  async #multifdSetup(opened: OutgoingChannels): Promise<MultifdSendState> {
+    const { options } = this.host;
+    if (!opened.openChannel) {
+      throw new Error("multifd on a file: URI needs mapped-ram, which this engine does not model");
+    }
+    const n = options.params["multifd-channels"] - (this.streamFault === "multifd-missing-channel" ? 1 : 0);
+    const settled = await Promise.allSettled(Array.from({ length: n }, () => opened.openChannel!()));
+    const links = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    const failed = settled.findIndex((s) => s.status === "rejected");
+    if (failed >= 0) {
+      for (const l of links) l.close();
+      const reason = (settled[failed] as PromiseRejectedResult).reason;
+      throw new Error(
+        `multifd: failed to connect channel ${failed}: ${reason instanceof Error ? reason.message : reason}`,
+      );
+    }
+    const m = new MultifdSendState(links, {
+      uuid: this.host.uuid(),
+      method: multifdMethod(options.params["multifd-compression"]),
+      level: options.params["multifd-compression"] === "zstd"
+        ? options.params["multifd-zstd-level"]
+        : options.params["multifd-zlib-level"],
+      detectZeroPages: options.params["zero-page-detection"] === "multifd",
+      idShift: this.streamFault === "multifd-channel-id" ? 1 : 0,
+      faults: this.channelFaults,
+    });
+    this.#multifd = m;
+    await m.setup();
+    return m;
   }
 
   /** A PART section carrying one RAM record the destination must refuse. */
@@ -358,20 +420,23 @@ export class MigrationState {
     else if (this.isActive()) out["expected-downtime"] = Math.round(this.#expectedDowntime);
     const ram = this.#ram;
     if (ram) {
-      const transferred = this.#f?.position ?? 0;
+      const mf = this.#multifd;
+      const multifdBytes = mf?.bytes ?? 0;
+      const transferred = (this.#f?.position ?? 0) + multifdBytes;
+      const normal = ram.counters.normal + (mf?.normalPages ?? 0);
       out["ram"] = {
         transferred,
         remaining: ram.pendingBytes(),
         total: ram.totalBytes,
-        duplicate: ram.counters.duplicate,
-        normal: ram.counters.normal,
-        "normal-bytes": ram.counters.normal * TARGET_PAGE_SIZE,
+        duplicate: ram.counters.duplicate + (mf?.zeroPages ?? 0),
+        normal,
+        "normal-bytes": normal * TARGET_PAGE_SIZE,
         "dirty-pages-rate": ram.dirtyPagesRate,
         mbps: this.#mbps,
         "dirty-sync-count": ram.dirtySyncCount,
         "postcopy-requests": 0,
         "page-size": TARGET_PAGE_SIZE,
-        "multifd-bytes": 0,
+        "multifd-bytes": multifdBytes,
         "pages-per-second": Math.round(this.#bandwidth * 1000 / TARGET_PAGE_SIZE),
         "precopy-bytes": transferred,
         "downtime-bytes": 0,

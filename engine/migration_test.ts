@@ -44,7 +44,7 @@ async function until(what: string, pred: () => boolean, ms = 10_000): Promise<vo
 
 function migrateOverMemory(src: Engine, dst: Engine): void {
   const [a, b] = memoryLinkPair(1 << 20, "mem");
-  dst.incoming.startOnLink(b);
+  dst.incoming.acceptLink(b);
   src.migration.start(() => Promise.resolve({ link: a, returnPath: true }));
 }
 
@@ -117,3 +117,51 @@ Deno.test("in-process: cancel during iteration ends cancelled and restarts the g
     await d.engine.close();
   }
 });
+
+function migrateMultifdOverMemory(src: Engine, dst: Engine): void {
+  const [a, b] = memoryLinkPair(1 << 20, "main");
+  // Channels connect before the main channel here: the destination must tell them apart by magic.
+  src.migration.start(() =>
+    Promise.resolve({
+      link: a,
+      returnPath: true,
+      openChannel: () => {
+        const [ca, cb] = memoryLinkPair(1 << 20, "multifd");
+        dst.incoming.acceptLink(cb);
+        return Promise.resolve(ca);
+      },
+    })
+  );
+  setTimeout(() => dst.incoming.acceptLink(b), 5);
+}
+
+for (const compression of ["none", "zlib", "zstd"]) {
+  Deno.test(`in-process multifd (4 channels, ${compression}): RAM and devices equal`, async () => {
+    const s = makeEngine("source");
+    const d = makeEngine("target", "defer");
+    try {
+      for (const e of [s.engine, d.engine]) {
+        e.options.setCapabilities([{ capability: "multifd", state: true }]);
+        e.options.params["multifd-channels"] = 4;
+        e.options.params["multifd-compression"] = compression as "none" | "zlib" | "zstd";
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      migrateMultifdOverMemory(s.engine, d.engine);
+      await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
+      await d.engine.incoming.join();
+      assert.equal(s.engine.migration.status, "completed", s.engine.migration.errorDesc ?? "");
+      assert.equal(d.engine.incoming.status, "completed", d.engine.incoming.errorDesc ?? "");
+      for (let i = 0; i < s.engine.machine.blocks.length; i++) {
+        assert.ok(
+          Buffer.from(s.engine.machine.blocks[i].mem).equals(Buffer.from(d.engine.machine.blocks[i].mem)),
+          `block ${s.engine.machine.blocks[i].idstr} differs`,
+        );
+      }
+      const q = s.engine.migration.query().ram as Record<string, number>;
+      assert.ok(q["multifd-bytes"] > 0, "pages went over the multifd channels");
+    } finally {
+      await s.engine.close();
+      await d.engine.close();
+    }
+  });
+}

@@ -36,6 +36,7 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "return-path",
   "pause-before-switchover",
   "validate-uuid",
+  "multifd",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;

@@ -152,12 +152,7 @@ Deno.test("options: queryCapabilities lists every capability in QAPI order", () 
   assert.equal(q[10].capability, "multifd");
   assert.equal(q[21].capability, "mapped-ram");
   assert.ok(q.every((c) => c.state === false));
-  assert.deepEqual([...MODELLED_CAPABILITIES].sort(), [
-    "events",
-    "pause-before-switchover",
-    "return-path",
-    "validate-uuid",
-  ]);
+  for (const c of MODELLED_CAPABILITIES) assert.ok(CAPABILITIES.includes(c), c);
 });
 
 Deno.test("options: parameters start at QEMU's defaults", () => {

@@ -3,6 +3,8 @@
  * final pass at completion, and the destination's record loader.
  */
 import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
+import type { MultifdRecvState } from "./multifd/recv.ts";
+import type { MultifdSendState } from "./multifd/send.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
 
 export const RAM_SAVE_FLAG_FULL = 0x01;
@@ -49,10 +51,15 @@ export class RamSaveState {
   #periodDirtied = 0;
   readonly counters: RamCounters = { duplicate: 0, normal: 0, transferred: 0 };
 
+  /** Set when the scan wrapped past the last block: the next page starts a new round. */
+  #roundEnded = false;
+
   constructor(
     readonly blocks: RamBlock[],
     private readonly zeroPageDetection: () => ZeroPageDetection,
     private readonly now: () => number = () => performance.now(),
+    /** With multifd, normal pages go to the channels and the main channel carries the sync flags. */
+    readonly multifd: MultifdSendState | null = null,
   ) {
     this.#periodStart = now();
   }
@@ -61,8 +68,11 @@ export class RamSaveState {
     return this.blocks.reduce((n, b) => n + b.usedLength, 0);
   }
 
-  /** ram_save_setup: every page dirty, the dirty log started and synced once, then the block list. */
-  setup(f: QEMUFileWriter): void {
+  /**
+   * ram_save_setup: every page dirty, the dirty log started and synced once, then the block list (and,
+   * with multifd, a first sync so no channel runs before the destination has set up).
+   */
+  async setup(f: QEMUFileWriter): Promise<void> {
     this.dirtyPages = 0;
     for (const b of this.blocks) {
       this.dirtyPages += b.setAllDirty();
@@ -75,8 +85,19 @@ export class RamSaveState {
       f.putCountedString(b.idstr);
       f.putBe64(b.usedLength);
     }
+    if (this.multifd) await this.#multifdFlushAndSync(f);
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += f.position - start;
+  }
+
+  /** multifd_ram_flush_and_sync: every channel sends SYNC, then MULTIFD_FLUSH on the main channel. */
+  async #multifdFlushAndSync(f: QEMUFileWriter): Promise<void> {
+    await this.multifd!.sync();
+    f.putBe64(RAM_SAVE_FLAG_MULTIFD_FLUSH);
+    this.counters.transferred += 8;
+    // The flag must reach the destination now: its channels are parked at the barrier until it does,
+    // and the next round's packets would otherwise block behind them (a deadlock).
+    await f.flush();
   }
 
   /** migration_bitmap_sync: pull the vCPU dirty log into the migration bitmaps. */
@@ -107,7 +128,8 @@ export class RamSaveState {
     const t0 = this.now();
     let sent = 0;
     while (!rateExceeded()) {
-      if (!this.#saveNextDirtyPage(f)) break;
+      const r = this.#sendNext(f);
+      if (!(r === true || (r !== false && await r))) break;
       sent++;
       if (f.needsFlush) await f.push();
       if ((sent & 63) === 0 && this.now() - t0 > MAX_WAIT_MS) break;
@@ -120,13 +142,21 @@ export class RamSaveState {
   /** ram_save_complete: a last sync, then every remaining dirty page with no rate limit, then EOS. */
   async complete(f: QEMUFileWriter): Promise<void> {
     this.syncBitmap();
-    while (this.#saveNextDirtyPage(f)) if (f.needsFlush) await f.push();
+    while (true) {
+      const r = this.#sendNext(f);
+      if (!(r === true || (r !== false && await r))) break;
+      if (f.needsFlush) await f.push();
+    }
+    if (this.multifd) await this.#multifdFlushAndSync(f);
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += 8;
   }
 
-  /** Finds the next dirty page from the scan position (wrapping once), clears it and sends it. */
-  #saveNextDirtyPage(f: QEMUFileWriter): boolean {
+  /**
+   * find_dirty_block + ram_save_host_page: the next dirty page from the scan position, cleared and sent.
+   * Wrapping past the last block ends a round: with multifd, flush and sync before the next round's page.
+   */
+  #sendNext(f: QEMUFileWriter): boolean | Promise<boolean> {
     if (this.dirtyPages === 0) return false;
     const n = this.blocks.length;
     for (let tries = 0; tries <= n; tries++) {
@@ -136,28 +166,43 @@ export class RamSaveState {
         block.testAndClearDirty(page);
         this.dirtyPages--;
         this.#scanPage = page + 1;
-        this.#savePage(f, block, page);
-        return true;
+        // Only the multifd paths wait; a main-channel page is sent without a promise per page.
+        if (this.#roundEnded && this.multifd) {
+          this.#roundEnded = false;
+          return this.#multifdFlushAndSync(f).then(() => this.#savePage(f, block, page)).then(() => true);
+        }
+        this.#roundEnded = false;
+        const queued = this.#savePage(f, block, page);
+        return queued ? queued.then(() => true) : true;
       }
+      if (this.#scanBlock === n - 1) this.#roundEnded = true;
       this.#scanBlock = (this.#scanBlock + 1) % n;
       this.#scanPage = 0;
     }
     throw new Error(`dirty page count ${this.dirtyPages} but no dirty bit set`);
   }
 
-  #savePage(f: QEMUFileWriter, block: RamBlock, page: number): void {
-    const start = f.position;
+  /** Sends one page: a ZERO or PAGE record on the main channel, or a page queued for multifd. */
+  #savePage(f: QEMUFileWriter, block: RamBlock, page: number): Promise<void> | undefined {
     const data = block.page(page);
-    if (this.zeroPageDetection() !== "none" && isZeroPage(data)) {
+    const detection = this.zeroPageDetection();
+    // Main-channel zero pages: any detection without multifd, only "legacy" with it (save_zero_page).
+    const mainZero = detection !== "none" && (!this.multifd || detection === "legacy");
+    if (mainZero && isZeroPage(data)) {
+      const start = f.position;
       this.#header(f, block, page, RAM_SAVE_FLAG_ZERO);
       f.put8(0);
       this.counters.duplicate++;
-    } else {
-      this.#header(f, block, page, RAM_SAVE_FLAG_PAGE);
-      f.putBytes(data);
-      this.counters.normal++;
+      this.counters.transferred += f.position - start;
+      return undefined;
     }
+    if (this.multifd) return this.multifd.queuePage(block, page);
+    const start = f.position;
+    this.#header(f, block, page, RAM_SAVE_FLAG_PAGE);
+    f.putBytes(data);
+    this.counters.normal++;
     this.counters.transferred += f.position - start;
+    return undefined;
   }
 
   #header(f: QEMUFileWriter, block: RamBlock, page: number, flags: number): void {
@@ -182,7 +227,7 @@ export class RamLoadState {
   /** Pages written by the main channel, by kind. */
   readonly counters = { normal: 0, zero: 0 };
 
-  constructor(readonly blocks: RamBlock[]) {}
+  constructor(readonly blocks: RamBlock[], readonly multifd: MultifdRecvState | null = null) {}
 
   #block(idstr: string): RamBlock | undefined {
     return this.blocks.find((b) => b.idstr === idstr);
@@ -219,7 +264,9 @@ export class RamLoadState {
           break;
         }
         case RAM_SAVE_FLAG_MULTIFD_FLUSH:
-          // Without multifd channels there is nothing to wait for (multifd_recv_sync_main is a no-op).
+          // Every channel's pages of this round are in memory before the main channel goes on; without
+          // multifd channels there is nothing to wait for (multifd_recv_sync_main is a no-op).
+          if (this.multifd) await this.multifd.syncMain();
           break;
         case RAM_SAVE_FLAG_EOS:
           return;

@@ -496,11 +496,23 @@ export async function parseWithVmdesc(r: QEMUFileReader, desc: VmdescObject): Pr
   return out;
 }
 
+/**
+ * VMStateInfo names that are plain big-endian integers on the wire: "int32 le" (VMSTATE_INT32_POSITIVE_LE,
+ * whose "le" means the loader checks less-or-equal) and "timer" (a QEMUTimer's be64 expire time, -1 when
+ * not armed).
+ */
+const INT_ALIASES: Record<string, IntType> = { "int32 le": "int32", timer: "int64" };
+
 async function parseField(r: QEMUFileReader, f: VmdescField, where: string): Promise<VmJson> {
-  const base = f.type.endsWith(" equal") ? f.type.slice(0, -" equal".length) : f.type;
+  const named = f.type.endsWith(" equal") ? f.type.slice(0, -" equal".length) : f.type;
+  const base = Object.hasOwn(INT_ALIASES, named) ? INT_ALIASES[named] : named;
   if (base === "struct") {
     if (!f.struct) throw r.error(`${where}: struct field without a "struct" description`);
     return await parseWithVmdesc(r, f.struct);
+  }
+  if (base === "capability") {
+    // u8 length + name: variable-sized, so the vmdesc "size" (of the first element) does not apply.
+    return await r.getCountedString(where);
   }
   const size = f.size;
   if (!Number.isInteger(size) || size < 0) throw r.error(`${where}: bad size ${String(size)} in vmdesc`);

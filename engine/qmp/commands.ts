@@ -2,6 +2,7 @@
  * The QMP commands of an engine (qapi/migration.json, qapi/run-state.json, misc) plus the `x-test-`
  * introspection and fault commands the harness uses.
  */
+import { KNOWN_DEFECTS } from "../defects.ts";
 import type { Engine } from "../engine.ts";
 import { STREAM_FAULT_KINDS, type StreamFaultKind } from "../migration.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
@@ -300,21 +301,45 @@ export function engineCommands(e: Engine): QmpCommand[] {
       name: "x-test-inject-fault",
       args: {
         kind: {
-          type: { enum: ["corrupt", "truncate", "machine-type", ...STREAM_FAULT_KINDS] },
+          type: {
+            enum: ["corrupt", "truncate", "machine-type", "multifd-channel-delay", ...STREAM_FAULT_KINDS],
+          },
         },
         offset: { type: "int", optional: true },
         xor: { type: "int", optional: true },
+        /** A multifd channel id; omitted: the main channel. */
+        channel: { type: "int", optional: true },
+        "delay-ms": { type: "int", optional: true },
       },
       handler: (args) => {
         const kind = args.kind as string;
+        const channel = args.channel as number | undefined;
         if (kind === "corrupt" || kind === "truncate") {
           if (args.offset === undefined) throw new QmpError(`fault '${kind}' needs 'offset'`);
+          let faults = e.migration.faults;
+          if (channel !== undefined) {
+            faults = e.migration.channelFaults.get(channel) ?? {};
+            e.migration.channelFaults.set(channel, faults);
+          }
           if (kind === "corrupt") {
-            e.migration.faults.corruptAt = args.offset as number;
-            e.migration.faults.xor = (args.xor as number | undefined) ?? 0xff;
-          } else e.migration.faults.truncateAt = args.offset as number;
+            faults.corruptAt = args.offset as number;
+            faults.xor = (args.xor as number | undefined) ?? 0xff;
+          } else faults.truncateAt = args.offset as number;
+        } else if (kind === "multifd-channel-delay") {
+          if (channel === undefined || args["delay-ms"] === undefined) {
+            throw new QmpError("fault 'multifd-channel-delay' needs 'channel' and 'delay-ms'");
+          }
+          e.incoming.channelDelays.set(channel, args["delay-ms"] as number);
         } else if (kind === "machine-type") e.wrongMachineType = true;
         else e.migration.streamFault = kind as StreamFaultKind;
+      },
+    },
+    {
+      name: "x-test-defect",
+      args: { name: { type: { enum: Object.keys(KNOWN_DEFECTS) } }, enabled: { type: "bool" } },
+      handler: (args) => {
+        if (args.enabled) e.defects.add(args.name as string);
+        else e.defects.delete(args.name as string);
       },
     },
   ];

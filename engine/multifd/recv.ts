@@ -1,0 +1,210 @@
+/**
+ * The receiving side of multifd: one loop per channel reading packets and writing pages, and the sync
+ * barrier (multifd_recv_sync_main). A channel that reads a SYNC packet posts it and then blocks until the
+ * main channel reaches the matching MULTIFD_FLUSH and every channel has posted: so a page re-sent in
+ * round N+1 on a fast channel can never be overwritten by its round-N copy arriving late on a slow one.
+ */
+import { type QEMUFileReader, StreamError } from "../qemu_file.ts";
+import { handleZeroPage } from "../ram.ts";
+import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
+import { uuidToString } from "../savevm.ts";
+import type { Link } from "../transport/link.ts";
+import type { MultifdDecompressor, MultifdMethod } from "./compression.ts";
+import {
+  MULTIFD_FLAG_COMPRESSION_MASK,
+  MULTIFD_FLAG_SYNC,
+  MULTIFD_MAGIC,
+  MULTIFD_VERSION,
+  type MultifdInit,
+  readPacket,
+} from "./packet.ts";
+
+export interface MultifdRecvOptions {
+  channels: number;
+  /** The destination's own uuid (zeros when unset), which every channel must present. */
+  uuid: Uint8Array;
+  method: MultifdMethod;
+  blocks: RamBlock[];
+  /** Known defect: channels do not wait at the barrier after a SYNC. */
+  skipSyncWait?: boolean;
+  /** Fault: channel id → milliseconds each packet waits before its pages are written. */
+  delays?: Map<number, number>;
+}
+
+interface RecvChannel {
+  id: number;
+  link: Link;
+  r: QEMUFileReader;
+  decompressor: MultifdDecompressor | null;
+  loop: Promise<void>;
+  /** Clean end of stream at a packet boundary. */
+  ended: boolean;
+}
+
+export class MultifdRecvState {
+  readonly #channels: (RecvChannel | undefined)[];
+  #connected = 0;
+  #posted = 0;
+  #generation = 0;
+  #release: PromiseWithResolvers<void> = Promise.withResolvers();
+  #posts: PromiseWithResolvers<void> = Promise.withResolvers();
+  #error: Error | null = null;
+  #failed: PromiseWithResolvers<never> = Promise.withResolvers();
+  #closing = false;
+  normalPages = 0;
+  zeroPages = 0;
+  /** Highest packet_num seen (recorded at each sync, as QEMU does). */
+  packetNum = 0;
+
+  constructor(private readonly opts: MultifdRecvOptions, private readonly onError: (e: Error) => void) {
+    this.#channels = new Array(opts.channels);
+    this.#failed.promise.catch(() => {});
+  }
+
+  get complete(): boolean {
+    return this.#connected === this.opts.channels;
+  }
+
+  get connected(): number {
+    return this.#connected;
+  }
+
+  /** multifd_recv_initial_packet checks, then the channel's receive loop starts. */
+  addChannel(init: MultifdInit, r: QEMUFileReader, link: Link, at: number): void {
+    const fail = (msg: string) => new StreamError(`multifd: ${msg}`, at);
+    if (init.magic !== MULTIFD_MAGIC) {
+      throw fail(`received packet magic ${init.magic.toString(16)} expected ${MULTIFD_MAGIC.toString(16)}`);
+    }
+    if (init.version !== MULTIFD_VERSION) {
+      throw fail(`received packet version ${init.version} expected ${MULTIFD_VERSION}`);
+    }
+    if (init.uuid.some((b, i) => b !== this.opts.uuid[i])) {
+      throw fail(
+        `received uuid '${uuidToString(init.uuid)}' and expected uuid '${uuidToString(this.opts.uuid)}'`,
+      );
+    }
+    if (init.id >= this.opts.channels) {
+      throw fail(`received channel id ${init.id} is greater than number of channels ${this.opts.channels}`);
+    }
+    if (this.#channels[init.id]) throw fail(`received channel id ${init.id} twice`);
+    const ch: RecvChannel = {
+      id: init.id,
+      link,
+      r,
+      decompressor: this.opts.method.decompressor(),
+      loop: Promise.resolve(),
+      ended: false,
+    };
+    this.#channels[init.id] = ch;
+    this.#connected++;
+    ch.loop = this.#run(ch).catch((e) => this.#fail(e));
+  }
+
+  #fail(e: unknown): void {
+    if (this.#closing || this.#error) return;
+    this.#error = e instanceof Error ? e : new Error(String(e));
+    this.#failed.reject(this.#error);
+    this.#release.resolve();
+    this.onError(this.#error);
+  }
+
+  async #run(ch: RecvChannel): Promise<void> {
+    const { r } = ch;
+    const find = (idstr: string) => this.opts.blocks.find((b) => b.idstr === idstr);
+    const delay = this.opts.delays?.get(ch.id) ?? 0;
+    while (true) {
+      if (await r.atEnd()) {
+        ch.ended = true;
+        return;
+      }
+      const at = r.position;
+      const p = await readPacket(r, ch.id, find);
+      const flag = p.flags & MULTIFD_FLAG_COMPRESSION_MASK;
+      if (flag !== this.opts.method.flag) {
+        throw r.error(
+          `multifd channel ${ch.id}: flags received ${flag.toString(16)} flags expected ${
+            this.opts.method.flag.toString(16)
+          } (compression ${this.opts.method.name})`,
+          at,
+        );
+      }
+      if (delay) await new Promise((res) => setTimeout(res, delay));
+      if (p.normalPages) {
+        await this.#receivePages(ch, p.block!, p.offsets.slice(0, p.normalPages), p.nextPacketSize);
+      } else if (p.nextPacketSize) {
+        throw r.error(`multifd channel ${ch.id}: payload of ${p.nextPacketSize} bytes without pages`, at);
+      }
+      for (const off of p.offsets.slice(p.normalPages)) {
+        // The receivedmap rule: a never-received page is already zero and is not touched.
+        const block = p.block!;
+        const index = off / TARGET_PAGE_SIZE;
+        if (block.testAndSetReceived(index)) handleZeroPage(block.page(index));
+        this.zeroPages++;
+      }
+      this.packetNum = Math.max(this.packetNum, p.packetNum);
+      if (p.flags & MULTIFD_FLAG_SYNC) {
+        const gen = this.#generation;
+        this.#posted++;
+        if (this.#posted === this.opts.channels) this.#posts.resolve();
+        if (!this.opts.skipSyncWait) {
+          while (this.#generation === gen && !this.#error && !this.#closing) await this.#release.promise;
+        }
+      }
+    }
+  }
+
+  async #receivePages(ch: RecvChannel, block: RamBlock, offsets: number[], size: number): Promise<void> {
+    const { r } = ch;
+    const dests = offsets.map((off) => block.page(off / TARGET_PAGE_SIZE));
+    if (!ch.decompressor) {
+      if (size !== offsets.length * TARGET_PAGE_SIZE) {
+        throw r.error(`multifd channel ${ch.id}: packet of ${offsets.length} pages carries ${size} bytes`);
+      }
+      for (const d of dests) {
+        await r.need(TARGET_PAGE_SIZE, `page data on multifd channel ${ch.id}`);
+        r.copyTo(d);
+      }
+    } else {
+      await r.need(size, `compressed payload on multifd channel ${ch.id}`);
+      const at = r.position;
+      const payload = r.getBytes(size);
+      try {
+        await ch.decompressor.decompress(payload, dests);
+      } catch (e) {
+        throw r.error(`multifd channel ${ch.id}: ${e instanceof Error ? e.message : String(e)}`, at);
+      }
+    }
+    for (const off of offsets) block.testAndSetReceived(off / TARGET_PAGE_SIZE);
+    this.normalPages += offsets.length;
+  }
+
+  /** multifd_recv_sync_main: wait for a SYNC from every channel, then release them all. */
+  async syncMain(): Promise<void> {
+    while (this.#posted < this.opts.channels) {
+      if (this.#error) throw this.#error;
+      const ended = this.#channels.find((c) => c?.ended);
+      if (ended) throw new Error(`multifd channel ${ended.id} closed before its SYNC packet`);
+      await Promise.race([this.#posts.promise, this.#failed.promise, this.#anyEnded()]);
+    }
+    this.#posted = 0;
+    this.#posts = Promise.withResolvers();
+    this.#generation++;
+    const release = this.#release;
+    this.#release = Promise.withResolvers();
+    release.resolve();
+  }
+
+  #anyEnded(): Promise<void> {
+    return Promise.race(this.#channels.map((c) => c ? c.loop : new Promise<void>(() => {})));
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#release.resolve();
+    for (const c of this.#channels) {
+      c?.link.close();
+      c?.decompressor?.close();
+    }
+    await Promise.all(this.#channels.map((c) => c?.loop));
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The sending side of multifd (migration/multifd.c, multifd-nocomp.c, multifd-zero-page.c): pages are
+ * queued into a batch that covers one RAM block and at most MULTIFD_PAGE_COUNT pages; a full batch goes to
+ * the next idle channel (round robin) as one packet; `sync` sends one SYNC packet per channel.
+ */
+import { type OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
+import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
+import type { Link } from "../transport/link.ts";
+import type { MultifdCompressor, MultifdMethod } from "./compression.ts";
+import { encodeInit, MULTIFD_FLAG_SYNC, MULTIFD_PAGE_COUNT, writePacket } from "./packet.ts";
+
+export interface MultifdSendOptions {
+  uuid: Uint8Array;
+  method: MultifdMethod;
+  level: number;
+  /** "multifd": the channel detects zero pages and sends only their offsets. */
+  detectZeroPages: boolean;
+  /** Fault: channel ids announced shifted by this much. */
+  idShift?: number;
+  /** Fault: byte faults per channel id. */
+  faults?: Map<number, OutputFaults>;
+}
+
+class SendChannel {
+  readonly f: QEMUFileWriter;
+  /** The packet being written; null when idle. */
+  busy: Promise<void> | null = null;
+  constructor(readonly id: number, link: Link, readonly compressor: MultifdCompressor | null) {
+    this.f = new QEMUFileWriter(link, 1 << 20);
+  }
+}
+
+export class MultifdSendState {
+  readonly #channels: SendChannel[];
+  #next = 0;
+  #packetNum = 0;
+  #batchBlock: RamBlock | null = null;
+  #batch: number[] = [];
+  #error: Error | null = null;
+  /** Pages sent with data, and zero pages sent as offsets only. */
+  normalPages = 0;
+  zeroPages = 0;
+
+  constructor(links: Link[], private readonly opts: MultifdSendOptions) {
+    this.#channels = links.map((l, i) => {
+      const c = new SendChannel(i, l, opts.method.compressor(opts.level));
+      const f = opts.faults?.get(i);
+      if (f) c.f.faults = f;
+      return c;
+    });
+  }
+
+  /** Bytes written on all channels (multifd-bytes). */
+  get bytes(): number {
+    return this.#channels.reduce((n, c) => n + c.f.position, 0);
+  }
+
+  /** multifd_send_initial_packet on every channel. */
+  async setup(): Promise<void> {
+    await Promise.all(this.#channels.map(async (c) => {
+      c.f.putBytes(encodeInit(this.opts.uuid, c.id + (this.opts.idShift ?? 0)));
+      await c.f.flush();
+    }));
+  }
+
+  /** multifd_queue_page: returns a promise only when a full batch had to be handed to a channel. */
+  queuePage(block: RamBlock, page: number): Promise<void> | undefined {
+    if (this.#error) throw this.#error;
+    if (this.#batchBlock !== block && this.#batch.length) {
+      const p = this.#send();
+      this.#batchBlock = block;
+      this.#batch.push(page * TARGET_PAGE_SIZE);
+      return p;
+    }
+    this.#batchBlock = block;
+    this.#batch.push(page * TARGET_PAGE_SIZE);
+    return this.#batch.length >= MULTIFD_PAGE_COUNT ? this.#send() : undefined;
+  }
+
+  /** Sends the partial batch, if any. */
+  async flush(): Promise<void> {
+    if (this.#batch.length) await this.#send();
+  }
+
+  /** multifd_send_sync_main: flush, then each channel sends SYNC after its pending packet. */
+  async sync(): Promise<void> {
+    await this.flush();
+    await Promise.all(this.#channels.map(async (c) => {
+      await c.busy;
+      this.#check();
+      writePacket(c.f, {
+        flags: MULTIFD_FLAG_SYNC | this.opts.method.flag,
+        pagesAlloc: MULTIFD_PAGE_COUNT,
+        normalPages: 0,
+        zeroPages: 0,
+        nextPacketSize: 0,
+        packetNum: this.#packetNum++,
+        ramblock: "",
+        offsets: [],
+      });
+      await c.f.flush();
+    }));
+    this.#check();
+  }
+
+  #check(): void {
+    if (this.#error) throw this.#error;
+  }
+
+  /** multifd_send: hand the batch to the next idle channel, round robin from the last one used. */
+  async #send(): Promise<void> {
+    const block = this.#batchBlock!;
+    const offsets = this.#batch;
+    this.#batch = [];
+    let ch: SendChannel | undefined;
+    while (!ch) {
+      this.#check();
+      for (let i = 0; i < this.#channels.length; i++) {
+        const c = this.#channels[(this.#next + i) % this.#channels.length];
+        if (!c.busy) {
+          ch = c;
+          this.#next = (c.id + 1) % this.#channels.length;
+          break;
+        }
+      }
+      if (!ch) await Promise.race(this.#channels.map((c) => c.busy));
+    }
+    // send_prepare: zero-page detection partitions the offsets, and the normal pages are copied out of
+    // guest memory (the guest may be running; a page it changes now is dirty and sent again later).
+    const normal: number[] = [];
+    const zero: number[] = [];
+    for (const off of offsets) {
+      const page = block.mem.subarray(off, off + TARGET_PAGE_SIZE);
+      if (this.opts.detectZeroPages && isZeroPage(page)) zero.push(off);
+      else normal.push(off);
+    }
+    const data = new Uint8Array(normal.length * TARGET_PAGE_SIZE);
+    normal.forEach((off, i) =>
+      data.set(block.mem.subarray(off, off + TARGET_PAGE_SIZE), i * TARGET_PAGE_SIZE)
+    );
+    this.normalPages += normal.length;
+    this.zeroPages += zero.length;
+    const packetNum = this.#packetNum++;
+    const c = ch;
+    c.busy = (async () => {
+      const payload = c.compressor && normal.length ? await c.compressor.compress([data]) : data;
+      writePacket(c.f, {
+        flags: this.opts.method.flag,
+        pagesAlloc: MULTIFD_PAGE_COUNT,
+        normalPages: normal.length,
+        zeroPages: zero.length,
+        nextPacketSize: payload.length,
+        packetNum,
+        ramblock: block.idstr,
+        offsets: [...normal, ...zero],
+      });
+      c.f.putBytes(payload);
+      await c.f.flush();
+    })().catch((e) => {
+      this.#error ??= new Error(`multifd channel ${c.id}: ${e instanceof Error ? e.message : String(e)}`);
+    }).finally(() => (c.busy = null));
+  }
+
+  close(): void {
+    for (const c of this.#channels) {
+      c.compressor?.close();
+      c.f.link.close();
+    }
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * multifd-zstd: one zstd stream per channel for the whole migration, ZSTD_e_flush after the last page of
+ * each packet (never e_end, so one frame spans the channel's life).
+ */
+import zlib from "node:zlib";
+import { registerMultifdMethod, scatter, StreamCodec } from "./compression.ts";
+import { MULTIFD_FLAG_ZSTD } from "./packet.ts";
+
+registerMultifdMethod({
+  name: "zstd",
+  flag: MULTIFD_FLAG_ZSTD,
+  compressor(level) {
+    const stream = zlib.createZstdCompress({ params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
+    const c = new StreamCodec(stream, zlib.constants.ZSTD_e_flush, "multifd zstd");
+    return { compress: (pages) => c.run(pages), close: () => c.close() };
+  },
+  decompressor() {
+    const c = new StreamCodec(zlib.createZstdDecompress(), zlib.constants.ZSTD_e_flush, "multifd zstd");
+    return {
+      decompress: async (payload, dests) => scatter(await c.run([payload]), dests, "multifd zstd"),
+      close: () => c.close(),
+    };
+  },
+});
