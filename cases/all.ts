@@ -3,11 +3,13 @@ import type { MigrationCase } from "../harness/case.ts";
 import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { MISC_CASES } from "./misc.ts";
+import { MULTIFD_CASES } from "./multifd.ts";
 import { PRECOPY_CASES } from "./precopy.ts";
 import { REGRESSION_CASES } from "./regressions/all.ts";
 
 export const ALL_CASES: MigrationCase[] = [
   ...PRECOPY_CASES,
+  ...MULTIFD_CASES,
   ...CANCEL_CASES,
   ...MISC_CASES,
   ...BAD_STREAM_CASES,

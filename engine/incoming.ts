@@ -58,7 +58,7 @@ export class MigrationIncoming {
   #channelTimer: ReturnType<typeof setTimeout> | undefined;
   #channelError: Error | null = null;
   #done: PromiseWithResolvers<void> = Promise.withResolvers();
-  /** Fault: per multifd channel delay before its pages are written (uneven channel speeds). */
+  /** Fault: a multifd channel's first packet with pages is held this long (a slow channel). */
   readonly channelDelays = new Map<number, number>();
   #bytes = 0;
 
@@ -80,10 +80,9 @@ export class MigrationIncoming {
 
   /** qemu_start_incoming_migration: listens (or opens the file) and returns; loading runs after. */
   start(addr: MigrationAddress): void {
-    this.#multifd = this.#multifdSetup();
     if (addr.transport === "file") {
       this.#setStatus("setup");
-      if (this.#multifd) {
+      if (this.host.options.cap("multifd")) {
         this.#task = Promise.resolve(
           this.#fail(new Error("multifd on a file: URI needs mapped-ram (not modelled)")),
         );
@@ -103,10 +102,7 @@ export class MigrationIncoming {
 
   /** Takes an already-connected channel: in-process tests, and what QEMU's fd: transport does. */
   acceptLink(link: Link): void {
-    if (this.status === "none") {
-      this.#multifd = this.#multifdSetup();
-      this.#setStatus("setup");
-    }
+    if (this.status === "none") this.#setStatus("setup");
     this.#onConnection(link);
   }
 
@@ -150,9 +146,20 @@ export class MigrationIncoming {
 
   /** migration_ioc_process_incoming: tell the channel's kind by its first four bytes. */
   async #onConnection(link: Link): Promise<void> {
+    // Capabilities and parameters count as of the first connection (they may be set after -incoming).
+    this.#multifd ??= this.#multifdSetup();
     this.#pending.add(link);
     const r = new QEMUFileReader(link);
     try {
+      // Without multifd there is nothing to tell apart: the connection is the main channel, and a bad
+      // magic is the loader's "Not a migration stream" (QEMU only peeks when multifd is on).
+      if (!this.#multifd) {
+        if (this.#main) throw r.error("a second main channel connected");
+        this.#main = { link, r };
+        this.#pending.delete(link);
+        this.#maybeStart();
+        return;
+      }
       await r.need(4, "channel magic");
       const magic = new DataView(r.peek(4).slice().buffer).getUint32(0);
       if (magic === QEMU_VM_FILE_MAGIC) {

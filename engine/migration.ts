@@ -74,6 +74,8 @@ export const STREAM_FAULT_KINDS = [
   "multifd-missing-channel",
   /** Announce channel ids shifted by one (the last one is out of range). */
   "multifd-channel-id",
+  /** The first multifd packet names a page just past the end of its block. */
+  "multifd-offset",
 ] as const;
 export type StreamFaultKind = typeof STREAM_FAULT_KINDS[number];
 
@@ -346,6 +348,7 @@ export class MigrationState {
         : options.params["multifd-zlib-level"],
       detectZeroPages: options.params["zero-page-detection"] === "multifd",
       idShift: this.streamFault === "multifd-channel-id" ? 1 : 0,
+      badOffset: this.streamFault === "multifd-offset",
       faults: this.channelFaults,
     });
     this.#multifd = m;

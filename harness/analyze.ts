@@ -346,7 +346,7 @@ interface RamBlockState {
   /** One bit per page: appeared in some record. */
   seen: Uint8Array;
   /** With `ram`: the assembled contents. */
-  mem: Uint8Array | null;
+  mem: Uint8Array<ArrayBuffer> | null;
 }
 
 interface SectionEntry {
@@ -885,7 +885,7 @@ class Analyzer {
         b.result.sha256_note = "contents unknown: XBZRLE/compressed pages are not decoded";
         continue;
       }
-      const d = new Uint8Array(await crypto.subtle.digest("SHA-256", b.mem as Uint8Array<ArrayBuffer>));
+      const d = new Uint8Array(await crypto.subtle.digest("SHA-256", b.mem));
       b.result.sha256 = Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
     }
   }

@@ -24,7 +24,9 @@ export type Flow =
   /** Migrate to an address nobody listens on. */
   | "bad-dest"
   /** Live and not converging for `iterations` passes, then converging once bandwidth is raised. */
-  | "converge-after-raise";
+  | "converge-after-raise"
+  /** test_multifd_tcp_cancel: cancel, the old destination exits, migrate again to a new one. */
+  | "multifd-cancel";
 
 /** A fault injected into the source's outgoing main channel (x-test-inject-fault). */
 export interface FaultSpec {
@@ -35,10 +37,18 @@ export interface FaultSpec {
     | "bad-ram-flags"
     | "ram-offset"
     | "unknown-section"
-    | "bad-footer";
+    | "bad-footer"
+    | "multifd-missing-channel"
+    | "multifd-channel-id"
+    | "multifd-offset"
+    /** Destination side: the first packet with pages on `channel` waits `delayMs` before it is written. */
+    | "multifd-channel-delay";
   /** Absolute stream offset for corrupt/truncate; a function of the seed picks one in a range. */
   offset?: number | ((seed: number) => number);
   xor?: number;
+  /** A multifd channel id (corrupt/truncate on that channel; multifd-channel-delay). */
+  channel?: number;
+  delayMs?: number;
 }
 
 export interface MigrationCase {
@@ -71,9 +81,24 @@ export interface MigrationCase {
   /** What the error (error-desc, QMP error or destination stderr) must match. */
   error?: RegExp;
   uuid?: { src?: string; dst?: string };
+  /** `migrate` with the `channels` argument instead of `uri` (upstream's .../channels/... cases). */
+  migrateChannels?: boolean;
+  /** Fill the stopped source's RAM with seeded random bytes before migrating (incompressible guest). */
+  fillRandom?: boolean;
+  /** The vCPU's duty cycle (ms running / ms asleep per slice; default 2/2). */
+  vcpu?: { runMs: number; sleepMs: number };
   /** -mem-prealloc on both sides (guest RAM faulted in at start). */
   memPrealloc?: boolean;
   fault?: FaultSpec;
+  /** Faults injected on the destination (before migrate-incoming). */
+  dstFaults?: FaultSpec[];
+  /** Known defects (engine/defects.ts) switched on per side. */
+  defects?: { src?: string[]; dst?: string[] };
+  /**
+   * Regression cases: the known defect this case guards against. The defects meta-test runs the case
+   * with it switched on (the case must fail) and off (it must pass).
+   */
+  guards?: { side: "src" | "dst"; defect: string };
   /** file flow: stop the source before saving (upstream's stop_src). */
   stopSrc?: boolean;
   /** converge-after-raise: the source must report a non-zero dirty-pages-rate after a sync and between syncs. */

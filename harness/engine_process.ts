@@ -19,6 +19,7 @@ export interface EngineSpawnOptions {
   startPaused?: boolean;
   uuid?: string;
   memPrealloc?: boolean;
+  vcpu?: { runMs: number; sleepMs: number };
   /** Unix socket paths the engine may use besides its QMP socket (the migration socket). */
   socketPaths?: string[];
   transcript: QmpTranscriptEntry[];
@@ -65,6 +66,7 @@ export class EngineProcess {
     if (opts.startPaused) args.push("-S");
     if (opts.uuid) args.push("--uuid", opts.uuid);
     if (opts.memPrealloc) args.push("--mem-prealloc");
+    if (opts.vcpu) args.push("--run-ms", String(opts.vcpu.runMs), "--sleep-ms", String(opts.vcpu.sleepMs));
     this.#child = new Deno.Command(Deno.execPath(), {
       args,
       stdin: "null",

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { WorkloadSpec } from "../engine/guest/workload.ts";
 import { AB_END, AB_START } from "../engine/guest/workload.ts";
-import type { MigrationCase } from "./case.ts";
+import type { FaultSpec, MigrationCase } from "./case.ts";
 import { checkGuestsRam } from "./check/guests_ram.ts";
 import { compareDeviceState } from "./check/device_equal.ts";
 import { compareRam } from "./check/ram_equal.ts";
@@ -94,6 +94,9 @@ export class MigrationPair {
       pair.dst = await pair.spawnTarget();
       await pair.#setCaps(pair.src, [...(c.caps ?? []), ...(c.srcCaps ?? [])]);
       if (c.srcParams) await pair.setParams(pair.src, c.srcParams);
+      for (const name of c.defects?.src ?? []) {
+        await pair.src.qmp.execute("x-test-defect", { name, enabled: true });
+      }
     } catch (e) {
       await pair.close();
       throw e;
@@ -112,6 +115,7 @@ export class MigrationPair {
       startPaused: opts.startPaused,
       uuid,
       memPrealloc: this.c.memPrealloc,
+      vcpu: this.c.vcpu,
       socketPaths: [this.migsocket],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,
@@ -126,6 +130,10 @@ export class MigrationPair {
     this.dstExited = false;
     await this.#setCaps(dst, [...(this.c.caps ?? []), ...(this.c.dstCaps ?? [])]);
     if (this.c.dstParams) await this.setParams(dst, this.c.dstParams);
+    for (const f of this.c.dstFaults ?? []) await this.#inject(dst, f);
+    for (const name of this.c.defects?.dst ?? []) {
+      await dst.qmp.execute("x-test-defect", { name, enabled: true });
+    }
     return dst;
   }
 
@@ -237,15 +245,19 @@ export class MigrationPair {
   }
 
   async injectFault(): Promise<void> {
-    const f = this.c.fault;
-    if (!f) return;
+    if (this.c.fault) await this.#inject(this.src, this.c.fault);
+  }
+
+  async #inject(side: Side, f: FaultSpec): Promise<void> {
     const args: Record<string, unknown> = { kind: f.kind };
     if (f.offset !== undefined) {
       args.offset = typeof f.offset === "function" ? f.offset(this.ctx.seed) : f.offset;
     }
     if (f.xor !== undefined) args.xor = f.xor;
-    this.ctx.log(`injecting fault ${JSON.stringify(args)} into the source's main channel`);
-    await this.src.qmp.execute("x-test-inject-fault", args);
+    if (f.channel !== undefined) args.channel = f.channel;
+    if (f.delayMs !== undefined) args["delay-ms"] = f.delayMs;
+    this.ctx.log(`injecting fault ${JSON.stringify(args)} on the ${side.name}`);
+    await side.qmp.execute("x-test-inject-fault", args);
   }
 
   async readRam(side: Side, offset: number, size: number): Promise<Uint8Array> {
@@ -425,9 +437,20 @@ async function finishByExpectation(p: MigrationPair, srcWasRunning: boolean): Pr
   }
 }
 
+/** The `channels` form of a URI (a single main channel), as upstream's channels tests pass it. */
+function uriToChannels(uri: string): unknown[] {
+  const tcp = /^tcp:(.*):(\d+)$/.exec(uri);
+  const addr = tcp
+    ? { transport: "socket", type: "inet", host: tcp[1], port: tcp[2] }
+    : uri.startsWith("unix:")
+    ? { transport: "socket", type: "unix", path: uri.slice(5) }
+    : { transport: "file", filename: uri.slice(5) };
+  return [{ "channel-type": "main", addr }];
+}
+
 async function migrate(p: MigrationPair, uri: string): Promise<boolean> {
   try {
-    await p.src.qmp.execute("migrate", { uri });
+    await p.src.qmp.execute("migrate", p.c.migrateChannels ? { channels: uriToChannels(uri) } : { uri });
   } catch (e) {
     if (p.c.expect === "qmp-error" && e instanceof QmpCommandError) {
       expectError(p.c, e.desc, "migrate");
@@ -447,25 +470,26 @@ export async function precopyFlow(p: MigrationPair): Promise<void> {
   if (c.defer) await p.migrateIncoming();
   await p.injectFault();
   let srcRunning = true;
+  const ab = (c.workload?.kind ?? "a-b") === "a-b";
+  // The marker technique (a guaranteed second pass) needs the a-b guest, and a failing case needs no
+  // second pass: those run at full speed.
+  const marker = c.live && ab && (c.expect ?? "succeed") === "succeed";
   if (c.live) {
-    // A failing case needs no second pass: let it reach the fault at full speed.
-    const succeed = (c.expect ?? "succeed") === "succeed";
-    await p.setParams(p.src, succeed ? NON_CONVERGE : CONVERGE);
-    if ((c.workload?.kind ?? "a-b") === "a-b") {
-      await p.waitSerialB(p.src);
-      if (succeed) await p.writeMarker();
-    }
+    await p.setParams(p.src, marker ? NON_CONVERGE : CONVERGE);
+    if (ab) await p.waitSerialB(p.src);
+    if (marker) await p.writeMarker();
   } else {
     if ((c.workload?.kind ?? "a-b") === "a-b") await p.waitSerialB(p.src);
     await p.src.qmp.execute("stop");
     await p.waitEvent(p.src, "STOP");
     srcRunning = false;
+    if (c.fillRandom) await p.src.qmp.execute("x-test-ram-fill", { seed: p.ctx.seed }, { timeoutMs: 60_000 });
     await p.setParams(p.src, CONVERGE);
   }
   if (!await migrate(p, await p.connectUri())) return;
-  if (c.live && (c.expect ?? "succeed") === "succeed") {
+  if (marker) {
     if ((c.iterations ?? 1) > 1) await waitPasses(p, (c.iterations ?? 1) * 2);
-    if ((c.workload?.kind ?? "a-b") === "a-b") await p.waitForDirtyMem();
+    await p.waitForDirtyMem();
     await p.setParams(p.src, CONVERGE);
   }
   await finishByExpectation(p, srcRunning);
@@ -481,10 +505,11 @@ async function waitPasses(p: MigrationPair, passes: number): Promise<void> {
 
 /** A live migration that cannot converge keeps iterating; raising the bandwidth lets it complete. */
 export async function convergeAfterRaiseFlow(p: MigrationPair): Promise<void> {
+  if (p.c.defer) await p.migrateIncoming();
   // Fast enough for a pass to take well under a second, yet 1 ms of downtime never fits a dirty a-b guest;
   // a case's own srcParams win.
   await p.setParams(p.src, { "max-bandwidth": 200_000_000, "downtime-limit": 1, ...p.c.srcParams });
-  await p.waitSerialB(p.src);
+  if ((p.c.workload?.kind ?? "a-b") === "a-b") await p.waitSerialB(p.src);
   await migrate(p, await p.connectUri());
   const passes = p.c.iterations ?? 3;
   await waitPasses(p, passes);
@@ -609,7 +634,34 @@ export async function badDestFlow(p: MigrationPair): Promise<void> {
   }
 }
 
+/**
+ * test_multifd_tcp_cancel: cancel a live multifd migration, the old destination exits with
+ * EXIT_FAILURE, then the same source migrates to a new destination and completes.
+ */
+export async function multifdCancelFlow(p: MigrationPair): Promise<void> {
+  await p.migrateIncoming();
+  await p.setParams(p.src, NON_CONVERGE);
+  await p.waitSerialB(p.src);
+  await p.writeMarker();
+  await migrate(p, await p.connectUri());
+  await p.waitForDirtyMem();
+  await p.src.qmp.execute("migrate_cancel");
+  const old = p.dst;
+  const st = await old.waitExit(p.ctx.waitMs);
+  if (st.code !== 1) throw new FlowError(`the cancelled target exited with status ${st.code}, expected 1`);
+  await p.waitStatus(p.src, "cancelled", ["failed", "completed"]);
+  await old.kill();
+  await p.spawnTarget();
+  await p.migrateIncoming();
+  const since = p.src.qmp.events.length;
+  await migrate(p, await p.connectUri());
+  await p.setParams(p.src, CONVERGE);
+  await p.waitEvent(p.src, "STOP", undefined, since);
+  await finishByExpectation(p, true);
+}
+
 export const FLOWS = {
+  "multifd-cancel": multifdCancelFlow,
   "bad-dest": badDestFlow,
   precopy: precopyFlow,
   file: fileFlow,

@@ -27,7 +27,7 @@ export interface MultifdRecvOptions {
   blocks: RamBlock[];
   /** Known defect: channels do not wait at the barrier after a SYNC. */
   skipSyncWait?: boolean;
-  /** Fault: channel id → milliseconds each packet waits before its pages are written. */
+  /** Fault: channel id → milliseconds its first packet with pages waits before its pages are written. */
   delays?: Map<number, number>;
 }
 
@@ -39,15 +39,18 @@ interface RecvChannel {
   loop: Promise<void>;
   /** Clean end of stream at a packet boundary. */
   ended: boolean;
+  /** SYNC packets read so far. */
+  syncs: number;
 }
 
 export class MultifdRecvState {
   readonly #channels: (RecvChannel | undefined)[];
   #connected = 0;
-  #posted = 0;
+  /** Syncs the main channel has passed (MULTIFD_FLUSH handled). */
   #generation = 0;
   #release: PromiseWithResolvers<void> = Promise.withResolvers();
-  #posts: PromiseWithResolvers<void> = Promise.withResolvers();
+  /** Resolved whenever a channel reads a SYNC or ends. */
+  #progress: PromiseWithResolvers<void> = Promise.withResolvers();
   #error: Error | null = null;
   #failed: PromiseWithResolvers<never> = Promise.withResolvers();
   #closing = false;
@@ -94,10 +97,11 @@ export class MultifdRecvState {
       decompressor: this.opts.method.decompressor(),
       loop: Promise.resolve(),
       ended: false,
+      syncs: 0,
     };
     this.#channels[init.id] = ch;
     this.#connected++;
-    ch.loop = this.#run(ch).catch((e) => this.#fail(e));
+    ch.loop = this.#run(ch).catch((e) => this.#fail(e)).finally(() => this.#progress.resolve());
   }
 
   #fail(e: unknown): void {
@@ -111,7 +115,7 @@ export class MultifdRecvState {
   async #run(ch: RecvChannel): Promise<void> {
     const { r } = ch;
     const find = (idstr: string) => this.opts.blocks.find((b) => b.idstr === idstr);
-    const delay = this.opts.delays?.get(ch.id) ?? 0;
+    let delay = this.opts.delays?.get(ch.id) ?? 0;
     while (true) {
       if (await r.atEnd()) {
         ch.ended = true;
@@ -128,7 +132,10 @@ export class MultifdRecvState {
           at,
         );
       }
-      if (delay) await new Promise((res) => setTimeout(res, delay));
+      if (delay && p.normalPages + p.zeroPages > 0) {
+        await new Promise((res) => setTimeout(res, delay));
+        delay = 0;
+      }
       if (p.normalPages) {
         await this.#receivePages(ch, p.block!, p.offsets.slice(0, p.normalPages), p.nextPacketSize);
       } else if (p.nextPacketSize) {
@@ -143,11 +150,11 @@ export class MultifdRecvState {
       }
       this.packetNum = Math.max(this.packetNum, p.packetNum);
       if (p.flags & MULTIFD_FLAG_SYNC) {
-        const gen = this.#generation;
-        this.#posted++;
-        if (this.#posted === this.opts.channels) this.#posts.resolve();
+        ch.syncs++;
+        this.#progress.resolve();
+        // Parked until the main channel has passed the matching MULTIFD_FLUSH.
         if (!this.opts.skipSyncWait) {
-          while (this.#generation === gen && !this.#error && !this.#closing) await this.#release.promise;
+          while (this.#generation < ch.syncs && !this.#error && !this.#closing) await this.#release.promise;
         }
       }
     }
@@ -180,22 +187,20 @@ export class MultifdRecvState {
 
   /** multifd_recv_sync_main: wait for a SYNC from every channel, then release them all. */
   async syncMain(): Promise<void> {
-    while (this.#posted < this.opts.channels) {
+    const target = this.#generation + 1;
+    while (true) {
       if (this.#error) throw this.#error;
-      const ended = this.#channels.find((c) => c?.ended);
+      const all = this.#channels.every((c) => c && c.syncs >= target);
+      if (all) break;
+      const ended = this.#channels.find((c) => c && c.ended && c.syncs < target);
       if (ended) throw new Error(`multifd channel ${ended.id} closed before its SYNC packet`);
-      await Promise.race([this.#posts.promise, this.#failed.promise, this.#anyEnded()]);
+      this.#progress = Promise.withResolvers();
+      await Promise.race([this.#progress.promise, this.#failed.promise]);
     }
-    this.#posted = 0;
-    this.#posts = Promise.withResolvers();
-    this.#generation++;
+    this.#generation = target;
     const release = this.#release;
     this.#release = Promise.withResolvers();
     release.resolve();
-  }
-
-  #anyEnded(): Promise<void> {
-    return Promise.race(this.#channels.map((c) => c ? c.loop : new Promise<void>(() => {})));
   }
 
   async close(): Promise<void> {

@@ -19,6 +19,8 @@ export interface MultifdSendOptions {
   idShift?: number;
   /** Fault: byte faults per channel id. */
   faults?: Map<number, OutputFaults>;
+  /** Fault: the first packet's first offset points just past its block. */
+  badOffset?: boolean;
 }
 
 class SendChannel {
@@ -37,6 +39,7 @@ export class MultifdSendState {
   #batchBlock: RamBlock | null = null;
   #batch: number[] = [];
   #error: Error | null = null;
+  #faulted = false;
   /** Pages sent with data, and zero pages sent as offsets only. */
   normalPages = 0;
   zeroPages = 0;
@@ -141,6 +144,10 @@ export class MultifdSendState {
     this.normalPages += normal.length;
     this.zeroPages += zero.length;
     const packetNum = this.#packetNum++;
+    if (this.opts.badOffset && !this.#faulted && normal.length) {
+      normal[0] = block.usedLength;
+      this.#faulted = true;
+    }
     const c = ch;
     c.busy = (async () => {
       const payload = c.compressor && normal.length ? await c.compressor.compress([data]) : data;

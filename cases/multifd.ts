@@ -1,0 +1,159 @@
+/**
+ * Multifd cases (upstream precopy-tests.c and compression-tests.c), plus what upstream does not cover:
+ * unix sockets, each compression × each zero-page mode, channel counts, zero-heavy and incompressible
+ * guests, bad input on the channels, and the sync barrier under uneven channel speeds.
+ */
+import type { MigrationCase } from "../harness/case.ts";
+
+/** MULTIFD_TEST_CHANNELS upstream. */
+const CHANNELS = 4;
+
+type Compression = "none" | "zlib" | "zstd";
+
+/** migrate_hook_start_precopy_tcp_multifd_common: the method on both sides, `defer` + migrate-incoming. */
+function multifd(
+  name: string,
+  opts: Partial<MigrationCase> & { compression?: Compression; channels?: number; level?: number },
+): MigrationCase {
+  const { compression = "none", channels = CHANNELS, level, ...rest } = opts;
+  const params: Record<string, unknown> = {
+    "multifd-channels": channels,
+    "multifd-compression": compression,
+  };
+  if (level !== undefined && compression !== "none") params[`multifd-${compression}-level`] = level;
+  return {
+    name,
+    tier: "full",
+    transport: "tcp",
+    defer: true,
+    caps: ["multifd"],
+    ...rest,
+    srcParams: { ...params, ...rest.srcParams },
+    dstParams: { ...params, ...rest.dstParams },
+  };
+}
+
+/** A bad-input case: the destination must fail with `error` and stay up; the source fails and survives. */
+function badInput(name: string, error: RegExp, opts: Partial<MigrationCase> & { compression?: Compression }) {
+  return multifd(`/migration/multifd/bad/${name}`, {
+    live: true,
+    exitOnError: false,
+    caps: ["multifd", "return-path"],
+    expect: "fail",
+    error,
+    ...opts,
+  });
+}
+
+const upstream: MigrationCase[] = [
+  multifd("/migration/multifd/tcp/uri/plain/none", {
+    tier: "smoke",
+    live: true,
+    why: "live, as upstream: pages are re-sent over the channels after the guest dirtied them",
+  }),
+  multifd("/migration/multifd/tcp/channels/plain/none", { live: true, migrateChannels: true }),
+  multifd("/migration/multifd/tcp/plain/zero-page/legacy", {
+    live: true,
+    srcParams: { "zero-page-detection": "legacy" },
+  }),
+  multifd("/migration/multifd/tcp/plain/zero-page/none", {
+    live: true,
+    srcParams: { "zero-page-detection": "none" },
+  }),
+  multifd("/migration/multifd/tcp/plain/zlib", { tier: "smoke", compression: "zlib", level: 2 }),
+  multifd("/migration/multifd/tcp/plain/zstd", { compression: "zstd", level: 2 }),
+  multifd("/migration/multifd/tcp/plain/cancel", {
+    tier: "smoke",
+    flow: "multifd-cancel",
+    srcParams: { "multifd-channels": 16 },
+    dstParams: { "multifd-channels": 16 },
+  }),
+];
+
+const COMPRESSIONS: Compression[] = ["none", "zlib", "zstd"];
+const ZERO_MODES = ["none", "legacy", "multifd"] as const;
+
+const beyond: MigrationCase[] = [
+  ...COMPRESSIONS.flatMap((compression) =>
+    ZERO_MODES.map((zero) =>
+      multifd(`/migration/multifd/unix/${compression}/zero-page/${zero}`, {
+        transport: "unix",
+        compression,
+        srcParams: { "zero-page-detection": zero },
+      })
+    )
+  ),
+  ...[1, 2, 8, 16].map((channels) =>
+    multifd(`/migration/multifd/tcp/channels/${channels}`, { channels, live: true })
+  ),
+  ...COMPRESSIONS.map((compression) =>
+    multifd(`/migration/multifd/unix/${compression}/zero-heavy`, {
+      transport: "unix",
+      compression,
+      live: true,
+      workload: { kind: "random", seed: 0, hotPages: 64, hotPercent: 95 },
+      why: "most of RAM stays zero: zero pages travel as offsets only",
+    })
+  ),
+  ...COMPRESSIONS.map((compression) =>
+    multifd(`/migration/multifd/unix/${compression}/incompressible`, {
+      transport: "unix",
+      compression,
+      workload: { kind: "idle" },
+      fillRandom: true,
+      why: "RAM full of random bytes: compression cannot shrink the packets",
+    })
+  ),
+  multifd("/migration/multifd/tcp/sync-barrier/uneven-channels", {
+    live: true,
+    workload: { kind: "random", seed: 0, hotPages: 32, hotPercent: 100 },
+    dstFaults: [{ kind: "multifd-channel-delay", channel: 0, delayMs: 1500 }],
+    why: "destination channel 0 holds its first packet (with the guest's hot set) for 1.5 s while the " +
+      "completion round re-sends the hot set on another channel: only the SYNC/MULTIFD_FLUSH barrier " +
+      "keeps the stale copy from landing last (cases/regressions proves it fails without the barrier)",
+  }),
+];
+
+const bad: MigrationCase[] = [
+  badInput("packet-magic", /multifd channel 0: received packet magic 11223345 and expected magic 11223344/, {
+    fault: { kind: "corrupt", channel: 0, offset: 64 + 3, xor: 0x01 },
+  }),
+  badInput("packet-version", /multifd channel 1: received packet version 3 and expected version 1/, {
+    fault: { kind: "corrupt", channel: 1, offset: 64 + 7, xor: 0x02 },
+  }),
+  badInput("channel-id", /received channel id 4 is greater than number of channels 4/, {
+    fault: { kind: "multifd-channel-id" },
+  }),
+  badInput("uuid", /multifd: received uuid '11111111-.*' and expected uuid '22222222-/, {
+    uuid: { src: "11111111-1111-1111-1111-111111111111", dst: "22222222-2222-2222-2222-222222222222" },
+  }),
+  badInput("compression-flag", /flags received 2 flags expected 4 \(compression zstd\)/, {
+    srcParams: { "multifd-compression": "zlib" },
+    dstParams: { "multifd-compression": "zstd" },
+  }),
+  badInput("offset", /multifd channel \d: offset too long 8000000 \(block pc.ram\)/, {
+    fault: { kind: "multifd-offset" },
+  }),
+  badInput(
+    "zlib-corrupt-payload",
+    /multifd channel 0: multifd zlib: (packet decompressed to 0 bytes|.*header)/,
+    {
+      compression: "zlib",
+      // Zero pages as data, so channel 0's first data packet follows its setup SYNC: past the handshake,
+      // the SYNC packet and that packet's header lies the payload (byte 1: the zlib header's FLG).
+      srcParams: { "zero-page-detection": "none" },
+      fault: { kind: "corrupt", channel: 0, offset: 64 + 1344 + 1344 + 1, xor: 0xff },
+    },
+  ),
+  badInput("zstd-truncated-payload", /while reading compressed payload on multifd channel 0/, {
+    compression: "zstd",
+    srcParams: { "zero-page-detection": "none" },
+    fault: { kind: "truncate", channel: 0, offset: 64 + 1344 + 1344 + 16 },
+  }),
+  badInput("missing-channel", /multifd: only 3 of 4 channels connected within 5000 ms of the main channel/, {
+    fault: { kind: "multifd-missing-channel" },
+    timeoutMs: 60_000,
+  }),
+];
+
+export const MULTIFD_CASES: MigrationCase[] = [...upstream, ...beyond, ...bad];
