@@ -40,3 +40,13 @@ export const MISC_CASES: MigrationCase[] = [
     srcCaps: ["validate-uuid"],
   },
 ];
+
+MISC_CASES.push({
+  name: "/migration/analyze-script",
+  tier: "smoke",
+  flow: "analyze-script",
+  uuid: { src: UUID_A },
+  srcCaps: ["validate-uuid"],
+  why: "the stream analyzer parses what the engine saves: configuration with its uuid subsection, RAM, " +
+    "and every device through the vmdesc (x-ignore-shared, upstream's other capability here, is not modelled)",
+});

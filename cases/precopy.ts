@@ -54,6 +54,40 @@ const base: MigrationCase[] = [
     why: "not upstream as such: the pre-switchover pause with migrate-continue",
   },
   {
+    name: "/migration/precopy/unix/xbzrle",
+    tier: "slow",
+    transport: "unix",
+    live: true,
+    iterations: 2,
+    caps: ["xbzrle"],
+    srcParams: { "xbzrle-cache-size": 33554432 },
+    expectXbzrlePages: true,
+    why: "upstream's case: live at 3 MB/s with two extra passes (about 30 s a pass, hence slow)",
+  },
+  {
+    name: "/migration/precopy/unix/xbzrle/passes",
+    tier: "full",
+    flow: "converge-after-raise",
+    transport: "unix",
+    iterations: 4,
+    caps: ["xbzrle"],
+    srcParams: { "xbzrle-cache-size": 33554432 },
+    expectXbzrlePages: true,
+    why: "the same at 200 MB/s: four passes of the a-b guest, whose pages change one byte per pass, " +
+      "so every page after the first two rounds goes as a small delta",
+  },
+  {
+    name: "/migration/precopy/unix/xbzrle/small-cache",
+    tier: "full",
+    flow: "converge-after-raise",
+    transport: "unix",
+    iterations: 4,
+    caps: ["xbzrle"],
+    srcParams: { "xbzrle-cache-size": 1048576 },
+    workload: { kind: "random", seed: 0, hotPages: 2048, hotPercent: 90 },
+    why: "a 256-slot cache for a 2048-page hot set: misses, the aging rule and overflows all happen",
+  },
+  {
     name: "/migration/precopy/unix/random",
     tier: "full",
     transport: "unix",
@@ -66,6 +100,11 @@ const base: MigrationCase[] = [
 /** Every precopy case that does not depend on the default layout also runs on the odd-sized machine. */
 const onOddMachine: MigrationCase[] = base
   .filter((c) => c.expect === undefined && !c.name.includes("non-converge"))
-  .map((c) => ({ ...c, name: `${c.name}/pc-odd`, machine: "pc-odd", tier: "full" as const }));
+  .map((c) => ({
+    ...c,
+    name: `${c.name}/pc-odd`,
+    machine: "pc-odd",
+    tier: c.tier === "slow" ? c.tier : "full",
+  }));
 
 export const PRECOPY_CASES: MigrationCase[] = [...base, ...onOddMachine];

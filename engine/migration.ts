@@ -13,6 +13,7 @@ import {
   RamSaveState,
 } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
+import { XbzrleSaveState } from "./ram_xbzrle.ts";
 import type { MigrationOptions } from "./options.ts";
 import { ReturnPathReader } from "./return_path.ts";
 import {
@@ -214,12 +215,10 @@ export class MigrationState {
       const multifd = options.cap("multifd") ? await this.#multifdSetup(opened) : null;
       this.#multifd = multifd;
       this.#checkCancelled();
-      const ram = new RamSaveState(
-        machine.blocks,
-        () => options.params["zero-page-detection"],
-        undefined,
+      const ram = new RamSaveState(machine.blocks, () => options.params["zero-page-detection"], undefined, {
         multifd,
-      );
+        xbzrle: options.cap("xbzrle") ? new XbzrleSaveState(options.params["xbzrle-cache-size"]) : null,
+      });
       this.#ram = ram;
 
       // Setup: header, configuration, return path, RAM's START section.
@@ -447,6 +446,7 @@ export class MigrationState {
         "dirty-sync-missed-zero-copy": 0,
       };
     }
+    if (ram?.xbzrle) out["xbzrle-cache"] = ram.xbzrle.query();
     if (this.status === "failed" && this.errorDesc) out["error-desc"] = this.errorDesc;
     return out;
   }

@@ -165,3 +165,37 @@ for (const compression of ["none", "zlib", "zstd"]) {
     }
   });
 }
+
+Deno.test("in-process live precopy with xbzrle: deltas after the first round, RAM equal", async () => {
+  const s = makeEngine("source");
+  const d = makeEngine("target", "defer");
+  try {
+    s.engine.options.setCapabilities([{ capability: "xbzrle", state: true }]);
+    // Slow enough for several rounds over the hot set before the remainder fits the downtime.
+    s.engine.options.params["max-bandwidth"] = 20_000_000;
+    s.engine.options.params["downtime-limit"] = 1;
+    s.engine.options.params["xbzrle-cache-size"] = 1 << 20;
+    migrateOverMemory(s.engine, d.engine);
+    await until(
+      "a few rounds",
+      () => ((s.engine.migration.query().ram as Record<string, number>)?.["dirty-sync-count"] ?? 0) >= 5,
+    );
+    s.engine.options.params["downtime-limit"] = 30_000;
+    await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
+    await d.engine.incoming.join();
+    assert.equal(s.engine.migration.status, "completed", s.engine.migration.errorDesc ?? "");
+    assert.equal(d.engine.incoming.status, "completed", d.engine.incoming.errorDesc ?? "");
+    for (let i = 0; i < s.engine.machine.blocks.length; i++) {
+      assert.ok(
+        Buffer.from(s.engine.machine.blocks[i].mem).equals(Buffer.from(d.engine.machine.blocks[i].mem)),
+        `block ${s.engine.machine.blocks[i].idstr} differs`,
+      );
+    }
+    const x = s.engine.migration.query()["xbzrle-cache"] as Record<string, number>;
+    assert.ok(x.pages > 0, `no page went as XBZRLE: ${JSON.stringify(x)}`);
+    assert.equal(x["cache-size"], 1 << 20);
+  } finally {
+    await s.engine.close();
+    await d.engine.close();
+  }
+});

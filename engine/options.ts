@@ -37,6 +37,7 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "pause-before-switchover",
   "validate-uuid",
   "multifd",
+  "xbzrle",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
@@ -100,7 +101,11 @@ const INT_RANGES: Partial<Record<keyof MigrationParameters, IntRange>> = {
   "multifd-channels": { min: 1, max: 255, what: "a value between 1 and 255" },
   "multifd-zlib-level": { min: 0, max: 9, what: "a value between 0 and 9" },
   "multifd-zstd-level": { min: 0, max: 20, what: "a value between 0 and 20" },
-  "xbzrle-cache-size": { min: 0, max: INT64_MAX, what: "a value no less than the target page size" },
+  "xbzrle-cache-size": {
+    min: 4096,
+    max: INT64_MAX,
+    what: "a power of two no less than the target page size",
+  },
   "throttle-trigger-threshold": { min: 1, max: 100, what: "an integer in the range of 1 to 100" },
   "cpu-throttle-initial": { min: 1, max: 99, what: "an integer in the range of 1 to 99" },
   "cpu-throttle-increment": { min: 1, max: 99, what: "an integer in the range of 1 to 99" },
@@ -135,7 +140,9 @@ export function checkParameters(update: Partial<Record<string, unknown>>): strin
       if (!Number.isInteger(v) || v < range.min || v > range.max) {
         return `Parameter '${underscored}' expects ${range.what}`;
       }
-      if (k === "xbzrle-cache-size" && v < 4096) return `Parameter '${underscored}' expects ${range.what}`;
+      if (k === "xbzrle-cache-size" && !Number.isInteger(Math.log2(v))) {
+        return `Parameter '${underscored}' expects ${range.what}`;
+      }
     }
   }
   return null;
@@ -161,6 +168,8 @@ export class MigrationOptions {
       }
       next.set(capability as Capability, state);
     }
+    // migrate_caps_check: combinations QEMU refuses.
+    if (next.get("multifd") && next.get("xbzrle")) return "Multifd is not compatible with xbzrle";
     for (const [k, v] of next) this.caps.set(k, v);
     return null;
   }

@@ -37,7 +37,7 @@ Deno.test("options: checkParameters ranges and messages", async (t) => {
     [
       "xbzrle-cache-size",
       4095,
-      "Parameter 'xbzrle_cache_size' expects a value no less than the target page size",
+      "Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size",
     ],
     ["xbzrle-cache-size", 4096, null],
     [

@@ -6,6 +6,8 @@ import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
 import type { MultifdRecvState } from "./multifd/recv.ts";
 import type { MultifdSendState } from "./multifd/send.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
+import { ENCODING_FLAG_XBZRLE, type XbzrleSaveState } from "./ram_xbzrle.ts";
+import { xbzrleDecode } from "./xbzrle.ts";
 
 export const RAM_SAVE_FLAG_FULL = 0x01;
 export const RAM_SAVE_FLAG_ZERO = 0x02;
@@ -53,14 +55,24 @@ export class RamSaveState {
 
   /** Set when the scan wrapped past the last block: the next page starts a new round. */
   #roundEnded = false;
+  /** ram_save_complete is running: the XBZRLE cache is no longer updated. */
+  #lastStage = false;
+  readonly multifd: MultifdSendState | null;
+  readonly xbzrle: XbzrleSaveState | null;
 
   constructor(
     readonly blocks: RamBlock[],
     private readonly zeroPageDetection: () => ZeroPageDetection,
     private readonly now: () => number = () => performance.now(),
-    /** With multifd, normal pages go to the channels and the main channel carries the sync flags. */
-    readonly multifd: MultifdSendState | null = null,
+    opts: {
+      /** With multifd, normal pages go to the channels and the main channel carries the sync flags. */
+      multifd?: MultifdSendState | null;
+      /** With xbzrle, pages already sent once go as deltas against the page cache. */
+      xbzrle?: XbzrleSaveState | null;
+    } = {},
   ) {
+    this.multifd = opts.multifd ?? null;
+    this.xbzrle = opts.xbzrle ?? null;
     this.#periodStart = now();
   }
 
@@ -141,6 +153,7 @@ export class RamSaveState {
 
   /** ram_save_complete: a last sync, then every remaining dirty page with no rate limit, then EOS. */
   async complete(f: QEMUFileWriter): Promise<void> {
+    this.#lastStage = true;
     this.syncBitmap();
     while (true) {
       const r = this.#sendNext(f);
@@ -175,7 +188,11 @@ export class RamSaveState {
         const queued = this.#savePage(f, block, page);
         return queued ? queued.then(() => true) : true;
       }
-      if (this.#scanBlock === n - 1) this.#roundEnded = true;
+      if (this.#scanBlock === n - 1) {
+        this.#roundEnded = true;
+        // XBZRLE only ever applies to pages sent once already (xbzrle_started after the first round).
+        if (this.xbzrle) this.xbzrle.started = true;
+      }
       this.#scanBlock = (this.#scanBlock + 1) % n;
       this.#scanPage = 0;
     }
@@ -188,16 +205,31 @@ export class RamSaveState {
     const detection = this.zeroPageDetection();
     // Main-channel zero pages: any detection without multifd, only "legacy" with it (save_zero_page).
     const mainZero = detection !== "none" && (!this.multifd || detection === "legacy");
+    const addr = block.offset + page * TARGET_PAGE_SIZE;
     if (mainZero && isZeroPage(data)) {
       const start = f.position;
       this.#header(f, block, page, RAM_SAVE_FLAG_ZERO);
       f.put8(0);
       this.counters.duplicate++;
       this.counters.transferred += f.position - start;
+      this.xbzrle?.zeroPage(addr, this.dirtySyncCount);
       return undefined;
     }
     if (this.multifd) return this.multifd.queuePage(block, page);
     const start = f.position;
+    if (this.xbzrle?.started) {
+      const out = this.xbzrle.save(addr, data, this.dirtySyncCount, this.#lastStage);
+      if (out.kind === "unchanged") return undefined;
+      if (out.kind === "encoded") {
+        this.#header(f, block, page, RAM_SAVE_FLAG_XBZRLE);
+        f.put8(ENCODING_FLAG_XBZRLE);
+        f.putBe16(out.data.length);
+        f.putBytes(out.data);
+        this.xbzrle.counters.bytes += f.position - start;
+        this.counters.transferred += f.position - start;
+        return undefined;
+      }
+    }
     this.#header(f, block, page, RAM_SAVE_FLAG_PAGE);
     f.putBytes(data);
     this.counters.normal++;
@@ -225,7 +257,7 @@ export class RamLoadState {
   /** last_recv_block of the main channel; persists across sections. */
   #lastRecvBlock: RamBlock | null = null;
   /** Pages written by the main channel, by kind. */
-  readonly counters = { normal: 0, zero: 0 };
+  readonly counters = { normal: 0, zero: 0, xbzrle: 0 };
 
   constructor(readonly blocks: RamBlock[], readonly multifd: MultifdRecvState | null = null) {}
 
@@ -270,8 +302,25 @@ export class RamLoadState {
           break;
         case RAM_SAVE_FLAG_EOS:
           return;
-        case RAM_SAVE_FLAG_XBZRLE:
-          throw r.error("Failed to load XBZRLE page: xbzrle is not supported by this destination", at);
+        case RAM_SAVE_FLAG_XBZRLE: {
+          const page = this.#continuePage(r, flags, addr, at) ?? await this.#targetPage(r, flags, addr, at);
+          await r.need(3, "XBZRLE header");
+          const enc = r.get8();
+          if (enc !== ENCODING_FLAG_XBZRLE) {
+            throw r.error("Failed to load XBZRLE page - wrong compression!", at);
+          }
+          const len = r.getBe16();
+          if (len > TARGET_PAGE_SIZE) throw r.error("Failed to load XBZRLE page - len overflow!", at);
+          await r.need(len, "XBZRLE data");
+          try {
+            xbzrleDecode(r.peek(len), page);
+          } catch (e) {
+            throw r.error(`Failed to load XBZRLE page - decode error! (${(e as Error).message})`, at);
+          }
+          r.skip(len);
+          this.counters.xbzrle++;
+          break;
+        }
         case RAM_SAVE_FLAG_HOOK:
           throw r.error("RAM_SAVE_FLAG_HOOK is only valid with RDMA", at);
         default:

@@ -210,7 +210,7 @@ Deno.test("ram: round trip in rate-limited chunks with CONTINUE persisting acros
 
   assert.deepEqual(m.sent, [10, 10, 10, 10, 10, 10, 10, 10, 2]);
   assert.deepEqual(m.save.counters, { duplicate: zeros, normal: total - zeros, transferred: m.bytes.length });
-  assert.deepEqual(load.counters, { normal: total - zeros, zero: zeros });
+  assert.deepEqual(load.counters, { normal: total - zeros, zero: zeros, xbzrle: 0 });
   assert.equal(m.save.dirtyPages, 0);
   for (const b of dst) assert.equal(b.receivedmap.reduce((n, w) => n + popcount32(w), 0), b.pages);
 
@@ -250,7 +250,7 @@ Deno.test("ram: zero-page-detection none sends zero pages as PAGE", async () => 
   const load = await loadAll(m.bytes, dst, m.chunkStarts.length);
   assertSameMemory(src, dst);
   assert.deepEqual(m.save.counters, { duplicate: 0, normal: 82, transferred: m.bytes.length });
-  assert.deepEqual(load.counters, { normal: 82, zero: 0 });
+  assert.deepEqual(load.counters, { normal: 82, zero: 0, xbzrle: 0 });
   const recs = walkChunk(m.bytes, m.chunkStarts[1]).records;
   assert.ok(recs.every((r) => (r.flags & ~RAM_SAVE_FLAG_CONTINUE) !== RAM_SAVE_FLAG_ZERO));
 });
@@ -388,7 +388,7 @@ Deno.test("ram: the loader keeps last_recv_block across load() calls", async () 
   assert.ok(dst[1].page(4).every((v) => v === 7));
   assert.ok(dst[1].page(3).every((v) => v === 0xaa));
   assert.ok(dst[0].page(2).every((v) => v === 0xaa));
-  assert.deepEqual(load.counters, { normal: 1, zero: 1 });
+  assert.deepEqual(load.counters, { normal: 1, zero: 1, xbzrle: 0 });
 });
 
 /** Loads a hand-built stream into fresh blocks and expects a StreamError. */
@@ -532,22 +532,29 @@ Deno.test("ram: loader rejects malformed streams", async (t) => {
       15,
     );
   });
-  await t.step("XBZRLE and HOOK are refused", async () => {
-    await loadError(
-      (w) => {
+  await t.step(
+    "XBZRLE with a bad encoding byte, an oversized length, a bad delta; HOOK refused",
+    async () => {
+      const xbzrle = (enc: number, len: number, data: number[]) => (w: QEMUFileWriter) => {
         w.putBe64(RAM_SAVE_FLAG_XBZRLE);
-      },
-      /^Failed to load XBZRLE page/,
-      0,
-    );
-    await loadError(
-      (w) => {
-        w.putBe64(RAM_SAVE_FLAG_HOOK);
-      },
-      /^RAM_SAVE_FLAG_HOOK is only valid with RDMA$/,
-      0,
-    );
-  });
+        w.putCountedString("pc.ram");
+        w.put8(enc);
+        w.putBe16(len);
+        w.putBytes(new Uint8Array(data));
+      };
+      await loadError(xbzrle(2, 1, [0]), /^Failed to load XBZRLE page - wrong compression!$/, 0);
+      await loadError(xbzrle(1, 4097, []), /^Failed to load XBZRLE page - len overflow!$/, 0);
+      // zrun 0, then an nzrun of 0 bytes: a zero-length nzrun is invalid.
+      await loadError(xbzrle(1, 2, [0, 0]), /^Failed to load XBZRLE page - decode error!/, 0);
+      await loadError(
+        (w) => {
+          w.putBe64(RAM_SAVE_FLAG_HOOK);
+        },
+        /^RAM_SAVE_FLAG_HOOK is only valid with RDMA$/,
+        0,
+      );
+    },
+  );
   await t.step("wrong version_id", async () => {
     await loadError((w) => goodHeader(w), /^ram: unsupported version_id 3 \(expected 4\)$/, 0, 3);
   });

@@ -26,7 +26,9 @@ export type Flow =
   /** Live and not converging for `iterations` passes, then converging once bandwidth is raised. */
   | "converge-after-raise"
   /** test_multifd_tcp_cancel: cancel, the old destination exits, migrate again to a new one. */
-  | "multifd-cancel";
+  | "multifd-cancel"
+  /** /migration/analyze-script: save to a file, then the stream analyzer must parse it. */
+  | "analyze-script";
 
 /** A fault injected into the source's outgoing main channel (x-test-inject-fault). */
 export interface FaultSpec {
@@ -101,6 +103,8 @@ export interface MigrationCase {
   guards?: { side: "src" | "dst"; defect: string };
   /** file flow: stop the source before saving (upstream's stop_src). */
   stopSrc?: boolean;
+  /** After completion the source must report pages sent as XBZRLE deltas. */
+  expectXbzrlePages?: boolean;
   /** converge-after-raise: the source must report a non-zero dirty-pages-rate after a sync and between syncs. */
   expectDirtyPagesRate?: boolean;
   /** cancel flow: the status after which the source is cancelled. */

@@ -411,6 +411,11 @@ async function finishByExpectation(p: MigrationPair, srcWasRunning: boolean): Pr
       await p.waitStatus(p.src, "completed");
       await p.waitStatus(p.dst, "completed");
       await p.recordStats();
+      if (c.expectXbzrlePages) {
+        const x = (await p.status(p.src))["xbzrle-cache"] as Record<string, number> | undefined;
+        if (!x || !(x.pages > 0)) throw new FlowError(`no page was sent as XBZRLE: ${JSON.stringify(x)}`);
+        p.ctx.log(`xbzrle: ${JSON.stringify(x)}`);
+      }
       await checkMigratedGuest(p);
       return;
     }
@@ -660,7 +665,62 @@ export async function multifdCancelFlow(p: MigrationPair): Promise<void> {
   await finishByExpectation(p, true);
 }
 
+/**
+ * /migration/analyze-script: the source (with a uuid and validate-uuid) saves to a file, then the stream
+ * analyzer (`deno task analyze`, run as its own process as upstream runs analyze-migration.py) must
+ * parse it: the uuid from the configuration section, and every device field equal to the source's state.
+ */
+export async function analyzeScriptFlow(p: MigrationPair): Promise<void> {
+  await p.src.qmp.execute("stop");
+  await p.setParams(p.src, CONVERGE);
+  await migrate(p, `file:${p.migfile}`);
+  await p.waitStatus(p.src, "completed");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", `--allow-read=${p.dir}`, new URL("./analyze.ts", import.meta.url).pathname, p.migfile],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (out.code !== 0) throw new FlowError(`the analyzer exited with status ${out.code}: ${stderr}`);
+  const result = JSON.parse(new TextDecoder().decode(out.stdout));
+  const uuid = result.configuration?.uuid;
+  if (p.c.uuid?.src && uuid !== p.c.uuid.src) {
+    throw new FlowError(`the analyzer read uuid ${uuid}, the source has ${p.c.uuid.src}`);
+  }
+  const state =
+    (await p.src.qmp.execute<{ devices: Record<string, Record<string, unknown>> }>("x-test-device-state"))
+      .devices;
+  const diffs: string[] = [];
+  for (const [key, fields] of Object.entries(state)) {
+    const [idstr, instance] = key.split("/");
+    const parsed = result.devices?.[`${idstr} (${instance})`] as Record<string, unknown> | undefined;
+    if (!parsed) {
+      diffs.push(`device ${key} missing from the analyzer's output`);
+      continue;
+    }
+    // Subsections come out as nested objects named after them; fold them into the device's fields.
+    const flat: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(parsed)) {
+      if (k.includes("/") && typeof v === "object" && v !== null) Object.assign(flat, v);
+      else flat[k] = v;
+    }
+    for (const [k, v] of Object.entries(fields)) {
+      if (k in flat) {
+        diffs.push(
+          ...compareDeviceState(v, flat[k], ["source", "analyzer"]).map((d) =>
+            `${key}.${k}${d.slice(d.indexOf(":"))}`
+          ),
+        );
+      }
+    }
+  }
+  if (diffs.length) {
+    throw new FlowError(`analyzer output differs from the source's devices:\n  ${diffs.join("\n  ")}`);
+  }
+}
+
 export const FLOWS = {
+  "analyze-script": analyzeScriptFlow,
   "multifd-cancel": multifdCancelFlow,
   "bad-dest": badDestFlow,
   precopy: precopyFlow,
