@@ -280,9 +280,13 @@ export function engineCommands(e: Engine): QmpCommand[] {
     },
     {
       name: "x-test-ram-fill",
-      args: { seed: { type: "int" } },
+      args: { seed: { type: "int" }, "entropy-bits": { type: "int", optional: true } },
       handler: (args) => {
-        // Seeded incompressible contents for throughput measurements; the guest should be stopped.
+        // Seeded contents for throughput measurements (the guest should be stopped): every byte random
+        // (incompressible), or only `entropy-bits` random bits per byte (compressible).
+        const bits = (args["entropy-bits"] as number | undefined) ?? 8;
+        if (bits < 1 || bits > 8) throw new QmpError("'entropy-bits' must be between 1 and 8");
+        const mask = (0x01010101 * ((1 << bits) - 1)) >>> 0;
         let x = (args.seed as number) >>> 0 || 1;
         for (const b of m.blocks) {
           const words = new Uint32Array(b.mem.buffer, b.mem.byteOffset, b.mem.length >>> 2);
@@ -290,7 +294,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
             x ^= x << 13;
             x ^= x >>> 17;
             x ^= x << 5;
-            words[i] = x;
+            words[i] = x & mask;
           }
           for (let p = 0; p < b.pages; p++) b.markDirty(p);
         }
