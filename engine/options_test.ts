@@ -103,11 +103,20 @@ Deno.test("options: setCapabilities is all-or-nothing", async (t) => {
       o.setCapabilities([
         { capability: "return-path", state: true },
         { capability: "validate-uuid", state: true },
-        { capability: "xbzrle", state: true },
+        { capability: "postcopy-ram", state: true },
       ]),
-      "Capability 'xbzrle' is not supported by the migtest engine",
+      "Capability 'postcopy-ram' is not supported by the migtest engine",
     );
     assert.ok(o.queryCapabilities().every((c) => !c.state));
+  });
+  await t.step("multifd with xbzrle is refused, as migrate_caps_check does", () => {
+    const o = new MigrationOptions();
+    assert.equal(o.setCapabilities([{ capability: "multifd", state: true }]), null);
+    assert.equal(
+      o.setCapabilities([{ capability: "xbzrle", state: true }]),
+      "Multifd is not compatible with xbzrle",
+    );
+    assert.equal(o.cap("xbzrle"), false);
   });
   await t.step("every unmodelled capability is refused when enabled but may be disabled", () => {
     const o = new MigrationOptions();
