@@ -181,6 +181,10 @@ export interface LoadVMContext {
   ping(value: number): void;
   /** Called between records, so the loader can be paused or observed (test breakpoints). */
   progress?(): Promise<void>;
+  /** MIG_CMD_ENABLE_COLO: throws when this destination does not have x-colo. */
+  enableColo?(): void;
+  /** COLO was enabled: no vmdesc follows the initial EOF, the stream goes on with COLO messages. */
+  coloEnabled?(): boolean;
 }
 
 interface LoadEntry {
@@ -190,74 +194,96 @@ interface LoadEntry {
   load(r: QEMUFileReader, versionId: number): Promise<void>;
 }
 
-/** qemu_loadvm_state: header, configuration, then sections and commands until EOF, then the vmdesc. */
-export async function loadVmState(r: QEMUFileReader, ctx: LoadVMContext): Promise<void> {
-  await loadHeader(r, ctx.local);
-  const bySectionId = new Map<number, LoadEntry>();
-  const entries: LoadEntry[] = [
-    {
-      idstr: RAM_IDSTR,
-      instanceId: 0,
-      versionId: RAM_VERSION_ID,
-      load: (r, v) => ctx.ram.load(r, v),
-    },
-    ...ctx.devices.map((d): LoadEntry => ({
-      idstr: d.idstr,
-      instanceId: d.instanceId,
-      versionId: d.vmsd.versionId,
-      load: (r, v) => loadState(r, d.vmsd, d.state, v),
-    })),
-  ];
-  while (true) {
-    await ctx.progress?.();
-    const at = r.position;
-    await r.need(1, "section type");
-    const type = r.get8();
-    switch (type) {
-      case QEMU_VM_SECTION_START:
-      case QEMU_VM_SECTION_FULL: {
-        await r.need(4, "section id");
-        const sectionId = r.getBe32();
-        const idstr = await r.getCountedString("section idstr");
-        await r.need(8, `instance and version of section '${idstr}'`);
-        const instanceId = r.getBe32();
-        const versionId = r.getBe32();
-        const entry = entries.find((e) => e.idstr === idstr && e.instanceId === instanceId);
-        if (!entry) {
-          throw r.error(
-            `Unknown savevm section or instance '${idstr}' ${instanceId}. Make sure that your current VM ` +
-              `setup matches your saved VM setup, including any hotplugged devices`,
-            at,
-          );
+/**
+ * The destination's section loader. It keeps the section-id map across calls, because COLO checkpoints
+ * continue the stream: their END sections refer to ids the initial precopy's START sections defined.
+ */
+export class VmStateLoader {
+  readonly #bySectionId = new Map<number, LoadEntry>();
+  readonly #entries: LoadEntry[];
+
+  constructor(private readonly ctx: LoadVMContext) {
+    this.#entries = [
+      {
+        idstr: RAM_IDSTR,
+        instanceId: 0,
+        versionId: RAM_VERSION_ID,
+        load: (r, v) => ctx.ram.load(r, v),
+      },
+      ...ctx.devices.map((d): LoadEntry => ({
+        idstr: d.idstr,
+        instanceId: d.instanceId,
+        versionId: d.vmsd.versionId,
+        load: (r, v) => loadState(r, d.vmsd, d.state, v),
+      })),
+    ];
+  }
+
+  /** qemu_loadvm_state: header, configuration, then sections until EOF, then the vmdesc (unless COLO). */
+  async loadVmState(r: QEMUFileReader): Promise<void> {
+    await loadHeader(r, this.ctx.local);
+    await this.loadSections(r);
+    if (!this.ctx.coloEnabled?.()) await skipVmdesc(r);
+  }
+
+  /** qemu_loadvm_state_main: sections and commands until QEMU_VM_EOF. */
+  async loadSections(r: QEMUFileReader): Promise<void> {
+    const ctx = this.ctx;
+    while (true) {
+      await ctx.progress?.();
+      const at = r.position;
+      await r.need(1, "section type");
+      const type = r.get8();
+      switch (type) {
+        case QEMU_VM_SECTION_START:
+        case QEMU_VM_SECTION_FULL: {
+          await r.need(4, "section id");
+          const sectionId = r.getBe32();
+          const idstr = await r.getCountedString("section idstr");
+          await r.need(8, `instance and version of section '${idstr}'`);
+          const instanceId = r.getBe32();
+          const versionId = r.getBe32();
+          const entry = this.#entries.find((e) => e.idstr === idstr && e.instanceId === instanceId);
+          if (!entry) {
+            throw r.error(
+              `Unknown savevm section or instance '${idstr}' ${instanceId}. Make sure that your current VM ` +
+                `setup matches your saved VM setup, including any hotplugged devices`,
+              at,
+            );
+          }
+          if (versionId > entry.versionId) {
+            throw r.error(`savevm: unsupported version ${versionId} for '${idstr}' v${entry.versionId}`, at);
+          }
+          this.#bySectionId.set(sectionId, { ...entry, versionId });
+          await entry.load(r, versionId);
+          await checkFooter(r, sectionId, idstr);
+          break;
         }
-        if (versionId > entry.versionId) {
-          throw r.error(`savevm: unsupported version ${versionId} for '${idstr}' v${entry.versionId}`, at);
+        case QEMU_VM_SECTION_PART:
+        case QEMU_VM_SECTION_END: {
+          await r.need(4, "section id");
+          const sectionId = r.getBe32();
+          const entry = this.#bySectionId.get(sectionId);
+          if (!entry) throw r.error(`Unknown savevm section ${sectionId}`, at);
+          await entry.load(r, entry.versionId);
+          await checkFooter(r, sectionId, entry.idstr);
+          break;
         }
-        bySectionId.set(sectionId, { ...entry, versionId });
-        await entry.load(r, versionId);
-        await checkFooter(r, sectionId, idstr);
-        break;
+        case QEMU_VM_COMMAND:
+          await loadCommand(r, ctx, at);
+          break;
+        case QEMU_VM_EOF:
+          return;
+        default:
+          throw r.error(`Unknown savevm section type ${type}`, at);
       }
-      case QEMU_VM_SECTION_PART:
-      case QEMU_VM_SECTION_END: {
-        await r.need(4, "section id");
-        const sectionId = r.getBe32();
-        const entry = bySectionId.get(sectionId);
-        if (!entry) throw r.error(`Unknown savevm section ${sectionId}`, at);
-        await entry.load(r, entry.versionId);
-        await checkFooter(r, sectionId, entry.idstr);
-        break;
-      }
-      case QEMU_VM_COMMAND:
-        await loadCommand(r, ctx, at);
-        break;
-      case QEMU_VM_EOF:
-        await skipVmdesc(r);
-        return;
-      default:
-        throw r.error(`Unknown savevm section type ${type}`, at);
     }
   }
+}
+
+/** qemu_loadvm_state in one call (a stream that is not continued by COLO checkpoints). */
+export async function loadVmState(r: QEMUFileReader, ctx: LoadVMContext): Promise<void> {
+  await new VmStateLoader(ctx).loadVmState(r);
 }
 
 async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<void> {
@@ -350,6 +376,12 @@ async function loadCommand(r: QEMUFileReader, ctx: LoadVMContext, at: number): P
       ctx.ping(new DataView(payload.buffer).getUint32(0));
       break;
     case MIG_CMD_SWITCHOVER_START:
+      break;
+    case MIG_CMD_ENABLE_COLO:
+      if (!ctx.enableColo) {
+        throw r.error("MIG_CMD_ENABLE_COLO received, but x-colo is not enabled on this destination", at);
+      }
+      ctx.enableColo();
       break;
     default:
       throw r.error(`VM_COMMAND ${name} (0x${cmd.toString(16)}) not supported by this destination`, at);

@@ -497,7 +497,10 @@ Deno.test("savevm: command errors", async (t) => {
       /^VM_COMMAND POSTCOPY_ADVISE \(0x3\) not supported by this destination$/,
       HEADER_LEN,
     );
-    await loadError(await cmd(MIG_CMD_ENABLE_COLO, 0), /^VM_COMMAND ENABLE_COLO \(0x8\) not supported/);
+    await loadError(
+      await cmd(MIG_CMD_ENABLE_COLO, 0),
+      /^MIG_CMD_ENABLE_COLO received, but x-colo is not enabled on this destination$/,
+    );
     await loadError(await cmd(10, 3), /^VM_COMMAND RECV_BITMAP \(0xa\) not supported/);
   });
   await t.step("accepted", async () => {
