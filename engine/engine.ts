@@ -3,6 +3,7 @@
  * in a process behind QMP; unit tests can drive two of them in one process.
  */
 import { machineFixture } from "../fixtures/machines.ts";
+import { Breakpoints } from "./breakpoints.ts";
 import { isDefect, KNOWN_DEFECTS } from "./defects.ts";
 import { Machine } from "./guest/machine.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
@@ -51,6 +52,7 @@ export class Engine {
   wrongMachineType = false;
   /** Known defects switched on (engine/defects.ts). */
   readonly defects = new Set<string>();
+  readonly breakpoints: Breakpoints;
 
   constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
     this.uuid = config.uuid ? parseUuid(config.uuid) : null;
@@ -74,7 +76,9 @@ export class Engine {
       sleepMs: config.sleepMs,
     });
     if (this.machine.running) this.machine.vcpu.cont();
+    this.breakpoints = new Breakpoints(hooks.emit);
     const host = {
+      breakpoints: this.breakpoints,
       machine: this.machine,
       options: this.options,
       emit: hooks.emit,
@@ -122,6 +126,15 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    this.breakpoints.close();
+    // A COLO side waits for a failover request to finish; shutting down counts as one.
+    for (const colo of [this.migration.colo, this.incoming.colo]) {
+      try {
+        colo?.requestFailover();
+      } catch {
+        // Already failing over.
+      }
+    }
     this.migration.cancel();
     await this.migration.join();
     await this.incoming.close();

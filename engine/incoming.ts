@@ -8,7 +8,10 @@ import type { MigrationOptions } from "./options.ts";
 import { QEMUFileReader, StreamError } from "./qemu_file.ts";
 import { RamLoadState } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
-import { type ConfigurationInfo, loadVmState, QEMU_VM_FILE_MAGIC } from "./savevm.ts";
+import { type ConfigurationInfo, type LoadVMContext, QEMU_VM_FILE_MAGIC, VmStateLoader } from "./savevm.ts";
+import type { Breakpoints } from "./breakpoints.ts";
+import { ColoCache } from "./colo/cache.ts";
+import { ColoSecondary } from "./colo/secondary.ts";
 import { fileIncoming } from "./transport/file.ts";
 import type { Link } from "./transport/link.ts";
 import { multifdMethod } from "./multifd/methods.ts";
@@ -24,6 +27,7 @@ const LOAD_SLICE_MS = 5;
 const MULTIFD_CHANNEL_WAIT_MS = 5000;
 
 export interface IncomingHost {
+  breakpoints: Breakpoints;
   /** This VM's uuid (zeros when unset): multifd channels must present it. */
   uuid(): Uint8Array;
   /** Known defects switched on (engine/defects.ts). */
@@ -50,6 +54,15 @@ export class MigrationIncoming {
   #endTime = 0;
   #task: Promise<void> | null = null;
   #ram: RamLoadState | null = null;
+  #coloCache: ColoCache | null = null;
+
+  /** The COLO cache (x-colo destinations), for test introspection. */
+  get coloCache(): ColoCache | null {
+    return this.#coloCache;
+  }
+  #setupDone = false;
+  /** The COLO secondary, once the initial precopy completed with COLO enabled. */
+  colo: ColoSecondary | null = null;
   #multifd: MultifdRecvState | null = null;
   #main: { link: Link; r: QEMUFileReader } | null = null;
   /** Connections not yet identified. */
@@ -70,6 +83,13 @@ export class MigrationIncoming {
 
   isActive(): boolean {
     return this.status === "setup" || this.status === "active";
+  }
+
+  /** yank: shut the migration channels down. */
+  yank(): void {
+    this.#link?.close();
+    this.#main?.link.close();
+    void this.#multifd?.close();
   }
 
   #setStatus(s: MigrationStatus): void {
@@ -114,8 +134,11 @@ export class MigrationIncoming {
 
   #multifdSetup(): MultifdRecvState | null {
     const { options, machine } = this.host;
+    // The COLO cache exists before any page can arrive (on any channel).
+    if (options.cap("x-colo")) this.#coloCache ??= new ColoCache(machine.blocks);
     if (!options.cap("multifd")) return null;
     return new MultifdRecvState({
+      colo: this.#coloCache,
       channels: options.params["multifd-channels"],
       uuid: this.host.uuid(),
       method: multifdMethod(options.params["multifd-compression"]),
@@ -147,7 +170,10 @@ export class MigrationIncoming {
   /** migration_ioc_process_incoming: tell the channel's kind by its first four bytes. */
   async #onConnection(link: Link): Promise<void> {
     // Capabilities and parameters count as of the first connection (they may be set after -incoming).
-    this.#multifd ??= this.#multifdSetup();
+    if (!this.#setupDone) {
+      this.#setupDone = true;
+      this.#multifd = this.#multifdSetup();
+    }
     this.#pending.add(link);
     const r = new QEMUFileReader(link);
     try {
@@ -212,12 +238,13 @@ export class MigrationIncoming {
     this.#startTime = performance.now();
     this.#setStatus("active");
     const machine = this.host.machine;
-    const ram = new RamLoadState(machine.blocks, this.#multifd);
+    const ram = new RamLoadState(machine.blocks, this.#multifd, this.#coloCache);
     this.#ram = ram;
     let rp: ReturnPathSender | null = null;
     let slice = performance.now();
+    let coloEnabled = false;
     try {
-      await loadVmState(r, {
+      const ctx: LoadVMContext = {
         local: this.host.config(),
         ram,
         devices: machine.devices,
@@ -233,10 +260,21 @@ export class MigrationIncoming {
             slice = performance.now();
           }
         },
-      });
+        enableColo: this.#coloCache ? () => (coloEnabled = true) : undefined,
+        coloEnabled: () => coloEnabled,
+      };
+      const loader = new VmStateLoader(ctx);
+      await loader.loadVmState(r);
       this.#bytes = r.position;
-      // Every multifd channel has stopped before the guest may run (multifd_recv_cleanup).
+      if (coloEnabled) {
+        await this.#runColo(link, r, loader, ctx);
+        this.#done.resolve();
+        return;
+      }
+      // Every multifd channel has stopped before the guest may run (multifd_recv_cleanup), and before
+      // the COLO cache they write into may go.
       await this.#multifd?.close();
+      this.#coloCache?.release();
       if (rp) await (rp as ReturnPathSender).shut(false).catch(() => {});
       this.#endTime = performance.now();
       link.close();
@@ -254,6 +292,31 @@ export class MigrationIncoming {
       this.#fail(this.#channelError ?? e);
     }
     this.#done.resolve();
+  }
+
+  /** The secondary: checkpoints until a failover, then the secondary VM runs on its own. */
+  async #runColo(link: Link, r: QEMUFileReader, loader: VmStateLoader, ctx: LoadVMContext): Promise<void> {
+    const machine = this.host.machine;
+    const devices = new VmStateLoader({ ...ctx, enableColo: undefined });
+    this.colo = new ColoSecondary({
+      machine,
+      breakpoints: this.host.breakpoints,
+      emit: this.host.emit,
+      log: this.host.log,
+      link,
+      r,
+      loader,
+      ram: this.#ram!,
+      cache: this.#coloCache!,
+      multifd: this.#multifd,
+      loadDevices: (br) => devices.loadSections(br),
+      setStatus: (s) => {
+        if (s === "completed") this.#endTime = performance.now();
+        this.#setStatus(s);
+      },
+    });
+    await this.colo.run();
+    this.#link = null;
   }
 
   #fail(e: unknown): void {

@@ -18,8 +18,10 @@ import type { MigrationOptions } from "./options.ts";
 import { ReturnPathReader } from "./return_path.ts";
 import {
   type ConfigurationInfo,
+  MIG_CMD_ENABLE_COLO,
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
+  QEMU_VM_EOF,
   QEMU_VM_SECTION_END,
   QEMU_VM_SECTION_FULL,
   QEMU_VM_SECTION_PART,
@@ -34,6 +36,8 @@ import {
   saveSectionShort,
 } from "./savevm.ts";
 import type { Link } from "./transport/link.ts";
+import type { Breakpoints } from "./breakpoints.ts";
+import { ColoPrimary } from "./colo/primary.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { MultifdSendState } from "./multifd/send.ts";
 
@@ -81,6 +85,7 @@ export const STREAM_FAULT_KINDS = [
 export type StreamFaultKind = typeof STREAM_FAULT_KINDS[number];
 
 export interface MigrationHost {
+  breakpoints: Breakpoints;
   /** The VM's uuid (zeros when unset), which multifd channels present in their handshake. */
   uuid(): Uint8Array;
   machine: Machine;
@@ -108,6 +113,8 @@ export class MigrationState {
   /** Byte faults on multifd channels, by channel id. */
   channelFaults = new Map<number, OutputFaults>();
   streamFault: StreamFaultKind | null = null;
+  /** The COLO primary, once the initial precopy completed with x-colo. */
+  colo: ColoPrimary | null = null;
 
   #ram: RamSaveState | null = null;
   #f: QEMUFileWriter | null = null;
@@ -134,6 +141,12 @@ export class MigrationState {
     return ["setup", "active", "pre-switchover", "device", "cancelling", "colo"].includes(this.status);
   }
 
+  /** yank: shut the migration channels down (the peer is presumed unreachable). */
+  yank(): void {
+    this.#link?.close();
+    this.#multifd?.close();
+  }
+
   #setStatus(s: MigrationStatus): void {
     if (this.status === s) return;
     this.status = s;
@@ -143,6 +156,7 @@ export class MigrationState {
   /** Starts a migration; the QMP command returns once the migration has been set up to run. */
   start(connect: Connector): void {
     this.errorDesc = null;
+    this.colo = null;
     this.#rpError = null;
     this.#thresholdBytes = 0;
     this.#bandwidth = 0;
@@ -224,7 +238,9 @@ export class MigrationState {
       // Setup: header, configuration, return path, RAM's START section.
       const cfg = this.host.config();
       const cfgDesc = saveHeader(f, cfg);
-      if (options.cap("return-path") && opened.returnPath) {
+      // COLO messages use the reverse direction of the main connection, so no return path alongside.
+      if (options.cap("x-colo")) saveCommand(f, MIG_CMD_ENABLE_COLO);
+      else if (options.cap("return-path") && opened.returnPath) {
         saveCommand(f, MIG_CMD_OPEN_RETURN_PATH);
         saveCommand(f, MIG_CMD_PING, new Uint8Array([0, 0, 0, 1]));
         rp = new ReturnPathReader(opened.link, (e) => {
@@ -293,7 +309,10 @@ export class MigrationState {
         saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
         saveFooter(f, 0x99);
       }
-      saveEofAndVmdesc(f, cfgDesc, devices);
+      const colo = options.cap("x-colo");
+      // Under COLO the stream goes on with checkpoints after EOF: no vmdesc (see README).
+      if (colo) f.put8(QEMU_VM_EOF);
+      else saveEofAndVmdesc(f, cfgDesc, devices);
       await f.flush();
       finish?.();
       if (rp) await this.#awaitShut(rp);
@@ -301,6 +320,25 @@ export class MigrationState {
       this.#endTime = performance.now();
       this.#downtime = this.#endTime - this.#downtimeStart;
       this.#updateCounters(0, 0);
+      if (colo) {
+        // migration_completion under COLO: device → colo, then the checkpoint loop (the guest runs again
+        // once the secondary is ready).
+        this.#setStatus("colo");
+        this.colo = new ColoPrimary({
+          machine,
+          options,
+          breakpoints: this.host.breakpoints,
+          emit: this.host.emit,
+          log: this.host.log,
+          f,
+          link: opened.link,
+          ram,
+          multifd,
+          completed: () => this.#setStatus("completed"),
+        });
+        await this.colo.run();
+        return;
+      }
       machine.setRunstate("postmigrate");
       this.#setStatus("completed");
     } catch (e) {

@@ -38,6 +38,7 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "validate-uuid",
   "multifd",
   "xbzrle",
+  "x-colo",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;

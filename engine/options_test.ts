@@ -145,7 +145,10 @@ Deno.test("options: setCapabilities is all-or-nothing", async (t) => {
     ]);
     // A later failing call leaves the earlier state alone.
     assert.notEqual(
-      o.setCapabilities([{ capability: "return-path", state: false }, { capability: "x-colo", state: true }]),
+      o.setCapabilities([{ capability: "return-path", state: false }, {
+        capability: "postcopy-ram",
+        state: true,
+      }]),
       null,
     );
     assert.equal(o.cap("return-path"), true);

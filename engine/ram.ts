@@ -3,6 +3,7 @@
  * final pass at completion, and the destination's record loader.
  */
 import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
+import type { ColoCache } from "./colo/cache.ts";
 import type { MultifdRecvState } from "./multifd/recv.ts";
 import type { MultifdSendState } from "./multifd/send.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
@@ -151,13 +152,26 @@ export class RamSaveState {
     return sent;
   }
 
-  /** ram_save_complete: a last sync, then every remaining dirty page with no rate limit, then EOS. */
-  async complete(f: QEMUFileWriter): Promise<void> {
-    this.#lastStage = true;
+  /**
+   * ram_save_complete: a last sync, then every remaining dirty page with no rate limit, then EOS. A COLO
+   * checkpoint is not the last stage (the XBZRLE cache keeps being updated); `onHalf` runs once half of
+   * the pages are out (a test breakpoint).
+   */
+  async complete(
+    f: QEMUFileWriter,
+    opts: { lastStage?: boolean; onHalf?: () => Promise<void> } = {},
+  ): Promise<void> {
+    this.#lastStage = opts.lastStage ?? true;
     this.syncBitmap();
+    const half = Math.floor(this.dirtyPages / 2);
+    let sent = 0;
     while (true) {
       const r = this.#sendNext(f);
       if (!(r === true || (r !== false && await r))) break;
+      if (++sent === half && opts.onHalf) {
+        await f.flush();
+        await opts.onHalf();
+      }
       if (f.needsFlush) await f.push();
     }
     if (this.multifd) await this.#multifdFlushAndSync(f);
@@ -258,8 +272,24 @@ export class RamLoadState {
   #lastRecvBlock: RamBlock | null = null;
   /** Pages written by the main channel, by kind. */
   readonly counters = { normal: 0, zero: 0, xbzrle: 0 };
+  /** The page the current record writes (for the COLO precopy mirror). */
+  #pageBlock: RamBlock | null = null;
+  #pageIndex = 0;
+  /** Called after each page record, e.g. to pause half-way through a checkpoint (test breakpoints). */
+  onPage: (() => Promise<void> | undefined) | null = null;
 
-  constructor(readonly blocks: RamBlock[], readonly multifd: MultifdRecvState | null = null) {}
+  constructor(
+    readonly blocks: RamBlock[],
+    readonly multifd: MultifdRecvState | null = null,
+    /** x-colo: received pages go to guest RAM and the cache in precopy, to the cache only in COLO state. */
+    readonly colo: ColoCache | null = null,
+  ) {}
+
+  /** After a page record was written: in precopy, mirror the page into the COLO cache. */
+  #written(): Promise<void> | undefined {
+    if (this.colo && !this.colo.inColoState) this.colo.mirror(this.#pageBlock!, this.#pageIndex);
+    return this.onPage?.();
+  }
 
   #block(idstr: string): RamBlock | undefined {
     return this.blocks.find((b) => b.idstr === idstr);
@@ -286,6 +316,10 @@ export class RamLoadState {
           if (ch !== 0) throw r.error(`Found a zero page with value ${ch}`, at);
           handleZeroPage(page);
           this.counters.zero++;
+          {
+            const w = this.#written();
+            if (w) await w;
+          }
           break;
         }
         case RAM_SAVE_FLAG_PAGE: {
@@ -293,6 +327,10 @@ export class RamLoadState {
           if (!r.has(TARGET_PAGE_SIZE)) await r.need(TARGET_PAGE_SIZE, "page data");
           r.copyTo(page);
           this.counters.normal++;
+          {
+            const w = this.#written();
+            if (w) await w;
+          }
           break;
         }
         case RAM_SAVE_FLAG_MULTIFD_FLUSH:
@@ -319,6 +357,10 @@ export class RamLoadState {
           }
           r.skip(len);
           this.counters.xbzrle++;
+          {
+            const w = this.#written();
+            if (w) await w;
+          }
           break;
         }
         case RAM_SAVE_FLAG_HOOK:
@@ -375,6 +417,10 @@ export class RamLoadState {
       throw r.error(`Illegal RAM offset 0x${addr.toString(16)} in block ${block.idstr}`, at);
     }
     const index = addr / TARGET_PAGE_SIZE;
+    this.#pageBlock = block;
+    this.#pageIndex = index;
+    // In COLO state a page goes to the cache with its bit set; guest RAM waits for the flush.
+    if (this.colo?.inColoState) return this.colo.recordPage(block, index);
     block.testAndSetReceived(index);
     return block.page(index);
   }

@@ -12,7 +12,14 @@ import { CPU_WORDS, DEV_WORDS } from "./regs.ts";
 import { Vcpu } from "./vcpu.ts";
 import { seedRandomRegisters, WORKLOAD_IDS, type WorkloadSpec } from "./workload.ts";
 
-export type RunState = "prelaunch" | "running" | "paused" | "inmigrate" | "postmigrate" | "finish-migrate";
+export type RunState =
+  | "prelaunch"
+  | "running"
+  | "paused"
+  | "inmigrate"
+  | "postmigrate"
+  | "finish-migrate"
+  | "colo";
 
 export interface MachineOptions {
   fixture: MachineFixture;

@@ -9,6 +9,7 @@ import { handleZeroPage } from "../ram.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import { uuidToString } from "../savevm.ts";
 import type { Link } from "../transport/link.ts";
+import type { ColoCache } from "../colo/cache.ts";
 import type { MultifdDecompressor, MultifdMethod } from "./compression.ts";
 import {
   MULTIFD_FLAG_COMPRESSION_MASK,
@@ -27,6 +28,8 @@ export interface MultifdRecvOptions {
   blocks: RamBlock[];
   /** Known defect: channels do not wait at the barrier after a SYNC. */
   skipSyncWait?: boolean;
+  /** x-colo: the secondary's cache (pages go there, and in COLO state only there). */
+  colo?: ColoCache | null;
   /** Fault: channel id → milliseconds its first packet with pages waits before its pages are written. */
   delays?: Map<number, number>;
 }
@@ -141,11 +144,18 @@ export class MultifdRecvState {
       } else if (p.nextPacketSize) {
         throw r.error(`multifd channel ${ch.id}: payload of ${p.nextPacketSize} bytes without pages`, at);
       }
+      const colo = this.opts.colo;
       for (const off of p.offsets.slice(p.normalPages)) {
-        // The receivedmap rule: a never-received page is already zero and is not touched.
         const block = p.block!;
         const index = off / TARGET_PAGE_SIZE;
-        if (block.testAndSetReceived(index)) handleZeroPage(block.page(index));
+        if (colo?.inColoState) {
+          // multifd-colo: a page that turned zero is recorded too, or the flush would keep stale content.
+          handleZeroPage(colo.recordPage(block, index));
+        } else {
+          // The receivedmap rule: a never-received page is already zero and is not touched.
+          if (block.testAndSetReceived(index)) handleZeroPage(block.page(index));
+          colo?.mirror(block, index);
+        }
         this.zeroPages++;
       }
       this.packetNum = Math.max(this.packetNum, p.packetNum);
@@ -162,7 +172,13 @@ export class MultifdRecvState {
 
   async #receivePages(ch: RecvChannel, block: RamBlock, offsets: number[], size: number): Promise<void> {
     const { r } = ch;
-    const dests = offsets.map((off) => block.page(off / TARGET_PAGE_SIZE));
+    const colo = this.opts.colo;
+    const inColo = colo?.inColoState ?? false;
+    // multifd_ram_unfill_packet: the target is the COLO cache when x-colo is on (recorded in COLO state).
+    const dests = offsets.map((off) => {
+      const index = off / TARGET_PAGE_SIZE;
+      return inColo ? colo!.recordPage(block, index) : block.page(index);
+    });
     if (!ch.decompressor) {
       if (size !== offsets.length * TARGET_PAGE_SIZE) {
         throw r.error(`multifd channel ${ch.id}: packet of ${offsets.length} pages carries ${size} bytes`);
@@ -181,7 +197,13 @@ export class MultifdRecvState {
         throw r.error(`multifd channel ${ch.id}: ${e instanceof Error ? e.message : String(e)}`, at);
       }
     }
-    for (const off of offsets) block.testAndSetReceived(off / TARGET_PAGE_SIZE);
+    if (!inColo) {
+      for (const off of offsets) {
+        block.testAndSetReceived(off / TARGET_PAGE_SIZE);
+        // Before COLO state the cache mirrors guest RAM (multifd_colo_process_recv).
+        colo?.mirror(block, off / TARGET_PAGE_SIZE);
+      }
+    }
     this.normalPages += offsets.length;
   }
 

@@ -2,6 +2,7 @@
  * The QMP commands of an engine (qapi/migration.json, qapi/run-state.json, misc) plus the `x-test-`
  * introspection and fault commands the harness uses.
  */
+import { type BreakpointName, BREAKPOINTS } from "../breakpoints.ts";
 import { KNOWN_DEFECTS } from "../defects.ts";
 import type { Engine } from "../engine.ts";
 import { STREAM_FAULT_KINDS, type StreamFaultKind } from "../migration.ts";
@@ -75,6 +76,13 @@ function address(args: Record<string, unknown>, command: string): MigrationAddre
   }
 }
 
+/** The COLO role of this engine, while COLO is running. */
+function coloSide(e: Engine) {
+  const side = e.migration.colo ?? e.incoming.colo;
+  if (!side || side.failover.status === "completed") return null;
+  return side;
+}
+
 function block(e: Engine, idstr: unknown) {
   const b = e.machine.block(String(idstr ?? "pc.ram"));
   if (!b) throw new QmpError(`RAM block '${String(idstr)}' not found`);
@@ -113,6 +121,9 @@ export function engineCommands(e: Engine): QmpCommand[] {
         }
         if (m.runstate === "finish-migrate" || e.migration.status === "device") {
           throw new QmpError("Migration is not finished yet");
+        }
+        if (m.runstate === "colo") {
+          throw new QmpError("COLO checkpoint in progress, the VM cannot be resumed");
         }
         m.start();
       },
@@ -183,6 +194,8 @@ export function engineCommands(e: Engine): QmpCommand[] {
       handler: (args) => {
         const err = checkParameters(args);
         if (err) throw new QmpError(err);
+        // colo_checkpoint_delay_set: a new delay in COLO state triggers a checkpoint at once.
+        if ("x-checkpoint-delay" in args) queueMicrotask(() => e.migration.colo?.requestCheckpoint());
         if (inProgress(e)) {
           for (const k of ["multifd-channels", "multifd-compression"]) {
             if (k in args) {
@@ -214,7 +227,119 @@ export function engineCommands(e: Engine): QmpCommand[] {
       },
     },
 
+    // COLO.
+    {
+      name: "x-colo-lost-heartbeat",
+      handler: () => {
+        const colo = coloSide(e);
+        if (!colo) throw new QmpError("VM is not in COLO mode");
+        try {
+          colo.requestFailover();
+        } catch (err) {
+          throw new QmpError((err as Error).message);
+        }
+      },
+    },
+    {
+      name: "query-colo-status",
+      handler: () => {
+        const p = e.migration.colo;
+        const s = e.incoming.colo;
+        const side = p ?? s;
+        const mode = !side || side.failover.status === "completed" ? "none" : p ? "primary" : "secondary";
+        const lastMode = p ? "primary" : s ? "secondary" : "none";
+        let reason = "none";
+        if (side && side.failover.status === "completed") reason = side.lastError ? "error" : "request";
+        else if (side?.lastError) reason = "error";
+        else if (side && side.failover.status !== "none") reason = "processing";
+        return { mode, "last-mode": lastMode, reason };
+      },
+    },
+    {
+      name: "yank",
+      oob: true,
+      args: { instances: { type: "array" } },
+      handler: (args) => {
+        for (const inst of args.instances as { type?: string }[]) {
+          if (inst?.type !== "migration") {
+            throw new QmpError(`Instance '${JSON.stringify(inst)}' not found`);
+          }
+          if (!e.migration.isActive() && !e.incoming.isActive() && !e.incoming.colo) {
+            throw new QmpError("Instance 'migration' not found");
+          }
+        }
+        e.migration.yank();
+        e.incoming.yank();
+      },
+    },
+
     // Test introspection.
+    {
+      name: "x-test-colo-cache-digest",
+      args: { block: { type: "str", optional: true } },
+      handler: (args) => {
+        const cache = e.incoming.coloCache;
+        if (!cache || cache.released) throw new QmpError("there is no COLO cache");
+        const blocks = args.block === undefined ? m.blocks : [block(e, args.block)];
+        return {
+          "page-size": m.blocks[0].pageSize,
+          blocks: blocks.map((b) => ({
+            idstr: b.idstr,
+            pages: b.pages,
+            digests: pageDigests(cache.blockMemory(b), b.pageSize).toBase64(),
+          })),
+        };
+      },
+    },
+    {
+      name: "x-test-colo-cache-read",
+      args: { block: { type: "str" }, offset: { type: "int" }, size: { type: "int" } },
+      handler: (args) => {
+        const cache = e.incoming.coloCache;
+        if (!cache || cache.released) throw new QmpError("there is no COLO cache");
+        const b = block(e, args.block);
+        const off = args.offset as number;
+        const size = args.size as number;
+        if (off < 0 || size < 0 || size > MAX_RAM_READ || off + size > b.usedLength) {
+          throw new QmpError(`read of ${size} bytes at ${off} is outside block '${b.idstr}'`);
+        }
+        return { data: cache.blockMemory(b).slice(off, off + size).toBase64() };
+      },
+    },
+    {
+      name: "x-test-colo-info",
+      handler: () => ({
+        primary: e.migration.colo
+          ? {
+            checkpoints: e.migration.colo.checkpoints,
+            failover: e.migration.colo.failover.status,
+            stats: e.migration.colo.stats,
+          }
+          : null,
+        secondary: e.incoming.colo
+          ? {
+            applied: e.incoming.colo.applied,
+            failover: e.incoming.colo.failover.status,
+            loading: e.incoming.colo.loading,
+          }
+          : null,
+      }),
+    },
+    {
+      name: "x-test-breakpoint",
+      args: { name: { type: { enum: [...BREAKPOINTS] } }, persistent: { type: "bool", optional: true } },
+      handler: (args) => e.breakpoints.arm(args.name as BreakpointName, args.persistent === true),
+    },
+    {
+      name: "x-test-continue",
+      args: { name: { type: { enum: [...BREAKPOINTS] } }, disarm: { type: "bool", optional: true } },
+      handler: (args) => {
+        if (args.disarm) e.breakpoints.disarm(args.name as BreakpointName);
+        else if (!e.breakpoints.continue(args.name as string)) {
+          throw new QmpError(`nothing is paused at breakpoint '${args.name}'`);
+        }
+      },
+    },
     {
       name: "x-test-ram-digest",
       args: { block: { type: "str", optional: true } },

@@ -1,0 +1,269 @@
+/**
+ * One real qemu-system-x86_64 as the harness sees it, with the same surface as EngineProcess: spawned
+ * inside the case's private directory, its stderr kept, its QMP socket connected, its qtest socket
+ * accepted, and always reaped (SIGTERM, then SIGKILL).
+ *
+ * The command line follows upstream's migration tests (see the research notes, 3.2): the x86 a-b boot
+ * sector on an IDE disk, 150 MiB of RAM, the serial port into a file, QMP and qtest on unix sockets.
+ *
+ * What QEMU 7.2 (Debian 1:7.2+dfsg-7) does with it, checked by hand:
+ * - `-qtest unix:PATH` makes QEMU *connect* to PATH at startup (it exits with "Failed to connect" if
+ *   nobody listens), so we listen before spawning, like libqtest.
+ * - `-qtest` does not force the qtest accelerator when `-accel` is given: with `-accel tcg` the guest runs
+ *   under TCG and the qtest socket still serves readb/readq/read/writeq on guest-physical memory.
+ * - `-run-with` does not exist yet ("invalid option"; it came with 9.0), so there is no exit-with-parent:
+ *   kill() must always run (callers use try/finally).
+ * - `-accel kvm -accel tcg` picks KVM whenever /dev/kvm opens. Under nested virtualisation KVM can be far
+ *   slower than TCG for this guest (every page touch exits), so callers that need speed pass
+ *   `accel: ["tcg"]`.
+ */
+import { QmpClient, type QmpTranscriptEntry } from "./qmp_client.ts";
+import { QtestClient } from "./qtest_client.ts";
+
+/** The x86 a-b boot sector (build: `deno task bootsect`). */
+export const BOOTSECT_IMAGE = new URL("../fixtures/guest/a-b-bootblock.img", import.meta.url).pathname;
+/** Upstream's x86 a-b test range: the guest increments the first byte of every page in [start, end). */
+export const AB_START_ADDRESS = 1 << 20;
+export const AB_END_ADDRESS = 100 << 20;
+
+/** Which side of a migration a binary is for: upstream lets the two differ (cross-version tests). */
+export type QemuSide = "src" | "dst";
+
+function isExecutable(path: string): boolean {
+  try {
+    const st = Deno.statSync(path);
+    return st.isFile && st.mode !== null && (st.mode & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The QEMU binary for `side`, as upstream picks it: QTEST_QEMU_BINARY_SRC / QTEST_QEMU_BINARY_DST, then
+ * QTEST_QEMU_BINARY, then (our addition) `qemu-system-x86_64` on PATH. Undefined when none is found.
+ */
+export function qemuBinary(side: QemuSide): string | undefined {
+  const specific = Deno.env.get(side === "src" ? "QTEST_QEMU_BINARY_SRC" : "QTEST_QEMU_BINARY_DST");
+  if (specific) return specific;
+  const generic = Deno.env.get("QTEST_QEMU_BINARY");
+  if (generic) return generic;
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (!dir) continue;
+    const candidate = `${dir}/qemu-system-x86_64`;
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+export interface QemuSpawnOptions {
+  /** "source" or "target" (QEMU's -name; also names the files in `dir`). */
+  name: string;
+  /** Private run directory (0700): sockets, serial file, log and the copy of the boot sector go here. */
+  dir: string;
+  /** Default: qemuBinary("dst") for name "target", else qemuBinary("src"). */
+  binary?: string;
+  /** `-incoming URI` or `-incoming defer`. */
+  incoming?: string;
+  /** `-S`. */
+  startPaused?: boolean;
+  uuid?: string;
+  transcript: QmpTranscriptEntry[];
+  /** Bound for startup (QMP greeting, qtest connection) and default for QMP/qtest requests. */
+  timeoutMs: number;
+  /** Guest RAM (default 150, as upstream for x86). */
+  memoryMiB?: number;
+  /** `-machine` value, options included (default "pc", an alias of the newest pc-i440fx type). */
+  machine?: string;
+  /** `-accel` values in order of preference (default ["kvm", "tcg"], as upstream). */
+  accel?: string[];
+  /** Appended last. */
+  extraArgs?: string[];
+}
+
+export class QemuProcess {
+  readonly qmpPath: string;
+  readonly qtestPath: string;
+  readonly serialPath: string;
+  readonly logPath: string;
+  readonly imagePath: string;
+  readonly binary: string;
+  /** The full command line (binary excluded). */
+  readonly args: readonly string[];
+  #child: Deno.ChildProcess;
+  #stderr = "";
+  #stderrDone: Promise<void>;
+  #status: Deno.CommandStatus | null = null;
+  #statusPromise: Promise<Deno.CommandStatus>;
+  qmp!: QmpClient;
+  qtest!: QtestClient;
+
+  private constructor(readonly opts: QemuSpawnOptions) {
+    const { dir, name } = opts;
+    this.qmpPath = `${dir}/${name}.qmp`;
+    this.qtestPath = `${dir}/${name}.qtest`;
+    this.serialPath = `${dir}/${name}_serial`;
+    this.logPath = `${dir}/${name}.log`;
+    this.imagePath = `${dir}/${name}-bootsect.img`;
+    const binary = opts.binary ?? qemuBinary(name === "target" ? "dst" : "src");
+    if (!binary) {
+      throw new Error(
+        `${name}: no QEMU binary: set QTEST_QEMU_BINARY (or _SRC/_DST) or put qemu-system-x86_64 on PATH`,
+      );
+    }
+    this.binary = binary;
+    const args = [
+      "-machine",
+      opts.machine ?? "pc",
+      ...(opts.accel ?? ["kvm", "tcg"]).flatMap((a) => ["-accel", a]),
+      "-name",
+      `${name},debug-threads=on`,
+      "-m",
+      `${opts.memoryMiB ?? 150}M`,
+      "-serial",
+      `file:${this.serialPath}`,
+      // A one-sector disk: the BIOS boots it like a floppy-sized image. Each side gets its own copy so the
+      // two QEMUs never contend for the image lock.
+      "-drive",
+      `if=none,id=d0,file=${this.imagePath},format=raw`,
+      "-device",
+      "ide-hd,drive=d0,secs=1,cyls=1,heads=1",
+      "-chardev",
+      `socket,path=${this.qmpPath},server=on,wait=off,id=qmp`,
+      "-mon",
+      "chardev=qmp,mode=control",
+      "-qtest",
+      `unix:${this.qtestPath}`,
+      "-qtest-log",
+      "/dev/null",
+      "-display",
+      "none",
+      "-nodefaults",
+    ];
+    if (opts.incoming) args.push("-incoming", opts.incoming);
+    if (opts.startPaused) args.push("-S");
+    if (opts.uuid) args.push("-uuid", opts.uuid);
+    args.push(...(opts.extraArgs ?? []));
+    this.args = args;
+    this.#child = new Deno.Command(binary, { args, stdin: "null", stdout: "null", stderr: "piped" }).spawn();
+    this.#stderrDone = this.#collect(this.#child.stderr);
+    this.#statusPromise = this.#child.status.then((s) => (this.#status = s));
+  }
+
+  static async spawn(opts: QemuSpawnOptions): Promise<QemuProcess> {
+    // QEMU connects to the qtest socket while starting up, so it must be listening before the spawn.
+    const listener = QtestClient.listen(`${opts.dir}/${opts.name}.qtest`, {
+      name: opts.name,
+      timeoutMs: opts.timeoutMs,
+    });
+    let p: QemuProcess;
+    try {
+      await Deno.copyFile(BOOTSECT_IMAGE, `${opts.dir}/${opts.name}-bootsect.img`);
+      p = new QemuProcess(opts);
+    } catch (e) {
+      await listener.close();
+      throw e;
+    }
+    const exited = p.#statusPromise.then((s): never => {
+      throw new Error(
+        `${opts.name}: ${p.binary} exited with status ${s.code} during startup:\n${p.#stderr}`,
+      );
+    });
+    const qtest = listener.accept(opts.timeoutMs, exited);
+    const qmp = Promise.race([
+      QmpClient.connect(p.qmpPath, {
+        name: opts.name,
+        timeoutMs: opts.timeoutMs,
+        transcript: opts.transcript,
+      }),
+      exited,
+    ]);
+    const [qt, qm] = await Promise.allSettled([qtest, qmp]);
+    if (qt.status === "fulfilled") p.qtest = qt.value;
+    if (qm.status === "fulfilled") p.qmp = qm.value;
+    if (qt.status === "rejected" || qm.status === "rejected") {
+      await p.kill();
+      throw qt.status === "rejected" ? qt.reason : (qm as PromiseRejectedResult).reason;
+    }
+    return p;
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this.#stderr += chunk;
+  }
+
+  get name(): string {
+    return this.opts.name;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Exit status once the process ended, else null. */
+  get exitStatus(): Deno.CommandStatus | null {
+    return this.#status;
+  }
+
+  /** Waits for the process to exit on its own (e.g. a destination quitting after a failed load). */
+  async waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.#statusPromise,
+        new Promise<never>((_, rej) =>
+          timer = setTimeout(
+            () => rej(new Error(`${this.name}: did not exit within ${timeoutMs} ms`)),
+            timeoutMs,
+          )
+        ),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Ends the process: SIGTERM (QEMU exits 0 after "terminating on signal 15"), SIGKILL if it lingers.
+   * Returns the exit status. Always closes the QMP and qtest clients, drains stderr and writes the log
+   * (command line, then stderr), so nothing is left open.
+   */
+  async kill(graceMs = 3000): Promise<Deno.CommandStatus> {
+    if (!this.#status) {
+      try {
+        this.#child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const killed = await Promise.race([
+        this.#statusPromise.then(() => false),
+        new Promise<boolean>((r) => timer = setTimeout(() => r(true), graceMs)),
+      ]);
+      clearTimeout(timer);
+      if (killed) {
+        try {
+          this.#child.kill("SIGKILL");
+        } catch {
+          // Exited meanwhile.
+        }
+      }
+    }
+    const status = await this.#statusPromise;
+    await this.qtest?.close();
+    await this.qmp?.close();
+    await this.#stderrDone;
+    const cmdline = [this.binary, ...this.args].map((a) => /[^\w@%+=:,./-]/.test(a) ? `'${a}'` : a);
+    await Deno.writeTextFile(this.logPath, `# ${cmdline.join(" ")}\n${this.#stderr}`).catch(() => {});
+    return status;
+  }
+
+  /** SIGKILL now (fault injection: the peer dies). */
+  async sigkill(): Promise<Deno.CommandStatus> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    return await this.#statusPromise;
+  }
+}
