@@ -2,6 +2,7 @@
 import type { MigrationCase } from "../harness/case.ts";
 import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
+import { COLO_CASES } from "./colo.ts";
 import { MISC_CASES } from "./misc.ts";
 import { MULTIFD_CASES } from "./multifd.ts";
 import { PRECOPY_CASES } from "./precopy.ts";
@@ -10,6 +11,7 @@ import { REGRESSION_CASES } from "./regressions/all.ts";
 export const ALL_CASES: MigrationCase[] = [
   ...PRECOPY_CASES,
   ...MULTIFD_CASES,
+  ...COLO_CASES,
   ...CANCEL_CASES,
   ...MISC_CASES,
   ...BAD_STREAM_CASES,

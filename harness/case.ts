@@ -28,7 +28,9 @@ export type Flow =
   /** test_multifd_tcp_cancel: cancel, the old destination exits, migrate again to a new one. */
   | "multifd-cancel"
   /** /migration/analyze-script: save to a file, then the stream analyzer must parse it. */
-  | "analyze-script";
+  | "analyze-script"
+  /** test_colo_common: checkpoints, then a failover on one side (see `colo`). */
+  | "colo";
 
 /** A fault injected into the source's outgoing main channel (x-test-inject-fault). */
 export interface FaultSpec {
@@ -51,6 +53,33 @@ export interface FaultSpec {
   /** A multifd channel id (corrupt/truncate on that channel; multifd-channel-delay). */
   channel?: number;
   delayMs?: number;
+}
+
+/** The named moments of a checkpoint (engine/breakpoints.ts) a COLO case can strike at. */
+export type ColoPhase =
+  | "colo-request-sent"
+  | "colo-ram-half-sent"
+  | "colo-device-buffer-half-sent"
+  | "colo-after-vmstate-received"
+  | "colo-after-vmstate-loaded"
+  | "colo-stopped"
+  | "colo-ram-half-received"
+  | "colo-device-buffer-received"
+  | "colo-apply-middle";
+
+export interface ColoScenario {
+  /** The side that survives and takes over (the other is lost). */
+  survivor: "primary" | "secondary";
+  /** Checkpoints checked page by page before the failure (upstream waits for 3). */
+  checkpoints?: number;
+  /** Fail over while the secondary is stopped in the next checkpoint (upstream's *_checkpoint cases). */
+  duringCheckpoint?: boolean;
+  /** SIGKILL the primary at this moment of the next checkpoint, instead of a yank. */
+  killPrimaryAt?: ColoPhase;
+  /** Ask the secondary to fail over in the middle of the apply (it must relaunch after the apply). */
+  failoverDuringApply?: boolean;
+  /** x-checkpoint-delay on the primary (upstream: 300 ms). */
+  checkpointDelayMs?: number;
 }
 
 export interface MigrationCase {
@@ -107,6 +136,8 @@ export interface MigrationCase {
   expectXbzrlePages?: boolean;
   /** converge-after-raise: the source must report a non-zero dirty-pages-rate after a sync and between syncs. */
   expectDirtyPagesRate?: boolean;
+  /** colo flow: which side fails over, and when. */
+  colo?: ColoScenario;
   /** cancel flow: the status after which the source is cancelled. */
   cancelAfter?: string;
   /** Why the case exists, or why it is live. */

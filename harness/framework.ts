@@ -13,13 +13,14 @@ import { compareRam } from "./check/ram_equal.ts";
 import { EngineProcess } from "./engine_process.ts";
 import { QmpCommandError, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { sleep, waitFor } from "./wait.ts";
+import { coloFlow } from "./colo_flow.ts";
 
 /** Upstream's dirty-memory marker: 3 MiB + 1 KiB into the test range, never touched by the guest. */
 const MARKER_OFFSET = AB_START + (3 << 20) + 1024;
 const MARKER = 0xfeed12345678cafen;
 /** migrate_ensure_non_converge / migrate_ensure_converge. */
 const NON_CONVERGE = { "max-bandwidth": 3_000_000, "downtime-limit": 1 };
-const CONVERGE = { "max-bandwidth": 1_000_000_000, "downtime-limit": 30_000 };
+export const CONVERGE = { "max-bandwidth": 1_000_000_000, "downtime-limit": 30_000 };
 
 export interface CaseContext {
   seed: number;
@@ -44,6 +45,8 @@ export class MigrationPair {
   dst!: Side;
   /** Set when a flow expects the destination to have exited. */
   dstExited = false;
+  /** Set when a flow killed the source on purpose (SIGKILL). */
+  srcKilled = false;
   readonly stats: CaseStats = {};
   #closed = false;
 
@@ -59,7 +62,7 @@ export class MigrationPair {
 
   workloadArg(): string {
     const w: WorkloadSpec = this.c.workload ?? { kind: "a-b" };
-    return JSON.stringify(w.kind === "random" ? { ...w, seed: w.seed ?? this.ctx.seed } : w);
+    return JSON.stringify("seed" in w ? { ...w, seed: w.seed ?? this.ctx.seed } : w);
   }
 
   /** What the destination listens on (or "defer"). */
@@ -453,7 +456,7 @@ function uriToChannels(uri: string): unknown[] {
   return [{ "channel-type": "main", addr }];
 }
 
-async function migrate(p: MigrationPair, uri: string): Promise<boolean> {
+export async function migrate(p: MigrationPair, uri: string): Promise<boolean> {
   try {
     await p.src.qmp.execute("migrate", p.c.migrateChannels ? { channels: uriToChannels(uri) } : { uri });
   } catch (e) {
@@ -720,6 +723,7 @@ export async function analyzeScriptFlow(p: MigrationPair): Promise<void> {
 }
 
 export const FLOWS = {
+  colo: (p: MigrationPair) => coloFlow(p),
   "analyze-script": analyzeScriptFlow,
   "multifd-cancel": multifdCancelFlow,
   "bad-dest": badDestFlow,

@@ -54,7 +54,9 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     const dstExited = pair.dstExited;
     const st = await pair.close();
     // Like qtest_quit: a clean engine exits 0 on SIGTERM; a crash or signal death fails the case.
-    if (!error && st.src && st.src.code !== 0) error = new Error(`source exited with status ${st.src.code}`);
+    if (!error && !pair.srcKilled && st.src && st.src.code !== 0) {
+      error = new Error(`source exited with status ${st.src.code}`);
+    }
     if (!error && !dstExited && st.dst && st.dst.code !== 0) {
       error = new Error(`target exited with status ${st.dst.code}`);
     }

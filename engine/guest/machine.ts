@@ -68,7 +68,9 @@ export class Machine {
       new TimerDevice(this.devRegs),
       new QueueDevice(this.devRegs),
     ];
-    if (opts.workload.kind === "random") seedRandomRegisters(this.cpuRegs, opts.workload.seed);
+    if (opts.workload.kind === "random" || opts.workload.kind === "zero-churn") {
+      seedRandomRegisters(this.cpuRegs, opts.workload.seed);
+    }
     this.#runstate = opts.initialState;
     this.vcpu = new Vcpu({
       blocks: this.blocks.map((b) => ({

@@ -19,11 +19,18 @@ export type WorkloadSpec =
   | { kind: "a-b" }
   /** Seeded random 32-bit writes; `hotPercent` of them land in the first `hotPages` pages of RAM. */
   | { kind: "random"; seed: number; hotPages?: number; hotPercent?: number }
+  /** Seeded writes over the first `pages` pages, half of which zero the whole page (pages turn zero). */
+  | { kind: "zero-churn"; seed: number; pages?: number }
   /** Runs but writes nothing (the timer still advances). */
   | { kind: "idle" };
 
 /** Stable ids so a destination refuses CPU state from a different workload. */
-export const WORKLOAD_IDS: Record<WorkloadSpec["kind"], number> = { "a-b": 1, "random": 2, "idle": 3 };
+export const WORKLOAD_IDS: Record<WorkloadSpec["kind"], number> = {
+  "a-b": 1,
+  "random": 2,
+  "idle": 3,
+  "zero-churn": 4,
+};
 
 /** Upstream's x86 test range and page size (bootfile.h). */
 export const AB_START = 1 << 20;
@@ -164,6 +171,32 @@ class RandomWorkload implements Workload {
   }
 }
 
+class ZeroChurnWorkload implements Workload {
+  readonly #pages: number;
+  constructor(private readonly g: GuestMemory, spec: { pages?: number }) {
+    this.#pages = Math.max(1, Math.min(spec.pages ?? 512, g.blocks[0].pages));
+  }
+
+  step(budget: number): void {
+    const { cpu, dev } = this.g;
+    const { mem, dirtyLog } = this.g.blocks[0];
+    tickTimer(dev);
+    // Fewer, larger writes than the random writer: zeroing a page writes all of it.
+    for (let i = 0; i < budget >> 4; i++) {
+      const page = nextRandom(cpu) % this.#pages;
+      if (nextRandom(cpu) & 1) mem.fill(0, page * AB_PAGE, (page + 1) * AB_PAGE);
+      else {
+        new DataView(mem.buffer, mem.byteOffset).setUint32(
+          page * AB_PAGE + (nextRandom(cpu) & 1023) * 4,
+          nextRandom(cpu) | 1,
+        );
+      }
+      markDirty(dirtyLog, page);
+    }
+    cpu[CPU_PASS] = cpu[CPU_PASS] + 1 | 0;
+  }
+}
+
 class IdleWorkload implements Workload {
   constructor(private readonly g: GuestMemory) {}
   step(): void {
@@ -177,6 +210,8 @@ export function createWorkload(spec: WorkloadSpec, g: GuestMemory): Workload {
       return new AbWorkload(g);
     case "random":
       return new RandomWorkload(g, spec);
+    case "zero-churn":
+      return new ZeroChurnWorkload(g, spec);
     case "idle":
       return new IdleWorkload(g);
   }

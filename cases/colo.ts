@@ -1,0 +1,110 @@
+/**
+ * COLO cases: upstream's eight (/migration/colo/{plain,multifd}/{primary,secondary}_failover[_checkpoint]),
+ * then the primary killed at each named moment of a checkpoint, a failover requested during the apply,
+ * COLO over each multifd compression, many checkpoints under a heavy writer, and pages turning zero.
+ * Every case checks each applied checkpoint page by page (secondary == primary, cache == secondary,
+ * devices equal) and the survivor after the failover.
+ */
+import type { ColoPhase, ColoScenario, MigrationCase } from "../harness/case.ts";
+
+type Kind = "plain" | "multifd";
+
+function colo(
+  name: string,
+  kind: Kind,
+  scenario: ColoScenario,
+  extra: Partial<MigrationCase> = {},
+): MigrationCase {
+  const multifd = kind === "multifd";
+  const params = multifd ? { "multifd-channels": 4 } : {};
+  return {
+    name,
+    tier: "full",
+    flow: "colo",
+    transport: "tcp",
+    defer: multifd,
+    caps: multifd ? ["x-colo", "multifd"] : ["x-colo"],
+    colo: scenario,
+    ...extra,
+    srcParams: { ...params, ...extra.srcParams },
+    dstParams: { ...params, ...extra.dstParams },
+  };
+}
+
+const upstream: MigrationCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
+  (["primary", "secondary"] as const).flatMap((lost) =>
+    [false, true].map((duringCheckpoint) =>
+      colo(
+        `/migration/colo/${kind}/${lost}_failover${duringCheckpoint ? "_checkpoint" : ""}`,
+        kind,
+        // "primary_failover": failover triggered on the primary (the secondary is lost), and vice versa.
+        { survivor: lost, duringCheckpoint },
+      )
+    )
+  )
+);
+
+const PHASES: ColoPhase[] = [
+  "colo-request-sent",
+  "colo-stopped",
+  "colo-ram-half-sent",
+  "colo-ram-half-received",
+  "colo-device-buffer-half-sent",
+  "colo-device-buffer-received",
+  "colo-after-vmstate-received",
+  "colo-apply-middle",
+  "colo-after-vmstate-loaded",
+];
+
+const kills: MigrationCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
+  PHASES.map((phase) =>
+    colo(`/migration/colo/${kind}/kill-primary/${phase.replace(/^colo-/, "")}`, kind, {
+      survivor: "secondary",
+      checkpoints: 2,
+      killPrimaryAt: phase,
+    })
+  )
+);
+
+const beyond: MigrationCase[] = [
+  colo("/migration/colo/plain/secondary_failover_during_apply", "plain", {
+    survivor: "secondary",
+    checkpoints: 2,
+    failoverDuringApply: true,
+  }),
+  ...(["zlib", "zstd"] as const).map((compression) =>
+    colo(`/migration/colo/multifd/${compression}/secondary_failover`, "multifd", { survivor: "secondary" }, {
+      srcParams: { "multifd-compression": compression },
+      dstParams: { "multifd-compression": compression },
+    })
+  ),
+  colo("/migration/colo/multifd/many-checkpoints", "multifd", {
+    survivor: "secondary",
+    checkpoints: 50,
+    checkpointDelayMs: 20,
+  }, {
+    workload: { kind: "random", seed: 0, hotPages: 4096, hotPercent: 70 },
+    machine: "tiny",
+    why: "50 checkpoints, each checked page by page, under a random writer over a 16 MiB hot set",
+  }),
+  colo("/migration/colo/plain/zero-churn", "plain", {
+    survivor: "secondary",
+    checkpoints: 10,
+    checkpointDelayMs: 50,
+  }, {
+    workload: { kind: "zero-churn", seed: 0, pages: 512 },
+    machine: "tiny",
+    why: "pages that flip between zero and non-zero in COLO state: a page turning zero must be flushed",
+  }),
+  colo("/migration/colo/multifd/zero-churn", "multifd", {
+    survivor: "secondary",
+    checkpoints: 10,
+    checkpointDelayMs: 50,
+  }, {
+    workload: { kind: "zero-churn", seed: 0, pages: 512 },
+    machine: "tiny",
+    why: "the same over multifd, whose zero pages are offsets only: they must be recorded in the COLO bitmap",
+  }),
+];
+
+export const COLO_CASES: MigrationCase[] = [...upstream, ...kills, ...beyond];

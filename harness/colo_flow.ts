@@ -1,0 +1,277 @@
+/**
+ * The COLO flow (upstream's test_colo_common, and beyond it): the initial precopy, then checkpoints
+ * checked page by page — after every apply the secondary's guest RAM equals the stopped primary's, the
+ * COLO cache equals the secondary's guest RAM, and the devices are equal — then a failover: the primary
+ * lost (yank + x-colo-lost-heartbeat, or SIGKILL at a named moment of a checkpoint) or the secondary lost.
+ * The survivor must hold exactly what it must (the last applied checkpoint, or its own running state),
+ * keep running, and pass the a-b invariant.
+ */
+import type { ColoPhase, ColoScenario } from "./case.ts";
+import { compareDeviceState } from "./check/device_equal.ts";
+import { compareRam } from "./check/ram_equal.ts";
+import { checkGuestsRam } from "./check/guests_ram.ts";
+import { AB_END, AB_START } from "../engine/guest/workload.ts";
+import { CONVERGE, FlowError, migrate, type MigrationPair } from "./framework.ts";
+import type { EngineProcess } from "./engine_process.ts";
+import type { QmpEvent } from "./qmp_client.ts";
+import { sleep } from "./wait.ts";
+
+const PRIMARY_PHASES: ReadonlySet<ColoPhase> = new Set([
+  "colo-request-sent",
+  "colo-ram-half-sent",
+  "colo-device-buffer-half-sent",
+  "colo-after-vmstate-received",
+  "colo-after-vmstate-loaded",
+]);
+/** Phases after which the secondary has the whole checkpoint: it applies it despite the primary's death. */
+const AFTER_RECEIVED: ReadonlySet<ColoPhase> = new Set([
+  "colo-after-vmstate-received",
+  "colo-apply-middle",
+]);
+
+type Digests = { idstr: string; digests: string }[];
+
+async function digests(side: EngineProcess, command = "x-test-ram-digest"): Promise<Digests> {
+  const r = await side.qmp.execute<{ blocks: Digests }>(command, {}, { timeoutMs: 60_000 });
+  return r.blocks.map((b) => ({ idstr: b.idstr, digests: b.digests }));
+}
+
+function digestDiff(a: Digests, b: Digests, names: [string, string]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < a.length; i++) {
+    const x = Uint8Array.fromBase64(a[i].digests);
+    const y = Uint8Array.fromBase64(b[i].digests);
+    let n = 0;
+    let first = -1;
+    for (let p = 0; p < x.length / 8; p++) {
+      for (let k = 0; k < 8; k++) {
+        if (x[p * 8 + k] !== y[p * 8 + k]) {
+          n++;
+          if (first < 0) first = p;
+          break;
+        }
+      }
+    }
+    if (n) {
+      out.push(
+        `block ${a[i].idstr}: ${n} page(s) differ between ${names[0]} and ${names[1]}, first page ${first}`,
+      );
+    }
+  }
+  return out;
+}
+
+/** Waits for the engine to pause at breakpoint `name` (of checkpoint `n` when given). */
+async function waitBreakpoint(
+  p: MigrationPair,
+  side: EngineProcess,
+  name: string,
+  n?: number,
+): Promise<QmpEvent> {
+  try {
+    return await side.qmp.waitEvent(
+      "X_TEST_BREAKPOINT",
+      (e) => e.data?.name === name && (n === undefined || e.data?.checkpoint === n),
+      { timeoutMs: p.ctx.waitMs },
+    );
+  } catch (e) {
+    throw new FlowError(`${(e as Error).message}\n${await p.diagnose()}`);
+  }
+}
+
+/** Checkpoint `n` is applied and the secondary paused before resuming; the primary waits for LOADED. */
+async function checkCheckpoint(p: MigrationPair, n: number): Promise<void> {
+  const ram = await compareRam(p.src.qmp, p.dst.qmp);
+  if (ram.mismatches) {
+    throw new FlowError(
+      `checkpoint ${n}: the secondary's RAM differs from the primary's in ${ram.mismatches} page(s):\n  ${
+        ram.lines.join("\n  ")
+      }`,
+    );
+  }
+  const cache = digestDiff(await digests(p.dst), await digests(p.dst, "x-test-colo-cache-digest"), [
+    "guest RAM",
+    "COLO cache",
+  ]);
+  if (cache.length) {
+    throw new FlowError(`checkpoint ${n}: the COLO cache differs from guest RAM:\n  ${cache.join("\n  ")}`);
+  }
+  const [ds, dd] = await Promise.all([
+    p.src.qmp.execute<{ devices: unknown }>("x-test-device-state"),
+    p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state"),
+  ]);
+  const diff = compareDeviceState(ds.devices, dd.devices, ["primary", "secondary"]);
+  if (diff.length) throw new FlowError(`checkpoint ${n}: device state differs:\n  ${diff.join("\n  ")}`);
+}
+
+/** The survivor runs: its a-b pattern advances; stopped, it passes check_guests_ram. */
+async function checkSurvivor(p: MigrationPair, side: EngineProcess): Promise<void> {
+  const st = await side.qmp.execute<{ running: boolean; status: string }>("query-status");
+  if (!st.running) {
+    throw new FlowError(`${side.name} does not run after the failover (runstate ${st.status})`);
+  }
+  if ((p.c.workload?.kind ?? "a-b") !== "a-b") return;
+  const first = (await p.readRam(side, AB_START, 1))[0];
+  await p.wait(
+    `${side.name}'s a-b pattern to advance`,
+    async () => (await p.readRam(side, AB_START, 1))[0] !== first,
+  );
+  await side.qmp.execute("stop");
+  const bytes = await side.qmp.execute<{ data: string }>("x-test-page-bytes", {
+    block: "pc.ram",
+    start: AB_START,
+    end: AB_END,
+  });
+  const report = checkGuestsRam(Uint8Array.fromBase64(bytes.data), AB_START);
+  if (report.bad) {
+    throw new FlowError(
+      `${side.name}: check_guests_ram found ${report.bad} bad page(s):\n  ${report.lines.join("\n  ")}`,
+    );
+  }
+  await side.qmp.execute("cont");
+}
+
+async function waitStatus(p: MigrationPair, side: EngineProcess, goal: string): Promise<void> {
+  await p.wait(`${side.name} migration status '${goal}'`, async () => {
+    const s = await p.status(side);
+    if (s.status === "failed") throw new FlowError(`${side.name} failed: ${s["error-desc"]}`);
+    return s.status === goal;
+  });
+}
+
+/** yank (out of band) then x-colo-lost-heartbeat, as upstream triggers a failover. */
+async function failOver(side: EngineProcess): Promise<void> {
+  await side.qmp.executeOob("yank", { instances: [{ type: "migration" }] }).catch(() => {});
+  await side.qmp.execute("x-colo-lost-heartbeat");
+}
+
+export async function coloFlow(p: MigrationPair): Promise<void> {
+  const sc: ColoScenario = p.c.colo ?? { survivor: "secondary" };
+  const checkpoints = sc.checkpoints ?? 3;
+  await p.setParams(p.src, { "x-checkpoint-delay": sc.checkpointDelayMs ?? 300 });
+  if (p.c.defer) await p.migrateIncoming();
+  await p.setParams(p.src, CONVERGE);
+  if ((p.c.workload?.kind ?? "a-b") === "a-b") await p.waitSerialB(p.src);
+  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-applied", persistent: true });
+  await migrate(p, await p.connectUri());
+  await waitStatus(p, p.src, "colo");
+  await p.waitEvent(p.dst, "RESUME");
+
+  // Every checkpoint: paused after the apply, before the secondary resumes.
+  for (let n = 1; n < checkpoints; n++) {
+    await waitBreakpoint(p, p.dst, "colo-applied", n);
+    await checkCheckpoint(p, n);
+    await p.dst.qmp.execute("x-test-continue", { name: "colo-applied" });
+  }
+  await waitBreakpoint(p, p.dst, "colo-applied", checkpoints);
+  await checkCheckpoint(p, checkpoints);
+  // Still paused after the last checked checkpoint: arm what the scenario needs, then let it run.
+  const next = checkpoints + 1;
+  if (sc.killPrimaryAt) return await killPrimary(p, sc.killPrimaryAt, next);
+  if (sc.failoverDuringApply) return await relaunch(p, next);
+  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+
+  if (sc.duringCheckpoint) {
+    // The secondary is stopped in the next checkpoint (upstream waits for its STOP).
+    const since = p.dst.qmp.events.length;
+    await p.waitEvent(p.dst, "STOP", undefined, since);
+  }
+  if (sc.survivor === "secondary") {
+    await failOver(p.dst);
+    await waitStatus(p, p.dst, "completed");
+    await p.waitEvent(p.dst, "COLO_EXIT");
+    await checkSurvivor(p, p.dst);
+  } else {
+    await failOver(p.src);
+    await waitStatus(p, p.src, "completed");
+    await p.waitEvent(p.src, "COLO_EXIT");
+    await checkSurvivor(p, p.src);
+  }
+  // The lost side notices (its channel is gone) and reports an error exit; it must not crash.
+  const lost = sc.survivor === "secondary" ? p.src : p.dst;
+  await p.waitEvent(lost, "COLO_EXIT");
+}
+
+/**
+ * SIGKILL the primary at `phase` of checkpoint `n`, then tell the secondary (x-colo-lost-heartbeat).
+ * Before the whole checkpoint is in, the secondary must keep exactly its own state (as at its stop);
+ * once it has all of it, it applies it and must equal the primary's state at that checkpoint.
+ */
+async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promise<void> {
+  const onPrimary = PRIMARY_PHASES.has(phase);
+  const applies = AFTER_RECEIVED.has(phase) || phase === "colo-after-vmstate-loaded";
+  // The secondary is paused after checkpoint n-1. It will pause right after stopping for checkpoint n,
+  // so its own state can be taken exactly; and after the apply of n when it gets the whole checkpoint.
+  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-stopped" });
+  if (phase !== "colo-stopped") {
+    await (onPrimary ? p.src : p.dst).qmp.execute("x-test-breakpoint", { name: phase });
+  }
+  // Resume; "colo-applied" stays armed only when the apply of checkpoint n is to be checked.
+  const checkApply = AFTER_RECEIVED.has(phase);
+  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: !checkApply });
+
+  await waitBreakpoint(p, p.dst, "colo-stopped", n);
+  const ownState = await digests(p.dst);
+  const ownDevices = await p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state");
+  if (phase !== "colo-stopped") await p.dst.qmp.execute("x-test-continue", { name: "colo-stopped" });
+  await waitBreakpoint(p, onPrimary ? p.src : p.dst, phase, n);
+  // The primary is stopped during the checkpoint: this is the state the checkpoint carries.
+  const primaryState = await digests(p.src);
+  const primaryDevices = await p.src.qmp.execute<{ devices: unknown }>("x-test-device-state");
+  p.ctx.log(`killing the primary at ${phase} of checkpoint ${n}`);
+  await p.src.sigkill();
+  p.srcKilled = true;
+  if (!onPrimary) await p.dst.qmp.execute("x-test-continue", { name: phase });
+
+  if (checkApply) {
+    // The secondary has the whole checkpoint: it applies it completely.
+    await waitBreakpoint(p, p.dst, "colo-applied", n);
+    const diff = digestDiff(primaryState, await digests(p.dst), ["primary at the checkpoint", "secondary"]);
+    if (diff.length) throw new FlowError(`after the apply of checkpoint ${n}:\n  ${diff.join("\n  ")}`);
+    const dev = compareDeviceState(
+      primaryDevices.devices,
+      (await p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state")).devices,
+      ["primary", "secondary"],
+    );
+    if (dev.length) throw new FlowError(`devices after the apply of checkpoint ${n}:\n  ${dev.join("\n  ")}`);
+    await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+  } else if (!applies) {
+    // The checkpoint was cut short: the secondary reports the error and stays stopped with its own state.
+    await p.waitEvent(p.dst, "COLO_EXIT");
+    const diff = digestDiff(ownState, await digests(p.dst), ["secondary at its stop", "secondary now"]);
+    if (diff.length) {
+      throw new FlowError(`an interrupted checkpoint touched the secondary's RAM:\n  ${diff.join("\n  ")}`);
+    }
+    const dev = compareDeviceState(
+      ownDevices.devices,
+      (await p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state")).devices,
+      ["before", "after"],
+    );
+    if (dev.length) throw new FlowError(`an interrupted checkpoint touched devices:\n  ${dev.join("\n  ")}`);
+  }
+  await p.dst.qmp.execute("x-colo-lost-heartbeat");
+  await waitStatus(p, p.dst, "completed");
+  await checkSurvivor(p, p.dst);
+}
+
+/** x-colo-lost-heartbeat on the secondary in the middle of the apply: relaunch after the apply. */
+async function relaunch(p: MigrationPair, n: number): Promise<void> {
+  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-apply-middle" });
+  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+  await waitBreakpoint(p, p.dst, "colo-apply-middle", n);
+  await p.dst.qmp.execute("x-colo-lost-heartbeat");
+  const info = await p.dst.qmp.execute<{ secondary: { failover: string } }>("x-test-colo-info");
+  if (info.secondary.failover !== "relaunch") {
+    throw new FlowError(`failover during the apply is '${info.secondary.failover}', expected 'relaunch'`);
+  }
+  await p.dst.qmp.execute("x-test-continue", { name: "colo-apply-middle" });
+  await waitStatus(p, p.dst, "completed");
+  const after = await p.dst.qmp.execute<{ secondary: { applied: number } }>("x-test-colo-info");
+  if (after.secondary.applied !== n) {
+    throw new FlowError(
+      `the relaunched checkpoint was not applied (applied ${after.secondary.applied}, expected ${n})`,
+    );
+  }
+  await checkSurvivor(p, p.dst);
+  await sleep(0);
+}
