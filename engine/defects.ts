@@ -7,6 +7,16 @@ export const KNOWN_DEFECTS = {
     "multifd receive channels do not wait at the sync barrier after a SYNC packet, so a page's round-N " +
     "copy on a slow channel can land after its round-N+1 copy (what commit 294e5a4034's per-round sync " +
     "and multifd_recv_sync_main prevent)",
+  "multifd-colo-bypass-cache":
+    "in COLO state multifd writes received pages straight into the secondary's guest RAM and does not " +
+    "record them in the COLO bitmap (QEMU before 'multifd: Add COLO support', dd67c149e2): checkpoints " +
+    "are neither atomic nor flushed correctly",
+  "colo-zero-not-recorded":
+    "in COLO state multifd zero pages are zeroed in the cache but not recorded in the COLO bitmap, so a " +
+    "page that turned zero keeps its stale content in guest RAM after the flush (v3 of the series fixed it)",
+  "colo-no-device-reset":
+    "the secondary loads a checkpoint's device state over its running devices without resetting them " +
+    "first ('colo: Fix crash during device vmstate load', the Q35 crash)",
 } as const;
 
 export type DefectName = keyof typeof KNOWN_DEFECTS;

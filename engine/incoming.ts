@@ -144,6 +144,8 @@ export class MigrationIncoming {
       method: multifdMethod(options.params["multifd-compression"]),
       blocks: machine.blocks,
       skipSyncWait: this.host.defects.has("multifd-no-recv-sync"),
+      coloBypassCache: this.host.defects.has("multifd-colo-bypass-cache"),
+      coloZeroNotRecorded: this.host.defects.has("colo-zero-not-recorded"),
       delays: this.channelDelays,
     }, (e) => {
       // A broken channel fails the whole migration: unblock the main loader, keep the channel's error.
@@ -309,6 +311,7 @@ export class MigrationIncoming {
       ram: this.#ram!,
       cache: this.#coloCache!,
       multifd: this.#multifd,
+      resetDevices: !this.host.defects.has("colo-no-device-reset"),
       loadDevices: (br) => devices.loadSections(br),
       setStatus: (s) => {
         if (s === "completed") this.#endTime = performance.now();

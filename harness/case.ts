@@ -118,6 +118,8 @@ export interface MigrationCase {
   fillRandom?: boolean;
   /** The vCPU's duty cycle (ms running / ms asleep per slice; default 2/2). */
   vcpu?: { runMs: number; sleepMs: number };
+  /** The destination's vCPU duty cycle, when it differs (a COLO secondary running slower diverges more). */
+  dstVcpu?: { runMs: number; sleepMs: number };
   /** -mem-prealloc on both sides (guest RAM faulted in at start). */
   memPrealloc?: boolean;
   fault?: FaultSpec;

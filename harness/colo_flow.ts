@@ -56,22 +56,32 @@ function digestDiff(a: Digests, b: Digests, names: [string, string]): string[] {
   return out;
 }
 
-/** Waits for the engine to pause at breakpoint `name` (of checkpoint `n` when given). */
+/**
+ * Waits for the engine to pause at breakpoint `name` (of checkpoint `n` when given). A COLO_EXIT with
+ * reason error on that side first is a failure: it gave up on the checkpoint (its stderr says why).
+ */
 async function waitBreakpoint(
   p: MigrationPair,
   side: EngineProcess,
   name: string,
   n?: number,
 ): Promise<QmpEvent> {
-  try {
-    return await side.qmp.waitEvent(
-      "X_TEST_BREAKPOINT",
-      (e) => e.data?.name === name && (n === undefined || e.data?.checkpoint === n),
-      { timeoutMs: p.ctx.waitMs },
-    );
-  } catch (e) {
-    throw new FlowError(`${(e as Error).message}\n${await p.diagnose()}`);
-  }
+  const what = `${side.name} at breakpoint ${name}${n === undefined ? "" : ` of checkpoint ${n}`}`;
+  return await p.wait(what, () => {
+    for (const e of side.qmp.events) {
+      if (
+        e.event === "X_TEST_BREAKPOINT" && e.data?.name === name &&
+        (n === undefined || e.data?.checkpoint === n)
+      ) {
+        return Promise.resolve(e);
+      }
+      if (e.event === "COLO_EXIT" && e.data?.reason === "error") {
+        const why = side.stderr.trim().split("\n").filter((l) => l.includes("COLO")).slice(-1)[0] ?? "";
+        return Promise.reject(new FlowError(`${side.name} left COLO with an error before ${name}: ${why}`));
+      }
+    }
+    return Promise.resolve(undefined);
+  });
 }
 
 /** Checkpoint `n` is applied and the secondary paused before resuming; the primary waits for LOADED. */

@@ -12,7 +12,7 @@ import { compareDeviceState } from "./check/device_equal.ts";
 import { compareRam } from "./check/ram_equal.ts";
 import { EngineProcess } from "./engine_process.ts";
 import { QmpCommandError, type QmpTranscriptEntry } from "./qmp_client.ts";
-import { sleep, waitFor } from "./wait.ts";
+import { sleep, WaitAbort, waitFor } from "./wait.ts";
 import { coloFlow } from "./colo_flow.ts";
 
 /** Upstream's dirty-memory marker: 3 MiB + 1 KiB into the test range, never touched by the guest. */
@@ -118,7 +118,7 @@ export class MigrationPair {
       startPaused: opts.startPaused,
       uuid,
       memPrealloc: this.c.memPrealloc,
-      vcpu: this.c.vcpu,
+      vcpu: name === "target" ? this.c.dstVcpu ?? this.c.vcpu : this.c.vcpu,
       socketPaths: [this.migsocket],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,
@@ -331,8 +331,8 @@ export class MigrationPair {
   }
 }
 
-/** A flow-level failure (the case's expectation was not met). */
-export class FlowError extends Error {
+/** A flow-level failure (the case's expectation was not met); inside a wait's probe it ends the wait. */
+export class FlowError extends WaitAbort {
   constructor(message: string) {
     super(message);
     this.name = "FlowError";

@@ -9,6 +9,9 @@ export class WaitTimeoutError extends Error {
   }
 }
 
+/** Thrown by a probe to end the wait at once (the awaited thing can no longer happen). */
+export class WaitAbort extends Error {}
+
 export interface WaitOptions {
   timeoutMs: number;
   intervalMs?: number;
@@ -31,6 +34,7 @@ export async function waitFor<T>(
       if (v !== undefined && v !== false) return v as T;
       lastError = undefined;
     } catch (e) {
+      if (e instanceof WaitAbort) throw e;
       lastError = e;
     }
     if (performance.now() >= deadline) {

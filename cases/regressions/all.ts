@@ -4,7 +4,54 @@
  */
 import type { MigrationCase } from "../../harness/case.ts";
 
+const COLO_BASE: Partial<MigrationCase> = {
+  tier: "full",
+  flow: "colo",
+  transport: "tcp",
+  machine: "tiny",
+};
+
 export const REGRESSION_CASES: MigrationCase[] = [
+  {
+    // Defect class: multifd pages bypassing the COLO cache (QEMU before dd67c149e2 "multifd: Add COLO
+    // support"): in COLO state they went straight into the secondary's RAM and were never recorded, so a
+    // checkpoint was neither atomic nor flushed: the per-checkpoint check sees the cache and RAM differ.
+    ...COLO_BASE,
+    name: "/migration/regressions/colo-multifd-pages-go-to-cache",
+    defer: true,
+    caps: ["x-colo", "multifd"],
+    srcParams: { "multifd-channels": 4 },
+    dstParams: { "multifd-channels": 4 },
+    workload: { kind: "random", seed: 0, hotPages: 1024, hotPercent: 80 },
+    colo: { survivor: "secondary", checkpoints: 3, checkpointDelayMs: 50 },
+    guards: { side: "dst", defect: "multifd-colo-bypass-cache" },
+  } as MigrationCase,
+  {
+    // Defect class: multifd zero pages not recorded in the COLO bitmap (fixed in v3 of the 2026 series):
+    // a page that turns zero on the primary stays non-zero on the secondary after the flush.
+    ...COLO_BASE,
+    name: "/migration/regressions/colo-multifd-zero-pages-recorded",
+    defer: true,
+    caps: ["x-colo", "multifd"],
+    srcParams: { "multifd-channels": 4 },
+    dstParams: { "multifd-channels": 4 },
+    workload: { kind: "zero-churn", seed: 0, pages: 2048 },
+    // The secondary runs its guest 20 times slower, so it touches few of the pages the primary zeroed:
+    // only the bitmap makes the flush bring those zeros over.
+    dstVcpu: { runMs: 1, sleepMs: 20 },
+    colo: { survivor: "secondary", checkpoints: 5, checkpointDelayMs: 50 },
+    guards: { side: "dst", defect: "colo-zero-not-recorded" },
+  } as MigrationCase,
+  {
+    // Defect class: loading a checkpoint's devices over the secondary's running devices without a reset
+    // ("colo: Fix crash during device vmstate load", the Q35 crash): the queue device refuses the load.
+    ...COLO_BASE,
+    name: "/migration/regressions/colo-devices-reset-before-load",
+    caps: ["x-colo"],
+    workload: { kind: "random", seed: 0, hotPages: 256, hotPercent: 80 },
+    colo: { survivor: "secondary", checkpoints: 2, checkpointDelayMs: 50 },
+    guards: { side: "dst", defect: "colo-no-device-reset" },
+  } as MigrationCase,
   {
     // Defect class: multifd receive channels that do not wait at the barrier after a SYNC packet.
     // Destination channel 0 holds its first packet (pc.ram pages 0-127, with the guest's hot set) for

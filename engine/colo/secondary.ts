@@ -30,6 +30,8 @@ export interface ColoSecondaryHost {
   ram: RamLoadState;
   cache: ColoCache;
   multifd: MultifdRecvState | null;
+  /** Reset the devices before loading a checkpoint over them (false only as a known defect). */
+  resetDevices: boolean;
   /** Loads a device-state buffer (FULL sections + EOF). */
   loadDevices(r: QEMUFileReader): Promise<void>;
   /** The incoming status: colo while checkpointing, completed after the takeover. */
@@ -150,7 +152,8 @@ export class ColoSecondary {
     // Apply: all of the checkpoint is here. Reset devices, flush the cache, load the devices.
     this.loading = true;
     try {
-      h.machine.resetDevices();
+      // A device state is loaded over running devices: reset them first (the Q35 crash fix).
+      if (h.resetDevices) h.machine.resetDevices();
       h.cache.flush();
       await bp.hit("colo-apply-middle", { checkpoint: n });
       await h.loadDevices(new QEMUFileReader(new BytesLink(buffer)));

@@ -26,6 +26,8 @@ export const DEV_TIMER_LO = 0;
 export const DEV_TIMER_HI = 1;
 export const DEV_RING_PROD = 2;
 export const DEV_RING_CONS = 3;
+/** Requests the guest has in flight on the queue: device-internal, not migrated, cleared by reset. */
+export const DEV_RING_INFLIGHT = 4;
 export const DEV_WORDS = 8;
 
 /** Ring size of the queue device; post_load rejects prod - cons outside [0, RING_SIZE]. */

@@ -8,6 +8,7 @@ import {
   CPU_PHASE,
   CPU_RNG,
   DEV_RING_CONS,
+  DEV_RING_INFLIGHT,
   DEV_RING_PROD,
   DEV_TIMER_HI,
   DEV_TIMER_LO,
@@ -163,6 +164,7 @@ class RandomWorkload implements Workload {
       new DataView(mem.buffer, mem.byteOffset).setUint32(page * AB_PAGE + word * 4, nextRandom(cpu) | 1);
       markDirty(dirtyLog, page);
       // Produce into the queue device and consume behind it, keeping 0 <= prod - cons <= RING_SIZE.
+      dev[DEV_RING_INFLIGHT] = 1;
       const prod = dev[DEV_RING_PROD] + 1 | 0;
       dev[DEV_RING_PROD] = prod;
       if (((prod - dev[DEV_RING_CONS]) | 0) > RING_SIZE / 2) dev[DEV_RING_CONS] = dev[DEV_RING_CONS] + 1 | 0;

@@ -28,6 +28,10 @@ export interface MultifdRecvOptions {
   blocks: RamBlock[];
   /** Known defect: channels do not wait at the barrier after a SYNC. */
   skipSyncWait?: boolean;
+  /** Known defect: in COLO state pages bypass the cache (written to guest RAM, not recorded). */
+  coloBypassCache?: boolean;
+  /** Known defect: in COLO state zero pages are not recorded in the COLO bitmap. */
+  coloZeroNotRecorded?: boolean;
   /** x-colo: the secondary's cache (pages go there, and in COLO state only there). */
   colo?: ColoCache | null;
   /** Fault: channel id → milliseconds its first packet with pages waits before its pages are written. */
@@ -148,9 +152,13 @@ export class MultifdRecvState {
       for (const off of p.offsets.slice(p.normalPages)) {
         const block = p.block!;
         const index = off / TARGET_PAGE_SIZE;
-        if (colo?.inColoState) {
+        if (colo?.inColoState && !this.opts.coloBypassCache) {
           // multifd-colo: a page that turned zero is recorded too, or the flush would keep stale content.
-          handleZeroPage(colo.recordPage(block, index));
+          handleZeroPage(
+            this.opts.coloZeroNotRecorded ? colo.page(block, index) : colo.recordPage(block, index),
+          );
+        } else if (colo?.inColoState) {
+          handleZeroPage(block.page(index));
         } else {
           // The receivedmap rule: a never-received page is already zero and is not touched.
           if (block.testAndSetReceived(index)) handleZeroPage(block.page(index));
@@ -171,14 +179,35 @@ export class MultifdRecvState {
   }
 
   async #receivePages(ch: RecvChannel, block: RamBlock, offsets: number[], size: number): Promise<void> {
-    const { r } = ch;
     const colo = this.opts.colo;
     const inColo = colo?.inColoState ?? false;
+    if (inColo && this.opts.coloBypassCache) {
+      // The defect: straight into guest RAM, as multifd did before it knew about COLO.
+      return await this.#receiveInto(
+        ch,
+        offsets.map((off) => block.page(off / TARGET_PAGE_SIZE)),
+        size,
+        offsets,
+      );
+    }
     // multifd_ram_unfill_packet: the target is the COLO cache when x-colo is on (recorded in COLO state).
     const dests = offsets.map((off) => {
       const index = off / TARGET_PAGE_SIZE;
       return inColo ? colo!.recordPage(block, index) : block.page(index);
     });
+    await this.#receiveInto(ch, dests, size, offsets);
+    if (!inColo) {
+      for (const off of offsets) {
+        block.testAndSetReceived(off / TARGET_PAGE_SIZE);
+        // Before COLO state the cache mirrors guest RAM (multifd_colo_process_recv).
+        colo?.mirror(block, off / TARGET_PAGE_SIZE);
+      }
+    }
+  }
+
+  /** Reads one packet's payload into `dests` (raw or through the channel's decompressor). */
+  async #receiveInto(ch: RecvChannel, dests: Uint8Array[], size: number, offsets: number[]): Promise<void> {
+    const { r } = ch;
     if (!ch.decompressor) {
       if (size !== offsets.length * TARGET_PAGE_SIZE) {
         throw r.error(`multifd channel ${ch.id}: packet of ${offsets.length} pages carries ${size} bytes`);
@@ -195,13 +224,6 @@ export class MultifdRecvState {
         await ch.decompressor.decompress(payload, dests);
       } catch (e) {
         throw r.error(`multifd channel ${ch.id}: ${e instanceof Error ? e.message : String(e)}`, at);
-      }
-    }
-    if (!inColo) {
-      for (const off of offsets) {
-        block.testAndSetReceived(off / TARGET_PAGE_SIZE);
-        // Before COLO state the cache mirrors guest RAM (multifd_colo_process_recv).
-        colo?.mirror(block, off / TARGET_PAGE_SIZE);
       }
     }
     this.normalPages += offsets.length;
