@@ -12,7 +12,7 @@ import { compareRam } from "./check/ram_equal.ts";
 import { checkGuestsRam } from "./check/guests_ram.ts";
 import { AB_END, AB_START } from "../engine/guest/workload.ts";
 import { CONVERGE, FlowError, migrate, type MigrationPair } from "./framework.ts";
-import type { EngineProcess } from "./engine_process.ts";
+import type { Side } from "./framework.ts";
 import type { QmpEvent } from "./qmp_client.ts";
 import { sleep } from "./wait.ts";
 
@@ -26,7 +26,7 @@ const PRIMARY_PHASES: ReadonlySet<ColoPhase> = new Set([
 
 type Digests = { idstr: string; digests: string }[];
 
-async function digests(side: EngineProcess, command = "x-test-ram-digest"): Promise<Digests> {
+async function digests(side: Side, command = "x-test-ram-digest"): Promise<Digests> {
   const r = await side.qmp.execute<{ blocks: Digests }>(command, {}, { timeoutMs: 60_000 });
   return r.blocks.map((b) => ({ idstr: b.idstr, digests: b.digests }));
 }
@@ -62,7 +62,7 @@ function digestDiff(a: Digests, b: Digests, names: [string, string]): string[] {
  */
 async function waitBreakpoint(
   p: MigrationPair,
-  side: EngineProcess,
+  side: Side,
   name: string,
   n?: number,
 ): Promise<QmpEvent> {
@@ -86,7 +86,7 @@ async function waitBreakpoint(
 
 /** Checkpoint `n` is applied and the secondary paused before resuming; the primary waits for LOADED. */
 async function checkCheckpoint(p: MigrationPair, n: number): Promise<void> {
-  const ram = await compareRam(p.src.qmp, p.dst.qmp);
+  const ram = await compareRam(p.ram(p.src), p.ram(p.dst));
   if (ram.mismatches) {
     throw new FlowError(
       `checkpoint ${n}: the secondary's RAM differs from the primary's in ${ram.mismatches} page(s):\n  ${
@@ -110,7 +110,7 @@ async function checkCheckpoint(p: MigrationPair, n: number): Promise<void> {
 }
 
 /** The survivor runs: its a-b pattern advances; stopped, it passes check_guests_ram. */
-async function checkSurvivor(p: MigrationPair, side: EngineProcess): Promise<void> {
+async function checkSurvivor(p: MigrationPair, side: Side): Promise<void> {
   const st = await side.qmp.execute<{ running: boolean; status: string }>("query-status");
   if (!st.running) {
     throw new FlowError(`${side.name} does not run after the failover (runstate ${st.status})`);
@@ -136,7 +136,7 @@ async function checkSurvivor(p: MigrationPair, side: EngineProcess): Promise<voi
   await side.qmp.execute("cont");
 }
 
-async function waitStatus(p: MigrationPair, side: EngineProcess, goal: string): Promise<void> {
+async function waitStatus(p: MigrationPair, side: Side, goal: string): Promise<void> {
   await p.wait(`${side.name} migration status '${goal}'`, async () => {
     const s = await p.status(side);
     if (s.status === "failed") throw new FlowError(`${side.name} failed: ${s["error-desc"]}`);
@@ -145,7 +145,7 @@ async function waitStatus(p: MigrationPair, side: EngineProcess, goal: string): 
 }
 
 /** yank (out of band) then x-colo-lost-heartbeat, as upstream triggers a failover. */
-async function failOver(side: EngineProcess): Promise<void> {
+async function failOver(side: Side): Promise<void> {
   await side.qmp.executeOob("yank", { instances: [{ type: "migration" }] }).catch(() => {});
   await side.qmp.execute("x-colo-lost-heartbeat");
 }

@@ -11,6 +11,9 @@ import { checkGuestsRam } from "./check/guests_ram.ts";
 import { compareDeviceState } from "./check/device_equal.ts";
 import { compareRam } from "./check/ram_equal.ts";
 import { EngineProcess } from "./engine_process.ts";
+import { QemuProcess } from "./qemu_process.ts";
+import { type Backend, engineRam, QEMU_RAM_MIB, qemuRam } from "./backend.ts";
+import type { RamSource } from "./check/ram_equal.ts";
 import { QmpCommandError, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { sleep, WaitAbort, waitFor } from "./wait.ts";
 import { coloFlow } from "./colo_flow.ts";
@@ -24,6 +27,8 @@ export const CONVERGE = { "max-bandwidth": 1_000_000_000, "downtime-limit": 30_0
 
 export interface CaseContext {
   seed: number;
+  /** Which processes the pair runs (default: the model engine). */
+  backend?: Backend;
   /** Default timeout of each wait. */
   waitMs: number;
   log(msg: string): void;
@@ -37,7 +42,8 @@ export interface CaseStats {
   dirtySyncCount?: number;
 }
 
-type Side = EngineProcess;
+/** An engine process or a QEMU process: the same surface (QMP, serial file, stderr, exit). */
+export type Side = EngineProcess | QemuProcess;
 
 export class MigrationPair {
   readonly transcript: QmpTranscriptEntry[] = [];
@@ -109,6 +115,20 @@ export class MigrationPair {
 
   #spawn(name: string, opts: { incoming?: string; startPaused?: boolean }): Promise<Side> {
     const uuid = name === "source" ? this.c.uuid?.src : this.c.uuid?.dst;
+    if (this.ctx.backend === "qemu") {
+      // TCG: this machine's KVM is nested and slower than TCG for the a-b guest.
+      return QemuProcess.spawn({
+        name,
+        dir: this.dir,
+        incoming: opts.incoming,
+        startPaused: opts.startPaused,
+        uuid,
+        transcript: this.transcript,
+        timeoutMs: this.ctx.waitMs,
+        memoryMiB: QEMU_RAM_MIB,
+        accel: ["tcg"],
+      });
+    }
     return EngineProcess.spawn({
       name,
       dir: this.dir,
@@ -263,12 +283,15 @@ export class MigrationPair {
     await side.qmp.execute("x-test-inject-fault", args);
   }
 
+  /** Reads guest RAM (pc.ram offsets = guest-physical addresses below 4 GiB): qtest on QEMU. */
   async readRam(side: Side, offset: number, size: number): Promise<Uint8Array> {
+    if (side instanceof QemuProcess) return await side.qtest.read(offset, size);
     const r = await side.qmp.execute<{ data: string }>("x-test-ram-read", { block: "pc.ram", offset, size });
     return Uint8Array.fromBase64(r.data);
   }
 
   async writeMarker(): Promise<void> {
+    if (this.src instanceof QemuProcess) return await this.src.qtest.writeq(MARKER_OFFSET, MARKER);
     const b = new Uint8Array(8);
     new DataView(b.buffer).setBigUint64(0, MARKER, true);
     await this.src.qmp.execute("x-test-ram-write", {
@@ -276,6 +299,27 @@ export class MigrationPair {
       offset: MARKER_OFFSET,
       data: b.toBase64(),
     });
+  }
+
+  /** The first byte of every page in [start, end): what check_guests_ram reads. */
+  async firstBytes(side: Side, start: number, end: number): Promise<Uint8Array> {
+    if (side instanceof QemuProcess) {
+      const addrs: number[] = [];
+      for (let a = start; a < end; a += 4096) addrs.push(a);
+      return await side.qtest.readbMany(addrs, { timeoutMs: 60_000 });
+    }
+    const r = await side.qmp.execute<{ data: string }>("x-test-page-bytes", { block: "pc.ram", start, end });
+    return Uint8Array.fromBase64(r.data);
+  }
+
+  ram(side: Side): RamSource {
+    return side instanceof QemuProcess ? qemuRam(side, this.dir) : engineRam(side);
+  }
+
+  /** Device state field by field, where the backend offers it (the model; QEMU has no such command). */
+  async deviceState(side: Side): Promise<unknown | null> {
+    if (side instanceof QemuProcess) return null;
+    return (await side.qmp.execute<{ devices: unknown }>("x-test-device-state")).devices;
   }
 
   /** migrate_wait_for_dirty_mem: the marker reached the destination, and a sent page got dirty again. */
@@ -359,7 +403,7 @@ async function expectSourceFailedAndAlive(p: MigrationPair, wasRunning: boolean)
  * by device; then it runs (serial B, the pattern advances) and, for a-b, passes check_guests_ram.
  */
 export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
-  const ram = await compareRam(p.src.qmp, p.dst.qmp);
+  const ram = await compareRam(p.ram(p.src), p.ram(p.dst));
   if (ram.mismatches > 0) {
     throw new FlowError(
       `guest RAM differs in ${ram.mismatches} page(s) between source and target:\n  ${
@@ -367,11 +411,8 @@ export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
       }`,
     );
   }
-  const [ds, dd] = await Promise.all([
-    p.src.qmp.execute<{ devices: unknown }>("x-test-device-state"),
-    p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state"),
-  ]);
-  const diff = compareDeviceState(ds.devices, dd.devices, ["source", "target"]);
+  const [ds, dd] = await Promise.all([p.deviceState(p.src), p.deviceState(p.dst)]);
+  const diff = ds === null ? [] : compareDeviceState(ds, dd, ["source", "target"]);
   if (diff.length) throw new FlowError(`device state differs:\n  ${diff.join("\n  ")}`);
 
   const since = p.dst.qmp.events.length;
@@ -391,12 +432,7 @@ export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
   await sleep(50);
   const b = (await p.readRam(p.dst, AB_START, 1))[0];
   if (a !== b) throw new FlowError(`target guest still runs after 'stop' (byte went ${a} -> ${b})`);
-  const bytes = await p.dst.qmp.execute<{ data: string }>("x-test-page-bytes", {
-    block: "pc.ram",
-    start: AB_START,
-    end: AB_END,
-  });
-  const report = checkGuestsRam(Uint8Array.fromBase64(bytes.data), AB_START);
+  const report = checkGuestsRam(await p.firstBytes(p.dst, AB_START, AB_END), AB_START);
   if (report.bad) {
     throw new FlowError(`check_guests_ram found ${report.bad} bad page(s):\n  ${report.lines.join("\n  ")}`);
   }

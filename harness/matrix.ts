@@ -11,6 +11,7 @@ import { inTier, matchesFilter, type Tier, TIERS } from "./case.ts";
 import { junitXml } from "./junit.ts";
 import { runSeed } from "./register.ts";
 import { type CaseResult, runCase } from "./runner.ts";
+import { type Backend, qemuSkipReason } from "./backend.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -22,6 +23,7 @@ const { values } = parseArgs({
     junit: { type: "string", default: "junit-matrix.xml" },
     artifacts: { type: "string", default: "artifacts" },
     list: { type: "boolean", default: false },
+    backend: { type: "string", default: "engine" },
   },
   strict: true,
 });
@@ -38,6 +40,8 @@ const repeat = Number(values.repeat);
 if (!Number.isInteger(repeat) || repeat < 1) die("--repeat must be a positive integer");
 const seed = values.seed !== undefined ? Number(values.seed) : runSeed();
 
+if (values.backend !== "engine" && values.backend !== "qemu") die("--backend must be engine or qemu");
+const backend = values.backend as Backend;
 const selected = ALL_CASES.filter((c) => inTier(c, tier) && matchesFilter(c.name, values.filter));
 if (values.list) {
   for (const c of selected) console.log(`${c.tier.padEnd(5)} ${c.name}`);
@@ -48,14 +52,22 @@ if (selected.length === 0) die(`no case matches tier '${tier}' and filter '${val
 const mb = (b?: number) => (b === undefined ? "-" : `${(b / 1e6).toFixed(1)} MB`);
 const ms = (t?: number) => (t === undefined ? "-" : `${Math.round(t)} ms`);
 
-console.log(`migtest matrix: tier=${tier} cases=${selected.length} repeat=${repeat} seed=${seed}`);
+console.log(
+  `migtest matrix: backend=${backend} tier=${tier} cases=${selected.length} repeat=${repeat} seed=${seed}`,
+);
 const results: CaseResult[] = [];
 const t0 = performance.now();
 for (let i = 0; i < repeat; i++) {
   for (const c of selected) {
     // Each repetition gets its own seed, derived from the run seed, so a repeat explores new schedules.
     const caseSeed = (seed + i * 0x9e3779b9) >>> 0;
-    const r = await runCase(c, { seed: caseSeed, artifactsDir: values.artifacts!, waitMs: 30_000 });
+    const skip = backend === "qemu" ? qemuSkipReason(c) : null;
+    if (skip) {
+      results.push({ name: c.name, ok: true, skipped: skip, seed: caseSeed, timeMs: 0, stats: {} });
+      console.log(`SKIP  ${c.name.padEnd(58)} ${skip}`);
+      continue;
+    }
+    const r = await runCase(c, { seed: caseSeed, backend, artifactsDir: values.artifacts!, waitMs: 30_000 });
     results.push(r);
     const s = r.stats;
     console.log(
@@ -67,9 +79,10 @@ for (let i = 0; i < repeat; i++) {
   }
 }
 const wall = (performance.now() - t0) / 1000;
-await Deno.writeTextFile(values.junit!, junitXml(`migtest.${tier}`, results));
+await Deno.writeTextFile(values.junit!, junitXml(`migtest.${backend}.${tier}`, results));
 
 const failed = results.filter((r) => !r.ok);
+const skipped = results.filter((r) => r.skipped);
 console.log(
   `\n${"case".padEnd(60)} ${"result".padEnd(6)} ${"time".padStart(8)} ${"downtime".padStart(9)} ${
     "transferred".padStart(11)
@@ -78,7 +91,7 @@ console.log(
 for (const r of results) {
   const s = r.stats;
   console.log(
-    `${r.name.padEnd(60)} ${(r.ok ? "pass" : "FAIL").padEnd(6)} ${
+    `${r.name.padEnd(60)} ${(r.skipped ? "skip" : r.ok ? "pass" : "FAIL").padEnd(6)} ${
       (r.timeMs / 1000).toFixed(2).padStart(6)
     } s ${ms(s.downtimeMs).padStart(9)} ${mb(s.transferredBytes).padStart(11)} ${
       String(s.dirtySyncCount ?? "-").padStart(5)
@@ -86,9 +99,10 @@ for (const r of results) {
   );
 }
 console.log(
-  `\n${results.length - failed.length} passed, ${failed.length} failed (${
-    wall.toFixed(1)
-  } s wall, seed=${seed})`,
+  `\n${
+    results.length - failed.length - skipped.length
+  } passed, ${failed.length} failed, ${skipped.length} skipped ` +
+    `(${wall.toFixed(1)} s wall, backend=${backend}, seed=${seed})`,
 );
 console.log(`JUnit: ${values.junit}`);
 for (const f of failed) console.log(`artifacts: ${f.artifacts}`);

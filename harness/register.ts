@@ -5,6 +5,7 @@
  */
 import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { runCase } from "./runner.ts";
+import { backendFromEnv, qemuSkipReason } from "./backend.ts";
 
 function envTier(): Tier {
   const t = Deno.env.get("MIGTEST_TIER") ?? "full";
@@ -27,14 +28,19 @@ const SEED = runSeed();
 
 export function registerCases(cases: readonly MigrationCase[]): void {
   const tier = envTier();
+  const backend = backendFromEnv();
   for (const c of cases) {
+    const skip = backend === "qemu" ? qemuSkipReason(c) : null;
+    // Reported, never silently passed: the reason is printed and the test shows as ignored.
+    if (skip && inTier(c, tier)) console.log(`SKIP ${c.name} on QEMU: ${skip}`);
     Deno.test({
       name: c.name,
-      ignore: !inTier(c, tier),
+      ignore: !inTier(c, tier) || skip !== null,
       timeout: c.timeoutMs ?? 120_000,
       fn: async () => {
         const r = await runCase(c, {
           seed: SEED,
+          backend,
           artifactsDir: Deno.env.get("MIGTEST_ARTIFACTS") ?? "artifacts",
           log: (m) => console.log(m),
         });

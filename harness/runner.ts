@@ -3,10 +3,12 @@
  * on failure and builds a failure message that ends with a one-line replay command.
  */
 import type { MigrationCase } from "./case.ts";
+import type { Backend } from "./backend.ts";
 import { type CaseStats, FLOWS, MigrationPair } from "./framework.ts";
 
 export interface RunOptions {
   seed: number;
+  backend?: Backend;
   /** Where a failed case's folder goes (artifacts/<case>/); null keeps nothing. */
   artifactsDir: string | null;
   waitMs?: number;
@@ -16,6 +18,8 @@ export interface RunOptions {
 export interface CaseResult {
   name: string;
   ok: boolean;
+  /** Not run, and why (e.g. what the QEMU binary lacks). */
+  skipped?: string;
   seed: number;
   timeMs: number;
   stats: CaseStats;
@@ -45,7 +49,12 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   let pair: MigrationPair | null = null;
   let error: Error | undefined;
   try {
-    pair = await MigrationPair.start(c, { seed: opts.seed, waitMs: opts.waitMs ?? 30_000, log });
+    pair = await MigrationPair.start(c, {
+      seed: opts.seed,
+      backend: opts.backend,
+      waitMs: opts.waitMs ?? 30_000,
+      log,
+    });
     await FLOWS[c.flow ?? (c.transport === "file" ? "file" : "precopy")](pair);
   } catch (e) {
     error = e instanceof Error ? e : new Error(String(e));

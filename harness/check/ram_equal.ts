@@ -2,9 +2,7 @@
  * Exact page-by-page equality of two guests' RAM: per-page digests from both engines, then raw reads of
  * the first differing pages so the report names block, page index, offset and the first differing bytes.
  */
-import type { QmpClient } from "../qmp_client.ts";
-
-interface DigestReply {
+export interface DigestReply {
   "page-size": number;
   blocks: { idstr: string; pages: number; digests: string }[];
 }
@@ -48,16 +46,15 @@ export function describePageDifference(
     `    ${names[1]} @+0x${from.toString(16)}: ${hex(b.subarray(from, to))}`;
 }
 
-export async function compareRam(
-  a: QmpClient,
-  b: QmpClient,
-  digestCommand = "x-test-ram-digest",
-  readCommand = "x-test-ram-read",
-): Promise<RamEqualReport> {
-  const [da, db] = await Promise.all([
-    a.execute<DigestReply>(digestCommand, {}, { timeoutMs: 60_000 }),
-    b.execute<DigestReply>(digestCommand, {}, { timeoutMs: 60_000 }),
-  ]);
+/** Where a guest's RAM is read from: the engine's x-test commands, or QEMU's pmemsave. */
+export interface RamSource {
+  name: string;
+  digests(): Promise<DigestReply>;
+  readPage(idstr: string, offset: number, size: number): Promise<Uint8Array>;
+}
+
+export async function compareRam(a: RamSource, b: RamSource): Promise<RamEqualReport> {
+  const [da, db] = await Promise.all([a.digests(), b.digests()]);
   const names: [string, string] = [a.name, b.name];
   const lines: string[] = [];
   let mismatches = 0;
@@ -87,21 +84,11 @@ export async function compareRam(
       mismatches++;
       if (mismatches <= SHOWN) {
         const size = da["page-size"];
-        const args = { block: ba.idstr, offset: p * size, size };
         const [ra, rb] = await Promise.all([
-          a.execute<{ data: string }>(readCommand, args),
-          b.execute<{ data: string }>(readCommand, args),
+          a.readPage(ba.idstr, p * size, size),
+          b.readPage(ba.idstr, p * size, size),
         ]);
-        lines.push(
-          describePageDifference(
-            ba.idstr,
-            p,
-            size,
-            Uint8Array.fromBase64(ra.data),
-            Uint8Array.fromBase64(rb.data),
-            names,
-          ),
-        );
+        lines.push(describePageDifference(ba.idstr, p, size, ra, rb, names));
       }
     }
   }
