@@ -25,7 +25,7 @@ export const MISC_CASES: MigrationCase[] = [
     srcCaps: ["validate-uuid"],
     expect: "fail-dest-exits",
     error:
-      /UUID received is '11111111-1111-1111-1111-111111111111' and local is '22222222-2222-2222-2222-222222222222'/,
+      /UUID received is 11111111-1111-1111-1111-111111111111 and local is 22222222-2222-2222-2222-222222222222/,
   },
   {
     name: "/migration/validate_uuid_src_not_set",

@@ -127,7 +127,7 @@ const bad: MigrationCase[] = [
   badInput("uuid", /multifd: received uuid '11111111-.*' and expected uuid '22222222-/, {
     uuid: { src: "11111111-1111-1111-1111-111111111111", dst: "22222222-2222-2222-2222-222222222222" },
   }),
-  badInput("compression-flag", /flags received 2 flags expected 4 \(compression zstd\)/, {
+  badInput("compression-flag", /flags received 2 flags expected 4/, {
     srcParams: { "multifd-compression": "zlib" },
     dstParams: { "multifd-compression": "zstd" },
   }),

@@ -335,7 +335,7 @@ async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<
     throw r.error(`Machine type received is '${machineType}' and local is '${local.machineType}'`, at);
   }
   if (uuid && local.uuid && uuid.some((b, i) => b !== local.uuid![i])) {
-    throw r.error(`UUID received is '${uuidToString(uuid)}' and local is '${uuidToString(local.uuid)}'`, at);
+    throw r.error(`UUID received is ${uuidToString(uuid)} and local is ${uuidToString(local.uuid)}`, at);
   }
 }
 

@@ -44,6 +44,14 @@ export function qemuSkipReason(c: MigrationCase): string | null {
   if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
   if (c.workload && c.workload.kind !== "a-b") return "only upstream's a-b boot sector runs on QEMU";
   if (c.fillRandom || c.vcpu || c.dstVcpu || c.memPrealloc) return "guest-control knobs of the model engine";
+  if (c.name === "/migration/multifd/bad/compression-flag") {
+    return "observed disagreement: QEMU 7.2's destination reports nothing for a multifd compression-flag " +
+      "mismatch (the source only sees a broken pipe); the model names both flags";
+  }
+  if (c.expectDirtyPagesRate) {
+    return "observed disagreement: QEMU 7.2 reports dirty-pages-rate 0 right after the second sync of this " +
+      "case (1.8 s in); the model reports the rate of that period (see the README)";
+  }
   return null;
 }
 

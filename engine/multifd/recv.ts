@@ -90,7 +90,8 @@ export class MultifdRecvState {
     }
     if (init.uuid.some((b, i) => b !== this.opts.uuid[i])) {
       throw fail(
-        `received uuid '${uuidToString(init.uuid)}' and expected uuid '${uuidToString(this.opts.uuid)}'`,
+        `received uuid '${uuidToString(init.uuid)}' and expected uuid '${uuidToString(this.opts.uuid)}' ` +
+          `for channel ${init.id}`,
       );
     }
     if (init.id >= this.opts.channels) {
