@@ -118,7 +118,9 @@ export class MigrationPair {
   #spawn(name: string, opts: { incoming?: string; startPaused?: boolean }): Promise<Side> {
     const uuid = name === "source" ? this.c.uuid?.src : this.c.uuid?.dst;
     if (this.ctx.backend === "qemu") {
-      // TCG: this machine's KVM is nested and slower than TCG for the a-b guest.
+      // TCG by default: this machine's KVM is nested and slower than TCG for the a-b guest.
+      // MIGTEST_QEMU_ACCEL=kvm,tcg gives upstream's order where KVM is real.
+      const accel = (Deno.env.get("MIGTEST_QEMU_ACCEL") ?? "tcg").split(",").filter(Boolean);
       return QemuProcess.spawn({
         name,
         dir: this.dir,
@@ -128,7 +130,7 @@ export class MigrationPair {
         transcript: this.transcript,
         timeoutMs: this.ctx.waitMs,
         memoryMiB: QEMU_RAM_MIB,
-        accel: ["tcg"],
+        accel,
       });
     }
     return EngineProcess.spawn({
