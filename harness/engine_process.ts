@@ -2,6 +2,7 @@
  * One engine process as the harness sees it: spawned with narrow permissions inside the case's private
  * directory, its stderr kept, its QMP socket connected, and always reaped (SIGTERM, then SIGKILL).
  */
+import { Child } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "./qmp_client.ts";
 
 const ENGINE_MAIN = new URL("../engine/main.ts", import.meta.url);
@@ -30,11 +31,7 @@ export class EngineProcess {
   readonly qmpPath: string;
   readonly serialPath: string;
   readonly logPath: string;
-  #child: Deno.ChildProcess;
-  #stderr = "";
-  #stderrDone: Promise<void>;
-  #status: Deno.CommandStatus | null = null;
-  #statusPromise: Promise<Deno.CommandStatus>;
+  readonly #child: Child;
   qmp!: QmpClient;
 
   private constructor(readonly opts: EngineSpawnOptions) {
@@ -67,15 +64,7 @@ export class EngineProcess {
     if (opts.uuid) args.push("--uuid", opts.uuid);
     if (opts.memPrealloc) args.push("--mem-prealloc");
     if (opts.vcpu) args.push("--run-ms", String(opts.vcpu.runMs), "--sleep-ms", String(opts.vcpu.sleepMs));
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    this.#stderrDone = this.#collect(this.#child.stderr);
-    this.#statusPromise = this.#child.status.then((s) => (this.#status = s));
+    this.#child = new Child(opts.name, Deno.execPath(), args, { NO_COLOR: "1" });
   }
 
   static async spawn(opts: EngineSpawnOptions): Promise<EngineProcess> {
@@ -87,8 +76,8 @@ export class EngineProcess {
           timeoutMs: opts.timeoutMs,
           transcript: opts.transcript,
         }),
-        p.#statusPromise.then((s) => {
-          throw new Error(`${opts.name} exited with status ${s.code} during startup:\n${p.#stderr}`);
+        p.#child.status.then((s) => {
+          throw new Error(`${opts.name} exited with status ${s.code} during startup:\n${p.stderr}`);
         }),
       ]);
     } catch (e) {
@@ -98,39 +87,22 @@ export class EngineProcess {
     return p;
   }
 
-  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this.#stderr += chunk;
-  }
-
   get name(): string {
     return this.opts.name;
   }
 
   get stderr(): string {
-    return this.#stderr;
+    return this.#child.stderr;
   }
 
   /** Exit status once the process ended, else null. */
   get exitStatus(): Deno.CommandStatus | null {
-    return this.#status;
+    return this.#child.exitStatus;
   }
 
   /** Waits for the process to exit on its own (e.g. a destination quitting after a failed load). */
-  async waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      return await Promise.race([
-        this.#statusPromise,
-        new Promise<never>((_, rej) =>
-          timer = setTimeout(
-            () => rej(new Error(`${this.name}: did not exit within ${timeoutMs} ms`)),
-            timeoutMs,
-          )
-        ),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    return this.#child.waitExit(timeoutMs);
   }
 
   /**
@@ -138,40 +110,14 @@ export class EngineProcess {
    * exit status. Always closes the QMP client and drains stderr, so nothing is left open.
    */
   async kill(graceMs = 3000): Promise<Deno.CommandStatus> {
-    if (!this.#status) {
-      try {
-        this.#child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const killed = await Promise.race([
-        this.#statusPromise.then(() => false),
-        new Promise<boolean>((r) => timer = setTimeout(() => r(true), graceMs)),
-      ]);
-      clearTimeout(timer);
-      if (killed) {
-        try {
-          this.#child.kill("SIGKILL");
-        } catch {
-          // Exited meanwhile.
-        }
-      }
-    }
-    const status = await this.#statusPromise;
+    const status = await this.#child.terminate(graceMs);
     await this.qmp?.close();
-    await this.#stderrDone;
-    await Deno.writeTextFile(this.logPath, this.#stderr).catch(() => {});
+    await Deno.writeTextFile(this.logPath, this.stderr).catch(() => {});
     return status;
   }
 
   /** SIGKILL now (fault injection: the peer dies). */
-  async sigkill(): Promise<Deno.CommandStatus> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    return await this.#statusPromise;
+  sigkill(): Promise<Deno.CommandStatus> {
+    return this.#child.sigkill();
   }
 }

@@ -17,6 +17,7 @@
  *   slower than TCG for this guest (every page touch exits), so callers that need speed pass
  *   `accel: ["tcg"]`.
  */
+import { Child } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { QtestClient } from "./qtest_client.ts";
 
@@ -89,11 +90,7 @@ export class QemuProcess {
   readonly binary: string;
   /** The full command line (binary excluded). */
   readonly args: readonly string[];
-  #child: Deno.ChildProcess;
-  #stderr = "";
-  #stderrDone: Promise<void>;
-  #status: Deno.CommandStatus | null = null;
-  #statusPromise: Promise<Deno.CommandStatus>;
+  readonly #child: Child;
   qmp!: QmpClient;
   qtest!: QtestClient;
 
@@ -144,9 +141,7 @@ export class QemuProcess {
     if (opts.uuid) args.push("-uuid", opts.uuid);
     args.push(...(opts.extraArgs ?? []));
     this.args = args;
-    this.#child = new Deno.Command(binary, { args, stdin: "null", stdout: "null", stderr: "piped" }).spawn();
-    this.#stderrDone = this.#collect(this.#child.stderr);
-    this.#statusPromise = this.#child.status.then((s) => (this.#status = s));
+    this.#child = new Child(name, binary, args);
   }
 
   static async spawn(opts: QemuSpawnOptions): Promise<QemuProcess> {
@@ -163,9 +158,9 @@ export class QemuProcess {
       await listener.close();
       throw e;
     }
-    const exited = p.#statusPromise.then((s): never => {
+    const exited = p.#child.status.then((s): never => {
       throw new Error(
-        `${opts.name}: ${p.binary} exited with status ${s.code} during startup:\n${p.#stderr}`,
+        `${opts.name}: ${p.binary} exited with status ${s.code} during startup:\n${p.stderr}`,
       );
     });
     const qtest = listener.accept(opts.timeoutMs, exited);
@@ -187,39 +182,22 @@ export class QemuProcess {
     return p;
   }
 
-  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this.#stderr += chunk;
-  }
-
   get name(): string {
     return this.opts.name;
   }
 
   get stderr(): string {
-    return this.#stderr;
+    return this.#child.stderr;
   }
 
   /** Exit status once the process ended, else null. */
   get exitStatus(): Deno.CommandStatus | null {
-    return this.#status;
+    return this.#child.exitStatus;
   }
 
   /** Waits for the process to exit on its own (e.g. a destination quitting after a failed load). */
-  async waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      return await Promise.race([
-        this.#statusPromise,
-        new Promise<never>((_, rej) =>
-          timer = setTimeout(
-            () => rej(new Error(`${this.name}: did not exit within ${timeoutMs} ms`)),
-            timeoutMs,
-          )
-        ),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    return this.#child.waitExit(timeoutMs);
   }
 
   /**
@@ -228,42 +206,16 @@ export class QemuProcess {
    * (command line, then stderr), so nothing is left open.
    */
   async kill(graceMs = 3000): Promise<Deno.CommandStatus> {
-    if (!this.#status) {
-      try {
-        this.#child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const killed = await Promise.race([
-        this.#statusPromise.then(() => false),
-        new Promise<boolean>((r) => timer = setTimeout(() => r(true), graceMs)),
-      ]);
-      clearTimeout(timer);
-      if (killed) {
-        try {
-          this.#child.kill("SIGKILL");
-        } catch {
-          // Exited meanwhile.
-        }
-      }
-    }
-    const status = await this.#statusPromise;
+    const status = await this.#child.terminate(graceMs);
     await this.qtest?.close();
     await this.qmp?.close();
-    await this.#stderrDone;
     const cmdline = [this.binary, ...this.args].map((a) => /[^\w@%+=:,./-]/.test(a) ? `'${a}'` : a);
-    await Deno.writeTextFile(this.logPath, `# ${cmdline.join(" ")}\n${this.#stderr}`).catch(() => {});
+    await Deno.writeTextFile(this.logPath, `# ${cmdline.join(" ")}\n${this.stderr}`).catch(() => {});
     return status;
   }
 
   /** SIGKILL now (fault injection: the peer dies). */
-  async sigkill(): Promise<Deno.CommandStatus> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    return await this.#statusPromise;
+  sigkill(): Promise<Deno.CommandStatus> {
+    return this.#child.sigkill();
   }
 }
