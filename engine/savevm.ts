@@ -30,7 +30,8 @@ export const MIG_CMD_ENABLE_COLO = 8;
 export const MIG_CMD_SWITCHOVER_START = 11;
 export const MIG_CMD_MAX = 12;
 
-const MIG_CMD_NAMES = [
+/** Command names by value (mig_cmd_args). */
+export const MIG_CMD_NAMES = [
   "INVALID",
   "OPEN_RETURN_PATH",
   "PING",
@@ -45,7 +46,7 @@ const MIG_CMD_NAMES = [
   "SWITCHOVER_START",
 ];
 /** Fixed payload lengths (mig_cmd_args); -1 = variable. */
-const MIG_CMD_LEN = [-1, 0, 4, -1, 0, 0, -1, 4, 0, 0, -1, 0];
+export const MIG_CMD_LEN = [-1, 0, 4, -1, 0, 0, -1, 4, 0, 0, -1, 0];
 
 /** Largest vmdesc we accept; QEMU's analyze tool reads at most the last 10 MiB. */
 const MAX_VMDESC = 10 << 20;

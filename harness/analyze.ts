@@ -31,7 +31,9 @@ import {
 import { TARGET_PAGE_SIZE } from "../engine/ram_block.ts";
 import {
   MIG_CMD_INVALID,
+  MIG_CMD_LEN,
   MIG_CMD_MAX,
+  MIG_CMD_NAMES,
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   MIG_CMD_SWITCHOVER_START,
@@ -66,22 +68,8 @@ const ENCODING_FLAG_XBZRLE = 0x01;
 const RAM_SECTION = "ram";
 const RAM_VERSION = 4;
 
-const COMMAND_NAMES = [
-  "INVALID",
-  "OPEN_RETURN_PATH",
-  "PING",
-  "POSTCOPY_ADVISE",
-  "POSTCOPY_LISTEN",
-  "POSTCOPY_RUN",
-  "POSTCOPY_RAM_DISCARD",
-  "PACKAGED",
-  "ENABLE_COLO",
-  "POSTCOPY_RESUME",
-  "RECV_BITMAP",
-  "SWITCHOVER_START",
-];
-/** Fixed payload lengths of the commands (-1: variable). */
-const COMMAND_LEN = [-1, 0, 4, -1, 0, 0, -1, 4, 0, 0, -1, 0];
+const COMMAND_NAMES = MIG_CMD_NAMES;
+const COMMAND_LEN = MIG_CMD_LEN;
 
 export interface AnalyzeOptions {
   /** Where the stream starts in the file (a `file:` URI's offset). Default 0. */
