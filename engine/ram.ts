@@ -231,8 +231,10 @@ export class RamSaveState {
     }
     if (this.multifd) return this.multifd.queuePage(block, page);
     const start = f.position;
+    let raw = data;
     if (this.xbzrle?.started) {
       const out = this.xbzrle.save(addr, data, this.dirtySyncCount, this.#lastStage);
+      if (out.kind === "raw" && out.data) raw = out.data;
       if (out.kind === "unchanged") return undefined;
       if (out.kind === "encoded") {
         this.#header(f, block, page, RAM_SAVE_FLAG_XBZRLE);
@@ -245,7 +247,7 @@ export class RamSaveState {
       }
     }
     this.#header(f, block, page, RAM_SAVE_FLAG_PAGE);
-    f.putBytes(data);
+    f.putBytes(raw);
     this.counters.normal++;
     this.counters.transferred += f.position - start;
     return undefined;

@@ -10,8 +10,12 @@ import { xbzrleEncode } from "./xbzrle.ts";
 export const ENCODING_FLAG_XBZRLE = 0x01;
 
 export type XbzrleOutcome =
-  /** Send the page raw (a miss, or an overflow). */
-  | { kind: "raw" }
+  /**
+   * Send the page raw (a miss, or an overflow). When the cache now holds the page, `data` is that copy
+   * and must be what is sent: the next delta is computed against it, so the destination must have exactly
+   * it (the live page may have changed since the cache copy was taken).
+   */
+  | { kind: "raw"; data?: Uint8Array }
   /** The page did not change against the cache: nothing is sent. */
   | { kind: "unchanged" }
   /** Send these encoded bytes. */
@@ -39,7 +43,9 @@ export class XbzrleSaveState {
     this.#lookups++;
     if (!this.cache.isCached(addr, generation)) {
       this.counters.cacheMiss++;
-      if (!lastStage) this.cache.insert(addr, page, generation);
+      if (!lastStage && this.cache.insert(addr, page, generation)) {
+        return { kind: "raw", data: this.cache.get(addr)! };
+      }
       return { kind: "raw" };
     }
     // Encode a private copy: the guest may be writing the page right now.
@@ -50,7 +56,7 @@ export class XbzrleSaveState {
     if (len < 0) {
       this.counters.overflow++;
       cached.set(this.#current);
-      return { kind: "raw" };
+      return { kind: "raw", data: cached };
     }
     if (!lastStage) cached.set(this.#current);
     this.counters.pages++;
