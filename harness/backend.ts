@@ -48,10 +48,6 @@ export function qemuSkipReason(c: MigrationCase): string | null {
     return "observed disagreement: QEMU 7.2's destination reports nothing for a multifd compression-flag " +
       "mismatch (the source only sees a broken pipe); the model names both flags";
   }
-  if (c.expectDirtyPagesRate) {
-    return "observed disagreement: QEMU 7.2 reports dirty-pages-rate 0 right after the second sync of this " +
-      "case (1.8 s in); the model reports the rate of that period (see the README)";
-  }
   return null;
 }
 
