@@ -481,10 +481,13 @@ async function finishByExpectation(p: MigrationPair, srcWasRunning: boolean): Pr
       if (p.dstExitsOnError) {
         // QEMU < 9.1 has no exit-on-error: its stderr carries the error; after a failed load it exits with
         // status 1, while a multifd channel error leaves it waiting for channels (upstream's MIG_TEST_FAIL).
-        await p.wait(
-          "the target to report the error on stderr",
-          () => Promise.resolve(!c.error || c.error.test(p.dst.stderr)),
-        );
+        // The error shows on stderr, or (multifd channel errors in 7.2) only in the target's query-migrate.
+        await p.wait("the target to report the error (stderr or query-migrate)", async () => {
+          if (!c.error || c.error.test(p.dst.stderr)) return true;
+          if (p.dst.exitStatus) return false;
+          const s = await p.dst.qmp.execute<Record<string, unknown>>("query-migrate").catch(() => ({}));
+          return c.error.test(String((s as Record<string, unknown>)["error-desc"] ?? ""));
+        });
         await expectSourceFailedAndAlive(p, srcWasRunning);
         const st = p.dst.exitStatus;
         if (st) {
