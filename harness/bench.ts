@@ -172,6 +172,8 @@ interface ColoRun {
   latency: number[];
   pause: number[];
   pages: number[];
+  /** The secondary's query-migrate round trips while checkpoints run. */
+  qmp: number[];
 }
 
 /** Checkpoint latency (checkpoint-request → vmstate-loaded) and primary pause over `count` checkpoints. */
@@ -195,10 +197,22 @@ async function coloCheckpoints(multifd: boolean, loaded: boolean, count = 20): P
     if (multifd) await pair.migrateIncoming();
     await pair.setParams(pair.src, { "max-bandwidth": 0, "downtime-limit": 30_000 });
     await pair.src.qmp.execute("migrate", { uri: await pair.connectUri() });
+    const qmp: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const t = performance.now();
+        await pair.dst.qmp.execute("query-migrate");
+        qmp.push(performance.now() - t);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
     const info = await pair.wait(`${count + 1} COLO checkpoints`, async () => {
       const i = await pair.src.qmp.execute<Info>("x-test-colo-info");
       return i.primary && i.primary.checkpoints > count ? i : undefined;
     }, 120_000);
+    sampling = false;
+    await sampler;
     const stats = info.primary.stats.slice(1, count + 1); // the first one carries the initial dirty state
     await pair.dst.qmp.execute("x-colo-lost-heartbeat");
     await pair.src.qmp.execute("x-colo-lost-heartbeat").catch(() => {});
@@ -206,6 +220,7 @@ async function coloCheckpoints(multifd: boolean, loaded: boolean, count = 20): P
       latency: stats.map((x) => x.latency),
       pause: stats.map((x) => x.pause),
       pages: stats.map((x) => x.ramPages),
+      qmp,
     };
   } finally {
     await pair.close();
@@ -291,7 +306,8 @@ for (const multifd of [false, true]) {
       `COLO ${key.padEnd(14)}: checkpoint mean ${mean(r.latency).toFixed(2)} ms, p99 ${
         pct(r.latency, 0.99).toFixed(2)
       } ms; ` +
-        `primary paused mean ${mean(r.pause).toFixed(2)} ms; ${mean(r.pages).toFixed(0)} pages/checkpoint` +
+        `primary paused mean ${mean(r.pause).toFixed(2)} ms; ${mean(r.pages).toFixed(0)} pages/checkpoint; ` +
+        `secondary QMP p99 ${pct(r.qmp, 0.99).toFixed(2)} ms (n=${r.qmp.length})` +
         `  (upstream: ${UPSTREAM[key]})`,
     );
   }
