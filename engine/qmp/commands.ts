@@ -227,6 +227,25 @@ export function engineCommands(e: Engine): QmpCommand[] {
       },
     },
 
+    {
+      // QEMU's pmemsave: guest-physical memory (pc.ram at 0) to a file, so one checker reads both backends.
+      name: "pmemsave",
+      args: { val: { type: "int" }, size: { type: "int" }, filename: { type: "str" } },
+      handler: async (args) => {
+        const ram = m.blocks[0];
+        const addr = args.val as number;
+        const size = args.size as number;
+        if (addr < 0 || size < 0 || addr + size > ram.usedLength) {
+          throw new QmpError(`Invalid addr 0x${addr.toString(16)}/size ${size} specified`);
+        }
+        try {
+          await Deno.writeFile(args.filename as string, ram.mem.slice(addr, addr + size));
+        } catch (err) {
+          throw new QmpError(`Could not open '${args.filename}': ${(err as Error).message}`);
+        }
+      },
+    },
+
     // COLO.
     {
       name: "x-colo-lost-heartbeat",

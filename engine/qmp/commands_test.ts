@@ -156,3 +156,20 @@ Deno.test("qmp commands: a destination refuses migrate and a second migrate-inco
     }
   });
 });
+
+Deno.test("qmp commands: pmemsave writes guest-physical memory as QEMU's does", async () => {
+  await withEngine(undefined, async (qmp, engine) => {
+    const dir = await Deno.makeTempDir();
+    try {
+      engine.machine.blocks[0].mem.set([1, 2, 3, 4], 0x2000);
+      await qmp.execute("pmemsave", { val: 0x2000, size: 8, filename: `${dir}/m` });
+      assert.deepEqual(await Deno.readFile(`${dir}/m`), new Uint8Array([1, 2, 3, 4, 0, 0, 0, 0]));
+      assert.match(
+        await error(qmp, "pmemsave", { val: 1 << 30, size: 8, filename: `${dir}/m` }),
+        /Invalid addr/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
