@@ -16,6 +16,8 @@ export const BREAKPOINTS = [
   "colo-device-buffer-received",
   "colo-apply-middle",
   "colo-applied",
+  // Secondary, multifd: a channel holds a packet of COLO-state pages before writing them to the cache.
+  "colo-multifd-packet",
 ] as const;
 export type BreakpointName = typeof BREAKPOINTS[number];
 

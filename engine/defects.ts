@@ -17,6 +17,10 @@ export const KNOWN_DEFECTS = {
   "colo-no-device-reset":
     "the secondary loads a checkpoint's device state over its running devices without resetting them " +
     "first ('colo: Fix crash during device vmstate load', the Q35 crash)",
+  "colo-cache-early-release":
+    "the secondary releases the COLO cache before its multifd receive channels have stopped, so a channel " +
+    "still writing a packet uses freed memory ('Call colo_release_ram_cache() after multifd threads " +
+    "terminate' in the 2026 series)",
 } as const;
 
 export type DefectName = keyof typeof KNOWN_DEFECTS;

@@ -36,6 +36,8 @@ export interface EngineHooks {
   emit(event: string, data?: Record<string, unknown>): void;
   log(msg: string): void;
   exit(code: number): void;
+  /** Ends the process at once, like a crash (the engine process; unit tests leave it out). */
+  abort?(msg: string): never;
 }
 
 export class Engine {
@@ -96,6 +98,7 @@ export class Engine {
       config: () => ({ machineType: this.machine.fixture.type, uuid: this.uuid }),
       autostart: () => this.autostart,
       exit: hooks.exit,
+      abort: hooks.abort,
     });
   }
 

@@ -41,6 +41,8 @@ export interface IncomingHost {
   autostart(): boolean;
   /** exit-on-error: the process ends with EXIT_FAILURE after a failed load. */
   exit(code: number): void;
+  /** A memory-safety failure: end the process at once, as a crash would (absent in in-process tests). */
+  abort?(msg: string): never;
 }
 
 export class MigrationIncoming {
@@ -135,7 +137,11 @@ export class MigrationIncoming {
   #multifdSetup(): MultifdRecvState | null {
     const { options, machine } = this.host;
     // The COLO cache exists before any page can arrive (on any channel).
-    if (options.cap("x-colo")) this.#coloCache ??= new ColoCache(machine.blocks);
+    if (options.cap("x-colo") && !this.#coloCache) {
+      this.#coloCache = new ColoCache(machine.blocks);
+      const abort = this.host.abort;
+      if (abort) this.#coloCache.onUseAfterRelease = () => abort("COLO cache used after it was released");
+    }
     if (!options.cap("multifd")) return null;
     return new MultifdRecvState({
       colo: this.#coloCache,
@@ -146,6 +152,7 @@ export class MigrationIncoming {
       skipSyncWait: this.host.defects.has("multifd-no-recv-sync"),
       coloBypassCache: this.host.defects.has("multifd-colo-bypass-cache"),
       coloZeroNotRecorded: this.host.defects.has("colo-zero-not-recorded"),
+      beforeColoPacket: () => this.host.breakpoints.hit("colo-multifd-packet"),
       delays: this.channelDelays,
     }, (e) => {
       // A broken channel fails the whole migration: unblock the main loader, keep the channel's error.
@@ -312,6 +319,7 @@ export class MigrationIncoming {
       cache: this.#coloCache!,
       multifd: this.#multifd,
       resetDevices: !this.host.defects.has("colo-no-device-reset"),
+      releaseCacheEarly: this.host.defects.has("colo-cache-early-release"),
       loadDevices: (br) => devices.loadSections(br),
       setStatus: (s) => {
         if (s === "completed") this.#endTime = performance.now();

@@ -92,6 +92,11 @@ try {
     emit: (event, data) => server?.emit(event, data),
     log,
     exit: (code) => void shutdown(code),
+    abort: (msg) => {
+      // What QEMU does on a use-after-free at best: die, with a trace of why.
+      console.error(`${new Date().toISOString()} ${name}: FATAL: ${msg}; aborting`);
+      Deno.exit(134);
+    },
   });
 } catch (e) {
   fail((e as Error).message);

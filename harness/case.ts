@@ -78,6 +78,8 @@ export interface ColoScenario {
   killPrimaryAt?: ColoPhase;
   /** Ask the secondary to fail over in the middle of the apply (it must relaunch after the apply). */
   failoverDuringApply?: boolean;
+  /** Ask the secondary to fail over while a multifd channel holds a packet of the next checkpoint. */
+  failoverDuringMultifdPacket?: boolean;
   /** x-checkpoint-delay on the primary (upstream: 300 ms). */
   checkpointDelayMs?: number;
 }

@@ -174,6 +174,7 @@ export async function coloFlow(p: MigrationPair): Promise<void> {
   const next = checkpoints + 1;
   if (sc.killPrimaryAt) return await killPrimary(p, sc.killPrimaryAt, next);
   if (sc.failoverDuringApply) return await relaunch(p, next);
+  if (sc.failoverDuringMultifdPacket) return await failoverDuringPacket(p);
   await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
 
   if (sc.duringCheckpoint) {
@@ -300,6 +301,21 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
     await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
   } else await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true }).catch(() => {});
   await p.dst.qmp.execute("x-colo-lost-heartbeat");
+  await waitStatus(p, p.dst, "completed");
+  await checkSurvivor(p, p.dst);
+}
+
+/**
+ * A multifd channel of the secondary holds a packet of the next checkpoint while the secondary is told to
+ * take over: the channel must finish before the cache goes, and the secondary must survive and run.
+ */
+async function failoverDuringPacket(p: MigrationPair): Promise<void> {
+  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-multifd-packet" });
+  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+  await waitBreakpoint(p, p.dst, "colo-multifd-packet");
+  await p.dst.qmp.execute("x-colo-lost-heartbeat");
+  await sleep(100); // the takeover runs up to where it waits for the channels
+  await p.dst.qmp.execute("x-test-continue", { name: "colo-multifd-packet" });
   await waitStatus(p, p.dst, "completed");
   await checkSurvivor(p, p.dst);
 }

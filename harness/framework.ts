@@ -208,6 +208,14 @@ export class MigrationPair {
   }
 
   async status(side: Side): Promise<Record<string, unknown>> {
+    const exit = side.exitStatus;
+    if (exit && !(side === this.dst && this.dstExited) && !(side === this.src && this.srcKilled)) {
+      // A dead engine answers nothing more: say so now rather than time out.
+      const tail = side.stderr.trim().split("\n").slice(-2).join(" | ");
+      throw new FlowError(
+        `${side.name} died (exit status ${exit.code}${exit.signal ? `, ${exit.signal}` : ""}): ${tail}`,
+      );
+    }
     return await side.qmp.execute<Record<string, unknown>>("query-migrate");
   }
 

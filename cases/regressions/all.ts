@@ -13,6 +13,21 @@ const COLO_BASE: Partial<MigrationCase> = {
 
 export const REGRESSION_CASES: MigrationCase[] = [
   {
+    // Defect class: the COLO cache released before the multifd receive channels stop ("Call
+    // colo_release_ram_cache() after multifd threads terminate", 2026 series). A channel holds a packet of
+    // checkpoint pages when the secondary is told to take over; it then writes into a freed cache and
+    // the secondary dies (the engine aborts as a use-after-free would).
+    ...COLO_BASE,
+    name: "/migration/regressions/colo-cache-outlives-multifd-channels",
+    defer: true,
+    caps: ["x-colo", "multifd"],
+    srcParams: { "multifd-channels": 4 },
+    dstParams: { "multifd-channels": 4 },
+    workload: { kind: "random", seed: 0, hotPages: 512, hotPercent: 80 },
+    colo: { survivor: "secondary", checkpoints: 2, checkpointDelayMs: 50, failoverDuringMultifdPacket: true },
+    guards: { side: "dst", defect: "colo-cache-early-release" },
+  } as MigrationCase,
+  {
     // Defect class: multifd pages bypassing the COLO cache (QEMU before dd67c149e2 "multifd: Add COLO
     // support"): in COLO state they went straight into the secondary's RAM and were never recorded, so a
     // checkpoint was neither atomic nor flushed: the per-checkpoint check sees the cache and RAM differ.

@@ -32,9 +32,17 @@ export class ColoCache {
   }
 
   #cache(block: RamBlock): BlockCache {
-    if (this.#released) throw new Error("COLO cache used after it was released");
+    if (this.#released) this.onUseAfterRelease();
     return this.#caches.get(block)!;
   }
+
+  /**
+   * What a write into a freed cache does. In QEMU it is a use-after-free (a crash at best); the engine
+   * process sets this to abort, so a harness sees the secondary die rather than silently go on.
+   */
+  onUseAfterRelease: () => never = () => {
+    throw new Error("COLO cache used after it was released");
+  };
 
   /** The whole cache of one block (test introspection). */
   blockMemory(block: RamBlock): Uint8Array {
@@ -94,6 +102,7 @@ export class ColoCache {
   }
 
   release(): void {
+    if (this.#released) return;
     this.#released = true;
     this.#caches.clear();
   }

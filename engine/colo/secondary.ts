@@ -30,6 +30,8 @@ export interface ColoSecondaryHost {
   ram: RamLoadState;
   cache: ColoCache;
   multifd: MultifdRecvState | null;
+  /** Known defect: release the cache before the multifd channels have stopped. */
+  releaseCacheEarly: boolean;
   /** Reset the devices before loading a checkpoint over them (false only as a known defect). */
   resetDevices: boolean;
   /** Loads a device-state buffer (FULL sections + EOF). */
@@ -106,6 +108,7 @@ export class ColoSecondary {
     this.failover.transition("require", "active");
     h.link.close();
     // The cache goes only after every multifd receive channel has stopped.
+    if (h.releaseCacheEarly) h.cache.release();
     await h.multifd?.close();
     h.cache.release();
     if (!h.machine.running) h.machine.start();

@@ -34,6 +34,8 @@ export interface MultifdRecvOptions {
   coloZeroNotRecorded?: boolean;
   /** x-colo: the secondary's cache (pages go there, and in COLO state only there). */
   colo?: ColoCache | null;
+  /** Called before a packet of COLO-state pages is written (a test breakpoint). */
+  beforeColoPacket?: () => Promise<void>;
   /** Fault: channel id → milliseconds its first packet with pages waits before its pages are written. */
   delays?: Map<number, number>;
 }
@@ -139,6 +141,9 @@ export class MultifdRecvState {
           } (compression ${this.opts.method.name})`,
           at,
         );
+      }
+      if (this.opts.colo?.inColoState && p.normalPages + p.zeroPages > 0) {
+        await this.opts.beforeColoPacket?.();
       }
       if (delay && p.normalPages + p.zeroPages > 0) {
         await new Promise((res) => setTimeout(res, delay));
