@@ -48,6 +48,10 @@ export class Breakpoints {
     await wait.promise;
   }
 
+  isPaused(name: BreakpointName): boolean {
+    return this.#paused.has(name);
+  }
+
   /** Resumes a paused breakpoint; false when nothing is paused there. */
   continue(name: string): boolean {
     const w = this.#paused.get(name);

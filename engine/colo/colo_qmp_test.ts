@@ -80,7 +80,8 @@ Deno.test("colo qmp: status, heartbeat errors, cont refused mid-checkpoint, dela
       dq("cont"),
       (e: unknown) => e instanceof QmpError && /COLO checkpoint in progress/.test(e.message),
     );
-    d.breakpoints.continue("colo-stopped");
+    // The runstate turns colo as the stop begins; the breakpoint is reached once the vCPU has parked.
+    await until("the secondary paused at colo-stopped", () => d.breakpoints.continue("colo-stopped"));
     await until("checkpoint applied", () => d.incoming.colo?.applied === 1);
 
     await dq("x-colo-lost-heartbeat");

@@ -143,8 +143,8 @@ Deno.test("colo: a checkpoint interrupted before the apply leaves guest RAM and 
     await until("first checkpoint", () => (d.engine.incoming.colo?.applied ?? 0) >= 1);
     d.engine.breakpoints.arm("colo-stopped", false);
     d.engine.breakpoints.arm("colo-device-buffer-received", false);
-    await until("secondary stopped for the next checkpoint", () => d.engine.machine.runstate === "colo");
-    await new Promise((r) => setTimeout(r, 5));
+    // Paused at colo-stopped: the vCPU has parked, so RAM and devices are stable.
+    await until("secondary paused after its stop", () => d.engine.breakpoints.isPaused("colo-stopped"));
     const before = d.engine.machine.blocks.map((b) => b.mem.slice());
     const devices = d.engine.machine.deviceState();
     d.engine.breakpoints.continue("colo-stopped");
