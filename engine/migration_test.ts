@@ -42,6 +42,15 @@ async function until(what: string, pred: () => boolean, ms = 10_000): Promise<vo
   }
 }
 
+/** Both sides completed, and every RAM block is equal byte for byte. */
+function assertMigrated(src: Engine, dst: Engine): void {
+  assert.equal(src.migration.status, "completed", src.migration.errorDesc ?? "");
+  assert.equal(dst.incoming.status, "completed", dst.incoming.errorDesc ?? "");
+  src.machine.blocks.forEach((b, i) => {
+    assert.ok(Buffer.from(b.mem).equals(Buffer.from(dst.machine.blocks[i].mem)), `block ${b.idstr} differs`);
+  });
+}
+
 function migrateOverMemory(src: Engine, dst: Engine): void {
   const [a, b] = memoryLinkPair(1 << 20, "mem");
   dst.incoming.acceptLink(b);
@@ -58,14 +67,7 @@ Deno.test("in-process live precopy over a memory link: RAM and devices equal", a
     migrateOverMemory(s.engine, d.engine);
     await until("source completed", () => ["completed", "failed"].includes(s.engine.migration.status));
     await d.engine.incoming.join();
-    assert.equal(s.engine.migration.status, "completed", s.engine.migration.errorDesc ?? "");
-    assert.equal(d.engine.incoming.status, "completed", d.engine.incoming.errorDesc ?? "");
-    for (let i = 0; i < s.engine.machine.blocks.length; i++) {
-      assert.ok(
-        Buffer.from(s.engine.machine.blocks[i].mem).equals(Buffer.from(d.engine.machine.blocks[i].mem)),
-        `block ${s.engine.machine.blocks[i].idstr} differs`,
-      );
-    }
+    assertMigrated(s.engine, d.engine);
     assert.deepEqual(d.engine.machine.deviceState(), s.engine.machine.deviceState());
     const statuses = s.events.filter((e) => e.event === "MIGRATION").map((e) => e.data?.status);
     assert.deepEqual(statuses, ["setup", "active", "device", "completed"]);
@@ -149,14 +151,7 @@ for (const compression of ["none", "zlib", "zstd"]) {
       migrateMultifdOverMemory(s.engine, d.engine);
       await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
       await d.engine.incoming.join();
-      assert.equal(s.engine.migration.status, "completed", s.engine.migration.errorDesc ?? "");
-      assert.equal(d.engine.incoming.status, "completed", d.engine.incoming.errorDesc ?? "");
-      for (let i = 0; i < s.engine.machine.blocks.length; i++) {
-        assert.ok(
-          Buffer.from(s.engine.machine.blocks[i].mem).equals(Buffer.from(d.engine.machine.blocks[i].mem)),
-          `block ${s.engine.machine.blocks[i].idstr} differs`,
-        );
-      }
+      assertMigrated(s.engine, d.engine);
       const q = s.engine.migration.query().ram as Record<string, number>;
       assert.ok(q["multifd-bytes"] > 0, "pages went over the multifd channels");
     } finally {
@@ -183,14 +178,7 @@ Deno.test("in-process live precopy with xbzrle: deltas after the first round, RA
     s.engine.options.params["downtime-limit"] = 30_000;
     await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
     await d.engine.incoming.join();
-    assert.equal(s.engine.migration.status, "completed", s.engine.migration.errorDesc ?? "");
-    assert.equal(d.engine.incoming.status, "completed", d.engine.incoming.errorDesc ?? "");
-    for (let i = 0; i < s.engine.machine.blocks.length; i++) {
-      assert.ok(
-        Buffer.from(s.engine.machine.blocks[i].mem).equals(Buffer.from(d.engine.machine.blocks[i].mem)),
-        `block ${s.engine.machine.blocks[i].idstr} differs`,
-      );
-    }
+    assertMigrated(s.engine, d.engine);
     const x = s.engine.migration.query()["xbzrle-cache"] as Record<string, number>;
     assert.ok(x.pages > 0, `no page went as XBZRLE: ${JSON.stringify(x)}`);
     assert.equal(x["cache-size"], 1 << 20);

@@ -78,3 +78,28 @@ export class Child {
     }
   }
 }
+
+/** What the harness needs of an engine or a QEMU process, over the Child it owns. */
+export abstract class SpawnedProcess {
+  protected abstract readonly child: Child;
+  abstract readonly name: string;
+
+  get stderr(): string {
+    return this.child.stderr;
+  }
+
+  /** Exit status once the process ended, else null. */
+  get exitStatus(): Deno.CommandStatus | null {
+    return this.child.exitStatus;
+  }
+
+  /** Waits for the process to exit on its own (e.g. a destination quitting after a failed load). */
+  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    return this.child.waitExit(timeoutMs);
+  }
+
+  /** SIGKILL now (fault injection: the peer dies). */
+  sigkill(): Promise<Deno.CommandStatus> {
+    return this.child.sigkill();
+  }
+}

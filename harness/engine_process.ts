@@ -2,7 +2,7 @@
  * One engine process as the harness sees it: spawned with narrow permissions inside the case's private
  * directory, its stderr kept, its QMP socket connected, and always reaped (SIGTERM, then SIGKILL).
  */
-import { Child } from "./child.ts";
+import { Child, SpawnedProcess } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "./qmp_client.ts";
 
 const ENGINE_MAIN = new URL("../engine/main.ts", import.meta.url);
@@ -27,14 +27,15 @@ export interface EngineSpawnOptions {
   timeoutMs: number;
 }
 
-export class EngineProcess {
+export class EngineProcess extends SpawnedProcess {
   readonly qmpPath: string;
   readonly serialPath: string;
   readonly logPath: string;
-  readonly #child: Child;
+  protected readonly child: Child;
   qmp!: QmpClient;
 
   private constructor(readonly opts: EngineSpawnOptions) {
+    super();
     this.qmpPath = `${opts.dir}/${opts.name}.qmp`;
     this.serialPath = `${opts.dir}/${opts.name}_serial`;
     this.logPath = `${opts.dir}/${opts.name}.log`;
@@ -64,7 +65,7 @@ export class EngineProcess {
     if (opts.uuid) args.push("--uuid", opts.uuid);
     if (opts.memPrealloc) args.push("--mem-prealloc");
     if (opts.vcpu) args.push("--run-ms", String(opts.vcpu.runMs), "--sleep-ms", String(opts.vcpu.sleepMs));
-    this.#child = new Child(opts.name, Deno.execPath(), args, { NO_COLOR: "1" });
+    this.child = new Child(opts.name, Deno.execPath(), args, { NO_COLOR: "1" });
   }
 
   static async spawn(opts: EngineSpawnOptions): Promise<EngineProcess> {
@@ -76,7 +77,7 @@ export class EngineProcess {
           timeoutMs: opts.timeoutMs,
           transcript: opts.transcript,
         }),
-        p.#child.status.then((s) => {
+        p.child.status.then((s) => {
           throw new Error(`${opts.name} exited with status ${s.code} during startup:\n${p.stderr}`);
         }),
       ]);
@@ -91,33 +92,14 @@ export class EngineProcess {
     return this.opts.name;
   }
 
-  get stderr(): string {
-    return this.#child.stderr;
-  }
-
-  /** Exit status once the process ended, else null. */
-  get exitStatus(): Deno.CommandStatus | null {
-    return this.#child.exitStatus;
-  }
-
-  /** Waits for the process to exit on its own (e.g. a destination quitting after a failed load). */
-  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
-    return this.#child.waitExit(timeoutMs);
-  }
-
   /**
    * Ends the process: SIGTERM (a clean QEMU-like exit, status 0), SIGKILL if it lingers. Returns the
    * exit status. Always closes the QMP client and drains stderr, so nothing is left open.
    */
   async kill(graceMs = 3000): Promise<Deno.CommandStatus> {
-    const status = await this.#child.terminate(graceMs);
+    const status = await this.child.terminate(graceMs);
     await this.qmp?.close();
     await Deno.writeTextFile(this.logPath, this.stderr).catch(() => {});
     return status;
-  }
-
-  /** SIGKILL now (fault injection: the peer dies). */
-  sigkill(): Promise<Deno.CommandStatus> {
-    return this.#child.sigkill();
   }
 }

@@ -17,7 +17,7 @@
  *   slower than TCG for this guest (every page touch exits), so callers that need speed pass
  *   `accel: ["tcg"]`.
  */
-import { Child } from "./child.ts";
+import { Child, SpawnedProcess } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { QtestClient } from "./qtest_client.ts";
 
@@ -81,7 +81,7 @@ export interface QemuSpawnOptions {
   extraArgs?: string[];
 }
 
-export class QemuProcess {
+export class QemuProcess extends SpawnedProcess {
   readonly qmpPath: string;
   readonly qtestPath: string;
   readonly serialPath: string;
@@ -90,11 +90,12 @@ export class QemuProcess {
   readonly binary: string;
   /** The full command line (binary excluded). */
   readonly args: readonly string[];
-  readonly #child: Child;
+  protected readonly child: Child;
   qmp!: QmpClient;
   qtest!: QtestClient;
 
   private constructor(readonly opts: QemuSpawnOptions) {
+    super();
     const { dir, name } = opts;
     this.qmpPath = `${dir}/${name}.qmp`;
     this.qtestPath = `${dir}/${name}.qtest`;
@@ -141,7 +142,7 @@ export class QemuProcess {
     if (opts.uuid) args.push("-uuid", opts.uuid);
     args.push(...(opts.extraArgs ?? []));
     this.args = args;
-    this.#child = new Child(name, binary, args);
+    this.child = new Child(name, binary, args);
   }
 
   static async spawn(opts: QemuSpawnOptions): Promise<QemuProcess> {
@@ -158,7 +159,7 @@ export class QemuProcess {
       await listener.close();
       throw e;
     }
-    const exited = p.#child.status.then((s): never => {
+    const exited = p.child.status.then((s): never => {
       throw new Error(
         `${opts.name}: ${p.binary} exited with status ${s.code} during startup:\n${p.stderr}`,
       );
@@ -186,36 +187,17 @@ export class QemuProcess {
     return this.opts.name;
   }
 
-  get stderr(): string {
-    return this.#child.stderr;
-  }
-
-  /** Exit status once the process ended, else null. */
-  get exitStatus(): Deno.CommandStatus | null {
-    return this.#child.exitStatus;
-  }
-
-  /** Waits for the process to exit on its own (e.g. a destination quitting after a failed load). */
-  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
-    return this.#child.waitExit(timeoutMs);
-  }
-
   /**
    * Ends the process: SIGTERM (QEMU exits 0 after "terminating on signal 15"), SIGKILL if it lingers.
    * Returns the exit status. Always closes the QMP and qtest clients, drains stderr and writes the log
    * (command line, then stderr), so nothing is left open.
    */
   async kill(graceMs = 3000): Promise<Deno.CommandStatus> {
-    const status = await this.#child.terminate(graceMs);
+    const status = await this.child.terminate(graceMs);
     await this.qtest?.close();
     await this.qmp?.close();
     const cmdline = [this.binary, ...this.args].map((a) => /[^\w@%+=:,./-]/.test(a) ? `'${a}'` : a);
     await Deno.writeTextFile(this.logPath, `# ${cmdline.join(" ")}\n${this.stderr}`).catch(() => {});
     return status;
-  }
-
-  /** SIGKILL now (fault injection: the peer dies). */
-  sigkill(): Promise<Deno.CommandStatus> {
-    return this.#child.sigkill();
   }
 }
