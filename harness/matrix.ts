@@ -105,5 +105,5 @@ console.log(
     `(${wall.toFixed(1)} s wall, backend=${backend}, seed=${seed})`,
 );
 console.log(`JUnit: ${values.junit}`);
-for (const f of failed) console.log(`artifacts: ${f.artifacts}`);
+for (const f of failed) if (f.artifacts) console.log(`artifacts: ${f.artifacts}`);
 Deno.exit(failed.length ? 1 : 0);
