@@ -109,7 +109,9 @@ export class MigrationPair {
         await pair.src.qmp.execute("x-test-defect", { name, enabled: true });
       }
     } catch (e) {
+      // Nothing may stay behind, not even the directory (the error carries the startup stderr).
       await pair.close();
+      await pair.removeDir();
       throw e;
     }
     return pair;
