@@ -70,18 +70,24 @@ export class EngineProcess extends SpawnedProcess {
 
   static async spawn(opts: EngineSpawnOptions): Promise<EngineProcess> {
     const p = new EngineProcess(opts);
+    // If the engine dies during start-up, stop waiting for its socket (no timer may outlive the case).
+    const gaveUp = new AbortController();
+    const connecting = QmpClient.connect(p.qmpPath, {
+      name: opts.name,
+      timeoutMs: opts.timeoutMs,
+      transcript: opts.transcript,
+      signal: gaveUp.signal,
+    });
     try {
       p.qmp = await Promise.race([
-        QmpClient.connect(p.qmpPath, {
-          name: opts.name,
-          timeoutMs: opts.timeoutMs,
-          transcript: opts.transcript,
-        }),
+        connecting,
         p.child.status.then((s) => {
           throw new Error(`${opts.name} exited with status ${s.code} during startup:\n${p.stderr}`);
         }),
       ]);
     } catch (e) {
+      gaveUp.abort();
+      await connecting.then((c) => c.close(), () => {});
       await p.kill();
       throw e;
     }

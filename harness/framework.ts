@@ -29,6 +29,8 @@ export interface CaseContext {
   seed: number;
   /** Which processes the pair runs (default: the model engine). */
   backend?: Backend;
+  /** Where the pair's private directory is made (default: the system temp dir). */
+  tmpRoot?: string;
   /** Default timeout of each wait. */
   waitMs: number;
   log(msg: string): void;
@@ -97,7 +99,7 @@ export class MigrationPair {
   }
 
   static async start(c: MigrationCase, ctx: CaseContext): Promise<MigrationPair> {
-    const dir = await Deno.makeTempDir({ prefix: "migtest-" });
+    const dir = await Deno.makeTempDir({ prefix: "migtest-", dir: ctx.tmpRoot });
     await Deno.chmod(dir, 0o700);
     const pair = new MigrationPair(c, ctx, dir);
     try {

@@ -42,6 +42,8 @@ export interface QmpConnectOptions {
   transcript?: QmpTranscriptEntry[];
   /** Negotiate the "oob" capability. */
   oob?: boolean;
+  /** Stops waiting for the socket (e.g. the process behind it has exited). */
+  signal?: AbortSignal;
 }
 
 export interface QmpWaitOptions {
@@ -172,6 +174,9 @@ export class QmpClient {
     let conn: Deno.Conn | undefined;
     let lastError = "";
     while (!conn) {
+      if (opts.signal?.aborted) {
+        throw new QmpClosedError(`${opts.name}: gave up connecting to QMP socket ${path}`);
+      }
       try {
         conn = await Deno.connect({ transport: "unix", path });
       } catch (e) {
@@ -184,7 +189,13 @@ export class QmpClient {
             `${opts.name}: timed out after ${timeoutMs}ms connecting to QMP socket ${path} (${lastError})`,
           );
         }
-        await new Promise((r) => setTimeout(r, Math.min(20, left)));
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, Math.min(20, left));
+          opts.signal?.addEventListener("abort", () => {
+            clearTimeout(t);
+            r();
+          }, { once: true });
+        });
       }
     }
     const client = new QmpClient(conn, path, opts);

@@ -9,6 +9,7 @@ import { type CaseStats, FLOWS, MigrationPair } from "./framework.ts";
 export interface RunOptions {
   seed: number;
   backend?: Backend;
+  tmpRoot?: string;
   /** Where a failed case's folder goes (artifacts/<case>/); null keeps nothing. */
   artifactsDir: string | null;
   waitMs?: number;
@@ -52,6 +53,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     pair = await MigrationPair.start(c, {
       seed: opts.seed,
       backend: opts.backend,
+      tmpRoot: opts.tmpRoot,
       waitMs: opts.waitMs ?? 30_000,
       log,
     });
