@@ -66,7 +66,10 @@ export class ColoSecondary {
     if (this.failover.transition("none", "require") !== "none") {
       throw new Error("COLO failover is already activated");
     }
+    // Shut every migration channel, as QEMU's failover and yank do: the main loader may be parked at a
+    // multifd sync point, which only the channels ending can release.
     this.host.link.close();
+    void this.host.multifd?.close();
   }
 
   async run(): Promise<void> {

@@ -111,7 +111,11 @@ export class MultifdRecvState {
     };
     this.#channels[init.id] = ch;
     this.#connected++;
-    ch.loop = this.#run(ch).catch((e) => this.#fail(e)).finally(() => this.#progress.resolve());
+    ch.loop = this.#run(ch).catch((e) => this.#fail(e)).finally(() => {
+      // However it stopped, this channel will post no more SYNCs: a waiting syncMain must know.
+      ch.ended = true;
+      this.#progress.resolve();
+    });
   }
 
   #fail(e: unknown): void {
@@ -240,6 +244,7 @@ export class MultifdRecvState {
     const target = this.#generation + 1;
     while (true) {
       if (this.#error) throw this.#error;
+      if (this.#closing) throw new Error("multifd channels were shut down while waiting for their SYNC");
       const all = this.#channels.every((c) => c && c.syncs >= target);
       if (all) break;
       const ended = this.#channels.find((c) => c && c.ended && c.syncs < target);
