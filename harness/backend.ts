@@ -44,6 +44,11 @@ export function qemuSkipReason(c: MigrationCase): string | null {
   if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
   if (c.workload && c.workload.kind !== "a-b") return "only upstream's a-b boot sector runs on QEMU";
   if (c.fillRandom || c.vcpu || c.dstVcpu || c.memPrealloc) return "guest-control knobs of the model engine";
+  if (c.name === "/migration/multifd/bad/uuid") {
+    return "QEMU 7.2 bug found by this case: when the destination refuses the multifd channels, the source " +
+      "sometimes aborts (qemu_mutex_lock_impl: Assertion `mutex->initialized' failed, status 134); it passes " +
+      "when QEMU does not crash, so it is skipped to keep CI deterministic";
+  }
   if (c.name === "/migration/multifd/bad/compression-flag") {
     return "observed disagreement: QEMU 7.2's destination reports the multifd compression-flag mismatch " +
       "nowhere (no stderr, query-migrate stays 'active' without error-desc; the source sees a broken pipe)";
