@@ -1,49 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
-import { type Link, memoryLinkPair } from "./transport/link.ts";
-
-/** Reads everything until the peer closes. */
-async function drain(link: Link): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buf = new Uint8Array(65536);
-  for (let n = await link.read(buf); n !== null; n = await link.read(buf)) chunks.push(buf.slice(0, n));
-  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
-
-/** Runs `fn` on a writer over an in-memory link and returns every byte it wrote. */
-async function encode(fn: (w: QEMUFileWriter) => void, threshold = 4096): Promise<Uint8Array> {
-  const [a, b] = memoryLinkPair();
-  const w = new QEMUFileWriter(a, threshold);
-  fn(w);
-  await w.flush();
-  a.close();
-  const out = await drain(b);
-  b.close();
-  return out;
-}
-
-/** Feeds `bytes` to a reader over an in-memory link that ends after them. */
-async function withReader<T>(
-  bytes: Uint8Array,
-  fn: (r: QEMUFileReader) => Promise<T>,
-  bufSize = 4096,
-): Promise<T> {
-  const [a, b] = memoryLinkPair();
-  await a.write(bytes);
-  a.close();
-  try {
-    return await fn(new QEMUFileReader(b, bufSize));
-  } finally {
-    b.close();
-  }
-}
+import { memoryLinkPair } from "./transport/link.ts";
+import { drain, encode, withReader } from "./_test_streams.ts";
 
 async function rejectsStream(p: Promise<unknown>, detail: RegExp, offset?: number): Promise<StreamError> {
   let caught: unknown;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
+import { QEMUFileWriter, StreamError } from "./qemu_file.ts";
 import {
   RAM_SAVE_FLAG_CONTINUE,
   RAM_SAVE_FLAG_EOS,
@@ -15,50 +15,9 @@ import {
   type ZeroPageDetection,
 } from "./ram.ts";
 import { popcount32, RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
-import { type Link, memoryLinkPair } from "./transport/link.ts";
+import { encode, withReader } from "./_test_streams.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
-
-async function drain(link: Link): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buf = new Uint8Array(65536);
-  for (let n = await link.read(buf); n !== null; n = await link.read(buf)) chunks.push(buf.slice(0, n));
-  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
-
-/** Runs `fn` on a writer over an in-memory link (read concurrently) and returns every byte it wrote. */
-async function encode(fn: (w: QEMUFileWriter) => void | Promise<void>): Promise<Uint8Array> {
-  const [a, b] = memoryLinkPair();
-  const w = new QEMUFileWriter(a, 16384);
-  const reading = drain(b);
-  try {
-    await fn(w);
-    await w.flush();
-  } finally {
-    a.close();
-  }
-  const out = await reading;
-  b.close();
-  return out;
-}
-
-/** Feeds `bytes` to a reader over an in-memory link that ends after them. */
-async function withReader<T>(bytes: Uint8Array, fn: (r: QEMUFileReader) => Promise<T>): Promise<T> {
-  const [a, b] = memoryLinkPair(bytes.length + 1);
-  await a.write(bytes);
-  a.close();
-  try {
-    return await fn(new QEMUFileReader(b, 8192));
-  } finally {
-    b.close();
-  }
-}
 
 function mulberry32(seed: number): () => number {
   let s = seed >>> 0;

@@ -1,23 +1,16 @@
 import assert from "node:assert/strict";
-import { CpuDevice } from "./guest/devices/cpu.ts";
-import type { Device } from "./guest/devices/device.ts";
-import { QueueDevice } from "./guest/devices/queue.ts";
-import { SerialDevice } from "./guest/devices/serial.ts";
-import { TimerDevice } from "./guest/devices/timer.ts";
 import {
   CPU_INDEX,
   CPU_PASS,
   CPU_PHASE,
   CPU_RNG,
-  CPU_WORDS,
   DEV_RING_CONS,
   DEV_RING_PROD,
   DEV_TIMER_HI,
   DEV_TIMER_LO,
-  DEV_WORDS,
 } from "./guest/regs.ts";
-import { WORKLOAD_IDS } from "./guest/workload.ts";
 import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
+import { encode, TestGuest, withReader } from "./_test_streams.ts";
 import {
   RAM_IDSTR,
   RAM_SAVE_FLAG_CONTINUE,
@@ -26,7 +19,7 @@ import {
   RAM_SAVE_FLAG_PAGE,
 } from "./ram.ts";
 import { RAM_SAVE_FLAG_ZERO, RAM_VERSION_ID, RamLoadState, RamSaveState } from "./ram.ts";
-import { RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
+import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import {
   type ConfigurationInfo,
   loadVmState,
@@ -59,7 +52,6 @@ import {
   saveSectionShort,
   uuidToString,
 } from "./savevm.ts";
-import { memoryLinkPair } from "./transport/link.ts";
 import { parseWithVmdesc, type VmdescDevice, type VmJsonObject } from "./vmstate.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
@@ -67,68 +59,9 @@ const MACHINE = "pc-q35-10.2";
 const UUID_A = "11111111-2222-3333-4444-555555555555";
 const UUID_B = "11111111-2222-3333-4444-555555555556";
 
-/** Runs `fn` on a writer over an in-memory link (read concurrently) and returns every byte it wrote. */
-async function encode(fn: (w: QEMUFileWriter) => void | Promise<void>): Promise<Uint8Array> {
-  const [a, b] = memoryLinkPair();
-  const w = new QEMUFileWriter(a, 16384);
-  const reading = (async () => {
-    const chunks: Uint8Array[] = [];
-    const buf = new Uint8Array(65536);
-    for (let n = await b.read(buf); n !== null; n = await b.read(buf)) chunks.push(buf.slice(0, n));
-    return chunks;
-  })();
-  try {
-    await fn(w);
-    await w.flush();
-  } finally {
-    a.close();
-  }
-  const chunks = await reading;
-  b.close();
-  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
-
-async function withReader<T>(bytes: Uint8Array, fn: (r: QEMUFileReader) => Promise<T>): Promise<T> {
-  const [a, b] = memoryLinkPair(bytes.length + 1);
-  await a.write(bytes);
-  a.close();
-  try {
-    return await fn(new QEMUFileReader(b, 8192));
-  } finally {
-    b.close();
-  }
-}
-
-/** A guest without a vCPU: RAM blocks, register files and the four real devices. */
-class Guest {
-  readonly cpuRegs = new Int32Array(new SharedArrayBuffer(CPU_WORDS * 4));
-  readonly devRegs = new Int32Array(new SharedArrayBuffer(DEV_WORDS * 4));
-  readonly blocks = [
-    new RamBlock({ idstr: "pc.ram", size: 13 * PAGE }),
-    new RamBlock({ idstr: "vga.vram", size: 3 * PAGE }),
-  ];
-  readonly serialOut: number[] = [];
-  readonly serial = new SerialDevice((b) => this.serialOut.push(...b));
-  readonly devices: Device[];
-  constructor(workload: keyof typeof WORKLOAD_IDS = "random") {
-    this.devices = [
-      new CpuDevice(this.cpuRegs, WORKLOAD_IDS[workload]),
-      this.serial,
-      new TimerDevice(this.devRegs),
-      new QueueDevice(this.devRegs),
-    ];
-  }
-}
-
 /** A source guest in a recognisable state. */
-function sourceGuest(): Guest {
-  const g = new Guest();
+function sourceGuest(): TestGuest {
+  const g = new TestGuest();
   g.cpuRegs[CPU_PHASE] = 2;
   g.cpuRegs[CPU_INDEX] = 300;
   g.cpuRegs[CPU_PASS] = 65;
@@ -153,7 +86,7 @@ interface Built {
 
 /** A full precopy stream as the migration thread writes it. */
 async function buildStream(
-  src: Guest,
+  src: TestGuest,
   cfg: ConfigurationInfo = { machineType: MACHINE, uuid: null },
 ): Promise<Built> {
   let eofAt = -1;
@@ -188,13 +121,13 @@ async function buildStream(
 interface Loaded {
   error: unknown;
   events: string[];
-  dst: Guest;
+  dst: TestGuest;
 }
 
 async function load(
   bytes: Uint8Array,
   local: ConfigurationInfo = { machineType: MACHINE, uuid: null },
-  dst = new Guest(),
+  dst = new TestGuest(),
 ): Promise<Loaded> {
   const events: string[] = [];
   let error: unknown = null;
@@ -223,7 +156,7 @@ async function loadError(bytes: Uint8Array, detail: RegExp, offset?: number, loc
   return error;
 }
 
-function assertSameGuest(src: Guest, dst: Guest): void {
+function assertSameGuest(src: TestGuest, dst: TestGuest): void {
   src.blocks.forEach((b, i) => assert.deepEqual(dst.blocks[i].mem, b.mem, b.idstr));
   for (const r of [CPU_PHASE, CPU_INDEX, CPU_PASS, CPU_RNG, CPU_RNG + 1, CPU_RNG + 2, CPU_RNG + 3]) {
     assert.equal(dst.cpuRegs[r], src.cpuRegs[r], `cpu register ${r}`);
@@ -417,7 +350,7 @@ Deno.test("savevm: section errors", async (t) => {
   const ramStart = (footer: (w: QEMUFileWriter) => void) =>
     afterHeader((w) => {
       saveSectionFull(w, QEMU_VM_SECTION_START, 0, "ram", 0, 4);
-      new RamSaveState(new Guest().blocks, () => "legacy").setup(w);
+      new RamSaveState(new TestGuest().blocks, () => "legacy").setup(w);
       footer(w);
     });
   const footerAt = HEADER_LEN + 1 + 4 + 4 + 4 + 4 + (8 + 7 + 8 + 9 + 8 + 8);
@@ -461,7 +394,7 @@ Deno.test("savevm: section errors", async (t) => {
     // The source may number its sections differently; PART is matched by the id its START used.
     const bytes = await afterHeader((w) => {
       saveSectionFull(w, QEMU_VM_SECTION_START, 0x99, "ram", 0, 4);
-      new RamSaveState(new Guest().blocks, () => "legacy").setup(w);
+      new RamSaveState(new TestGuest().blocks, () => "legacy").setup(w);
       saveFooter(w, 0x99);
       saveSectionShort(w, QEMU_VM_SECTION_END, 0x99);
       w.putBe64(RAM_SAVE_FLAG_EOS);
@@ -583,7 +516,7 @@ Deno.test("savevm: device load failures name the vmsd", async (t) => {
   });
   await t.step("cpu refuses another workload's state", async () => {
     const { bytes } = await buildStream(sourceGuest());
-    const { error } = await load(bytes, undefined, new Guest("a-b"));
+    const { error } = await load(bytes, undefined, new TestGuest("a-b"));
     assert.ok(error instanceof StreamError, String(error));
     assert.match(error.detail, /^cpu\.workload: incoming value 2 differs from the current value 1$/);
   });

@@ -1,20 +1,15 @@
 import assert from "node:assert/strict";
-import { CpuDevice } from "../engine/guest/devices/cpu.ts";
+import { TestGuest } from "../engine/_test_streams.ts";
 import type { Device } from "../engine/guest/devices/device.ts";
-import { QueueDevice } from "../engine/guest/devices/queue.ts";
-import { SerialDevice } from "../engine/guest/devices/serial.ts";
-import { TimerDevice } from "../engine/guest/devices/timer.ts";
 import {
   CPU_INDEX,
   CPU_PASS,
   CPU_PHASE,
   CPU_RNG,
-  CPU_WORDS,
   DEV_RING_CONS,
   DEV_RING_PROD,
   DEV_TIMER_HI,
   DEV_TIMER_LO,
-  DEV_WORDS,
 } from "../engine/guest/regs.ts";
 import { WORKLOAD_IDS } from "../engine/guest/workload.ts";
 import { QEMUFileWriter, StreamError } from "../engine/qemu_file.ts";
@@ -253,21 +248,10 @@ Deno.test("analyze: the QEMU stream without its vmdesc", async () => {
 // ---------------------------------------------------------------------------------------------------
 // Streams from our engine
 
-/** A guest without a vCPU: two RAM blocks and the four real devices in a recognisable state. */
+/** The test guest with its devices in a recognisable state. */
 function guest() {
-  const cpuRegs = new Int32Array(new SharedArrayBuffer(CPU_WORDS * 4));
-  const devRegs = new Int32Array(new SharedArrayBuffer(DEV_WORDS * 4));
-  const blocks = [
-    new RamBlock({ idstr: "pc.ram", size: 13 * PAGE }),
-    new RamBlock({ idstr: "vga.vram", size: 3 * PAGE }),
-  ];
-  const serial = new SerialDevice(() => {});
-  const devices: Device[] = [
-    new CpuDevice(cpuRegs, WORKLOAD_IDS.random),
-    serial,
-    new TimerDevice(devRegs),
-    new QueueDevice(devRegs),
-  ];
+  const g = new TestGuest();
+  const { cpuRegs, devRegs, serial, blocks } = g;
   cpuRegs[CPU_PHASE] = 2;
   cpuRegs[CPU_INDEX] = 300;
   cpuRegs[CPU_PASS] = 65;
@@ -281,7 +265,7 @@ function guest() {
   blocks.forEach((b, bi) => {
     for (let p = 0; p < b.pages; p++) if ((p + bi) % 3 !== 0) b.page(p).fill(p * 16 + bi + 1);
   });
-  return { blocks, devices };
+  return g;
 }
 
 interface EngineStream {
