@@ -128,8 +128,8 @@ export class MultifdSendState {
       }
       if (!ch) await Promise.race(this.#channels.map((c) => c.busy));
     }
-    // send_prepare: zero-page detection partitions the offsets, and the normal pages are copied out of
-    // guest memory (the guest may be running; a page it changes now is dirty and sent again later).
+    // send_prepare: zero-page detection partitions the offsets (the guest may be running; a page it
+    // changes from now on is dirty and sent again later).
     const normal: number[] = [];
     const zero: number[] = [];
     for (const off of offsets) {
@@ -137,31 +137,33 @@ export class MultifdSendState {
       if (this.opts.detectZeroPages && isZeroPage(page)) zero.push(off);
       else normal.push(off);
     }
-    const data = new Uint8Array(normal.length * TARGET_PAGE_SIZE);
-    normal.forEach((off, i) =>
-      data.set(block.mem.subarray(off, off + TARGET_PAGE_SIZE), i * TARGET_PAGE_SIZE)
-    );
     this.normalPages += normal.length;
     this.zeroPages += zero.length;
     const packetNum = this.#packetNum++;
+    const wireOffsets = [...normal, ...zero];
     if (this.opts.badOffset && !this.#faulted && normal.length) {
-      normal[0] = block.usedLength;
+      wireOffsets[0] = block.usedLength;
       this.#faulted = true;
     }
+    // A codec reads the pages from a copy taken now (as QEMU's zlib does): a page changing under a
+    // running deflate stream would corrupt it. nocomp needs no copy: below, with no await in between,
+    // the pages go straight from guest memory into the channel's buffer (QEMU's iovs point into RAM).
+    const copy = ch.compressor && normal.length ? copyPages(block, normal) : null;
     const c = ch;
     c.busy = (async () => {
-      const payload = c.compressor && normal.length ? await c.compressor.compress([data]) : data;
+      const payload = copy ? await c.compressor!.compress([copy]) : null;
       writePacket(c.f, {
         flags: this.opts.method.flag,
         pagesAlloc: MULTIFD_PAGE_COUNT,
         normalPages: normal.length,
         zeroPages: zero.length,
-        nextPacketSize: payload.length,
+        nextPacketSize: payload ? payload.length : normal.length * TARGET_PAGE_SIZE,
         packetNum,
         ramblock: block.idstr,
-        offsets: [...normal, ...zero],
+        offsets: wireOffsets,
       });
-      c.f.putBytes(payload);
+      if (payload) c.f.putBytes(payload);
+      else for (const off of normal) c.f.putBytes(block.mem.subarray(off, off + TARGET_PAGE_SIZE));
       await c.f.flush();
     })().catch((e) => {
       this.#error ??= new Error(`multifd channel ${c.id}: ${e instanceof Error ? e.message : String(e)}`);
@@ -174,4 +176,10 @@ export class MultifdSendState {
       c.f.link.close();
     }
   }
+}
+
+function copyPages(block: RamBlock, offsets: number[]): Uint8Array {
+  const out = new Uint8Array(offsets.length * TARGET_PAGE_SIZE);
+  offsets.forEach((off, i) => out.set(block.mem.subarray(off, off + TARGET_PAGE_SIZE), i * TARGET_PAGE_SIZE));
+  return out;
 }
