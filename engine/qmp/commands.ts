@@ -7,6 +7,7 @@ import { KNOWN_DEFECTS } from "../defects.ts";
 import type { Engine } from "../engine.ts";
 import { STREAM_FAULT_KINDS, type StreamFaultKind } from "../migration.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
+import type { RamBlock } from "../ram_block.ts";
 import { pageDigests } from "../ram_digest.ts";
 import { uuidToString } from "../savevm.ts";
 import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
@@ -87,6 +88,19 @@ function block(e: Engine, idstr: unknown) {
   const b = e.machine.block(String(idstr ?? "pc.ram"));
   if (!b) throw new QmpError(`RAM block '${String(idstr)}' not found`);
   return b;
+}
+
+/** Per-page digests of one block (or all), read through `memory` (guest RAM or the COLO cache). */
+function digestReply(e: Engine, idstr: unknown, memory: (b: RamBlock) => Uint8Array) {
+  const blocks = idstr === undefined ? e.machine.blocks : [block(e, idstr)];
+  return {
+    "page-size": e.machine.blocks[0].pageSize,
+    blocks: blocks.map((b) => ({
+      idstr: b.idstr,
+      pages: b.pages,
+      digests: pageDigests(memory(b), b.pageSize).toBase64(),
+    })),
+  };
 }
 
 export function engineCommands(e: Engine): QmpCommand[] {
@@ -299,15 +313,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
       handler: (args) => {
         const cache = e.incoming.coloCache;
         if (!cache || cache.released) throw new QmpError("there is no COLO cache");
-        const blocks = args.block === undefined ? m.blocks : [block(e, args.block)];
-        return {
-          "page-size": m.blocks[0].pageSize,
-          blocks: blocks.map((b) => ({
-            idstr: b.idstr,
-            pages: b.pages,
-            digests: pageDigests(cache.blockMemory(b), b.pageSize).toBase64(),
-          })),
-        };
+        return digestReply(e, args.block, (b) => cache.blockMemory(b));
       },
     },
     {
@@ -363,15 +369,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
       name: "x-test-ram-digest",
       args: { block: { type: "str", optional: true } },
       handler: (args) => {
-        const blocks = args.block === undefined ? m.blocks : [block(e, args.block)];
-        return {
-          "page-size": m.blocks[0].pageSize,
-          blocks: blocks.map((b) => ({
-            idstr: b.idstr,
-            pages: b.pages,
-            digests: pageDigests(b.mem, b.pageSize).toBase64(),
-          })),
-        };
+        return digestReply(e, args.block, (b) => b.mem);
       },
     },
     {
