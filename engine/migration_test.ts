@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Engine, type EngineHooks } from "./engine.ts";
 import { memoryLinkPair } from "./transport/link.ts";
+import { until } from "../harness/wait.ts";
 
 interface Recorded {
   engine: Engine;
@@ -32,14 +33,6 @@ function makeEngine(name: string, incoming?: string): Recorded {
   }, hooks);
   engine.options.setCapabilities([{ capability: "events", state: true }]);
   return { engine, events, exits };
-}
-
-async function until(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!pred()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
 }
 
 /** Both sides completed, and every RAM block is equal byte for byte. */

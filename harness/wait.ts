@@ -49,6 +49,11 @@ export async function waitFor<T>(
   }
 }
 
+/** `waitFor` on a plain predicate polled every 2 ms: for tests that drive engines in this process. */
+export async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
+  await waitFor(what, pred, { timeoutMs, intervalMs: 2 });
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

@@ -7,6 +7,7 @@ import { Engine } from "../engine.ts";
 import { engineCommands } from "../qmp/commands.ts";
 import { QmpError } from "../qmp/server.ts";
 import { memoryLinkPair } from "../transport/link.ts";
+import { until } from "../../harness/wait.ts";
 
 function qmp(e: Engine) {
   const table = new Map(engineCommands(e).map((c) => [c.name, c]));
@@ -20,14 +21,6 @@ function qmp(e: Engine) {
     };
     return await table.get(name)!.handler(args, ctx);
   };
-}
-
-async function until(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!pred()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
 }
 
 function engine(name: string, incoming?: string): Engine {

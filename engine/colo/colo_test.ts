@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Engine } from "../engine.ts";
 import { memoryLinkPair } from "../transport/link.ts";
+import { until } from "../../harness/wait.ts";
 
 interface Side {
   engine: Engine;
@@ -28,14 +29,6 @@ function makeEngine(name: string, incoming?: string): Side {
     state: true,
   }]);
   return { engine, events };
-}
-
-async function until(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!pred()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
 }
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
