@@ -11,21 +11,8 @@ import { CPU_WORDS, DEV_WORDS } from "./guest/regs.ts";
 import { WORKLOAD_IDS } from "./guest/workload.ts";
 import { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
 import { RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
-import { type Link, memoryLinkPair } from "./transport/link.ts";
-
-/** Reads everything until the peer closes. */
-export async function drain(link: Link): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buf = new Uint8Array(65536);
-  for (let n = await link.read(buf); n !== null; n = await link.read(buf)) chunks.push(buf.slice(0, n));
-  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
+import { readAll } from "./transport/buffer.ts";
+import { memoryLinkPair } from "./transport/link.ts";
 
 /** Runs `fn` on a writer over an in-memory link (read concurrently) and returns every byte it wrote. */
 export async function encode(
@@ -34,7 +21,7 @@ export async function encode(
 ): Promise<Uint8Array> {
   const [a, b] = memoryLinkPair();
   const w = new QEMUFileWriter(a, threshold);
-  const reading = drain(b);
+  const reading = readAll(b);
   try {
     await fn(w);
     await w.flush();

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
 import { memoryLinkPair } from "./transport/link.ts";
-import { drain, encode, withReader } from "./_test_streams.ts";
+import { readAll } from "./transport/buffer.ts";
+import { encode, withReader } from "./_test_streams.ts";
 
 async function rejectsStream(p: Promise<unknown>, detail: RegExp, offset?: number): Promise<StreamError> {
   let caught: unknown;
@@ -172,7 +173,7 @@ async function writeWithFaults(
   const [a, b] = memoryLinkPair();
   const w = new QEMUFileWriter(a, 4096);
   w.faults = faults;
-  const reading = drain(b);
+  const reading = readAll(b);
   let flushError: Error | null = null;
   for (let off = 0; off < total; off += step) {
     for (let i = off; i < Math.min(total, off + step); i++) w.put8(i & 0xff);
@@ -261,7 +262,7 @@ Deno.test("qemu_file: writer buffer grows past its threshold and position counts
   w.putBytes(big);
   w.putBe32(7);
   assert.equal(w.position, 10004);
-  const reading = drain(b);
+  const reading = readAll(b);
   await w.maybeFlush();
   a.close();
   const seen = await reading;

@@ -53,6 +53,7 @@ import {
   uuidToString,
 } from "../engine/savevm.ts";
 import type { Link } from "../engine/transport/link.ts";
+import { BytesLink, readAll } from "../engine/transport/buffer.ts";
 import { fileIncoming } from "../engine/transport/file.ts";
 import {
   parseWithVmdesc,
@@ -180,42 +181,6 @@ export interface AnalysisResult {
 
 // ---------------------------------------------------------------------------------------------------
 // Sources
-
-/** A read-only Link over bytes held in memory. */
-class BytesLink implements Link {
-  #pos = 0;
-  constructor(private readonly bytes: Uint8Array, readonly description: string) {}
-  read(p: Uint8Array): Promise<number | null> {
-    if (this.#pos >= this.bytes.length) return Promise.resolve(null);
-    const n = Math.min(p.length, this.bytes.length - this.#pos);
-    p.set(this.bytes.subarray(this.#pos, this.#pos + n));
-    this.#pos += n;
-    return Promise.resolve(n);
-  }
-  write(): Promise<void> {
-    return Promise.reject(new Error(`${this.description}: read-only`));
-  }
-  close(): void {
-    this.#pos = this.bytes.length;
-  }
-}
-
-async function drain(link: Link): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const buf = new Uint8Array(1 << 16);
-  for (let n = await link.read(buf); n !== null && n > 0; n = await link.read(buf)) {
-    chunks.push(buf.slice(0, n));
-    total += n;
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
 
 interface Source {
   /** Whole file length. */
@@ -892,7 +857,7 @@ export async function analyzeStream(
     ? await fileSource(source)
     : source instanceof Uint8Array
     ? bytesSource(source)
-    : bytesSource(await drain(source), source.description);
+    : bytesSource(await readAll(source), source.description);
   const base = opts.offset ?? 0;
   if (!Number.isSafeInteger(base) || base < 0 || base > src.size) {
     throw new RangeError(`offset ${base} is outside the file (${src.size} bytes)`);
