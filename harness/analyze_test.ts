@@ -44,6 +44,7 @@ import {
   saveSectionFull,
   saveSectionShort,
 } from "../engine/savevm.ts";
+import { BytesLink } from "../engine/transport/buffer.ts";
 import { fileIncoming, fileOutgoing } from "../engine/transport/file.ts";
 import type { VmJsonObject } from "../engine/vmstate.ts";
 import { type AnalysisResult, analyzeStream, findVmdesc } from "./analyze.ts";
@@ -550,4 +551,14 @@ Deno.test("analyze: the CLI prints JSON (state and desc) and exits 0", async () 
   assert.equal(json.devices.length, 30);
   const usage = await run(FIXTURE, "--dump", "bogus");
   assert.equal(usage.code, 2);
+});
+
+Deno.test("analyze: a stream read from a link gives the same analysis as its file", async () => {
+  const fromFile = await analyzeStream(FIXTURE, { ram: true });
+  const link = new BytesLink(await Deno.readFile(FIXTURE), "fixture link");
+  try {
+    assert.deepEqual(await analyzeStream(link, { ram: true }), fromFile);
+  } finally {
+    link.close();
+  }
 });
