@@ -3,8 +3,8 @@
  * in a process behind QMP; unit tests can drive two of them in one process.
  */
 import { machineFixture } from "../fixtures/machines.ts";
-import { Breakpoints } from "./breakpoints.ts";
-import { isDefect, KNOWN_DEFECTS } from "./defects.ts";
+import { Breakpoints } from "./testing/breakpoints.ts";
+import { isDefect, KNOWN_DEFECTS } from "./testing/defects.ts";
 import { Machine } from "./guest/machine.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { MigrationIncoming } from "./incoming.ts";

@@ -9,7 +9,7 @@ import { QEMUFileReader, StreamError } from "./qemu_file.ts";
 import { RamLoadState } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
 import { type ConfigurationInfo, type LoadVMContext, QEMU_VM_FILE_MAGIC, VmStateLoader } from "./savevm.ts";
-import type { Breakpoints } from "./breakpoints.ts";
+import type { Breakpoints } from "./testing/breakpoints.ts";
 import { ColoCache } from "./colo/cache.ts";
 import { ColoSecondary } from "./colo/secondary.ts";
 import { fileIncoming } from "./transport/file.ts";

@@ -13,7 +13,7 @@ import { Engine } from "./engine.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { engineCommands } from "./qmp/commands.ts";
 import { QmpServer } from "./qmp/server.ts";
-import { QtestServer } from "./qtest.ts";
+import { QtestServer } from "./testing/qtest.ts";
 import { parseMigrationUri } from "./transport/uri.ts";
 
 function fail(msg: string): never {

@@ -36,7 +36,7 @@ import {
   saveSectionShort,
 } from "./savevm.ts";
 import type { Link } from "./transport/link.ts";
-import type { Breakpoints } from "./breakpoints.ts";
+import type { Breakpoints } from "./testing/breakpoints.ts";
 import { ColoPrimary } from "./colo/primary.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { MultifdSendState } from "./multifd/send.ts";

@@ -10,7 +10,7 @@ import {
   DEV_TIMER_LO,
 } from "./guest/regs.ts";
 import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
-import { encode, TestGuest, withReader } from "./_test_streams.ts";
+import { encode, TestGuest, withReader } from "./testing/streams.ts";
 import {
   RAM_IDSTR,
   RAM_SAVE_FLAG_CONTINUE,

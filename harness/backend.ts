@@ -4,7 +4,7 @@
  * as upstream, else qemu-system-x86_64 on PATH). Memory is read the way upstream reads it on QEMU (qtest,
  * pmemsave) and through the engine's x-test commands on the model; one checker serves both.
  */
-import { DIGEST_BYTES, pageDigests } from "../engine/ram_digest.ts";
+import { DIGEST_BYTES, pageDigests } from "../engine/testing/ram_digest.ts";
 import type { MigrationCase } from "./case.ts";
 import type { EngineProcess } from "./engine_process.ts";
 import type { QemuProcess } from "./qemu_process.ts";

@@ -768,7 +768,12 @@ export async function analyzeScriptFlow(p: MigrationPair): Promise<void> {
   await migrate(p, `file:${p.migfile}`);
   await p.waitStatus(p.src, "completed");
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", `--allow-read=${p.dir}`, new URL("./analyze.ts", import.meta.url).pathname, p.migfile],
+    args: [
+      "run",
+      `--allow-read=${p.dir}`,
+      new URL("../tools/analyze/analyze.ts", import.meta.url).pathname,
+      p.migfile,
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();

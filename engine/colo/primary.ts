@@ -4,7 +4,7 @@
  * take a checkpoint: stop, send RAM as END sections on the main stream and the device state as a sized
  * buffer, wait until the secondary has received and applied it, resume.
  */
-import type { Breakpoints } from "../breakpoints.ts";
+import type { Breakpoints } from "../testing/breakpoints.ts";
 import type { Machine } from "../guest/machine.ts";
 import type { MultifdSendState } from "../multifd/send.ts";
 import type { MigrationOptions } from "../options.ts";

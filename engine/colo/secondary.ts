@@ -4,7 +4,7 @@
  * into a buffer, and only once all of it is in: reset the devices, flush cache → guest RAM, load the
  * devices, resume. A checkpoint interrupted before the apply never touches guest RAM or devices.
  */
-import type { Breakpoints } from "../breakpoints.ts";
+import type { Breakpoints } from "../testing/breakpoints.ts";
 import type { Machine } from "../guest/machine.ts";
 import type { MultifdRecvState } from "../multifd/recv.ts";
 import { QEMUFileReader, QEMUFileWriter } from "../qemu_file.ts";

@@ -2,13 +2,13 @@
  * The QMP commands of an engine (qapi/migration.json, qapi/run-state.json, misc) plus the `x-test-`
  * introspection and fault commands the harness uses.
  */
-import { type BreakpointName, BREAKPOINTS } from "../breakpoints.ts";
-import { KNOWN_DEFECTS } from "../defects.ts";
+import { type BreakpointName, BREAKPOINTS } from "../testing/breakpoints.ts";
+import { KNOWN_DEFECTS } from "../testing/defects.ts";
 import type { Engine } from "../engine.ts";
 import { STREAM_FAULT_KINDS, type StreamFaultKind } from "../migration.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
 import type { RamBlock } from "../ram_block.ts";
-import { pageDigests } from "../ram_digest.ts";
+import { pageDigests } from "../testing/ram_digest.ts";
 import { uuidToString } from "../savevm.ts";
 import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
 import { type QmpCommand, QmpError } from "./server.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { TestGuest } from "../engine/_test_streams.ts";
-import type { Device } from "../engine/guest/devices/device.ts";
+import { TestGuest } from "../../engine/testing/streams.ts";
+import type { Device } from "../../engine/guest/devices/device.ts";
 import {
   CPU_INDEX,
   CPU_PASS,
@@ -10,9 +10,9 @@ import {
   DEV_RING_PROD,
   DEV_TIMER_HI,
   DEV_TIMER_LO,
-} from "../engine/guest/regs.ts";
-import { WORKLOAD_IDS } from "../engine/guest/workload.ts";
-import { QEMUFileWriter, StreamError } from "../engine/qemu_file.ts";
+} from "../../engine/guest/regs.ts";
+import { WORKLOAD_IDS } from "../../engine/guest/workload.ts";
+import { QEMUFileWriter, StreamError } from "../../engine/qemu_file.ts";
 import {
   RAM_IDSTR,
   RAM_SAVE_FLAG_CONTINUE,
@@ -24,8 +24,8 @@ import {
   RAM_SAVE_FLAG_ZERO,
   RAM_VERSION_ID,
   RamSaveState,
-} from "../engine/ram.ts";
-import { RamBlock, TARGET_PAGE_SIZE } from "../engine/ram_block.ts";
+} from "../../engine/ram.ts";
+import { RamBlock, TARGET_PAGE_SIZE } from "../../engine/ram_block.ts";
 import {
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
@@ -43,14 +43,14 @@ import {
   saveHeader,
   saveSectionFull,
   saveSectionShort,
-} from "../engine/savevm.ts";
-import { BytesLink } from "../engine/transport/buffer.ts";
-import { fileIncoming, fileOutgoing } from "../engine/transport/file.ts";
-import type { VmJsonObject } from "../engine/vmstate.ts";
+} from "../../engine/savevm.ts";
+import { BytesLink } from "../../engine/transport/buffer.ts";
+import { fileIncoming, fileOutgoing } from "../../engine/transport/file.ts";
+import type { VmJsonObject } from "../../engine/vmstate.ts";
 import { type AnalysisResult, analyzeStream, findVmdesc } from "./analyze.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
-const FIXTURE = new URL("../fixtures/streams/qemu-7.2-pc-32M.mig", import.meta.url).pathname;
+const FIXTURE = new URL("../../fixtures/streams/qemu-7.2-pc-32M.mig", import.meta.url).pathname;
 const ANALYZE = new URL("./analyze.ts", import.meta.url).pathname;
 const UUID = "11111111-2222-3333-4444-555555555555";
 /** sha-256 of SeaBIOS's bios-256k.bin as shipped with Debian 12's QEMU 7.2: the pc.bios block. */

@@ -7,10 +7,10 @@
  *    bandwidth, from `migrate` to the source's `completed`.
  * 3. The wall time of the whole smoke tier.
  */
-import { ALL_CASES } from "../cases/all.ts";
-import { inTier } from "./case.ts";
-import { MigrationPair } from "./framework.ts";
-import { runCase } from "./runner.ts";
+import { ALL_CASES } from "../../cases/all.ts";
+import { inTier } from "../../harness/case.ts";
+import { MigrationPair } from "../../harness/framework.ts";
+import { runCase } from "../../harness/runner.ts";
 
 const RAW_BYTES = 512 << 20;
 const RUNS = 3;

@@ -3,7 +3,7 @@
  * readb/readw/readl/readq, writeb/writew/writel/writeq, read ADDR SIZE, write ADDR SIZE DATA.
  * Addresses are guest-physical with pc.ram mapped at 0; values are little-endian as on x86.
  */
-import type { Machine } from "./guest/machine.ts";
+import type { Machine } from "../guest/machine.ts";
 
 const WIDTH: Record<string, number> = { b: 1, w: 2, l: 4, q: 8 };
 /** Largest `read` we serve in one reply. */

@@ -2,17 +2,17 @@
  * Test helpers shared by the stream tests (the `_` prefix: not part of the engine). A writer or reader
  * over an in-memory link, and a guest without a vCPU carrying the four real devices.
  */
-import { CpuDevice } from "./guest/devices/cpu.ts";
-import type { Device } from "./guest/devices/device.ts";
-import { QueueDevice } from "./guest/devices/queue.ts";
-import { SerialDevice } from "./guest/devices/serial.ts";
-import { TimerDevice } from "./guest/devices/timer.ts";
-import { CPU_WORDS, DEV_WORDS } from "./guest/regs.ts";
-import { WORKLOAD_IDS } from "./guest/workload.ts";
-import { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
-import { RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
-import { readAll } from "./transport/buffer.ts";
-import { memoryLinkPair } from "./transport/link.ts";
+import { CpuDevice } from "../guest/devices/cpu.ts";
+import type { Device } from "../guest/devices/device.ts";
+import { QueueDevice } from "../guest/devices/queue.ts";
+import { SerialDevice } from "../guest/devices/serial.ts";
+import { TimerDevice } from "../guest/devices/timer.ts";
+import { CPU_WORDS, DEV_WORDS } from "../guest/regs.ts";
+import { WORKLOAD_IDS } from "../guest/workload.ts";
+import { QEMUFileReader, QEMUFileWriter } from "../qemu_file.ts";
+import { RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
+import { readAll } from "../transport/buffer.ts";
+import { memoryLinkPair } from "../transport/link.ts";
 
 /** Runs `fn` on a writer over an in-memory link (read concurrently) and returns every byte it wrote. */
 export async function encode(

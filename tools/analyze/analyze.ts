@@ -15,7 +15,7 @@
  * is a StreamError naming what was wrong and where; the CLI prints it as one line and exits 1.
  */
 import { parseArgs } from "node:util";
-import { QEMUFileReader, StreamError } from "../engine/qemu_file.ts";
+import { QEMUFileReader, StreamError } from "../../engine/qemu_file.ts";
 import {
   RAM_SAVE_FLAG_COMPRESS_PAGE,
   RAM_SAVE_FLAG_CONTINUE,
@@ -27,8 +27,8 @@ import {
   RAM_SAVE_FLAG_PAGE,
   RAM_SAVE_FLAG_XBZRLE,
   RAM_SAVE_FLAG_ZERO,
-} from "../engine/ram.ts";
-import { TARGET_PAGE_SIZE } from "../engine/ram_block.ts";
+} from "../../engine/ram.ts";
+import { TARGET_PAGE_SIZE } from "../../engine/ram_block.ts";
 import {
   MIG_CMD_INVALID,
   MIG_CMD_LEN,
@@ -51,16 +51,16 @@ import {
   QEMU_VM_SUBSECTION,
   QEMU_VM_VMDESCRIPTION,
   uuidToString,
-} from "../engine/savevm.ts";
-import type { Link } from "../engine/transport/link.ts";
-import { BytesLink, readAll } from "../engine/transport/buffer.ts";
-import { fileIncoming } from "../engine/transport/file.ts";
+} from "../../engine/savevm.ts";
+import type { Link } from "../../engine/transport/link.ts";
+import { BytesLink, readAll } from "../../engine/transport/buffer.ts";
+import { fileIncoming } from "../../engine/transport/file.ts";
 import {
   parseWithVmdesc,
   type VmdescDevice,
   type VmdescObject,
   type VmJsonObject,
-} from "../engine/vmstate.ts";
+} from "../../engine/vmstate.ts";
 
 /** analyze-migration.py looks for the vmdesc in the last 10 MiB of the file. */
 const VMDESC_TAIL = 10 << 20;
