@@ -2,6 +2,7 @@
  * The main stream's framing (migration/savevm.c): file header, configuration section, START/PART/END/FULL
  * sections with footers, commands, EOF and the JSON vmdesc; and the destination's loadvm main loop.
  */
+import { uuidToString } from "./uuid.ts";
 import type { Device } from "./guest/devices/device.ts";
 import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
 import { RAM_IDSTR, RAM_VERSION_ID, type RamLoadState } from "./ram.ts";
@@ -63,19 +64,6 @@ export type VmdescObject = Record<string, unknown>;
 export const RAM_SECTION_ID = 0;
 export function deviceSectionId(index: number): number {
   return index + 1;
-}
-
-export function uuidToString(u: Uint8Array): string {
-  const h = Array.from(u, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-export function parseUuid(s: string): Uint8Array {
-  const hex = s.replaceAll("-", "");
-  if (!/^[0-9a-fA-F]{32}$/.test(hex) || !/^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(s)) {
-    throw new Error(`Fail to parse UUID string '${s}'`);
-  }
-  return Uint8Array.from(hex.match(/../g)!, (x) => parseInt(x, 16));
 }
 
 /** Magic, version and the configuration section (qemu_savevm_state_header). */

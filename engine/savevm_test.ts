@@ -1,3 +1,4 @@
+import { parseUuid, uuidToString } from "./uuid.ts";
 import assert from "node:assert/strict";
 import {
   CPU_INDEX,
@@ -29,7 +30,6 @@ import {
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   MIG_CMD_SWITCHOVER_START,
-  parseUuid,
   QEMU_VM_COMMAND,
   QEMU_VM_CONFIGURATION,
   QEMU_VM_EOF,
@@ -50,7 +50,6 @@ import {
   saveHeader,
   saveSectionFull,
   saveSectionShort,
-  uuidToString,
 } from "./savevm.ts";
 import { parseWithVmdesc, type VmdescDevice, type VmJsonObject } from "./vmstate.ts";
 

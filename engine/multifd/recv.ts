@@ -7,7 +7,7 @@
 import { type QEMUFileReader, StreamError } from "../qemu_file.ts";
 import { handleZeroPage } from "../ram.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
-import { uuidToString } from "../savevm.ts";
+import { uuidToString } from "../uuid.ts";
 import type { Link } from "../transport/link.ts";
 import type { ColoCache } from "../colo/cache.ts";
 import type { MultifdDecompressor, MultifdMethod } from "./compression.ts";

@@ -9,7 +9,7 @@ import { STREAM_FAULT_KINDS, type StreamFaultKind } from "../migration.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
 import type { RamBlock } from "../ram_block.ts";
 import { pageDigests } from "../testing/ram_digest.ts";
-import { uuidToString } from "../savevm.ts";
+import { uuidToString } from "../uuid.ts";
 import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
 import { type QmpCommand, QmpError } from "./server.ts";
 

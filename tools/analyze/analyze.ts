@@ -14,6 +14,7 @@
  * Every offset reported (in the result and in errors) is a byte offset in the file. A malformed stream
  * is a StreamError naming what was wrong and where; the CLI prints it as one line and exits 1.
  */
+import { uuidToString } from "../../engine/uuid.ts";
 import { parseArgs } from "node:util";
 import { QEMUFileReader, StreamError } from "../../engine/qemu_file.ts";
 import {
@@ -50,7 +51,6 @@ import {
   QEMU_VM_SECTION_START,
   QEMU_VM_SUBSECTION,
   QEMU_VM_VMDESCRIPTION,
-  uuidToString,
 } from "../../engine/savevm.ts";
 import type { Link } from "../../engine/transport/link.ts";
 import { BytesLink, readAll } from "../../engine/transport/buffer.ts";

@@ -1,3 +1,4 @@
+import { parseUuid } from "../../engine/uuid.ts";
 import assert from "node:assert/strict";
 import { TestGuest } from "../../engine/testing/streams.ts";
 import type { Device } from "../../engine/guest/devices/device.ts";
@@ -30,7 +31,6 @@ import {
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   MIG_CMD_SWITCHOVER_START,
-  parseUuid,
   QEMU_VM_EOF,
   QEMU_VM_SECTION_END,
   QEMU_VM_SECTION_PART,
