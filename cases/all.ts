@@ -1,5 +1,6 @@
 /** Every case family, in the order the matrix runs them. */
 import type { MigrationCase } from "../harness/case.ts";
+import { validateCases } from "../harness/validate.ts";
 import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";
@@ -8,7 +9,8 @@ import { MULTIFD_CASES } from "./multifd.ts";
 import { PRECOPY_CASES } from "./precopy.ts";
 import { REGRESSION_CASES } from "./regressions/all.ts";
 
-export const ALL_CASES: MigrationCase[] = [
+/** Validated when it loads: a bad record or a name used twice across families stops the run. */
+export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...PRECOPY_CASES,
   ...MULTIFD_CASES,
   ...COLO_CASES,
@@ -16,4 +18,4 @@ export const ALL_CASES: MigrationCase[] = [
   ...MISC_CASES,
   ...BAD_STREAM_CASES,
   ...REGRESSION_CASES,
-];
+]);

@@ -4,7 +4,7 @@
  * the stream offset; the source reports `failed` (it learns it on the return path or from the closed
  * socket) and its guest keeps running. The guest is live so "keeps running" means something.
  */
-import type { FaultSpec, MigrationCase } from "../harness/case.ts";
+import type { FaultSpec, PrecopyCase } from "../harness/case.ts";
 
 /**
  * Stream offsets for the pc machines: 8-byte header, configuration (22 bytes for "pc-i440fx-migtest"),
@@ -19,10 +19,14 @@ function badStream(
   fault: FaultSpec,
   error: RegExp,
   tier: "smoke" | "full" = "full",
-): MigrationCase {
+): PrecopyCase {
   return {
     name: `/migration/bad_stream/${name}`,
     tier,
+    flow: "precopy",
+    why:
+      `a stream with ${fault.kind === "corrupt" ? "a corrupted byte" : `a ${fault.kind} fault`} (${name}) ` +
+      "is refused with an error naming what and where; the source fails and keeps its guest",
     transport: "unix",
     live: true,
     defer: true,
@@ -34,7 +38,7 @@ function badStream(
   };
 }
 
-export const BAD_STREAM_CASES: MigrationCase[] = [
+export const BAD_STREAM_CASES: PrecopyCase[] = [
   badStream(
     "magic",
     { kind: "corrupt", offset: 0, xor: 0x20 },
@@ -77,5 +81,6 @@ export const BAD_STREAM_CASES: MigrationCase[] = [
     ...badStream("magic/dest-exits", { kind: "corrupt", offset: 0, xor: 0x20 }, /Not a migration stream/),
     exitOnError: true,
     expect: "fail-dest-exits",
+    why: "with exit-on-error (the default) a destination that refuses the stream exits with status 1",
   },
 ];

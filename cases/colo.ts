@@ -5,7 +5,7 @@
  * Every case checks each applied checkpoint page by page (secondary == primary, cache == secondary,
  * devices equal) and the survivor after the failover.
  */
-import type { ColoPhase, ColoScenario, MigrationCase } from "../harness/case.ts";
+import type { ColoCase, ColoPhase, ColoScenario } from "../harness/case.ts";
 
 type Kind = "plain" | "multifd";
 
@@ -13,14 +13,15 @@ function colo(
   name: string,
   kind: Kind,
   scenario: ColoScenario,
-  extra: Partial<MigrationCase> = {},
-): MigrationCase {
+  extra: Partial<ColoCase> = {},
+): ColoCase {
   const multifd = kind === "multifd";
-  const params = multifd ? { "multifd-channels": 4 } : {};
+  const params: ColoCase["srcParams"] = multifd ? { "multifd-channels": 4 } : {};
   return {
     name,
     tier: "full",
     flow: "colo",
+    why: scenarioWhy(scenario),
     transport: "tcp",
     defer: multifd,
     caps: multifd ? ["x-colo", "multifd"] : ["x-colo"],
@@ -31,7 +32,22 @@ function colo(
   };
 }
 
-const upstream: MigrationCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
+/** What a scenario guards, from its failure moment. */
+function scenarioWhy(sc: ColoScenario): string {
+  const every = "every checkpoint exact (secondary == primary, cache == secondary RAM, devices)";
+  if (sc.killPrimaryAt) {
+    return `${every}; the primary dying at ${sc.killPrimaryAt} leaves the secondary with its own state ` +
+      "or the whole checkpoint, never a mix";
+  }
+  if (sc.failoverDuringApply) return `${every}; a failover asked for during the apply relaunches after it`;
+  if (sc.failoverDuringMultifdPacket) {
+    return `${every}; a takeover while a multifd channel holds a packet keeps the cache until it stops`;
+  }
+  const when = sc.duringCheckpoint ? " while the secondary is stopped in a checkpoint" : "";
+  return `${every}; after a failover on the ${sc.survivor}${when} the survivor runs and passes check_guests_ram`;
+}
+
+const upstream: ColoCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
   (["primary", "secondary"] as const).flatMap((lost) =>
     [false, true].map((duringCheckpoint) =>
       colo(
@@ -56,7 +72,7 @@ const PHASES: ColoPhase[] = [
   "colo-after-vmstate-loaded",
 ];
 
-const kills: MigrationCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
+const kills: ColoCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
   PHASES.map((phase) =>
     colo(`/migration/colo/${kind}/kill-primary/${phase.replace(/^colo-/, "")}`, kind, {
       survivor: "secondary",
@@ -66,7 +82,7 @@ const kills: MigrationCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =
   )
 );
 
-const beyond: MigrationCase[] = [
+const beyond: ColoCase[] = [
   colo("/migration/colo/plain/secondary_failover_during_apply", "plain", {
     survivor: "secondary",
     checkpoints: 2,
@@ -107,4 +123,4 @@ const beyond: MigrationCase[] = [
   }),
 ];
 
-export const COLO_CASES: MigrationCase[] = [...upstream, ...kills, ...beyond];
+export const COLO_CASES: ColoCase[] = [...upstream, ...kills, ...beyond];

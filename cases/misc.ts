@@ -14,6 +14,8 @@ export const MISC_CASES: MigrationCase[] = [
   {
     name: "/migration/validate_uuid",
     tier: "full",
+    flow: "precopy",
+    why: "with validate-uuid and equal uuids the migration completes",
     uuid: { src: UUID_A, dst: UUID_A },
     srcCaps: ["validate-uuid"],
     srcParams: { "downtime-limit": 1000000 },
@@ -21,6 +23,8 @@ export const MISC_CASES: MigrationCase[] = [
   {
     name: "/migration/validate_uuid_error",
     tier: "full",
+    flow: "precopy",
+    why: "a destination whose uuid differs must refuse the stream, name both uuids and exit",
     uuid: { src: UUID_A, dst: UUID_B },
     srcCaps: ["validate-uuid"],
     expect: "fail-dest-exits",
@@ -30,12 +34,16 @@ export const MISC_CASES: MigrationCase[] = [
   {
     name: "/migration/validate_uuid_src_not_set",
     tier: "full",
+    flow: "precopy",
+    why: "validate-uuid with no source uuid sends none: the destination must accept the stream",
     uuid: { dst: UUID_B },
     srcCaps: ["validate-uuid"],
   },
   {
     name: "/migration/validate_uuid_dst_not_set",
     tier: "full",
+    flow: "precopy",
+    why: "validate-uuid with no destination uuid: the destination must accept the source's uuid",
     uuid: { src: UUID_A },
     srcCaps: ["validate-uuid"],
   },

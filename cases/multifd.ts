@@ -3,7 +3,7 @@
  * unix sockets, each compression × each zero-page mode, channel counts, zero-heavy and incompressible
  * guests, bad input on the channels, and the sync barrier under uneven channel speeds.
  */
-import type { MigrationCase } from "../harness/case.ts";
+import type { MigrationCase, MultifdCancelCase, PrecopyCase } from "../harness/case.ts";
 
 /** MULTIFD_TEST_CHANNELS upstream. */
 const CHANNELS = 4;
@@ -13,17 +13,24 @@ type Compression = "none" | "zlib" | "zstd";
 /** migrate_hook_start_precopy_tcp_multifd_common: the method on both sides, `defer` + migrate-incoming. */
 function multifd(
   name: string,
-  opts: Partial<MigrationCase> & { compression?: Compression; channels?: number; level?: number },
-): MigrationCase {
+  opts: Partial<PrecopyCase> & { compression?: Compression; channels?: number; level?: number },
+): PrecopyCase {
   const { compression = "none", channels = CHANNELS, level, ...rest } = opts;
-  const params: Record<string, unknown> = {
+  const params: PrecopyCase["srcParams"] = {
     "multifd-channels": channels,
     "multifd-compression": compression,
   };
-  if (level !== undefined && compression !== "none") params[`multifd-${compression}-level`] = level;
+  if (level !== undefined && compression === "zlib") params["multifd-zlib-level"] = level;
+  if (level !== undefined && compression === "zstd") params["multifd-zstd-level"] = level;
+  const zero = rest.srcParams?.["zero-page-detection"];
   return {
     name,
     tier: "full",
+    flow: "precopy",
+    why:
+      `${rest.live ? "pages re-sent after the guest dirtied them" : "every page"} must arrive exact over ` +
+      `${channels} channel(s) with compression ${compression}${level ? ` level ${level}` : ""}` +
+      (zero ? ` and zero-page detection ${zero}` : ""),
     transport: "tcp",
     defer: true,
     caps: ["multifd"],
@@ -34,8 +41,10 @@ function multifd(
 }
 
 /** A bad-input case: the destination must fail with `error` and stay up; the source fails and survives. */
-function badInput(name: string, error: RegExp, opts: Partial<MigrationCase> & { compression?: Compression }) {
+function badInput(name: string, error: RegExp, opts: Partial<PrecopyCase> & { compression?: Compression }) {
   return multifd(`/migration/multifd/bad/${name}`, {
+    why: `bad input on the multifd channels (${name}) is refused with a precise error; the source ` +
+      "fails and keeps its guest",
     live: true,
     exitOnError: false,
     caps: ["multifd", "return-path"],
@@ -44,6 +53,19 @@ function badInput(name: string, error: RegExp, opts: Partial<MigrationCase> & { 
     ...opts,
   });
 }
+
+/** test_multifd_tcp_cancel: cancel, the old destination exits, migrate again to a new one. */
+const cancel: MultifdCancelCase = {
+  name: "/migration/multifd/tcp/plain/cancel",
+  tier: "smoke",
+  flow: "multifd-cancel",
+  transport: "tcp",
+  defer: true,
+  caps: ["multifd"],
+  srcParams: { "multifd-channels": 16, "multifd-compression": "none" },
+  dstParams: { "multifd-channels": 16, "multifd-compression": "none" },
+  why: "a cancelled multifd migration ends the old destination (status 1) and a new one then completes",
+};
 
 const upstream: MigrationCase[] = [
   multifd("/migration/multifd/tcp/uri/plain/none", {
@@ -65,18 +87,13 @@ const upstream: MigrationCase[] = [
   // The same at the default level 1: what QEMU 7.2 can run (it does not apply a level set by QMP).
   multifd("/migration/multifd/tcp/plain/zlib/default-level", { compression: "zlib" }),
   multifd("/migration/multifd/tcp/plain/zstd/default-level", { compression: "zstd" }),
-  multifd("/migration/multifd/tcp/plain/cancel", {
-    tier: "smoke",
-    flow: "multifd-cancel",
-    srcParams: { "multifd-channels": 16 },
-    dstParams: { "multifd-channels": 16 },
-  }),
+  cancel,
 ];
 
 const COMPRESSIONS: Compression[] = ["none", "zlib", "zstd"];
 const ZERO_MODES = ["none", "legacy", "multifd"] as const;
 
-const beyond: MigrationCase[] = [
+const beyond: PrecopyCase[] = [
   ...COMPRESSIONS.flatMap((compression) =>
     ZERO_MODES.map((zero) =>
       multifd(`/migration/multifd/unix/${compression}/zero-page/${zero}`, {
@@ -117,7 +134,7 @@ const beyond: MigrationCase[] = [
   }),
 ];
 
-const bad: MigrationCase[] = [
+const bad: PrecopyCase[] = [
   badInput("packet-magic", /multifd channel 0: received packet magic 11223345 and expected magic 11223344/, {
     fault: { kind: "corrupt", channel: 0, offset: 64 + 3, xor: 0x01 },
   }),

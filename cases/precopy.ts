@@ -5,26 +5,41 @@ const base: MigrationCase[] = [
   {
     name: "/migration/precopy/unix/plain",
     tier: "smoke",
+    flow: "precopy",
     transport: "unix",
     live: true,
-    why: "live: the marker technique proves a page sent in pass 1 is re-sent after the guest dirtied it",
+    why: "pages dirtied after they were sent must be sent again (the marker proves a second pass happened)",
   },
-  { name: "/migration/precopy/tcp/plain", tier: "smoke", transport: "tcp" },
-  { name: "/migration/precopy/file", tier: "smoke", transport: "file", stopSrc: true },
+  {
+    name: "/migration/precopy/tcp/plain",
+    tier: "smoke",
+    flow: "precopy",
+    transport: "tcp",
+    why: "the whole stream over TCP with port 0: the port read back from query-migrate, every page exact",
+  },
+  {
+    name: "/migration/precopy/file",
+    tier: "smoke",
+    flow: "file",
+    stopSrc: true,
+    why: "a stream saved to a file and loaded from it gives the same guest (no return path, no peer)",
+  },
   {
     name: "/migration/precopy/file/offset",
     tier: "full",
-    transport: "file",
+    flow: "file",
     fileOffset: 4096,
     stopSrc: false,
+    why: "file:...,offset=N writes the stream at N, leaves the bytes before it alone, and loads from N",
   },
   {
     name: "/migration/precopy/file/offset/bad",
     tier: "full",
-    transport: "file",
+    flow: "file",
     fileOffset: "0x20M",
     expect: "qmp-error",
     error: /file URI has bad offset 0x20M/,
+    why: "a malformed file offset is refused by migrate with a precise error, before anything is written",
   },
   {
     name: "/migration/precopy/unix/non-converge/raise-bandwidth",
@@ -49,13 +64,15 @@ const base: MigrationCase[] = [
   {
     name: "/migration/precopy/unix/pause-before-switchover",
     tier: "full",
+    flow: "precopy",
     transport: "unix",
     caps: ["pause-before-switchover"],
-    why: "not upstream as such: the pre-switchover pause with migrate-continue",
+    why: "the source must stop in pre-switchover and finish only after migrate-continue",
   },
   {
     name: "/migration/precopy/unix/xbzrle",
     tier: "slow",
+    flow: "precopy",
     transport: "unix",
     live: true,
     iterations: 2,
@@ -90,21 +107,23 @@ const base: MigrationCase[] = [
   {
     name: "/migration/precopy/unix/random",
     tier: "full",
+    flow: "precopy",
     transport: "unix",
     live: true,
     workload: { kind: "random", seed: 0, hotPages: 512, hotPercent: 90 },
-    why: "live under a seeded random writer with a hot set: many pages are re-sent",
+    why: "under a seeded random writer with a hot set many pages are re-sent: none may arrive stale",
   },
 ];
 
 /** Every precopy case that does not depend on the default layout also runs on the odd-sized machine. */
 const onOddMachine: MigrationCase[] = base
-  .filter((c) => c.expect === undefined && !c.name.includes("non-converge"))
+  .filter((c) => !("expect" in c && c.expect !== undefined) && !c.name.includes("non-converge"))
   .map((c) => ({
     ...c,
     name: `${c.name}/pc-odd`,
     machine: "pc-odd",
     tier: c.tier === "slow" ? c.tier : "full",
+    why: `${c.why}; on three odd-sized blocks (block boundaries, idstr and CONTINUE records)`,
   }));
 
 export const PRECOPY_CASES: MigrationCase[] = [...base, ...onOddMachine];

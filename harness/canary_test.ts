@@ -4,7 +4,7 @@
  * would look like a passing suite.
  */
 import assert from "node:assert/strict";
-import type { MigrationCase } from "./case.ts";
+import type { PrecopyCase } from "./case.ts";
 import { runCase } from "./runner.ts";
 
 /**
@@ -18,9 +18,11 @@ const PAGE = 40;
 const BYTE = 0x64;
 const OFFSET = 120 + PAGE * (8 + 4096) + BYTE;
 
-const canary: MigrationCase = {
+const canary: PrecopyCase = {
   name: "/migration/canary/one-byte-corrupted",
   tier: "smoke",
+  flow: "precopy",
+  why: "a check that could never fail would look like a passing suite",
   transport: "unix",
   srcParams: { "zero-page-detection": "none" },
   fault: { kind: "corrupt", offset: OFFSET, xor: 0x5a },

@@ -1,9 +1,13 @@
 /**
- * A case is data: a record like upstream's MigrateStart/MigrateCommon. Families in cases/ are tables of
- * these; the shared flows in framework.ts interpret them.
+ * A case is data: a record like upstream's MigrateStart/MigrateCommon, one member of a union
+ * discriminated by `flow`, so a field exists only where its flow reads it (a COLO case cannot carry
+ * `cancelAfter`, a file case cannot carry a socket fault it would ignore). Families in cases/ are tables
+ * of these; `validateCases` (harness/validate.ts) checks what the type system cannot when they load.
  */
 import type { WorkloadSpec } from "../engine/guest/workload.ts";
-import type { Capability } from "../engine/options.ts";
+import type { Capability, MigrationParameters } from "../engine/options.ts";
+import type { BreakpointName } from "../engine/testing/breakpoints.ts";
+import type { DefectName } from "../engine/testing/defects.ts";
 
 export type Tier = "smoke" | "full" | "slow";
 export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
@@ -14,39 +18,23 @@ export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
  */
 export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error";
 
-export type Flow =
-  /** test_precopy_common: live (marker technique) or with the source stopped. */
-  | "precopy"
-  /** test_file_common: the source saves to a file, then the destination loads it. */
-  | "file"
-  /** test_cancel_src_after_status: cancel once the source reached `cancelAfter`. */
-  | "cancel"
-  /** Migrate to an address nobody listens on. */
-  | "bad-dest"
-  /** Live and not converging for `iterations` passes, then converging once bandwidth is raised. */
-  | "converge-after-raise"
-  /** test_multifd_tcp_cancel: cancel, the old destination exits, migrate again to a new one. */
-  | "multifd-cancel"
-  /** /migration/analyze-script: save to a file, then the stream analyzer must parse it. */
-  | "analyze-script"
-  /** test_colo_common: checkpoints, then a failover on one side (see `colo`). */
-  | "colo";
+// MERGE: replaced by the engine's own list (engine/testing/faults.ts) once that lands.
+type StreamFaultKind =
+  | "corrupt"
+  | "truncate"
+  | "machine-type"
+  | "bad-ram-flags"
+  | "ram-offset"
+  | "unknown-section"
+  | "bad-footer"
+  | "multifd-missing-channel"
+  | "multifd-channel-id"
+  | "multifd-offset"
+  | "multifd-channel-delay";
 
-/** A fault injected into the source's outgoing main channel (x-test-inject-fault). */
+/** A fault injected into one side's stream (x-test-inject-fault; engine/testing/faults.ts). */
 export interface FaultSpec {
-  kind:
-    | "corrupt"
-    | "truncate"
-    | "machine-type"
-    | "bad-ram-flags"
-    | "ram-offset"
-    | "unknown-section"
-    | "bad-footer"
-    | "multifd-missing-channel"
-    | "multifd-channel-id"
-    | "multifd-offset"
-    /** Destination side: the first packet with pages on `channel` waits `delayMs` before it is written. */
-    | "multifd-channel-delay";
+  kind: StreamFaultKind;
   /** Absolute stream offset for corrupt/truncate; a function of the seed picks one in a range. */
   offset?: number | ((seed: number) => number);
   xor?: number;
@@ -55,8 +43,9 @@ export interface FaultSpec {
   delayMs?: number;
 }
 
-/** The named moments of a checkpoint (engine/breakpoints.ts) a COLO case can strike at. */
-export type ColoPhase =
+/** The named moments of a checkpoint (engine/testing/breakpoints.ts) a COLO case can strike at. */
+export type ColoPhase = Extract<
+  BreakpointName,
   | "colo-request-sent"
   | "colo-ram-half-sent"
   | "colo-device-buffer-half-sent"
@@ -65,7 +54,8 @@ export type ColoPhase =
   | "colo-stopped"
   | "colo-ram-half-received"
   | "colo-device-buffer-received"
-  | "colo-apply-middle";
+  | "colo-apply-middle"
+>;
 
 export interface ColoScenario {
   /** The side that survives and takes over (the other is lost). */
@@ -84,69 +74,165 @@ export interface ColoScenario {
   checkpointDelayMs?: number;
 }
 
-export interface MigrationCase {
+export type Side = "src" | "dst";
+export type VcpuDuty = { runMs: number; sleepMs: number };
+
+/** What every case has, whatever its flow: the pair as upstream's MigrateStart describes it. */
+export interface CaseBase {
   /** QEMU-style path, e.g. "/migration/precopy/unix/plain". */
   name: string;
   tier: Tier;
-  flow?: Flow;
+  /** One line: the bug class the case guards (shown by `--list`). */
+  why: string;
+  /** Bound of the whole case (default 120 s). */
+  timeoutMs?: number;
   /** Machine fixture (fixtures/machines.ts); default "pc". */
   machine?: string;
   /** Guest workload on both sides; default a-b. A random workload's seed comes from the case seed. */
   workload?: WorkloadSpec;
-  transport?: "unix" | "tcp" | "file";
-  /** Start the destination with `-incoming defer` and send migrate-incoming from the flow. */
-  defer?: boolean;
-  /** migrate-incoming exit-on-error (only with defer); default true like QEMU. */
-  exitOnError?: boolean;
-  /** file: offset option, as written in the URI (a string lets a case pass a malformed one). */
-  fileOffset?: number | string;
   /** Capabilities on both sides (`events` is always on), and per side. */
   caps?: Capability[];
   srcCaps?: Capability[];
   dstCaps?: Capability[];
-  srcParams?: Record<string, unknown>;
-  dstParams?: Record<string, unknown>;
-  /** The guest runs during precopy (a reason belongs in `why`, as upstream asks). */
-  live?: boolean;
-  /** Dirty-sync passes to wait for before convergence (live only). */
-  iterations?: number;
-  expect?: Expect;
-  /** What the error (error-desc, QMP error or destination stderr) must match. */
-  error?: RegExp;
+  srcParams?: Partial<MigrationParameters>;
+  dstParams?: Partial<MigrationParameters>;
   uuid?: { src?: string; dst?: string };
-  /** `migrate` with the `channels` argument instead of `uri` (upstream's .../channels/... cases). */
-  migrateChannels?: boolean;
-  /** Fill the stopped source's RAM with seeded random bytes before migrating (incompressible guest). */
-  fillRandom?: boolean;
   /** The vCPU's duty cycle (ms running / ms asleep per slice; default 2/2). */
-  vcpu?: { runMs: number; sleepMs: number };
+  vcpu?: VcpuDuty;
   /** The destination's vCPU duty cycle, when it differs (a COLO secondary running slower diverges more). */
-  dstVcpu?: { runMs: number; sleepMs: number };
+  dstVcpu?: VcpuDuty;
   /** -mem-prealloc on both sides (guest RAM faulted in at start). */
   memPrealloc?: boolean;
-  fault?: FaultSpec;
-  /** Faults injected on the destination (before migrate-incoming). */
-  dstFaults?: FaultSpec[];
-  /** Known defects (engine/defects.ts) switched on per side. */
-  defects?: { src?: string[]; dst?: string[] };
+  /** Known defects (engine/testing/defects.ts) switched on per side. */
+  defects?: { src?: DefectName[]; dst?: DefectName[] };
   /**
    * Regression cases: the known defect this case guards against. The defects meta-test runs the case
    * with it switched on (the case must fail) and off (it must pass).
    */
-  guards?: { side: "src" | "dst"; defect: string };
-  /** file flow: stop the source before saving (upstream's stop_src). */
-  stopSrc?: boolean;
+  guards?: { side: Side; defect: DefectName };
+}
+
+/** A migration over a socket. */
+export interface SocketCase {
+  transport?: "unix" | "tcp";
+  /** Start the destination with `-incoming defer` and send migrate-incoming from the flow. */
+  defer?: boolean;
+  /** migrate-incoming exit-on-error (only with defer); default true like QEMU. */
+  exitOnError?: boolean;
+}
+
+/** How the migration must end, and what its error must say. */
+export interface Outcome {
+  expect?: Expect;
+  /** What the error (error-desc, QMP error or destination stderr) must match; only with a failure. */
+  error?: RegExp;
+}
+
+/** test_precopy_common: live (marker technique) or with the source stopped. */
+export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
+  flow: "precopy";
+  /** The guest runs during precopy (a reason belongs in `why`, as upstream asks). */
+  live?: boolean;
+  /** Dirty-sync passes to wait for before convergence (live only). */
+  iterations?: number;
+  /** `migrate` with the `channels` argument instead of `uri` (upstream's .../channels/... cases). */
+  migrateChannels?: boolean;
+  /** Fill the stopped source's RAM with seeded random bytes before migrating (incompressible guest). */
+  fillRandom?: boolean;
+  /** A fault in the source's outgoing stream (main channel or a multifd channel). */
+  fault?: FaultSpec;
+  /** Faults injected on the destination (before migrate-incoming). */
+  dstFaults?: FaultSpec[];
   /** After completion the source must report pages sent as XBZRLE deltas. */
   expectXbzrlePages?: boolean;
-  /** converge-after-raise: the source must report a non-zero dirty-pages-rate after a sync and between syncs. */
+}
+
+/** Live and not converging for `iterations` passes, then converging once bandwidth is raised. */
+export interface ConvergeAfterRaiseCase extends CaseBase, SocketCase {
+  flow: "converge-after-raise";
+  iterations?: number;
+  /** The source must report a non-zero dirty-pages-rate after a sync and between syncs. */
   expectDirtyPagesRate?: boolean;
-  /** colo flow: which side fails over, and when. */
-  colo?: ColoScenario;
-  /** cancel flow: the status after which the source is cancelled. */
-  cancelAfter?: string;
-  /** Why the case exists, or why it is live. */
-  why?: string;
-  timeoutMs?: number;
+  expectXbzrlePages?: boolean;
+}
+
+/** test_file_common: the source saves to a file, then the destination loads it. */
+export interface FileCase extends CaseBase, Outcome {
+  flow: "file";
+  /** file: offset option, as written in the URI (a string lets a case pass a malformed one). */
+  fileOffset?: number | string;
+  /** Stop the source before saving (upstream's stop_src; default true). */
+  stopSrc?: boolean;
+}
+
+/** test_cancel_src_after_status: cancel once the source reached `cancelAfter`. */
+export interface CancelCase extends CaseBase {
+  flow: "cancel";
+  cancelAfter: CancelPhase;
+}
+
+export const CANCEL_PHASES = [
+  "none",
+  "setup",
+  "cancelling",
+  "cancelled",
+  "active",
+  "completed",
+  "failed",
+  "pre-switchover",
+] as const;
+export type CancelPhase = typeof CANCEL_PHASES[number];
+
+/** Migrate to an address nobody listens on. */
+export interface BadDestCase extends CaseBase {
+  flow: "bad-dest";
+}
+
+/** test_multifd_tcp_cancel: cancel, the old destination exits, migrate again to a new one. */
+export interface MultifdCancelCase extends CaseBase, SocketCase {
+  flow: "multifd-cancel";
+}
+
+/** /migration/analyze-script: save to a file, then the stream analyzer must parse it. */
+export interface AnalyzeCase extends CaseBase {
+  flow: "analyze-script";
+}
+
+/** test_colo_common: checkpoints, then a failover on one side. */
+export interface ColoCase extends CaseBase, SocketCase {
+  flow: "colo";
+  colo: ColoScenario;
+}
+
+export type MigrationCase =
+  | PrecopyCase
+  | ConvergeAfterRaiseCase
+  | FileCase
+  | CancelCase
+  | BadDestCase
+  | MultifdCancelCase
+  | AnalyzeCase
+  | ColoCase;
+
+export type Flow = MigrationCase["flow"];
+
+/** The case type of one flow. */
+export type CaseOf<F extends Flow> = Extract<MigrationCase, { flow: F }>;
+
+/**
+ * The socket options of a case whose flow migrates over a socket the case chooses (its destination
+ * listens from the start unless it defers); null for the flows that send migrate-incoming themselves.
+ */
+export function socketOptions(c: MigrationCase): SocketCase | null {
+  switch (c.flow) {
+    case "precopy":
+    case "converge-after-raise":
+    case "multifd-cancel":
+    case "colo":
+      return c;
+    default:
+      return null;
+  }
 }
 
 /** Cases of the selected tier and below (smoke ⊂ full ⊂ slow). */

@@ -11,7 +11,8 @@ import { inTier, matchesFilter, type Tier, TIERS } from "./case.ts";
 import { junitXml } from "./junit.ts";
 import { runSeed } from "./register.ts";
 import { type CaseResult, runCase } from "./runner.ts";
-import { type Backend, qemuSkipReason } from "./backend.ts";
+import { isWorldName, worldByName } from "./world/worlds.ts";
+import { WORLD_NAMES } from "./world/world.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -40,11 +41,12 @@ const repeat = Number(values.repeat);
 if (!Number.isInteger(repeat) || repeat < 1) die("--repeat must be a positive integer");
 const seed = values.seed !== undefined ? Number(values.seed) : runSeed();
 
-if (values.backend !== "engine" && values.backend !== "qemu") die("--backend must be engine or qemu");
-const backend = values.backend as Backend;
+if (!isWorldName(values.backend!)) die(`--backend must be one of ${WORLD_NAMES.join("|")}`);
+const world = worldByName(values.backend!);
+const backend = world.name;
 const selected = ALL_CASES.filter((c) => inTier(c, tier) && matchesFilter(c.name, values.filter));
 if (values.list) {
-  for (const c of selected) console.log(`${c.tier.padEnd(5)} ${c.name}`);
+  for (const c of selected) console.log(`${c.tier.padEnd(5)} ${c.name.padEnd(64)} ${c.why}`);
   Deno.exit(0);
 }
 if (selected.length === 0) die(`no case matches tier '${tier}' and filter '${values.filter ?? ""}'`);
@@ -61,13 +63,13 @@ for (let i = 0; i < repeat; i++) {
   for (const c of selected) {
     // Each repetition gets its own seed, derived from the run seed, so a repeat explores new schedules.
     const caseSeed = (seed + i * 0x9e3779b9) >>> 0;
-    const skip = backend === "qemu" ? qemuSkipReason(c) : null;
+    const skip = world.cannotRun(c);
     if (skip) {
       results.push({ name: c.name, ok: true, skipped: skip, seed: caseSeed, timeMs: 0, stats: {} });
       console.log(`SKIP  ${c.name.padEnd(58)} ${skip}`);
       continue;
     }
-    const r = await runCase(c, { seed: caseSeed, backend, artifactsDir: values.artifacts!, waitMs: 30_000 });
+    const r = await runCase(c, { seed: caseSeed, world, artifactsDir: values.artifacts!, waitMs: 30_000 });
     results.push(r);
     const s = r.stats;
     console.log(

@@ -187,6 +187,16 @@ export class QtestClient {
     if (reply !== "OK") throw new Error(`${this.name}: qtest '${cmd}': unexpected reply '${brief(reply)}'`);
   }
 
+  /** Writes `data` to guest-physical memory (`write ADDR SIZE 0xHEX`). */
+  async write(addr: Addr, data: Uint8Array, opts?: QtestRequestOptions): Promise<void> {
+    if (data.length === 0) throw new RangeError(`${this.name}: qtest write: nothing to write`);
+    const cmd = `write ${hex(addr, "address")} ${hex(data.length, "size")} 0x${data.toHex()}`;
+    const [reply] = await this.#request(cmd, [cmd], opts);
+    if (reply !== "OK") {
+      throw new Error(`${this.name}: qtest '${brief(cmd)}': unexpected reply '${brief(reply)}'`);
+    }
+  }
+
   /**
    * One byte at each address, pipelined (all `readb` lines are sent before the first reply is awaited).
    * For sparse reads such as the first byte of every page: 25,344 pages cost about 0.5 MB of traffic,

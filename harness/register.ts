@@ -5,7 +5,8 @@
  */
 import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { runCase } from "./runner.ts";
-import { backendFromEnv, qemuSkipReason } from "./backend.ts";
+import { validateCases } from "./validate.ts";
+import { worldFromEnv } from "./world/worlds.ts";
 
 function envTier(): Tier {
   const t = Deno.env.get("MIGTEST_TIER") ?? "full";
@@ -27,12 +28,13 @@ export function runSeed(): number {
 const SEED = runSeed();
 
 export function registerCases(cases: readonly MigrationCase[]): void {
+  validateCases(cases);
   const tier = envTier();
-  const backend = backendFromEnv();
+  const world = worldFromEnv();
   for (const c of cases) {
-    const skip = backend === "qemu" ? qemuSkipReason(c) : null;
+    const skip = world.cannotRun(c);
     // Reported, never silently passed: the reason is printed and the test shows as ignored.
-    if (skip && inTier(c, tier)) console.log(`SKIP ${c.name} on QEMU: ${skip}`);
+    if (skip && inTier(c, tier)) console.log(`SKIP ${c.name} on ${world.name}: ${skip}`);
     Deno.test({
       name: c.name,
       ignore: !inTier(c, tier) || skip !== null,
@@ -40,7 +42,7 @@ export function registerCases(cases: readonly MigrationCase[]): void {
       fn: async () => {
         const r = await runCase(c, {
           seed: SEED,
-          backend,
+          world,
           artifactsDir: Deno.env.get("MIGTEST_ARTIFACTS") ?? "artifacts",
           log: (m) => console.log(m),
         });

@@ -3,12 +3,15 @@
  * on failure and builds a failure message that ends with a one-line replay command.
  */
 import type { MigrationCase } from "./case.ts";
-import type { Backend } from "./backend.ts";
-import { type CaseStats, FLOWS, MigrationPair } from "./framework.ts";
+import { type CaseStats, MigrationPair } from "./framework.ts";
+import { runFlow } from "./flows/mod.ts";
+import { engineWorld } from "./world/engine.ts";
+import type { World } from "./world/world.ts";
 
 export interface RunOptions {
   seed: number;
-  backend?: Backend;
+  /** Which world runs the pair (default: engine processes). */
+  world?: World;
   tmpRoot?: string;
   /** Where a failed case's folder goes (artifacts/<case>/); null keeps nothing. */
   artifactsDir: string | null;
@@ -52,12 +55,12 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   try {
     pair = await MigrationPair.start(c, {
       seed: opts.seed,
-      backend: opts.backend,
+      world: opts.world ?? engineWorld,
       tmpRoot: opts.tmpRoot,
       waitMs: opts.waitMs ?? 30_000,
       log,
     });
-    await FLOWS[c.flow ?? (c.transport === "file" ? "file" : "precopy")](pair);
+    await runFlow(pair, c);
   } catch (e) {
     error = e instanceof Error ? e : new Error(String(e));
   }

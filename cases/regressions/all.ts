@@ -2,9 +2,9 @@
  * Regression cases: one per bug found, each naming the bug it guards against and failing with it.
  * Bugs that live below the process level have a test file beside this one instead.
  */
-import type { MigrationCase } from "../../harness/case.ts";
+import type { ColoCase, MigrationCase } from "../../harness/case.ts";
 
-const COLO_BASE: Partial<MigrationCase> = {
+const COLO_BASE: Pick<ColoCase, "tier" | "flow" | "transport" | "machine"> = {
   tier: "full",
   flow: "colo",
   transport: "tcp",
@@ -19,6 +19,7 @@ export const REGRESSION_CASES: MigrationCase[] = [
     // the secondary dies (the engine aborts as a use-after-free would).
     ...COLO_BASE,
     name: "/migration/regressions/colo-cache-outlives-multifd-channels",
+    why: "the COLO cache must outlive the multifd receive channels (a takeover while one holds a packet)",
     defer: true,
     caps: ["x-colo", "multifd"],
     srcParams: { "multifd-channels": 4 },
@@ -26,13 +27,14 @@ export const REGRESSION_CASES: MigrationCase[] = [
     workload: { kind: "random", seed: 0, hotPages: 512, hotPercent: 80 },
     colo: { survivor: "secondary", checkpoints: 2, checkpointDelayMs: 50, failoverDuringMultifdPacket: true },
     guards: { side: "dst", defect: "colo-cache-early-release" },
-  } as MigrationCase,
+  },
   {
     // Defect class: multifd pages bypassing the COLO cache (QEMU before dd67c149e2 "multifd: Add COLO
     // support"): in COLO state they went straight into the secondary's RAM and were never recorded, so a
     // checkpoint was neither atomic nor flushed: the per-checkpoint check sees the cache and RAM differ.
     ...COLO_BASE,
     name: "/migration/regressions/colo-multifd-pages-go-to-cache",
+    why: "multifd pages in COLO state must go to the cache and be recorded, not to the secondary's RAM",
     defer: true,
     caps: ["x-colo", "multifd"],
     srcParams: { "multifd-channels": 4 },
@@ -40,12 +42,13 @@ export const REGRESSION_CASES: MigrationCase[] = [
     workload: { kind: "random", seed: 0, hotPages: 1024, hotPercent: 80 },
     colo: { survivor: "secondary", checkpoints: 3, checkpointDelayMs: 50 },
     guards: { side: "dst", defect: "multifd-colo-bypass-cache" },
-  } as MigrationCase,
+  },
   {
     // Defect class: multifd zero pages not recorded in the COLO bitmap (fixed in v3 of the 2026 series):
     // a page that turns zero on the primary stays non-zero on the secondary after the flush.
     ...COLO_BASE,
     name: "/migration/regressions/colo-multifd-zero-pages-recorded",
+    why: "multifd zero pages in COLO state must be recorded in the COLO bitmap so the flush zeroes them",
     defer: true,
     caps: ["x-colo", "multifd"],
     srcParams: { "multifd-channels": 4 },
@@ -56,17 +59,18 @@ export const REGRESSION_CASES: MigrationCase[] = [
     dstVcpu: { runMs: 1, sleepMs: 20 },
     colo: { survivor: "secondary", checkpoints: 5, checkpointDelayMs: 50 },
     guards: { side: "dst", defect: "colo-zero-not-recorded" },
-  } as MigrationCase,
+  },
   {
     // Defect class: loading a checkpoint's devices over the secondary's running devices without a reset
     // ("colo: Fix crash during device vmstate load", the Q35 crash): the queue device refuses the load.
     ...COLO_BASE,
     name: "/migration/regressions/colo-devices-reset-before-load",
+    why: "the secondary must reset its devices before loading a checkpoint's device state over them",
     caps: ["x-colo"],
     workload: { kind: "random", seed: 0, hotPages: 256, hotPercent: 80 },
     colo: { survivor: "secondary", checkpoints: 2, checkpointDelayMs: 50 },
     guards: { side: "dst", defect: "colo-no-device-reset" },
-  } as MigrationCase,
+  },
   {
     // Defect class: multifd receive channels that do not wait at the barrier after a SYNC packet.
     // Destination channel 0 holds its first packet (pc.ram pages 0-127, with the guest's hot set) for
@@ -76,6 +80,8 @@ export const REGRESSION_CASES: MigrationCase[] = [
     // QEMU's per-round sync (commit 294e5a4034) and multifd_recv_sync_main prevent.
     name: "/migration/regressions/multifd-sync-barrier",
     tier: "full",
+    flow: "precopy",
+    why: "multifd receive channels must wait at the sync barrier, or a stale copy of a page lands last",
     transport: "tcp",
     defer: true,
     live: true,
@@ -92,6 +98,8 @@ export const REGRESSION_CASES: MigrationCase[] = [
     // migrate_start sets capabilities on a destination started with -incoming URI.
     name: "/migration/regressions/dst-caps-while-incoming-setup",
     tier: "full",
+    flow: "precopy",
+    why: "a destination started with -incoming URI must accept migrate-set-capabilities while in setup",
     transport: "unix",
     dstCaps: ["return-path", "pause-before-switchover"],
     srcCaps: ["return-path"],

@@ -10,7 +10,13 @@ Deno.test("regression: a case whose pair cannot start leaves no directory behind
   const root = await Deno.makeTempDir({ prefix: "migtest-root-" });
   try {
     const r = await runCase(
-      { name: "/migration/regressions/start-failure", tier: "full", machine: "no-such-machine" },
+      {
+        name: "/migration/regressions/start-failure",
+        tier: "full",
+        flow: "precopy",
+        why: "a pair that cannot start leaves nothing behind",
+        machine: "no-such-machine",
+      },
       { seed: 1, artifactsDir: null, tmpRoot: root, waitMs: 10_000 },
     );
     assert.ok(!r.ok);

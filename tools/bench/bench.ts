@@ -9,7 +9,10 @@
  */
 import { ALL_CASES } from "../../cases/all.ts";
 import { inTier } from "../../harness/case.ts";
+import type { MigrationParameters } from "../../engine/options.ts";
 import { MigrationPair } from "../../harness/framework.ts";
+import { connectUri, migrateIncoming } from "../../harness/migration_qmp.ts";
+import { engineWorld } from "../../harness/world/engine.ts";
 import { runCase } from "../../harness/runner.ts";
 
 const RAW_BYTES = 512 << 20;
@@ -61,14 +64,18 @@ async function enginePrecopyThroughput(
   seed: number,
   opts: { channels?: number; compression?: string; entropyBits?: number } = {},
 ): Promise<EngineRun> {
-  const params: Record<string, unknown> = {};
+  const params: Partial<MigrationParameters> = {};
   if (opts.channels) {
     params["multifd-channels"] = opts.channels;
-    params["multifd-compression"] = opts.compression ?? "none";
+    params["multifd-compression"] = opts.compression === "zlib" || opts.compression === "zstd"
+      ? opts.compression
+      : "none";
   }
   const pair = await MigrationPair.start({
     name: "/bench/precopy/unix/256M",
     tier: "slow",
+    flow: "precopy",
+    why: "bench: precopy throughput",
     machine: "pc-256",
     workload: { kind: "idle" },
     transport: "unix",
@@ -77,9 +84,9 @@ async function enginePrecopyThroughput(
     srcParams: params,
     dstParams: params,
     defer: !!opts.channels,
-  }, { seed, waitMs: 60_000, log: () => {} });
+  }, { seed, world: engineWorld, waitMs: 60_000, log: () => {} });
   try {
-    if (opts.channels) await pair.migrateIncoming(`unix:${pair.migsocket}`);
+    if (opts.channels) await migrateIncoming(pair, `unix:${pair.migsocket}`);
     await pair.src.qmp.execute("stop");
     await pair.src.qmp.execute("x-test-ram-fill", { seed, "entropy-bits": opts.entropyBits ?? 8 }, {
       timeoutMs: 60_000,
@@ -139,10 +146,12 @@ async function qmpLatencyDuringLoad(seed: number): Promise<{ idle: number[]; loa
   const pair = await MigrationPair.start({
     name: "/bench/qmp-latency",
     tier: "slow",
+    flow: "precopy",
+    why: "bench: destination QMP latency during a load",
     machine: "pc-256",
     workload: { kind: "idle" },
     transport: "unix",
-  }, { seed, waitMs: 60_000, log: () => {} });
+  }, { seed, world: engineWorld, waitMs: 60_000, log: () => {} });
   const rtt = async () => {
     const t = performance.now();
     const s = await pair.dst.qmp.execute<{ status?: string }>("query-migrate");
@@ -178,10 +187,13 @@ interface ColoRun {
 
 /** Checkpoint latency (checkpoint-request → vmstate-loaded) and primary pause over `count` checkpoints. */
 async function coloCheckpoints(multifd: boolean, loaded: boolean, count = 20): Promise<ColoRun> {
-  const params = multifd ? { "multifd-channels": 4 } : {};
+  const params: Partial<MigrationParameters> = multifd ? { "multifd-channels": 4 } : {};
   const pair = await MigrationPair.start({
     name: "/bench/colo",
     tier: "slow",
+    flow: "colo",
+    why: "bench: COLO checkpoint latency",
+    colo: { survivor: "secondary" },
     machine: "pc",
     workload: loaded ? { kind: "random", seed: 1, hotPages: 8192, hotPercent: 90 } : { kind: "idle" },
     transport: "tcp",
@@ -189,14 +201,14 @@ async function coloCheckpoints(multifd: boolean, loaded: boolean, count = 20): P
     caps: multifd ? ["x-colo", "multifd"] : ["x-colo"],
     srcParams: { ...params, "x-checkpoint-delay": 100 },
     dstParams: params,
-  }, { seed: 1, waitMs: 60_000, log: () => {} });
+  }, { seed: 1, world: engineWorld, waitMs: 60_000, log: () => {} });
   type Info = {
     primary: { checkpoints: number; stats: { latency: number; pause: number; ramPages: number }[] };
   };
   try {
-    if (multifd) await pair.migrateIncoming();
+    if (multifd) await migrateIncoming(pair, pair.incomingUri());
     await pair.setParams(pair.src, { "max-bandwidth": 0, "downtime-limit": 30_000 });
-    await pair.src.qmp.execute("migrate", { uri: await pair.connectUri() });
+    await pair.src.qmp.execute("migrate", { uri: await connectUri(pair) });
     const qmp: number[] = [];
     let sampling = true;
     const sampler = (async () => {

@@ -7,7 +7,7 @@
  * qemu-system-x86_64 on PATH). They force `-accel tcg`: KVM may be present but, nested, far slower.
  */
 import assert from "node:assert/strict";
-import { checkGuestsRam } from "./check/guests_ram.ts";
+import { checkGuestsRam } from "../check/guests_ram.ts";
 import {
   AB_END_ADDRESS,
   AB_START_ADDRESS,
@@ -16,9 +16,9 @@ import {
   QemuProcess,
   type QemuSpawnOptions,
 } from "./qemu_process.ts";
-import type { QmpTranscriptEntry } from "./qmp_client.ts";
-import { QtestClient, QtestCommandError } from "./qtest_client.ts";
-import { sleep, waitFor } from "./wait.ts";
+import type { QmpTranscriptEntry } from "../qmp_client.ts";
+import { QtestClient, QtestCommandError } from "../qtest_client.ts";
+import { sleep, waitFor } from "../wait.ts";
 
 const PAGE = 4096;
 const WAIT_MS = 20_000;
@@ -182,6 +182,8 @@ Deno.test({
       );
       await src.qtest.writeq(MARKER_ADDRESS, MAGIC);
       assert.equal(await src.qtest.readq(MARKER_ADDRESS), MAGIC);
+      await src.qtest.write(MARKER_ADDRESS + 8, new Uint8Array([1, 2, 3]));
+      assert.deepEqual(await src.qtest.read(MARKER_ADDRESS + 7, 5), new Uint8Array([0xfe, 1, 2, 3, 0]));
     } finally {
       await run.close();
     }
@@ -240,14 +242,14 @@ Deno.test("qtest client against the engine: writeq/readq round trip, read, readb
   const dir = await Deno.makeTempDir({ prefix: "migtest-qtest-" });
   const qmpPath = `${dir}/engine.qmp`;
   const qtestPath = `${dir}/engine.qtest`;
-  const engineMain = new URL("../engine/main.ts", import.meta.url).pathname;
+  const engineMain = new URL("../../engine/main.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--quiet",
       `--allow-net=unix:${qmpPath},unix:${qtestPath}`,
-      `--allow-read=${dir},${new URL("../engine/", import.meta.url).pathname},${
-        new URL("../fixtures/", import.meta.url).pathname
+      `--allow-read=${dir},${new URL("../../engine/", import.meta.url).pathname},${
+        new URL("../../fixtures/", import.meta.url).pathname
       }`,
       `--allow-write=${dir}`,
       engineMain,
@@ -284,6 +286,8 @@ Deno.test("qtest client against the engine: writeq/readq round trip, read, readb
     assert.equal(q, MAGIC);
     assert.equal(b, 0xfe);
     assert.deepEqual(many, new Uint8Array([0xfe, 0xca, 0xfe]));
+    await client.write(MARKER_ADDRESS + 8, new Uint8Array([1, 2, 3]));
+    assert.deepEqual(await client.read(MARKER_ADDRESS + 7, 5), new Uint8Array([0xfe, 1, 2, 3, 0]));
     // Outside pc.ram: FAIL, named after the command; the connection stays usable.
     await assert.rejects(client.readq(1n << 40n), (e: unknown) => {
       assert.ok(e instanceof QtestCommandError);

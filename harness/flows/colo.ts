@@ -6,15 +6,21 @@
  * The survivor must hold exactly what it must (the last applied checkpoint, or its own running state),
  * keep running, and pass the a-b invariant.
  */
-import type { ColoPhase, ColoScenario } from "./case.ts";
-import { compareDeviceState } from "./check/device_equal.ts";
-import { compareRam } from "./check/ram_equal.ts";
-import { checkGuestsRam } from "./check/guests_ram.ts";
-import { AB_END, AB_START } from "../engine/guest/workload.ts";
-import { CONVERGE, FlowError, migrate, type MigrationPair } from "./framework.ts";
-import type { Side } from "./framework.ts";
-import type { QmpEvent } from "./qmp_client.ts";
-import { sleep } from "./wait.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ColoCase, ColoPhase } from "../case.ts";
+import { compareDeviceState } from "../check/device_equal.ts";
+import type { DigestReply, RamSource } from "../check/ram_equal.ts";
+import { FlowError, type MigrationPair } from "../framework.ts";
+import { connectUri, CONVERGE, migrate, migrateIncoming } from "../migration_qmp.ts";
+import {
+  checkGuestRuns,
+  expectDevicesEqual,
+  expectRamEqual,
+  isAbGuest,
+  waitSerialB,
+} from "../migration_util.ts";
+import type { QmpEvent } from "../qmp_client.ts";
+import { type DeviceState, isUnavailable, type Side } from "../world/world.ts";
 
 const PRIMARY_PHASES: ReadonlySet<ColoPhase> = new Set([
   "colo-request-sent",
@@ -24,36 +30,18 @@ const PRIMARY_PHASES: ReadonlySet<ColoPhase> = new Set([
   "colo-after-vmstate-loaded",
 ]);
 
-type Digests = { idstr: string; digests: string }[];
-
-async function digests(side: Side, command = "x-test-ram-digest"): Promise<Digests> {
-  const r = await side.qmp.execute<{ blocks: Digests }>(command, {}, { timeoutMs: 60_000 });
-  return r.blocks.map((b) => ({ idstr: b.idstr, digests: b.digests }));
+/** A snapshot of a side's RAM digests and devices, to compare with what it holds later. */
+interface Snapshot {
+  ram: RamSource;
+  devices: DeviceState;
 }
 
-function digestDiff(a: Digests, b: Digests, names: [string, string]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < a.length; i++) {
-    const x = Uint8Array.fromBase64(a[i].digests);
-    const y = Uint8Array.fromBase64(b[i].digests);
-    let n = 0;
-    let first = -1;
-    for (let p = 0; p < x.length / 8; p++) {
-      for (let k = 0; k < 8; k++) {
-        if (x[p * 8 + k] !== y[p * 8 + k]) {
-          n++;
-          if (first < 0) first = p;
-          break;
-        }
-      }
-    }
-    if (n) {
-      out.push(
-        `block ${a[i].idstr}: ${n} page(s) differ between ${names[0]} and ${names[1]}, first page ${first}`,
-      );
-    }
-  }
-  return out;
+async function snapshot(side: Side, label: string): Promise<Snapshot> {
+  const digests: DigestReply = await side.ram().digests();
+  const devices = await side.deviceState();
+  if (isUnavailable(devices)) throw new FlowError(`${side.name}'s device state: ${devices.unavailable}`);
+  // Only digests are kept (the pages themselves are gone by the time they are compared).
+  return { ram: { name: label, digests: () => Promise.resolve(digests) }, devices };
 }
 
 /**
@@ -86,62 +74,20 @@ async function waitBreakpoint(
 
 /** Checkpoint `n` is applied and the secondary paused before resuming; the primary waits for LOADED. */
 async function checkCheckpoint(p: MigrationPair, n: number): Promise<void> {
-  const ram = await compareRam(p.ram(p.src), p.ram(p.dst));
-  if (ram.mismatches) {
-    throw new FlowError(
-      `checkpoint ${n}: the secondary's RAM differs from the primary's in ${ram.mismatches} page(s):\n  ${
-        ram.lines.join("\n  ")
-      }`,
-    );
-  }
-  const cache = digestDiff(await digests(p.dst), await digests(p.dst, "x-test-colo-cache-digest"), [
-    "guest RAM",
-    "COLO cache",
-  ]);
-  if (cache.length) {
-    throw new FlowError(`checkpoint ${n}: the COLO cache differs from guest RAM:\n  ${cache.join("\n  ")}`);
-  }
-  const [ds, dd] = await Promise.all([
-    p.src.qmp.execute<{ devices: unknown }>("x-test-device-state"),
-    p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state"),
-  ]);
-  const diff = compareDeviceState(ds.devices, dd.devices, ["primary", "secondary"]);
-  if (diff.length) throw new FlowError(`checkpoint ${n}: device state differs:\n  ${diff.join("\n  ")}`);
+  await expectRamEqual(p.src.ram(), p.dst.ram(), `checkpoint ${n}: guest RAM`);
+  const cache = p.dst.coloCache();
+  if (isUnavailable(cache)) p.ctx.log(`COLO cache not compared: ${cache.unavailable}`);
+  else await expectRamEqual(p.dst.ram(), cache, `checkpoint ${n}: the secondary's COLO cache`);
+  await expectDevicesEqual(p, p.src, p.dst, ["primary", "secondary"], `checkpoint ${n}: `);
 }
 
-/** The survivor runs: its a-b pattern advances; stopped, it passes check_guests_ram. */
+/** The survivor runs: its a-b pattern advances; stopped, it passes check_guests_ram; then it runs on. */
 async function checkSurvivor(p: MigrationPair, side: Side): Promise<void> {
   const st = await side.qmp.execute<{ running: boolean; status: string }>("query-status");
   if (!st.running) {
     throw new FlowError(`${side.name} does not run after the failover (runstate ${st.status})`);
   }
-  if ((p.c.workload?.kind ?? "a-b") !== "a-b") return;
-  const first = (await p.readRam(side, AB_START, 1))[0];
-  await p.wait(
-    `${side.name}'s a-b pattern to advance`,
-    async () => (await p.readRam(side, AB_START, 1))[0] !== first,
-  );
-  await side.qmp.execute("stop");
-  const bytes = await side.qmp.execute<{ data: string }>("x-test-page-bytes", {
-    block: "pc.ram",
-    start: AB_START,
-    end: AB_END,
-  });
-  const report = checkGuestsRam(Uint8Array.fromBase64(bytes.data), AB_START);
-  if (report.bad) {
-    throw new FlowError(
-      `${side.name}: check_guests_ram found ${report.bad} bad page(s):\n  ${report.lines.join("\n  ")}`,
-    );
-  }
-  await side.qmp.execute("cont");
-}
-
-async function waitStatus(p: MigrationPair, side: Side, goal: string): Promise<void> {
-  await p.wait(`${side.name} migration status '${goal}'`, async () => {
-    const s = await p.status(side);
-    if (s.status === "failed") throw new FlowError(`${side.name} failed: ${s["error-desc"]}`);
-    return s.status === goal;
-  });
+  await checkGuestRuns(p, side, { resume: true });
 }
 
 /** yank (out of band) then x-colo-lost-heartbeat, as upstream triggers a failover. */
@@ -150,16 +96,16 @@ async function failOver(side: Side): Promise<void> {
   await side.qmp.execute("x-colo-lost-heartbeat");
 }
 
-export async function coloFlow(p: MigrationPair): Promise<void> {
-  const sc: ColoScenario = p.c.colo ?? { survivor: "secondary" };
+export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
+  const sc = c.colo;
   const checkpoints = sc.checkpoints ?? 3;
   await p.setParams(p.src, { "x-checkpoint-delay": sc.checkpointDelayMs ?? 300 });
-  if (p.c.defer) await p.migrateIncoming();
+  if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
   await p.setParams(p.src, CONVERGE);
-  if ((p.c.workload?.kind ?? "a-b") === "a-b") await p.waitSerialB(p.src);
+  if (isAbGuest(p)) await waitSerialB(p, p.src);
   await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-applied", persistent: true });
-  await migrate(p, await p.connectUri());
-  await waitStatus(p, p.src, "colo");
+  await migrate(p, await connectUri(p));
+  await p.waitStatus(p.src, "colo", ["failed"]);
   await p.waitEvent(p.dst, "RESUME");
 
   // Every checkpoint: paused after the apply, before the secondary resumes.
@@ -184,12 +130,12 @@ export async function coloFlow(p: MigrationPair): Promise<void> {
   }
   if (sc.survivor === "secondary") {
     await failOver(p.dst);
-    await waitStatus(p, p.dst, "completed");
+    await p.waitStatus(p.dst, "completed", ["failed"]);
     await p.waitEvent(p.dst, "COLO_EXIT");
     await checkSurvivor(p, p.dst);
   } else {
     await failOver(p.src);
-    await waitStatus(p, p.src, "completed");
+    await p.waitStatus(p.src, "completed", ["failed"]);
     await p.waitEvent(p.src, "COLO_EXIT");
     await checkSurvivor(p, p.src);
   }
@@ -237,7 +183,7 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
     p.srcKilled = true;
     await p.waitEvent(p.dst, "COLO_EXIT");
     await p.dst.qmp.execute("x-colo-lost-heartbeat");
-    await waitStatus(p, p.dst, "completed");
+    await p.waitStatus(p.dst, "completed", ["failed"]);
     return await checkSurvivor(p, p.dst);
   }
   // The secondary is paused after checkpoint n-1. It will pause right after stopping for checkpoint n, so
@@ -251,13 +197,11 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
   await waitBreakpoint(p, p.dst, "colo-stopped", n);
   // Events from here on tell whether checkpoint n got applied (it may be before the kill below).
   const since = p.dst.qmp.events.length;
-  const ownState = await digests(p.dst);
-  const ownDevices = (await p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state")).devices;
+  const own = await snapshot(p.dst, "the secondary at its stop");
   if (phase !== "colo-stopped") await p.dst.qmp.execute("x-test-continue", { name: "colo-stopped" });
   await waitBreakpoint(p, onPrimary ? p.src : p.dst, phase, n);
   // The primary is stopped from its checkpoint-reply to its vmstate-loaded: what the checkpoint carries.
-  const primaryState = await digests(p.src);
-  const primaryDevices = (await p.src.qmp.execute<{ devices: unknown }>("x-test-device-state")).devices;
+  const primary = await snapshot(p.src, `the primary at checkpoint ${n}`);
   p.ctx.log(`killing the primary at ${phase} of checkpoint ${n}`);
   await p.src.sigkill();
   p.srcKilled = true;
@@ -281,16 +225,12 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
       } checkpoint ${n}, expected it to ${expected === "own" ? "give up" : "apply it"}`,
     );
   }
-  const want = outcome === "applied" ? primaryState : ownState;
-  const wantDevices = outcome === "applied" ? primaryDevices : ownDevices;
-  const label = outcome === "applied" ? `the primary at checkpoint ${n}` : "the secondary at its stop";
-  const diff = digestDiff(want, await digests(p.dst), [label, "the secondary"]);
-  if (diff.length) throw new FlowError(`after the primary died at ${phase}:\n  ${diff.join("\n  ")}`);
-  const dev = compareDeviceState(
-    wantDevices,
-    (await p.dst.qmp.execute<{ devices: unknown }>("x-test-device-state")).devices,
-    [label, "the secondary"],
-  );
+  const want = outcome === "applied" ? primary : own;
+  const after = `after the primary died at ${phase}: RAM`;
+  await expectRamEqual(want.ram, { ...p.dst.ram(), name: "the secondary" }, after);
+  const now = await p.dst.deviceState();
+  if (isUnavailable(now)) throw new FlowError(`the secondary's device state: ${now.unavailable}`);
+  const dev = compareDeviceState(want.devices, now, [want.ram.name, "the secondary"]);
   if (dev.length) throw new FlowError(`devices after the primary died at ${phase}:\n  ${dev.join("\n  ")}`);
   p.ctx.log(
     `the primary died at ${phase}: the secondary ${
@@ -301,7 +241,7 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
     await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
   } else await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true }).catch(() => {});
   await p.dst.qmp.execute("x-colo-lost-heartbeat");
-  await waitStatus(p, p.dst, "completed");
+  await p.waitStatus(p.dst, "completed", ["failed"]);
   await checkSurvivor(p, p.dst);
 }
 
@@ -316,7 +256,7 @@ async function failoverDuringPacket(p: MigrationPair): Promise<void> {
   await p.dst.qmp.execute("x-colo-lost-heartbeat");
   await sleep(100); // the takeover runs up to where it waits for the channels
   await p.dst.qmp.execute("x-test-continue", { name: "colo-multifd-packet" });
-  await waitStatus(p, p.dst, "completed");
+  await p.waitStatus(p.dst, "completed", ["failed"]);
   await checkSurvivor(p, p.dst);
 }
 
@@ -331,7 +271,7 @@ async function relaunch(p: MigrationPair, n: number): Promise<void> {
     throw new FlowError(`failover during the apply is '${info.secondary.failover}', expected 'relaunch'`);
   }
   await p.dst.qmp.execute("x-test-continue", { name: "colo-apply-middle" });
-  await waitStatus(p, p.dst, "completed");
+  await p.waitStatus(p.dst, "completed", ["failed"]);
   const after = await p.dst.qmp.execute<{ secondary: { applied: number } }>("x-test-colo-info");
   if (after.secondary.applied !== n) {
     throw new FlowError(

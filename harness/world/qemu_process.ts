@@ -18,11 +18,11 @@
  *   `accel: ["tcg"]`.
  */
 import { Child, SpawnedProcess } from "./child.ts";
-import { QmpClient, type QmpTranscriptEntry } from "./qmp_client.ts";
-import { QtestClient } from "./qtest_client.ts";
+import { QmpClient, type QmpTranscriptEntry } from "../qmp_client.ts";
+import { QtestClient } from "../qtest_client.ts";
 
 /** The x86 a-b boot sector (build: `deno task bootsect`). */
-export const BOOTSECT_IMAGE = new URL("../fixtures/guest/a-b-bootblock.img", import.meta.url).pathname;
+export const BOOTSECT_IMAGE = new URL("../../fixtures/guest/a-b-bootblock.img", import.meta.url).pathname;
 /** Upstream's x86 a-b test range: the guest increments the first byte of every page in [start, end). */
 export const AB_START_ADDRESS = 1 << 20;
 export const AB_END_ADDRESS = 100 << 20;

@@ -1,0 +1,84 @@
+/**
+ * One place for how a migration must end (upstream's MIG_TEST_SUCCEED / MIG_TEST_FAIL /
+ * MIG_TEST_FAIL_DEST_QUIT_ERR / MIG_TEST_QMP_ERROR): what each side's status, exit and error must be.
+ */
+import type { Outcome } from "./case.ts";
+import { FlowError, type MigrationPair } from "./framework.ts";
+import { expectError } from "./migration_qmp.ts";
+import { checkMigratedGuest } from "./migration_util.ts";
+
+async function expectExitFailure(p: MigrationPair): Promise<void> {
+  const st = await p.dst.waitExit(p.ctx.waitMs);
+  p.dstExited = true;
+  if (st.code !== 1) throw new FlowError(`target exited with status ${st.code}, expected 1 (EXIT_FAILURE)`);
+}
+
+/** The destination failed its load: status failed, or (no exit-on-error in this world) exit status 1. */
+export async function expectTargetFailed(p: MigrationPair): Promise<void> {
+  if (!p.dstExitsOnError) {
+    await p.waitStatus(p.dst, "failed", ["completed"]);
+    return;
+  }
+  await expectExitFailure(p);
+}
+
+/** The source must have failed and kept its guest running (wait_for_migration_fail). */
+export async function expectSourceFailedAndAlive(p: MigrationPair, wasRunning: boolean): Promise<void> {
+  await p.waitStatus(p.src, "failed", ["completed", "cancelled"]);
+  const st = await p.src.qmp.execute<{ running: boolean; status: string }>("query-status");
+  if (wasRunning && !st.running) {
+    throw new FlowError(`source guest is not running after the failed migration (runstate ${st.status})`);
+  }
+}
+
+/** The end of a migration, by expected outcome (with pause-before-switchover, migrate-continue first). */
+export async function finishByExpectation(
+  p: MigrationPair,
+  outcome: Outcome,
+  srcWasRunning: boolean,
+): Promise<void> {
+  switch (outcome.expect ?? "succeed") {
+    case "succeed": {
+      if ((p.c.caps ?? []).includes("pause-before-switchover")) {
+        await p.waitStatus(p.src, "pre-switchover");
+        await p.src.qmp.execute("migrate-continue", { state: "pre-switchover" });
+      }
+      await p.waitStatus(p.src, "completed");
+      await p.waitStatus(p.dst, "completed");
+      await p.recordStats();
+      await checkMigratedGuest(p);
+      return;
+    }
+    case "fail": {
+      if (p.dstExitsOnError) {
+        // No exit-on-error (QEMU < 9.1): its stderr carries the error; after a failed load it exits with
+        // status 1, while a multifd channel error leaves it waiting for channels (upstream's MIG_TEST_FAIL).
+        // The error shows on stderr, or (multifd channel errors in 7.2) only in the target's query-migrate.
+        await p.wait("the target to report the error (stderr or query-migrate)", async () => {
+          if (!outcome.error || outcome.error.test(p.dst.stderr)) return true;
+          if (p.dst.exitStatus) return false;
+          const s = await p.dst.qmp.execute<Record<string, unknown>>("query-migrate").catch(() => ({}));
+          return outcome.error.test(String((s as Record<string, unknown>)["error-desc"] ?? ""));
+        });
+        await expectSourceFailedAndAlive(p, srcWasRunning);
+        if (p.dst.exitStatus) await expectExitFailure(p);
+        else await p.dst.qmp.execute("query-status");
+        return;
+      }
+      const s = await p.waitStatus(p.dst, "failed", ["completed"]);
+      expectError(outcome, String(s["error-desc"] ?? ""), "target");
+      await expectSourceFailedAndAlive(p, srcWasRunning);
+      // The destination stays usable: it still answers QMP.
+      await p.dst.qmp.execute("query-status");
+      return;
+    }
+    case "fail-dest-exits": {
+      await expectExitFailure(p);
+      expectError(outcome, p.dst.stderr, "target stderr");
+      await expectSourceFailedAndAlive(p, srcWasRunning);
+      return;
+    }
+    case "qmp-error":
+      throw new FlowError("qmp-error cases end at the migrate command");
+  }
+}

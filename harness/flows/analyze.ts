@@ -1,0 +1,60 @@
+/**
+ * /migration/analyze-script: the source (with a uuid and validate-uuid) saves to a file, then the stream
+ * analyzer (`deno task analyze`, run as its own process as upstream runs analyze-migration.py) must
+ * parse it: the uuid from the configuration section, and every device field equal to the source's state.
+ */
+import type { AnalyzeCase } from "../case.ts";
+import { compareDeviceState } from "../check/device_equal.ts";
+import { FlowError, type MigrationPair } from "../framework.ts";
+import { CONVERGE, migrate } from "../migration_qmp.ts";
+import { isUnavailable } from "../world/world.ts";
+
+const ANALYZER = new URL("../../tools/analyze/analyze.ts", import.meta.url).pathname;
+
+export async function analyzeScriptFlow(p: MigrationPair, c: AnalyzeCase): Promise<void> {
+  await p.src.qmp.execute("stop");
+  await p.setParams(p.src, CONVERGE);
+  await migrate(p, `file:${p.migfile}`);
+  await p.waitStatus(p.src, "completed");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", `--allow-read=${p.dir}`, ANALYZER, p.migfile],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (out.code !== 0) throw new FlowError(`the analyzer exited with status ${out.code}: ${stderr}`);
+  const result = JSON.parse(new TextDecoder().decode(out.stdout));
+  const uuid = result.configuration?.uuid;
+  if (c.uuid?.src && uuid !== c.uuid.src) {
+    throw new FlowError(`the analyzer read uuid ${uuid}, the source has ${c.uuid.src}`);
+  }
+  const state = await p.src.deviceState();
+  if (isUnavailable(state)) throw new FlowError(`the source's device state: ${state.unavailable}`);
+  const diffs: string[] = [];
+  for (const [key, fields] of Object.entries(state)) {
+    const [idstr, instance] = key.split("/");
+    const parsed = result.devices?.[`${idstr} (${instance})`] as Record<string, unknown> | undefined;
+    if (!parsed) {
+      diffs.push(`device ${key} missing from the analyzer's output`);
+      continue;
+    }
+    // Subsections come out as nested objects named after them; fold them into the device's fields.
+    const flat: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(parsed)) {
+      if (k.includes("/") && typeof v === "object" && v !== null) Object.assign(flat, v);
+      else flat[k] = v;
+    }
+    for (const [k, v] of Object.entries(fields)) {
+      if (k in flat) {
+        diffs.push(
+          ...compareDeviceState(v, flat[k], ["source", "analyzer"]).map((d) =>
+            `${key}.${k}${d.slice(d.indexOf(":"))}`
+          ),
+        );
+      }
+    }
+  }
+  if (diffs.length) {
+    throw new FlowError(`analyzer output differs from the source's devices:\n  ${diffs.join("\n  ")}`);
+  }
+}

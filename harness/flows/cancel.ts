@@ -1,0 +1,62 @@
+/** The cancel flow (upstream's test_cancel_src_after_status): cancel once the source reached a status. */
+import type { CancelCase } from "../case.ts";
+import { FlowError, type MigrationPair } from "../framework.ts";
+import { expectTargetFailed } from "../expect.ts";
+import { connectUri, CONVERGE, migrate, migrateIncoming, NON_CONVERGE } from "../migration_qmp.ts";
+
+export async function cancelFlow(p: MigrationPair, c: CancelCase): Promise<void> {
+  const phase = c.cancelAfter;
+  // The destination must stay up after the cancel, so its own status can be read.
+  await migrateIncoming(p, p.incomingUri(), false);
+  if (phase === "none") {
+    // Cancel on both sides while idle is a no-op; a normal migration then completes.
+    await p.dst.qmp.execute("migrate_cancel");
+    await p.src.qmp.execute("migrate_cancel");
+    await p.src.qmp.execute("stop");
+    await p.setParams(p.src, CONVERGE);
+    await migrate(p, await connectUri(p));
+    await p.waitStatus(p.src, "completed");
+    await p.waitStatus(p.dst, "completed");
+    return;
+  }
+  if (phase === "failed") {
+    // No destination listens at this address: the connect fails.
+    await migrate(p, `unix:${p.dir}/nobody-listens`);
+    await p.waitEvent(p.src, "MIGRATION", "failed");
+    await p.src.qmp.execute("migrate_cancel");
+    await p.waitStatus(p.src, "failed", ["completed", "cancelled"]);
+    return;
+  }
+  if (phase === "completed") {
+    await p.setParams(p.src, CONVERGE);
+    await migrate(p, await connectUri(p));
+    await p.waitEvent(p.src, "MIGRATION", "completed");
+    await p.src.qmp.execute("migrate_cancel");
+    const s = await p.status(p.src);
+    const d = await p.waitStatus(p.dst, "completed");
+    if (s.status !== "completed" || d.status !== "completed") {
+      throw new FlowError(`after cancel: source ${s.status}, target ${d.status}; both must stay completed`);
+    }
+    return;
+  }
+  await p.setParams(p.src, NON_CONVERGE);
+  await migrate(p, await connectUri(p));
+  if (phase === "cancelling" || phase === "cancelled") {
+    await p.waitEvent(p.src, "MIGRATION", "active");
+    await p.src.qmp.execute("migrate_cancel");
+    await p.waitEvent(p.src, "MIGRATION", phase);
+    await p.src.qmp.execute("migrate_cancel");
+  } else {
+    if (phase === "pre-switchover") await p.setParams(p.src, CONVERGE);
+    await p.waitEvent(p.src, "MIGRATION", phase);
+    await p.src.qmp.execute("migrate_cancel");
+    await p.waitEvent(p.src, "MIGRATION", "cancelling");
+  }
+  await p.waitStatus(p.src, "cancelled", ["failed", "completed"]);
+  await expectTargetFailed(p);
+  if (p.src.qmp.events.some((e) => e.event === "MIGRATION" && e.data?.status === "completed")) {
+    throw new FlowError("the source emitted 'completed' for a cancelled migration");
+  }
+  const st = await p.src.qmp.execute<{ running: boolean }>("query-status");
+  if (!st.running) throw new FlowError("the source guest does not run after cancel");
+}

@@ -1,0 +1,47 @@
+/** The file flow (upstream's file-tests.c, test_file_common): save to a file, then load it. */
+import { QEMU_VM_FILE_MAGIC } from "../../engine/savevm.ts";
+import type { FileCase } from "../case.ts";
+import { FlowError, type MigrationPair } from "../framework.ts";
+import { finishByExpectation } from "../expect.ts";
+import { CONVERGE, migrate, migrateIncoming } from "../migration_qmp.ts";
+import { isAbGuest, waitSerialB } from "../migration_util.ts";
+
+/** The first `n` bytes of a file (fewer if it is shorter). */
+async function head(path: string, n: number): Promise<Uint8Array> {
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = await f.read(buf.subarray(got));
+    if (r === null) break;
+    got += r;
+  }
+  return buf.subarray(0, got);
+}
+
+/** test_file_common: the source (optionally stopped first) saves to a file; the destination loads it. */
+export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
+  const uri = c.fileOffset !== undefined ? `file:${p.migfile},offset=${c.fileOffset}` : `file:${p.migfile}`;
+  const offset = typeof c.fileOffset === "number" ? c.fileOffset : 0;
+  if (offset > 0) await Deno.writeFile(p.migfile, new Uint8Array(offset).fill(0x58));
+  if (isAbGuest(p)) await waitSerialB(p, p.src);
+  if (c.stopSrc !== false) {
+    await p.src.qmp.execute("stop");
+    await p.waitEvent(p.src, "STOP");
+  }
+  await p.setParams(p.src, CONVERGE);
+  if (!await migrate(p, uri, { outcome: c })) return;
+  await p.waitStatus(p.src, "completed");
+  if (offset > 0) {
+    const bytes = await head(p.migfile, offset + 4);
+    if (!bytes.subarray(0, offset).every((b) => b === 0x58)) {
+      throw new FlowError(`bytes before offset ${offset} were changed`);
+    }
+    const magic = bytes.length === offset + 4 ? new DataView(bytes.buffer).getUint32(offset) : -1;
+    if (magic !== QEMU_VM_FILE_MAGIC) {
+      throw new FlowError(`no QEVM magic at offset ${offset} (found 0x${magic.toString(16)})`);
+    }
+  }
+  await migrateIncoming(p, uri);
+  await finishByExpectation(p, c, false);
+}

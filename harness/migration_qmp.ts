@@ -1,0 +1,105 @@
+/**
+ * The QMP side of a migration (upstream's migration-qmp.c): migrate, migrate-incoming, the connect URI,
+ * dirty-sync passes, the converge/non-converge parameters, and injecting a case's faults.
+ */
+import type { MigrationParameters } from "../engine/options.ts";
+import type { FaultSpec, Outcome } from "./case.ts";
+import { FlowError, type MigrationPair } from "./framework.ts";
+import { QmpCommandError } from "./qmp_client.ts";
+import type { Side } from "./world/world.ts";
+
+/** migrate_ensure_non_converge / migrate_ensure_converge. */
+export const NON_CONVERGE: Partial<MigrationParameters> = { "max-bandwidth": 3_000_000, "downtime-limit": 1 };
+export const CONVERGE: Partial<MigrationParameters> = {
+  "max-bandwidth": 1_000_000_000,
+  "downtime-limit": 30_000,
+};
+
+/** The `channels` form of a URI (a single main channel), as upstream's channels tests pass it. */
+function uriToChannels(uri: string): unknown[] {
+  const tcp = /^tcp:(.*):(\d+)$/.exec(uri);
+  const addr = tcp
+    ? { transport: "socket", type: "inet", host: tcp[1], port: tcp[2] }
+    : uri.startsWith("unix:")
+    ? { transport: "socket", type: "unix", path: uri.slice(5) }
+    : { transport: "file", filename: uri.slice(5) };
+  return [{ "channel-type": "main", addr }];
+}
+
+export function expectError(outcome: Outcome, text: string, where: string): void {
+  if (outcome.error && !outcome.error.test(text)) {
+    throw new FlowError(`${where} error does not match ${outcome.error}: ${text}`);
+  }
+}
+
+/**
+ * migrate_qmp: `migrate` on the source. With a `qmp-error` outcome the command must fail (with the
+ * expected error) and false is returned; otherwise it must succeed and true is returned.
+ */
+export async function migrate(
+  p: MigrationPair,
+  uri: string,
+  opts: { outcome?: Outcome; channels?: boolean } = {},
+): Promise<boolean> {
+  const qmpError = opts.outcome?.expect === "qmp-error";
+  try {
+    await p.src.qmp.execute("migrate", opts.channels ? { channels: uriToChannels(uri) } : { uri });
+  } catch (e) {
+    if (qmpError && e instanceof QmpCommandError) {
+      expectError(opts.outcome!, e.desc, "migrate");
+      return false;
+    }
+    throw e;
+  }
+  if (qmpError) throw new FlowError(`migrate to ${uri} succeeded but a QMP error was expected`);
+  return true;
+}
+
+/**
+ * migrate_incoming_qmp: `migrate-incoming` on the destination, then its MIGRATION setup event. With
+ * `exitOnError` false the destination must stay up after a failed load; a world without exit-on-error
+ * (QEMU < 9.1) exits instead, and the flow's expectations follow that.
+ */
+export async function migrateIncoming(p: MigrationPair, uri: string, exitOnError?: boolean): Promise<void> {
+  const since = p.dst.qmp.events.length;
+  const args: Record<string, unknown> = { uri };
+  if (exitOnError === false) {
+    if (p.dst.staysUpAfterFailedLoad) args["exit-on-error"] = false;
+    else p.dstExitsOnError = true;
+  }
+  await p.dst.qmp.execute("migrate-incoming", args);
+  await p.waitEvent(p.dst, "MIGRATION", "setup", since);
+}
+
+/** Where the source connects: the destination's real TCP port for port 0, as migrate_get_connect_uri. */
+export async function connectUri(p: MigrationPair): Promise<string> {
+  const uri = p.incomingUri();
+  if (!uri.startsWith("tcp:")) return uri;
+  const s = await p.status(p.dst);
+  const addrs = s["socket-address"] as { type: string; host: string; port: string }[] | undefined;
+  const inet = addrs?.find((a) => a.type === "inet");
+  if (!inet) throw new FlowError(`target reports no inet socket-address: ${JSON.stringify(s)}`);
+  return `tcp:${inet.host}:${inet.port}`;
+}
+
+/** Waits until the source's dirty-sync-count reaches `passes`. */
+export async function waitPasses(p: MigrationPair, passes: number): Promise<void> {
+  await p.wait(`dirty-sync-count ≥ ${passes} on the source`, async () => {
+    const s = await p.status(p.src);
+    if (s.status === "failed") throw new FlowError(`source failed: ${s["error-desc"]}`);
+    return ((s.ram as Record<string, number> | undefined)?.["dirty-sync-count"] ?? 0) >= passes;
+  }, p.ctx.waitMs * 2);
+}
+
+/** x-test-inject-fault on one side. */
+export async function injectFault(p: MigrationPair, side: Side, f: FaultSpec): Promise<void> {
+  const args: Record<string, unknown> = { kind: f.kind };
+  if (f.offset !== undefined) {
+    args.offset = typeof f.offset === "function" ? f.offset(p.ctx.seed) : f.offset;
+  }
+  if (f.xor !== undefined) args.xor = f.xor;
+  if (f.channel !== undefined) args.channel = f.channel;
+  if (f.delayMs !== undefined) args["delay-ms"] = f.delayMs;
+  p.ctx.log(`injecting fault ${JSON.stringify(args)} on the ${side.name}`);
+  await side.qmp.execute("x-test-inject-fault", args);
+}

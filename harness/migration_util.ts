@@ -1,0 +1,127 @@
+/**
+ * Guest-side helpers and checks shared by the flows (upstream's migration-util.c and the checks of
+ * migrate_end): the serial's `B`, the dirty-memory marker, RAM and device equality, and a guest that
+ * keeps running and passes check_guests_ram.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { AB_END, AB_START } from "../engine/guest/workload.ts";
+import { checkGuestsRam } from "./check/guests_ram.ts";
+import { compareDeviceState } from "./check/device_equal.ts";
+import { compareRam, type RamSource } from "./check/ram_equal.ts";
+import { FlowError, type MigrationPair } from "./framework.ts";
+import { isUnavailable, type Side } from "./world/world.ts";
+
+/** Upstream's dirty-memory marker: 3 MiB + 1 KiB into the test range, never touched by the guest. */
+const MARKER_OFFSET = AB_START + (3 << 20) + 1024;
+const MARKER = 0xfeed12345678cafen;
+
+/** The workload is upstream's a-b guest (the checks that read its pattern apply). */
+export function isAbGuest(p: MigrationPair): boolean {
+  return (p.c.workload?.kind ?? "a-b") === "a-b";
+}
+
+/** wait_for_serial: the first `B` in the side's serial file; anything but A/B is an error. */
+export async function waitSerialB(p: MigrationPair, side: Side): Promise<void> {
+  await p.wait(`'B' on ${side.name}'s serial`, async () => {
+    const text = await Deno.readTextFile(side.serialPath).catch(() => "");
+    for (const ch of text) {
+      if (ch === "B") return true;
+      if (ch !== "A") throw new FlowError(`unexpected byte '${ch}' on ${side.name}'s serial`);
+    }
+    return undefined;
+  });
+}
+
+export async function writeMarker(p: MigrationPair): Promise<void> {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, MARKER, true);
+  await p.src.writeRam(MARKER_OFFSET, b);
+}
+
+/** migrate_wait_for_dirty_mem: the marker reached the destination, and a sent page got dirty again. */
+export async function waitForDirtyMem(p: MigrationPair): Promise<void> {
+  await p.wait("the dirty-memory marker on the target", async () => {
+    const b = await p.dst.readRam(MARKER_OFFSET, 8);
+    return new DataView(b.buffer, b.byteOffset).getBigUint64(0, true) === MARKER;
+  }, p.ctx.waitMs * 2);
+  const watched = MARKER_OFFSET - 1024;
+  const first = (await p.src.readRam(watched, 1))[0];
+  await p.wait("the source to dirty an already-sent page", async () => {
+    return (await p.src.readRam(watched, 1))[0] !== first;
+  });
+}
+
+/** Two guests' RAM must be equal page by page; `what` opens the failure message. */
+export async function expectRamEqual(a: RamSource, b: RamSource, what: string): Promise<void> {
+  const ram = await compareRam(a, b);
+  if (ram.mismatches > 0) {
+    throw new FlowError(
+      `${what} differs in ${ram.mismatches} page(s) between ${a.name} and ${b.name}:\n  ${
+        ram.lines.join("\n  ")
+      }`,
+    );
+  }
+}
+
+/**
+ * Two sides' devices must be equal field by field, where the world can read them (else the log says
+ * why they were not compared); `prefix` opens the failure message.
+ */
+export async function expectDevicesEqual(
+  p: MigrationPair,
+  a: Side,
+  b: Side,
+  names: [string, string],
+  prefix = "",
+): Promise<void> {
+  const [da, db] = await Promise.all([a.deviceState(), b.deviceState()]);
+  if (isUnavailable(da)) return p.ctx.log(`device state not compared: ${da.unavailable}`);
+  if (isUnavailable(db)) return p.ctx.log(`device state not compared: ${db.unavailable}`);
+  const diff = compareDeviceState(da, db, names);
+  if (diff.length) throw new FlowError(`${prefix}device state differs:\n  ${diff.join("\n  ")}`);
+}
+
+/**
+ * The side's guest runs: for the a-b guest its pattern advances; then it is stopped, must stay stopped,
+ * and must pass check_guests_ram. `resume` lets it run again afterwards.
+ */
+export async function checkGuestRuns(
+  p: MigrationPair,
+  side: Side,
+  opts: { resume?: boolean } = {},
+): Promise<void> {
+  if (!isAbGuest(p)) return;
+  const first = (await side.readRam(AB_START, 1))[0];
+  await p.wait(
+    `${side.name}'s a-b pattern to advance`,
+    async () => (await side.readRam(AB_START, 1))[0] !== first,
+  );
+  await side.qmp.execute("stop");
+  const a = (await side.readRam(AB_START, 1))[0];
+  await sleep(50);
+  const b = (await side.readRam(AB_START, 1))[0];
+  if (a !== b) throw new FlowError(`${side.name} guest still runs after 'stop' (byte went ${a} -> ${b})`);
+  const report = checkGuestsRam(await side.firstBytes(AB_START, AB_END), AB_START);
+  if (report.bad) {
+    throw new FlowError(
+      `${side.name}: check_guests_ram found ${report.bad} bad page(s):\n  ${report.lines.join("\n  ")}`,
+    );
+  }
+  if (opts.resume) await side.qmp.execute("cont");
+}
+
+/**
+ * After a successful migration: the paused destination equals the stopped source page by page and device
+ * by device; then it runs (serial B, the pattern advances) and, for a-b, passes check_guests_ram.
+ */
+export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
+  await expectRamEqual(p.src.ram(), p.dst.ram(), "guest RAM");
+  await expectDevicesEqual(p, p.src, p.dst, ["source", "target"]);
+  const since = p.dst.qmp.events.length;
+  await p.dst.qmp.execute("cont");
+  await p.waitEvent(p.dst, "RESUME", undefined, since);
+  if (!isAbGuest(p)) return;
+  await waitSerialB(p, p.dst);
+  // migrate_end: the destination is running (its first test byte changes), then stop it and check.
+  await checkGuestRuns(p, p.dst);
+}

@@ -1,0 +1,105 @@
+/**
+ * The engine world (the default): each side is a real engine process (engine/main.ts) with narrow
+ * permissions, driven over QMP; memory, the COLO cache and device state come through its `x-test-`
+ * commands.
+ */
+import type { RamSource } from "../check/ram_equal.ts";
+import type { QmpClient } from "../qmp_client.ts";
+import { EngineProcess } from "./engine_process.ts";
+import type { DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
+
+/** A RAM source over a digest command and a read command of the engine (guest RAM or COLO cache). */
+function engineRamSource(
+  name: string,
+  qmp: QmpClient,
+  commands: { digest: string; read: string },
+): RamSource {
+  return {
+    name,
+    digests: () => qmp.execute(commands.digest, {}, { timeoutMs: 60_000 }),
+    async readPage(idstr, offset, size) {
+      const r = await qmp.execute<{ data: string }>(commands.read, { block: idstr, offset, size });
+      return Uint8Array.fromBase64(r.data);
+    },
+  };
+}
+
+export class EngineSide implements Side {
+  readonly staysUpAfterFailedLoad = true;
+
+  constructor(readonly process: EngineProcess, readonly name: "source" | "target") {}
+
+  get qmp(): QmpClient {
+    return this.process.qmp;
+  }
+  get serialPath(): string {
+    return this.process.serialPath;
+  }
+  get stderr(): string {
+    return this.process.stderr;
+  }
+  get exitStatus(): Deno.CommandStatus | null {
+    return this.process.exitStatus;
+  }
+
+  ram(): RamSource {
+    return engineRamSource(this.name, this.qmp, { digest: "x-test-ram-digest", read: "x-test-ram-read" });
+  }
+
+  coloCache(): RamSource | Unavailable {
+    return engineRamSource(`${this.name}'s COLO cache`, this.qmp, {
+      digest: "x-test-colo-cache-digest",
+      read: "x-test-colo-cache-read",
+    });
+  }
+
+  async readRam(offset: number, size: number): Promise<Uint8Array> {
+    const r = await this.qmp.execute<{ data: string }>("x-test-ram-read", { block: "pc.ram", offset, size });
+    return Uint8Array.fromBase64(r.data);
+  }
+
+  async writeRam(offset: number, data: Uint8Array): Promise<void> {
+    await this.qmp.execute("x-test-ram-write", { block: "pc.ram", offset, data: data.toBase64() });
+  }
+
+  async firstBytes(start: number, end: number): Promise<Uint8Array> {
+    const r = await this.qmp.execute<{ data: string }>("x-test-page-bytes", { block: "pc.ram", start, end });
+    return Uint8Array.fromBase64(r.data);
+  }
+
+  async deviceState(): Promise<DeviceState> {
+    return (await this.qmp.execute<{ devices: DeviceState }>("x-test-device-state")).devices;
+  }
+
+  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    return this.process.waitExit(timeoutMs);
+  }
+  sigkill(): Promise<Deno.CommandStatus> {
+    return this.process.sigkill();
+  }
+  kill(): Promise<Deno.CommandStatus> {
+    return this.process.kill();
+  }
+}
+
+export const engineWorld: World = {
+  name: "engine",
+  cannotRun: () => null,
+  async spawn(spec: SideSpec): Promise<Side> {
+    const process = await EngineProcess.spawn({
+      name: spec.name,
+      dir: spec.dir,
+      machine: spec.machine,
+      workload: JSON.stringify(spec.workload),
+      incoming: spec.incoming,
+      startPaused: spec.startPaused,
+      uuid: spec.uuid,
+      memPrealloc: spec.memPrealloc,
+      vcpu: spec.vcpu,
+      socketPaths: spec.socketPaths,
+      transcript: spec.transcript,
+      timeoutMs: spec.timeoutMs,
+    });
+    return new EngineSide(process, spec.name);
+  },
+};

@@ -1,0 +1,89 @@
+/**
+ * The world interface: what a flow needs of the two sides of a migration, whoever runs them — engine
+ * processes (the model), real QEMU processes, or the deterministic simulated world. Flows ask a Side for
+ * QMP, memory, devices and its exit; they never ask which world it belongs to. Where a world cannot do
+ * something, it says so with a reason (`Unavailable`), and a case it cannot run is reported as skipped
+ * with that reason (never silently passed).
+ */
+import type { WorkloadSpec } from "../../engine/guest/workload.ts";
+import type { RamSource } from "../check/ram_equal.ts";
+import type { MigrationCase, VcpuDuty } from "../case.ts";
+import type { QmpClient, QmpTranscriptEntry } from "../qmp_client.ts";
+
+export const WORLD_NAMES = ["engine", "qemu", "sim"] as const;
+export type WorldName = typeof WORLD_NAMES[number];
+
+/** Something a world cannot give, and why (e.g. QEMU has no command that dumps device state). */
+export interface Unavailable {
+  unavailable: string;
+}
+
+export function isUnavailable(v: unknown): v is Unavailable {
+  return typeof v === "object" && v !== null && "unavailable" in v;
+}
+
+/** Device state as JSON, field by field, keyed "idstr/instance". */
+export type DeviceState = Record<string, Record<string, unknown>>;
+
+/** How to start one side (QEMU's command line, in the model's terms). */
+export interface SideSpec {
+  /** "source" or "target" (QEMU's -name). */
+  name: "source" | "target";
+  /** The pair's private directory (0700). */
+  dir: string;
+  machine: string;
+  workload: WorkloadSpec;
+  /** `-incoming URI` or `defer`. */
+  incoming?: string;
+  /** `-S`. */
+  startPaused?: boolean;
+  uuid?: string;
+  memPrealloc?: boolean;
+  vcpu?: VcpuDuty;
+  /** Unix socket paths the side may use besides its QMP socket (the migration socket). */
+  socketPaths: string[];
+  transcript: QmpTranscriptEntry[];
+  timeoutMs: number;
+}
+
+/** One side of a migration as a flow sees it. */
+export interface Side {
+  readonly name: "source" | "target";
+  readonly qmp: QmpClient;
+  /** The guest's serial output (upstream's `-serial file:`). */
+  readonly serialPath: string;
+  readonly stderr: string;
+  /** Exit status once the side ended, else null. */
+  readonly exitStatus: Deno.CommandStatus | null;
+  /**
+   * A destination whose load failed: true when it stays up with status `failed` and `exit-on-error`
+   * false is honoured; false when it always exits with status 1 (QEMU before 9.1 has no exit-on-error).
+   */
+  readonly staysUpAfterFailedLoad: boolean;
+
+  /** Guest RAM as the RAM checker reads it. */
+  ram(): RamSource;
+  /** The secondary's COLO cache as the RAM checker reads it. */
+  coloCache(): RamSource | Unavailable;
+  /** Guest-physical bytes of pc.ram. */
+  readRam(offset: number, size: number): Promise<Uint8Array>;
+  writeRam(offset: number, data: Uint8Array): Promise<void>;
+  /** The first byte of every page in [start, end): what check_guests_ram reads. */
+  firstBytes(start: number, end: number): Promise<Uint8Array>;
+  deviceState(): Promise<DeviceState | Unavailable>;
+
+  /** Waits for the side to exit on its own (a destination quitting after a failed load). */
+  waitExit(timeoutMs: number): Promise<Deno.CommandStatus>;
+  /** SIGKILL now (fault injection: the peer dies). */
+  sigkill(): Promise<Deno.CommandStatus>;
+  /** A clean end (SIGTERM, then SIGKILL if it lingers); releases every resource; returns the status. */
+  kill(): Promise<Deno.CommandStatus>;
+}
+
+/** A backend that runs sides. */
+export interface World {
+  readonly name: WorldName;
+  /** Why this world cannot run the case (reported as a skip with this reason), or null. */
+  cannotRun(c: MigrationCase): string | null;
+  spawn(spec: SideSpec): Promise<Side>;
+}
