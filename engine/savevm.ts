@@ -50,7 +50,7 @@ export const MIG_CMD_NAMES = [
 export const MIG_CMD_LEN = [-1, 0, 4, -1, 0, 0, -1, 4, 0, 0, -1, 0];
 
 /** Largest vmdesc we accept; QEMU's analyze tool reads at most the last 10 MiB. */
-const MAX_VMDESC = 10 << 20;
+export const MAX_VMDESC = 10 << 20;
 
 export interface ConfigurationInfo {
   machineType: string;
