@@ -8,6 +8,9 @@
 import type { ColoCase, ColoPhase, ColoScenario } from "../harness/case.ts";
 
 type Kind = "plain" | "multifd";
+const KINDS: Kind[] = ["plain", "multifd"];
+const SURVIVORS: ColoScenario["survivor"][] = ["primary", "secondary"];
+const COMPRESSIONS: ("zlib" | "zstd")[] = ["zlib", "zstd"];
 
 function colo(
   name: string,
@@ -47,8 +50,8 @@ function scenarioWhy(sc: ColoScenario): string {
   return `${every}; after a failover on the ${sc.survivor}${when} the survivor runs and passes check_guests_ram`;
 }
 
-const upstream: ColoCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
-  (["primary", "secondary"] as const).flatMap((lost) =>
+const upstream: ColoCase[] = KINDS.flatMap((kind) =>
+  SURVIVORS.flatMap((lost) =>
     [false, true].map((duringCheckpoint) =>
       colo(
         `/migration/colo/${kind}/${lost}_failover${duringCheckpoint ? "_checkpoint" : ""}`,
@@ -72,7 +75,7 @@ const PHASES: ColoPhase[] = [
   "colo-after-vmstate-loaded",
 ];
 
-const kills: ColoCase[] = (["plain", "multifd"] as Kind[]).flatMap((kind) =>
+const kills: ColoCase[] = KINDS.flatMap((kind) =>
   PHASES.map((phase) =>
     colo(`/migration/colo/${kind}/kill-primary/${phase.replace(/^colo-/, "")}`, kind, {
       survivor: "secondary",
@@ -88,7 +91,7 @@ const beyond: ColoCase[] = [
     checkpoints: 2,
     failoverDuringApply: true,
   }),
-  ...(["zlib", "zstd"] as const).map((compression) =>
+  ...COMPRESSIONS.map((compression) =>
     colo(`/migration/colo/multifd/${compression}/secondary_failover`, "multifd", { survivor: "secondary" }, {
       srcParams: { "multifd-compression": compression },
       dstParams: { "multifd-compression": compression },

@@ -3,6 +3,7 @@
  * unix sockets, each compression × each zero-page mode, channel counts, zero-heavy and incompressible
  * guests, bad input on the channels, and the sync barrier under uneven channel speeds.
  */
+import { ZERO_PAGE_DETECTION } from "../engine/options.ts";
 import type { MigrationCase, MultifdCancelCase, PrecopyCase } from "../harness/case.ts";
 
 /** MULTIFD_TEST_CHANNELS upstream. */
@@ -91,7 +92,7 @@ const upstream: MigrationCase[] = [
 ];
 
 const COMPRESSIONS: Compression[] = ["none", "zlib", "zstd"];
-const ZERO_MODES = ["none", "legacy", "multifd"] as const;
+const ZERO_MODES = ZERO_PAGE_DETECTION;
 
 const beyond: PrecopyCase[] = [
   ...COMPRESSIONS.flatMap((compression) =>

@@ -15,6 +15,7 @@
  * the stream out of step: the client then closes itself and fails everything pending, instead of handing
  * a late reply to the next caller. Requests may be issued concurrently; they are pipelined.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 
 export interface QtestOptions {
   /** Side name used in errors (e.g. "source", "target"). */
@@ -72,10 +73,6 @@ function okValue(side: string, command: string, reply: string): bigint {
 
 function brief(s: string, max = 120): string {
   return s.length > max ? `${s.slice(0, max)}... (${s.length} chars)` : s;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 interface Pending {

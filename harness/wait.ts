@@ -2,6 +2,8 @@
  * Waiting with a deadline. Every wait in the harness goes through `waitFor`, so a hang becomes an error
  * that says what was awaited and what both engines were doing.
  */
+import { setTimeout as sleep } from "node:timers/promises";
+
 export class WaitTimeoutError extends Error {
   constructor(message: string) {
     super(message);
@@ -45,15 +47,11 @@ export async function waitFor<T>(
       if (opts.diagnose) msg += `\n${await opts.diagnose()}`;
       throw new WaitTimeoutError(msg);
     }
-    await new Promise((r) => setTimeout(r, interval));
+    await sleep(interval);
   }
 }
 
 /** `waitFor` on a plain predicate polled every 2 ms: for tests that drive engines in this process. */
 export async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
   await waitFor(what, pred, { timeoutMs, intervalMs: 2 });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -23,9 +23,6 @@ import { QtestClient } from "../qtest_client.ts";
 
 /** The x86 a-b boot sector (build: `deno task bootsect`). */
 export const BOOTSECT_IMAGE = new URL("../../fixtures/guest/a-b-bootblock.img", import.meta.url).pathname;
-/** Upstream's x86 a-b test range: the guest increments the first byte of every page in [start, end). */
-export const AB_START_ADDRESS = 1 << 20;
-export const AB_END_ADDRESS = 100 << 20;
 
 /** Which side of a migration a binary is for: upstream lets the two differ (cross-version tests). */
 export type QemuSide = "src" | "dst";

@@ -8,23 +8,18 @@
  */
 import assert from "node:assert/strict";
 import { checkGuestsRam } from "../check/guests_ram.ts";
-import {
-  AB_END_ADDRESS,
-  AB_START_ADDRESS,
-  BOOTSECT_IMAGE,
-  qemuBinary,
-  QemuProcess,
-  type QemuSpawnOptions,
-} from "./qemu_process.ts";
+import { AB_END, AB_START } from "../../engine/guest/workload.ts";
+import { BOOTSECT_IMAGE, qemuBinary, QemuProcess, type QemuSpawnOptions } from "./qemu_process.ts";
 import type { QmpTranscriptEntry } from "../qmp_client.ts";
 import { QtestClient, QtestCommandError } from "../qtest_client.ts";
-import { sleep, waitFor } from "../wait.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import { waitFor } from "../wait.ts";
 
 const PAGE = 4096;
 const WAIT_MS = 20_000;
 const MAGIC = 0xFEED12345678CAFEn;
 /** Upstream's dirty marker: 3 MiB + 1 KiB into the range, not a page start, so the guest never touches it. */
-const MARKER_ADDRESS = AB_START_ADDRESS + (3 << 20) + 1024;
+const MARKER_ADDRESS = AB_START + (3 << 20) + 1024;
 
 const SRC_BINARY = qemuBinary("src");
 const DST_BINARY = qemuBinary("dst");
@@ -35,7 +30,7 @@ const SKIP_NOTE = NO_QEMU
 
 function pageAddresses(): number[] {
   const addrs: number[] = [];
-  for (let a = AB_START_ADDRESS; a < AB_END_ADDRESS; a += PAGE) addrs.push(a);
+  for (let a = AB_START; a < AB_END; a += PAGE) addrs.push(a);
   return addrs;
 }
 
@@ -68,10 +63,10 @@ async function waitForSerialB(p: QemuProcess, timeoutMs = WAIT_MS): Promise<void
 
 /** Polls the first byte of the range until it differs from its first reading: the guest runs. */
 async function waitForByteChange(p: QemuProcess): Promise<void> {
-  const first = await p.qtest.readb(AB_START_ADDRESS);
+  const first = await p.qtest.readb(AB_START);
   await waitFor(
-    `${p.name}: byte at 0x${AB_START_ADDRESS.toString(16)} to change from ${first}`,
-    async () => (await p.qtest.readb(AB_START_ADDRESS)) !== first,
+    `${p.name}: byte at 0x${AB_START.toString(16)} to change from ${first}`,
+    async () => (await p.qtest.readb(AB_START)) !== first,
     { timeoutMs: WAIT_MS, intervalMs: 10 },
   );
 }
@@ -81,17 +76,17 @@ async function stopAndAssertStopped(p: QemuProcess): Promise<void> {
   const since = p.qmp.events.length;
   await p.qmp.execute("stop");
   await p.qmp.waitEvent("STOP", undefined, { since });
-  const before = await p.qtest.readb(AB_START_ADDRESS);
+  const before = await p.qtest.readb(AB_START);
   await sleep(200);
-  const after = await p.qtest.readb(AB_START_ADDRESS);
+  const after = await p.qtest.readb(AB_START);
   assert.equal(after, before, `${p.name}: the guest still writes after stop`);
 }
 
 /** check_guests_ram on the first byte of every page, read in one pipelined batch. */
 async function assertGuestsRam(p: QemuProcess): Promise<void> {
   const firstBytes = await p.qtest.readbMany(pageAddresses());
-  assert.equal(firstBytes.length, (AB_END_ADDRESS - AB_START_ADDRESS) / PAGE);
-  const report = checkGuestsRam(firstBytes, AB_START_ADDRESS, PAGE);
+  assert.equal(firstBytes.length, (AB_END - AB_START) / PAGE);
+  const report = checkGuestsRam(firstBytes, AB_START, PAGE);
   assert.equal(report.bad, 0, `${p.name}: a-b invariant broken:\n${report.lines.join("\n")}`);
 }
 
@@ -177,8 +172,8 @@ Deno.test({
       await assertGuestsRam(src);
       // A `read` over a page boundary agrees with `readb`, and `writeq` lands where `readq` finds it.
       assert.deepEqual(
-        await src.qtest.read(AB_START_ADDRESS + PAGE - 1, 2),
-        await src.qtest.readbMany([AB_START_ADDRESS + PAGE - 1, AB_START_ADDRESS + PAGE]),
+        await src.qtest.read(AB_START + PAGE - 1, 2),
+        await src.qtest.readbMany([AB_START + PAGE - 1, AB_START + PAGE]),
       );
       await src.qtest.writeq(MARKER_ADDRESS, MAGIC);
       assert.equal(await src.qtest.readq(MARKER_ADDRESS), MAGIC);
