@@ -3,17 +3,21 @@
  * and their table kept apart from the model's.
  */
 import assert from "node:assert/strict";
+import type { Engine } from "../engine.ts";
 import { engineCommands } from "../qmp/commands.ts";
 import { testCommands } from "./commands.ts";
 import { qmpError, withQmpEngine } from "./qmp_fixture.ts";
 
-Deno.test("x-test commands: only x-test- names, none shared with the model's table", async () => {
-  await withQmpEngine(undefined, testCommands, async (_qmp, engine) => {
+Deno.test("x-test commands: only x-test- names, served beside the model's as main.ts does", async () => {
+  const both = (e: Engine) => [...engineCommands(e), ...testCommands(e)];
+  await withQmpEngine(undefined, both, async (qmp, engine) => {
     const names = testCommands(engine).map((c) => c.name);
     assert.deepEqual(names.filter((n) => !n.startsWith("x-test-")), []);
     const model = new Set(engineCommands(engine).map((c) => c.name));
-    assert.deepEqual(names.filter((n) => model.has(n)), []);
+    assert.deepEqual(names.filter((n) => model.has(n)), [], "a name in both tables would replace one");
     assert.equal(new Set(names).size, names.length, "no name twice");
+    assert.deepEqual(await qmp.execute("x-test-device-state"), { devices: engine.machine.deviceState() });
+    assert.deepEqual(await qmp.execute("query-migrate"), {});
   });
 });
 
