@@ -66,7 +66,6 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
     typeof (v as { then?: unknown }).then === "function";
 }
 
-
 const CAPABILITIES_SPEC: QmpArgSpec = { enable: { type: { array: { enum: ["oob"] } }, optional: true } };
 const encoder = new TextEncoder();
 
