@@ -5,6 +5,7 @@
 import { machineFixture } from "../fixtures/machines.ts";
 import { Breakpoints } from "./testing/breakpoints.ts";
 import { isDefect, KNOWN_DEFECTS } from "./testing/defects.ts";
+import { StreamFaults } from "./testing/faults.ts";
 import { Machine } from "./guest/machine.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { MigrationIncoming } from "./incoming.ts";
@@ -51,8 +52,8 @@ export class Engine {
   autostart: boolean;
   /** `-incoming defer` was given: migrate-incoming is allowed once. */
   readonly deferredIncoming: boolean;
-  /** x-test fault: announce another machine type (a wrong peer). */
-  wrongMachineType = false;
+  /** Stream faults armed by x-test-inject-fault. */
+  readonly faults = new StreamFaults();
   /** Known defects switched on (engine/defects.ts). */
   readonly defects = new Set<string>();
   readonly breakpoints: Breakpoints;
@@ -90,6 +91,7 @@ export class Engine {
     this.migration = new MigrationState({
       ...host,
       config: () => this.outgoingConfig(),
+      faults: () => this.faults.outgoing(),
       uuid: () => this.uuid ?? new Uint8Array(16),
     });
     this.incoming = new MigrationIncoming({
@@ -97,6 +99,7 @@ export class Engine {
       uuid: () => this.uuid ?? new Uint8Array(16),
       defects: this.defects,
       config: () => ({ machineType: this.machine.fixture.type, uuid: this.uuid }),
+      faults: () => this.faults.incoming(),
       autostart: () => this.autostart,
       exit: hooks.exit,
       abort: hooks.abort,
@@ -105,9 +108,8 @@ export class Engine {
 
   /** What the source announces: the uuid only when validate-uuid is on (configuration/uuid needed). */
   outgoingConfig(): ConfigurationInfo {
-    const type = this.machine.fixture.type;
     return {
-      machineType: this.wrongMachineType ? `${type}-other` : type,
+      machineType: this.machine.fixture.type,
       uuid: this.options.cap("validate-uuid") ? this.uuid : null,
     };
   }

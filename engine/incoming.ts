@@ -10,6 +10,7 @@ import { RamLoadState } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
 import { type ConfigurationInfo, type LoadVMContext, QEMU_VM_FILE_MAGIC, VmStateLoader } from "./savevm.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
+import type { IncomingFaultHooks } from "./testing/faults.ts";
 import { ColoCache } from "./colo/cache.ts";
 import { ColoSecondary } from "./colo/secondary.ts";
 import { fileIncoming } from "./transport/file.ts";
@@ -35,6 +36,8 @@ export interface IncomingHost {
   machine: Machine;
   options: MigrationOptions;
   config(): ConfigurationInfo;
+  /** The test faults armed on this destination (x-test-inject-fault). */
+  faults(): IncomingFaultHooks;
   emit(event: string, data?: Record<string, unknown>): void;
   log(msg: string): void;
   /** Whether the guest starts when the load completes (false with -S until `cont`). */
@@ -73,8 +76,6 @@ export class MigrationIncoming {
   #channelTimer: ReturnType<typeof setTimeout> | undefined;
   #channelError: Error | null = null;
   #done: PromiseWithResolvers<void> = Promise.withResolvers();
-  /** Fault: a multifd channel's first packet with pages is held this long (a slow channel). */
-  readonly channelDelays = new Map<number, number>();
   #bytes = 0;
 
   constructor(private readonly host: IncomingHost) {}
@@ -153,7 +154,7 @@ export class MigrationIncoming {
       coloBypassCache: this.host.defects.has("multifd-colo-bypass-cache"),
       coloZeroNotRecorded: this.host.defects.has("colo-zero-not-recorded"),
       beforeColoPacket: () => this.host.breakpoints.hit("colo-multifd-packet"),
-      delays: this.channelDelays,
+      delays: this.host.faults().multifdChannelDelays(),
     }, (e) => {
       // A broken channel fails the whole migration: unblock the main loader, keep the channel's error.
       this.#channelError ??= e;

@@ -13,6 +13,7 @@ import { Engine } from "./engine.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { engineCommands } from "./qmp/commands.ts";
 import { QmpServer } from "./qmp/server.ts";
+import { testCommands } from "./testing/commands.ts";
 import { QtestServer } from "./testing/qtest.ts";
 import { parseMigrationUri } from "./transport/uri.ts";
 
@@ -102,7 +103,8 @@ try {
   fail((e as Error).message);
 }
 
-server = QmpServer.listen({ path: qmpPath, commands: engineCommands(engine) });
+// The model's commands, then the x-test- ones (disjoint names).
+server = QmpServer.listen({ path: qmpPath, commands: [...engineCommands(engine), ...testCommands(engine)] });
 const qtestPath = unixPath(values.qtest, "qtest");
 if (qtestPath) qtest = new QtestServer(qtestPath, engine.machine);
 

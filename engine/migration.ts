@@ -3,15 +3,8 @@
  * iterations under a rate limit, convergence, switchover), cancel, and query-migrate.
  */
 import type { Machine } from "./guest/machine.ts";
-import { type OutputFaults, QEMUFileWriter } from "./qemu_file.ts";
-import {
-  RAM_IDSTR,
-  RAM_SAVE_FLAG_EOS,
-  RAM_SAVE_FLAG_PAGE,
-  RAM_SAVE_FLAG_ZERO,
-  RAM_VERSION_ID,
-  RamSaveState,
-} from "./ram.ts";
+import { QEMUFileWriter } from "./qemu_file.ts";
+import { RAM_IDSTR, RAM_VERSION_ID, RamSaveState } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import { XbzrleSaveState } from "./ram_xbzrle.ts";
 import type { MigrationOptions } from "./options.ts";
@@ -23,7 +16,6 @@ import {
   MIG_CMD_PING,
   QEMU_VM_EOF,
   QEMU_VM_SECTION_END,
-  QEMU_VM_SECTION_FULL,
   QEMU_VM_SECTION_PART,
   QEMU_VM_SECTION_START,
   RAM_SECTION_ID,
@@ -37,6 +29,7 @@ import {
 } from "./savevm.ts";
 import type { Link } from "./transport/link.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
+import type { OutgoingFaultHooks } from "./testing/faults.ts";
 import { ColoPrimary } from "./colo/primary.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { MultifdSendState } from "./multifd/send.ts";
@@ -69,21 +62,6 @@ export class MigrationCancelled extends Error {
   }
 }
 
-/** Faults that need the stream's structure (byte-level ones are OutputFaults). */
-export const STREAM_FAULT_KINDS = [
-  "bad-ram-flags",
-  "ram-offset",
-  "unknown-section",
-  "bad-footer",
-  /** Connect one multifd channel fewer than configured. */
-  "multifd-missing-channel",
-  /** Announce channel ids shifted by one (the last one is out of range). */
-  "multifd-channel-id",
-  /** The first multifd packet names a page just past the end of its block. */
-  "multifd-offset",
-] as const;
-export type StreamFaultKind = typeof STREAM_FAULT_KINDS[number];
-
 export interface MigrationHost {
   breakpoints: Breakpoints;
   /** The VM's uuid (zeros when unset), which multifd channels present in their handshake. */
@@ -91,6 +69,8 @@ export interface MigrationHost {
   machine: Machine;
   options: MigrationOptions;
   config(): ConfigurationInfo;
+  /** The test faults armed for a new outgoing migration (x-test-inject-fault). */
+  faults(): OutgoingFaultHooks;
   emit(event: string, data?: Record<string, unknown>): void;
   log(msg: string): void;
 }
@@ -108,11 +88,6 @@ export type Connector = () => Promise<OutgoingChannels>;
 export class MigrationState {
   status: MigrationStatus = "none";
   errorDesc: string | null = null;
-  /** Faults to inject into the next migration's main channel (x-test-inject-fault). */
-  faults: OutputFaults = {};
-  /** Byte faults on multifd channels, by channel id. */
-  channelFaults = new Map<number, OutputFaults>();
-  streamFault: StreamFaultKind | null = null;
   /** The COLO primary, once the initial precopy completed with x-colo. */
   colo: ColoPrimary | null = null;
 
@@ -223,10 +198,11 @@ export class MigrationState {
       this.#link = opened.link;
       finish = opened.finish;
       this.#checkCancelled();
+      const faults = this.host.faults();
       const f = new QEMUFileWriter(opened.link);
-      f.faults = this.faults;
+      f.faults = faults.output();
       this.#f = f;
-      const multifd = options.cap("multifd") ? await this.#multifdSetup(opened) : null;
+      const multifd = options.cap("multifd") ? await this.#multifdSetup(opened, faults) : null;
       this.#multifd = multifd;
       this.#checkCancelled();
       const ram = new RamSaveState(machine.blocks, () => options.params["zero-page-detection"], undefined, {
@@ -236,7 +212,7 @@ export class MigrationState {
       this.#ram = ram;
 
       // Setup: header, configuration, return path, RAM's START section.
-      const cfg = this.host.config();
+      const cfg = faults.configuration(this.host.config());
       const cfgDesc = saveHeader(f, cfg);
       // COLO messages use the reverse direction of the main connection, so no return path alongside.
       if (options.cap("x-colo")) saveCommand(f, MIG_CMD_ENABLE_COLO);
@@ -252,7 +228,7 @@ export class MigrationState {
       await ram.setup(f);
       this.#passEvent();
       saveFooter(f, RAM_SECTION_ID);
-      this.#injectRamFault(f);
+      faults.afterSetup(f, machine.blocks);
       await f.flush();
       this.#setupTime = performance.now() - this.#startTime;
       this.#checkCancelled();
@@ -284,7 +260,7 @@ export class MigrationState {
         if (pending <= this.#thresholdBytes) break;
         saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
         await ram.iterate(f, rateExceeded);
-        saveFooter(f, this.streamFault === "bad-footer" ? RAM_SECTION_ID + 0x40 : RAM_SECTION_ID);
+        saveFooter(f, faults.partFooterId(RAM_SECTION_ID));
         await f.flush();
         if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - performance.now());
       }
@@ -305,10 +281,7 @@ export class MigrationState {
       await ram.complete(f);
       saveFooter(f, RAM_SECTION_ID);
       const devices = saveDevices(f, machine.devices);
-      if (this.streamFault === "unknown-section") {
-        saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
-        saveFooter(f, 0x99);
-      }
+      faults.afterDevices(f);
       const colo = options.cap("x-colo");
       // Under COLO the stream goes on with checkpoints after EOF: no vmdesc (see README).
       if (colo) f.put8(QEMU_VM_EOF);
@@ -361,12 +334,12 @@ export class MigrationState {
   }
 
   /** Connects the multifd channels and sends their handshakes (multifd_send_setup). */
-  async #multifdSetup(opened: OutgoingChannels): Promise<MultifdSendState> {
+  async #multifdSetup(opened: OutgoingChannels, faults: OutgoingFaultHooks): Promise<MultifdSendState> {
     const { options } = this.host;
     if (!opened.openChannel) {
       throw new Error("multifd on a file: URI needs mapped-ram, which this engine does not model");
     }
-    const n = options.params["multifd-channels"] - (this.streamFault === "multifd-missing-channel" ? 1 : 0);
+    const n = faults.multifdChannels(options.params["multifd-channels"]);
     const settled = await Promise.allSettled(Array.from({ length: n }, () => opened.openChannel!()));
     const links = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
     const failed = settled.findIndex((s) => s.status === "rejected");
@@ -384,29 +357,11 @@ export class MigrationState {
         ? options.params["multifd-zstd-level"]
         : options.params["multifd-zlib-level"],
       detectZeroPages: options.params["zero-page-detection"] === "multifd",
-      idShift: this.streamFault === "multifd-channel-id" ? 1 : 0,
-      badOffset: this.streamFault === "multifd-offset",
-      faults: this.channelFaults,
+      faults,
     });
     this.#multifd = m;
     await m.setup();
     return m;
-  }
-
-  /** A PART section carrying one RAM record the destination must refuse. */
-  #injectRamFault(f: QEMUFileWriter): void {
-    if (this.streamFault !== "bad-ram-flags" && this.streamFault !== "ram-offset") return;
-    const block = this.host.machine.blocks[0];
-    saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
-    if (this.streamFault === "bad-ram-flags") {
-      f.putBe64(RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE);
-    } else {
-      f.putBe64(block.usedLength + RAM_SAVE_FLAG_PAGE);
-      f.putCountedString(block.idstr);
-      f.putBytes(new Uint8Array(TARGET_PAGE_SIZE));
-    }
-    f.putBe64(RAM_SAVE_FLAG_EOS);
-    saveFooter(f, RAM_SECTION_ID);
   }
 
   async #awaitShut(rp: ReturnPathReader): Promise<void> {

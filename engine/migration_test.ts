@@ -77,7 +77,7 @@ Deno.test("in-process: a destination that refuses the stream fails the source, w
   try {
     s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
     d.engine.incoming.exitOnError = false;
-    s.engine.migration.streamFault = "unknown-section";
+    s.engine.faults.inject({ kind: "unknown-section" });
     migrateOverMemory(s.engine, d.engine);
     await until("source failed", () => ["completed", "failed"].includes(s.engine.migration.status));
     await d.engine.incoming.join();

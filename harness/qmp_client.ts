@@ -5,6 +5,7 @@
  * Every wait is bounded and its error names the side (`name`) and what was awaited, because these
  * messages end up in failure artifacts next to the transcript.
  */
+import { bigintReviver, isObject } from "../engine/qmp/json.ts";
 
 export interface QmpTranscriptEntry {
   /** Milliseconds since the epoch. */
@@ -92,23 +93,13 @@ export function formatTranscript(entries: readonly QmpTranscriptEntry[]): string
 
 function parseJson(text: string): unknown {
   // Keeps 64-bit counters exact instead of rounding them to doubles.
-  return JSON.parse(text, function (_k: string, v: unknown, ctx?: { source?: string }): unknown {
-    if (
-      typeof v === "number" && !Number.isSafeInteger(v) && ctx?.source !== undefined &&
-      /^-?\d+$/.test(ctx.source)
-    ) return BigInt(ctx.source);
-    return v;
-  });
+  return JSON.parse(text, bigintReviver);
 }
 
 const rawJSON = (JSON as JSON & { rawJSON(text: string): unknown }).rawJSON;
 
 function stringify(v: unknown): string {
   return JSON.stringify(v, (_k, x: unknown) => typeof x === "bigint" ? rawJSON(x.toString()) : x);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function brief(v: unknown, max = 200): string {

@@ -3,8 +3,9 @@
  * queued into a batch that covers one RAM block and at most MULTIFD_PAGE_COUNT pages; a full batch goes to
  * the next idle channel (round robin) as one packet; `sync` sends one SYNC packet per channel.
  */
-import { type OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
+import { QEMUFileWriter } from "../qemu_file.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
+import type { MultifdSendFaultHooks } from "../testing/faults.ts";
 import type { Link } from "../transport/link.ts";
 import type { MultifdCompressor, MultifdMethod } from "./compression.ts";
 import { encodeInit, MULTIFD_FLAG_SYNC, MULTIFD_PAGE_COUNT, writePacket } from "./packet.ts";
@@ -15,12 +16,8 @@ export interface MultifdSendOptions {
   level: number;
   /** "multifd": the channel detects zero pages and sends only their offsets. */
   detectZeroPages: boolean;
-  /** Fault: channel ids announced shifted by this much. */
-  idShift?: number;
-  /** Fault: byte faults per channel id. */
-  faults?: Map<number, OutputFaults>;
-  /** Fault: the first packet's first offset points just past its block. */
-  badOffset?: boolean;
+  /** Test faults (x-test-inject-fault). */
+  faults?: MultifdSendFaultHooks;
 }
 
 class SendChannel {
@@ -39,7 +36,6 @@ export class MultifdSendState {
   #batchBlock: RamBlock | null = null;
   #batch: number[] = [];
   #error: Error | null = null;
-  #faulted = false;
   /** Pages sent with data, and zero pages sent as offsets only. */
   normalPages = 0;
   zeroPages = 0;
@@ -47,8 +43,7 @@ export class MultifdSendState {
   constructor(links: Link[], private readonly opts: MultifdSendOptions) {
     this.#channels = links.map((l, i) => {
       const c = new SendChannel(i, l, opts.method.compressor(opts.level));
-      const f = opts.faults?.get(i);
-      if (f) c.f.faults = f;
+      if (opts.faults) c.f.faults = opts.faults.output(i);
       return c;
     });
   }
@@ -61,7 +56,7 @@ export class MultifdSendState {
   /** multifd_send_initial_packet on every channel. */
   async setup(): Promise<void> {
     await Promise.all(this.#channels.map(async (c) => {
-      c.f.putBytes(encodeInit(this.opts.uuid, c.id + (this.opts.idShift ?? 0)));
+      c.f.putBytes(encodeInit(this.opts.uuid, this.opts.faults?.multifdChannelId(c.id) ?? c.id));
       await c.f.flush();
     }));
   }
@@ -141,10 +136,7 @@ export class MultifdSendState {
     this.zeroPages += zero.length;
     const packetNum = this.#packetNum++;
     const wireOffsets = [...normal, ...zero];
-    if (this.opts.badOffset && !this.#faulted && normal.length) {
-      wireOffsets[0] = block.usedLength;
-      this.#faulted = true;
-    }
+    this.opts.faults?.multifdPacket(block, wireOffsets, normal.length);
     // A codec reads the pages from a copy taken now (as QEMU's zlib does): a page changing under a
     // running deflate stream would corrupt it. nocomp needs no copy: below, with no await in between,
     // the pages go straight from guest memory into the channel's buffer (QEMU's iovs point into RAM).

@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  JsonStreamSplitter,
-  parseQmpJson,
-  type QmpCommand,
-  QmpError,
-  QmpServer,
-  type QmpServerOptions,
-  qmpStringify,
-  type QmpTrafficEntry,
-  validateArgs,
-} from "./server.ts";
+import { parseQmpJson } from "./json.ts";
+import { QmpError } from "./schema.ts";
+import { type QmpCommand, QmpServer, type QmpServerOptions, type QmpTrafficEntry } from "./server.ts";
 import {
   formatTranscript,
   QmpClient,
@@ -793,47 +785,4 @@ Deno.test("transcripts and traffic hooks record both directions", async () => {
   assert.ok(traffic.some((e) => e.dir === "in" && e.text === '{"execute":"fast","id":"src-2"}'));
   assert.ok(traffic.some((e) => e.dir === "out" && e.text.includes('"event": "STOP"')));
   assert.ok(traffic.some((e) => e.dir === "out" && e.text.startsWith('{"QMP"')));
-});
-
-// ---------------------------------------------------------------------------------------------------
-// Units
-
-Deno.test("JsonStreamSplitter frames values regardless of chunking", () => {
-  const input = '{"a":"}\\"{"} [1,[2]]\n"s\\"t" 12 true{"b":{}}';
-  const expected = ['{"a":"}\\"{"}', "[1,[2]]", '"s\\"t"', "12", "true", '{"b":{}}'];
-  for (const size of [1, 2, 3, 7, input.length]) {
-    const s = new JsonStreamSplitter();
-    const got: string[] = [];
-    for (let i = 0; i < input.length; i += size) {
-      for (const item of s.push(input.slice(i, i + size))) {
-        got.push("text" in item ? item.text : `ERR ${item.error}`);
-      }
-    }
-    // The trailing object is complete; the bare token "true" is flushed by the following "{".
-    assert.deepEqual(got, expected, `chunk size ${size}`);
-  }
-  const s = new JsonStreamSplitter();
-  assert.deepEqual(s.push("] {}"), [{ error: "JSON parse error, stray ']'" }, { text: "{}" }]);
-  assert.deepEqual(s.push("[".repeat(1100) + "\n{}"), [
-    { error: "JSON parse error, nesting too deep" },
-    { text: "{}" },
-  ]);
-});
-
-Deno.test("qmpStringify matches QEMU's layout; parseQmpJson keeps big integers", () => {
-  assert.equal(
-    qmpStringify({ return: { a: [1, "x", null, true], b: {}, c: [], u: undefined, big: 1n << 64n }, id: 1 }),
-    '{"return": {"a": [1, "x", null, true], "b": {}, "c": [], "big": 18446744073709551616}, "id": 1}',
-  );
-  assert.deepEqual(parseQmpJson('{"n":18446744073709551615,"m":-9223372036854775808,"f":1e300,"s":5}'), {
-    n: 18446744073709551615n,
-    m: -9223372036854775808n,
-    f: 1e300,
-    s: 5,
-  });
-  assert.deepEqual(parseQmpJson(`{'a': "it's", 'b': 'say "hi"'}`), { a: "it's", b: 'say "hi"' });
-  assert.throws(() => validateArgs({ x: { type: "int" } }, { x: 1.5 }), /expected: integer/);
-  validateArgs({ x: { type: "int" } }, { x: 10n });
-  validateArgs(undefined, {});
-  assert.throws(() => validateArgs(undefined, { y: 1 }), /Parameter 'y' is unexpected/);
 });

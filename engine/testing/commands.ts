@@ -1,0 +1,190 @@
+/**
+ * The `x-test-` QMP commands: introspection (guest RAM and COLO cache reads and per-page digests, device
+ * state, COLO progress), writes into guest RAM, breakpoints, known defects and stream faults. QEMU has
+ * none of them; main.ts registers them beside the model's commands (engine/qmp/commands.ts).
+ */
+import type { Engine } from "../engine.ts";
+import { QmpError } from "../qmp/schema.ts";
+import type { QmpCommand } from "../qmp/server.ts";
+import type { RamBlock } from "../ram_block.ts";
+import { type BreakpointName, BREAKPOINTS } from "./breakpoints.ts";
+import { KNOWN_DEFECTS } from "./defects.ts";
+import { INJECT_FAULT_ARGS, parseStreamFault } from "./faults.ts";
+import { pageDigests } from "./ram_digest.ts";
+
+/** Largest raw RAM read served in one reply. */
+const MAX_RAM_READ = 16 << 20;
+
+function block(e: Engine, idstr: unknown) {
+  const b = e.machine.block(String(idstr ?? "pc.ram"));
+  if (!b) throw new QmpError(`RAM block '${String(idstr)}' not found`);
+  return b;
+}
+
+/** Per-page digests of one block (or all), read through `memory` (guest RAM or the COLO cache). */
+function digestReply(e: Engine, idstr: unknown, memory: (b: RamBlock) => Uint8Array) {
+  const blocks = idstr === undefined ? e.machine.blocks : [block(e, idstr)];
+  return {
+    "page-size": e.machine.blocks[0].pageSize,
+    blocks: blocks.map((b) => ({
+      idstr: b.idstr,
+      pages: b.pages,
+      digests: pageDigests(memory(b), b.pageSize).toBase64(),
+    })),
+  };
+}
+
+export function testCommands(e: Engine): QmpCommand[] {
+  const m = e.machine;
+  return [
+    {
+      name: "x-test-colo-cache-digest",
+      args: { block: { type: "str", optional: true } },
+      handler: (args) => {
+        const cache = e.incoming.coloCache;
+        if (!cache || cache.released) throw new QmpError("there is no COLO cache");
+        return digestReply(e, args.block, (b) => cache.blockMemory(b));
+      },
+    },
+    {
+      name: "x-test-colo-cache-read",
+      args: { block: { type: "str" }, offset: { type: "int" }, size: { type: "int" } },
+      handler: (args) => {
+        const cache = e.incoming.coloCache;
+        if (!cache || cache.released) throw new QmpError("there is no COLO cache");
+        const b = block(e, args.block);
+        const off = args.offset as number;
+        const size = args.size as number;
+        if (off < 0 || size < 0 || size > MAX_RAM_READ || off + size > b.usedLength) {
+          throw new QmpError(`read of ${size} bytes at ${off} is outside block '${b.idstr}'`);
+        }
+        return { data: cache.blockMemory(b).slice(off, off + size).toBase64() };
+      },
+    },
+    {
+      name: "x-test-colo-info",
+      handler: () => ({
+        primary: e.migration.colo
+          ? {
+            checkpoints: e.migration.colo.checkpoints,
+            failover: e.migration.colo.failover.status,
+            stats: e.migration.colo.stats,
+          }
+          : null,
+        secondary: e.incoming.colo
+          ? {
+            applied: e.incoming.colo.applied,
+            failover: e.incoming.colo.failover.status,
+            loading: e.incoming.colo.loading,
+          }
+          : null,
+      }),
+    },
+    {
+      name: "x-test-breakpoint",
+      args: { name: { type: { enum: [...BREAKPOINTS] } }, persistent: { type: "bool", optional: true } },
+      handler: (args) => e.breakpoints.arm(args.name as BreakpointName, args.persistent === true),
+    },
+    {
+      name: "x-test-continue",
+      args: { name: { type: { enum: [...BREAKPOINTS] } }, disarm: { type: "bool", optional: true } },
+      handler: (args) => {
+        if (args.disarm) e.breakpoints.disarm(args.name as BreakpointName);
+        else if (!e.breakpoints.continue(args.name as string)) {
+          throw new QmpError(`nothing is paused at breakpoint '${args.name}'`);
+        }
+      },
+    },
+    {
+      name: "x-test-ram-digest",
+      args: { block: { type: "str", optional: true } },
+      handler: (args) => {
+        return digestReply(e, args.block, (b) => b.mem);
+      },
+    },
+    {
+      name: "x-test-ram-read",
+      args: { block: { type: "str" }, offset: { type: "int" }, size: { type: "int" } },
+      handler: (args) => {
+        const b = block(e, args.block);
+        const off = args.offset as number;
+        const size = args.size as number;
+        if (off < 0 || size < 0 || size > MAX_RAM_READ || off + size > b.usedLength) {
+          throw new QmpError(`read of ${size} bytes at ${off} is outside block '${b.idstr}'`);
+        }
+        return { data: b.mem.slice(off, off + size).toBase64() };
+      },
+    },
+    {
+      name: "x-test-ram-write",
+      args: { block: { type: "str" }, offset: { type: "int" }, data: { type: "str" } },
+      handler: (args) => {
+        const b = block(e, args.block);
+        const data = Uint8Array.fromBase64(args.data as string);
+        const off = args.offset as number;
+        if (off < 0 || off + data.length > b.usedLength) {
+          throw new QmpError(`write of ${data.length} bytes at ${off} is outside block '${b.idstr}'`);
+        }
+        b.mem.set(data, off);
+        for (let p = Math.floor(off / b.pageSize); p * b.pageSize < off + data.length; p++) b.markDirty(p);
+      },
+    },
+    {
+      name: "x-test-page-bytes",
+      args: {
+        block: { type: "str", optional: true },
+        start: { type: "int" },
+        end: { type: "int" },
+        stride: { type: "int", optional: true },
+      },
+      handler: (args) => {
+        const b = block(e, args.block);
+        const stride = (args.stride as number | undefined) ?? b.pageSize;
+        const start = args.start as number;
+        const end = args.end as number;
+        if (stride <= 0 || start < 0 || end > b.usedLength || start > end) {
+          throw new QmpError(`bad range [${start}, ${end}) stride ${stride} for block '${b.idstr}'`);
+        }
+        const out = new Uint8Array(Math.ceil((end - start) / stride));
+        for (let i = 0, a = start; a < end; a += stride, i++) out[i] = b.mem[a];
+        return { data: out.toBase64() };
+      },
+    },
+    {
+      name: "x-test-ram-fill",
+      args: { seed: { type: "int" }, "entropy-bits": { type: "int", optional: true } },
+      handler: (args) => {
+        // Seeded contents for throughput measurements (the guest should be stopped): every byte random
+        // (incompressible), or only `entropy-bits` random bits per byte (compressible).
+        const bits = (args["entropy-bits"] as number | undefined) ?? 8;
+        if (bits < 1 || bits > 8) throw new QmpError("'entropy-bits' must be between 1 and 8");
+        const mask = (0x01010101 * ((1 << bits) - 1)) >>> 0;
+        let x = (args.seed as number) >>> 0 || 1;
+        for (const b of m.blocks) {
+          const words = new Uint32Array(b.mem.buffer, b.mem.byteOffset, b.mem.length >>> 2);
+          for (let i = 0; i < words.length; i++) {
+            x ^= x << 13;
+            x ^= x >>> 17;
+            x ^= x << 5;
+            words[i] = x & mask;
+          }
+          for (let p = 0; p < b.pages; p++) b.markDirty(p);
+        }
+      },
+    },
+    { name: "x-test-device-state", handler: () => ({ devices: m.deviceState() }) },
+    {
+      name: "x-test-inject-fault",
+      args: INJECT_FAULT_ARGS,
+      handler: (args) => e.faults.inject(parseStreamFault(args)),
+    },
+    {
+      name: "x-test-defect",
+      args: { name: { type: { enum: Object.keys(KNOWN_DEFECTS) } }, enabled: { type: "bool" } },
+      handler: (args) => {
+        if (args.enabled) e.defects.add(args.name as string);
+        else e.defects.delete(args.name as string);
+      },
+    },
+  ];
+}

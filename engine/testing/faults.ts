@@ -1,0 +1,226 @@
+/**
+ * Stream faults: what `x-test-inject-fault` arms on an engine, and where each one acts. The migration
+ * code calls the hooks below at the points where a fault can change what goes on the wire, without
+ * knowing which kinds exist; this file is the only one that does. Byte faults (corrupt, truncate) are
+ * carried out by the channel's QEMUFileWriter, which only knows offsets.
+ */
+import { type QmpArgSpec, QmpError } from "../qmp/schema.ts";
+import type { OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
+import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
+import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
+import {
+  type ConfigurationInfo,
+  QEMU_VM_SECTION_FULL,
+  QEMU_VM_SECTION_PART,
+  RAM_SECTION_ID,
+  saveFooter,
+  saveSectionFull,
+  saveSectionShort,
+} from "../savevm.ts";
+
+export const STREAM_FAULT_KINDS = [
+  /** XOR `xor` into the byte at `offset` of the main channel, or of multifd channel `channel`. */
+  "corrupt",
+  /** Deliver `offset` bytes of the main channel (or of multifd channel `channel`), then close it. */
+  "truncate",
+  /** Announce another machine type in the configuration section (a wrong peer). */
+  "machine-type",
+  /** After the RAM setup section, a RAM record with both ZERO and PAGE flags. */
+  "bad-ram-flags",
+  /** After the RAM setup section, a page just past the end of the first RAM block. */
+  "ram-offset",
+  /** After the devices, a FULL section of a device the destination does not have. */
+  "unknown-section",
+  /** The footers of RAM iteration sections name another section id. */
+  "bad-footer",
+  /** Connect one multifd channel fewer than configured. */
+  "multifd-missing-channel",
+  /** Announce channel ids shifted by one (the last one is out of range). */
+  "multifd-channel-id",
+  /** The first multifd packet with pages names a page just past the end of its block. */
+  "multifd-offset",
+  /** Destination side: the first packet with pages on `channel` is held `delay-ms` (a slow channel). */
+  "multifd-channel-delay",
+] as const;
+export type StreamFaultKind = typeof STREAM_FAULT_KINDS[number];
+
+/** The kinds that change the stream's structure: one is armed at a time, the last one injected. */
+type StructuralFaultKind = Exclude<
+  StreamFaultKind,
+  "corrupt" | "truncate" | "machine-type" | "multifd-channel-delay"
+>;
+
+/** One fault, as x-test-inject-fault's arguments describe it (`channel` omitted: the main channel). */
+export type StreamFault =
+  | { kind: "corrupt"; offset: number; xor: number; channel?: number }
+  | { kind: "truncate"; offset: number; channel?: number }
+  | { kind: "multifd-channel-delay"; channel: number; delayMs: number }
+  | { kind: "machine-type" | StructuralFaultKind };
+
+/** Where an armed fault acts on one outgoing migration; with nothing armed each hook changes nothing. */
+export interface OutgoingFaultHooks {
+  /** Byte faults for the writer of the main channel (`channel` omitted) or of a multifd channel. */
+  output(channel?: number): OutputFaults;
+  /** The configuration section the source announces. */
+  configuration(cfg: ConfigurationInfo): ConfigurationInfo;
+  /** After the RAM setup section: may append a section the destination must refuse. */
+  afterSetup(f: QEMUFileWriter, blocks: readonly RamBlock[]): void;
+  /** The section id written in the footer of a RAM iteration (PART) section. */
+  partFooterId(sectionId: number): number;
+  /** After the device sections: may append a section the destination must refuse. */
+  afterDevices(f: QEMUFileWriter): void;
+  /** How many of the `n` configured multifd channels to connect. */
+  multifdChannels(n: number): number;
+  /** The id multifd channel `id` announces in its handshake. */
+  multifdChannelId(id: number): number;
+  /** May rewrite the offsets of a packet about to be sent (its `normalPages` normal pages first). */
+  multifdPacket(block: RamBlock, offsets: number[], normalPages: number): void;
+}
+
+/** The hooks a multifd sender calls. */
+export type MultifdSendFaultHooks = Pick<OutgoingFaultHooks, "output" | "multifdChannelId" | "multifdPacket">;
+
+/** Where an armed fault acts on an incoming migration. */
+export interface IncomingFaultHooks {
+  /** Per multifd channel id: how long (ms) its first packet with pages is held. */
+  multifdChannelDelays(): Map<number, number>;
+}
+
+/** x-test-inject-fault's arguments; which ones a kind takes is checked by parseStreamFault. */
+export const INJECT_FAULT_ARGS: QmpArgSpec = {
+  kind: { type: { enum: STREAM_FAULT_KINDS } },
+  offset: { type: "int", optional: true },
+  xor: { type: "int", optional: true },
+  channel: { type: "int", optional: true },
+  "delay-ms": { type: "int", optional: true },
+};
+
+const ARGS_OF_KIND: Partial<Record<StreamFaultKind, readonly string[]>> = {
+  corrupt: ["offset", "xor", "channel"],
+  truncate: ["offset", "channel"],
+  "multifd-channel-delay": ["channel", "delay-ms"],
+};
+
+/** Multifd channel ids are below multifd-channels, at most 255. */
+const MAX_CHANNEL_ID = 254;
+/** setTimeout's limit: a longer delay would fire at once. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/** An integer argument in [min, max] (a 64-bit value parsed as bigint is out of range), or undefined. */
+function intArg(args: Record<string, unknown>, name: string, min: number, max: number): number | undefined {
+  const v = args[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || v < min || v > max) {
+    throw new QmpError(`Parameter '${name}' expects a value between ${min} and ${max}`);
+  }
+  return v;
+}
+
+/**
+ * The fault x-test-inject-fault's arguments describe (already checked against INJECT_FAULT_ARGS):
+ * the arguments a kind needs, then arguments it does not take, then ranges.
+ */
+export function parseStreamFault(args: Record<string, unknown>): StreamFault {
+  const kind = args.kind as StreamFaultKind;
+  if ((kind === "corrupt" || kind === "truncate") && args.offset === undefined) {
+    throw new QmpError(`fault '${kind}' needs 'offset'`);
+  }
+  if (kind === "multifd-channel-delay" && (args.channel === undefined || args["delay-ms"] === undefined)) {
+    throw new QmpError("fault 'multifd-channel-delay' needs 'channel' and 'delay-ms'");
+  }
+  const allowed = ARGS_OF_KIND[kind] ?? [];
+  for (const name of Object.keys(args)) {
+    if (name !== "kind" && !allowed.includes(name)) throw new QmpError(`Parameter '${name}' is unexpected`);
+  }
+  const offset = intArg(args, "offset", 0, Number.MAX_SAFE_INTEGER);
+  const channel = intArg(args, "channel", 0, MAX_CHANNEL_ID);
+  switch (kind) {
+    case "corrupt":
+      // xor 0 would corrupt nothing.
+      return { kind, offset: offset!, xor: intArg(args, "xor", 1, 0xff) ?? 0xff, channel };
+    case "truncate":
+      return { kind, offset: offset!, channel };
+    case "multifd-channel-delay":
+      return { kind, channel: channel!, delayMs: intArg(args, "delay-ms", 1, MAX_DELAY_MS)! };
+    default:
+      return { kind };
+  }
+}
+
+/** The faults armed on one engine. They stay armed for every later migration, as a wrong peer stays wrong. */
+export class StreamFaults {
+  readonly #main: OutputFaults = {};
+  readonly #channels = new Map<number, OutputFaults>();
+  readonly #delays = new Map<number, number>();
+  #machineType = false;
+  #structural: StructuralFaultKind | null = null;
+
+  inject(fault: StreamFault): void {
+    switch (fault.kind) {
+      case "corrupt":
+      case "truncate": {
+        let out = this.#main;
+        if (fault.channel !== undefined) {
+          out = this.#channels.get(fault.channel) ?? {};
+          this.#channels.set(fault.channel, out);
+        }
+        if (fault.kind === "corrupt") {
+          out.corruptAt = fault.offset;
+          out.xor = fault.xor;
+        } else out.truncateAt = fault.offset;
+        break;
+      }
+      case "multifd-channel-delay":
+        this.#delays.set(fault.channel, fault.delayMs);
+        break;
+      case "machine-type":
+        this.#machineType = true;
+        break;
+      default:
+        this.#structural = fault.kind;
+    }
+  }
+
+  /** The hooks of one outgoing migration (faults armed later still act, as the wire is written). */
+  outgoing(): OutgoingFaultHooks {
+    let offsetDone = false;
+    return {
+      // The main channel's record is shared, so its faults also act on a migration under way.
+      output: (channel) => channel === undefined ? this.#main : this.#channels.get(channel) ?? {},
+      configuration: (cfg) => this.#machineType ? { ...cfg, machineType: `${cfg.machineType}-other` } : cfg,
+      afterSetup: (f, blocks) => {
+        const kind = this.#structural;
+        if (kind !== "bad-ram-flags" && kind !== "ram-offset") return;
+        const block = blocks[0];
+        saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
+        if (kind === "bad-ram-flags") {
+          f.putBe64(RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE);
+        } else {
+          f.putBe64(block.usedLength + RAM_SAVE_FLAG_PAGE);
+          f.putCountedString(block.idstr);
+          f.putBytes(new Uint8Array(TARGET_PAGE_SIZE));
+        }
+        f.putBe64(RAM_SAVE_FLAG_EOS);
+        saveFooter(f, RAM_SECTION_ID);
+      },
+      partFooterId: (id) => this.#structural === "bad-footer" ? id + 0x40 : id,
+      afterDevices: (f) => {
+        if (this.#structural !== "unknown-section") return;
+        saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
+        saveFooter(f, 0x99);
+      },
+      multifdChannels: (n) => this.#structural === "multifd-missing-channel" ? n - 1 : n,
+      multifdChannelId: (id) => this.#structural === "multifd-channel-id" ? id + 1 : id,
+      multifdPacket: (block, offsets, normalPages) => {
+        if (this.#structural !== "multifd-offset" || offsetDone || normalPages === 0) return;
+        offsets[0] = block.usedLength;
+        offsetDone = true;
+      },
+    };
+  }
+
+  /** The hooks of an incoming migration. */
+  incoming(): IncomingFaultHooks {
+    return { multifdChannelDelays: () => new Map(this.#delays) };
+  }
+}
