@@ -8,6 +8,7 @@ import type { WorkloadSpec } from "../engine/guest/workload.ts";
 import type { Capability, MigrationParameters } from "../engine/options.ts";
 import type { BreakpointName } from "../engine/testing/breakpoints.ts";
 import type { DefectName } from "../engine/testing/defects.ts";
+import type { StreamFaultKind } from "../engine/testing/faults.ts";
 
 export type Tier = "smoke" | "full" | "slow";
 export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
@@ -17,20 +18,6 @@ export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
  * usable; it fails and the destination process exits with status 1; the `migrate` command itself errors.
  */
 export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error";
-
-// MERGE: replaced by the engine's own list (engine/testing/faults.ts) once that lands.
-type StreamFaultKind =
-  | "corrupt"
-  | "truncate"
-  | "machine-type"
-  | "bad-ram-flags"
-  | "ram-offset"
-  | "unknown-section"
-  | "bad-footer"
-  | "multifd-missing-channel"
-  | "multifd-channel-id"
-  | "multifd-offset"
-  | "multifd-channel-delay";
 
 /** A fault injected into one side's stream (x-test-inject-fault; engine/testing/faults.ts). */
 export interface FaultSpec {
