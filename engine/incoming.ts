@@ -10,6 +10,7 @@ import { RamLoadState } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
 import { type ConfigurationInfo, type LoadVMContext, QEMU_VM_FILE_MAGIC, VmStateLoader } from "./savevm.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
+import { defectsOf } from "./testing/defects.ts";
 import { ColoCache } from "./colo/cache.ts";
 import { ColoSecondary } from "./colo/secondary.ts";
 import { fileIncoming } from "./transport/file.ts";
@@ -136,6 +137,7 @@ export class MigrationIncoming {
 
   #multifdSetup(): MultifdRecvState | null {
     const { options, machine } = this.host;
+
     // The COLO cache exists before any page can arrive (on any channel).
     if (options.cap("x-colo") && !this.#coloCache) {
       this.#coloCache = new ColoCache(machine.blocks);
@@ -149,9 +151,8 @@ export class MigrationIncoming {
       uuid: this.host.uuid(),
       method: multifdMethod(options.params["multifd-compression"]),
       blocks: machine.blocks,
-      skipSyncWait: this.host.defects.has("multifd-no-recv-sync"),
-      coloBypassCache: this.host.defects.has("multifd-colo-bypass-cache"),
-      coloZeroNotRecorded: this.host.defects.has("colo-zero-not-recorded"),
+      // Read with the capabilities, at the first connection.
+      defects: defectsOf(this.host.defects),
       beforeColoPacket: () => this.host.breakpoints.hit("colo-multifd-packet"),
       delays: this.channelDelays,
     }, (e) => {
@@ -307,6 +308,7 @@ export class MigrationIncoming {
   async #runColo(link: Link, r: QEMUFileReader, loader: VmStateLoader, ctx: LoadVMContext): Promise<void> {
     const machine = this.host.machine;
     const devices = new VmStateLoader({ ...ctx, enableColo: undefined });
+    const defects = defectsOf(this.host.defects);
     this.colo = new ColoSecondary({
       machine,
       breakpoints: this.host.breakpoints,
@@ -318,8 +320,8 @@ export class MigrationIncoming {
       ram: this.#ram!,
       cache: this.#coloCache!,
       multifd: this.#multifd,
-      resetDevices: !this.host.defects.has("colo-no-device-reset"),
-      releaseCacheEarly: this.host.defects.has("colo-cache-early-release"),
+      resetDevices: !defects["colo-no-device-reset"],
+      releaseCacheEarly: defects["colo-cache-early-release"],
       loadDevices: (br) => devices.loadSections(br),
       setStatus: (s) => {
         if (s === "completed") this.#endTime = performance.now();
