@@ -6,9 +6,15 @@ import type { Machine } from "./guest/machine.ts";
 import type { MigrationStatus } from "./migration.ts";
 import type { MigrationOptions } from "./options.ts";
 import { QEMUFileReader, StreamError } from "./qemu_file.ts";
-import { RamLoadState } from "./ram.ts";
+import { RamLoadState, registerRam } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
-import { type ConfigurationInfo, type LoadVMContext, QEMU_VM_FILE_MAGIC, VmStateLoader } from "./savevm.ts";
+import {
+  type ConfigurationInfo,
+  type LoadVMContext,
+  QEMU_VM_FILE_MAGIC,
+  SaveVMState,
+  VmStateLoader,
+} from "./savevm.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
 import { defectsOf } from "./testing/defects.ts";
 import { ColoCache } from "./colo/cache.ts";
@@ -250,14 +256,15 @@ export class MigrationIncoming {
     const machine = this.host.machine;
     const ram = new RamLoadState(machine.blocks, this.#multifd, this.#coloCache);
     this.#ram = ram;
+    const savevm = new SaveVMState(machine.devices);
+    registerRam(savevm, ram);
     let rp: ReturnPathSender | null = null;
     let slice = performance.now();
     let coloEnabled = false;
     try {
       const ctx: LoadVMContext = {
         local: this.host.config(),
-        ram,
-        devices: machine.devices,
+        savevm,
         openReturnPath: () => (rp = new ReturnPathSender(link)),
         ping: (v) => {
           rp?.pong(v).catch(() => {});

@@ -5,12 +5,11 @@
 import type { Machine } from "./guest/machine.ts";
 import { type OutputFaults, QEMUFileWriter } from "./qemu_file.ts";
 import {
-  RAM_IDSTR,
   RAM_SAVE_FLAG_EOS,
   RAM_SAVE_FLAG_PAGE,
   RAM_SAVE_FLAG_ZERO,
-  RAM_VERSION_ID,
   RamSaveState,
+  registerRam,
 } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import { XbzrleSaveState } from "./ram_xbzrle.ts";
@@ -22,18 +21,16 @@ import {
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   QEMU_VM_EOF,
-  QEMU_VM_SECTION_END,
   QEMU_VM_SECTION_FULL,
   QEMU_VM_SECTION_PART,
-  QEMU_VM_SECTION_START,
   RAM_SECTION_ID,
   saveCommand,
-  saveDevices,
   saveEofAndVmdesc,
   saveFooter,
   saveHeader,
   saveSectionFull,
   saveSectionShort,
+  SaveVMState,
 } from "./savevm.ts";
 import type { Link } from "./transport/link.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
@@ -234,8 +231,10 @@ export class MigrationState {
         xbzrle: options.cap("xbzrle") ? new XbzrleSaveState(options.params["xbzrle-cache-size"]) : null,
       });
       this.#ram = ram;
+      const savevm = new SaveVMState(machine.devices);
+      registerRam(savevm, ram);
 
-      // Setup: header, configuration, return path, RAM's START section.
+      // Setup: header, configuration, return path, the live sections' START sections.
       const cfg = this.host.config();
       const cfgDesc = saveHeader(f, cfg);
       // COLO messages use the reverse direction of the main connection, so no return path alongside.
@@ -248,10 +247,8 @@ export class MigrationState {
           this.#wake.resolve();
         });
       }
-      saveSectionFull(f, QEMU_VM_SECTION_START, RAM_SECTION_ID, RAM_IDSTR, 0, RAM_VERSION_ID);
-      await ram.setup(f);
+      await savevm.saveSetup(f);
       this.#passEvent();
-      saveFooter(f, RAM_SECTION_ID);
       this.#injectRamFault(f);
       await f.flush();
       this.#setupTime = performance.now() - this.#startTime;
@@ -282,9 +279,11 @@ export class MigrationState {
           pending = ram.pendingBytes();
         }
         if (pending <= this.#thresholdBytes) break;
-        saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
-        await ram.iterate(f, rateExceeded);
-        saveFooter(f, this.streamFault === "bad-footer" ? RAM_SECTION_ID + 0x40 : RAM_SECTION_ID);
+        await savevm.saveIterate(
+          f,
+          rateExceeded,
+          this.streamFault === "bad-footer" ? (id) => id + 0x40 : undefined,
+        );
         await f.flush();
         if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - performance.now());
       }
@@ -301,10 +300,8 @@ export class MigrationState {
       }
       this.#checkCancelled();
       this.#setStatus("device");
-      saveSectionShort(f, QEMU_VM_SECTION_END, RAM_SECTION_ID);
-      await ram.complete(f);
-      saveFooter(f, RAM_SECTION_ID);
-      const devices = saveDevices(f, machine.devices);
+      await savevm.saveCompletePrecopy(f);
+      const devices = savevm.saveDevices(f);
       if (this.streamFault === "unknown-section") {
         saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
         saveFooter(f, 0x99);
@@ -333,6 +330,7 @@ export class MigrationState {
           f,
           link: opened.link,
           ram,
+          savevm,
           multifd,
           completed: () => this.#setStatus("completed"),
         });

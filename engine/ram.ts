@@ -8,6 +8,7 @@ import type { MultifdRecvState } from "./multifd/recv.ts";
 import type { MultifdSendState } from "./multifd/send.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
 import { RamRoute } from "./colo/ram_route.ts";
+import { RAM_SECTION_ID, type SaveCompleteOptions, type SaveStateEntry, type SaveVMState } from "./savevm.ts";
 import { ENCODING_FLAG_XBZRLE, type XbzrleSaveState } from "./ram_xbzrle.ts";
 import { xbzrleDecode } from "./xbzrle.ts";
 
@@ -158,10 +159,7 @@ export class RamSaveState {
    * checkpoint is not the last stage (the XBZRLE cache keeps being updated); `onHalf` runs once half of
    * the pages are out (a test breakpoint).
    */
-  async complete(
-    f: QEMUFileWriter,
-    opts: { lastStage?: boolean; onHalf?: () => Promise<void> } = {},
-  ): Promise<void> {
+  async complete(f: QEMUFileWriter, opts: SaveCompleteOptions = {}): Promise<void> {
     this.#lastStage = opts.lastStage ?? true;
     this.syncBitmap();
     const half = Math.floor(this.dirtyPages / 2);
@@ -262,6 +260,32 @@ export class RamSaveState {
       this.#lastSentBlock = block;
     }
   }
+}
+
+/**
+ * ram_mig_init: registers the "ram" live section (register_savevm_live) with this role's steps, the save
+ * steps of a source or the load step of a destination.
+ */
+export function registerRam(savevm: SaveVMState, ram: RamSaveState | RamLoadState): SaveStateEntry {
+  const se = savevm.registerSavevmLive(
+    RAM_IDSTR,
+    0,
+    RAM_VERSION_ID,
+    ram instanceof RamSaveState
+      ? {
+        saveSetup: (f) => ram.setup(f),
+        saveLiveIterate: async (f, rateExceeded) => {
+          await ram.iterate(f, rateExceeded);
+        },
+        saveLiveCompletePrecopy: (f, opts) => ram.complete(f, opts),
+      }
+      : { loadState: (r, versionId) => ram.load(r, versionId) },
+  );
+  // Hand-built streams and the stream faults name ram's section by this constant.
+  if (se.sectionId !== RAM_SECTION_ID) {
+    throw new Error(`ram must register first (got section ${se.sectionId})`);
+  }
+  return se;
 }
 
 /** Destination side of the "ram" section. */
