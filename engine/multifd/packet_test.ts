@@ -135,7 +135,9 @@ Deno.test("multifd packet: write then read gives the packet back (property)", as
 // Guards the SYNC packet: no pages means no block lookup (its ramblock is empty).
 Deno.test("multifd packet: a SYNC packet without pages names no block", async () => {
   const got = await read(
-    await bytesOf(packet({ flags: MULTIFD_FLAG_SYNC, normalPages: 0, zeroPages: 0, ramblock: "", offsets: [] })),
+    await bytesOf(
+      packet({ flags: MULTIFD_FLAG_SYNC, normalPages: 0, zeroPages: 0, ramblock: "", offsets: [] }),
+    ),
   );
   assert.equal(got.block, null);
   assert.deepEqual(got.offsets, []);
