@@ -143,7 +143,6 @@ export class MigrationIncoming {
 
   #multifdSetup(): MultifdRecvState | null {
     const { options, machine } = this.host;
-
     // The COLO cache exists before any page can arrive (on any channel).
     if (options.cap("x-colo") && !this.#coloCache) {
       this.#coloCache = new ColoCache(machine.blocks);
