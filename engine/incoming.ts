@@ -6,10 +6,17 @@ import type { Machine } from "./guest/machine.ts";
 import type { MigrationStatus } from "./migration.ts";
 import type { MigrationOptions } from "./options.ts";
 import { QEMUFileReader, StreamError } from "./qemu_file.ts";
-import { RamLoadState } from "./ram.ts";
+import { RamLoadState, registerRam } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
-import { type ConfigurationInfo, type LoadVMContext, QEMU_VM_FILE_MAGIC, VmStateLoader } from "./savevm.ts";
+import {
+  type ConfigurationInfo,
+  type LoadVMContext,
+  QEMU_VM_FILE_MAGIC,
+  SaveVMState,
+  VmStateLoader,
+} from "./savevm.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
+import { defectsOf } from "./testing/defects.ts";
 import type { IncomingFaultHooks } from "./testing/faults.ts";
 import { ColoCache } from "./colo/cache.ts";
 import { ColoSecondary } from "./colo/secondary.ts";
@@ -150,9 +157,8 @@ export class MigrationIncoming {
       uuid: this.host.uuid(),
       method: multifdMethod(options.params["multifd-compression"]),
       blocks: machine.blocks,
-      skipSyncWait: this.host.defects.has("multifd-no-recv-sync"),
-      coloBypassCache: this.host.defects.has("multifd-colo-bypass-cache"),
-      coloZeroNotRecorded: this.host.defects.has("colo-zero-not-recorded"),
+      // Read with the capabilities, at the first connection.
+      defects: defectsOf(this.host.defects),
       beforeColoPacket: () => this.host.breakpoints.hit("colo-multifd-packet"),
       delays: this.host.faults().multifdChannelDelays(),
     }, (e) => {
@@ -250,14 +256,15 @@ export class MigrationIncoming {
     const machine = this.host.machine;
     const ram = new RamLoadState(machine.blocks, this.#multifd, this.#coloCache);
     this.#ram = ram;
+    const savevm = new SaveVMState(machine.devices);
+    registerRam(savevm, ram);
     let rp: ReturnPathSender | null = null;
     let slice = performance.now();
     let coloEnabled = false;
     try {
       const ctx: LoadVMContext = {
         local: this.host.config(),
-        ram,
-        devices: machine.devices,
+        savevm,
         openReturnPath: () => (rp = new ReturnPathSender(link)),
         ping: (v) => {
           rp?.pong(v).catch(() => {});
@@ -308,6 +315,7 @@ export class MigrationIncoming {
   async #runColo(link: Link, r: QEMUFileReader, loader: VmStateLoader, ctx: LoadVMContext): Promise<void> {
     const machine = this.host.machine;
     const devices = new VmStateLoader({ ...ctx, enableColo: undefined });
+    const defects = defectsOf(this.host.defects);
     this.colo = new ColoSecondary({
       machine,
       breakpoints: this.host.breakpoints,
@@ -319,8 +327,8 @@ export class MigrationIncoming {
       ram: this.#ram!,
       cache: this.#coloCache!,
       multifd: this.#multifd,
-      resetDevices: !this.host.defects.has("colo-no-device-reset"),
-      releaseCacheEarly: this.host.defects.has("colo-cache-early-release"),
+      resetDevices: !defects["colo-no-device-reset"],
+      releaseCacheEarly: defects["colo-cache-early-release"],
       loadDevices: (br) => devices.loadSections(br),
       setStatus: (s) => {
         if (s === "completed") this.#endTime = performance.now();

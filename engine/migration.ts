@@ -4,7 +4,7 @@
  */
 import type { Machine } from "./guest/machine.ts";
 import { QEMUFileWriter } from "./qemu_file.ts";
-import { RAM_IDSTR, RAM_VERSION_ID, RamSaveState } from "./ram.ts";
+import { RamSaveState, registerRam } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import { XbzrleSaveState } from "./ram_xbzrle.ts";
 import type { MigrationOptions } from "./options.ts";
@@ -15,17 +15,10 @@ import {
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   QEMU_VM_EOF,
-  QEMU_VM_SECTION_END,
-  QEMU_VM_SECTION_PART,
-  QEMU_VM_SECTION_START,
-  RAM_SECTION_ID,
   saveCommand,
-  saveDevices,
   saveEofAndVmdesc,
-  saveFooter,
   saveHeader,
-  saveSectionFull,
-  saveSectionShort,
+  SaveVMState,
 } from "./savevm.ts";
 import type { Link } from "./transport/link.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
@@ -210,8 +203,10 @@ export class MigrationState {
         xbzrle: options.cap("xbzrle") ? new XbzrleSaveState(options.params["xbzrle-cache-size"]) : null,
       });
       this.#ram = ram;
+      const savevm = new SaveVMState(machine.devices);
+      registerRam(savevm, ram);
 
-      // Setup: header, configuration, return path, RAM's START section.
+      // Setup: header, configuration, return path, the live sections' START sections.
       const cfg = faults.configuration(this.host.config());
       const cfgDesc = saveHeader(f, cfg);
       // COLO messages use the reverse direction of the main connection, so no return path alongside.
@@ -224,10 +219,8 @@ export class MigrationState {
           this.#wake.resolve();
         });
       }
-      saveSectionFull(f, QEMU_VM_SECTION_START, RAM_SECTION_ID, RAM_IDSTR, 0, RAM_VERSION_ID);
-      await ram.setup(f);
+      await savevm.saveSetup(f);
       this.#passEvent();
-      saveFooter(f, RAM_SECTION_ID);
       faults.afterSetup(f, machine.blocks);
       await f.flush();
       this.#setupTime = performance.now() - this.#startTime;
@@ -258,9 +251,7 @@ export class MigrationState {
           pending = ram.pendingBytes();
         }
         if (pending <= this.#thresholdBytes) break;
-        saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
-        await ram.iterate(f, rateExceeded);
-        saveFooter(f, faults.partFooterId(RAM_SECTION_ID));
+        await savevm.saveIterate(f, rateExceeded, (id) => faults.partFooterId(id));
         await f.flush();
         if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - performance.now());
       }
@@ -277,10 +268,8 @@ export class MigrationState {
       }
       this.#checkCancelled();
       this.#setStatus("device");
-      saveSectionShort(f, QEMU_VM_SECTION_END, RAM_SECTION_ID);
-      await ram.complete(f);
-      saveFooter(f, RAM_SECTION_ID);
-      const devices = saveDevices(f, machine.devices);
+      await savevm.saveCompletePrecopy(f);
+      const devices = savevm.saveDevices(f);
       faults.afterDevices(f);
       const colo = options.cap("x-colo");
       // Under COLO the stream goes on with checkpoints after EOF: no vmdesc (see README).
@@ -306,6 +295,7 @@ export class MigrationState {
           f,
           link: opened.link,
           ram,
+          savevm,
           multifd,
           completed: () => this.#setStatus("completed"),
         });

@@ -4,36 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { Engine, type EngineHooks } from "./engine.ts";
-import { memoryLinkPair } from "./transport/link.ts";
+import type { Engine } from "./engine.ts";
+import { InProcessPair } from "./testing/in_process.ts";
 import { until } from "../harness/wait.ts";
 
-interface Recorded {
-  engine: Engine;
-  events: { event: string; data?: Record<string, unknown> }[];
-  exits: number[];
-}
-
-function makeEngine(name: string, incoming?: string): Recorded {
-  const events: Recorded["events"] = [];
-  const exits: number[] = [];
-  const hooks: EngineHooks = {
-    emit: (event, data) => events.push({ event, data }),
-    log: () => {},
-    exit: (code) => exits.push(code),
-  };
-  const engine = new Engine({
-    name,
-    machine: "tiny",
-    workload: { kind: "random", seed: 42, hotPages: 64, hotPercent: 70 },
-    incoming,
-    startPaused: incoming !== undefined,
-    runMs: 1,
-    sleepMs: 1,
-  }, hooks);
-  engine.options.setCapabilities([{ capability: "events", state: true }]);
-  return { engine, events, exits };
-}
+/** Every test's pair: a source and a destination with MIGRATION events on. */
+const pair = () => new InProcessPair({ capabilities: ["events"] });
 
 /** Both sides completed, and every RAM block is equal byte for byte. */
 function assertMigrated(src: Engine, dst: Engine): void {
@@ -44,139 +20,92 @@ function assertMigrated(src: Engine, dst: Engine): void {
   });
 }
 
-function migrateOverMemory(src: Engine, dst: Engine): void {
-  const [a, b] = memoryLinkPair(1 << 20, "mem");
-  dst.incoming.acceptLink(b);
-  src.migration.start(() => Promise.resolve({ link: a, returnPath: true }));
-}
-
 Deno.test("in-process live precopy over a memory link: RAM and devices equal", async () => {
-  const s = makeEngine("source");
-  const d = makeEngine("target", "defer");
-  try {
-    s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
-    d.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
-    await new Promise((r) => setTimeout(r, 30)); // let the guest dirty memory
-    migrateOverMemory(s.engine, d.engine);
-    await until("source completed", () => ["completed", "failed"].includes(s.engine.migration.status));
-    await d.engine.incoming.join();
-    assertMigrated(s.engine, d.engine);
-    assert.deepEqual(d.engine.machine.deviceState(), s.engine.machine.deviceState());
-    const statuses = s.events.filter((e) => e.event === "MIGRATION").map((e) => e.data?.status);
-    assert.deepEqual(statuses, ["setup", "active", "device", "completed"]);
-    assert.equal(d.engine.machine.runstate, "paused");
-  } finally {
-    await s.engine.close();
-    await d.engine.close();
-  }
+  await using p = pair();
+  const { src: s, dst: d } = p;
+  s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
+  d.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
+  await new Promise((r) => setTimeout(r, 30)); // let the guest dirty memory
+  p.migrate();
+  await until("source completed", () => ["completed", "failed"].includes(s.engine.migration.status));
+  await d.engine.incoming.join();
+  assertMigrated(s.engine, d.engine);
+  assert.deepEqual(d.engine.machine.deviceState(), s.engine.machine.deviceState());
+  const statuses = s.events.filter((e) => e.event === "MIGRATION").map((e) => e.data?.status);
+  assert.deepEqual(statuses, ["setup", "active", "device", "completed"]);
+  assert.equal(d.engine.machine.runstate, "paused");
 });
 
 Deno.test("in-process: a destination that refuses the stream fails the source, whose guest runs on", async () => {
-  const s = makeEngine("source");
-  const d = makeEngine("target", "defer");
-  try {
-    s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
-    d.engine.incoming.exitOnError = false;
-    s.engine.faults.inject({ kind: "unknown-section" });
-    migrateOverMemory(s.engine, d.engine);
-    await until("source failed", () => ["completed", "failed"].includes(s.engine.migration.status));
-    await d.engine.incoming.join();
-    assert.equal(d.engine.incoming.status, "failed");
-    assert.match(d.engine.incoming.errorDesc!, /Unknown savevm section or instance 'x-bogus-device' 0/);
-    assert.equal(s.engine.migration.status, "failed");
-    assert.match(s.engine.migration.errorDesc!, /SHUT 1/);
-    assert.ok(s.engine.machine.running, "source guest must keep running");
-    assert.deepEqual(d.exits, []);
-  } finally {
-    await s.engine.close();
-    await d.engine.close();
-  }
+  await using p = pair();
+  const { src: s, dst: d } = p;
+  s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
+  d.engine.incoming.exitOnError = false;
+  s.engine.faults.inject({ kind: "unknown-section" });
+  p.migrate();
+  await until("source failed", () => ["completed", "failed"].includes(s.engine.migration.status));
+  await d.engine.incoming.join();
+  assert.equal(d.engine.incoming.status, "failed");
+  assert.match(d.engine.incoming.errorDesc!, /Unknown savevm section or instance 'x-bogus-device' 0/);
+  assert.equal(s.engine.migration.status, "failed");
+  assert.match(s.engine.migration.errorDesc!, /SHUT 1/);
+  assert.ok(s.engine.machine.running, "source guest must keep running");
+  assert.deepEqual(d.exits, []);
 });
 
 Deno.test("in-process: cancel during iteration ends cancelled and restarts the guest", async () => {
-  const s = makeEngine("source");
-  const d = makeEngine("target", "defer");
-  try {
-    d.engine.incoming.exitOnError = false;
-    s.engine.options.params["max-bandwidth"] = 1_000_000;
-    migrateOverMemory(s.engine, d.engine);
-    await until("active", () => s.engine.migration.status === "active");
-    s.engine.migration.cancel();
-    await s.engine.migration.join();
-    await d.engine.incoming.join();
-    assert.equal(s.engine.migration.status, "cancelled");
-    assert.equal(d.engine.incoming.status, "failed");
-    assert.ok(s.engine.machine.running);
-  } finally {
-    await s.engine.close();
-    await d.engine.close();
-  }
+  await using p = pair();
+  const { src: s, dst: d } = p;
+  d.engine.incoming.exitOnError = false;
+  s.engine.options.params["max-bandwidth"] = 1_000_000;
+  p.migrate();
+  await until("active", () => s.engine.migration.status === "active");
+  s.engine.migration.cancel();
+  await s.engine.migration.join();
+  await d.engine.incoming.join();
+  assert.equal(s.engine.migration.status, "cancelled");
+  assert.equal(d.engine.incoming.status, "failed");
+  assert.ok(s.engine.machine.running);
 });
-
-function migrateMultifdOverMemory(src: Engine, dst: Engine): void {
-  const [a, b] = memoryLinkPair(1 << 20, "main");
-  // Channels connect before the main channel here: the destination must tell them apart by magic.
-  src.migration.start(() =>
-    Promise.resolve({
-      link: a,
-      returnPath: true,
-      openChannel: () => {
-        const [ca, cb] = memoryLinkPair(1 << 20, "multifd");
-        dst.incoming.acceptLink(cb);
-        return Promise.resolve(ca);
-      },
-    })
-  );
-  setTimeout(() => dst.incoming.acceptLink(b), 5);
-}
 
 for (const compression of ["none", "zlib", "zstd"]) {
   Deno.test(`in-process multifd (4 channels, ${compression}): RAM and devices equal`, async () => {
-    const s = makeEngine("source");
-    const d = makeEngine("target", "defer");
-    try {
-      for (const e of [s.engine, d.engine]) {
-        e.options.setCapabilities([{ capability: "multifd", state: true }]);
-        e.options.params["multifd-channels"] = 4;
-        e.options.params["multifd-compression"] = compression as "none" | "zlib" | "zstd";
-      }
-      await new Promise((r) => setTimeout(r, 20));
-      migrateMultifdOverMemory(s.engine, d.engine);
-      await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
-      await d.engine.incoming.join();
-      assertMigrated(s.engine, d.engine);
-      const q = s.engine.migration.query().ram as Record<string, number>;
-      assert.ok(q["multifd-bytes"] > 0, "pages went over the multifd channels");
-    } finally {
-      await s.engine.close();
-      await d.engine.close();
+    await using p = pair();
+    const { src: s, dst: d } = p;
+    for (const e of [s.engine, d.engine]) {
+      e.options.setCapabilities([{ capability: "multifd", state: true }]);
+      e.options.params["multifd-channels"] = 4;
+      e.options.params["multifd-compression"] = compression as "none" | "zlib" | "zstd";
     }
+    await new Promise((r) => setTimeout(r, 20));
+    // Channels connect before the main channel here: the destination must tell them apart by magic.
+    p.migrate({ mainChannelDelayMs: 5 });
+    await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
+    await d.engine.incoming.join();
+    assertMigrated(s.engine, d.engine);
+    const q = s.engine.migration.query().ram as Record<string, number>;
+    assert.ok(q["multifd-bytes"] > 0, "pages went over the multifd channels");
   });
 }
 
 Deno.test("in-process live precopy with xbzrle: deltas after the first round, RAM equal", async () => {
-  const s = makeEngine("source");
-  const d = makeEngine("target", "defer");
-  try {
-    s.engine.options.setCapabilities([{ capability: "xbzrle", state: true }]);
-    // Slow enough for several rounds over the hot set before the remainder fits the downtime.
-    s.engine.options.params["max-bandwidth"] = 20_000_000;
-    s.engine.options.params["downtime-limit"] = 1;
-    s.engine.options.params["xbzrle-cache-size"] = 1 << 20;
-    migrateOverMemory(s.engine, d.engine);
-    await until(
-      "a few rounds",
-      () => ((s.engine.migration.query().ram as Record<string, number>)?.["dirty-sync-count"] ?? 0) >= 5,
-    );
-    s.engine.options.params["downtime-limit"] = 30_000;
-    await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
-    await d.engine.incoming.join();
-    assertMigrated(s.engine, d.engine);
-    const x = s.engine.migration.query()["xbzrle-cache"] as Record<string, number>;
-    assert.ok(x.pages > 0, `no page went as XBZRLE: ${JSON.stringify(x)}`);
-    assert.equal(x["cache-size"], 1 << 20);
-  } finally {
-    await s.engine.close();
-    await d.engine.close();
-  }
+  await using p = pair();
+  const { src: s, dst: d } = p;
+  s.engine.options.setCapabilities([{ capability: "xbzrle", state: true }]);
+  // Slow enough for several rounds over the hot set before the remainder fits the downtime.
+  s.engine.options.params["max-bandwidth"] = 20_000_000;
+  s.engine.options.params["downtime-limit"] = 1;
+  s.engine.options.params["xbzrle-cache-size"] = 1 << 20;
+  p.migrate();
+  await until(
+    "a few rounds",
+    () => ((s.engine.migration.query().ram as Record<string, number>)?.["dirty-sync-count"] ?? 0) >= 5,
+  );
+  s.engine.options.params["downtime-limit"] = 30_000;
+  await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));
+  await d.engine.incoming.join();
+  assertMigrated(s.engine, d.engine);
+  const x = s.engine.migration.query()["xbzrle-cache"] as Record<string, number>;
+  assert.ok(x.pages > 0, `no page went as XBZRLE: ${JSON.stringify(x)}`);
+  assert.equal(x["cache-size"], 1 << 20);
 });

@@ -7,6 +7,8 @@ import type { ColoCache } from "./colo/cache.ts";
 import type { MultifdRecvState } from "./multifd/recv.ts";
 import type { MultifdSendState } from "./multifd/send.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
+import { RamRoute } from "./colo/ram_route.ts";
+import { RAM_SECTION_ID, type SaveCompleteOptions, type SaveStateEntry, type SaveVMState } from "./savevm.ts";
 import { ENCODING_FLAG_XBZRLE, type XbzrleSaveState } from "./ram_xbzrle.ts";
 import { xbzrleDecode } from "./xbzrle.ts";
 
@@ -157,10 +159,7 @@ export class RamSaveState {
    * checkpoint is not the last stage (the XBZRLE cache keeps being updated); `onHalf` runs once half of
    * the pages are out (a test breakpoint).
    */
-  async complete(
-    f: QEMUFileWriter,
-    opts: { lastStage?: boolean; onHalf?: () => Promise<void> } = {},
-  ): Promise<void> {
+  async complete(f: QEMUFileWriter, opts: SaveCompleteOptions = {}): Promise<void> {
     this.#lastStage = opts.lastStage ?? true;
     this.syncBitmap();
     const half = Math.floor(this.dirtyPages / 2);
@@ -263,9 +262,30 @@ export class RamSaveState {
   }
 }
 
-/** ram_handle_zero: only write zeros where the page is not already zero (do not touch fresh memory). */
-export function handleZeroPage(page: Uint8Array): void {
-  if (!isZeroPage(page)) page.fill(0);
+/**
+ * ram_mig_init: registers the "ram" live section (register_savevm_live) with this role's steps, the save
+ * steps of a source or the load step of a destination.
+ */
+export function registerRam(savevm: SaveVMState, ram: RamSaveState | RamLoadState): SaveStateEntry {
+  const se = savevm.registerSavevmLive(
+    RAM_IDSTR,
+    0,
+    RAM_VERSION_ID,
+    ram instanceof RamSaveState
+      ? {
+        saveSetup: (f) => ram.setup(f),
+        saveLiveIterate: async (f, rateExceeded) => {
+          await ram.iterate(f, rateExceeded);
+        },
+        saveLiveCompletePrecopy: (f, opts) => ram.complete(f, opts),
+      }
+      : { loadState: (r, versionId) => ram.load(r, versionId) },
+  );
+  // Hand-built streams and the stream faults name ram's section by this constant.
+  if (se.sectionId !== RAM_SECTION_ID) {
+    throw new Error(`ram must register first (got section ${se.sectionId})`);
+  }
+  return se;
 }
 
 /** Destination side of the "ram" section. */
@@ -274,9 +294,8 @@ export class RamLoadState {
   #lastRecvBlock: RamBlock | null = null;
   /** Pages written by the main channel, by kind. */
   readonly counters = { normal: 0, zero: 0, xbzrle: 0 };
-  /** The page the current record writes (for the COLO precopy mirror). */
-  #pageBlock: RamBlock | null = null;
-  #pageIndex = 0;
+  /** Guest RAM, or with x-colo the COLO cache (colo/ram_route.ts). */
+  readonly #route: RamRoute;
   /** Called after each page record, e.g. to pause half-way through a checkpoint (test breakpoints). */
   onPage: (() => Promise<void> | undefined) | null = null;
 
@@ -285,12 +304,8 @@ export class RamLoadState {
     readonly multifd: MultifdRecvState | null = null,
     /** x-colo: received pages go to guest RAM and the cache in precopy, to the cache only in COLO state. */
     readonly colo: ColoCache | null = null,
-  ) {}
-
-  /** After a page record was written: in precopy, mirror the page into the COLO cache. */
-  #written(): Promise<void> | undefined {
-    if (this.colo && !this.colo.inColoState) this.colo.mirror(this.#pageBlock!, this.#pageIndex);
-    return this.onPage?.();
+  ) {
+    this.#route = new RamRoute("main", colo);
   }
 
   #block(idstr: string): RamBlock | undefined {
@@ -312,25 +327,28 @@ export class RamLoadState {
           await this.#loadBlockList(r, addr, at);
           break;
         case RAM_SAVE_FLAG_ZERO: {
-          const page = this.#continuePage(r, flags, addr, at) ?? await this.#targetPage(r, flags, addr, at);
+          const block = this.#continueBlock(r, flags, at) ?? await this.#targetBlock(r, at);
+          const index = this.#pageIndex(r, block, addr, at);
           if (!r.has(1)) await r.need(1, "zero page fill byte");
           const ch = r.get8();
           if (ch !== 0) throw r.error(`Found a zero page with value ${ch}`, at);
-          handleZeroPage(page);
+          this.#route.zeroPage(block, index);
           this.counters.zero++;
           {
-            const w = this.#written();
+            const w = this.onPage?.();
             if (w) await w;
           }
           break;
         }
         case RAM_SAVE_FLAG_PAGE: {
-          const page = this.#continuePage(r, flags, addr, at) ?? await this.#targetPage(r, flags, addr, at);
+          const block = this.#continueBlock(r, flags, at) ?? await this.#targetBlock(r, at);
+          const index = this.#pageIndex(r, block, addr, at);
           if (!r.has(TARGET_PAGE_SIZE)) await r.need(TARGET_PAGE_SIZE, "page data");
-          r.copyTo(page);
+          r.copyTo(this.#route.host(block, index));
+          this.#route.received(block, index);
           this.counters.normal++;
           {
-            const w = this.#written();
+            const w = this.onPage?.();
             if (w) await w;
           }
           break;
@@ -343,7 +361,8 @@ export class RamLoadState {
         case RAM_SAVE_FLAG_EOS:
           return;
         case RAM_SAVE_FLAG_XBZRLE: {
-          const page = this.#continuePage(r, flags, addr, at) ?? await this.#targetPage(r, flags, addr, at);
+          const block = this.#continueBlock(r, flags, at) ?? await this.#targetBlock(r, at);
+          const index = this.#pageIndex(r, block, addr, at);
           await r.need(3, "XBZRLE header");
           const enc = r.get8();
           if (enc !== ENCODING_FLAG_XBZRLE) {
@@ -352,15 +371,17 @@ export class RamLoadState {
           const len = r.getBe16();
           if (len > TARGET_PAGE_SIZE) throw r.error("Failed to load XBZRLE page - len overflow!", at);
           await r.need(len, "XBZRLE data");
+          // The delta applies to what the target holds: guest RAM, or the cache page in COLO state.
           try {
-            xbzrleDecode(r.peek(len), page);
+            xbzrleDecode(r.peek(len), this.#route.host(block, index));
           } catch (e) {
             throw r.error(`Failed to load XBZRLE page - decode error! (${(e as Error).message})`, at);
           }
           r.skip(len);
+          this.#route.received(block, index);
           this.counters.xbzrle++;
           {
-            const w = this.#written();
+            const w = this.onPage?.();
             if (w) await w;
           }
           break;
@@ -398,32 +419,26 @@ export class RamLoadState {
   }
 
   /** The common case without a wait: a CONTINUE record on the last block. */
-  #continuePage(r: QEMUFileReader, flags: number, addr: number, at: number): Uint8Array | undefined {
+  #continueBlock(r: QEMUFileReader, flags: number, at: number): RamBlock | undefined {
     if (!(flags & RAM_SAVE_FLAG_CONTINUE)) return undefined;
     const block = this.#lastRecvBlock;
     if (!block) throw r.error("Ack, bad migration stream! (CONTINUE with no previous RAM block)", at);
-    return this.#page(r, block, addr, at);
+    return block;
   }
 
   /** A record that names its block. */
-  async #targetPage(r: QEMUFileReader, _flags: number, addr: number, at: number): Promise<Uint8Array> {
+  async #targetBlock(r: QEMUFileReader, at: number): Promise<RamBlock> {
     const idstr = await r.getCountedString("RAM block idstr");
     const block = this.#block(idstr);
     if (!block) throw r.error(`Can't find block ${idstr}`, at);
     this.#lastRecvBlock = block;
-    return this.#page(r, block, addr, at);
+    return block;
   }
 
-  #page(r: QEMUFileReader, block: RamBlock, addr: number, at: number): Uint8Array {
+  #pageIndex(r: QEMUFileReader, block: RamBlock, addr: number, at: number): number {
     if (addr + TARGET_PAGE_SIZE > block.usedLength) {
       throw r.error(`Illegal RAM offset 0x${addr.toString(16)} in block ${block.idstr}`, at);
     }
-    const index = addr / TARGET_PAGE_SIZE;
-    this.#pageBlock = block;
-    this.#pageIndex = index;
-    // In COLO state a page goes to the cache with its bit set; guest RAM waits for the flush.
-    if (this.colo?.inColoState) return this.colo.recordPage(block, index);
-    block.testAndSetReceived(index);
-    return block.page(index);
+    return addr / TARGET_PAGE_SIZE;
   }
 }

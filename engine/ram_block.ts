@@ -154,3 +154,8 @@ export function isZeroPage(page: Uint8Array): boolean {
   for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
   return true;
 }
+
+/** ram_handle_zero: only write zeros where the page is not already zero (do not touch fresh memory). */
+export function handleZeroPage(page: Uint8Array): void {
+  if (!isZeroPage(page)) page.fill(0);
+}

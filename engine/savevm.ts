@@ -5,7 +5,6 @@
 import { uuidToString } from "./uuid.ts";
 import type { Device } from "./guest/devices/device.ts";
 import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
-import { RAM_IDSTR, RAM_VERSION_ID, type RamLoadState } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import { loadState, saveState, vmdescDevice } from "./vmstate.ts";
 
@@ -60,10 +59,119 @@ export interface ConfigurationInfo {
 
 export type VmdescObject = Record<string, unknown>;
 
-/** Section ids in registration order, as QEMU's global_section_id hands them out. */
+/**
+ * Section ids are handed out in registration order, as QEMU's global_section_id does. ram registers
+ * first (ram_mig_init runs before any device is realized), so its id is 0: streams built by hand (tests,
+ * stream faults) use this, and ram's registration checks it.
+ */
 export const RAM_SECTION_ID = 0;
-export function deviceSectionId(index: number): number {
-  return index + 1;
+
+/** What a live section's save and load steps are given (SaveVMHandlers in include/migration/register.h). */
+export interface SaveCompleteOptions {
+  /** False for a COLO checkpoint: the migration goes on after it. */
+  lastStage?: boolean;
+  /** Runs once half of the section's data is out (a test breakpoint). */
+  onHalf?: () => Promise<void>;
+}
+
+/**
+ * SaveVMHandlers: the steps of a live section. A source registers the save steps, a destination the
+ * load step (QEMU registers one table for both roles; here each role has its own state object).
+ */
+export interface SaveVMHandlers {
+  /** save_setup: the body of the START section. */
+  saveSetup?(f: QEMUFileWriter): Promise<void>;
+  /** save_live_iterate: the body of one PART section, until `rateExceeded` says stop. */
+  saveLiveIterate?(f: QEMUFileWriter, rateExceeded: () => boolean): Promise<void>;
+  /** save_live_complete_precopy: the body of the END section. */
+  saveLiveCompletePrecopy?(f: QEMUFileWriter, opts: SaveCompleteOptions): Promise<void>;
+  /** load_state: the body of one section of this entry. */
+  loadState?(r: QEMUFileReader, versionId: number): Promise<void>;
+}
+
+/** SaveStateEntry: one registered section. */
+export interface SaveStateEntry {
+  readonly idstr: string;
+  readonly instanceId: number;
+  readonly versionId: number;
+  readonly sectionId: number;
+  readonly ops: SaveVMHandlers;
+}
+
+/**
+ * The registered sections (QEMU's savevm_state.handlers): live sections registered with
+ * registerSavevmLive, in order, then the machine's devices (their vmstate descriptions), whose ids
+ * follow.
+ */
+export class SaveVMState {
+  readonly #live: SaveStateEntry[] = [];
+
+  constructor(readonly devices: Device[]) {}
+
+  /** register_savevm_live: the entry gets the next section id. */
+  registerSavevmLive(
+    idstr: string,
+    instanceId: number,
+    versionId: number,
+    ops: SaveVMHandlers,
+  ): SaveStateEntry {
+    const se = { idstr, instanceId, versionId, sectionId: this.#live.length, ops };
+    this.#live.push(se);
+    return se;
+  }
+
+  /** Every entry, live sections first: what the loader looks sections up in. */
+  entries(): SaveStateEntry[] {
+    return [
+      ...this.#live,
+      ...this.devices.map((d, i): SaveStateEntry => ({
+        idstr: d.idstr,
+        instanceId: d.instanceId,
+        versionId: d.vmsd.versionId,
+        sectionId: this.#live.length + i,
+        ops: { loadState: (r, v) => loadState(r, d.vmsd, d.state, v) },
+      })),
+    ];
+  }
+
+  /** qemu_savevm_state_setup: a START section per live entry. */
+  async saveSetup(f: QEMUFileWriter): Promise<void> {
+    for (const se of this.#live) {
+      saveSectionFull(f, QEMU_VM_SECTION_START, se.sectionId, se.idstr, se.instanceId, se.versionId);
+      await se.ops.saveSetup?.(f);
+      saveFooter(f, se.sectionId);
+    }
+  }
+
+  /**
+   * qemu_savevm_state_iterate: a PART section per live entry. `footerId` maps the id written in the
+   * footer (the bad-footer stream fault writes a wrong one).
+   */
+  async saveIterate(
+    f: QEMUFileWriter,
+    rateExceeded: () => boolean,
+    footerId: (sectionId: number) => number = (id) => id,
+  ): Promise<void> {
+    for (const se of this.#live) {
+      saveSectionShort(f, QEMU_VM_SECTION_PART, se.sectionId);
+      await se.ops.saveLiveIterate?.(f, rateExceeded);
+      saveFooter(f, footerId(se.sectionId));
+    }
+  }
+
+  /** qemu_savevm_state_complete_precopy_iterable: an END section per live entry. */
+  async saveCompletePrecopy(f: QEMUFileWriter, opts: SaveCompleteOptions = {}): Promise<void> {
+    for (const se of this.#live) {
+      saveSectionShort(f, QEMU_VM_SECTION_END, se.sectionId);
+      await se.ops.saveLiveCompletePrecopy?.(f, opts);
+      saveFooter(f, se.sectionId);
+    }
+  }
+
+  /** The non-iterable part: one FULL section per device; returns the vmdesc entries. */
+  saveDevices(f: QEMUFileWriter): VmdescObject[] {
+    return saveDevices(f, this.devices, this.#live.length);
+  }
 }
 
 /** Magic, version and the configuration section (qemu_savevm_state_header). */
@@ -132,11 +240,18 @@ export function saveCommand(f: QEMUFileWriter, cmd: number, payload: Uint8Array 
   f.putBytes(payload);
 }
 
-/** One FULL section per device (qemu_savevm_state_complete_precopy_non_iterable); returns vmdesc entries. */
-export function saveDevices(f: QEMUFileWriter, devices: Device[]): VmdescObject[] {
+/**
+ * One FULL section per device (qemu_savevm_state_complete_precopy_non_iterable); returns vmdesc entries.
+ * Device ids follow the live sections' (`firstSectionId`: after ram's by default).
+ */
+export function saveDevices(
+  f: QEMUFileWriter,
+  devices: Device[],
+  firstSectionId = RAM_SECTION_ID + 1,
+): VmdescObject[] {
   const out: VmdescObject[] = [];
   devices.forEach((d, i) => {
-    const id = deviceSectionId(i);
+    const id = firstSectionId + i;
     saveSectionFull(f, QEMU_VM_SECTION_FULL, id, d.idstr, d.instanceId, d.vmsd.versionId);
     const desc = saveState(f, d.vmsd, d.state);
     saveFooter(f, id);
@@ -162,8 +277,8 @@ export function saveEofAndVmdesc(
 
 export interface LoadVMContext {
   local: ConfigurationInfo;
-  ram: RamLoadState;
-  devices: Device[];
+  /** The registered sections the stream's sections are looked up in. */
+  savevm: SaveVMState;
   /** MIG_CMD_OPEN_RETURN_PATH. */
   openReturnPath(): void;
   /** MIG_CMD_PING: reply PONG on the return path. */
@@ -176,36 +291,19 @@ export interface LoadVMContext {
   coloEnabled?(): boolean;
 }
 
-interface LoadEntry {
-  idstr: string;
-  instanceId: number;
-  versionId: number;
-  load(r: QEMUFileReader, versionId: number): Promise<void>;
-}
+type SectionLoader = (r: QEMUFileReader, versionId: number) => Promise<void>;
 
 /**
  * The destination's section loader. It keeps the section-id map across calls, because COLO checkpoints
  * continue the stream: their END sections refer to ids the initial precopy's START sections defined.
  */
 export class VmStateLoader {
-  readonly #bySectionId = new Map<number, LoadEntry>();
-  readonly #entries: LoadEntry[];
+  /** The stream's section ids (which need not be ours) → our entry and the stream's version. */
+  readonly #bySectionId = new Map<number, { idstr: string; versionId: number; load: SectionLoader }>();
+  readonly #entries: SaveStateEntry[];
 
   constructor(private readonly ctx: LoadVMContext) {
-    this.#entries = [
-      {
-        idstr: RAM_IDSTR,
-        instanceId: 0,
-        versionId: RAM_VERSION_ID,
-        load: (r, v) => ctx.ram.load(r, v),
-      },
-      ...ctx.devices.map((d): LoadEntry => ({
-        idstr: d.idstr,
-        instanceId: d.instanceId,
-        versionId: d.vmsd.versionId,
-        load: (r, v) => loadState(r, d.vmsd, d.state, v),
-      })),
-    ];
+    this.#entries = ctx.savevm.entries();
   }
 
   /** qemu_loadvm_state: header, configuration, then sections until EOF, then the vmdesc (unless COLO). */
@@ -233,7 +331,8 @@ export class VmStateLoader {
           const instanceId = r.getBe32();
           const versionId = r.getBe32();
           const entry = this.#entries.find((e) => e.idstr === idstr && e.instanceId === instanceId);
-          if (!entry) {
+          const load = entry?.ops.loadState?.bind(entry.ops);
+          if (!entry || !load) {
             throw r.error(
               `Unknown savevm section or instance '${idstr}' ${instanceId}. Make sure that your current VM ` +
                 `setup matches your saved VM setup, including any hotplugged devices`,
@@ -243,8 +342,8 @@ export class VmStateLoader {
           if (versionId > entry.versionId) {
             throw r.error(`savevm: unsupported version ${versionId} for '${idstr}' v${entry.versionId}`, at);
           }
-          this.#bySectionId.set(sectionId, { ...entry, versionId });
-          await entry.load(r, versionId);
+          this.#bySectionId.set(sectionId, { idstr, versionId, load });
+          await load(r, versionId);
           await checkFooter(r, sectionId, idstr);
           break;
         }

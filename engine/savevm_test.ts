@@ -19,7 +19,7 @@ import {
   RAM_SAVE_FLAG_MEM_SIZE,
   RAM_SAVE_FLAG_PAGE,
 } from "./ram.ts";
-import { RAM_SAVE_FLAG_ZERO, RAM_VERSION_ID, RamLoadState, RamSaveState } from "./ram.ts";
+import { RAM_SAVE_FLAG_ZERO, RAM_VERSION_ID, RamLoadState, RamSaveState, registerRam } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import {
   type ConfigurationInfo,
@@ -50,6 +50,7 @@ import {
   saveHeader,
   saveSectionFull,
   saveSectionShort,
+  SaveVMState,
 } from "./savevm.ts";
 import { parseWithVmdesc, type VmdescDevice, type VmJsonObject } from "./vmstate.ts";
 
@@ -130,12 +131,13 @@ async function load(
 ): Promise<Loaded> {
   const events: string[] = [];
   let error: unknown = null;
+  const savevm = new SaveVMState(dst.devices);
+  registerRam(savevm, new RamLoadState(dst.blocks));
   await withReader(bytes, async (r) => {
     try {
       await loadVmState(r, {
         local,
-        ram: new RamLoadState(dst.blocks),
-        devices: dst.devices,
+        savevm,
         openReturnPath: () => events.push("open-return-path"),
         ping: (v) => events.push(`ping ${v}`),
       });
@@ -177,6 +179,55 @@ Deno.test("savevm: a full stream loads and RAM and device state round-trip", asy
   assert.equal(dst.devices[2].state.count, 0x1_0000_0005);
   // Loading restores state, it does not replay output.
   assert.deepEqual(dst.serialOut, []);
+});
+
+// Guards the section registry: the stream the registered handlers write (what the migration thread
+// does) must be byte for byte the hand-built one above, i.e. the same section ids, types and order.
+Deno.test("savevm: the registered sections write exactly the hand-built stream", async () => {
+  const bytes = await encode(async (f) => {
+    const src = sourceGuest();
+    const ram = new RamSaveState(src.blocks, () => "legacy", () => 0);
+    const savevm = new SaveVMState(src.devices);
+    registerRam(savevm, ram);
+    const cfgDesc = saveHeader(f, { machineType: MACHINE, uuid: null });
+    saveCommand(f, MIG_CMD_OPEN_RETURN_PATH);
+    saveCommand(f, MIG_CMD_PING, new Uint8Array([0, 0, 0, 1]));
+    await savevm.saveSetup(f);
+    for (let i = 0; i < 2; i++) {
+      let n = 0;
+      await savevm.saveIterate(f, () => n++ >= 6);
+    }
+    src.blocks[0].page(1).fill(0xee);
+    src.blocks[0].markDirty(1);
+    saveCommand(f, MIG_CMD_SWITCHOVER_START);
+    await savevm.saveCompletePrecopy(f);
+    saveEofAndVmdesc(f, cfgDesc, savevm.saveDevices(f));
+  });
+  assert.deepEqual(bytes, (await buildStream(sourceGuest())).bytes);
+});
+
+// Guards global_section_id: ids follow registration order, live sections first, then the devices.
+Deno.test("savevm: section ids follow registration order; ram must register first", async () => {
+  const g = new TestGuest();
+  const savevm = new SaveVMState(g.devices);
+  registerRam(savevm, new RamSaveState(g.blocks, () => "legacy"));
+  savevm.registerSavevmLive("x-live", 0, 1, {});
+  assert.deepEqual(savevm.entries().map((e) => [e.idstr, e.sectionId]), [
+    ["ram", 0],
+    ["x-live", 1],
+    ["cpu", 2],
+    ["serial", 3],
+    ["migtest-timer", 4],
+    ["migtest-queue", 5],
+  ]);
+  const bytes = await encode((f) => void savevm.saveDevices(f));
+  assert.deepEqual([...bytes.subarray(0, 5)], [QEMU_VM_SECTION_FULL, 0, 0, 0, 2], "first device section id");
+  const late = new SaveVMState([]);
+  late.registerSavevmLive("x-live", 0, 1, {});
+  assert.throws(
+    () => registerRam(late, new RamLoadState(g.blocks)),
+    /ram must register first \(got section 1\)/,
+  );
 });
 
 Deno.test("savevm: UUID validation", async (t) => {

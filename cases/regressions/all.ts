@@ -1,6 +1,6 @@
 /**
  * Regression cases: one per bug found, each naming the bug it guards against and failing with it.
- * Bugs that live below the process level have a test file beside this one instead.
+ * Bugs that live below the process level have a unit test beside the module they are in instead.
  */
 import type { ColoCase, MigrationCase } from "../../harness/case.ts";
 

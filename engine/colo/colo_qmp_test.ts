@@ -3,10 +3,10 @@
  * refused during a checkpoint, and a new x-checkpoint-delay triggering a checkpoint at once.
  */
 import assert from "node:assert/strict";
-import { Engine } from "../engine.ts";
+import type { Engine } from "../engine.ts";
 import { engineCommands } from "../qmp/commands.ts";
-import { QmpError } from "../qmp/server.ts";
-import { memoryLinkPair } from "../transport/link.ts";
+import { QmpError } from "../qmp/schema.ts";
+import { InProcessPair } from "../testing/in_process.ts";
 import { until } from "../../harness/wait.ts";
 
 function qmp(e: Engine) {
@@ -23,85 +23,68 @@ function qmp(e: Engine) {
   };
 }
 
-function engine(name: string, incoming?: string): Engine {
-  const e = new Engine({
-    name,
-    machine: "tiny",
-    workload: { kind: "random", seed: 3, hotPages: 64, hotPercent: 80 },
-    incoming,
-    startPaused: incoming !== undefined,
-    runMs: 1,
-    sleepMs: 1,
-  }, { emit: () => {}, log: () => {}, exit: () => {} });
-  e.options.setCapabilities([{ capability: "x-colo", state: true }]);
-  return e;
-}
-
 Deno.test("colo qmp: status, heartbeat errors, cont refused mid-checkpoint, delay change checkpoints now", async () => {
-  const s = engine("primary");
-  const d = engine("secondary", "defer");
+  await using p = new InProcessPair({
+    names: ["primary", "secondary"],
+    workload: { kind: "random", seed: 3, hotPages: 64, hotPercent: 80 },
+    capabilities: ["x-colo"],
+  });
+  const [s, d] = [p.src.engine, p.dst.engine];
   const sq = qmp(s);
   const dq = qmp(d);
-  try {
-    assert.deepEqual(await sq("query-colo-status"), { mode: "none", "last-mode": "none", reason: "none" });
-    await assert.rejects(
-      sq("x-colo-lost-heartbeat"),
-      (e: unknown) => e instanceof QmpError && /not in COLO mode/.test(e.message),
-    );
+  assert.deepEqual(await sq("query-colo-status"), { mode: "none", "last-mode": "none", reason: "none" });
+  await assert.rejects(
+    sq("x-colo-lost-heartbeat"),
+    (e: unknown) => e instanceof QmpError && /not in COLO mode/.test(e.message),
+  );
 
-    s.options.params["x-checkpoint-delay"] = 3_600_000; // an hour: only a trigger can start a checkpoint
-    const [a, b] = memoryLinkPair(1 << 20);
-    s.migration.start(() => Promise.resolve({ link: a, returnPath: false }));
-    d.incoming.acceptLink(b);
-    await until("COLO", () => s.migration.status === "colo" && d.incoming.status === "colo");
-    assert.deepEqual(await sq("query-colo-status"), {
-      mode: "primary",
-      "last-mode": "primary",
-      reason: "none",
-    });
-    assert.deepEqual(await dq("query-colo-status"), {
-      mode: "secondary",
-      "last-mode": "secondary",
-      reason: "none",
-    });
+  s.options.params["x-checkpoint-delay"] = 3_600_000; // an hour: only a trigger can start a checkpoint
+  p.migrate({ returnPath: false });
+  await until("COLO", () => s.migration.status === "colo" && d.incoming.status === "colo");
+  assert.deepEqual(await sq("query-colo-status"), {
+    mode: "primary",
+    "last-mode": "primary",
+    reason: "none",
+  });
+  assert.deepEqual(await dq("query-colo-status"), {
+    mode: "secondary",
+    "last-mode": "secondary",
+    reason: "none",
+  });
 
-    // A new delay triggers a checkpoint at once (colo_checkpoint_delay_set); hold it after the stop.
-    d.breakpoints.arm("colo-stopped", false);
-    await sq("migrate-set-parameters", { "x-checkpoint-delay": 3_600_000 });
-    await until("the secondary stopped for a checkpoint", () => d.machine.runstate === "colo");
-    await assert.rejects(
-      dq("cont"),
-      (e: unknown) => e instanceof QmpError && /COLO checkpoint in progress/.test(e.message),
-    );
-    // The runstate turns colo as the stop begins; the breakpoint is reached once the vCPU has parked.
-    await until("the secondary paused at colo-stopped", () => d.breakpoints.continue("colo-stopped"));
-    await until("checkpoint applied", () => d.incoming.colo?.applied === 1);
+  // A new delay triggers a checkpoint at once (colo_checkpoint_delay_set); hold it after the stop.
+  d.breakpoints.arm("colo-stopped", false);
+  await sq("migrate-set-parameters", { "x-checkpoint-delay": 3_600_000 });
+  await until("the secondary stopped for a checkpoint", () => d.machine.runstate === "colo");
+  await assert.rejects(
+    dq("cont"),
+    (e: unknown) => e instanceof QmpError && /COLO checkpoint in progress/.test(e.message),
+  );
+  // The runstate turns colo as the stop begins; the breakpoint is reached once the vCPU has parked.
+  await until("the secondary paused at colo-stopped", () => d.breakpoints.continue("colo-stopped"));
+  await until("checkpoint applied", () => d.incoming.colo?.applied === 1);
 
-    await dq("x-colo-lost-heartbeat");
-    await assert.rejects(dq("x-colo-lost-heartbeat"), (e: unknown) => e instanceof QmpError);
-    await until("secondary completed", () => d.incoming.status === "completed");
-    assert.deepEqual(await dq("query-colo-status"), {
-      mode: "none",
-      "last-mode": "secondary",
-      reason: "request",
-    });
-    // Idle until its next checkpoint (an hour away), the primary has not noticed: as in QEMU, it learns
-    // of the loss from management (heartbeat), not by itself.
-    assert.deepEqual(await sq("query-colo-status"), {
-      mode: "primary",
-      "last-mode": "primary",
-      reason: "none",
-    });
-    await sq("x-colo-lost-heartbeat");
-    await until("primary completed", () => s.migration.status === "completed");
-    assert.deepEqual(await sq("query-colo-status"), {
-      mode: "none",
-      "last-mode": "primary",
-      reason: "request",
-    });
-    assert.ok(s.machine.running, "the primary keeps running");
-  } finally {
-    await s.close();
-    await d.close();
-  }
+  await dq("x-colo-lost-heartbeat");
+  await assert.rejects(dq("x-colo-lost-heartbeat"), (e: unknown) => e instanceof QmpError);
+  await until("secondary completed", () => d.incoming.status === "completed");
+  assert.deepEqual(await dq("query-colo-status"), {
+    mode: "none",
+    "last-mode": "secondary",
+    reason: "request",
+  });
+  // Idle until its next checkpoint (an hour away), the primary has not noticed: as in QEMU, it learns
+  // of the loss from management (heartbeat), not by itself.
+  assert.deepEqual(await sq("query-colo-status"), {
+    mode: "primary",
+    "last-mode": "primary",
+    reason: "none",
+  });
+  await sq("x-colo-lost-heartbeat");
+  await until("primary completed", () => s.migration.status === "completed");
+  assert.deepEqual(await sq("query-colo-status"), {
+    mode: "none",
+    "last-mode": "primary",
+    reason: "request",
+  });
+  assert.ok(s.machine.running, "the primary keeps running");
 });

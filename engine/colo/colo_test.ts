@@ -4,164 +4,118 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { Engine } from "../engine.ts";
-import { memoryLinkPair } from "../transport/link.ts";
+import { InProcessPair } from "../testing/in_process.ts";
 import { until } from "../../harness/wait.ts";
-
-interface Side {
-  engine: Engine;
-  events: { event: string; data?: Record<string, unknown> }[];
-}
-
-function makeEngine(name: string, incoming?: string): Side {
-  const events: Side["events"] = [];
-  const engine = new Engine({
-    name,
-    machine: "tiny",
-    workload: { kind: "random", seed: 7, hotPages: 64, hotPercent: 80 },
-    incoming,
-    startPaused: incoming !== undefined,
-    runMs: 1,
-    sleepMs: 1,
-  }, { emit: (event, data) => events.push({ event, data }), log: () => {}, exit: () => {} });
-  engine.options.setCapabilities([{ capability: "x-colo", state: true }, {
-    capability: "events",
-    state: true,
-  }]);
-  return { engine, events };
-}
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
 }
 
-async function startColo(multifd: boolean): Promise<[Side, Side]> {
-  const s = makeEngine("primary");
-  const d = makeEngine("secondary", "defer");
-  for (const e of [s.engine, d.engine]) {
+/** A primary and a secondary in COLO (over multifd channels when asked), checkpointing every 30 ms. */
+async function startColo(multifd: boolean): Promise<InProcessPair> {
+  const p = new InProcessPair({
+    names: ["primary", "secondary"],
+    workload: { kind: "random", seed: 7, hotPages: 64, hotPercent: 80 },
+    capabilities: ["x-colo", "events"],
+  });
+  for (const e of [p.src.engine, p.dst.engine]) {
     if (multifd) {
       e.options.setCapabilities([{ capability: "multifd", state: true }]);
       e.options.params["multifd-channels"] = 4;
     }
   }
-  s.engine.options.params["x-checkpoint-delay"] = 30;
+  p.src.engine.options.params["x-checkpoint-delay"] = 30;
   await new Promise((r) => setTimeout(r, 20));
-  const [a, b] = memoryLinkPair(1 << 20, "main");
-  s.engine.migration.start(() =>
-    Promise.resolve({
-      link: a,
-      returnPath: false,
-      openChannel: () => {
-        const [ca, cb] = memoryLinkPair(1 << 20, "multifd");
-        d.engine.incoming.acceptLink(cb);
-        return Promise.resolve(ca);
-      },
-    })
-  );
-  d.engine.incoming.acceptLink(b);
-  return [s, d];
+  p.migrate({ returnPath: false });
+  return p;
 }
 
 for (const multifd of [false, true]) {
   const kind = multifd ? "multifd" : "plain";
   Deno.test(`colo (${kind}): every applied checkpoint equals the primary; secondary failover takes over`, async () => {
-    const [s, d] = await startColo(multifd);
-    try {
-      await until("COLO", () => s.engine.migration.status === "colo" && d.engine.incoming.status === "colo");
-      d.engine.breakpoints.arm("colo-applied", true);
-      for (let n = 1; n <= 3; n++) {
-        await until(`checkpoint ${n} applied`, () => d.engine.incoming.colo?.applied === n);
-        // Paused after the apply: the primary is stopped until VMSTATE_LOADED, the secondary not resumed.
-        const sm = s.engine.machine;
-        const dm = d.engine.machine;
-        const cache = d.engine.incoming.coloCache!;
-        for (let i = 0; i < sm.blocks.length; i++) {
-          assert.ok(
-            same(sm.blocks[i].mem, dm.blocks[i].mem),
-            `checkpoint ${n}: ${sm.blocks[i].idstr} differs`,
-          );
-          assert.ok(
-            same(cache.blockMemory(dm.blocks[i]), dm.blocks[i].mem),
-            `checkpoint ${n}: cache differs`,
-          );
-        }
-        assert.deepEqual(dm.deviceState(), sm.deviceState(), `checkpoint ${n}: devices differ`);
-        assert.equal(dm.runstate, "colo");
-        d.engine.breakpoints.continue("colo-applied");
+    await using p = await startColo(multifd);
+    const { src: s, dst: d } = p;
+    await until("COLO", () => s.engine.migration.status === "colo" && d.engine.incoming.status === "colo");
+    d.engine.breakpoints.arm("colo-applied", true);
+    for (let n = 1; n <= 3; n++) {
+      await until(`checkpoint ${n} applied`, () => d.engine.incoming.colo?.applied === n);
+      // Paused after the apply: the primary is stopped until VMSTATE_LOADED, the secondary not resumed.
+      const sm = s.engine.machine;
+      const dm = d.engine.machine;
+      const cache = d.engine.incoming.coloCache!;
+      for (let i = 0; i < sm.blocks.length; i++) {
+        assert.ok(
+          same(sm.blocks[i].mem, dm.blocks[i].mem),
+          `checkpoint ${n}: ${sm.blocks[i].idstr} differs`,
+        );
+        assert.ok(
+          same(cache.blockMemory(dm.blocks[i]), dm.blocks[i].mem),
+          `checkpoint ${n}: cache differs`,
+        );
       }
-      d.engine.breakpoints.disarm("colo-applied");
-      d.engine.incoming.colo!.requestFailover();
-      await until("secondary completed", () => d.engine.incoming.status === "completed");
-      assert.ok(d.engine.machine.running, "the secondary runs after the takeover");
-      assert.ok(
-        d.events.some((e) =>
-          e.event === "COLO_EXIT" && e.data?.mode === "secondary" && e.data?.reason === "request"
-        ),
-      );
-      assert.ok(d.engine.incoming.coloCache!.released, "the cache is released after the takeover");
-      // The primary lost its peer: an error exit, then its own failover.
-      await until("primary COLO error", () => s.engine.migration.colo?.lastError !== null);
-      s.engine.migration.colo!.requestFailover();
-      await until("primary completed", () => s.engine.migration.status === "completed");
-      assert.ok(s.engine.machine.running);
-    } finally {
-      await s.engine.close();
-      await d.engine.close();
+      assert.deepEqual(dm.deviceState(), sm.deviceState(), `checkpoint ${n}: devices differ`);
+      assert.equal(dm.runstate, "colo");
+      d.engine.breakpoints.continue("colo-applied");
     }
+    d.engine.breakpoints.disarm("colo-applied");
+    d.engine.incoming.colo!.requestFailover();
+    await until("secondary completed", () => d.engine.incoming.status === "completed");
+    assert.ok(d.engine.machine.running, "the secondary runs after the takeover");
+    assert.ok(
+      d.events.some((e) =>
+        e.event === "COLO_EXIT" && e.data?.mode === "secondary" && e.data?.reason === "request"
+      ),
+    );
+    assert.ok(d.engine.incoming.coloCache!.released, "the cache is released after the takeover");
+    // The primary lost its peer: an error exit, then its own failover.
+    await until("primary COLO error", () => s.engine.migration.colo?.lastError !== null);
+    s.engine.migration.colo!.requestFailover();
+    await until("primary completed", () => s.engine.migration.status === "completed");
+    assert.ok(s.engine.machine.running);
   });
 }
 
 Deno.test("colo: failover requested during the apply is deferred (relaunch) until the apply is done", async () => {
-  const [s, d] = await startColo(false);
-  try {
-    await until("COLO", () => d.engine.incoming.status === "colo");
-    d.engine.breakpoints.arm("colo-apply-middle", false);
-    await until("apply in progress", () => d.engine.incoming.colo?.loading === true);
-    d.engine.incoming.colo!.requestFailover();
-    assert.equal(d.engine.incoming.colo!.failover.status, "relaunch");
-    d.engine.breakpoints.continue("colo-apply-middle");
-    await until("secondary completed", () => d.engine.incoming.status === "completed");
-    assert.equal(d.engine.incoming.colo!.applied, 1, "the checkpoint was applied completely");
-    assert.ok(d.engine.machine.running);
-  } finally {
-    await s.engine.close();
-    await d.engine.close();
-  }
+  await using p = await startColo(false);
+  const d = p.dst;
+  await until("COLO", () => d.engine.incoming.status === "colo");
+  d.engine.breakpoints.arm("colo-apply-middle", false);
+  await until("apply in progress", () => d.engine.incoming.colo?.loading === true);
+  d.engine.incoming.colo!.requestFailover();
+  assert.equal(d.engine.incoming.colo!.failover.status, "relaunch");
+  d.engine.breakpoints.continue("colo-apply-middle");
+  await until("secondary completed", () => d.engine.incoming.status === "completed");
+  assert.equal(d.engine.incoming.colo!.applied, 1, "the checkpoint was applied completely");
+  assert.ok(d.engine.machine.running);
 });
 
 Deno.test("colo: a checkpoint interrupted before the apply leaves guest RAM and devices untouched", async () => {
-  const [s, d] = await startColo(false);
-  try {
-    await until("COLO", () => d.engine.incoming.status === "colo");
-    await until("first checkpoint", () => (d.engine.incoming.colo?.applied ?? 0) >= 1);
-    d.engine.breakpoints.arm("colo-stopped", false);
-    d.engine.breakpoints.arm("colo-device-buffer-received", false);
-    // Paused at colo-stopped: the vCPU has parked, so RAM and devices are stable.
-    await until("secondary paused after its stop", () => d.engine.breakpoints.isPaused("colo-stopped"));
-    const before = d.engine.machine.blocks.map((b) => b.mem.slice());
-    const devices = d.engine.machine.deviceState();
-    d.engine.breakpoints.continue("colo-stopped");
-    await until(
-      "device buffer received",
-      () =>
-        d.events.some((e) =>
-          e.event === "X_TEST_BREAKPOINT" && e.data?.name === "colo-device-buffer-received"
-        ),
-    );
-    // The primary dies here: the secondary has the whole checkpoint in its cache but has not applied it.
-    s.engine.migration.yank();
-    d.engine.breakpoints.continue("colo-device-buffer-received");
-    await until("secondary error", () => d.engine.incoming.colo?.lastError !== null);
-    // Stopped mid-checkpoint and waiting for management: RAM and devices are as at the stop.
-    assert.equal(d.engine.machine.runstate, "colo");
-    d.engine.machine.blocks.forEach((b, i) => assert.ok(same(before[i], b.mem), `${b.idstr} changed`));
-    assert.deepEqual(d.engine.machine.deviceState(), devices);
-    assert.ok(d.events.some((e) => e.event === "COLO_EXIT" && e.data?.reason === "error"));
-    d.engine.incoming.colo!.requestFailover();
-    await until("secondary completed", () => d.engine.incoming.status === "completed");
-    assert.ok(d.engine.machine.running);
-  } finally {
-    await s.engine.close();
-    await d.engine.close();
-  }
+  await using p = await startColo(false);
+  const { src: s, dst: d } = p;
+  await until("COLO", () => d.engine.incoming.status === "colo");
+  await until("first checkpoint", () => (d.engine.incoming.colo?.applied ?? 0) >= 1);
+  d.engine.breakpoints.arm("colo-stopped", false);
+  d.engine.breakpoints.arm("colo-device-buffer-received", false);
+  // Paused at colo-stopped: the vCPU has parked, so RAM and devices are stable.
+  await until("secondary paused after its stop", () => d.engine.breakpoints.isPaused("colo-stopped"));
+  const before = d.engine.machine.blocks.map((b) => b.mem.slice());
+  const devices = d.engine.machine.deviceState();
+  d.engine.breakpoints.continue("colo-stopped");
+  await until(
+    "device buffer received",
+    () =>
+      d.events.some((e) => e.event === "X_TEST_BREAKPOINT" && e.data?.name === "colo-device-buffer-received"),
+  );
+  // The primary dies here: the secondary has the whole checkpoint in its cache but has not applied it.
+  s.engine.migration.yank();
+  d.engine.breakpoints.continue("colo-device-buffer-received");
+  await until("secondary error", () => d.engine.incoming.colo?.lastError !== null);
+  // Stopped mid-checkpoint and waiting for management: RAM and devices are as at the stop.
+  assert.equal(d.engine.machine.runstate, "colo");
+  d.engine.machine.blocks.forEach((b, i) => assert.ok(same(before[i], b.mem), `${b.idstr} changed`));
+  assert.deepEqual(d.engine.machine.deviceState(), devices);
+  assert.ok(d.events.some((e) => e.event === "COLO_EXIT" && e.data?.reason === "error"));
+  d.engine.incoming.colo!.requestFailover();
+  await until("secondary completed", () => d.engine.incoming.status === "completed");
+  assert.ok(d.engine.machine.running);
 });

@@ -10,14 +10,7 @@ import type { MultifdSendState } from "../multifd/send.ts";
 import type { MigrationOptions } from "../options.ts";
 import { QEMUFileReader, QEMUFileWriter } from "../qemu_file.ts";
 import type { RamSaveState } from "../ram.ts";
-import {
-  QEMU_VM_EOF,
-  QEMU_VM_SECTION_END,
-  RAM_SECTION_ID,
-  saveDevices,
-  saveFooter,
-  saveSectionShort,
-} from "../savevm.ts";
+import { QEMU_VM_EOF, saveDevices, type SaveVMState } from "../savevm.ts";
 import { CollectLink } from "../transport/buffer.ts";
 import type { Link } from "../transport/link.ts";
 import { Failover } from "./failover.ts";
@@ -32,6 +25,8 @@ export interface ColoPrimaryHost {
   f: QEMUFileWriter;
   link: Link;
   ram: RamSaveState;
+  /** The registered sections: their END sections carry a checkpoint's RAM. */
+  savevm: SaveVMState;
   multifd: MultifdSendState | null;
   /** Migration status colo → completed once the failover is done. */
   completed(): void;
@@ -121,7 +116,7 @@ export class ColoPrimary {
   }
 
   async #checkpoint(r: QEMUFileReader): Promise<void> {
-    const { machine, f, ram, breakpoints: bp } = this.host;
+    const { machine, f, ram, savevm, breakpoints: bp } = this.host;
     const n = this.checkpoints + 1;
     const t0 = performance.now();
     await sendColoMessage(f, "checkpoint-request");
@@ -143,12 +138,10 @@ export class ColoPrimary {
 
     const pagesBefore = ram.counters.normal + ram.counters.duplicate + (this.host.multifd?.normalPages ?? 0) +
       (this.host.multifd?.zeroPages ?? 0);
-    saveSectionShort(f, QEMU_VM_SECTION_END, RAM_SECTION_ID);
-    await ram.complete(f, {
+    await savevm.saveCompletePrecopy(f, {
       lastStage: false,
       onHalf: () => bp.hit("colo-ram-half-sent", { checkpoint: n }),
     });
-    saveFooter(f, RAM_SECTION_ID);
     f.put8(QEMU_VM_EOF);
     f.putBe32(COLO_MESSAGE["vmstate-size"]);
     f.putBe64(buffer.length);

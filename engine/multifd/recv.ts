@@ -5,11 +5,12 @@
  * round N+1 on a fast channel can never be overwritten by its round-N copy arriving late on a slow one.
  */
 import { type QEMUFileReader, StreamError } from "../qemu_file.ts";
-import { handleZeroPage } from "../ram.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import { uuidToString } from "../uuid.ts";
 import type { Link } from "../transport/link.ts";
 import type { ColoCache } from "../colo/cache.ts";
+import { RamRoute, type RamRouteDefects } from "../colo/ram_route.ts";
+import { type Defects, NO_DEFECTS } from "../testing/defects.ts";
 import type { MultifdDecompressor, MultifdMethod } from "./compression.ts";
 import {
   MULTIFD_FLAG_COMPRESSION_MASK,
@@ -20,18 +21,16 @@ import {
   readPacket,
 } from "./packet.ts";
 
+/** The known defects of the receive side: skipping the sync barrier, and those of the COLO page route. */
+export type MultifdRecvDefects = Pick<Defects, "multifd-no-recv-sync"> & RamRouteDefects;
+
 export interface MultifdRecvOptions {
   channels: number;
   /** The destination's own uuid (zeros when unset), which every channel must present. */
   uuid: Uint8Array;
   method: MultifdMethod;
   blocks: RamBlock[];
-  /** Known defect: channels do not wait at the barrier after a SYNC. */
-  skipSyncWait?: boolean;
-  /** Known defect: in COLO state pages bypass the cache (written to guest RAM, not recorded). */
-  coloBypassCache?: boolean;
-  /** Known defect: in COLO state zero pages are not recorded in the COLO bitmap. */
-  coloZeroNotRecorded?: boolean;
+  defects?: MultifdRecvDefects;
   /** x-colo: the secondary's cache (pages go there, and in COLO state only there). */
   colo?: ColoCache | null;
   /** Called before a packet of COLO-state pages is written (a test breakpoint). */
@@ -67,9 +66,14 @@ export class MultifdRecvState {
   zeroPages = 0;
   /** Highest packet_num seen (recorded at each sync, as QEMU does). */
   packetNum = 0;
+  /** Guest RAM, or with x-colo the COLO cache (colo/ram_route.ts). */
+  readonly #route: RamRoute;
+  readonly #defects: MultifdRecvDefects;
 
   constructor(private readonly opts: MultifdRecvOptions, private readonly onError: (e: Error) => void) {
     this.#channels = new Array(opts.channels);
+    this.#defects = opts.defects ?? NO_DEFECTS;
+    this.#route = new RamRoute("multifd", opts.colo ?? null, this.#defects);
     this.#failed.promise.catch(() => {});
   }
 
@@ -158,22 +162,8 @@ export class MultifdRecvState {
       } else if (p.nextPacketSize) {
         throw r.error(`multifd channel ${ch.id}: payload of ${p.nextPacketSize} bytes without pages`, at);
       }
-      const colo = this.opts.colo;
       for (const off of p.offsets.slice(p.normalPages)) {
-        const block = p.block!;
-        const index = off / TARGET_PAGE_SIZE;
-        if (colo?.inColoState && !this.opts.coloBypassCache) {
-          // multifd-colo: a page that turned zero is recorded too, or the flush would keep stale content.
-          handleZeroPage(
-            this.opts.coloZeroNotRecorded ? colo.page(block, index) : colo.recordPage(block, index),
-          );
-        } else if (colo?.inColoState) {
-          handleZeroPage(block.page(index));
-        } else {
-          // The receivedmap rule: a never-received page is already zero and is not touched.
-          if (block.testAndSetReceived(index)) handleZeroPage(block.page(index));
-          colo?.mirror(block, index);
-        }
+        this.#route.zeroPage(p.block!, off / TARGET_PAGE_SIZE);
         this.zeroPages++;
       }
       this.packetNum = Math.max(this.packetNum, p.packetNum);
@@ -181,38 +171,18 @@ export class MultifdRecvState {
         ch.syncs++;
         this.#progress.resolve();
         // Parked until the main channel has passed the matching MULTIFD_FLUSH.
-        if (!this.opts.skipSyncWait) {
+        if (!this.#defects["multifd-no-recv-sync"]) {
           while (this.#generation < ch.syncs && !this.#error && !this.#closing) await this.#release.promise;
         }
       }
     }
   }
 
+  /** multifd_ram_unfill_packet + the recv method: the packet's normal pages, where the route says. */
   async #receivePages(ch: RecvChannel, block: RamBlock, offsets: number[], size: number): Promise<void> {
-    const colo = this.opts.colo;
-    const inColo = colo?.inColoState ?? false;
-    if (inColo && this.opts.coloBypassCache) {
-      // The defect: straight into guest RAM, as multifd did before it knew about COLO.
-      return await this.#receiveInto(
-        ch,
-        offsets.map((off) => block.page(off / TARGET_PAGE_SIZE)),
-        size,
-        offsets,
-      );
-    }
-    // multifd_ram_unfill_packet: the target is the COLO cache when x-colo is on (recorded in COLO state).
-    const dests = offsets.map((off) => {
-      const index = off / TARGET_PAGE_SIZE;
-      return inColo ? colo!.recordPage(block, index) : block.page(index);
-    });
-    await this.#receiveInto(ch, dests, size, offsets);
-    if (!inColo) {
-      for (const off of offsets) {
-        block.testAndSetReceived(off / TARGET_PAGE_SIZE);
-        // Before COLO state the cache mirrors guest RAM (multifd_colo_process_recv).
-        colo?.mirror(block, off / TARGET_PAGE_SIZE);
-      }
-    }
+    const indexes = offsets.map((off) => off / TARGET_PAGE_SIZE);
+    await this.#receiveInto(ch, indexes.map((i) => this.#route.host(block, i)), size, offsets);
+    for (const i of indexes) this.#route.received(block, i);
   }
 
   /** Reads one packet's payload into `dests` (raw or through the channel's decompressor). */

@@ -3,12 +3,21 @@
  * queued into a batch that covers one RAM block and at most MULTIFD_PAGE_COUNT pages; a full batch goes to
  * the next idle channel (round robin) as one packet; `sync` sends one SYNC packet per channel.
  */
-import { QEMUFileWriter } from "../qemu_file.ts";
+import { type OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
-import type { MultifdSendFaultHooks } from "../testing/faults.ts";
 import type { Link } from "../transport/link.ts";
 import type { MultifdCompressor, MultifdMethod } from "./compression.ts";
 import { encodeInit, MULTIFD_FLAG_SYNC, MULTIFD_PAGE_COUNT, writePacket } from "./packet.ts";
+
+/** Where a test fault (engine/testing/faults.ts) may act on the multifd sender. */
+export interface MultifdSendFaultHooks {
+  /** Byte faults for the writer of the main channel (`channel` omitted) or of multifd channel `channel`. */
+  output(channel?: number): OutputFaults;
+  /** The id multifd channel `id` announces in its handshake. */
+  multifdChannelId(id: number): number;
+  /** May rewrite the offsets of a packet about to be sent (its `normalPages` normal pages first). */
+  multifdPacket(block: RamBlock, offsets: number[], normalPages: number): void;
+}
 
 export interface MultifdSendOptions {
   uuid: Uint8Array;

@@ -10,7 +10,6 @@ import { isObject, type JsonStreamItem, JsonStreamSplitter, parseQmpJson, qmpStr
 import { type QmpArgSpec, QmpError, validateArgs } from "./schema.ts";
 
 // Handlers throw it: it is part of this server's contract, so it can be imported from here too.
-export { QmpError } from "./schema.ts";
 
 export interface QmpCommandContext {
   server: QmpServer;

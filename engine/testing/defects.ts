@@ -28,3 +28,21 @@ export type DefectName = keyof typeof KNOWN_DEFECTS;
 export function isDefect(name: string): name is DefectName {
   return Object.hasOwn(KNOWN_DEFECTS, name);
 }
+
+/** Every known defect, on or off: the one typed record the engine's modules are given. */
+export type Defects = Readonly<Record<DefectName, boolean>>;
+
+/** All off: what every module assumes unless told otherwise. */
+export const NO_DEFECTS: Defects = defectsOf(new Set());
+
+/** The switched-on names (x-test-defect edits the set) as a record; read when a migration starts. */
+export function defectsOf(enabled: ReadonlySet<string>): Defects {
+  // Spelled out so that adding a defect without a line here does not compile.
+  return {
+    "multifd-no-recv-sync": enabled.has("multifd-no-recv-sync"),
+    "multifd-colo-bypass-cache": enabled.has("multifd-colo-bypass-cache"),
+    "colo-zero-not-recorded": enabled.has("colo-zero-not-recorded"),
+    "colo-no-device-reset": enabled.has("colo-no-device-reset"),
+    "colo-cache-early-release": enabled.has("colo-cache-early-release"),
+  };
+}

@@ -5,6 +5,7 @@
  * carried out by the channel's QEMUFileWriter, which only knows offsets.
  */
 import { type QmpArgSpec, QmpError } from "../qmp/schema.ts";
+import type { MultifdSendFaultHooks } from "../multifd/send.ts";
 import type { OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
 import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
@@ -57,10 +58,11 @@ export type StreamFault =
   | { kind: "multifd-channel-delay"; channel: number; delayMs: number }
   | { kind: "machine-type" | StructuralFaultKind };
 
-/** Where an armed fault acts on one outgoing migration; with nothing armed each hook changes nothing. */
-export interface OutgoingFaultHooks {
-  /** Byte faults for the writer of the main channel (`channel` omitted) or of a multifd channel. */
-  output(channel?: number): OutputFaults;
+/**
+ * Where an armed fault acts on one outgoing migration; with nothing armed each hook changes nothing.
+ * The multifd sender's hooks are declared by the sender (the model owns what it calls).
+ */
+export interface OutgoingFaultHooks extends MultifdSendFaultHooks {
   /** The configuration section the source announces. */
   configuration(cfg: ConfigurationInfo): ConfigurationInfo;
   /** After the RAM setup section: may append a section the destination must refuse. */
@@ -71,14 +73,7 @@ export interface OutgoingFaultHooks {
   afterDevices(f: QEMUFileWriter): void;
   /** How many of the `n` configured multifd channels to connect. */
   multifdChannels(n: number): number;
-  /** The id multifd channel `id` announces in its handshake. */
-  multifdChannelId(id: number): number;
-  /** May rewrite the offsets of a packet about to be sent (its `normalPages` normal pages first). */
-  multifdPacket(block: RamBlock, offsets: number[], normalPages: number): void;
 }
-
-/** The hooks a multifd sender calls. */
-export type MultifdSendFaultHooks = Pick<OutgoingFaultHooks, "output" | "multifdChannelId" | "multifdPacket">;
 
 /** Where an armed fault acts on an incoming migration. */
 export interface IncomingFaultHooks {

@@ -14,6 +14,7 @@ import {
   RAM_SAVE_FLAG_XBZRLE,
   RAM_SAVE_FLAG_ZERO,
   RamLoadState,
+  registerRam,
 } from "../../engine/ram.ts";
 import {
   loadVmState,
@@ -22,6 +23,7 @@ import {
   QEMU_VM_SUBSECTION,
   saveHeader,
   saveSectionShort,
+  SaveVMState,
 } from "../../engine/savevm.ts";
 import { encode, TestGuest, withReader } from "../../engine/testing/streams.ts";
 import { analyzeStream } from "./stream.ts";
@@ -30,13 +32,14 @@ import { engineStream, MACHINE, PAGE, rawRam, withTempDir } from "./testing.ts";
 /** The engine loader's StreamError for `bytes`, on a destination shaped like the test guest. */
 async function engineError(bytes: Uint8Array): Promise<StreamError> {
   const dst = new TestGuest();
+  const savevm = new SaveVMState(dst.devices);
+  registerRam(savevm, new RamLoadState(dst.blocks));
   let error: unknown = null;
   await withReader(bytes, async (r) => {
     try {
       await loadVmState(r, {
         local: { machineType: MACHINE, uuid: null },
-        ram: new RamLoadState(dst.blocks),
-        devices: dst.devices,
+        savevm,
         openReturnPath: () => {},
         ping: () => {},
       });

@@ -4,7 +4,7 @@
  * the destination lost that byte.
  */
 import assert from "node:assert/strict";
-import { isZeroPage } from "../../engine/ram_block.ts";
+import { isZeroPage } from "./ram_block.ts";
 
 Deno.test("regression: a page holding the bytes of -0.0 is not a zero page", () => {
   for (let at = 0; at < 4096; at += 8) {

@@ -5,13 +5,13 @@
  * /migration/regressions/colo-cache-outlives-multifd-channels). A shutdown must end a pending sync.
  */
 import assert from "node:assert/strict";
-import "../../engine/multifd/methods.ts";
-import { multifdMethod } from "../../engine/multifd/compression.ts";
-import { MULTIFD_MAGIC, MULTIFD_VERSION } from "../../engine/multifd/packet.ts";
-import { MultifdRecvState } from "../../engine/multifd/recv.ts";
-import { QEMUFileReader } from "../../engine/qemu_file.ts";
-import { RamBlock } from "../../engine/ram_block.ts";
-import { memoryLinkPair } from "../../engine/transport/link.ts";
+import "./methods.ts";
+import { multifdMethod } from "./compression.ts";
+import { MULTIFD_MAGIC, MULTIFD_VERSION } from "./packet.ts";
+import { MultifdRecvState } from "./recv.ts";
+import { QEMUFileReader } from "../qemu_file.ts";
+import { RamBlock } from "../ram_block.ts";
+import { memoryLinkPair } from "../transport/link.ts";
 
 Deno.test("regression: shutting the multifd channels down ends a pending sync at once", async () => {
   const uuid = new Uint8Array(16);

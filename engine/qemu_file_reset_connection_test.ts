@@ -4,8 +4,8 @@
  * and nothing about what was being read. A reset is a stream error like a truncation.
  */
 import assert from "node:assert/strict";
-import { QEMUFileReader, StreamError } from "../../engine/qemu_file.ts";
-import type { Link } from "../../engine/transport/link.ts";
+import { QEMUFileReader, StreamError } from "./qemu_file.ts";
+import type { Link } from "./transport/link.ts";
 
 Deno.test("regression: a link read error becomes a StreamError naming the field and offset", async () => {
   let calls = 0;

@@ -6,7 +6,7 @@
  * What is sent raw must be the cache's copy (QEMU sends from the cache after cache_insert).
  */
 import assert from "node:assert/strict";
-import { XbzrleSaveState } from "../../engine/ram_xbzrle.ts";
+import { XbzrleSaveState } from "./ram_xbzrle.ts";
 
 Deno.test("regression: a page sent raw on an XBZRLE miss is the cache's copy, not the live page", () => {
   const x = new XbzrleSaveState(1 << 20);

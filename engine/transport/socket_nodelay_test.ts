@@ -5,7 +5,7 @@
  * deno task bench). Both ends must set TCP_NODELAY.
  */
 import assert from "node:assert/strict";
-import { socketConnect, socketListen } from "../../engine/transport/socket.ts";
+import { socketConnect, socketListen } from "./socket.ts";
 
 Deno.test("regression: accepted TCP migration connections disable Nagle (TCP_NODELAY)", async () => {
   const calls: boolean[] = [];

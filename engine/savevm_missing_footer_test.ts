@@ -5,9 +5,9 @@
  * "Missing section footer for ram", which is what QEMU's check_section_footer says.
  */
 import assert from "node:assert/strict";
-import { QEMUFileReader, QEMUFileWriter, StreamError } from "../../engine/qemu_file.ts";
-import { RamBlock } from "../../engine/ram_block.ts";
-import { RamLoadState, RamSaveState } from "../../engine/ram.ts";
+import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
+import { RamBlock } from "./ram_block.ts";
+import { RamLoadState, RamSaveState, registerRam } from "./ram.ts";
 import {
   loadVmState,
   QEMU_VM_EOF,
@@ -15,8 +15,9 @@ import {
   RAM_SECTION_ID,
   saveHeader,
   saveSectionFull,
-} from "../../engine/savevm.ts";
-import { memoryLinkPair } from "../../engine/transport/link.ts";
+  SaveVMState,
+} from "./savevm.ts";
+import { memoryLinkPair } from "./transport/link.ts";
 
 Deno.test("regression: a section without its footer is 'Missing section footer', not a truncation", async () => {
   const [a, b] = memoryLinkPair();
@@ -30,11 +31,12 @@ Deno.test("regression: a section without its footer is 'Missing section footer',
   await w.flush();
   a.close();
   const r = new QEMUFileReader(b);
+  const savevm = new SaveVMState([]);
+  registerRam(savevm, new RamLoadState([dst]));
   await assert.rejects(
     loadVmState(r, {
       local: { machineType: "m", uuid: null },
-      ram: new RamLoadState([dst]),
-      devices: [],
+      savevm,
       openReturnPath() {},
       ping() {},
     }),
