@@ -2,8 +2,9 @@
  * The incoming migration (MigrationIncomingState in migration/migration.c): listen, accept the main
  * channel, load the stream off the control loop, then start the guest or stay paused (-S).
  */
+import { errorMessage } from "./error.ts";
 import type { Machine } from "./guest/machine.ts";
-import type { MigrationStatus } from "./migration.ts";
+import type { MigrationStatus } from "./migration_status.ts";
 import type { MigrationOptions } from "./options.ts";
 import { QEMUFileReader, StreamError } from "./qemu_file.ts";
 import { RamLoadState, registerRam } from "./ram.ts";
@@ -120,7 +121,7 @@ export class MigrationIncoming {
       }
       this.#task = fileIncoming(addr.path, addr.offset).then(
         (link) => this.#process(link, new QEMUFileReader(link)),
-        (e) => this.#fail(new Error(`Failed to open ${addr.path}: ${errorText(e)}`)),
+        (e) => this.#fail(new Error(`Failed to open ${addr.path}: ${errorMessage(e)}`)),
       );
       return;
     }
@@ -176,7 +177,7 @@ export class MigrationIncoming {
       try {
         link = await listener.accept();
       } catch (e) {
-        return this.#fail(new Error(`accept failed: ${errorText(e)}`));
+        return this.#fail(new Error(`accept failed: ${errorMessage(e)}`));
       }
       if (!link) return;
       this.#onConnection(link);
@@ -343,7 +344,7 @@ export class MigrationIncoming {
     if (this.status === "failed") return;
     clearTimeout(this.#channelTimer);
     this.#endTime = performance.now();
-    this.errorDesc = e instanceof StreamError ? `load of migration failed: ${e.message}` : errorText(e);
+    this.errorDesc = e instanceof StreamError ? `load of migration failed: ${e.message}` : errorMessage(e);
     this.host.log(this.errorDesc);
     this.#link?.close();
     this.#link = null;
@@ -387,8 +388,4 @@ export class MigrationIncoming {
     if (this.status === "failed" && this.errorDesc) out["error-desc"] = this.errorDesc;
     return out;
   }
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

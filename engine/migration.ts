@@ -2,6 +2,8 @@
  * The outgoing migration (migration/migration.c): status machine, the migration "thread" (setup,
  * iterations under a rate limit, convergence, switchover), cancel, and query-migrate.
  */
+import type { MigrationStatus } from "./migration_status.ts";
+import { errorMessage } from "./error.ts";
 import type { Machine } from "./guest/machine.ts";
 import { QEMUFileWriter } from "./qemu_file.ts";
 import { RamSaveState, registerRam } from "./ram.ts";
@@ -26,23 +28,6 @@ import type { OutgoingFaultHooks } from "./testing/faults.ts";
 import { ColoPrimary } from "./colo/primary.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { MultifdSendState } from "./multifd/send.ts";
-
-export type MigrationStatus =
-  | "none"
-  | "setup"
-  | "cancelling"
-  | "cancelled"
-  | "active"
-  | "postcopy-active"
-  | "postcopy-paused"
-  | "postcopy-recover-setup"
-  | "postcopy-recover"
-  | "completed"
-  | "failed"
-  | "colo"
-  | "pre-switchover"
-  | "device"
-  | "wait-unplug";
 
 /** BUFFER_DELAY: the rate-limit and counter period. */
 export const BUFFER_DELAY_MS = 100;
@@ -186,7 +171,7 @@ export class MigrationState {
       try {
         opened = await connect();
       } catch (e) {
-        throw new Error(`Failed to connect: ${e instanceof Error ? e.message : String(e)}`);
+        throw new Error(`Failed to connect: ${errorMessage(e)}`);
       }
       this.#link = opened.link;
       finish = opened.finish;
@@ -309,7 +294,7 @@ export class MigrationState {
       if (this.status === "cancelling" || e instanceof MigrationCancelled) {
         this.#setStatus("cancelled");
       } else {
-        this.errorDesc = e instanceof Error ? e.message : String(e);
+        this.errorDesc = errorMessage(e);
         this.host.log(`migration failed: ${this.errorDesc}`);
         this.#setStatus("failed");
       }

@@ -3,6 +3,7 @@
  * QIOChannel. Every main-stream integer is big-endian. Both sides track their absolute stream offset so
  * that errors can say where in the stream they happened.
  */
+import { errorMessage } from "./error.ts";
 import type { Link } from "./transport/link.ts";
 
 /** A malformed or truncated incoming stream; `offset` is the stream position where it was detected. */
@@ -213,7 +214,7 @@ export class QEMUFileReader {
         got = await this.link.read(this.#buf.subarray(this.#end));
       } catch (e) {
         // A reset connection is a stream error too: say where the stream stopped and what was expected.
-        const why = e instanceof Error ? e.message : String(e);
+        const why = errorMessage(e);
         throw this.error(`${this.link.description}: ${why} while reading ${what}`, at);
       }
       if (got === null || got === 0) this.#eof = true;

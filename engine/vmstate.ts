@@ -5,6 +5,7 @@
  * subsections: u8 0x05, u8 name length, name ("parent/child"), be32 version_id, then the subsection's
  * own vmstate, all after the parent's fields.
  */
+import { errorMessage } from "./error.ts";
 import { type QEMUFileReader, type QEMUFileWriter, StreamError } from "./qemu_file.ts";
 
 export type VMStateFieldType =
@@ -196,7 +197,7 @@ function canCompress(field: VMStateField): boolean {
 }
 
 function wrapHook(what: string, e: unknown): Error {
-  const err = new Error(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+  const err = new Error(`${what}: ${errorMessage(e)}`);
   err.cause = e;
   return err;
 }
@@ -327,7 +328,7 @@ export async function loadState<S>(
 }
 
 function hookError(r: QEMUFileReader, vmsd: Vmsd, hook: string, e: unknown): StreamError {
-  const err = r.error(`${vmsd.name}: ${hook} failed: ${e instanceof Error ? e.message : String(e)}`);
+  const err = r.error(`${vmsd.name}: ${hook} failed: ${errorMessage(e)}`);
   err.cause = e;
   return err;
 }

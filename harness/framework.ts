@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { WorkloadSpec } from "../engine/guest/workload.ts";
+import type { MigrationStatus } from "../engine/migration_status.ts";
 import type { Capability, MigrationParameters } from "../engine/options.ts";
 import { type MigrationCase, socketOptions } from "./case.ts";
 import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
@@ -190,8 +191,8 @@ export class MigrationPair {
    * wait_for_migration_status: polls until `goal`; any status in `ungoals` (by default `failed`, and
    * `completed` unless it is the goal) fails at once with the error-desc.
    */
-  async waitStatus(side: Side, goal: string, ungoals?: string[]): Promise<QmpStatus> {
-    const bad = ungoals ?? (goal === "completed" ? ["failed"] : ["failed", "completed"]);
+  async waitStatus(side: Side, goal: MigrationStatus, ungoals?: MigrationStatus[]): Promise<QmpStatus> {
+    const bad: string[] = ungoals ?? (goal === "completed" ? ["failed"] : ["failed", "completed"]);
     return await this.wait(`${side.name} migration status '${goal}'`, async () => {
       const s = await this.status(side);
       if (s.status === goal) return s;

@@ -5,6 +5,7 @@
  * Every wait is bounded and its error names the side (`name`) and what was awaited, because these
  * messages end up in failure artifacts next to the transcript.
  */
+import { errorMessage } from "../engine/error.ts";
 import { bigintReviver, isObject } from "../engine/qmp/json.ts";
 
 export interface QmpTranscriptEntry {
@@ -455,7 +456,7 @@ export class QmpClient {
         }
       }
     } catch (e) {
-      reason = e instanceof Error ? e.message : String(e);
+      reason = errorMessage(e);
     }
     if (text.trim()) this.#record("note", `unterminated input at end: ${text.trim()}`);
     this.#closedReason ??= reason;

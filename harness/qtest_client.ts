@@ -15,6 +15,7 @@
  * the stream out of step: the client then closes itself and fails everything pending, instead of handing
  * a late reply to the next caller. Requests may be issued concurrently; they are pipelined.
  */
+import { errorMessage } from "../engine/error.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export interface QtestOptions {
@@ -318,7 +319,7 @@ export class QtestClient {
         }
       }
     } catch (e) {
-      reason = e instanceof Error ? e.message : String(e);
+      reason = errorMessage(e);
     }
     this.#closedReason ??= reason;
     try {

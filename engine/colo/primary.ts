@@ -4,6 +4,7 @@
  * take a checkpoint: stop, send RAM as END sections on the main stream and the device state as a sized
  * buffer, wait until the secondary has received and applied it, resume.
  */
+import { errorMessage } from "../error.ts";
 import type { Breakpoints } from "../testing/breakpoints.ts";
 import type { Machine } from "../guest/machine.ts";
 import type { MultifdSendState } from "../multifd/send.ts";
@@ -91,7 +92,7 @@ export class ColoPrimary {
     } catch (e) {
       if (this.failover.status === "none") {
         // An error exit: report it, keep the guest as it is, and wait for management to fail over.
-        this.#error = e instanceof Error ? e.message : String(e);
+        this.#error = errorMessage(e);
         this.host.log(`COLO: checkpoint failed: ${this.#error}`);
         this.host.emit("COLO_EXIT", { mode: "primary", reason: "error" });
       }

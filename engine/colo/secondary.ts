@@ -4,6 +4,7 @@
  * into a buffer, and only once all of it is in: reset the devices, flush cache → guest RAM, load the
  * devices, resume. A checkpoint interrupted before the apply never touches guest RAM or devices.
  */
+import { errorMessage } from "../error.ts";
 import type { Breakpoints } from "../testing/breakpoints.ts";
 import type { Machine } from "../guest/machine.ts";
 import type { MultifdRecvState } from "../multifd/recv.ts";
@@ -96,7 +97,7 @@ export class ColoSecondary {
       }
     } catch (e) {
       if (this.failover.status === "none") {
-        this.#error = e instanceof Error ? e.message : String(e);
+        this.#error = errorMessage(e);
         h.log(`COLO: secondary checkpoint failed: ${this.#error}`);
         h.emit("COLO_EXIT", { mode: "secondary", reason: "error" });
       }

@@ -4,6 +4,7 @@
  * every character written before the park acknowledgement.
  */
 /// <reference lib="deno.worker" />
+import { errorMessage } from "../error.ts";
 import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN } from "./regs.ts";
 import { createWorkload, type GuestMemory, type WorkloadSpec } from "./workload.ts";
 
@@ -59,7 +60,7 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
       if (init.sleepMs > 0) Atomics.wait(ctrl, CTRL_CMD, CMD_RUN, init.sleepMs);
     }
   } catch (err) {
-    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
+    post({ type: "error", message: errorMessage(err) });
   }
   self.close();
 };

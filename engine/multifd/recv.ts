@@ -4,6 +4,7 @@
  * main channel reaches the matching MULTIFD_FLUSH and every channel has posted: so a page re-sent in
  * round N+1 on a fast channel can never be overwritten by its round-N copy arriving late on a slow one.
  */
+import { errorMessage } from "../error.ts";
 import { type QEMUFileReader, StreamError } from "../qemu_file.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import { uuidToString } from "../uuid.ts";
@@ -203,7 +204,7 @@ export class MultifdRecvState {
       try {
         await ch.decompressor.decompress(payload, dests);
       } catch (e) {
-        throw r.error(`multifd channel ${ch.id}: ${e instanceof Error ? e.message : String(e)}`, at);
+        throw r.error(`multifd channel ${ch.id}: ${errorMessage(e)}`, at);
       }
     }
     this.normalPages += offsets.length;

@@ -3,6 +3,7 @@
  * queued into a batch that covers one RAM block and at most MULTIFD_PAGE_COUNT pages; a full batch goes to
  * the next idle channel (round robin) as one packet; `sync` sends one SYNC packet per channel.
  */
+import { errorMessage } from "../error.ts";
 import { type OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import type { Link } from "../transport/link.ts";
@@ -167,7 +168,7 @@ export class MultifdSendState {
       else for (const off of normal) c.f.putBytes(block.mem.subarray(off, off + TARGET_PAGE_SIZE));
       await c.f.flush();
     })().catch((e) => {
-      this.#error ??= new Error(`multifd channel ${c.id}: ${e instanceof Error ? e.message : String(e)}`);
+      this.#error ??= new Error(`multifd channel ${c.id}: ${errorMessage(e)}`);
     }).finally(() => (c.busy = null));
   }
 

@@ -2,30 +2,13 @@
  * The QMP commands of an engine that QEMU has too (qapi/migration.json, qapi/run-state.json, misc), with
  * QEMU's names, arguments and errors. The `x-test-` commands are in engine/testing/commands.ts.
  */
+import { MIGRATION_STATUSES } from "../migration_status.ts";
 import type { Engine } from "../engine.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
 import { uuidToString } from "../uuid.ts";
 import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
 import { QmpError } from "./schema.ts";
 import type { QmpCommand } from "./server.ts";
-
-const MIGRATION_STATUSES = [
-  "none",
-  "setup",
-  "cancelling",
-  "cancelled",
-  "active",
-  "postcopy-active",
-  "postcopy-paused",
-  "postcopy-recover-setup",
-  "postcopy-recover",
-  "completed",
-  "failed",
-  "colo",
-  "pre-switchover",
-  "device",
-  "wait-unplug",
-];
 
 /** A migration is under way: outgoing at all, incoming once a stream is loading (in setup, QEMU still
  * lets the destination set capabilities, which upstream's `-incoming URI` tests rely on). */

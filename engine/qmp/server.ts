@@ -6,6 +6,7 @@
  * so a slow async handler (a long `migrate`) never blocks a `query-migrate` behind it. Synchronous
  * handlers still run in arrival order, and replies are written in completion order.
  */
+import { errorMessage } from "../error.ts";
 import { isObject, type JsonStreamItem, JsonStreamSplitter, parseQmpJson, qmpStringify } from "./json.ts";
 import { type QmpArgSpec, QmpError, validateArgs } from "./schema.ts";
 
@@ -170,7 +171,7 @@ class Connection {
     try {
       msg = parseQmpJson(item.text);
     } catch (e) {
-      const m = e instanceof Error ? e.message : String(e);
+      const m = errorMessage(e);
       this.send({ error: { class: "GenericError", desc: `JSON parse error, ${m}` } });
       return;
     }

@@ -3,6 +3,7 @@
  * readb/readw/readl/readq, writeb/writew/writel/writeq, read ADDR SIZE, write ADDR SIZE DATA.
  * Addresses are guest-physical with pc.ram mapped at 0; values are little-endian as on x86.
  */
+import { errorMessage } from "../error.ts";
 import type { Machine } from "../guest/machine.ts";
 
 const WIDTH: Record<string, number> = { b: 1, w: 2, l: 4, q: 8 };
@@ -93,7 +94,7 @@ export class QtestServer {
       }
       return `FAIL Unknown command '${cmd}'`;
     } catch (e) {
-      return `FAIL ${e instanceof Error ? e.message : String(e)}`;
+      return `FAIL ${errorMessage(e)}`;
     }
   }
 

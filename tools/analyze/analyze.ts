@@ -15,6 +15,7 @@
  * The parts: types.ts (the output), source.ts (file, bytes, Link), vmdesc.ts (the tail scan), stream.ts
  * (framing and sections), ram_records.ts (the "ram" section), devices.ts (device state via the vmdesc).
  */
+import { errorMessage } from "../../engine/error.ts";
 import { parseArgs } from "node:util";
 import { analyzeStream } from "./stream.ts";
 import { findVmdesc } from "./vmdesc.ts";
@@ -73,7 +74,7 @@ export async function main(args: string[], io: CliIo = CONSOLE): Promise<number>
     }
     return 0;
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     io.err(`analyze: ${file}: ${msg.replaceAll("\n", " ")}`);
     return 1;
   }
