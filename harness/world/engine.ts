@@ -5,6 +5,7 @@
  */
 import type { RamSource } from "../check/ram_equal.ts";
 import type { QmpClient } from "../qmp_client.ts";
+import { ProcessSide } from "./process_side.ts";
 import { EngineProcess } from "./engine_process.ts";
 import type { DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
 
@@ -24,23 +25,8 @@ function engineRamSource(
   };
 }
 
-export class EngineSide implements Side {
+export class EngineSide extends ProcessSide<EngineProcess> implements Side {
   readonly staysUpAfterFailedLoad = true;
-
-  constructor(readonly process: EngineProcess, readonly name: "source" | "target") {}
-
-  get qmp(): QmpClient {
-    return this.process.qmp;
-  }
-  get serialPath(): string {
-    return this.process.serialPath;
-  }
-  get stderr(): string {
-    return this.process.stderr;
-  }
-  get exitStatus(): Deno.CommandStatus | null {
-    return this.process.exitStatus;
-  }
 
   ram(): RamSource {
     return engineRamSource(this.name, this.qmp, { digest: "x-test-ram-digest", read: "x-test-ram-read" });
@@ -69,16 +55,6 @@ export class EngineSide implements Side {
 
   async deviceState(): Promise<DeviceState> {
     return (await this.qmp.execute<{ devices: DeviceState }>("x-test-device-state")).devices;
-  }
-
-  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
-    return this.process.waitExit(timeoutMs);
-  }
-  sigkill(): Promise<Deno.CommandStatus> {
-    return this.process.sigkill();
-  }
-  kill(): Promise<Deno.CommandStatus> {
-    return this.process.kill();
   }
 }
 

@@ -8,6 +8,7 @@ import { pageDigests } from "../../engine/testing/ram_digest.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { MigrationCase } from "../case.ts";
 import type { QmpClient } from "../qmp_client.ts";
+import { ProcessSide } from "./process_side.ts";
 import { QemuProcess } from "./qemu_process.ts";
 import type { DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
 
@@ -83,29 +84,16 @@ function pmemsaveRam(side: QemuProcess, dir: string): RamSource {
 }
 
 /** exit-on-error (migrate-incoming) came with QEMU 9.1: before it a failed load always ends the process. */
-function hasExitOnError(qmp: QmpClient): boolean {
-  const { major, minor } = qmp.greeting.QMP.version.qemu;
-  return major > 9 || (major === 9 && minor >= 1);
+export function hasExitOnError(version: { major: number; minor: number }): boolean {
+  return version.major > 9 || (version.major === 9 && version.minor >= 1);
 }
 
-export class QemuSide implements Side {
+export class QemuSide extends ProcessSide<QemuProcess> implements Side {
   readonly staysUpAfterFailedLoad: boolean;
 
-  constructor(readonly process: QemuProcess, readonly name: "source" | "target", readonly dir: string) {
-    this.staysUpAfterFailedLoad = hasExitOnError(process.qmp);
-  }
-
-  get qmp(): QmpClient {
-    return this.process.qmp;
-  }
-  get serialPath(): string {
-    return this.process.serialPath;
-  }
-  get stderr(): string {
-    return this.process.stderr;
-  }
-  get exitStatus(): Deno.CommandStatus | null {
-    return this.process.exitStatus;
+  constructor(process: QemuProcess, name: "source" | "target", readonly dir: string) {
+    super(process, name);
+    this.staysUpAfterFailedLoad = hasExitOnError(process.qmp.greeting.QMP.version.qemu);
   }
 
   ram(): RamSource {
@@ -132,16 +120,6 @@ export class QemuSide implements Side {
 
   deviceState(): Promise<DeviceState | Unavailable> {
     return Promise.resolve({ unavailable: "QEMU has no command that returns device state field by field" });
-  }
-
-  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
-    return this.process.waitExit(timeoutMs);
-  }
-  sigkill(): Promise<Deno.CommandStatus> {
-    return this.process.sigkill();
-  }
-  kill(): Promise<Deno.CommandStatus> {
-    return this.process.kill();
   }
 }
 

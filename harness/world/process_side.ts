@@ -1,0 +1,37 @@
+/** What an engine side and a QEMU side share: a child process with QMP, a serial file and an exit. */
+import type { QmpClient } from "../qmp_client.ts";
+import type { SpawnedProcess } from "./child.ts";
+
+/** The process behind a side: spawned, with QMP connected, and a clean kill. */
+export interface SideProcess extends SpawnedProcess {
+  readonly qmp: QmpClient;
+  readonly serialPath: string;
+  kill(): Promise<Deno.CommandStatus>;
+}
+
+export abstract class ProcessSide<P extends SideProcess> {
+  constructor(readonly process: P, readonly name: "source" | "target") {}
+
+  get qmp(): QmpClient {
+    return this.process.qmp;
+  }
+  get serialPath(): string {
+    return this.process.serialPath;
+  }
+  get stderr(): string {
+    return this.process.stderr;
+  }
+  get exitStatus(): Deno.CommandStatus | null {
+    return this.process.exitStatus;
+  }
+
+  waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    return this.process.waitExit(timeoutMs);
+  }
+  sigkill(): Promise<Deno.CommandStatus> {
+    return this.process.sigkill();
+  }
+  kill(): Promise<Deno.CommandStatus> {
+    return this.process.kill();
+  }
+}
