@@ -43,7 +43,7 @@ Deno.test("canary: one corrupted byte of page data fails the RAM check and is lo
   );
   assert.match(
     msg,
-    /replay: MIGTEST_SEED=1 deno task test --filter '\/migration\/canary\/one-byte-corrupted'/,
+    /replay: deno task matrix --filter '\/migration\/canary\/one-byte-corrupted' --seed 1\n/,
   );
 });
 

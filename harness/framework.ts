@@ -53,7 +53,7 @@ export class MigrationPair {
   /** The destination cannot stay up after a failed load (no exit-on-error): it must exit with status 1. */
   dstExitsOnError = false;
   readonly stats: CaseStats = {};
-  #closed = false;
+  #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
 
   private constructor(readonly c: MigrationCase, readonly ctx: CaseContext, readonly dir: string) {}
 
@@ -228,12 +228,13 @@ export class MigrationPair {
     });
   }
 
-  /** Ends both sides (SIGTERM; a crash shows as a non-zero status). */
-  async close(): Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> {
-    if (this.#closed) return {};
-    this.#closed = true;
-    const [src, dst] = await Promise.all([this.src?.kill(), this.dst?.kill()]);
-    return { src, dst };
+  /**
+   * Ends both sides (SIGTERM; a crash shows as a non-zero status). Every call gets the one closing (a
+   * case cut short closes the pair while its flow still runs; the runner's close then waits for it).
+   */
+  close(): Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> {
+    this.#closing ??= Promise.all([this.src?.kill(), this.dst?.kill()]).then(([src, dst]) => ({ src, dst }));
+    return this.#closing;
   }
 
   /** Copies logs, serial output and the QMP transcript into `to` (a failed case's artifacts). */

@@ -1,53 +1,110 @@
 /**
- * Registers case tables with `deno test`: one Deno.test per case, named by its QEMU-style path so
- * `--filter` selects cases. MIGTEST_TIER (smoke|full|slow, default full) picks the tier, MIGTEST_SEED
- * fixes the seed (else one random seed per run, printed with every case).
+ * Case tables as `deno test` tests: one test per case, named by its QEMU-style path so `--filter` selects
+ * cases. Each family's `*_test.ts` calls `Deno.test` for its own cases (so JUnit groups them by family).
+ * The environment is read when the tests are made, never at import:
+ *   MIGTEST_TIER=smoke|full|slow (default full: smoke and full), MIGTEST_SEED=0…2^32−1 (default: one random
+ *   seed per run, printed with every case), MIGTEST_BACKEND=engine|qemu|sim, MIGTEST_DEFECTS=side:name,…,
+ *   MIGTEST_ARTIFACTS=DIR.
  */
+import { isDefect } from "../engine/testing/defects.ts";
 import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
-import { runCase } from "./runner.ts";
+import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, runCase } from "./runner.ts";
+import { parseSeed } from "./select.ts";
 import { validateCases } from "./validate.ts";
-import { worldFromEnv } from "./world/worlds.ts";
+import { worldByName } from "./world/worlds.ts";
+import type { World } from "./world/world.ts";
 
-function envTier(): Tier {
-  const t = Deno.env.get("MIGTEST_TIER") ?? "full";
-  if (!TIERS.includes(t as Tier)) {
-    throw new Error(`MIGTEST_TIER must be one of ${TIERS.join("|")}, got '${t}'`);
-  }
-  return t as Tier;
+/** What running the cases needs: engines are processes with sockets, files and their environment. */
+const NEEDED: Deno.PermissionDescriptor[] = [
+  { name: "run" },
+  { name: "read" },
+  { name: "write" },
+  { name: "net" },
+  { name: "env" },
+];
+
+/** The permissions missing for running cases, as flags (empty when all are granted). */
+function missingPermissions(): string[] {
+  return NEEDED.filter((p) => Deno.permissions.querySync(p).state !== "granted").map((p) =>
+    `--allow-${p.name}`
+  );
 }
 
-export function runSeed(): number {
+/** `side:defect,side:defect` (MIGTEST_DEFECTS, `--defect`). */
+export function parseDefects(text: string, what: string): DefectSwitch[] {
+  return text.split(",").filter(Boolean).map((item) => {
+    const [side, defect] = item.split(":");
+    if ((side !== "src" && side !== "dst") || defect === undefined || !isDefect(defect)) {
+      throw new RangeError(`${what}: '${item}' is not src:DEFECT or dst:DEFECT with a known defect`);
+    }
+    return { side, defect };
+  });
+}
+
+export interface CaseEnvironment {
+  tier: Tier;
+  seed: number;
+  world: World;
+  defects: DefectSwitch[];
+  artifactsDir: string;
+}
+
+let cachedSeed: number | undefined;
+
+/** The run's settings from the environment (one seed for the whole `deno test` run). */
+export function caseEnvironment(): CaseEnvironment {
+  const tier = Deno.env.get("MIGTEST_TIER") ?? "full";
+  if (!TIERS.some((t) => t === tier)) {
+    throw new RangeError(`MIGTEST_TIER must be one of ${TIERS.join("|")}, got '${tier}'`);
+  }
   const s = Deno.env.get("MIGTEST_SEED");
-  if (s !== undefined) {
-    if (!/^\d+$/.test(s)) throw new Error(`MIGTEST_SEED must be a non-negative integer, got '${s}'`);
-    return Number(s);
-  }
-  return crypto.getRandomValues(new Uint32Array(1))[0];
+  cachedSeed ??= s !== undefined
+    ? parseSeed(s, "MIGTEST_SEED")
+    : crypto.getRandomValues(new Uint32Array(1))[0];
+  return {
+    tier: TIERS.find((t) => t === tier)!,
+    seed: cachedSeed,
+    world: worldByName(Deno.env.get("MIGTEST_BACKEND") ?? "engine"),
+    defects: parseDefects(Deno.env.get("MIGTEST_DEFECTS") ?? "", "MIGTEST_DEFECTS"),
+    artifactsDir: Deno.env.get("MIGTEST_ARTIFACTS") ?? "artifacts",
+  };
 }
 
-const SEED = runSeed();
+/** The run seed of this `deno test` run (MIGTEST_SEED, else random). */
+export function runSeed(): number {
+  return caseEnvironment().seed;
+}
 
-export function registerCases(cases: readonly MigrationCase[]): void {
+/**
+ * The tests of a case table (validated first). Without the permissions cases need, each test is
+ * ignored and one line says which flags are missing (bare `deno test` loads every module).
+ */
+export function caseTests(cases: readonly MigrationCase[]): Deno.TestDefinition[] {
   validateCases(cases);
-  const tier = envTier();
-  const world = worldFromEnv();
-  for (const c of cases) {
-    const skip = world.cannotRun(c);
+  const missing = missingPermissions();
+  if (missing.length) {
+    console.log(`cases ignored: they need ${missing.join(" ")} (run them with 'deno task test')`);
+    return cases.map((c) => ({ name: c.name, ignore: true, fn: () => {} }));
+  }
+  const env = caseEnvironment();
+  return cases.map((c) => {
+    const skip = env.world.cannotRun(c);
     // Reported, never silently passed: the reason is printed and the test shows as ignored.
-    if (skip && inTier(c, tier)) console.log(`SKIP ${c.name} on ${world.name}: ${skip}`);
-    Deno.test({
+    if (skip && inTier(c, env.tier)) console.log(`SKIP ${c.name} on ${env.world.name}: ${skip}`);
+    return {
       name: c.name,
-      ignore: !inTier(c, tier) || skip !== null,
-      timeout: c.timeoutMs ?? 120_000,
+      ignore: !inTier(c, env.tier) || skip !== null,
       fn: async () => {
         const r = await runCase(c, {
-          seed: SEED,
-          world,
-          artifactsDir: Deno.env.get("MIGTEST_ARTIFACTS") ?? "artifacts",
+          seed: env.seed,
+          world: env.world,
+          defects: env.defects,
+          artifactsDir: env.artifactsDir,
+          timeoutMs: c.timeoutMs ?? DEFAULT_CASE_TIMEOUT_MS,
           log: (m) => console.log(m),
         });
         if (r.error) throw r.error;
       },
-    });
-  }
+    };
+  });
 }

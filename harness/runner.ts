@@ -1,12 +1,21 @@
 /**
- * Runs one case: prints its seed, runs its flow, checks that both engines exit cleanly, saves artifacts
- * on failure and builds a failure message that ends with a one-line replay command.
+ * Runs one case: prints its seed, runs its flow within the case's time limit (or until the run is
+ * interrupted), checks that both sides exit cleanly, saves artifacts on failure and builds a failure
+ * message that ends with the lines that replay it.
  */
-import type { MigrationCase } from "./case.ts";
+import type { DefectName } from "../engine/testing/defects.ts";
+import type { MigrationCase, Side } from "./case.ts";
 import { type CaseStats, MigrationPair } from "./framework.ts";
 import { runFlow } from "./flows/mod.ts";
+import { exactNameRegex } from "./select.ts";
 import { engineWorld } from "./world/engine.ts";
 import type { World } from "./world/world.ts";
+
+/** A known defect switched on for a run, on one side (`--defect dst:multifd-no-recv-sync`). */
+export interface DefectSwitch {
+  side: Side;
+  defect: DefectName;
+}
 
 export interface RunOptions {
   seed: number;
@@ -15,7 +24,15 @@ export interface RunOptions {
   tmpRoot?: string;
   /** Where a failed case's folder goes (artifacts/<case>/); null keeps nothing. */
   artifactsDir: string | null;
+  /** Suffix of the artifact folder (a repetition of the same case keeps its own). */
+  artifactsSuffix?: string;
   waitMs?: number;
+  /** The whole case's limit (default: the case's timeoutMs, else 120 s). */
+  timeoutMs?: number;
+  /** Ends the case early (Ctrl-C): the sides are stopped and the case fails as interrupted. */
+  signal?: AbortSignal;
+  /** Known defects to switch on besides the case's own. */
+  defects?: readonly DefectSwitch[];
   log?: (msg: string) => void;
 }
 
@@ -29,14 +46,44 @@ export interface CaseResult {
   stats: CaseStats;
   error?: Error;
   artifacts?: string;
+  /** The lines that run this case again exactly (set when it failed). */
+  replay?: string[];
 }
 
 export function caseSlug(name: string): string {
   return name.replace(/^\//, "").replace(/[^A-Za-z0-9._-]+/g, "_");
 }
 
-export function replayCommand(name: string, seed: number): string {
-  return `MIGTEST_SEED=${seed} deno task test --filter '${name}'   # or: deno task matrix --filter '${name}' --seed ${seed}`;
+export const DEFAULT_CASE_TIMEOUT_MS = 120_000;
+
+/** What a replay must repeat besides the case and the seed. */
+export interface ReplayContext {
+  world?: string;
+  defects?: readonly DefectSwitch[];
+}
+
+/**
+ * The commands that run exactly this case again with this seed, in this world, with these defects —
+ * whatever its tier: through the matrix, and through `deno test` (an exact-name regex, all tiers).
+ */
+export function replayCommands(name: string, seed: number, ctx: ReplayContext = {}): string[] {
+  const world = ctx.world && ctx.world !== "engine" ? ctx.world : undefined;
+  const defects = (ctx.defects ?? []).map((d) => `${d.side}:${d.defect}`);
+  const matrix = [`deno task matrix --filter '${name}' --seed ${seed}`];
+  if (world) matrix.push(`--backend ${world}`);
+  for (const d of defects) matrix.push(`--defect ${d}`);
+  const env = [`MIGTEST_SEED=${seed}`, "MIGTEST_TIER=slow"];
+  if (world) env.push(`MIGTEST_BACKEND=${world}`);
+  if (defects.length) env.push(`MIGTEST_DEFECTS=${defects.join(",")}`);
+  return [matrix.join(" "), `${env.join(" ")} deno task test --filter '${exactNameRegex(name)}'`];
+}
+
+/** The case with extra defects switched on. */
+export function withDefects<C extends MigrationCase>(c: C, extra: readonly DefectSwitch[]): C {
+  if (!extra.length) return c;
+  const defects = { src: [...(c.defects?.src ?? [])], dst: [...(c.defects?.dst ?? [])] };
+  for (const d of extra) if (!defects[d.side].includes(d.defect)) defects[d.side].push(d.defect);
+  return { ...c, defects };
 }
 
 export class CaseFailure extends Error {
@@ -46,23 +93,48 @@ export class CaseFailure extends Error {
   }
 }
 
+/** Why a case was cut short: its time limit, or the run was interrupted. */
+class CaseAborted extends Error {}
+
 export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseResult> {
   const log = opts.log ?? (() => {});
   const t0 = performance.now();
   log(`${c.name}: seed=${opts.seed}`);
+  const run = withDefects(c, opts.defects ?? []);
   let pair: MigrationPair | null = null;
   let error: Error | undefined;
+  // A case that overruns its limit, or a run interrupted, stops its sides: the flow's pending QMP calls
+  // then fail and the case ends with the reason, its directory removed like any other.
+  const limit = opts.timeoutMs ?? c.timeoutMs ?? DEFAULT_CASE_TIMEOUT_MS;
+  let aborted: CaseAborted | null = null;
+  const abort = (why: string) => {
+    aborted ??= new CaseAborted(why);
+    pair?.close().catch(() => {});
+  };
+  const timer = setTimeout(() => abort(`case timed out after ${limit} ms`), limit);
+  const onSignal = () => abort("interrupted");
+  if (opts.signal?.aborted) onSignal();
+  opts.signal?.addEventListener("abort", onSignal);
   try {
-    pair = await MigrationPair.start(c, {
+    pair = await MigrationPair.start(run, {
       seed: opts.seed,
       world: opts.world ?? engineWorld,
       tmpRoot: opts.tmpRoot,
       waitMs: opts.waitMs ?? 30_000,
       log,
     });
-    await runFlow(pair, c);
+    if (aborted) throw aborted;
+    await runFlow(pair, run);
   } catch (e) {
     error = e instanceof Error ? e : new Error(String(e));
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onSignal);
+  }
+  if (aborted) {
+    error = new Error(
+      `${(aborted as CaseAborted).message}${error && error !== aborted ? ` (${error.message})` : ""}`,
+    );
   }
   if (pair) {
     const dstExited = pair.dstExited;
@@ -75,14 +147,15 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
       error = new Error(`target exited with status ${st.dst.code}`);
     }
   }
+  const replay = replayCommands(c.name, opts.seed, { world: opts.world?.name, defects: opts.defects });
   let artifacts: string | undefined;
   if (error && pair && opts.artifactsDir) {
-    artifacts = `${opts.artifactsDir}/${caseSlug(c.name)}`;
+    artifacts = `${opts.artifactsDir}/${caseSlug(c.name)}${opts.artifactsSuffix ?? ""}`;
     await pair.saveArtifacts(artifacts);
     await Deno.writeTextFile(
       `${artifacts}/failure.txt`,
       `${c.name}\nseed=${opts.seed}\n${error.stack ?? error.message}\n\nreplay: ${
-        replayCommand(c.name, opts.seed)
+        replay.join("\n    or: ")
       }\n`,
     );
   }
@@ -91,8 +164,17 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   if (error) {
     const msg = `${c.name} failed (seed=${opts.seed}): ${error.message}\n` +
       (artifacts ? `artifacts: ${artifacts}\n` : "") +
-      `replay: ${replayCommand(c.name, opts.seed)}`;
+      `replay: ${replay.join("\n    or: ")}`;
     error = new CaseFailure(msg, error);
   }
-  return { name: c.name, ok: !error, seed: opts.seed, timeMs, stats: pair?.stats ?? {}, error, artifacts };
+  return {
+    name: c.name,
+    ok: !error,
+    seed: opts.seed,
+    timeMs,
+    stats: pair?.stats ?? {},
+    error,
+    artifacts,
+    replay: error ? replay : undefined,
+  };
 }

@@ -7,16 +7,14 @@ import { runSeed } from "../../harness/register.ts";
 import { runCase } from "../../harness/runner.ts";
 import { REGRESSION_CASES } from "./all.ts";
 
-const seed = runSeed();
-
 for (const c of REGRESSION_CASES.filter((c) => c.guards)) {
   const { side, defect } = c.guards!;
   Deno.test({
     name: `defects: ${c.name} fails with '${defect}' on the ${side === "src" ? "source" : "target"}`,
     timeout: 120_000,
     fn: async () => {
-      const withDefect = { ...c, defects: { ...c.defects, [side]: [...(c.defects?.[side] ?? []), defect] } };
-      const r = await runCase(withDefect, { seed, artifactsDir: null });
+      const seed = runSeed();
+      const r = await runCase(c, { seed, artifactsDir: null, defects: [{ side, defect }] });
       assert.ok(!r.ok, `the case passed with defect '${defect}' switched on (seed=${seed})`);
       console.log(`  with ${defect}: ${r.error!.message.split("\n").slice(0, 3).join(" | ")}`);
     },
