@@ -10,6 +10,7 @@ import type { MigrationStatus } from "../engine/migration_status.ts";
 import type { Capability, MigrationParameters } from "../engine/options.ts";
 import { type MigrationCase, socketOptions } from "./case.ts";
 import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
+import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
 import { WaitAbort, waitFor } from "./wait.ts";
 import type { Side, World } from "./world/world.ts";
 
@@ -21,6 +22,8 @@ export interface CaseContext {
   tmpRoot?: string;
   /** Default timeout of each wait. */
   waitMs: number;
+  /** Interval of the query-migrate sampler (harness/report/sampler.ts), default 100 ms; 0 turns it off. */
+  sampleMs?: number;
   log(msg: string): void;
 }
 
@@ -30,6 +33,8 @@ export interface CaseStats {
   downtimeMs?: number;
   transferredBytes?: number;
   dirtySyncCount?: number;
+  /** A COLO case: checkpoints done, each one's latency (request → vmstate-loaded), the failover time. */
+  colo?: { checkpoints: number; latencyMs: number[]; failoverMs?: number };
 }
 
 /** A flow-level failure (the case's expectation was not met); inside a wait's probe it ends the wait. */
@@ -53,6 +58,7 @@ export class MigrationPair {
   /** The destination cannot stay up after a failed load (no exit-on-error): it must exit with status 1. */
   dstExitsOnError = false;
   readonly stats: CaseStats = {};
+  #sampler: Sampler | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
 
   private constructor(readonly c: MigrationCase, readonly ctx: CaseContext, readonly dir: string) {}
@@ -71,6 +77,7 @@ export class MigrationPair {
   }
 
   static async start(c: MigrationCase, ctx: CaseContext): Promise<MigrationPair> {
+    const t0 = performance.now();
     const dir = await Deno.makeTempDir({ prefix: "migtest-", dir: ctx.tmpRoot });
     await Deno.chmod(dir, 0o700);
     const pair = new MigrationPair(c, ctx, dir);
@@ -88,7 +95,17 @@ export class MigrationPair {
       await pair.removeDir();
       throw e;
     }
+    const sampleMs = ctx.sampleMs ?? DEFAULT_SAMPLE_MS;
+    if (sampleMs > 0) {
+      pair.#sampler = new Sampler(() => [pair.src, pair.dst], { intervalMs: sampleMs, t0 });
+      pair.#sampler.start();
+    }
     return pair;
+  }
+
+  /** What the sampler saw so far (ms since the pair started), complete once the pair is closed. */
+  get samples(): readonly Sample[] {
+    return this.#sampler?.samples ?? [];
   }
 
   #spawn(name: "source" | "target", opts: { incoming?: string; startPaused?: boolean }): Promise<Side> {
@@ -233,7 +250,12 @@ export class MigrationPair {
    * case cut short closes the pair while its flow still runs; the runner's close then waits for it).
    */
   close(): Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> {
-    this.#closing ??= Promise.all([this.src?.kill(), this.dst?.kill()]).then(([src, dst]) => ({ src, dst }));
+    this.#sampler?.stop();
+    this.#closing ??= Promise.all([this.src?.kill(), this.dst?.kill()]).then(async ([src, dst]) => {
+      // The sides are gone, so the sampler's requests in flight have ended: nothing outlives the case.
+      await this.#sampler?.settled();
+      return { src, dst };
+    });
     return this.#closing;
   }
 

@@ -50,6 +50,8 @@ export interface QmpConnectOptions {
 
 export interface QmpWaitOptions {
   timeoutMs?: number;
+  /** Keep the command and its reply out of the transcript (background polling would bury the flow's). */
+  untraced?: boolean;
 }
 
 export interface QmpWaitEventOptions extends QmpWaitOptions {
@@ -115,6 +117,7 @@ function brief(v: unknown, max = 200): string {
 
 interface Pending {
   command: string;
+  untraced?: boolean;
   resolve(r: QmpResult): void;
   reject(e: Error): void;
 }
@@ -368,10 +371,11 @@ export class QmpClient {
         if (this.#closedReason) return reject(this.#closedError(command));
         this.#pending.set(id, {
           command,
+          untraced: opts?.untraced,
           resolve: resolve as (r: QmpResult) => void,
           reject,
         });
-        this.#write(line).catch((e) => {
+        this.#write(line, opts?.untraced).catch((e) => {
           const p = this.#pending.get(id);
           if (!p) return;
           this.#pending.delete(id);
@@ -423,8 +427,8 @@ export class QmpClient {
     this.#transcript.push({ time: Date.now(), side: this.name, dir, text });
   }
 
-  #write(line: string): Promise<void> {
-    this.#record("send", line);
+  #write(line: string, untraced = false): Promise<void> {
+    if (!untraced) this.#record("send", line);
     const bytes = encoder.encode(line + "\n");
     const w = this.#writes.then(async () => {
       let off = 0;
@@ -478,14 +482,16 @@ export class QmpClient {
   }
 
   #handleLine(line: string): void {
-    this.#record("recv", line);
     let msg: unknown;
     try {
       msg = parseJson(line);
     } catch (e) {
+      this.#record("recv", line);
       this.#record("note", `unparsable line ignored: ${e instanceof Error ? e.message : e}`);
       return;
     }
+    const id = isObject(msg) && typeof msg.id === "string" ? msg.id : undefined;
+    if (!(id !== undefined && this.#pending.get(id)?.untraced)) this.#record("recv", line);
     if (!isObject(msg)) {
       this.#record("note", "non-object line ignored");
     } else if (isObject(msg.QMP)) {

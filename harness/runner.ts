@@ -7,6 +7,7 @@ import type { DefectName } from "../engine/testing/defects.ts";
 import type { MigrationCase, Side } from "./case.ts";
 import { type CaseStats, MigrationPair } from "./framework.ts";
 import { runFlow } from "./flows/mod.ts";
+import type { Sample } from "./report/sampler.ts";
 import { exactNameRegex } from "./select.ts";
 import { engineWorld } from "./world/engine.ts";
 import type { World } from "./world/world.ts";
@@ -48,6 +49,8 @@ export interface CaseResult {
   artifacts?: string;
   /** The lines that run this case again exactly (set when it failed). */
   replay?: string[];
+  /** query-migrate of both sides over time, with pass and status events (harness/report/sampler.ts). */
+  samples?: Sample[];
 }
 
 export function caseSlug(name: string): string {
@@ -176,5 +179,6 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     error,
     artifacts,
     replay: error ? replay : undefined,
+    samples: pair?.samples.length ? [...pair.samples] : undefined,
   };
 }
