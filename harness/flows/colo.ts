@@ -91,9 +91,29 @@ async function checkSurvivor(p: MigrationPair, side: Side): Promise<void> {
 }
 
 /** yank (out of band) then x-colo-lost-heartbeat, as upstream triggers a failover. */
-async function failOver(side: Side): Promise<void> {
+async function failOver(p: MigrationPair, side: Side): Promise<void> {
   await side.qmp.executeOob("yank", { instances: [{ type: "migration" }] }).catch(() => {});
+  await takeOver(p, side);
+}
+
+/** x-colo-lost-heartbeat, then status `completed` on `side`: the time between is the failover time. */
+async function takeOver(p: MigrationPair, side: Side): Promise<void> {
+  const t0 = performance.now();
   await side.qmp.execute("x-colo-lost-heartbeat");
+  await p.waitStatus(side, "completed", ["failed"]);
+  p.stats.colo = { checkpoints: 0, latencyMs: [], ...p.stats.colo, failoverMs: performance.now() - t0 };
+}
+
+/**
+ * The primary's checkpoints so far and each one's latency (request → vmstate-loaded) into the pair's
+ * stats. Only the engine answers x-test-colo-info; elsewhere there are no checkpoint statistics.
+ */
+async function recordCheckpoints(p: MigrationPair): Promise<void> {
+  type Info = { primary: { checkpoints: number; stats: { latency: number }[] } | null };
+  const info = await p.src.qmp.execute<Info>("x-test-colo-info", {}, { timeoutMs: 5000 }).catch(() => null);
+  if (!info?.primary) return;
+  const latencyMs = info.primary.stats.map((s) => s.latency);
+  p.stats.colo = { ...p.stats.colo, checkpoints: info.primary.checkpoints, latencyMs };
 }
 
 export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
@@ -116,6 +136,7 @@ export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
   }
   await waitBreakpoint(p, p.dst, "colo-applied", checkpoints);
   await checkCheckpoint(p, checkpoints);
+  await recordCheckpoints(p);
   // Still paused after the last checked checkpoint: arm what the scenario needs, then let it run.
   const next = checkpoints + 1;
   if (sc.killPrimaryAt) return await killPrimary(p, sc.killPrimaryAt, next);
@@ -129,19 +150,18 @@ export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
     await p.waitEvent(p.dst, "STOP", undefined, since);
   }
   if (sc.survivor === "secondary") {
-    await failOver(p.dst);
-    await p.waitStatus(p.dst, "completed", ["failed"]);
+    await failOver(p, p.dst);
     await p.waitEvent(p.dst, "COLO_EXIT");
     await checkSurvivor(p, p.dst);
   } else {
-    await failOver(p.src);
-    await p.waitStatus(p.src, "completed", ["failed"]);
+    await failOver(p, p.src);
     await p.waitEvent(p.src, "COLO_EXIT");
     await checkSurvivor(p, p.src);
   }
   // The lost side notices (its channel is gone) and reports an error exit; it must not crash.
   const lost = sc.survivor === "secondary" ? p.src : p.dst;
   await p.waitEvent(lost, "COLO_EXIT");
+  await recordCheckpoints(p); // the primary is still up: with the unchecked checkpoints since
 }
 
 /**
@@ -182,8 +202,7 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
     await p.src.sigkill();
     p.srcKilled = true;
     await p.waitEvent(p.dst, "COLO_EXIT");
-    await p.dst.qmp.execute("x-colo-lost-heartbeat");
-    await p.waitStatus(p.dst, "completed", ["failed"]);
+    await takeOver(p, p.dst);
     return await checkSurvivor(p, p.dst);
   }
   // The secondary is paused after checkpoint n-1. It will pause right after stopping for checkpoint n, so
@@ -240,8 +259,7 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
   if (outcome === "applied") {
     await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
   } else await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true }).catch(() => {});
-  await p.dst.qmp.execute("x-colo-lost-heartbeat");
-  await p.waitStatus(p.dst, "completed", ["failed"]);
+  await takeOver(p, p.dst);
   await checkSurvivor(p, p.dst);
 }
 
