@@ -1,5 +1,9 @@
-/** JUnit XML for CI from case results (one testsuite, one testcase per case). */
+/**
+ * JUnit XML for CI from case results: one testsuite per family (precopy, multifd, colo, ...), one testcase
+ * per case run; a skipped case carries <skipped> with its reason, so CI never counts it as a pass.
+ */
 import type { CaseResult } from "./runner.ts";
+import { familyOf } from "./select.ts";
 
 function esc(s: string): string {
   return s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`)
@@ -8,26 +12,45 @@ function esc(s: string): string {
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
 }
 
-export function junitXml(suite: string, results: readonly CaseResult[]): string {
-  const failures = results.filter((r) => !r.ok).length;
-  const time = results.reduce((t, r) => t + r.timeMs, 0) / 1000;
-  const cases = results.map((r) => {
-    const head = `  <testcase classname="${esc(suite)}" name="${esc(r.name)}" time="${
-      (r.timeMs / 1000).toFixed(3)
-    }">`;
-    const props = `\n    <system-out>seed=${r.seed}${
-      r.artifacts ? ` artifacts=${esc(r.artifacts)}` : ""
-    }</system-out>`;
-    if (r.ok) return `${head}${props}\n  </testcase>`;
-    const msg = r.error?.message ?? "failed";
-    return `${head}\n    <failure message="${esc(msg.split("\n")[0])}">${
-      esc(msg)
-    }</failure>${props}\n  </testcase>`;
+function testcase(classname: string, r: CaseResult): string {
+  const head = `    <testcase classname="${esc(classname)}" name="${esc(r.name)}" time="${
+    (r.timeMs / 1000).toFixed(3)
+  }">`;
+  const out = `\n      <system-out>seed=${r.seed}${
+    r.artifacts ? ` artifacts=${esc(r.artifacts)}` : ""
+  }</system-out>`;
+  if (r.skipped !== undefined) {
+    return `${head}\n      <skipped message="${esc(r.skipped)}"/>${out}\n    </testcase>`;
+  }
+  if (r.ok) return `${head}${out}\n    </testcase>`;
+  const msg = r.error?.message ?? "failed";
+  return `${head}\n      <failure message="${esc(msg.split("\n")[0])}">${
+    esc(msg)
+  }</failure>${out}\n    </testcase>`;
+}
+
+/** `run` names the run (e.g. migtest.engine.full); each suite is `run.family`. */
+export function junitXml(run: string, results: readonly CaseResult[]): string {
+  const families = new Map<string, CaseResult[]>();
+  for (const r of results) {
+    const f = familyOf(r.name) || "other";
+    families.set(f, [...(families.get(f) ?? []), r]);
+  }
+  const count = (rs: readonly CaseResult[]) => ({
+    tests: rs.length,
+    failures: rs.filter((r) => !r.ok && r.skipped === undefined).length,
+    skipped: rs.filter((r) => r.skipped !== undefined).length,
+    time: (rs.reduce((t, r) => t + r.timeMs, 0) / 1000).toFixed(3),
   });
-  return `<?xml version="1.0" encoding="UTF-8"?>\n` +
-    `<testsuites tests="${results.length}" failures="${failures}" time="${time.toFixed(3)}">\n` +
-    `<testsuite name="${esc(suite)}" tests="${results.length}" failures="${failures}" time="${
-      time.toFixed(3)
-    }">\n` +
-    `${cases.join("\n")}\n</testsuite>\n</testsuites>\n`;
+  const attrs = (c: ReturnType<typeof count>) =>
+    `tests="${c.tests}" failures="${c.failures}" skipped="${c.skipped}" time="${c.time}"`;
+  const suites = [...families].map(([family, rs]) => {
+    const suite = `${run}.${family}`;
+    return `  <testsuite name="${esc(suite)}" ${attrs(count(rs))}>\n${
+      rs.map((r) => testcase(suite, r)).join("\n")
+    }\n  </testsuite>`;
+  });
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="${esc(run)}" ${attrs(count(results))}>\n${
+    suites.join("\n")
+  }\n</testsuites>\n`;
 }

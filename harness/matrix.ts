@@ -1,111 +1,374 @@
 /**
- * `deno task matrix`: runs the case matrix between real engine processes, one line per case while it
- * runs and a summary table at the end; writes JUnit XML and keeps an artifact folder per failed case.
- *
- *   deno task matrix [--tier smoke|full|slow] [--filter PATH|/regex/] [--seed N] [--repeat N]
- *                    [--junit FILE] [--artifacts DIR] [--list]
+ * `deno task matrix`: runs the case matrix in one world (engine processes by default), one line per case
+ * and a summary at the end; writes JUnit XML (and JSON on request) and keeps an artifact folder per failed
+ * case. Ctrl-C stops the running cases, removes their directories and still writes what ran.
  */
 import { parseArgs } from "node:util";
 import { ALL_CASES } from "../cases/all.ts";
-import { inTier, matchesFilter, type Tier, TIERS } from "./case.ts";
+import { type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { junitXml } from "./junit.ts";
-import { runSeed } from "./register.ts";
-import { type CaseResult, runCase } from "./runner.ts";
+import { type CaseResult, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
+import { familyOf, parseSeed, selectCases } from "./select.ts";
+import { errorMessage } from "../engine/error.ts";
 import { isWorldName, worldByName } from "./world/worlds.ts";
-import { WORLD_NAMES } from "./world/world.ts";
+import { type World, WORLD_NAMES } from "./world/world.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    tier: { type: "string", default: "smoke" },
-    filter: { type: "string" },
-    seed: { type: "string" },
-    repeat: { type: "string", default: "1" },
-    junit: { type: "string", default: "junit-matrix.xml" },
-    artifacts: { type: "string", default: "artifacts" },
-    list: { type: "boolean", default: false },
-    backend: { type: "string", default: "engine" },
-  },
-  strict: true,
-});
+export const USAGE = `usage: deno task matrix [options]
 
-function die(msg: string): never {
-  console.error(`matrix: ${msg}`);
-  Deno.exit(2);
+Runs migration cases between two sides of one world and checks every page, device and status.
+
+Selection (cases named by --filter/--regex run whatever their tier; --tier narrows only when given):
+  --filter TEXT       a case's exact name selects that case; other text selects every name containing it
+                      (repeatable)
+  --regex PATTERN     a JavaScript regular expression over case names (repeatable)
+  --tier TIER         smoke|full|slow: that tier and below (default without a filter: smoke)
+  --list              print the selected cases (tier, family, worlds that can run them, why) and exit
+
+Run:
+  --backend WORLD     ${WORLD_NAMES.join("|")} (default engine; qemu: QTEST_QEMU_BINARY[_SRC|_DST] or PATH)
+  --seed N            the run seed, 0..4294967295 (default: random, printed)
+  --repeat N          run each case N times, each repetition with its own seed (flaky tally at the end)
+  --jobs N            run N cases at a time (each case is its own pair of processes; default 1)
+  --fail-fast         stop after the first failure
+  --defect SIDE:NAME  switch a known defect on for every case (src|dst; engine/testing/defects.ts)
+
+Output:
+  --junit FILE        JUnit XML (default junit-matrix.xml), one suite per family, <skipped> with reasons
+  --json FILE         every case's result, seed, timings and statistics
+  --artifacts DIR     a folder per failed case (default artifacts)
+  --help              this text
+
+Example:
+  deno task matrix --tier full --filter /migration/multifd --seed 1234 --jobs 2
+  deno task matrix --filter '/migration/precopy/unix/plain' --seed 219349031   # replays one case exactly
+`;
+
+export class UsageError extends Error {}
+
+export interface MatrixOptions {
+  tier?: Tier;
+  filters: string[];
+  regexes: RegExp[];
+  list: boolean;
+  world: World;
+  seed: number;
+  repeat: number;
+  jobs: number;
+  failFast: boolean;
+  defects: DefectSwitch[];
+  junit: string;
+  json?: string;
+  artifacts: string;
 }
 
-const tier = values.tier as Tier;
-if (!TIERS.includes(tier)) die(`--tier must be one of ${TIERS.join("|")}`);
-if (values.seed !== undefined && !/^\d+$/.test(values.seed)) die("--seed must be a non-negative integer");
-const repeat = Number(values.repeat);
-if (!Number.isInteger(repeat) || repeat < 1) die("--repeat must be a positive integer");
-const seed = values.seed !== undefined ? Number(values.seed) : runSeed();
-
-if (!isWorldName(values.backend!)) die(`--backend must be one of ${WORLD_NAMES.join("|")}`);
-const world = worldByName(values.backend!);
-const backend = world.name;
-const selected = ALL_CASES.filter((c) => inTier(c, tier) && matchesFilter(c.name, values.filter));
-if (values.list) {
-  for (const c of selected) console.log(`${c.tier.padEnd(5)} ${c.name.padEnd(64)} ${c.why}`);
-  Deno.exit(0);
+function positive(text: string, what: string): number {
+  if (!/^[1-9]\d*$/.test(text)) throw new UsageError(`${what} must be a positive integer, got '${text}'`);
+  return Number(text);
 }
-if (selected.length === 0) die(`no case matches tier '${tier}' and filter '${values.filter ?? ""}'`);
+
+/** The options of a matrix run, or "help"; a bad option or value is a UsageError (exit 2). */
+export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
+  // node:util takes "--seed -1" for a missing value; a negative number is a bad value, said as such.
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (/^--(seed|repeat|jobs)$/.test(args[i]) && /^-\d/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[++i]}`);
+    } else joined.push(args[i]);
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: joined,
+      options: {
+        tier: { type: "string" },
+        filter: { type: "string", multiple: true },
+        regex: { type: "string", multiple: true },
+        seed: { type: "string" },
+        repeat: { type: "string", default: "1" },
+        jobs: { type: "string", default: "1" },
+        "fail-fast": { type: "boolean", default: false },
+        defect: { type: "string", multiple: true },
+        junit: { type: "string", default: "junit-matrix.xml" },
+        json: { type: "string" },
+        artifacts: { type: "string", default: "artifacts" },
+        list: { type: "boolean", default: false },
+        backend: { type: "string", default: "engine" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (e) {
+    // node:util's messages name the option; drop its error code prefix and any stack.
+    throw new UsageError(errorMessage(e).replace(/^\s*TypeError( \[\w+\])?: /, ""));
+  }
+  const v = parsed.values;
+  if (v.help) return "help";
+  const tier = v.tier;
+  if (tier !== undefined && !TIERS.some((t) => t === tier)) {
+    throw new UsageError(`--tier must be one of ${TIERS.join("|")}, got '${tier}'`);
+  }
+  if (!isWorldName(v.backend)) {
+    throw new UsageError(`--backend must be one of ${WORLD_NAMES.join("|")}, got '${v.backend}'`);
+  }
+  const regexes = (v.regex ?? []).map((p) => {
+    try {
+      return new RegExp(p);
+    } catch (e) {
+      throw new UsageError(`--regex '${p}' is not a regular expression: ${errorMessage(e)}`);
+    }
+  });
+  let seed: number;
+  let defects: DefectSwitch[];
+  try {
+    seed = v.seed !== undefined ? parseSeed(v.seed, "--seed") : crypto.getRandomValues(new Uint32Array(1))[0];
+    defects = (v.defect ?? []).flatMap((d) => parseDefects(d, "--defect"));
+  } catch (e) {
+    throw new UsageError(errorMessage(e));
+  }
+  return {
+    tier: TIERS.find((t) => t === tier),
+    filters: v.filter ?? [],
+    regexes,
+    list: v.list,
+    world: worldByName(v.backend),
+    seed,
+    repeat: positive(v.repeat, "--repeat"),
+    jobs: positive(v.jobs, "--jobs"),
+    failFast: v["fail-fast"],
+    defects,
+    junit: v.junit,
+    json: v.json,
+    artifacts: v.artifacts,
+  };
+}
+
+const WORLDS = WORLD_NAMES.map((n) => worldByName(n));
+
+/** `--list`: one line per case with its tier, family, the worlds that can run it and why it exists. */
+export function listLines(cases: readonly MigrationCase[]): string[] {
+  return cases.map((c) => {
+    const worlds = WORLDS.filter((w) => w.cannotRun(c) === null).map((w) => w.name).join(",") || "-";
+    return `${c.tier.padEnd(5)} ${familyOf(c.name).padEnd(11)} ${
+      worlds.padEnd(11)
+    } ${c.name}\n      ${c.why}`;
+  });
+}
 
 const mb = (b?: number) => (b === undefined ? "-" : `${(b / 1e6).toFixed(1)} MB`);
 const ms = (t?: number) => (t === undefined ? "-" : `${Math.round(t)} ms`);
 
-console.log(
-  `migtest matrix: backend=${backend} tier=${tier} cases=${selected.length} repeat=${repeat} seed=${seed}`,
-);
-const results: CaseResult[] = [];
-const t0 = performance.now();
-for (let i = 0; i < repeat; i++) {
-  for (const c of selected) {
-    // Each repetition gets its own seed, derived from the run seed, so a repeat explores new schedules.
-    const caseSeed = (seed + i * 0x9e3779b9) >>> 0;
-    const skip = world.cannotRun(c);
-    if (skip) {
-      results.push({ name: c.name, ok: true, skipped: skip, seed: caseSeed, timeMs: 0, stats: {} });
-      console.log(`SKIP  ${c.name.padEnd(58)} ${skip}`);
-      continue;
-    }
-    const r = await runCase(c, { seed: caseSeed, world, artifactsDir: values.artifacts!, waitMs: 30_000 });
-    results.push(r);
-    const s = r.stats;
-    console.log(
-      `${r.ok ? "PASS" : "FAIL"}  ${c.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ` +
-        `downtime ${ms(s.downtimeMs).padStart(7)}  ${mb(s.transferredBytes).padStart(9)}  ` +
-        `syncs ${s.dirtySyncCount ?? "-"}`,
-    );
-    if (!r.ok) console.log(`      ${r.error!.message.split("\n").join("\n      ")}`);
-  }
-}
-const wall = (performance.now() - t0) / 1000;
-await Deno.writeTextFile(values.junit!, junitXml(`migtest.${backend}.${tier}`, results));
-
-const failed = results.filter((r) => !r.ok);
-const skipped = results.filter((r) => r.skipped);
-console.log(
-  `\n${"case".padEnd(60)} ${"result".padEnd(6)} ${"time".padStart(8)} ${"downtime".padStart(9)} ${
-    "transferred".padStart(11)
-  } ${"syncs".padStart(5)}`,
-);
-for (const r of results) {
+function caseLine(r: CaseResult, repeat: number): string {
   const s = r.stats;
-  console.log(
-    `${r.name.padEnd(60)} ${(r.skipped ? "skip" : r.ok ? "pass" : "FAIL").padEnd(6)} ${
-      (r.timeMs / 1000).toFixed(2).padStart(6)
-    } s ${ms(s.downtimeMs).padStart(9)} ${mb(s.transferredBytes).padStart(11)} ${
-      String(s.dirtySyncCount ?? "-").padStart(5)
-    }`,
+  const result = r.skipped !== undefined ? "SKIP" : r.ok ? "PASS" : "FAIL";
+  if (r.skipped !== undefined) return `SKIP  ${r.name.padEnd(58)} ${r.skipped}`;
+  return `${result}  ${r.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ` +
+    `downtime ${ms(s.downtimeMs).padStart(7)}  ${mb(s.transferredBytes).padStart(9)}  ` +
+    `syncs ${s.dirtySyncCount ?? "-"}${repeat > 1 ? `  seed ${r.seed}` : ""}`;
+}
+
+/** Per case run: which repetition, and the seed it got. */
+interface Run {
+  c: MigrationCase;
+  repetition: number;
+  seed: number;
+}
+
+export interface MatrixOutcome {
+  results: CaseResult[];
+  interrupted: boolean;
+  wallMs: number;
+}
+
+/** Runs the selected cases; `signal` (Ctrl-C) stops the running ones and starts no more. */
+export async function runMatrix(
+  opts: MatrixOptions,
+  cases: readonly MigrationCase[],
+  signal: AbortSignal,
+  print: (line: string) => void,
+): Promise<MatrixOutcome> {
+  const runs: Run[] = [];
+  for (let i = 0; i < opts.repeat; i++) {
+    // Each repetition gets its own seed, derived from the run seed, so a repeat explores new data.
+    const seed = (opts.seed + i * 0x9e3779b9) >>> 0;
+    for (const c of cases) runs.push({ c, repetition: i, seed });
+  }
+  const results: (CaseResult | undefined)[] = new Array(runs.length);
+  const t0 = performance.now();
+  let next = 0;
+  let stop = false;
+  const worker = async () => {
+    while (!stop && !signal.aborted && next < runs.length) {
+      const i = next++;
+      const { c, repetition, seed } = runs[i];
+      const skip = opts.world.cannotRun(c);
+      const r: CaseResult = skip
+        ? { name: c.name, ok: true, skipped: skip, seed, timeMs: 0, stats: {} }
+        : await runCase(c, {
+          seed,
+          world: opts.world,
+          artifactsDir: opts.artifacts,
+          artifactsSuffix: opts.repeat > 1 ? `-rep${repetition + 1}` : undefined,
+          waitMs: 30_000,
+          signal,
+          defects: opts.defects,
+        });
+      results[i] = r;
+      print(caseLine(r, opts.repeat));
+      if (!r.ok) {
+        print(`      ${r.error!.message.split("\n").join("\n      ")}`);
+        if (opts.failFast) stop = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.jobs, runs.length) }, worker));
+  return {
+    results: results.filter((r): r is CaseResult => r !== undefined),
+    interrupted: signal.aborted,
+    wallMs: performance.now() - t0,
+  };
+}
+
+/** The summary: a table, the flaky tally of repeated cases, then every failure with its replay line. */
+export function summaryLines(opts: MatrixOptions, out: MatrixOutcome, selected: number): string[] {
+  const { results } = out;
+  const lines = [
+    "",
+    `${"case".padEnd(60)} ${"result".padEnd(6)} ${"time".padStart(8)} ${"downtime".padStart(9)} ${
+      "transferred".padStart(11)
+    } ${"syncs".padStart(5)}`,
+  ];
+  for (const r of results) {
+    const s = r.stats;
+    lines.push(
+      `${r.name.padEnd(60)} ${(r.skipped !== undefined ? "skip" : r.ok ? "pass" : "FAIL").padEnd(6)} ${
+        (r.timeMs / 1000).toFixed(2).padStart(6)
+      } s ${ms(s.downtimeMs).padStart(9)} ${mb(s.transferredBytes).padStart(11)} ${
+        String(s.dirtySyncCount ?? "-").padStart(5)
+      }`,
+    );
+  }
+  const failed = results.filter((r) => !r.ok);
+  const skipped = results.filter((r) => r.skipped !== undefined);
+  if (opts.repeat > 1) {
+    const byName = new Map<string, CaseResult[]>();
+    for (const r of results) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
+    const flaky = [...byName].filter(([, rs]) => rs.some((r) => !r.ok));
+    if (flaky.length) {
+      lines.push("", "repeated cases that failed:");
+      for (const [name, rs] of flaky) {
+        const bad = rs.filter((r) => !r.ok);
+        lines.push(
+          `  ${name}: ${bad.length}/${rs.length} failed (seeds ${bad.map((r) => r.seed).join(", ")})`,
+        );
+      }
+    }
+  }
+  const notRun = opts.repeat * selected - results.length;
+  lines.push(
+    "",
+    `${
+      results.length - failed.length - skipped.length
+    } passed, ${failed.length} failed, ${skipped.length} skipped` +
+      (notRun > 0 ? `, ${notRun} not run${out.interrupted ? " (interrupted)" : " (--fail-fast)"}` : "") +
+      ` (${(out.wallMs / 1000).toFixed(1)} s wall, backend=${opts.world.name}, seed=${opts.seed})`,
+  );
+  if (failed.length) {
+    lines.push("", "failed:");
+    for (const f of failed) {
+      const first = f.error?.message.split("\n")[0] ?? "failed";
+      lines.push(`  ${first}`);
+      if (f.artifacts) lines.push(`    artifacts: ${f.artifacts}`);
+      if (f.replay) lines.push(`    replay: ${f.replay[0]}`);
+    }
+  }
+  return lines;
+}
+
+/** The JSON report: the run and every case's result. */
+export function jsonReport(opts: MatrixOptions, out: MatrixOutcome): string {
+  return JSON.stringify(
+    {
+      run: {
+        world: opts.world.name,
+        tier: opts.tier ?? null,
+        seed: opts.seed,
+        repeat: opts.repeat,
+        interrupted: out.interrupted,
+        wallMs: Math.round(out.wallMs),
+      },
+      results: out.results.map((r) => ({
+        name: r.name,
+        family: familyOf(r.name),
+        result: r.skipped !== undefined ? "skip" : r.ok ? "pass" : "fail",
+        skipped: r.skipped,
+        seed: r.seed,
+        timeMs: Math.round(r.timeMs),
+        stats: r.stats,
+        error: r.error?.message,
+        artifacts: r.artifacts,
+        replay: r.replay,
+      })),
+    },
+    null,
+    2,
   );
 }
-console.log(
-  `\n${
-    results.length - failed.length - skipped.length
-  } passed, ${failed.length} failed, ${skipped.length} skipped ` +
-    `(${wall.toFixed(1)} s wall, backend=${backend}, seed=${seed})`,
-);
-console.log(`JUnit: ${values.junit}`);
-for (const f of failed) if (f.artifacts) console.log(`artifacts: ${f.artifacts}`);
-Deno.exit(failed.length ? 1 : 0);
+
+async function main(): Promise<number> {
+  let opts: MatrixOptions | "help";
+  try {
+    opts = parseMatrixArgs(Deno.args);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`matrix: ${e.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (opts === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const selected = selectCases(ALL_CASES, opts);
+  const what = `tier '${opts.tier ?? (opts.filters.length || opts.regexes.length ? "any" : "smoke")}'` +
+    `${opts.filters.map((f) => `, filter '${f}'`).join("")}${
+      opts.regexes.map((r) => `, regex ${r}`).join("")
+    }`;
+  if (selected.length === 0) {
+    console.error(`matrix: no case matches ${what} (deno task matrix --list --tier slow lists them all)`);
+    return 2;
+  }
+  if (opts.list) {
+    for (const line of listLines(selected)) console.log(line);
+    return 0;
+  }
+  console.log(
+    `migtest matrix: backend=${opts.world.name} ${what} cases=${selected.length} repeat=${opts.repeat} ` +
+      `jobs=${opts.jobs} seed=${opts.seed}`,
+  );
+  const interrupt = new AbortController();
+  const onSigint = () => {
+    if (!interrupt.signal.aborted) console.log("\nmatrix: interrupted: stopping the running cases");
+    interrupt.abort();
+  };
+  Deno.addSignalListener("SIGINT", onSigint);
+  let out: MatrixOutcome;
+  try {
+    out = await runMatrix(opts, selected, interrupt.signal, (l) => console.log(l));
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+  }
+  for (const line of summaryLines(opts, out, selected.length)) console.log(line);
+  await Deno.writeTextFile(
+    opts.junit,
+    junitXml(`migtest.${opts.world.name}.${opts.tier ?? "selected"}`, out.results),
+  );
+  console.log(`JUnit: ${opts.junit}`);
+  if (opts.json) {
+    await Deno.writeTextFile(opts.json, jsonReport(opts, out) + "\n");
+    console.log(`JSON: ${opts.json}`);
+  }
+  if (out.interrupted) return 130;
+  return out.results.some((r) => !r.ok) ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

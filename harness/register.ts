@@ -6,9 +6,8 @@
  *   seed per run, printed with every case), MIGTEST_BACKEND=engine|qemu|sim, MIGTEST_DEFECTS=side:name,…,
  *   MIGTEST_ARTIFACTS=DIR.
  */
-import { isDefect } from "../engine/testing/defects.ts";
 import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
-import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, runCase } from "./runner.ts";
+import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
 import { parseSeed } from "./select.ts";
 import { validateCases } from "./validate.ts";
 import { worldByName } from "./world/worlds.ts";
@@ -28,17 +27,6 @@ function missingPermissions(): string[] {
   return NEEDED.filter((p) => Deno.permissions.querySync(p).state !== "granted").map((p) =>
     `--allow-${p.name}`
   );
-}
-
-/** `side:defect,side:defect` (MIGTEST_DEFECTS, `--defect`). */
-export function parseDefects(text: string, what: string): DefectSwitch[] {
-  return text.split(",").filter(Boolean).map((item) => {
-    const [side, defect] = item.split(":");
-    if ((side !== "src" && side !== "dst") || defect === undefined || !isDefect(defect)) {
-      throw new RangeError(`${what}: '${item}' is not src:DEFECT or dst:DEFECT with a known defect`);
-    }
-    return { side, defect };
-  });
 }
 
 export interface CaseEnvironment {

@@ -3,7 +3,7 @@
  * interrupted), checks that both sides exit cleanly, saves artifacts on failure and builds a failure
  * message that ends with the lines that replay it.
  */
-import type { DefectName } from "../engine/testing/defects.ts";
+import { type DefectName, isDefect } from "../engine/testing/defects.ts";
 import type { MigrationCase, Side } from "./case.ts";
 import { type CaseStats, MigrationPair } from "./framework.ts";
 import { runFlow } from "./flows/mod.ts";
@@ -16,6 +16,17 @@ import type { World } from "./world/world.ts";
 export interface DefectSwitch {
   side: Side;
   defect: DefectName;
+}
+
+/** `side:defect,side:defect` (MIGTEST_DEFECTS, `--defect`). */
+export function parseDefects(text: string, what: string): DefectSwitch[] {
+  return text.split(",").filter(Boolean).map((item) => {
+    const [side, defect] = item.split(":");
+    if ((side !== "src" && side !== "dst") || defect === undefined || !isDefect(defect)) {
+      throw new RangeError(`${what}: '${item}' is not src:DEFECT or dst:DEFECT with a known defect`);
+    }
+    return { side, defect };
+  });
 }
 
 export interface RunOptions {

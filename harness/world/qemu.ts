@@ -7,7 +7,6 @@
 import { pageDigests } from "../../engine/testing/ram_digest.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { MigrationCase } from "../case.ts";
-import type { QmpClient } from "../qmp_client.ts";
 import { ProcessSide } from "./process_side.ts";
 import { QemuProcess } from "./qemu_process.ts";
 import type { DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
