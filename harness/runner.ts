@@ -46,6 +46,8 @@ export interface RunOptions {
   /** Known defects to switch on besides the case's own. */
   defects?: readonly DefectSwitch[];
   log?: (msg: string) => void;
+  /** Called every 250 ms while the case runs with its samples so far (the matrix's ProgressLine). */
+  onProgress?: (samples: readonly Sample[], elapsedMs: number) => void;
 }
 
 export interface CaseResult {
@@ -69,6 +71,7 @@ export function caseSlug(name: string): string {
 }
 
 export const DEFAULT_CASE_TIMEOUT_MS = 120_000;
+const PROGRESS_MS = 250;
 
 /** What a replay must repeat besides the case and the seed. */
 export interface ReplayContext {
@@ -126,6 +129,9 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     pair?.close().catch(() => {});
   };
   const timer = setTimeout(() => abort(`case timed out after ${limit} ms`), limit);
+  const onProgress = opts.onProgress;
+  const ticker = onProgress &&
+    setInterval(() => pair && onProgress(pair.samples, performance.now() - t0), PROGRESS_MS);
   const onSignal = () => abort("interrupted");
   if (opts.signal?.aborted) onSignal();
   opts.signal?.addEventListener("abort", onSignal);
@@ -143,6 +149,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     error = e instanceof Error ? e : new Error(String(e));
   } finally {
     clearTimeout(timer);
+    clearInterval(ticker);
     opts.signal?.removeEventListener("abort", onSignal);
   }
   if (aborted) {

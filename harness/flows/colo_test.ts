@@ -13,8 +13,16 @@ const short: ColoCase = {
 };
 
 Deno.test("COLO flow: checkpoints, their latencies and the failover time are in the case's stats", async () => {
-  const r = await runCase(short, { seed: 1, artifactsDir: null });
+  const seen: number[] = [];
+  const r = await runCase(short, {
+    seed: 1,
+    artifactsDir: null,
+    onProgress: (samples, elapsedMs) => seen.push(samples.length, elapsedMs),
+  });
   assert.ok(r.ok, r.error?.message);
+  // The matrix's progress line is fed while the case runs: growing samples, growing time.
+  assert.ok(seen.length >= 4, `onProgress called ${seen.length / 2} times`);
+  assert.ok(seen.at(-2)! > seen[0] && seen.at(-1)! > seen[1]);
   const colo = r.stats.colo;
   assert.ok(colo, "no COLO statistics");
   // The primary counts a checkpoint at its vmstate-loaded: the last checked one may not get there before
