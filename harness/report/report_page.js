@@ -1,5 +1,6 @@
 // The report page's own script (inlined by html.ts after uPlot): the filters, the charts, and a
-// self-check a headless browser can read: <body data-canvases data-painted data-rows data-chart-errors>.
+// self-check a headless browser can read: <body data-rows data-rows-shown data-canvases data-painted
+// data-chart-errors data-report-ready>.
 // It runs in the browser, not in Deno, so it uses only the DOM and the uPlot global.
 (function () {
   "use strict";
@@ -20,7 +21,18 @@
     const label = document.getElementById("shown");
     if (label) label.textContent = `${shown} of ${rows.length} cases shown`;
   }
-  for (const s of selects) s.addEventListener("change", applyFilters);
+  // The filters live in the URL hash too (#result=fail&family=colo): a link keeps its view.
+  const fromHash = new URLSearchParams(location.hash.slice(1));
+  for (const s of selects) {
+    const v = fromHash.get(s.dataset.filter);
+    if (v !== null && Array.from(s.options).some((o) => o.value === v)) s.value = v;
+    s.addEventListener("change", () => {
+      applyFilters();
+      const q = new URLSearchParams();
+      for (const x of selects) if (x.value) q.set(x.dataset.filter, x.value);
+      history.replaceState(null, "", q.toString() ? `#${q}` : location.pathname);
+    });
+  }
   if (selects.length) applyFilters();
 
   const COLORS = {
@@ -76,6 +88,8 @@
     }
   }
 
+  // Counts and sizes start at 0, so a chart does not magnify a small change.
+  const fromZero = (_u, _min, max) => [0, max > 0 ? max * 1.05 : 1];
   const xAxis = (label) => ({ label, size: 36, labelSize: 16 });
   // uPlot takes an explicit `scale: undefined` as a scale named "undefined": set it only when given.
   const yAxis = (label, scale, side) =>
@@ -111,7 +125,7 @@
         into,
         "bytes sent (MB)",
         {
-          scales: x,
+          scales: Object.assign({ y: { range: fromZero } }, x),
           axes: [xAxis("s"), yAxis("MB")],
           series: [{ label: "s" }, line("sent", COLORS.sent, "y", true)],
         },
@@ -153,7 +167,10 @@
       const n = c.colo.latencyMs.map((_, i) => i + 1);
       chart(into, "checkpoint latency (ms, request → vmstate-loaded)", {
         scales: { x: { time: false } },
-        axes: [xAxis("checkpoint"), yAxis("ms")],
+        axes: [
+          Object.assign(xAxis("checkpoint"), { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }),
+          yAxis("ms"),
+        ],
         series: [{ label: "#" }, {
           label: "latency",
           stroke: COLORS.latency,
@@ -168,9 +185,12 @@
       chart(into, "checkpoint latency histogram", {
         scales: {
           x: { time: false, range: [lo, hi] },
-          y: { range: (_u, _min, max) => [0, Math.max(1, max)] },
+          y: { range: fromZero },
         },
-        axes: [xAxis("ms"), yAxis("checkpoints")],
+        axes: [
+          xAxis("ms"),
+          Object.assign(yAxis("checkpoints"), { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }),
+        ],
         series: [{ label: "ms" }, {
           label: "count",
           stroke: COLORS.hist,
@@ -196,6 +216,7 @@
 
   function selfCheck() {
     body.dataset.rows = String(document.querySelectorAll("tr.case").length);
+    body.dataset.rowsShown = String(document.querySelectorAll("tr.case:not(.hidden)").length);
     body.dataset.canvases = String(document.querySelectorAll("canvas").length);
     body.dataset.painted = String(plots.filter(painted).length);
     body.dataset.chartErrors = String(errors);
