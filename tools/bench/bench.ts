@@ -8,9 +8,12 @@
  * 3. The wall time of the whole smoke tier.
  *
  * The measurements are in measure.ts, the statistics in stats.ts; this file runs them and prints.
+ * `--html FILE` also writes the ratios as bars (harness/report/html.ts); the printed lines stay the same.
  */
+import { parseArgs } from "node:util";
 import { ALL_CASES } from "../../cases/all.ts";
 import { inTier } from "../../harness/case.ts";
+import { type BenchRatio, renderBenchHtml } from "../../harness/report/html.ts";
 import { runCase } from "../../harness/runner.ts";
 import {
   codecLimit,
@@ -22,6 +25,10 @@ import {
 import { fmt, gb, mean, median, pct } from "./stats.ts";
 
 const RUNS = 3;
+const { values: flags } = parseArgs({ args: Deno.args, options: { html: { type: "string" } }, strict: true });
+const startedAt = new Date();
+const ratios: BenchRatio[] = [];
+const notes: string[] = [];
 
 console.log(`migtest bench (${RUNS} runs each, medians)`);
 const raw: number[] = [];
@@ -40,6 +47,13 @@ const engM = median(eng);
 console.log(`raw unix socket (2 Deno processes, 1 MiB writes): ${gb(rawM)}`);
 console.log(`engine non-live precopy, 256 MiB random RAM, unix: ${gb(engM)}`);
 console.log(`ratio engine/raw: ${(engM / rawM * 100).toFixed(0)}%  (aim: >= 60%)`);
+ratios.push({
+  name: "engine non-live precopy, 256 MiB random RAM",
+  baseline: "raw unix socket",
+  ratio: engM / rawM,
+  aim: 0.6,
+  detail: `${gb(engM)} of ${gb(rawM)}`,
+});
 
 // Multifd: nocomp with 1/2/4 channels against the same raw baseline and plain precopy; compressed
 // modes on compressible pages (4 random bits per byte) against node:zlib alone on such pages.
@@ -52,13 +66,17 @@ for (const channels of [1, 2, 4]) {
       `(${(m / rawM * 100).toFixed(0)}% of raw, ${(m / engM * 100).toFixed(0)}% of plain precopy), ` +
       `${(runs[0].bytes / 1e6).toFixed(0)} MB on the wire`,
   );
+  const name = `multifd nocomp, ${channels} channel(s)`;
+  ratios.push({ name, baseline: "raw unix socket", ratio: m / rawM, detail: `${gb(m)} of ${gb(rawM)}` });
+  ratios.push({ name, baseline: "plain precopy", ratio: m / engM, detail: `${gb(m)} of ${gb(engM)}` });
 }
 const plainCompressible = await enginePrecopyThroughput(4000, { entropyBits: 4 });
-console.log(
+notes.push(
   `plain precopy, compressible RAM: ${gb(plainCompressible.bps)}, ${
     (plainCompressible.bytes / 1e6).toFixed(0)
   } MB on the wire`,
 );
+console.log(notes.at(-1));
 for (const compression of ["zlib", "zstd"] as const) {
   const r = await enginePrecopyThroughput(5000, { channels: 4, compression, entropyBits: 4 });
   const limit = await codecLimit(compression, 4);
@@ -67,12 +85,26 @@ for (const compression of ["zlib", "zstd"] as const) {
       `${(r.bytes / 1e6).toFixed(0)} MB on the wire; node:zlib ${compression} alone: ${gb(limit)} ` +
       `=> ${(r.bps / limit * 100).toFixed(0)}% of the codec limit (aim >= 70%)`,
   );
+  ratios.push({
+    name: `multifd ${compression} (4 channels, level 1), compressible RAM`,
+    baseline: `node:zlib ${compression} alone`,
+    ratio: r.bps / limit,
+    aim: 0.7,
+    detail: `${gb(r.bps)} of ${gb(limit)}`,
+  });
 }
 
 const lat = await qmpLatencyDuringLoad(7);
 console.log(`destination QMP query-migrate round trip, idle:        ${fmt(lat.idle)}`);
 console.log(`destination QMP query-migrate round trip, during load: ${fmt(lat.load)}`);
 console.log(`ratio p99 load/idle: ${(pct(lat.load, 0.99) / pct(lat.idle, 0.99)).toFixed(1)}x`);
+ratios.push({
+  name: "destination QMP query-migrate p99, during a load",
+  baseline: "idle",
+  ratio: pct(lat.load, 0.99) / pct(lat.idle, 0.99),
+  lowerIsBetter: true,
+  detail: `${pct(lat.load, 0.99).toFixed(2)} ms vs ${pct(lat.idle, 0.99).toFixed(2)} ms`,
+});
 
 // COLO: per-checkpoint latency on the 128 MiB guest, beside upstream's commit message (10 GbE, 6 GB
 // Windows guest, memory transfer time per checkpoint).
@@ -86,7 +118,7 @@ for (const multifd of [false, true]) {
   for (const loaded of [false, true]) {
     const key = `${multifd ? "multifd" : "plain"} ${loaded ? "loaded" : "idle"}`;
     const r = await coloCheckpoints(multifd, loaded);
-    console.log(
+    notes.push(
       `COLO ${key.padEnd(14)}: checkpoint mean ${mean(r.latency).toFixed(2)} ms, p99 ${
         pct(r.latency, 0.99).toFixed(2)
       } ms; ` +
@@ -94,6 +126,7 @@ for (const multifd of [false, true]) {
         `secondary QMP p99 ${pct(r.qmp, 0.99).toFixed(2)} ms (n=${r.qmp.length})` +
         `  (upstream: ${UPSTREAM[key]})`,
     );
+    console.log(notes.at(-1));
   }
 }
 
@@ -104,7 +137,9 @@ for (const c of smoke) {
   const r = await runCase(c, { seed: 1, artifactsDir: null });
   if (!r.ok) failed++;
 }
-console.log(
+notes.push(
   `smoke tier: ${smoke.length} cases in ${((performance.now() - t0) / 1000).toFixed(1)} s wall` +
     (failed ? ` (${failed} FAILED)` : ""),
 );
+console.log(notes.at(-1));
+if (flags.html) await Deno.writeTextFile(flags.html, renderBenchHtml({ startedAt, ratios, notes }));

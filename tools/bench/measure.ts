@@ -1,7 +1,8 @@
 /**
  * What the bench measures, one function per measurement: the raw unix-socket baseline, engine precopy
  * (plain and multifd), node:zlib alone as the codec limit, destination QMP latency during a load, and
- * COLO checkpoints. bench.ts runs them and prints the ratios.
+ * COLO checkpoints. bench.ts runs them and prints the ratios. The pairs run without the query-migrate
+ * sampler (sampleMs 0): its polls would share the QMP connection whose latency is measured.
  */
 import type { MigrationParameters } from "../../engine/options.ts";
 import { MigrationPair } from "../../harness/framework.ts";
@@ -77,7 +78,7 @@ export async function enginePrecopyThroughput(
     srcParams: params,
     dstParams: params,
     defer: !!opts.channels,
-  }, { seed, world: engineWorld, waitMs: 60_000, log: () => {} });
+  }, { seed, world: engineWorld, waitMs: 60_000, sampleMs: 0, log: () => {} });
   try {
     if (opts.channels) await migrateIncoming(pair, `unix:${pair.migsocket}`);
     await pair.src.qmp.execute("stop");
@@ -144,7 +145,7 @@ export async function qmpLatencyDuringLoad(seed: number): Promise<{ idle: number
     machine: "pc-256",
     workload: { kind: "idle" },
     transport: "unix",
-  }, { seed, world: engineWorld, waitMs: 60_000, log: () => {} });
+  }, { seed, world: engineWorld, waitMs: 60_000, sampleMs: 0, log: () => {} });
   const rtt = async () => {
     const t = performance.now();
     const s = await pair.dst.qmp.execute<{ status?: string }>("query-migrate");
@@ -194,7 +195,7 @@ export async function coloCheckpoints(multifd: boolean, loaded: boolean, count =
     caps: multifd ? ["x-colo", "multifd"] : ["x-colo"],
     srcParams: { ...params, "x-checkpoint-delay": 100 },
     dstParams: params,
-  }, { seed: 1, world: engineWorld, waitMs: 60_000, log: () => {} });
+  }, { seed: 1, world: engineWorld, waitMs: 60_000, sampleMs: 0, log: () => {} });
   type Info = {
     primary: { checkpoints: number; stats: { latency: number; pause: number; ramPages: number }[] };
   };
