@@ -64,10 +64,10 @@ export function runSeed(): number {
 }
 
 /**
- * The tests of a case table (validated first). Without the permissions cases need, each test is
+ * The tests of a case table (validated first; the world prepared, e.g. its QEMU binaries probed). Without the permissions cases need, each test is
  * ignored and one line says which flags are missing (bare `deno test` loads every module).
  */
-export function caseTests(cases: readonly MigrationCase[]): Deno.TestDefinition[] {
+export async function caseTests(cases: readonly MigrationCase[]): Promise<Deno.TestDefinition[]> {
   validateCases(cases);
   const missing = missingPermissions();
   if (missing.length) {
@@ -75,6 +75,7 @@ export function caseTests(cases: readonly MigrationCase[]): Deno.TestDefinition[
     return cases.map((c) => ({ name: c.name, ignore: true, fn: () => {} }));
   }
   const env = caseEnvironment();
+  await env.world.prepare?.();
   return cases.map((c) => {
     const skip = env.world.cannotRun(c);
     // Reported, never silently passed: the reason is printed and the test shows as ignored.

@@ -9,7 +9,7 @@ import { type CaseStats, MigrationPair } from "./framework.ts";
 import { runFlow } from "./flows/mod.ts";
 import { exactNameRegex } from "./select.ts";
 import { engineWorld } from "./world/engine.ts";
-import type { World } from "./world/world.ts";
+import type { KnownBug, World } from "./world/world.ts";
 
 /** A known defect switched on for a run, on one side (`--defect dst:multifd-no-recv-sync`). */
 export interface DefectSwitch {
@@ -44,6 +44,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Known defects to switch on besides the case's own. */
   defects?: readonly DefectSwitch[];
+  /** A known bug of the world the case hits (default: what the world says). */
+  knownBug?: KnownBug | null;
   log?: (msg: string) => void;
 }
 
@@ -59,6 +61,10 @@ export interface CaseResult {
   artifacts?: string;
   /** The lines that run this case again exactly (set when it failed). */
   replay?: string[];
+  /** It failed the way a known bug makes it fail (ok stays true: expected). */
+  xfail?: KnownBug;
+  /** A known bug did not happen: the table of known bugs needs a look (ok is false). */
+  xpass?: KnownBug;
 }
 
 export function caseSlug(name: string): string {
@@ -172,6 +178,28 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   }
   await pair?.removeDir();
   const timeMs = performance.now() - t0;
+  const bug = opts.knownBug !== undefined ? opts.knownBug : opts.world?.knownBug?.(c) ?? null;
+  if (bug && error && bug.symptom.test(error.message)) {
+    log(`XFAIL ${c.name}: known bug ${bug.id} (${bug.versions}): ${bug.summary}`);
+    return {
+      name: c.name,
+      ok: true,
+      seed: opts.seed,
+      timeMs,
+      stats: pair?.stats ?? {},
+      artifacts,
+      xfail: bug,
+      error,
+    };
+  }
+  let xpass: KnownBug | undefined;
+  if (bug && !error) {
+    xpass = bug;
+    error = new Error(
+      `XPASS: known bug ${bug.id} (${bug.versions}) did not happen: ${bug.summary}. If it is fixed in this ` +
+        "version, narrow the bug's versions in the world's table of known bugs",
+    );
+  }
   if (error) {
     const msg = `${c.name} failed (seed=${opts.seed}): ${error.message}\n` +
       (artifacts ? `artifacts: ${artifacts}\n` : "") +
@@ -187,5 +215,6 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     error,
     artifacts,
     replay: error ? replay : undefined,
+    xpass,
   };
 }
