@@ -3,6 +3,7 @@
  * (plain and multifd), node:zlib alone as the codec limit, destination QMP latency during a load, and
  * COLO checkpoints. bench.ts runs them and prints the ratios.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { MigrationParameters } from "../../engine/options.ts";
 import { MigrationPair } from "../../harness/framework.ts";
 import { connectUri, migrateIncoming } from "../../harness/migration_qmp.ts";
@@ -209,7 +210,7 @@ export async function coloCheckpoints(multifd: boolean, loaded: boolean, count =
         const t = performance.now();
         await pair.dst.qmp.execute("query-migrate");
         qmp.push(performance.now() - t);
-        await new Promise((r) => setTimeout(r, 2));
+        await sleep(2);
       }
     })();
     const info = await pair.wait(`${count + 1} COLO checkpoints`, async () => {
