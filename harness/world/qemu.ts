@@ -7,7 +7,6 @@
 import { pageDigests } from "../../engine/testing/ram_digest.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { MigrationCase } from "../case.ts";
-import type { QmpClient } from "../qmp_client.ts";
 import { ProcessSide } from "./process_side.ts";
 import { QemuProcess } from "./qemu_process.ts";
 import type { DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
@@ -120,6 +119,13 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
 
   deviceState(): Promise<DeviceState | Unavailable> {
     return Promise.resolve({ unavailable: "QEMU has no command that returns device state field by field" });
+  }
+
+  captureMainChannel(): Promise<Unavailable> {
+    return Promise.resolve({
+      unavailable:
+        "QEMU has no command that tees its outgoing migration stream (x-test-capture is the model's)",
+    });
   }
 }
 
