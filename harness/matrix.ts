@@ -36,6 +36,9 @@ Output:
   --junit FILE        JUnit XML (default junit-matrix.xml), one suite per family, <skipped> with reasons
   --json FILE         every case's result, seed, timings and statistics
   --artifacts DIR     a folder per failed case (default artifacts)
+  --keep              keep the folder of passing cases too
+  --capture           save each socket migration's main stream in the case's folder (deno task analyze reads
+                      it; with --keep for passing cases)
   --help              this text
 
 Example:
@@ -59,6 +62,8 @@ export interface MatrixOptions {
   junit: string;
   json?: string;
   artifacts: string;
+  keep: boolean;
+  capture: boolean;
 }
 
 function positive(text: string, what: string): number {
@@ -91,6 +96,8 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
         junit: { type: "string", default: "junit-matrix.xml" },
         json: { type: "string" },
         artifacts: { type: "string", default: "artifacts" },
+        keep: { type: "boolean", default: false },
+        capture: { type: "boolean", default: false },
         list: { type: "boolean", default: false },
         backend: { type: "string", default: "engine" },
         help: { type: "boolean", short: "h", default: false },
@@ -140,6 +147,8 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
     junit: v.junit,
     json: v.json,
     artifacts: v.artifacts,
+    keep: v.keep,
+    capture: v.capture,
   };
 }
 
@@ -218,6 +227,8 @@ export async function runMatrix(
           waitMs: 30_000,
           signal,
           defects: opts.defects,
+          keep: opts.keep,
+          capture: opts.capture,
         });
       results[i] = r;
       print(caseLine(r, opts.repeat));
@@ -274,9 +285,8 @@ export function summaryLines(opts: MatrixOptions, out: MatrixOutcome, selected: 
   const notRun = opts.repeat * selected - results.length;
   lines.push(
     "",
-    `${
-      results.length - failed.length - skipped.length
-    } passed, ${failed.length} failed, ${skipped.length} skipped` +
+    `${results.length - failed.length - skipped.length - xfailed.length} passed, ${failed.length} failed, ` +
+      `${skipped.length} skipped${xfailed.length ? `, ${xfailed.length} xfailed (known bugs)` : ""}` +
       (notRun > 0 ? `, ${notRun} not run${out.interrupted ? " (interrupted)" : " (--fail-fast)"}` : "") +
       ` (${(out.wallMs / 1000).toFixed(1)} s wall, backend=${opts.world.name}, seed=${opts.seed})`,
   );

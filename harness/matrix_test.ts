@@ -61,7 +61,7 @@ Deno.test("matrix --list: tier, family, the worlds that can run it, and why", ()
   const [a, b] = listLines([colo, plain]);
   assert.match(
     a,
-    /^full  colo +engine +\/migration\/colo\/plain\/primary_failover\n +every checkpoint exact/,
+    /^full {2}colo +engine +\/migration\/colo\/plain\/primary_failover\n +every checkpoint exact/,
   );
   assert.match(b, /^smoke precopy +engine,qemu +\/migration\/precopy\/unix\/plain\n +pages dirtied/);
 });

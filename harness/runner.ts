@@ -4,12 +4,13 @@
  * message that ends with the lines that replay it.
  */
 import { type DefectName, isDefect } from "../engine/testing/defects.ts";
-import type { MigrationCase, Side } from "./case.ts";
-import { type CaseStats, MigrationPair } from "./framework.ts";
+import { type MigrationCase, type Side, socketOptions } from "./case.ts";
+import { type CaseStats, type FinalStatus, MigrationPair } from "./framework.ts";
 import { runFlow } from "./flows/mod.ts";
+import { formatTranscript } from "./qmp_client.ts";
 import { exactNameRegex } from "./select.ts";
 import { engineWorld } from "./world/engine.ts";
-import type { KnownBug, World } from "./world/world.ts";
+import { isUnavailable, type KnownBug, type World } from "./world/world.ts";
 
 /** A known defect switched on for a run, on one side (`--defect dst:multifd-no-recv-sync`). */
 export interface DefectSwitch {
@@ -46,6 +47,13 @@ export interface RunOptions {
   defects?: readonly DefectSwitch[];
   /** A known bug of the world the case hits (default: what the world says). */
   knownBug?: KnownBug | null;
+  /** Keep the artifact folder of a passing case too (a failed case's is always kept). */
+  keep?: boolean;
+  /**
+   * Capture the source's main channel of a socket migration into `main-stream.mig` in the artifact
+   * folder (`deno task analyze` reads it); a world that cannot capture says why in the log.
+   */
+  capture?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -72,6 +80,22 @@ export function caseSlug(name: string): string {
 }
 
 export const DEFAULT_CASE_TIMEOUT_MS = 120_000;
+
+/** The captured main-channel stream, in the pair's directory and so in the artifact folder. */
+export const MAIN_STREAM_FILE = "main-stream.mig";
+
+/** The QMP messages that end failure.txt (the whole transcript is in qmp-transcript.txt). */
+export const FAILURE_TRANSCRIPT_TAIL = 40;
+
+/** Arms the capture of the source's main channel; where that cannot be, the log says why. */
+async function captureMainStream(pair: MigrationPair, c: MigrationCase, log: (msg: string) => void) {
+  if (!socketOptions(c)) {
+    log(`${c.name}: no stream capture: only socket migrations are captured (a file migration is its file)`);
+    return;
+  }
+  const armed = await pair.src.captureMainChannel(`${pair.dir}/${MAIN_STREAM_FILE}`);
+  if (isUnavailable(armed)) log(`${c.name}: no stream capture: ${armed.unavailable}`);
+}
 
 /** What a replay must repeat besides the case and the seed. */
 export interface ReplayContext {
@@ -141,6 +165,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
       log,
     });
     if (aborted) throw aborted;
+    if (opts.capture) await captureMainStream(pair, run, log);
     await runFlow(pair, run);
   } catch (e) {
     error = e instanceof Error ? e : new Error(String(e));
@@ -152,6 +177,13 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     error = new Error(
       `${(aborted as CaseAborted).message}${error && error !== aborted ? ` (${error.message})` : ""}`,
     );
+  }
+  // The sides' last word, before they are closed (a case cut short has had them closed already).
+  const transcriptEnd = pair?.transcript.length ?? 0;
+  let finalStatus: FinalStatus | undefined;
+  if (pair && opts.artifactsDir) {
+    if (aborted) await pair.close();
+    finalStatus = await pair.finalStatus();
   }
   if (pair) {
     const dstExited = pair.dstExited;
@@ -166,13 +198,18 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   }
   const replay = replayCommands(c.name, opts.seed, { world: opts.world?.name, defects: opts.defects });
   let artifacts: string | undefined;
-  if (error && pair && opts.artifactsDir) {
+  if ((error || opts.keep) && pair && opts.artifactsDir) {
     artifacts = `${opts.artifactsDir}/${caseSlug(c.name)}${opts.artifactsSuffix ?? ""}`;
-    await pair.saveArtifacts(artifacts);
+    await pair.saveArtifacts(artifacts, finalStatus);
+  }
+  if (error && pair && artifacts) {
+    const tail = pair.transcript.slice(Math.max(0, transcriptEnd - FAILURE_TRANSCRIPT_TAIL), transcriptEnd);
     await Deno.writeTextFile(
       `${artifacts}/failure.txt`,
       `${c.name}\nseed=${opts.seed}\n${error.stack ?? error.message}\n\nreplay: ${
         replay.join("\n    or: ")
+      }\n\nlast ${tail.length} QMP messages (all in qmp-transcript.txt):\n${
+        formatTranscript(tail).join("\n")
       }\n`,
     );
   }

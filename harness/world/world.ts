@@ -71,6 +71,11 @@ export interface Side {
   /** The first byte of every page in [start, end): what check_guests_ram reads. */
   firstBytes(start: number, end: number): Promise<Uint8Array>;
   deviceState(): Promise<DeviceState | Unavailable>;
+  /**
+   * Tees what this side sends on the main channel of the migrations it starts from now on into `path`
+   * (in the pair's directory), readable by `deno task analyze`; null once armed.
+   */
+  captureMainChannel(path: string): Promise<Unavailable | null>;
 
   /** Waits for the side to exit on its own (a destination quitting after a failed load). */
   waitExit(timeoutMs: number): Promise<Deno.CommandStatus>;
