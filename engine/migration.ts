@@ -177,7 +177,7 @@ export class MigrationState {
       finish = opened.finish;
       this.#checkCancelled();
       const faults = this.host.faults();
-      const f = new QEMUFileWriter(opened.link);
+      const f = new QEMUFileWriter(faults.mainChannel(opened.link));
       f.faults = faults.output();
       this.#f = f;
       const multifd = options.cap("multifd") ? await this.#multifdSetup(opened, faults) : null;

@@ -2,6 +2,7 @@
  * Source and destination engines in one process over in-memory links: the protocol code runs without
  * sockets, as the simulated-network tests will run it.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { Engine } from "./engine.ts";
@@ -25,7 +26,7 @@ Deno.test("in-process live precopy over a memory link: RAM and devices equal", a
   const { src: s, dst: d } = p;
   s.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
   d.engine.options.setCapabilities([{ capability: "return-path", state: true }]);
-  await new Promise((r) => setTimeout(r, 30)); // let the guest dirty memory
+  await sleep(30); // let the guest dirty memory
   p.migrate();
   await until("source completed", () => ["completed", "failed"].includes(s.engine.migration.status));
   await d.engine.incoming.join();
@@ -77,7 +78,7 @@ for (const compression of ["none", "zlib", "zstd"]) {
       e.options.params["multifd-channels"] = 4;
       e.options.params["multifd-compression"] = compression as "none" | "zlib" | "zstd";
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     // Channels connect before the main channel here: the destination must tell them apart by magic.
     p.migrate({ mainChannelDelayMs: 5 });
     await until("source done", () => ["completed", "failed"].includes(s.engine.migration.status));

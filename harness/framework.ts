@@ -9,6 +9,7 @@ import type { WorkloadSpec } from "../engine/guest/workload.ts";
 import type { MigrationStatus } from "../engine/migration_status.ts";
 import type { Capability, MigrationParameters } from "../engine/options.ts";
 import { type MigrationCase, socketOptions } from "./case.ts";
+import { errorMessage } from "../engine/error.ts";
 import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
 import { WaitAbort, waitFor } from "./wait.ts";
@@ -46,6 +47,9 @@ export class FlowError extends WaitAbort {
 }
 
 export type QmpStatus = Record<string, unknown>;
+
+/** Per side ("source", "target"): its last answers by command, or how it exited. */
+export type FinalStatus = Record<string, Record<string, unknown>>;
 
 export class MigrationPair {
   readonly transcript: QmpTranscriptEntry[] = [];
@@ -259,8 +263,33 @@ export class MigrationPair {
     return this.#closing;
   }
 
-  /** Copies logs, serial output and the QMP transcript into `to` (a failed case's artifacts). */
-  async saveArtifacts(to: string): Promise<void> {
+  /**
+   * What each side says last: query-migrate, and query-colo-status in a COLO case. Taken before the sides
+   * are closed (a failed case's artifacts); a side that has exited is noted as such, with its status.
+   */
+  async finalStatus(): Promise<FinalStatus> {
+    const out: FinalStatus = {};
+    for (const side of [this.src, this.dst]) {
+      if (!side) continue;
+      const exit = side.exitStatus;
+      if (exit) {
+        out[side.name] = { exited: { code: exit.code, signal: exit.signal } };
+        continue;
+      }
+      const ask = (command: string) =>
+        side.qmp.execute(command, {}, { timeoutMs: 2000 }).catch((e) => ({ "no-answer": errorMessage(e) }));
+      const answers: Record<string, unknown> = { "query-migrate": await ask("query-migrate") };
+      if (this.c.flow === "colo") answers["query-colo-status"] = await ask("query-colo-status");
+      out[side.name] = answers;
+    }
+    return out;
+  }
+
+  /**
+   * Copies logs, serial output, a captured stream and the QMP transcript into `to` (a failed or kept
+   * case's artifacts), with the final status of both sides when it was taken.
+   */
+  async saveArtifacts(to: string, finalStatus?: FinalStatus): Promise<void> {
     await Deno.mkdir(to, { recursive: true });
     for await (const e of Deno.readDir(this.dir)) {
       if (e.isFile && !e.name.endsWith(".qmp") && e.name !== "migsocket") {
@@ -268,6 +297,11 @@ export class MigrationPair {
       }
     }
     await Deno.writeTextFile(`${to}/qmp-transcript.txt`, formatTranscript(this.transcript).join("\n") + "\n");
+    if (finalStatus) {
+      // 64-bit counters arrive as bigints: written as decimal strings, exact.
+      const json = JSON.stringify(finalStatus, (_k, v) => typeof v === "bigint" ? v.toString() : v, 2);
+      await Deno.writeTextFile(`${to}/final-status.json`, json + "\n");
+    }
   }
 
   async removeDir(): Promise<void> {

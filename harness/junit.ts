@@ -22,6 +22,11 @@ function testcase(classname: string, r: CaseResult): string {
   if (r.skipped !== undefined) {
     return `${head}\n      <skipped message="${esc(r.skipped)}"/>${out}\n    </testcase>`;
   }
+  // An expected failure is reported as pytest does: skipped, with the bug it hit.
+  if (r.xfail) {
+    const why = `XFAIL: known bug ${r.xfail.id} (${r.xfail.versions}): ${r.xfail.summary}`;
+    return `${head}\n      <skipped type="xfail" message="${esc(why)}"/>${out}\n    </testcase>`;
+  }
   if (r.ok) return `${head}${out}\n    </testcase>`;
   const msg = r.error?.message ?? "failed";
   return `${head}\n      <failure message="${esc(msg.split("\n")[0])}">${
@@ -39,7 +44,7 @@ export function junitXml(run: string, results: readonly CaseResult[]): string {
   const count = (rs: readonly CaseResult[]) => ({
     tests: rs.length,
     failures: rs.filter((r) => !r.ok && r.skipped === undefined).length,
-    skipped: rs.filter((r) => r.skipped !== undefined).length,
+    skipped: rs.filter((r) => r.skipped !== undefined || r.xfail).length,
     time: (rs.reduce((t, r) => t + r.timeMs, 0) / 1000).toFixed(3),
   });
   const attrs = (c: ReturnType<typeof count>) =>

@@ -36,6 +36,9 @@ Output:
   --junit FILE        JUnit XML (default junit-matrix.xml), one suite per family, <skipped> with reasons
   --json FILE         every case's result, seed, timings and statistics
   --artifacts DIR     a folder per failed case (default artifacts)
+  --keep              keep the folder of passing cases too
+  --capture           save each socket migration's main stream in the case's folder (deno task analyze reads
+                      it; with --keep for passing cases)
   --help              this text
 
 Example:
@@ -59,6 +62,8 @@ export interface MatrixOptions {
   junit: string;
   json?: string;
   artifacts: string;
+  keep: boolean;
+  capture: boolean;
 }
 
 function positive(text: string, what: string): number {
@@ -91,6 +96,8 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
         junit: { type: "string", default: "junit-matrix.xml" },
         json: { type: "string" },
         artifacts: { type: "string", default: "artifacts" },
+        keep: { type: "boolean", default: false },
+        capture: { type: "boolean", default: false },
         list: { type: "boolean", default: false },
         backend: { type: "string", default: "engine" },
         help: { type: "boolean", short: "h", default: false },
@@ -140,6 +147,8 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
     junit: v.junit,
     json: v.json,
     artifacts: v.artifacts,
+    keep: v.keep,
+    capture: v.capture,
   };
 }
 
@@ -158,11 +167,17 @@ export function listLines(cases: readonly MigrationCase[]): string[] {
 const mb = (b?: number) => (b === undefined ? "-" : `${(b / 1e6).toFixed(1)} MB`);
 const ms = (t?: number) => (t === undefined ? "-" : `${Math.round(t)} ms`);
 
+/** PASS, FAIL, SKIP, XFAIL (a known bug happened) or XPASS (a known bug did not: look at it). */
+export function resultWord(r: CaseResult): string {
+  return r.skipped !== undefined ? "SKIP" : r.xfail ? "XFAIL" : r.xpass ? "XPASS" : r.ok ? "PASS" : "FAIL";
+}
+
 function caseLine(r: CaseResult, repeat: number): string {
   const s = r.stats;
-  const result = r.skipped !== undefined ? "SKIP" : r.ok ? "PASS" : "FAIL";
-  if (r.skipped !== undefined) return `SKIP  ${r.name.padEnd(58)} ${r.skipped}`;
-  return `${result}  ${r.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ` +
+  const result = resultWord(r).padEnd(5);
+  if (r.skipped !== undefined) return `${result} ${r.name.padEnd(58)} ${r.skipped}`;
+  if (r.xfail) return `${result} ${r.name.padEnd(58)} known bug ${r.xfail.id} (${r.xfail.versions})`;
+  return `${result} ${r.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ` +
     `downtime ${ms(s.downtimeMs).padStart(7)}  ${mb(s.transferredBytes).padStart(9)}  ` +
     `syncs ${s.dirtySyncCount ?? "-"}${repeat > 1 ? `  seed ${r.seed}` : ""}`;
 }
@@ -202,7 +217,7 @@ export async function runMatrix(
       const i = next++;
       const { c, repetition, seed } = runs[i];
       const skip = opts.world.cannotRun(c);
-      const r: CaseResult = skip
+      const r: CaseResult = skip !== null
         ? { name: c.name, ok: true, skipped: skip, seed, timeMs: 0, stats: {} }
         : await runCase(c, {
           seed,
@@ -212,6 +227,8 @@ export async function runMatrix(
           waitMs: 30_000,
           signal,
           defects: opts.defects,
+          keep: opts.keep,
+          capture: opts.capture,
         });
       results[i] = r;
       print(caseLine(r, opts.repeat));
@@ -241,7 +258,7 @@ export function summaryLines(opts: MatrixOptions, out: MatrixOutcome, selected: 
   for (const r of results) {
     const s = r.stats;
     lines.push(
-      `${r.name.padEnd(60)} ${(r.skipped !== undefined ? "skip" : r.ok ? "pass" : "FAIL").padEnd(6)} ${
+      `${r.name.padEnd(60)} ${resultWord(r).toLowerCase().replace("fail", "FAIL").padEnd(6)} ${
         (r.timeMs / 1000).toFixed(2).padStart(6)
       } s ${ms(s.downtimeMs).padStart(9)} ${mb(s.transferredBytes).padStart(11)} ${
         String(s.dirtySyncCount ?? "-").padStart(5)
@@ -250,6 +267,7 @@ export function summaryLines(opts: MatrixOptions, out: MatrixOutcome, selected: 
   }
   const failed = results.filter((r) => !r.ok);
   const skipped = results.filter((r) => r.skipped !== undefined);
+  const xfailed = results.filter((r) => r.xfail);
   if (opts.repeat > 1) {
     const byName = new Map<string, CaseResult[]>();
     for (const r of results) byName.set(r.name, [...(byName.get(r.name) ?? []), r]);
@@ -267,9 +285,8 @@ export function summaryLines(opts: MatrixOptions, out: MatrixOutcome, selected: 
   const notRun = opts.repeat * selected - results.length;
   lines.push(
     "",
-    `${
-      results.length - failed.length - skipped.length
-    } passed, ${failed.length} failed, ${skipped.length} skipped` +
+    `${results.length - failed.length - skipped.length - xfailed.length} passed, ${failed.length} failed, ` +
+      `${skipped.length} skipped${xfailed.length ? `, ${xfailed.length} xfailed (known bugs)` : ""}` +
       (notRun > 0 ? `, ${notRun} not run${out.interrupted ? " (interrupted)" : " (--fail-fast)"}` : "") +
       ` (${(out.wallMs / 1000).toFixed(1)} s wall, backend=${opts.world.name}, seed=${opts.seed})`,
   );
@@ -300,7 +317,8 @@ export function jsonReport(opts: MatrixOptions, out: MatrixOutcome): string {
       results: out.results.map((r) => ({
         name: r.name,
         family: familyOf(r.name),
-        result: r.skipped !== undefined ? "skip" : r.ok ? "pass" : "fail",
+        result: resultWord(r).toLowerCase(),
+        knownBug: r.xfail?.id ?? r.xpass?.id,
         skipped: r.skipped,
         seed: r.seed,
         timeMs: Math.round(r.timeMs),
@@ -328,6 +346,7 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  await opts.world.prepare?.();
   const selected = selectCases(ALL_CASES, opts);
   const what = `tier '${opts.tier ?? (opts.filters.length || opts.regexes.length ? "any" : "smoke")}'` +
     `${opts.filters.map((f) => `, filter '${f}'`).join("")}${

@@ -4,6 +4,7 @@
  * way, --repeat's tally and per-repetition artifacts, and Ctrl-C (the summary and JUnit are still
  * written, nothing is left behind).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { ALL_CASES } from "../cases/all.ts";
 import { listLines, parseMatrixArgs, UsageError } from "./matrix.ts";
@@ -60,7 +61,7 @@ Deno.test("matrix --list: tier, family, the worlds that can run it, and why", ()
   const [a, b] = listLines([colo, plain]);
   assert.match(
     a,
-    /^full  colo +engine +\/migration\/colo\/plain\/primary_failover\n +every checkpoint exact/,
+    /^full {2}colo +engine +\/migration\/colo\/plain\/primary_failover\n +every checkpoint exact/,
   );
   assert.match(b, /^smoke precopy +engine,qemu +\/migration\/precopy\/unix\/plain\n +pages dirtied/);
 });
@@ -170,7 +171,7 @@ Deno.test({
         [...Deno.readDirSync(tmp)].some((e) => e.name.startsWith("migtest-") && e.isDirectory);
       await waitFor("the case's pair directory", pairDir, { timeoutMs: 30_000, intervalMs: 50 });
       // Let the engines come up and the migration start.
-      await new Promise((r) => setTimeout(r, 1500));
+      await sleep(1500);
       child.kill("SIGINT");
       const status = await child.status;
       const out = await stdout;

@@ -82,13 +82,21 @@ export async function connectUri(p: MigrationPair): Promise<string> {
   return `tcp:${inet.host}:${inet.port}`;
 }
 
+/**
+ * How long a wait for dirty-sync passes may take: twice the pair's wait, or the case's own limit when it
+ * sets a longer one (a pass at upstream's 3 MB/s takes about 30 s; runCase bounds the whole case anyway).
+ */
+export function passesTimeoutMs(waitMs: number, caseTimeoutMs?: number): number {
+  return Math.max(waitMs * 2, caseTimeoutMs ?? 0);
+}
+
 /** Waits until the source's dirty-sync-count reaches `passes`. */
 export async function waitPasses(p: MigrationPair, passes: number): Promise<void> {
   await p.wait(`dirty-sync-count ≥ ${passes} on the source`, async () => {
     const s = await p.status(p.src);
     if (s.status === "failed") throw new FlowError(`source failed: ${s["error-desc"]}`);
     return ((s.ram as Record<string, number> | undefined)?.["dirty-sync-count"] ?? 0) >= passes;
-  }, p.ctx.waitMs * 2);
+  }, passesTimeoutMs(p.ctx.waitMs, p.c.timeoutMs));
 }
 
 /** x-test-inject-fault on one side. */

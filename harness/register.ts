@@ -4,7 +4,7 @@
  * The environment is read when the tests are made, never at import:
  *   MIGTEST_TIER=smoke|full|slow (default full: smoke and full), MIGTEST_SEED=0…2^32−1 (default: one random
  *   seed per run, printed with every case), MIGTEST_BACKEND=engine|qemu|sim, MIGTEST_DEFECTS=side:name,…,
- *   MIGTEST_ARTIFACTS=DIR.
+ *   MIGTEST_ARTIFACTS=DIR, MIGTEST_KEEP=1 (keep passing cases' folders), MIGTEST_CAPTURE=1 (save main streams).
  */
 import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
@@ -35,9 +35,18 @@ export interface CaseEnvironment {
   world: World;
   defects: DefectSwitch[];
   artifactsDir: string;
+  keep: boolean;
+  capture: boolean;
 }
 
 let cachedSeed: number | undefined;
+
+/** A 0/1 switch from the environment (unset: off). */
+function flag(name: string): boolean {
+  const v = Deno.env.get(name) ?? "0";
+  if (v !== "0" && v !== "1") throw new RangeError(`${name} must be 0 or 1, got '${v}'`);
+  return v === "1";
+}
 
 /** The run's settings from the environment (one seed for the whole `deno test` run). */
 export function caseEnvironment(): CaseEnvironment {
@@ -55,6 +64,8 @@ export function caseEnvironment(): CaseEnvironment {
     world: worldByName(Deno.env.get("MIGTEST_BACKEND") ?? "engine"),
     defects: parseDefects(Deno.env.get("MIGTEST_DEFECTS") ?? "", "MIGTEST_DEFECTS"),
     artifactsDir: Deno.env.get("MIGTEST_ARTIFACTS") ?? "artifacts",
+    keep: flag("MIGTEST_KEEP"),
+    capture: flag("MIGTEST_CAPTURE"),
   };
 }
 
@@ -64,10 +75,10 @@ export function runSeed(): number {
 }
 
 /**
- * The tests of a case table (validated first). Without the permissions cases need, each test is
+ * The tests of a case table (validated first; the world prepared, e.g. its QEMU binaries probed). Without the permissions cases need, each test is
  * ignored and one line says which flags are missing (bare `deno test` loads every module).
  */
-export function caseTests(cases: readonly MigrationCase[]): Deno.TestDefinition[] {
+export async function caseTests(cases: readonly MigrationCase[]): Promise<Deno.TestDefinition[]> {
   validateCases(cases);
   const missing = missingPermissions();
   if (missing.length) {
@@ -75,6 +86,7 @@ export function caseTests(cases: readonly MigrationCase[]): Deno.TestDefinition[
     return cases.map((c) => ({ name: c.name, ignore: true, fn: () => {} }));
   }
   const env = caseEnvironment();
+  await env.world.prepare?.();
   return cases.map((c) => {
     const skip = env.world.cannotRun(c);
     // Reported, never silently passed: the reason is printed and the test shows as ignored.
@@ -88,6 +100,8 @@ export function caseTests(cases: readonly MigrationCase[]): Deno.TestDefinition[
           world: env.world,
           defects: env.defects,
           artifactsDir: env.artifactsDir,
+          keep: env.keep,
+          capture: env.capture,
           timeoutMs: c.timeoutMs ?? DEFAULT_CASE_TIMEOUT_MS,
           log: (m) => console.log(m),
         });

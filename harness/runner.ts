@@ -4,13 +4,14 @@
  * message that ends with the lines that replay it.
  */
 import { type DefectName, isDefect } from "../engine/testing/defects.ts";
-import type { MigrationCase, Side } from "./case.ts";
-import { type CaseStats, MigrationPair } from "./framework.ts";
+import { type MigrationCase, type Side, socketOptions } from "./case.ts";
+import { type CaseStats, type FinalStatus, MigrationPair } from "./framework.ts";
 import { runFlow } from "./flows/mod.ts";
 import type { Sample } from "./report/sampler.ts";
+import { formatTranscript } from "./qmp_client.ts";
 import { exactNameRegex } from "./select.ts";
 import { engineWorld } from "./world/engine.ts";
-import type { World } from "./world/world.ts";
+import { isUnavailable, type KnownBug, type World } from "./world/world.ts";
 
 /** A known defect switched on for a run, on one side (`--defect dst:multifd-no-recv-sync`). */
 export interface DefectSwitch {
@@ -45,6 +46,15 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Known defects to switch on besides the case's own. */
   defects?: readonly DefectSwitch[];
+  /** A known bug of the world the case hits (default: what the world says). */
+  knownBug?: KnownBug | null;
+  /** Keep the artifact folder of a passing case too (a failed case's is always kept). */
+  keep?: boolean;
+  /**
+   * Capture the source's main channel of a socket migration into `main-stream.mig` in the artifact
+   * folder (`deno task analyze` reads it); a world that cannot capture says why in the log.
+   */
+  capture?: boolean;
   log?: (msg: string) => void;
   /** Called every 250 ms while the case runs with its samples so far (the matrix's ProgressLine). */
   onProgress?: (samples: readonly Sample[], elapsedMs: number) => void;
@@ -64,6 +74,10 @@ export interface CaseResult {
   replay?: string[];
   /** query-migrate of both sides over time, with pass and status events (harness/report/sampler.ts). */
   samples?: Sample[];
+  /** It failed the way a known bug makes it fail (ok stays true: expected). */
+  xfail?: KnownBug;
+  /** A known bug did not happen: the table of known bugs needs a look (ok is false). */
+  xpass?: KnownBug;
 }
 
 export function caseSlug(name: string): string {
@@ -72,6 +86,22 @@ export function caseSlug(name: string): string {
 
 export const DEFAULT_CASE_TIMEOUT_MS = 120_000;
 const PROGRESS_MS = 250;
+
+/** The captured main-channel stream, in the pair's directory and so in the artifact folder. */
+export const MAIN_STREAM_FILE = "main-stream.mig";
+
+/** The QMP messages that end failure.txt (the whole transcript is in qmp-transcript.txt). */
+export const FAILURE_TRANSCRIPT_TAIL = 40;
+
+/** Arms the capture of the source's main channel; where that cannot be, the log says why. */
+async function captureMainStream(pair: MigrationPair, c: MigrationCase, log: (msg: string) => void) {
+  if (!socketOptions(c)) {
+    log(`${c.name}: no stream capture: only socket migrations are captured (a file migration is its file)`);
+    return;
+  }
+  const armed = await pair.src.captureMainChannel(`${pair.dir}/${MAIN_STREAM_FILE}`);
+  if (isUnavailable(armed)) log(`${c.name}: no stream capture: ${armed.unavailable}`);
+}
 
 /** What a replay must repeat besides the case and the seed. */
 export interface ReplayContext {
@@ -144,6 +174,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
       log,
     });
     if (aborted) throw aborted;
+    if (opts.capture) await captureMainStream(pair, run, log);
     await runFlow(pair, run);
   } catch (e) {
     error = e instanceof Error ? e : new Error(String(e));
@@ -156,6 +187,13 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     error = new Error(
       `${(aborted as CaseAborted).message}${error && error !== aborted ? ` (${error.message})` : ""}`,
     );
+  }
+  // The sides' last word, before they are closed (a case cut short has had them closed already).
+  const transcriptEnd = pair?.transcript.length ?? 0;
+  let finalStatus: FinalStatus | undefined;
+  if (pair && opts.artifactsDir) {
+    if (aborted) await pair.close();
+    finalStatus = await pair.finalStatus();
   }
   if (pair) {
     const dstExited = pair.dstExited;
@@ -170,18 +208,45 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   }
   const replay = replayCommands(c.name, opts.seed, { world: opts.world?.name, defects: opts.defects });
   let artifacts: string | undefined;
-  if (error && pair && opts.artifactsDir) {
+  if ((error || opts.keep) && pair && opts.artifactsDir) {
     artifacts = `${opts.artifactsDir}/${caseSlug(c.name)}${opts.artifactsSuffix ?? ""}`;
-    await pair.saveArtifacts(artifacts);
+    await pair.saveArtifacts(artifacts, finalStatus);
+  }
+  if (error && pair && artifacts) {
+    const tail = pair.transcript.slice(Math.max(0, transcriptEnd - FAILURE_TRANSCRIPT_TAIL), transcriptEnd);
     await Deno.writeTextFile(
       `${artifacts}/failure.txt`,
       `${c.name}\nseed=${opts.seed}\n${error.stack ?? error.message}\n\nreplay: ${
         replay.join("\n    or: ")
+      }\n\nlast ${tail.length} QMP messages (all in qmp-transcript.txt):\n${
+        formatTranscript(tail).join("\n")
       }\n`,
     );
   }
   await pair?.removeDir();
   const timeMs = performance.now() - t0;
+  const bug = opts.knownBug !== undefined ? opts.knownBug : opts.world?.knownBug?.(c) ?? null;
+  if (bug && error && bug.symptom.test(error.message)) {
+    log(`XFAIL ${c.name}: known bug ${bug.id} (${bug.versions}): ${bug.summary}`);
+    return {
+      name: c.name,
+      ok: true,
+      seed: opts.seed,
+      timeMs,
+      stats: pair?.stats ?? {},
+      artifacts,
+      xfail: bug,
+      error,
+    };
+  }
+  let xpass: KnownBug | undefined;
+  if (bug && !error) {
+    xpass = bug;
+    error = new Error(
+      `XPASS: known bug ${bug.id} (${bug.versions}) did not happen: ${bug.summary}. If it is fixed in this ` +
+        "version, narrow the bug's versions in the world's table of known bugs",
+    );
+  }
   if (error) {
     const msg = `${c.name} failed (seed=${opts.seed}): ${error.message}\n` +
       (artifacts ? `artifacts: ${artifacts}\n` : "") +
@@ -198,5 +263,6 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     artifacts,
     replay: error ? replay : undefined,
     samples: pair?.samples.length ? [...pair.samples] : undefined,
+    xpass,
   };
 }

@@ -88,3 +88,29 @@ Deno.test("colo qmp: status, heartbeat errors, cont refused mid-checkpoint, dela
   });
   assert.ok(s.machine.running, "the primary keeps running");
 });
+
+Deno.test("colo qmp: after the primary is lost mid-COLO, the takeover's reason is 'request' (from the failover state)", async () => {
+  // QEMU's qmp_query_colo_status derives the reason from the failover state alone: a checkpoint that
+  // failed before the failover was requested does not make a completed takeover an 'error'.
+  await using p = new InProcessPair({
+    names: ["primary", "secondary"],
+    workload: { kind: "random", seed: 4, hotPages: 64, hotPercent: 80 },
+    capabilities: ["x-colo"],
+  });
+  const [s, d] = [p.src.engine, p.dst.engine];
+  const dq = qmp(d);
+  s.options.params["x-checkpoint-delay"] = 50;
+  p.migrate({ returnPath: false });
+  await until("a checkpoint applied", () => (d.incoming.colo?.applied ?? 0) >= 1);
+  s.migration.yank();
+  await until("the secondary lost its primary", () => (d.incoming.colo?.lastError ?? null) !== null);
+  assert.equal((await dq("query-colo-status") as { reason: string }).reason, "none");
+  await dq("x-colo-lost-heartbeat");
+  await until("secondary completed", () => d.incoming.status === "completed");
+  assert.deepEqual(await dq("query-colo-status"), {
+    mode: "none",
+    "last-mode": "secondary",
+    reason: "request",
+  });
+  assert.ok(d.machine.running, "the secondary runs after the takeover");
+});

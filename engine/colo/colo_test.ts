@@ -2,6 +2,7 @@
  * COLO in one process over in-memory links: checkpoints keep the secondary equal to the primary (and the
  * cache equal to the secondary's RAM), and failover works on either side.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { InProcessPair } from "../testing/in_process.ts";
@@ -25,7 +26,7 @@ async function startColo(multifd: boolean): Promise<InProcessPair> {
     }
   }
   p.src.engine.options.params["x-checkpoint-delay"] = 30;
-  await new Promise((r) => setTimeout(r, 20));
+  await sleep(20);
   p.migrate({ returnPath: false });
   return p;
 }

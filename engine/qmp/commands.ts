@@ -236,12 +236,24 @@ export function engineCommands(e: Engine): QmpCommand[] {
         const p = e.migration.colo;
         const s = e.incoming.colo;
         const side = p ?? s;
-        const mode = !side || side.failover.status === "completed" ? "none" : p ? "primary" : "secondary";
+        // As qmp_query_colo_status: the mode is the COLO state the migration is in now; the reason comes
+        // from the failover state alone (a checkpoint that failed before a requested failover still ends
+        // in 'request').
+        const inColo = e.migration.status === "colo" || e.incoming.status === "colo";
+        const mode = e.migration.status === "colo"
+          ? "primary"
+          : e.incoming.status === "colo"
+          ? "secondary"
+          : "none";
         const lastMode = p ? "primary" : s ? "secondary" : "none";
-        let reason = "none";
-        if (side && side.failover.status === "completed") reason = side.lastError ? "error" : "request";
-        else if (side?.lastError) reason = "error";
-        else if (side && side.failover.status !== "none") reason = "processing";
+        const failover = side?.failover.status ?? "none";
+        const reason = failover === "none"
+          ? "none"
+          : failover === "completed"
+          ? "request"
+          : inColo
+          ? "processing"
+          : "error";
         return { mode, "last-mode": lastMode, reason };
       },
     },

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { parseQmpJson } from "./json.ts";
 import { QmpError } from "./schema.ts";
@@ -638,7 +639,7 @@ Deno.test("connect retries until the socket appears, and times out with a clear 
   try {
     const path = `${dir}/late.sock`;
     const pending = QmpClient.connect(path, { name: "late", timeoutMs: 3000 });
-    await new Promise((r) => setTimeout(r, 60));
+    await sleep(60);
     const server = QmpServer.listen({ path, commands: commands(new Gate()) });
     try {
       const c = await pending;

@@ -4,10 +4,12 @@
  * none of them; main.ts registers them beside the model's commands (engine/qmp/commands.ts).
  */
 import type { Engine } from "../engine.ts";
+import { errorMessage } from "../error.ts";
 import { QmpError } from "../qmp/schema.ts";
 import type { QmpCommand } from "../qmp/server.ts";
 import type { RamBlock } from "../ram_block.ts";
 import { type BreakpointName, BREAKPOINTS } from "./breakpoints.ts";
+import { prepareCapture } from "./capture.ts";
 import { KNOWN_DEFECTS } from "./defects.ts";
 import { INJECT_FAULT_ARGS, parseStreamFault } from "./faults.ts";
 import { pageDigests } from "./ram_digest.ts";
@@ -177,6 +179,23 @@ export function testCommands(e: Engine): QmpCommand[] {
       name: "x-test-inject-fault",
       args: INJECT_FAULT_ARGS,
       handler: (args) => e.faults.inject(parseStreamFault(args)),
+    },
+    {
+      // Tees the main channel of later outgoing migrations into `file` (absolute; the engine may write
+      // only in its run directory, so a path outside it is refused here); without `file`, stops.
+      name: "x-test-capture",
+      args: { file: { type: "str", optional: true } },
+      handler: async (args) => {
+        const file = args.file as string | undefined;
+        if (file !== undefined) {
+          try {
+            await prepareCapture(file);
+          } catch (err) {
+            throw new QmpError(`cannot capture into '${file}': ${errorMessage(err)}`);
+          }
+        }
+        e.faults.capture(file ?? null);
+      },
     },
     {
       name: "x-test-defect",

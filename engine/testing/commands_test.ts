@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import type { Engine } from "../engine.ts";
 import { engineCommands } from "../qmp/commands.ts";
+import { memoryLinkPair } from "../transport/link.ts";
 import { testCommands } from "./commands.ts";
 import { qmpError, withQmpEngine } from "./qmp_fixture.ts";
 
@@ -100,4 +101,31 @@ Deno.test("x-test-inject-fault: QEMU-style errors, and a valid fault is armed", 
       assert.deepEqual([...engine.faults.incoming().multifdChannelDelays()], [[2, 7]]);
     });
   });
+});
+
+Deno.test("x-test-capture: a file the engine cannot write is refused; a good one is armed, then stopped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "migtest-capture-cmd-" });
+  try {
+    await withQmpEngine(undefined, testCommands, async (qmp, engine) => {
+      const [a, b] = memoryLinkPair(16);
+      assert.match(
+        await qmpError(qmp, "x-test-capture", { file: `${dir}/missing/main-stream.mig` }),
+        /^GenericError: cannot capture into '.*\/missing\/main-stream.mig': /,
+      );
+      assert.equal(engine.faults.outgoing().mainChannel(a), a, "nothing armed by a refused capture");
+      await qmp.execute("x-test-capture", { file: `${dir}/main-stream.mig` });
+      assert.deepEqual(
+        await Deno.readFile(`${dir}/main-stream.mig`),
+        new Uint8Array(),
+        "an empty file at once",
+      );
+      assert.notEqual(engine.faults.outgoing().mainChannel(a), a, "armed: the main channel is teed");
+      await qmp.execute("x-test-capture");
+      assert.equal(engine.faults.outgoing().mainChannel(a), a, "stopped");
+      a.close();
+      b.close();
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

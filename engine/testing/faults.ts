@@ -18,6 +18,8 @@ import {
   saveSectionFull,
   saveSectionShort,
 } from "../savevm.ts";
+import type { Link } from "../transport/link.ts";
+import { CaptureLink } from "./capture.ts";
 
 export const STREAM_FAULT_KINDS = [
   /** XOR `xor` into the byte at `offset` of the main channel, or of multifd channel `channel`. */
@@ -63,6 +65,8 @@ export type StreamFault =
  * The multifd sender's hooks are declared by the sender (the model owns what it calls).
  */
 export interface OutgoingFaultHooks extends MultifdSendFaultHooks {
+  /** The main channel's link as its writer sees it (x-test-capture tees it into a file). */
+  mainChannel(link: Link): Link;
   /** The configuration section the source announces. */
   configuration(cfg: ConfigurationInfo): ConfigurationInfo;
   /** After the RAM setup section: may append a section the destination must refuse. */
@@ -149,6 +153,12 @@ export class StreamFaults {
   readonly #delays = new Map<number, number>();
   #machineType = false;
   #structural: StructuralFaultKind | null = null;
+  #capturePath: string | null = null;
+
+  /** Tees the main channel of every later outgoing migration into `path` (each replaces it); null stops. */
+  capture(path: string | null): void {
+    this.#capturePath = path;
+  }
 
   inject(fault: StreamFault): void {
     switch (fault.kind) {
@@ -179,7 +189,9 @@ export class StreamFaults {
   /** The hooks of one outgoing migration (faults armed later still act, as the wire is written). */
   outgoing(): OutgoingFaultHooks {
     let offsetDone = false;
+    const capturePath = this.#capturePath;
     return {
+      mainChannel: (link) => capturePath === null ? link : new CaptureLink(link, capturePath),
       // The main channel's record is shared, so its faults also act on a migration under way.
       output: (channel) => channel === undefined ? this.#main : this.#channels.get(channel) ?? {},
       configuration: (cfg) => this.#machineType ? { ...cfg, machineType: `${cfg.machineType}-other` } : cfg,

@@ -7,7 +7,7 @@ import type { AnalyzeCase } from "../case.ts";
 import { compareDeviceState } from "../check/device_equal.ts";
 import { FlowError, type MigrationPair } from "../framework.ts";
 import { CONVERGE, migrate } from "../migration_qmp.ts";
-import { isUnavailable } from "../world/world.ts";
+import { type DeviceState, isUnavailable } from "../world/world.ts";
 
 const ANALYZER = new URL("../../tools/analyze/analyze.ts", import.meta.url).pathname;
 
@@ -30,10 +30,24 @@ export async function analyzeScriptFlow(p: MigrationPair, c: AnalyzeCase): Promi
   }
   const state = await p.src.deviceState();
   if (isUnavailable(state)) throw new FlowError(`the source's device state: ${state.unavailable}`);
+  const diffs = analyzerDeviceDiffs(state, result.devices);
+  if (diffs.length) {
+    throw new FlowError(`analyzer output differs from the source's devices:\n  ${diffs.join("\n  ")}`);
+  }
+}
+
+/**
+ * Where the analyzer's device state (keyed "idstr (instance)") differs from a side's (keyed
+ * "idstr/instance"): a device it lacks, or a field whose value differs.
+ */
+export function analyzerDeviceDiffs(
+  state: DeviceState,
+  devices: Record<string, unknown> | undefined,
+): string[] {
   const diffs: string[] = [];
   for (const [key, fields] of Object.entries(state)) {
     const [idstr, instance] = key.split("/");
-    const parsed = result.devices?.[`${idstr} (${instance})`] as Record<string, unknown> | undefined;
+    const parsed = devices?.[`${idstr} (${instance})`] as Record<string, unknown> | undefined;
     if (!parsed) {
       diffs.push(`device ${key} missing from the analyzer's output`);
       continue;
@@ -54,7 +68,5 @@ export async function analyzeScriptFlow(p: MigrationPair, c: AnalyzeCase): Promi
       }
     }
   }
-  if (diffs.length) {
-    throw new FlowError(`analyzer output differs from the source's devices:\n  ${diffs.join("\n  ")}`);
-  }
+  return diffs;
 }

@@ -56,6 +56,11 @@ export class EngineSide extends ProcessSide<EngineProcess> implements Side {
   async deviceState(): Promise<DeviceState> {
     return (await this.qmp.execute<{ devices: DeviceState }>("x-test-device-state")).devices;
   }
+
+  async captureMainChannel(path: string): Promise<null> {
+    await this.qmp.execute("x-test-capture", { file: path });
+    return null;
+  }
 }
 
 export const engineWorld: World = {

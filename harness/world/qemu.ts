@@ -120,6 +120,13 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
   deviceState(): Promise<DeviceState | Unavailable> {
     return Promise.resolve({ unavailable: "QEMU has no command that returns device state field by field" });
   }
+
+  captureMainChannel(): Promise<Unavailable> {
+    return Promise.resolve({
+      unavailable:
+        "QEMU has no command that tees its outgoing migration stream (x-test-capture is the model's)",
+    });
+  }
 }
 
 export const qemuWorld: World = {

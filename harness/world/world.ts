@@ -71,6 +71,11 @@ export interface Side {
   /** The first byte of every page in [start, end): what check_guests_ram reads. */
   firstBytes(start: number, end: number): Promise<Uint8Array>;
   deviceState(): Promise<DeviceState | Unavailable>;
+  /**
+   * Tees what this side sends on the main channel of the migrations it starts from now on into `path`
+   * (in the pair's directory), readable by `deno task analyze`; null once armed.
+   */
+  captureMainChannel(path: string): Promise<Unavailable | null>;
 
   /** Waits for the side to exit on its own (a destination quitting after a failed load). */
   waitExit(timeoutMs: number): Promise<Deno.CommandStatus>;
@@ -80,10 +85,31 @@ export interface Side {
   kill(): Promise<Deno.CommandStatus>;
 }
 
+/**
+ * A bug of the system a world runs (a QEMU bug) that a case is known to hit: the case then reports
+ * XFAIL when it fails this way, and XPASS — a failure to look at — when the bug no longer happens.
+ */
+export interface KnownBug {
+  /** Short name, e.g. "qemu-7.2-multifd-refusal-abort". */
+  id: string;
+  /** What the case sees. */
+  summary: string;
+  /** The versions it was seen on, e.g. "7.2". */
+  versions: string;
+  /** The upstream fix, when known. */
+  fix?: string;
+  /** The failure message the bug causes (a different failure is a plain failure). */
+  symptom: RegExp;
+}
+
 /** A backend that runs sides. */
 export interface World {
   readonly name: WorldName;
+  /** Learns what the world can do (e.g. probes the QEMU binaries) before cases are selected or run. */
+  prepare?(): Promise<void>;
   /** Why this world cannot run the case (reported as a skip with this reason), or null. */
   cannotRun(c: MigrationCase): string | null;
+  /** The known bug the case hits in this world, or null. */
+  knownBug?(c: MigrationCase): KnownBug | null;
   spawn(spec: SideSpec): Promise<Side>;
 }

@@ -4,6 +4,7 @@
  * COLO checkpoints. bench.ts runs them and prints the ratios. The pairs run without the query-migrate
  * sampler (sampleMs 0): its polls would share the QMP connection whose latency is measured.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { MigrationParameters } from "../../engine/options.ts";
 import { MigrationPair } from "../../harness/framework.ts";
 import { connectUri, migrateIncoming } from "../../harness/migration_qmp.ts";
@@ -210,7 +211,7 @@ export async function coloCheckpoints(multifd: boolean, loaded: boolean, count =
         const t = performance.now();
         await pair.dst.qmp.execute("query-migrate");
         qmp.push(performance.now() - t);
-        await new Promise((r) => setTimeout(r, 2));
+        await sleep(2);
       }
     })();
     const info = await pair.wait(`${count + 1} COLO checkpoints`, async () => {
