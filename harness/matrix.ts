@@ -7,6 +7,8 @@ import { parseArgs } from "node:util";
 import { ALL_CASES } from "../cases/all.ts";
 import { type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { junitXml } from "./junit.ts";
+import { writeHtmlReport } from "./report/html.ts";
+import { ProgressLine } from "./report/progress.ts";
 import { type CaseResult, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
 import { familyOf, parseSeed, selectCases } from "./select.ts";
 import { errorMessage } from "../engine/error.ts";
@@ -35,6 +37,8 @@ Run:
 Output:
   --junit FILE        JUnit XML (default junit-matrix.xml), one suite per family, <skipped> with reasons
   --json FILE         every case's result, seed, timings and statistics
+  --html FILE         one self-contained HTML report: the results table (filterable) and, per case, plots of
+                      bytes sent, dirty pages and bandwidth over time; COLO checkpoint latencies
   --artifacts DIR     a folder per failed case (default artifacts)
   --keep              keep the folder of passing cases too
   --capture           save each socket migration's main stream in the case's folder (deno task analyze reads
@@ -61,6 +65,7 @@ export interface MatrixOptions {
   defects: DefectSwitch[];
   junit: string;
   json?: string;
+  html?: string;
   artifacts: string;
   keep: boolean;
   capture: boolean;
@@ -95,6 +100,7 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
         defect: { type: "string", multiple: true },
         junit: { type: "string", default: "junit-matrix.xml" },
         json: { type: "string" },
+        html: { type: "string" },
         artifacts: { type: "string", default: "artifacts" },
         keep: { type: "boolean", default: false },
         capture: { type: "boolean", default: false },
@@ -146,6 +152,7 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
     defects,
     junit: v.junit,
     json: v.json,
+    html: v.html,
     artifacts: v.artifacts,
     keep: v.keep,
     capture: v.capture,
@@ -172,14 +179,35 @@ export function resultWord(r: CaseResult): string {
   return r.skipped !== undefined ? "SKIP" : r.xfail ? "XFAIL" : r.xpass ? "XPASS" : r.ok ? "PASS" : "FAIL";
 }
 
+/** mean and p99 of checkpoint latencies, in ms. */
+function latency(xs: readonly number[]): string {
+  if (!xs.length) return "-";
+  const sorted = [...xs].sort((a, b) => a - b);
+  const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
+  return `${Math.round(xs.reduce((a, b) => a + b, 0) / xs.length)}/${Math.round(p99)} ms`;
+}
+
+/** The statistics columns: migration counters, or for COLO the checkpoints, their latency and the failover. */
+function statsColumns(r: CaseResult): string {
+  const s = r.stats;
+  if (s.colo) {
+    return `checkpoints ${String(s.colo.checkpoints).padStart(3)}  latency mean/p99 ${
+      latency(s.colo.latencyMs)
+    }` +
+      `  failover ${ms(s.colo.failoverMs)}`;
+  }
+  return `downtime ${ms(s.downtimeMs).padStart(7)}  ${mb(s.transferredBytes).padStart(9)}  syncs ${
+    s.dirtySyncCount ?? "-"
+  }`;
+}
+
 function caseLine(r: CaseResult, repeat: number): string {
   const s = r.stats;
   const result = resultWord(r).padEnd(5);
   if (r.skipped !== undefined) return `${result} ${r.name.padEnd(58)} ${r.skipped}`;
   if (r.xfail) return `${result} ${r.name.padEnd(58)} known bug ${r.xfail.id} (${r.xfail.versions})`;
-  return `${result} ${r.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ` +
-    `downtime ${ms(s.downtimeMs).padStart(7)}  ${mb(s.transferredBytes).padStart(9)}  ` +
-    `syncs ${s.dirtySyncCount ?? "-"}${repeat > 1 ? `  seed ${r.seed}` : ""}`;
+  return `${result} ${r.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ${statsColumns(r)}` +
+    (repeat > 1 ? `  seed ${r.seed}` : "");
 }
 
 /** Per case run: which repetition, and the seed it got. */
@@ -209,6 +237,12 @@ export async function runMatrix(
     for (const c of cases) runs.push({ c, repetition: i, seed });
   }
   const results: (CaseResult | undefined)[] = new Array(runs.length);
+  // A live line for a long case on a terminal (one case at a time; with --jobs the lines would interleave).
+  const progress = new ProgressLine(
+    (t) => Deno.stdout.writeSync(new TextEncoder().encode(t)),
+    opts.jobs === 1 && Deno.stdout.isTerminal(),
+    { columns: () => Deno.consoleSize().columns },
+  );
   const t0 = performance.now();
   let next = 0;
   let stop = false;
@@ -229,7 +263,9 @@ export async function runMatrix(
           defects: opts.defects,
           keep: opts.keep,
           capture: opts.capture,
+          onProgress: (samples, elapsed) => progress.update(c.name, samples, elapsed),
         });
+      progress.done();
       results[i] = r;
       print(caseLine(r, opts.repeat));
       if (!r.ok) {
@@ -249,20 +285,12 @@ export async function runMatrix(
 /** The summary: a table, the flaky tally of repeated cases, then every failure with its replay line. */
 export function summaryLines(opts: MatrixOptions, out: MatrixOutcome, selected: number): string[] {
   const { results } = out;
-  const lines = [
-    "",
-    `${"case".padEnd(60)} ${"result".padEnd(6)} ${"time".padStart(8)} ${"downtime".padStart(9)} ${
-      "transferred".padStart(11)
-    } ${"syncs".padStart(5)}`,
-  ];
+  const lines = ["", `${"case".padEnd(60)} ${"result".padEnd(6)} ${"time".padStart(8)}  statistics`];
   for (const r of results) {
-    const s = r.stats;
     lines.push(
       `${r.name.padEnd(60)} ${resultWord(r).toLowerCase().replace("fail", "FAIL").padEnd(6)} ${
         (r.timeMs / 1000).toFixed(2).padStart(6)
-      } s ${ms(s.downtimeMs).padStart(9)} ${mb(s.transferredBytes).padStart(11)} ${
-        String(s.dirtySyncCount ?? "-").padStart(5)
-      }`,
+      } s  ${r.skipped !== undefined ? r.skipped : statsColumns(r)}`,
     );
   }
   const failed = results.filter((r) => !r.ok);
@@ -364,6 +392,7 @@ async function main(): Promise<number> {
     `migtest matrix: backend=${opts.world.name} ${what} cases=${selected.length} repeat=${opts.repeat} ` +
       `jobs=${opts.jobs} seed=${opts.seed}`,
   );
+  const startedAt = new Date();
   const interrupt = new AbortController();
   const onSigint = () => {
     if (!interrupt.signal.aborted) console.log("\nmatrix: interrupted: stopping the running cases");
@@ -385,6 +414,16 @@ async function main(): Promise<number> {
   if (opts.json) {
     await Deno.writeTextFile(opts.json, jsonReport(opts, out) + "\n");
     console.log(`JSON: ${opts.json}`);
+  }
+  if (opts.html) {
+    await writeHtmlReport(opts.html, out.results, {
+      world: opts.world.name,
+      tier: opts.tier ?? null,
+      seed: opts.seed,
+      startedAt,
+      wallMs: out.wallMs,
+    });
+    console.log(`HTML report: ${opts.html}`);
   }
   if (out.interrupted) return 130;
   return out.results.some((r) => !r.ok) ? 1 : 0;

@@ -31,10 +31,11 @@ export interface ReportMeta {
 /** A case result, optionally naming the world it ran in (a report may merge runs of several worlds). */
 export type ReportResult = CaseResult & { world?: string };
 
-export type ResultKind = "pass" | "fail" | "skip";
+/** xfail: a known bug happened (expected); xpass: a known bug did not (a failure to look at). */
+export type ResultKind = "pass" | "fail" | "skip" | "xfail" | "xpass";
 
 export function resultOf(r: CaseResult): ResultKind {
-  return r.skipped !== undefined ? "skip" : r.ok ? "pass" : "fail";
+  return r.skipped !== undefined ? "skip" : r.xfail ? "xfail" : r.xpass ? "xpass" : r.ok ? "pass" : "fail";
 }
 
 export const mean = (xs: readonly number[]): number | undefined =>
@@ -188,6 +189,7 @@ td.name a { color:var(--accent); text-decoration:none; }
 .badge { display:inline-block; min-width:40px; text-align:center; padding:1px 8px; border-radius:10px; color:#fff; font-size:12px; font-weight:600; }
 .badge.pass, .tally .pass { background:var(--pass); } .badge.fail, .tally .fail { background:var(--fail); }
 .badge.skip, .tally .skip { background:var(--skip); }
+.badge.xfail, .tally .xfail { background:#8a6d1a; } .badge.xpass, .tally .xpass { background:var(--fail); }
 tr.hidden, section.hidden { display:none; }
 section.case { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:14px 16px; margin:14px 0; }
 section.case h3 { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; }
@@ -272,10 +274,12 @@ export function renderHtmlReport(results: readonly ReportResult[], meta: ReportM
   } · ${results.length} cases</div>
 <div class="tally"><span class="pass">${tally("pass")} passed</span><span class="fail">${
     tally("fail")
-  } failed</span><span class="skip">${tally("skip")} skipped</span></div></header>
+  } failed</span><span class="skip">${tally("skip")} skipped</span>${
+    tally("xfail") ? `<span class="xfail">${tally("xfail")} xfailed</span>` : ""
+  }${tally("xpass") ? `<span class="xpass">${tally("xpass")} xpassed</span>` : ""}</div></header>
 <main>
 <div class="filters">${options("family", "family", uniq(results.map((r) => familyOf(r.name))))}${
-    options("result", "result", ["pass", "fail", "skip"])
+    options("result", "result", ["pass", "fail", "skip", "xfail", "xpass"])
   }${options("world", "world", uniq(results.map(worldOf)))}<span id="shown"></span></div>
 <table class="results"><thead><tr>${head}</tr></thead><tbody>
 ${rows.join("\n")}
