@@ -7,7 +7,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { ALL_CASES } from "../cases/all.ts";
-import { listLines, parseMatrixArgs, UsageError } from "./matrix.ts";
+import { listLines, parseMatrixArgs, runMatrix, summaryLines, UsageError } from "./matrix.ts";
+import type { World } from "./world/world.ts";
 import { waitFor } from "./wait.ts";
 
 const MATRIX = new URL("./matrix.ts", import.meta.url).pathname;
@@ -112,10 +113,23 @@ Deno.test({
       assert.ok(line, first.stdout);
       const args = replayArgs(line);
       assert.deepEqual(args, ["--filter", name, "--seed", "7", "--defect", "dst:multifd-no-recv-sync"]);
-      const again = await matrix([...args, "--junit", `${dir}/junit2.xml`, "--artifacts", `${dir}/a2`]);
+      const again = await matrix([
+        ...args,
+        "--junit",
+        `${dir}/junit2.xml`,
+        "--artifacts",
+        `${dir}/a2`,
+        "--json",
+        `${dir}/r.json`,
+      ]);
       assert.equal(again.code, 1, again.stdout);
       assert.match(again.stdout, /0 passed, 1 failed, 0 skipped .*seed=7\)/);
       assert.match(again.stdout, /guest RAM differs in \d+ page\(s\) between source and target/);
+      const json = JSON.parse(await Deno.readTextFile(`${dir}/r.json`));
+      assert.equal(json.run.seed, 7);
+      assert.equal(json.results.length, 1);
+      assert.equal(json.results[0].result, "fail");
+      assert.deepEqual(json.results[0].replay.length, 2);
 
       // The same through deno test: the printed environment and exact-name filter run that one case.
       const alt = first.stdout.split("\n").find((l) => l.includes("or: MIGTEST_SEED=7 "))!;
@@ -197,4 +211,28 @@ Deno.test({
       await Deno.remove(tmp, { recursive: true });
     }
   },
+});
+
+/** A world whose sides never start: every case fails at once, without processes. */
+const NO_WORLD: World = {
+  name: "engine",
+  cannotRun: () => null,
+  spawn: () => Promise.reject(new Error("this world starts nothing")),
+};
+
+Deno.test("matrix: --fail-fast stops after the first failure; --jobs keeps results in table order", async () => {
+  const cases = ALL_CASES.filter((c) => c.tier === "smoke").slice(0, 4);
+  const base = parseMatrixArgs(["--seed", "1"]);
+  assert.ok(base !== "help");
+  const quiet = () => {};
+  const opts = { ...base, world: NO_WORLD, artifacts: "" };
+  const ff = await runMatrix({ ...opts, failFast: true }, cases, new AbortController().signal, quiet);
+  assert.equal(ff.results.length, 1);
+  assert.match(
+    summaryLines({ ...opts, failFast: true }, ff, cases.length).join("\n"),
+    /3 not run \(--fail-fast\)/,
+  );
+  const par = await runMatrix({ ...opts, jobs: 3 }, cases, new AbortController().signal, quiet);
+  assert.deepEqual(par.results.map((r) => r.name), cases.map((c) => c.name));
+  assert.ok(par.results.every((r) => !r.ok && /this world starts nothing/.test(r.error!.message)));
 });
