@@ -239,13 +239,21 @@ function pmemsaveRam(side: QemuProcess, dir: string): RamSource {
   };
 }
 
+/**
+ * Whether a destination on this binary stays up after a failed load: only when migrate-incoming takes
+ * exit-on-error (upstream 9.1 on) can the flow ask it to; before, it always exits with status 1.
+ */
+export function staysUpAfterFailedLoad(probe: QemuProbe): boolean {
+  return probe.migrateIncomingArgs.includes("exit-on-error");
+}
+
 export class QemuSide extends ProcessSide<QemuProcess> implements Side {
   readonly staysUpAfterFailedLoad: boolean;
 
   /** `probe` is the probe of the binary this side runs: it says whether migrate-incoming has exit-on-error. */
   constructor(process: QemuProcess, name: "source" | "target", readonly dir: string, probe: QemuProbe) {
     super(process, name);
-    this.staysUpAfterFailedLoad = probe.migrateIncomingArgs.includes("exit-on-error");
+    this.staysUpAfterFailedLoad = staysUpAfterFailedLoad(probe);
   }
 
   ram(): RamSource {

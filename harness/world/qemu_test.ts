@@ -7,7 +7,13 @@ import assert from "node:assert/strict";
 import { ALL_CASES } from "../../cases/all.ts";
 import type { MigrationCase } from "../case.ts";
 import { fakeProbe100, fakeProbe72 } from "./qemu_fakes.ts";
-import { chooseMachine, createQemuWorld, qemuCannotRun, type QemuSetup } from "./qemu.ts";
+import {
+  chooseMachine,
+  createQemuWorld,
+  qemuCannotRun,
+  type QemuSetup,
+  staysUpAfterFailedLoad,
+} from "./qemu.ts";
 import { inRange, knownQemuBug, QEMU_BUGS } from "./qemu_bugs.ts";
 import type { QemuProbe } from "./qemu_probe.ts";
 
@@ -180,4 +186,9 @@ Deno.test("qemu world: prepare probes both binaries; without one it says which s
     probe: () => Promise.reject(),
   });
   await assert.rejects(() => none.prepare!(), /no QEMU binary for the destination/);
+});
+
+Deno.test("qemu world: a destination stays up after a failed load only where migrate-incoming has exit-on-error", () => {
+  assert.equal(staysUpAfterFailedLoad(fakeProbe72()), false);
+  assert.equal(staysUpAfterFailedLoad(fakeProbe100()), true);
 });
