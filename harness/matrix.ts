@@ -202,12 +202,11 @@ function statsColumns(r: CaseResult): string {
 }
 
 function caseLine(r: CaseResult, repeat: number): string {
-  const s = r.stats;
   const result = resultWord(r).padEnd(5);
   if (r.skipped !== undefined) return `${result} ${r.name.padEnd(58)} ${r.skipped}`;
   if (r.xfail) return `${result} ${r.name.padEnd(58)} known bug ${r.xfail.id} (${r.xfail.versions})`;
   return `${result} ${r.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ${statsColumns(r)}` +
-    (repeat > 1 ? `  seed ${r.seed}` : "");
+    (repeat > 1 ? `  seed ${r.seed}` : "") + (r.note ? `\n      note: ${r.note}` : "");
 }
 
 /** Per case run: which repetition, and the seed it got. */
@@ -347,6 +346,7 @@ export function jsonReport(opts: MatrixOptions, out: MatrixOutcome): string {
         family: familyOf(r.name),
         result: resultWord(r).toLowerCase(),
         knownBug: r.xfail?.id ?? r.xpass?.id,
+        note: r.note,
         skipped: r.skipped,
         seed: r.seed,
         timeMs: Math.round(r.timeMs),
@@ -385,6 +385,9 @@ async function main(): Promise<number> {
     return 2;
   }
   if (opts.list) {
+    // Which worlds can run each case depends on what their binaries have: probe them all (a world that
+    // cannot be prepared here, e.g. no QEMU installed, then lists nothing it cannot vouch for).
+    await Promise.all(WORLDS.map((w) => w.prepare?.().catch(() => {})));
     for (const line of listLines(selected)) console.log(line);
     return 0;
   }

@@ -10,6 +10,7 @@ import { runFlow } from "./flows/mod.ts";
 import type { Sample } from "./report/sampler.ts";
 import { formatTranscript } from "./qmp_client.ts";
 import { exactNameRegex } from "./select.ts";
+import { knownBugVerdict } from "./world/known_bug.ts";
 import { engineWorld } from "./world/engine.ts";
 import { isUnavailable, type KnownBug, type World } from "./world/world.ts";
 
@@ -78,6 +79,8 @@ export interface CaseResult {
   xfail?: KnownBug;
   /** A known bug did not happen: the table of known bugs needs a look (ok is false). */
   xpass?: KnownBug;
+  /** Said about a passing case, e.g. that a known intermittent bug did not strike this run. */
+  note?: string;
 }
 
 export function caseSlug(name: string): string {
@@ -226,8 +229,9 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   await pair?.removeDir();
   const timeMs = performance.now() - t0;
   const bug = opts.knownBug !== undefined ? opts.knownBug : opts.world?.knownBug?.(c) ?? null;
-  if (bug && error && bug.symptom.test(error.message)) {
-    log(`XFAIL ${c.name}: known bug ${bug.id} (${bug.versions}): ${bug.summary}`);
+  const verdict = knownBugVerdict(bug, error);
+  if (verdict.kind === "xfail") {
+    log(`XFAIL ${c.name}: known bug ${bug!.id} (${bug!.versions}): ${bug!.summary}`);
     return {
       name: c.name,
       ok: true,
@@ -235,17 +239,19 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
       timeMs,
       stats: pair?.stats ?? {},
       artifacts,
-      xfail: bug,
+      xfail: verdict.bug,
       error,
+      samples: pair?.samples.length ? [...pair.samples] : undefined,
     };
   }
   let xpass: KnownBug | undefined;
-  if (bug && !error) {
-    xpass = bug;
-    error = new Error(
-      `XPASS: known bug ${bug.id} (${bug.versions}) did not happen: ${bug.summary}. If it is fixed in this ` +
-        "version, narrow the bug's versions in the world's table of known bugs",
-    );
+  let note: string | undefined;
+  if (verdict.kind === "xpass") {
+    xpass = verdict.bug;
+    error = new Error(verdict.message);
+  } else if (verdict.kind === "pass-with-note") {
+    note = verdict.note;
+    log(note);
   }
   if (error) {
     const msg = `${c.name} failed (seed=${opts.seed}): ${error.message}\n` +
@@ -264,5 +270,6 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     replay: error ? replay : undefined,
     samples: pair?.samples.length ? [...pair.samples] : undefined,
     xpass,
+    note,
   };
 }

@@ -1,7 +1,8 @@
 /**
  * /migration/analyze-script: the source (with a uuid and validate-uuid) saves to a file, then the stream
  * analyzer (`deno task analyze`, run as its own process as upstream runs analyze-migration.py) must
- * parse it: the uuid from the configuration section, and every device field equal to the source's state.
+ * parse it: the uuid from the configuration section, and every device field equal to the source's state
+ * (where the world gives device state; on QEMU, that the devices were parsed at all).
  */
 import type { AnalyzeCase } from "../case.ts";
 import { compareDeviceState } from "../check/device_equal.ts";
@@ -29,7 +30,14 @@ export async function analyzeScriptFlow(p: MigrationPair, c: AnalyzeCase): Promi
     throw new FlowError(`the analyzer read uuid ${uuid}, the source has ${c.uuid.src}`);
   }
   const state = await p.src.deviceState();
-  if (isUnavailable(state)) throw new FlowError(`the source's device state: ${state.unavailable}`);
+  if (isUnavailable(state)) {
+    // Real QEMU cannot give its device state field by field, so what is left is upstream's check: the
+    // analyzer parsed the whole stream (exit 0, the uuid above) and found the devices in it.
+    const found = Object.keys(result.devices ?? {});
+    if (!found.length) throw new FlowError("the analyzer found no device sections in the stream");
+    p.ctx.log(`analyzer: ${found.length} devices parsed; fields not compared: ${state.unavailable}`);
+    return;
+  }
   const diffs = analyzerDeviceDiffs(state, result.devices);
   if (diffs.length) {
     throw new FlowError(`analyzer output differs from the source's devices:\n  ${diffs.join("\n  ")}`);

@@ -7,48 +7,205 @@
 import { pageDigests } from "../../engine/testing/ram_digest.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { MigrationCase } from "../case.ts";
+import { knownQemuBug } from "./qemu_bugs.ts";
+import {
+  compareVersions,
+  describeProbe,
+  parseVersion,
+  PROBE_LEVEL,
+  probeQemu,
+  type QemuProbe,
+} from "./qemu_probe.ts";
 import { ProcessSide } from "./process_side.ts";
-import { QemuProcess } from "./qemu_process.ts";
-import type { DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
+import { qemuBinary, QemuProcess } from "./qemu_process.ts";
+import type { DeviceState, KnownBug, Side, SideSpec, Unavailable, World } from "./world.ts";
 
 /** Guest RAM of QEMU's pc machine as upstream sizes it. */
 export const QEMU_RAM_MIB = 150;
 
 /**
- * Why a case cannot run on QEMU 7.2 (it is then reported as skipped with this reason), or null. These
- * are facts about QEMU, not shortcuts: each names what QEMU lacks or what only the model offers.
+ * What only the model offers (the same on every QEMU): the case is skipped with this reason, or null.
  */
-export function qemuSkipReason(c: MigrationCase): string | null {
+export function modelOnlyReason(c: MigrationCase): string | null {
   if (c.flow === "colo") return "COLO on QEMU needs a replication setup (block replication, colo-compare)";
   if ((c.flow === "precopy" && (c.fault || c.dstFaults)) || c.defects || c.guards) {
     return "fault injection and known defects are x-test features of the model engine";
-  }
-  if (c.flow === "file" || c.flow === "analyze-script") {
-    return "QEMU 7.2 has no file: migration transport (added in QEMU 8.2)";
-  }
-  if (c.flow === "precopy" && c.migrateChannels) return "the migrate 'channels' argument needs QEMU 8.2";
-  const params = { ...c.srcParams, ...c.dstParams };
-  if ("zero-page-detection" in params) return "zero-page-detection needs QEMU 9.0";
-  // Found by this harness: QEMU 7.2.22 accepts these and reads back 1 (the default) every time, so a
-  // case that sets level 2 cannot be run as specified (the model applies them).
-  if ("multifd-zlib-level" in params || "multifd-zstd-level" in params) {
-    return "QEMU 7.2 does not apply multifd-zlib-level/multifd-zstd-level (query-migrate-parameters reads back 1)";
   }
   if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
   if (c.workload && c.workload.kind !== "a-b") return "only upstream's a-b boot sector runs on QEMU";
   if ((c.flow === "precopy" && c.fillRandom) || c.vcpu || c.dstVcpu || c.memPrealloc) {
     return "guest-control knobs of the model engine";
   }
-  if (c.name === "/migration/multifd/bad/uuid") {
-    return "QEMU 7.2 bug found by this case: when the destination refuses the multifd channels, the source " +
-      "sometimes aborts (qemu_mutex_lock_impl: Assertion `mutex->initialized' failed, status 134); it passes " +
-      "when QEMU does not crash, so it is skipped to keep CI deterministic";
+  return null;
+}
+
+/** Something a case needs of one side's QEMU binary. */
+export type QemuNeed =
+  | { side: "src" | "dst"; kind: "transport"; name: string }
+  | { side: "src" | "dst"; kind: "migrate-arg"; name: string }
+  | { side: "src" | "dst"; kind: "capability"; name: string }
+  | { side: "src" | "dst"; kind: "parameter"; name: string }
+  | { side: "src" | "dst"; kind: "compression"; name: string }
+  | { side: "src" | "dst"; kind: "applies-level"; name: string; value: unknown };
+
+/** Where upstream QEMU gained a feature a case needs: said next to what a binary lacks, as a hint. */
+const SINCE: Record<string, string> = {
+  file: "8.2",
+  channels: "8.2",
+  "zero-page-detection": "9.0",
+  "mapped-ram": "9.0",
+};
+
+const LEVEL_PARAMS = new Set(["multifd-zlib-level", "multifd-zstd-level"]);
+
+/**
+ * What the case needs of the two binaries beyond what every QEMU that migrates has (migrate,
+ * migrate-incoming, the `events` capability).
+ */
+export function qemuNeeds(c: MigrationCase): QemuNeed[] {
+  const needs: QemuNeed[] = [];
+  if (c.flow === "file" || c.flow === "analyze-script") {
+    needs.push({ side: "src", kind: "transport", name: "file" }, {
+      side: "dst",
+      kind: "transport",
+      name: "file",
+    });
   }
-  if (c.name === "/migration/multifd/bad/compression-flag") {
-    return "observed disagreement: QEMU 7.2's destination reports the multifd compression-flag mismatch " +
-      "nowhere (no stderr, query-migrate stays 'active' without error-desc; the source sees a broken pipe)";
+  if (c.flow === "precopy" && c.migrateChannels) {
+    needs.push({ side: "src", kind: "migrate-arg", name: "channels" });
+  }
+  const sides = [
+    { side: "src" as const, caps: [...(c.caps ?? []), ...(c.srcCaps ?? [])], params: c.srcParams ?? {} },
+    { side: "dst" as const, caps: [...(c.caps ?? []), ...(c.dstCaps ?? [])], params: c.dstParams ?? {} },
+  ];
+  for (const { side, caps, params } of sides) {
+    for (const name of new Set(caps)) needs.push({ side, kind: "capability", name });
+    for (const [name, value] of Object.entries(params)) {
+      needs.push({ side, kind: "parameter", name });
+      if (name === "multifd-compression" && typeof value === "string") {
+        needs.push({ side, kind: "compression", name: value });
+      }
+      if (LEVEL_PARAMS.has(name)) needs.push({ side, kind: "applies-level", name, value });
+    }
+  }
+  return needs;
+}
+
+function describeNeed(n: QemuNeed): string {
+  const since = SINCE[n.name] ? ` (upstream QEMU ${SINCE[n.name]} on)` : "";
+  switch (n.kind) {
+    case "transport":
+      return `the ${n.name}: migration transport${since}`;
+    case "migrate-arg":
+      return `the '${n.name}' argument of migrate${since}`;
+    case "capability":
+      return `migration capability '${n.name}'${since}`;
+    case "parameter":
+      return `migration parameter '${n.name}'${since}`;
+    case "compression":
+      return `multifd-compression '${n.name}' (a build option)`;
+    case "applies-level":
+      return `${n.name} ${n.value} applied`;
+  }
+}
+
+/** Why `p` does not meet the need (what it lacks, in its own terms), or null. */
+function unmet(n: QemuNeed, p: QemuProbe): string | null {
+  switch (n.kind) {
+    case "transport":
+      return p.transports.includes(n.name) ? null : `has no ${n.name}: transport`;
+    case "migrate-arg":
+      return p.migrateArgs.includes(n.name) ? null : `has no '${n.name}' argument on migrate`;
+    case "capability":
+      return p.capabilities.includes(n.name) ? null : `has no capability '${n.name}'`;
+    case "parameter":
+      return p.parameters.includes(n.name) ? null : `has no parameter '${n.name}'`;
+    case "compression":
+      return p.multifdCompressions.includes(n.name) ? null : `was built without ${n.name}`;
+    case "applies-level":
+      // Found by this harness on QEMU 7.2: it accepts these levels and reads back 1 every time.
+      if (p.appliedLevels.includes(n.name)) return null;
+      if (!(n.name in p.levelReadBack)) return `has no parameter '${n.name}'`;
+      if (p.levelReadBack[n.name] === n.value) return null;
+      return `accepts ${n.name} but does not apply it (set to ${PROBE_LEVEL}, it reads back ` +
+        `${p.levelReadBack[n.name]})`;
+  }
+}
+
+/** What the QEMU world learnt in prepare(): both binaries' probes, the accelerators and the machine. */
+export interface QemuSetup {
+  src: QemuProbe;
+  dst: QemuProbe;
+  /** MIGTEST_QEMU_ACCEL, in order of preference. */
+  accel: string[];
+  /** The -machine both sides use, or why there is none. */
+  machine: string | { none: string };
+}
+
+function sideName(side: "src" | "dst", setup: QemuSetup): string {
+  const p = setup[side];
+  if (setup.src.binary === setup.dst.binary) return describeProbe(p);
+  return `the ${side === "src" ? "source" : "destination"}'s ${describeProbe(p)}`;
+}
+
+/**
+ * Why a case cannot run with these binaries (it is then reported as skipped with this reason), or null.
+ * Every reason names what is missing and the probed binary; `setup` null (the world not prepared) skips
+ * whatever needs more than every QEMU has, saying the binaries were not probed.
+ */
+export function qemuCannotRun(c: MigrationCase, setup: QemuSetup | null): string | null {
+  const modelOnly = modelOnlyReason(c);
+  if (modelOnly) return modelOnly;
+  const needs = qemuNeeds(c);
+  if (!setup) {
+    if (!needs.length) return null;
+    return `needs ${[...new Set(needs.map(describeNeed))].join(", ")}: the QEMU binaries were not probed ` +
+      "(the world was not prepared)";
+  }
+  for (const side of ["src", "dst"] as const) {
+    const p = setup[side];
+    if (!setup.accel.some((a) => p.accels.includes(a))) {
+      return `none of the accelerators asked for (MIGTEST_QEMU_ACCEL=${setup.accel.join(",")}) works with ` +
+        `${sideName(side, setup)}: it starts with ${p.accels.join(", ") || "none"}`;
+    }
+  }
+  if (typeof setup.machine !== "string") return setup.machine.none;
+  for (const n of needs) {
+    const why = unmet(n, setup[n.side]);
+    if (why) return `needs ${describeNeed(n)}: ${sideName(n.side, setup)} ${why}`;
   }
   return null;
+}
+
+/**
+ * The machine type for the pair, as upstream's find_common_machine_version: QTEST_QEMU_MACHINE_TYPE if
+ * set; "pc" when both sides run the same binary; else the newest versioned pc-i440fx type both list
+ * (an alias resolves to each binary's own newest type, which the older one may not know).
+ */
+export function chooseMachine(src: QemuProbe, dst: QemuProbe, override?: string): string | { none: string } {
+  if (override) {
+    for (const p of [src, dst]) {
+      if (!p.machines.some((m) => m.name === override || m.alias === override)) {
+        return { none: `${describeProbe(p)} has no machine type '${override}' (QTEST_QEMU_MACHINE_TYPE)` };
+      }
+    }
+    return override;
+  }
+  if (src.binary === dst.binary) return "pc";
+  const versions = (p: QemuProbe) =>
+    new Map(p.machines.flatMap((m) => {
+      const v = /^pc-i440fx-(\d+\.\d+)$/.exec(m.name);
+      return v ? [[m.name, parseVersion(v[1])] as const] : [];
+    }));
+  const dstTypes = versions(dst);
+  const common = [...versions(src)].filter(([name]) => dstTypes.has(name));
+  if (!common.length) {
+    return {
+      none: `${describeProbe(src)} and ${describeProbe(dst)} have no pc-i440fx machine type in common`,
+    };
+  }
+  common.sort((a, b) => compareVersions(b[1], a[1]));
+  return common[0][0];
 }
 
 /**
@@ -82,17 +239,21 @@ function pmemsaveRam(side: QemuProcess, dir: string): RamSource {
   };
 }
 
-/** exit-on-error (migrate-incoming) came with QEMU 9.1: before it a failed load always ends the process. */
-export function hasExitOnError(version: { major: number; minor: number }): boolean {
-  return version.major > 9 || (version.major === 9 && version.minor >= 1);
+/**
+ * Whether a destination on this binary stays up after a failed load: only when migrate-incoming takes
+ * exit-on-error (upstream 9.1 on) can the flow ask it to; before, it always exits with status 1.
+ */
+export function staysUpAfterFailedLoad(probe: QemuProbe): boolean {
+  return probe.migrateIncomingArgs.includes("exit-on-error");
 }
 
 export class QemuSide extends ProcessSide<QemuProcess> implements Side {
   readonly staysUpAfterFailedLoad: boolean;
 
-  constructor(process: QemuProcess, name: "source" | "target", readonly dir: string) {
+  /** `probe` is the probe of the binary this side runs: it says whether migrate-incoming has exit-on-error. */
+  constructor(process: QemuProcess, name: "source" | "target", readonly dir: string, probe: QemuProbe) {
     super(process, name);
-    this.staysUpAfterFailedLoad = hasExitOnError(process.qmp.greeting.QMP.version.qemu);
+    this.staysUpAfterFailedLoad = staysUpAfterFailedLoad(probe);
   }
 
   ram(): RamSource {
@@ -129,24 +290,74 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
   }
 }
 
-export const qemuWorld: World = {
-  name: "qemu",
-  cannotRun: qemuSkipReason,
-  async spawn(spec: SideSpec): Promise<Side> {
-    // TCG by default: this machine's KVM is nested and slower than TCG for the a-b guest.
-    // MIGTEST_QEMU_ACCEL=kvm,tcg gives upstream's order where KVM is real.
-    const accel = (Deno.env.get("MIGTEST_QEMU_ACCEL") ?? "tcg").split(",").filter(Boolean);
-    const process = await QemuProcess.spawn({
-      name: spec.name,
-      dir: spec.dir,
-      incoming: spec.incoming,
-      startPaused: spec.startPaused,
-      uuid: spec.uuid,
-      transcript: spec.transcript,
-      timeoutMs: spec.timeoutMs,
-      memoryMiB: QEMU_RAM_MIB,
-      accel,
-    });
-    return new QemuSide(process, spec.name, spec.dir);
-  },
-};
+/** How the QEMU world finds its binaries and probes them (the unit tests give fakes). */
+export interface QemuWorldDeps {
+  binary(side: "src" | "dst"): string | undefined;
+  probe(binary: string): Promise<QemuProbe>;
+}
+
+const REAL_DEPS: QemuWorldDeps = { binary: qemuBinary, probe: probeQemu };
+
+/** The accelerators asked for: MIGTEST_QEMU_ACCEL, comma-separated, in order of preference. */
+function accelFromEnv(): string[] {
+  // TCG by default: this machine's KVM is nested and slower than TCG for the a-b guest.
+  // MIGTEST_QEMU_ACCEL=kvm,tcg gives upstream's order where KVM is real.
+  return (Deno.env.get("MIGTEST_QEMU_ACCEL") ?? "tcg").split(",").filter(Boolean);
+}
+
+/** The QEMU world: prepare() probes both binaries; the cases and the sides follow from the probes. */
+export function createQemuWorld(
+  deps: QemuWorldDeps = REAL_DEPS,
+): World & { readonly setup: QemuSetup | null } {
+  let setup: QemuSetup | null = null;
+  return {
+    name: "qemu",
+    get setup() {
+      return setup;
+    },
+    async prepare() {
+      const paths = { src: deps.binary("src"), dst: deps.binary("dst") };
+      for (const side of ["src", "dst"] as const) {
+        if (!paths[side]) {
+          throw new Error(
+            `no QEMU binary for the ${side === "src" ? "source" : "destination"}: set QTEST_QEMU_BINARY ` +
+              "(or QTEST_QEMU_BINARY_SRC/_DST) or put qemu-system-x86_64 on PATH",
+          );
+        }
+      }
+      const [src, dst] = await Promise.all([deps.probe(paths.src!), deps.probe(paths.dst!)]);
+      setup = {
+        src,
+        dst,
+        accel: accelFromEnv(),
+        machine: chooseMachine(src, dst, Deno.env.get("QTEST_QEMU_MACHINE_TYPE") || undefined),
+      };
+    },
+    cannotRun: (c) => qemuCannotRun(c, setup),
+    knownBug(c: MigrationCase): KnownBug | null {
+      return setup ? knownQemuBug(c, setup) : null;
+    },
+    async spawn(spec: SideSpec): Promise<Side> {
+      if (!setup) await this.prepare!();
+      const s = setup!;
+      if (typeof s.machine !== "string") throw new Error(s.machine.none);
+      const probe = spec.name === "target" ? s.dst : s.src;
+      const process = await QemuProcess.spawn({
+        name: spec.name,
+        dir: spec.dir,
+        binary: probe.binary,
+        incoming: spec.incoming,
+        startPaused: spec.startPaused,
+        uuid: spec.uuid,
+        transcript: spec.transcript,
+        timeoutMs: spec.timeoutMs,
+        memoryMiB: QEMU_RAM_MIB,
+        machine: s.machine,
+        accel: s.accel,
+      });
+      return new QemuSide(process, spec.name, spec.dir, probe);
+    },
+  };
+}
+
+export const qemuWorld = createQemuWorld();

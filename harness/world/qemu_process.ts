@@ -53,6 +53,54 @@ export function qemuBinary(side: QemuSide): string | undefined {
   return undefined;
 }
 
+/**
+ * The firmware folders (`-L`) a binary needs: MIGTEST_QEMU_DATADIRS (colon-separated) when set; else,
+ * for a binary unpacked under a prefix (PREFIX/usr/bin/qemu-system-x86_64, as
+ * tools/qemu/install-backports.sh leaves QEMU 10.0), that prefix's usr/share/qemu and usr/share/seabios,
+ * because the binary's built-in data folder is the system's (/usr/share/qemu, another version's ROMs).
+ * None for a system binary or a build tree (QEMU finds its pc-bios/ beside itself).
+ */
+export function qemuDataDirs(binary: string): string[] {
+  const fromEnv = Deno.env.get("MIGTEST_QEMU_DATADIRS");
+  if (fromEnv !== undefined) return fromEnv.split(":").filter(Boolean);
+  const prefix = unpackedPrefix(binary);
+  if (!prefix) return [];
+  return [`${prefix}/usr/share/qemu`, `${prefix}/usr/share/seabios`].filter(isDirectory);
+}
+
+/**
+ * The environment a binary needs: for one unpacked under a prefix, QEMU_MODULE_DIR at the prefix's
+ * modules, so it never loads the system QEMU's modules (built for another version, refused).
+ */
+export function qemuEnv(binary: string): Record<string, string> {
+  const prefix = unpackedPrefix(binary);
+  if (!prefix) return {};
+  try {
+    for (const e of Deno.readDirSync(`${prefix}/usr/lib`)) {
+      const dir = `${prefix}/usr/lib/${e.name}/qemu`;
+      if (e.isDirectory && isDirectory(dir)) return { QEMU_MODULE_DIR: dir };
+    }
+  } catch {
+    // No usr/lib under the prefix: nothing to point at.
+  }
+  return {};
+}
+
+/** PREFIX when binary is PREFIX/usr/bin/NAME with PREFIX/usr/share/qemu present and PREFIX not "/". */
+function unpackedPrefix(binary: string): string | null {
+  const m = /^(.+)\/usr\/bin\/[^/]+$/.exec(binary);
+  if (!m || !isDirectory(`${m[1]}/usr/share/qemu`)) return null;
+  return m[1];
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 export interface QemuSpawnOptions {
   /** "source" or "target" (QEMU's -name; also names the files in `dir`). */
   name: string;
@@ -74,6 +122,8 @@ export interface QemuSpawnOptions {
   machine?: string;
   /** `-accel` values in order of preference (default ["kvm", "tcg"], as upstream). */
   accel?: string[];
+  /** `-L` folders (default: qemuDataDirs(binary)). */
+  dataDirs?: string[];
   /** Appended last. */
   extraArgs?: string[];
 }
@@ -107,6 +157,7 @@ export class QemuProcess extends SpawnedProcess {
     }
     this.binary = binary;
     const args = [
+      ...(opts.dataDirs ?? qemuDataDirs(binary)).flatMap((d) => ["-L", d]),
       "-machine",
       opts.machine ?? "pc",
       ...(opts.accel ?? ["kvm", "tcg"]).flatMap((a) => ["-accel", a]),
@@ -139,7 +190,7 @@ export class QemuProcess extends SpawnedProcess {
     if (opts.uuid) args.push("-uuid", opts.uuid);
     args.push(...(opts.extraArgs ?? []));
     this.args = args;
-    this.child = new Child(name, binary, args);
+    this.child = new Child(name, binary, args, qemuEnv(binary));
   }
 
   static async spawn(opts: QemuSpawnOptions): Promise<QemuProcess> {

@@ -100,6 +100,11 @@ export interface KnownBug {
   fix?: string;
   /** The failure message the bug causes (a different failure is a plain failure). */
   symptom: RegExp;
+  /**
+   * The bug strikes some runs only (a race): a pass is then not evidence that it is fixed, so it is
+   * reported as a pass with a note naming the bug, not as XPASS (see known_bug.ts).
+   */
+  intermittent?: boolean;
 }
 
 /** A backend that runs sides. */

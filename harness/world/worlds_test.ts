@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { PRECOPY_CASES } from "../../cases/precopy.ts";
 import { COLO_CASES } from "../../cases/colo.ts";
-import { hasExitOnError, qemuSkipReason } from "./qemu.ts";
 import { SIM_NOT_BUILT, simWorld } from "./sim.ts";
 import { worldByName } from "./worlds.ts";
 
@@ -27,17 +26,4 @@ Deno.test("worlds: the simulated world runs nothing yet and says so", async () =
     assert.equal(e.message, SIM_NOT_BUILT);
     return true;
   });
-});
-
-Deno.test("worlds: QEMU stays up after a failed load from 9.1 on (exit-on-error), exits before", () => {
-  assert.equal(hasExitOnError({ major: 7, minor: 2 }), false);
-  assert.equal(hasExitOnError({ major: 9, minor: 0 }), false);
-  assert.equal(hasExitOnError({ major: 9, minor: 1 }), true);
-  assert.equal(hasExitOnError({ major: 10, minor: 0 }), true);
-});
-
-Deno.test("worlds: QEMU runs the plain precopy case and skips COLO with a reason", () => {
-  const plain = PRECOPY_CASES.find((c) => c.name === "/migration/precopy/unix/plain")!;
-  assert.equal(qemuSkipReason(plain), null);
-  assert.match(qemuSkipReason(COLO_CASES[0])!, /COLO on QEMU/);
 });

@@ -1,0 +1,107 @@
+/**
+ * QEMU bugs this harness observed, as expected failures: a case that hits one on a version in its range
+ * reports XFAIL when it fails with the bug's symptom (any other failure stays a failure) and, when the
+ * bug did not strike, XPASS — or, for an intermittent bug, a pass with a note (known_bug.ts).
+ *
+ * Ranges hold the versions the bug was seen on, checked against the probed version of the side that
+ * shows it; a version outside them runs the case plainly, so a bug that spreads or returns fails loudly.
+ */
+import type { MigrationCase } from "../case.ts";
+import { compareVersions, describeProbe, parseVersion, type QemuProbe, versionText } from "./qemu_probe.ts";
+import type { KnownBug } from "./world.ts";
+
+/** Inclusive on both ends, MAJOR.MINOR[.MICRO]; "7.2" through "7.2" is every 7.2.x. */
+export interface VersionRange {
+  from: string;
+  through: string;
+}
+
+export interface QemuBug {
+  id: string;
+  summary: string;
+  /** The cases that show it. */
+  cases: readonly string[];
+  /** Whose binary has the bug: its probed version is checked against `range`. */
+  side: "src" | "dst";
+  range: VersionRange;
+  /** Only when the other side's version lies here too (a cross-version incompatibility). */
+  peer?: VersionRange;
+  symptom: RegExp;
+  intermittent?: boolean;
+  fix?: string;
+}
+
+export const QEMU_BUGS: readonly QemuBug[] = [
+  {
+    id: "qemu-multifd-refused-channels-abort",
+    summary: "when the destination refuses the multifd channels (uuid mismatch), the source sometimes " +
+      "aborts: qemu_mutex_lock_impl: Assertion `mutex->initialized' failed (status 134); when it does " +
+      "not, the case passes",
+    cases: ["/migration/multifd/bad/uuid"],
+    side: "src",
+    range: { from: "7.2", through: "7.2" },
+    // The runner reports the abort as the exit status; the assertion is in the source's log.
+    symptom: /source exited with status 134/,
+    intermittent: true,
+  },
+  {
+    id: "qemu-multifd-compression-flag-silent",
+    summary: "the destination reports a multifd compression-flag mismatch nowhere: no stderr, " +
+      "query-migrate stays 'active' without error-desc, the source sees a broken pipe",
+    cases: ["/migration/multifd/bad/compression-flag"],
+    side: "dst",
+    range: { from: "7.2", through: "7.2" },
+    // The case waits for an error that never comes.
+    symptom: /waiting for the target to report the error \(stderr or query-migrate\)/,
+  },
+  {
+    id: "qemu-multifd-channel-error-incoming-stays-active",
+    summary: "a 10.0 destination refusing a 7.2 source's multifd channel (compression flags) records the " +
+      "error in error-desc ('multifd 1: flags received 2 flags expected 4') but its incoming migration " +
+      "stays 'active' after the source failed (broken pipe); with a 10.0 source it ends 'failed'",
+    cases: ["/migration/multifd/bad/compression-flag"],
+    side: "dst",
+    range: { from: "10.0", through: "10.0" },
+    peer: { from: "7.2", through: "7.2" },
+    symptom: /waiting for target migration status 'failed'/,
+  },
+];
+
+/** "7.2" or "7.2–9.2". */
+export function rangeText(r: VersionRange): string {
+  return r.from === r.through ? r.from : `${r.from}–${r.through}`;
+}
+
+/** Whether v lies in r: a bound without MICRO covers every micro release of that MAJOR.MINOR. */
+export function inRange(v: QemuProbe["version"], r: VersionRange): boolean {
+  const from = parseVersion(r.from);
+  const through = parseVersion(r.through);
+  const throughAll = /^\d+\.\d+$/.test(r.through) ? { ...through, micro: Number.MAX_SAFE_INTEGER } : through;
+  return compareVersions(v, from) >= 0 && compareVersions(v, throughAll) <= 0;
+}
+
+/** The known bug the case hits with these binaries, or null. */
+export function knownQemuBug(
+  c: MigrationCase,
+  probes: { src: QemuProbe; dst: QemuProbe },
+  table: readonly QemuBug[] = QEMU_BUGS,
+): KnownBug | null {
+  for (const b of table) {
+    const p = probes[b.side];
+    const peer = probes[b.side === "src" ? "dst" : "src"];
+    if (!b.cases.includes(c.name) || !inRange(p.version, b.range)) continue;
+    if (b.peer && !inRange(peer.version, b.peer)) continue;
+    const role = (side: "src" | "dst") => side === "src" ? "source" : "destination";
+    return {
+      id: b.id,
+      summary: b.summary,
+      versions: `QEMU ${rangeText(b.range)}${b.peer ? ` with a ${rangeText(b.peer)} peer` : ""}; the ` +
+        `${role(b.side)} is ${describeProbe(p).replace(/^QEMU /, "")}` +
+        (b.peer ? `, the ${role(b.side === "src" ? "dst" : "src")} ${versionText(peer.version)}` : ""),
+      symptom: b.symptom,
+      ...(b.intermittent ? { intermittent: true } : {}),
+      ...(b.fix ? { fix: b.fix } : {}),
+    };
+  }
+  return null;
+}

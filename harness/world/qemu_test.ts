@@ -1,0 +1,194 @@
+/**
+ * What the QEMU world derives from probes: which cases run, why the others are skipped (naming what is
+ * missing and the probed binary), the machine type of a cross-version pair, and the known bugs by
+ * version. Fake probes shaped like 7.2 and 10.0; qemu_probe_test.ts probes the real binaries.
+ */
+import assert from "node:assert/strict";
+import { ALL_CASES } from "../../cases/all.ts";
+import type { MigrationCase } from "../case.ts";
+import { fakeProbe100, fakeProbe72 } from "./qemu_fakes.ts";
+import {
+  chooseMachine,
+  createQemuWorld,
+  qemuCannotRun,
+  type QemuSetup,
+  staysUpAfterFailedLoad,
+} from "./qemu.ts";
+import { inRange, knownQemuBug, QEMU_BUGS } from "./qemu_bugs.ts";
+import type { QemuProbe } from "./qemu_probe.ts";
+
+function byName(name: string): MigrationCase {
+  const c = ALL_CASES.find((c) => c.name === name);
+  assert.ok(c, `no case ${name}`);
+  return c;
+}
+
+function setupOf(src: QemuProbe, dst: QemuProbe = src, accel = ["tcg"]): QemuSetup {
+  return { src, dst, accel, machine: chooseMachine(src, dst) };
+}
+
+const V72 = setupOf(fakeProbe72());
+const V100 = setupOf(fakeProbe100());
+
+Deno.test("qemu world: what 7.2 lacks is skipped, naming the feature and the probed version", () => {
+  const reason = (name: string) => qemuCannotRun(byName(name), V72);
+  assert.equal(reason("/migration/precopy/unix/plain"), null);
+  assert.equal(reason("/migration/multifd/tcp/uri/plain/none"), null);
+  assert.match(
+    reason("/migration/precopy/file")!,
+    /^needs the file: migration transport \(upstream QEMU 8\.2 on\): QEMU 7\.2\.22 \(\/usr\/bin\/qemu-system-x86_64\) has no file: transport$/,
+  );
+  assert.match(reason("/migration/analyze-script")!, /file: migration transport.*QEMU 7\.2\.22/);
+  assert.match(
+    reason("/migration/multifd/tcp/channels/plain/none")!,
+    /needs the 'channels' argument of migrate.*QEMU 7\.2\.22 .* has no 'channels' argument/,
+  );
+  assert.match(
+    reason("/migration/multifd/unix/none/zero-page/legacy")!,
+    /needs migration parameter 'zero-page-detection' \(upstream QEMU 9\.0 on\): QEMU 7\.2\.22/,
+  );
+  assert.match(
+    reason("/migration/multifd/tcp/plain/zlib")!,
+    /needs multifd-zlib-level 2 applied: QEMU 7\.2\.22 .* accepts multifd-zlib-level but does not apply it \(set to 7, it reads back 1\)/,
+  );
+});
+
+Deno.test("qemu world: 10.0 runs what 7.2 cannot; model-only features stay skipped on both", () => {
+  for (
+    const name of [
+      "/migration/precopy/file",
+      "/migration/analyze-script",
+      "/migration/multifd/tcp/channels/plain/none",
+      "/migration/multifd/unix/none/zero-page/legacy",
+      "/migration/multifd/tcp/plain/zlib",
+      "/migration/multifd/tcp/plain/zstd",
+    ]
+  ) assert.equal(qemuCannotRun(byName(name), V100), null, name);
+  for (const setup of [V72, V100]) {
+    assert.match(qemuCannotRun(byName("/migration/colo/plain/primary_failover"), setup)!, /COLO on QEMU/);
+    const faulty = ALL_CASES.find((c) => c.flow === "precopy" && c.fault);
+    assert.match(qemuCannotRun(faulty!, setup)!, /fault injection/);
+  }
+  // No reason on any QEMU may name a version the probe did not give.
+  for (const c of ALL_CASES) {
+    const r = qemuCannotRun(c, V100);
+    if (r) assert.doesNotMatch(r, /7\.2/, c.name);
+  }
+});
+
+Deno.test("qemu world: a missing compression method or accelerator is named", () => {
+  const noZstd = { ...fakeProbe100(), multifdCompressions: ["none", "zlib"] };
+  assert.match(
+    qemuCannotRun(byName("/migration/multifd/tcp/plain/zstd"), setupOf(noZstd))!,
+    /needs multifd-compression 'zstd' \(a build option\): QEMU 10\.0\.2 .* was built without zstd/,
+  );
+  const tcgOnly = { ...fakeProbe72(), accels: ["tcg"] };
+  assert.match(
+    qemuCannotRun(byName("/migration/precopy/unix/plain"), setupOf(tcgOnly, tcgOnly, ["kvm"]))!,
+    /none of the accelerators asked for \(MIGTEST_QEMU_ACCEL=kvm\) works with QEMU 7\.2\.22 .*: it starts with tcg/,
+  );
+});
+
+Deno.test("qemu world: a cross-version pair names the side; the machine is the newest pc-i440fx both know", () => {
+  const [v72, v100] = [fakeProbe72(), fakeProbe100()];
+  assert.equal(chooseMachine(v72, v72), "pc");
+  assert.equal(chooseMachine(v72, v100), "pc-i440fx-7.2");
+  assert.equal(chooseMachine(v100, v72), "pc-i440fx-7.2");
+  assert.equal(chooseMachine(v100, fakeProbe100("/other/qemu")), "pc-i440fx-10.0");
+  assert.deepEqual(chooseMachine(v72, { ...v100, machines: [{ name: "pc-i440fx-9.2" }] }), {
+    none: `QEMU 7.2.22 (/usr/bin/qemu-system-x86_64) and QEMU 10.0.2 (${v100.binary}) have no pc-i440fx ` +
+      "machine type in common",
+  });
+  assert.equal(chooseMachine(v72, v100, "pc-i440fx-7.1"), "pc-i440fx-7.1");
+  assert.match(
+    JSON.stringify(chooseMachine(v72, v100, "pc-i440fx-10.0")),
+    /QEMU 7\.2\.22 .* has no machine type/,
+  );
+  const newToOld = setupOf(v100, v72);
+  assert.equal(qemuCannotRun(byName("/migration/precopy/unix/plain"), newToOld), null);
+  // The source (10.0) has file:, the destination (7.2) has not: the reason names the destination.
+  assert.match(
+    qemuCannotRun(byName("/migration/precopy/file"), newToOld)!,
+    /the destination's QEMU 7\.2\.22 \(\/usr\/bin\/qemu-system-x86_64\) has no file: transport/,
+  );
+  const noCommon = { ...newToOld, machine: chooseMachine(v72, { ...v100, machines: [] }) };
+  assert.match(
+    qemuCannotRun(byName("/migration/precopy/unix/plain"), noCommon)!,
+    /no pc-i440fx machine type/,
+  );
+});
+
+Deno.test("qemu world: unprepared, only what needs no probe can run, and it says it was not probed", () => {
+  assert.equal(qemuCannotRun(byName("/migration/precopy/unix/plain"), null), null);
+  assert.match(
+    qemuCannotRun(byName("/migration/precopy/file"), null)!,
+    /needs the file: migration transport.*: the QEMU binaries were not probed/,
+  );
+});
+
+Deno.test("qemu bugs: by case and by the probed version of the side that shows them", () => {
+  const uuid = byName("/migration/multifd/bad/uuid");
+  const flag = byName("/migration/multifd/bad/compression-flag");
+  const [v72, v100] = [fakeProbe72(), fakeProbe100()];
+  const bug = knownQemuBug(uuid, { src: v72, dst: v72 });
+  assert.equal(bug?.id, "qemu-multifd-refused-channels-abort");
+  assert.equal(bug?.intermittent, true);
+  assert.match(bug!.versions, /^QEMU 7\.2; the source is 7\.2\.22 \(\/usr\/bin\/qemu-system-x86_64\)$/);
+  assert.ok(bug!.symptom.test("source exited with status 134"));
+  assert.equal(knownQemuBug(uuid, { src: v100, dst: v100 }), null);
+  assert.equal(knownQemuBug(uuid, { src: v100, dst: v72 }), null, "the abort is the source's");
+  assert.equal(knownQemuBug(flag, { src: v100, dst: v72 })?.id, "qemu-multifd-compression-flag-silent");
+  // 7.2 → 10.0: the 10.0 destination stays active (a cross-version bug); 10.0 → 10.0 has no bug.
+  const cross = knownQemuBug(flag, { src: v72, dst: v100 });
+  assert.equal(cross?.id, "qemu-multifd-channel-error-incoming-stays-active");
+  assert.match(
+    cross!.versions,
+    /^QEMU 10\.0 with a 7\.2 peer; the destination is 10\.0\.2 \(.*\), the source 7\.2\.22$/,
+  );
+  assert.equal(knownQemuBug(flag, { src: v100, dst: v100 }), null);
+  assert.equal(knownQemuBug(byName("/migration/precopy/unix/plain"), { src: v72, dst: v72 }), null);
+  for (const b of QEMU_BUGS) for (const name of b.cases) byName(name);
+});
+
+Deno.test("qemu bugs: version ranges are inclusive; a bare MAJOR.MINOR covers its micro releases", () => {
+  const r = { from: "7.2", through: "7.2" };
+  assert.ok(inRange({ major: 7, minor: 2, micro: 0 }, r));
+  assert.ok(inRange({ major: 7, minor: 2, micro: 22 }, r));
+  assert.ok(!inRange({ major: 7, minor: 1, micro: 9 }, r));
+  assert.ok(!inRange({ major: 8, minor: 0, micro: 0 }, r));
+  assert.ok(inRange({ major: 9, minor: 2, micro: 0 }, { from: "8.0", through: "9.2.0" }));
+  assert.ok(!inRange({ major: 9, minor: 2, micro: 1 }, { from: "8.0", through: "9.2.0" }));
+});
+
+Deno.test("qemu world: prepare probes both binaries; without one it says which side has none", async () => {
+  const probed: string[] = [];
+  const world = createQemuWorld({
+    binary: (side) => side === "src" ? "/a/qemu" : "/b/qemu",
+    probe: (b) => {
+      probed.push(b);
+      return Promise.resolve(b === "/a/qemu" ? fakeProbe72(b) : fakeProbe100(b));
+    },
+  });
+  assert.match(world.cannotRun(byName("/migration/precopy/file"))!, /not probed/);
+  await world.prepare!();
+  assert.deepEqual(probed.sort(), ["/a/qemu", "/b/qemu"]);
+  assert.equal(world.setup?.machine, "pc-i440fx-7.2");
+  assert.match(
+    world.cannotRun(byName("/migration/precopy/file"))!,
+    /the source's QEMU 7\.2\.22 \(\/a\/qemu\)/,
+  );
+  assert.equal(
+    world.knownBug!(byName("/migration/multifd/bad/uuid"))?.id,
+    "qemu-multifd-refused-channels-abort",
+  );
+  const none = createQemuWorld({
+    binary: (side) => side === "src" ? "/a/qemu" : undefined,
+    probe: () => Promise.reject(),
+  });
+  await assert.rejects(() => none.prepare!(), /no QEMU binary for the destination/);
+});
+
+Deno.test("qemu world: a destination stays up after a failed load only where migrate-incoming has exit-on-error", () => {
+  assert.equal(staysUpAfterFailedLoad(fakeProbe72()), false);
+  assert.equal(staysUpAfterFailedLoad(fakeProbe100()), true);
+});
