@@ -32,6 +32,12 @@ const OFF_FOR_SAVE = new Set(["multifd", "xbzrle", "postcopy-ram", "mapped-ram",
  */
 export const QEMU_UNCOMPARED_FIELDS: readonly UncomparedField[] = [
   {
+    device: /^globalstate\//,
+    field: /^(size|runstate)$/,
+    why: "the run state when the stream was written: a source migrated running says running, the paused " +
+      "destination's save says paused",
+  },
+  {
     device: /^mc146818rtc\//,
     field: /^cmos_data$/,
     // Registers 0-9 (seconds ... year), A (update in progress), C (interrupt flags), 0x32 (century).

@@ -53,6 +53,12 @@ export function sideTrace(transcript: readonly QmpTranscriptEntry[], side: strin
         if (msg.event === "MIGRATION" && (status === "completed" || status === "failed")) inSave = false;
         continue;
       }
+      // QEMU reports the harness's teardown (SIGTERM) as SHUTDOWN; the case has ended by then.
+      if (
+        msg.event === "SHUTDOWN" && (msg.data as { reason?: unknown } | undefined)?.reason === "host-signal"
+      ) {
+        continue;
+      }
       events.add(msg.event);
       if (msg.event === "MIGRATION" && typeof status === "string" && statuses.at(-1) !== status) {
         statuses.push(status);
