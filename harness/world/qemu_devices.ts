@@ -21,10 +21,18 @@ const SAVE_TIMEOUT_MS = 60_000;
 
 /**
  * Capabilities that change what the stream carries or that QEMU refuses for a plain `file:` migration
- * (multifd wants mapped-ram there): switched off for the save and back on after it, so the saved stream
+ * (multifd wants mapped-ram there; pause-before-switchover would wait for a migrate-continue): switched off for the save and back on after it, so the saved stream
  * is the plain format the analyzer reads and the case's own migrations see the capabilities they set.
  */
-const OFF_FOR_SAVE = new Set(["multifd", "xbzrle", "postcopy-ram", "mapped-ram", "compress", "x-colo"]);
+const OFF_FOR_SAVE = new Set([
+  "multifd",
+  "pause-before-switchover",
+  "xbzrle",
+  "postcopy-ram",
+  "mapped-ram",
+  "compress",
+  "x-colo",
+]);
 
 /**
  * Fields that legitimately differ between a source and its destination on QEMU, found on real runs
