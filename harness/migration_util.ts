@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { AB_END, AB_START } from "../engine/guest/workload.ts";
 import { checkGuestsRam } from "./check/guests_ram.ts";
-import { compareDeviceState } from "./check/device_equal.ts";
+import { compareDeviceState, withoutFields } from "./check/device_equal.ts";
 import { compareRam, type RamSource } from "./check/ram_equal.ts";
 import { FlowError, type MigrationPair } from "./framework.ts";
 import { isUnavailable, type Side } from "./world/world.ts";
@@ -77,7 +77,11 @@ export async function expectDevicesEqual(
   const [da, db] = await Promise.all([a.deviceState(), b.deviceState()]);
   if (isUnavailable(da)) return p.ctx.log(`device state not compared: ${da.unavailable}`);
   if (isUnavailable(db)) return p.ctx.log(`device state not compared: ${db.unavailable}`);
-  const diff = compareDeviceState(da, db, names);
+  const skip = [...(a.uncomparedFields ?? []), ...(b.uncomparedFields ?? [])];
+  const [ma, mb] = [withoutFields(da, skip), withoutFields(db, skip)];
+  const skipped = [...new Set([...ma.skipped, ...mb.skipped])];
+  if (skipped.length) p.ctx.log(`device fields not compared:\n  ${skipped.join("\n  ")}`);
+  const diff = compareDeviceState(ma.state, mb.state, names);
   if (diff.length) throw new FlowError(`${prefix}device state differs:\n  ${diff.join("\n  ")}`);
 }
 

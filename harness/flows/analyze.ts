@@ -4,27 +4,22 @@
  * parse it: the uuid from the configuration section, and every device field equal to the source's state
  * (where the world gives device state; on QEMU, that the devices were parsed at all).
  */
+import { errorMessage } from "../../engine/error.ts";
+import { runAnalyzer } from "../analyzer.ts";
 import type { AnalyzeCase } from "../case.ts";
 import { compareDeviceState } from "../check/device_equal.ts";
 import { FlowError, type MigrationPair } from "../framework.ts";
 import { CONVERGE, migrate } from "../migration_qmp.ts";
 import { type DeviceState, isUnavailable } from "../world/world.ts";
 
-const ANALYZER = new URL("../../tools/analyze/analyze.ts", import.meta.url).pathname;
-
 export async function analyzeScriptFlow(p: MigrationPair, c: AnalyzeCase): Promise<void> {
   await p.src.qmp.execute("stop");
   await p.setParams(p.src, CONVERGE);
   await migrate(p, `file:${p.migfile}`);
   await p.waitStatus(p.src, "completed");
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", `--allow-read=${p.dir}`, ANALYZER, p.migfile],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  if (out.code !== 0) throw new FlowError(`the analyzer exited with status ${out.code}: ${stderr}`);
-  const result = JSON.parse(new TextDecoder().decode(out.stdout));
+  const result = await runAnalyzer(p.migfile, p.dir).catch((e) => {
+    throw new FlowError(errorMessage(e));
+  }) as { configuration?: { uuid?: string }; devices?: Record<string, unknown> };
   const uuid = result.configuration?.uuid;
   if (c.uuid?.src && uuid !== c.uuid.src) {
     throw new FlowError(`the analyzer read uuid ${uuid}, the source has ${c.uuid.src}`);
@@ -54,7 +49,9 @@ export function analyzerDeviceDiffs(
 ): string[] {
   const diffs: string[] = [];
   for (const [key, fields] of Object.entries(state)) {
-    const [idstr, instance] = key.split("/");
+    // The idstr may itself hold slashes (QEMU's "0000:00:01.1/ide"): the instance follows the last one.
+    const cut = key.lastIndexOf("/");
+    const [idstr, instance] = [key.slice(0, cut), key.slice(cut + 1)];
     const parsed = devices?.[`${idstr} (${instance})`] as Record<string, unknown> | undefined;
     if (!parsed) {
       diffs.push(`device ${key} missing from the analyzer's output`);

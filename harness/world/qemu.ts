@@ -17,6 +17,7 @@ import {
   type QemuProbe,
 } from "./qemu_probe.ts";
 import { ProcessSide } from "./process_side.ts";
+import { QEMU_UNCOMPARED_FIELDS, readDeviceState } from "./qemu_devices.ts";
 import { qemuBinary, QemuProcess } from "./qemu_process.ts";
 import type { DeviceState, KnownBug, Side, SideSpec, Unavailable, World } from "./world.ts";
 
@@ -247,11 +248,24 @@ export function staysUpAfterFailedLoad(probe: QemuProbe): boolean {
   return probe.migrateIncomingArgs.includes("exit-on-error");
 }
 
+/** Why this binary's device state cannot be read (no `file:` to save it to), or null. */
+export function deviceStateUnavailable(probe: QemuProbe): string | null {
+  if (probe.transports.includes("file")) return null;
+  return `${describeProbe(probe)} has no file: migration transport (upstream QEMU 8.2 on), which reading ` +
+    "its device state needs (QEMU has no command that returns it; the analyzer decodes a saved stream)";
+}
+
 export class QemuSide extends ProcessSide<QemuProcess> implements Side {
   readonly staysUpAfterFailedLoad: boolean;
+  readonly uncomparedFields = QEMU_UNCOMPARED_FIELDS;
 
   /** `probe` is the probe of the binary this side runs: it says whether migrate-incoming has exit-on-error. */
-  constructor(process: QemuProcess, name: "source" | "target", readonly dir: string, probe: QemuProbe) {
+  constructor(
+    process: QemuProcess,
+    name: "source" | "target",
+    readonly dir: string,
+    readonly probe: QemuProbe,
+  ) {
     super(process, name);
     this.staysUpAfterFailedLoad = staysUpAfterFailedLoad(probe);
   }
@@ -278,8 +292,15 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
     return this.process.qtest.readbMany(addrs, { timeoutMs: 60_000 });
   }
 
-  deviceState(): Promise<DeviceState | Unavailable> {
-    return Promise.resolve({ unavailable: "QEMU has no command that returns device state field by field" });
+  /**
+   * QEMU has no command that returns device state, but it writes it into every migration stream, and the
+   * analyzer decodes the device sections through the stream's vmdesc. So the side, stopped, migrates to a
+   * `file:` in the pair's directory (upstream 8.2 on) and the analyzer reads it back as a process.
+   */
+  async deviceState(): Promise<DeviceState | Unavailable> {
+    const why = deviceStateUnavailable(this.probe);
+    if (why) return { unavailable: why };
+    return await readDeviceState(this.process, `${this.dir}/${this.name}-devices.mig`, this.dir);
   }
 
   captureMainChannel(): Promise<Unavailable> {

@@ -7,6 +7,7 @@
  */
 import type { WorkloadSpec } from "../../engine/guest/workload.ts";
 import type { RamSource } from "../check/ram_equal.ts";
+import type { UncomparedField } from "../check/device_equal.ts";
 import type { MigrationCase, VcpuDuty } from "../case.ts";
 import type { QmpClient, QmpTranscriptEntry } from "../qmp_client.ts";
 
@@ -71,6 +72,8 @@ export interface Side {
   /** The first byte of every page in [start, end): what check_guests_ram reads. */
   firstBytes(start: number, end: number): Promise<Uint8Array>;
   deviceState(): Promise<DeviceState | Unavailable>;
+  /** Device fields this world legitimately holds differently on a source and its destination. */
+  readonly uncomparedFields?: readonly UncomparedField[];
   /**
    * Tees what this side sends on the main channel of the migrations it starts from now on into `path`
    * (in the pair's directory), readable by `deno task analyze`; null once armed.

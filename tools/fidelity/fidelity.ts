@@ -1,0 +1,173 @@
+/**
+ * `deno task fidelity [--qemu PATH]... [--filter TEXT]... [--tier smoke|full|slow]`: how closely the model
+ * follows real QEMU. Every case that both the model and a QEMU binary can run is run in both worlds, one
+ * at a time (the timing of a case is part of what it shows); each run's observable trace (trace.ts) is
+ * compared, and a row per case says agree, known (a difference in known.ts, with its reason) or
+ * DISAGREE with the difference. Exits 1 on any disagreement, 2 on bad usage.
+ */
+import { parseArgs } from "node:util";
+import { ALL_CASES } from "../../cases/all.ts";
+import type { MigrationCase, Tier } from "../../harness/case.ts";
+import type { QmpTranscriptEntry } from "../../harness/qmp_client.ts";
+import { resultWord } from "../../harness/matrix.ts";
+import { type CaseResult, runCase } from "../../harness/runner.ts";
+import { selectCases } from "../../harness/select.ts";
+import { engineWorld } from "../../harness/world/engine.ts";
+import { createQemuWorld } from "../../harness/world/qemu.ts";
+import { describeProbe, probeQemu } from "../../harness/world/qemu_probe.ts";
+import type { World } from "../../harness/world/world.ts";
+import { KNOWN_DIFFERENCES } from "./known.ts";
+import {
+  type Agreement,
+  agreementLine,
+  classify,
+  compareTraces,
+  countersVerdict,
+  sideTrace,
+  type Trace,
+} from "./trace.ts";
+
+const USAGE = "usage: deno task fidelity [--qemu PATH]... [--filter TEXT]... [--tier smoke|full|slow] " +
+  "[--seed N]";
+const SYSTEM_QEMU = "/usr/bin/qemu-system-x86_64";
+
+/** A world whose pairs' QMP transcripts are kept (the spawn spec carries the pair's transcript). */
+function recording(world: World): { world: World; last(): readonly QmpTranscriptEntry[] } {
+  let transcript: readonly QmpTranscriptEntry[] = [];
+  return {
+    world: {
+      name: world.name,
+      prepare: world.prepare?.bind(world),
+      cannotRun: (c) => world.cannotRun(c),
+      knownBug: world.knownBug?.bind(world),
+      spawn: (spec) => {
+        transcript = spec.transcript;
+        return world.spawn(spec);
+      },
+    },
+    last: () => transcript,
+  };
+}
+
+/** The trace of a finished case from its result and the transcript of its pair. */
+export function traceOf(r: CaseResult, transcript: readonly QmpTranscriptEntry[]): Trace {
+  const error = r.xfail ? undefined : r.error?.message.split("\n")[0];
+  return {
+    verdict: resultWord(r),
+    ...(r.ok ? {} : { error }),
+    source: sideTrace(transcript, "source"),
+    target: sideTrace(transcript, "target"),
+    counters: countersVerdict(r.stats),
+  };
+}
+
+async function runTraced(c: MigrationCase, world: World, seed: number): Promise<Trace> {
+  const rec = recording(world);
+  const r = await runCase(c, { seed, world: rec.world, artifactsDir: null });
+  return traceOf(r, r.skipped !== undefined ? [] : rec.last());
+}
+
+export interface FidelityRow {
+  name: string;
+  agreement: Agreement;
+  model: Trace;
+  qemu: Trace;
+}
+
+export interface FidelityReport {
+  qemu: string;
+  version: string;
+  rows: FidelityRow[];
+  /** Cases the binary cannot run, by reason. */
+  skipped: number;
+  wallMs: number;
+}
+
+export interface FidelityOptions {
+  qemu: string[];
+  filters: string[];
+  tier: Tier;
+  seed: number;
+  out(line: string): void;
+}
+
+/** Runs the comparison for every binary; the model's traces are taken once per case and reused. */
+export async function runFidelity(opts: FidelityOptions): Promise<FidelityReport[]> {
+  const cases = selectCases(ALL_CASES, { tier: opts.tier, filters: opts.filters });
+  const modelTraces = new Map<string, Trace>();
+  const reports: FidelityReport[] = [];
+  for (const binary of opts.qemu) {
+    const t0 = performance.now();
+    const probe = await probeQemu(binary);
+    const version = `${probe.version.major}.${probe.version.minor}.${probe.version.micro}`;
+    const world = createQemuWorld({ binary: () => binary, probe: probeQemu });
+    await world.prepare!();
+    opts.out(`${describeProbe(probe)}:`);
+    const report: FidelityReport = { qemu: binary, version, rows: [], skipped: 0, wallMs: 0 };
+    for (const c of cases) {
+      if (world.cannotRun(c) !== null) {
+        report.skipped++;
+        continue;
+      }
+      let model = modelTraces.get(c.name);
+      if (!model) modelTraces.set(c.name, model = await runTraced(c, engineWorld, opts.seed));
+      const qemu = await runTraced(c, world, opts.seed);
+      const agreement = classify(c.name, version, compareTraces(model, qemu), KNOWN_DIFFERENCES);
+      report.rows.push({ name: c.name, agreement, model, qemu });
+      opts.out(`  ${c.name.padEnd(60)} ${agreementLine(agreement)}`);
+    }
+    report.wallMs = performance.now() - t0;
+    opts.out(summaryLine(report));
+    reports.push(report);
+  }
+  return reports;
+}
+
+export function summaryLine(r: FidelityReport): string {
+  const n = (k: Agreement["kind"]) => r.rows.filter((x) => x.agreement.kind === k).length;
+  return `QEMU ${r.version}: ${r.rows.length} cases run in both worlds: ${n("agree")} agree, ${n("known")} ` +
+    `known, ${n("disagree")} disagree; ${r.skipped} not run on this binary; ${
+      (r.wallMs / 1000).toFixed(0)
+    } s`;
+}
+
+export async function main(args: string[], out: (line: string) => void = console.log): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        qemu: { type: "string", multiple: true },
+        filter: { type: "string", multiple: true },
+        tier: { type: "string", default: "full" },
+        seed: { type: "string", default: "1" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`fidelity: ${e instanceof Error ? e.message : e}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    out(USAGE);
+    return 0;
+  }
+  const tier = values.tier;
+  const seed = Number(values.seed);
+  if ((tier !== "smoke" && tier !== "full" && tier !== "slow") || !Number.isSafeInteger(seed) || seed < 0) {
+    console.error(USAGE);
+    return 2;
+  }
+  const reports = await runFidelity({
+    qemu: values.qemu?.length ? values.qemu : [SYSTEM_QEMU],
+    filters: values.filter ?? [],
+    tier,
+    seed,
+    out,
+  });
+  out("");
+  for (const r of reports) out(summaryLine(r));
+  return reports.some((r) => r.rows.some((x) => x.agreement.kind === "disagree")) ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
