@@ -21,12 +21,15 @@ const SAVE_TIMEOUT_MS = 60_000;
 
 /**
  * Capabilities that change what the stream carries or that QEMU refuses for a plain `file:` migration
- * (multifd wants mapped-ram there; pause-before-switchover would wait for a migrate-continue): switched off for the save and back on after it, so the saved stream
- * is the plain format the analyzer reads and the case's own migrations see the capabilities they set.
+ * (multifd wants mapped-ram there; pause-before-switchover would wait for a migrate-continue; a file has
+ * no return path: "Unable to read from file: Bad file descriptor"): switched off for the save and back on
+ * after it, so the saved stream is the plain format the analyzer reads and the case's own migrations see
+ * the capabilities they set.
  */
 const OFF_FOR_SAVE = new Set([
   "multifd",
   "pause-before-switchover",
+  "return-path",
   "xbzrle",
   "postcopy-ram",
   "mapped-ram",

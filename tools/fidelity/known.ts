@@ -68,4 +68,48 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
     why: "timing, not behaviour: the model's setup takes under a millisecond, so the cancel sent on " +
       "seeing 'setup' lands once it is active; QEMU's setup (TCG, 150 MiB) is still running",
   },
+  {
+    cases: /^\/migration\/cancel\//,
+    aspect: "target.error-desc",
+    detail: /qemu load of migration failed: (Input\/output error|Invalid argument)$/,
+    why: "wording: the model's destination names what ended the stream and where ('Unexpected end of " +
+      "stream while reading section type (at stream offset N)'); QEMU's reports the channel's errno " +
+      "('Input/output error', 'Invalid argument'); both end 'failed' when the source cancels",
+  },
+  {
+    cases: /^\/migration\/cancel\//,
+    aspect: "source.error-desc",
+    detail: /^model none, qemu (ram_save_setup failed|Channel error): Input\/output error$/,
+    why: "QEMU keeps the channel error the cancel itself caused as the cancelled source's error-desc; the " +
+      "model reports none for a cancelled migration (the status 'cancelled' is the outcome both report)",
+  },
+  {
+    cases: /^\/migration\/multifd\/bad\/compression-flag$/,
+    aspect: "target.error-desc",
+    detail: /qemu multifd \d+: flags received 2 flags expected 4$/,
+    why: "the same refusal in other words: QEMU names its receive thread ('multifd N', whichever channel " +
+      "reads first); the model names the channel, the method and the offset",
+  },
+  {
+    cases: /^\/migration\/multifd\/bad\/uuid$/,
+    aspect: "target.error-desc",
+    detail: /multifd: received uuid '[0-9a-f-]+' and expected uuid '[0-9a-f-]+' for channel 0$/,
+    why: "the same message; the model adds QEMU's 'load of migration failed: ' prefix and the offset",
+  },
+  {
+    cases: /^\/migration\/multifd\/bad\/uuid$/,
+    aspect: "source.statuses",
+    versions: ["10."],
+    detail: /^model \[setup,failed\], qemu \[setup,active,failed\]$/,
+    why: "ordering: QEMU's multifd channels connect in the background, so its source is active before the " +
+      "destination refuses one; the model's source waits for its channels in setup and fails from there. " +
+      "Both fail and keep the guest running",
+  },
+  {
+    cases: /^\/migration\/multifd\/bad\/uuid$/,
+    aspect: "source.events",
+    versions: ["10."],
+    detail: /^model only \[\], qemu only \[MIGRATION_PASS\]$/,
+    why: "the same ordering: QEMU's source starts its first pass before the refusal arrives",
+  },
 ];
