@@ -99,7 +99,7 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
   {
     cases: /^\/migration\/multifd\/bad\/uuid$/,
     aspect: "source.statuses",
-    versions: ["10."],
+    versions: ["10.0"],
     detail: /^model \[setup,failed\], qemu \[setup,active,failed\]$/,
     why: "ordering: QEMU's multifd channels connect in the background, so its source is active before the " +
       "destination refuses one; the model's source waits for its channels in setup and fails from there. " +
@@ -108,7 +108,7 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
   {
     cases: /^\/migration\/multifd\/bad\/uuid$/,
     aspect: "source.events",
-    versions: ["10."],
+    versions: ["10.0"],
     detail: /^model only \[\], qemu only \[MIGRATION_PASS\]$/,
     why: "the same ordering: QEMU's source starts its first pass before the refusal arrives",
   },
