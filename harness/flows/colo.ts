@@ -20,7 +20,7 @@ import {
   waitSerialB,
 } from "../migration_util.ts";
 import type { QmpEvent } from "../qmp_client.ts";
-import { type DeviceState, isUnavailable, type Side } from "../world/world.ts";
+import { type Breakpoints, type DeviceState, isUnavailable, type Side } from "../world/world.ts";
 
 const PRIMARY_PHASES: ReadonlySet<ColoPhase> = new Set([
   "colo-request-sent",
@@ -96,12 +96,35 @@ async function failOver(p: MigrationPair, side: Side): Promise<void> {
   await takeOver(p, side);
 }
 
-/** x-colo-lost-heartbeat, then status `completed` on `side`: the time between is the failover time. */
+/**
+ * x-colo-lost-heartbeat, then status `completed` on `side`: the time between is the failover time. Then
+ * the takeover as query-colo-status tells it (see tookOver).
+ */
 async function takeOver(p: MigrationPair, side: Side): Promise<void> {
   const t0 = performance.now();
   await side.qmp.execute("x-colo-lost-heartbeat");
   await p.waitStatus(side, "completed", ["failed"]);
   p.stats.colo = { checkpoints: 0, latencyMs: [], ...p.stats.colo, failoverMs: performance.now() - t0 };
+  await tookOver(p, side);
+}
+
+/**
+ * After a takeover `side` has left COLO (its COLO_EXIT) and query-colo-status says so: mode none, its
+ * last mode its role, reason request (QEMU derives it from the failover state, which is completed).
+ */
+async function tookOver(p: MigrationPair, side: Side): Promise<void> {
+  await p.waitEvent(side, "COLO_EXIT");
+  const role = side === p.src ? "primary" : "secondary";
+  await expectColoStatus(side, { mode: "none", "last-mode": role, reason: "request" }, "after the takeover");
+}
+
+/**
+ * The side that lost its peer without being told (no x-colo-lost-heartbeat), after its COLO_EXIT: QEMU
+ * keeps it in COLO state waiting for a failover request, so query-colo-status still reads its mode, no
+ * last mode (that is set when COLO ends) and reason none (no failover was asked for).
+ */
+async function expectLostStatus(side: Side, role: "primary" | "secondary"): Promise<void> {
+  await expectColoStatus(side, { mode: role, "last-mode": "none", reason: "none" }, "after losing its peer");
 }
 
 /**
@@ -116,51 +139,170 @@ async function recordCheckpoints(p: MigrationPair): Promise<void> {
   p.stats.colo = { ...p.stats.colo, checkpoints: info.primary.checkpoints, latencyMs };
 }
 
+/** What a scenario needs the secondary held at named moments for, or null (upstream's scenarios). */
+function needsBreakpoints(sc: ColoCase["colo"]): string | null {
+  if (sc.killPrimaryAt) {
+    return `killing the primary at ${sc.killPrimaryAt} needs the side held at that moment`;
+  }
+  if (sc.failoverDuringApply) return "a failover during the apply needs the secondary held mid-apply";
+  if (sc.failoverDuringMultifdPacket) return "a failover during a multifd packet needs a channel held";
+  return null;
+}
+
+/**
+ * How long one checkpoint may take to start or to finish once the previous one did: the delay between
+ * checkpoints plus the transfer of what the guest dirtied (the a-b guest rewrites ~100 MiB per pass; on
+ * loopback that is well under a second). A primary that deadlocks mid-checkpoint ends here, not at the
+ * case's 120 s bound.
+ */
+function checkpointWaitMs(c: ColoCase): number {
+  return 10_000 + 10 * (c.colo.checkpointDelayMs ?? 300);
+}
+
+/** The index of the first `event` on `side` at or after `since`, within `timeoutMs`, for `what`. */
+async function waitEventAt(
+  p: MigrationPair,
+  side: Side,
+  event: string,
+  since: number,
+  what: string,
+  timeoutMs: number,
+): Promise<number> {
+  return await p.wait(what, () => {
+    const i = side.qmp.events.findIndex((e, j) => j >= since && e.event === event);
+    if (i >= 0) return Promise.resolve(i);
+    if (side.exitStatus) {
+      return Promise.reject(
+        new FlowError(`${side.name} exited (status ${side.exitStatus.code}) before ${what}`),
+      );
+    }
+    return Promise.resolve(undefined);
+  }, timeoutMs);
+}
+
+interface ColoStatus {
+  mode: string;
+  "last-mode": string;
+  reason: string;
+}
+
+/** query-colo-status on `side` must read `want` (QEMU's qmp_query_colo_status; the model mirrors it). */
+async function expectColoStatus(side: Side, want: ColoStatus, when: string): Promise<void> {
+  const got = await side.qmp.execute<ColoStatus>("query-colo-status", {}, { timeoutMs: 5000 });
+  const brief = (s: ColoStatus) => `mode ${s.mode}, last-mode ${s["last-mode"]}, reason ${s.reason}`;
+  if (got.mode !== want.mode || got["last-mode"] !== want["last-mode"] || got.reason !== want.reason) {
+    throw new FlowError(
+      `${when}: ${side.name}'s query-colo-status reads ${brief(got)}, expected ${brief(want)}`,
+    );
+  }
+}
+
+/**
+ * Without breakpoints (upstream's way): checkpoint n is the secondary's STOP then RESUME; the primary
+ * stopped for it too (its own STOP), and both stay in COLO state, each in its mode.
+ */
+async function syncCheckpoints(p: MigrationPair, c: ColoCase, checkpoints: number): Promise<void> {
+  const bound = checkpointWaitMs(c);
+  let dstSince = p.dst.qmp.events.length;
+  let srcSince = p.src.qmp.events.length;
+  for (let n = 1; n <= checkpoints; n++) {
+    const stop = await waitEventAt(
+      p,
+      p.dst,
+      "STOP",
+      dstSince,
+      `checkpoint ${n} to start (the secondary's STOP)`,
+      bound,
+    );
+    const resume = await waitEventAt(
+      p,
+      p.dst,
+      "RESUME",
+      stop + 1,
+      `checkpoint ${n} to be applied (the secondary's RESUME)`,
+      bound,
+    );
+    dstSince = resume + 1;
+    // The primary stops before it asks the secondary to: its STOP is in by the secondary's RESUME.
+    srcSince = 1 +
+      await waitEventAt(p, p.src, "STOP", srcSince, `the primary's STOP for checkpoint ${n}`, bound);
+    for (const [side, mode] of [[p.src, "primary"], [p.dst, "secondary"]] as const) {
+      const st = await side.qmp.execute<{ status: string }>("query-migrate", {}, { timeoutMs: 5000 });
+      if (st.status !== "colo") {
+        throw new FlowError(
+          `checkpoint ${n}: ${side.name}'s migration status is '${st.status}', expected 'colo'`,
+        );
+      }
+      await expectColoStatus(side, { mode, "last-mode": "none", reason: "none" }, `checkpoint ${n}`);
+    }
+  }
+  p.stats.colo = { latencyMs: [], ...p.stats.colo, checkpoints };
+}
+
 export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
   const sc = c.colo;
   const checkpoints = sc.checkpoints ?? 3;
+  const bp = p.dst.breakpoints();
+  const needs = needsBreakpoints(sc);
+  if (needs && isUnavailable(bp)) throw new FlowError(`${needs}: ${bp.unavailable}`);
   await p.setParams(p.src, { "x-checkpoint-delay": sc.checkpointDelayMs ?? 300 });
   if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
   await p.setParams(p.src, CONVERGE);
   if (isAbGuest(p)) await waitSerialB(p, p.src);
-  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-applied", persistent: true });
+  if (isUnavailable(bp)) {
+    p.ctx.log(
+      "checkpoints not checked page by page (secondary == primary, cache == secondary, devices): that " +
+        `needs the secondary held after the apply, before it resumes: ${bp.unavailable}; checked instead: ` +
+        "each checkpoint's STOP/RESUME, both sides' status and query-colo-status",
+    );
+  } else await bp.arm("colo-applied", { persistent: true });
   await migrate(p, await connectUri(p));
-  await p.waitStatus(p.src, "colo", ["failed"]);
+  // Upstream: the source must reach 'colo' and never pass 'completed' (a precopy that ends instead).
+  await p.waitStatus(p.src, "colo", ["failed", "completed"]);
   await p.waitEvent(p.dst, "RESUME");
-
-  // Every checkpoint: paused after the apply, before the secondary resumes.
-  for (let n = 1; n < checkpoints; n++) {
-    await waitBreakpoint(p, p.dst, "colo-applied", n);
-    await checkCheckpoint(p, n);
-    await p.dst.qmp.execute("x-test-continue", { name: "colo-applied" });
+  // QEMU sets the last mode when COLO ends: in COLO state it reads none.
+  for (const [side, mode] of [[p.src, "primary"], [p.dst, "secondary"]] as const) {
+    await expectColoStatus(side, { mode, "last-mode": "none", reason: "none" }, "in COLO state");
   }
-  await waitBreakpoint(p, p.dst, "colo-applied", checkpoints);
-  await checkCheckpoint(p, checkpoints);
-  await recordCheckpoints(p);
-  // Still paused after the last checked checkpoint: arm what the scenario needs, then let it run.
-  const next = checkpoints + 1;
-  if (sc.killPrimaryAt) return await killPrimary(p, sc.killPrimaryAt, next);
-  if (sc.failoverDuringApply) return await relaunch(p, next);
-  if (sc.failoverDuringMultifdPacket) return await failoverDuringPacket(p);
-  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+
+  if (isUnavailable(bp)) await syncCheckpoints(p, c, checkpoints);
+  else {
+    // Every checkpoint: paused after the apply, before the secondary resumes.
+    for (let n = 1; n < checkpoints; n++) {
+      await waitBreakpoint(p, p.dst, "colo-applied", n);
+      await checkCheckpoint(p, n);
+      await bp.continue("colo-applied");
+    }
+    await waitBreakpoint(p, p.dst, "colo-applied", checkpoints);
+    await checkCheckpoint(p, checkpoints);
+    await recordCheckpoints(p);
+    // Still paused after the last checked checkpoint: arm what the scenario needs, then let it run.
+    const next = checkpoints + 1;
+    if (sc.killPrimaryAt) return await killPrimary(p, bp, sc.killPrimaryAt, next);
+    if (sc.failoverDuringApply) return await relaunch(p, bp, next);
+    if (sc.failoverDuringMultifdPacket) return await failoverDuringPacket(p, bp);
+    await bp.continue("colo-applied", { disarm: true });
+  }
 
   if (sc.duringCheckpoint) {
     // The secondary is stopped in the next checkpoint (upstream waits for its STOP).
     const since = p.dst.qmp.events.length;
-    await p.waitEvent(p.dst, "STOP", undefined, since);
+    await waitEventAt(
+      p,
+      p.dst,
+      "STOP",
+      since,
+      "the next checkpoint (the secondary's STOP)",
+      checkpointWaitMs(c),
+    );
   }
-  if (sc.survivor === "secondary") {
-    await failOver(p, p.dst);
-    await p.waitEvent(p.dst, "COLO_EXIT");
-    await checkSurvivor(p, p.dst);
-  } else {
-    await failOver(p, p.src);
-    await p.waitEvent(p.src, "COLO_EXIT");
-    await checkSurvivor(p, p.src);
-  }
-  // The lost side notices (its channel is gone) and reports an error exit; it must not crash.
+  const survivor = sc.survivor === "secondary" ? p.dst : p.src;
   const lost = sc.survivor === "secondary" ? p.src : p.dst;
+  await failOver(p, survivor);
+  await checkSurvivor(p, survivor);
+  // The lost side notices (its channel is gone) and reports an error exit; it must not crash.
   await p.waitEvent(lost, "COLO_EXIT");
+  await expectLostStatus(lost, sc.survivor === "secondary" ? "primary" : "secondary");
   await recordCheckpoints(p); // the primary is still up: with the unchecked checkpoints since
 }
 
@@ -191,13 +333,17 @@ const EXPECTED: Record<ColoPhase, Expected> = {
  * SIGKILL the primary at `phase` of checkpoint `n`, then tell the secondary (x-colo-lost-heartbeat); the
  * secondary must hold what EXPECTED says, and then run on its own.
  */
-async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promise<void> {
+async function killPrimary(p: MigrationPair, bp: Breakpoints, phase: ColoPhase, n: number): Promise<void> {
+  const srcBp = p.src.breakpoints();
+  if (isUnavailable(srcBp)) {
+    throw new FlowError(`the primary cannot be held at ${phase}: ${srcBp.unavailable}`);
+  }
   const onPrimary = PRIMARY_PHASES.has(phase);
   const expected = EXPECTED[phase];
   if (phase === "colo-after-vmstate-loaded") {
     // Strike at the checkpoint just checked, once the primary has its VMSTATE_LOADED: both committed it.
-    await p.src.qmp.execute("x-test-breakpoint", { name: phase });
-    await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+    await srcBp.arm(phase);
+    await bp.continue("colo-applied", { disarm: true });
     await waitBreakpoint(p, p.src, phase, n - 1);
     await p.src.sigkill();
     p.srcKilled = true;
@@ -207,24 +353,24 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
   }
   // The secondary is paused after checkpoint n-1. It will pause right after stopping for checkpoint n, so
   // its own state can be taken exactly, and after the apply of n if it gets to apply it.
-  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-stopped" });
+  await bp.arm("colo-stopped");
   if (phase !== "colo-stopped") {
-    await (onPrimary ? p.src : p.dst).qmp.execute("x-test-breakpoint", { name: phase });
+    await (onPrimary ? srcBp : bp).arm(phase);
   }
-  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: expected === "own" });
+  await bp.continue("colo-applied", { disarm: expected === "own" });
 
   await waitBreakpoint(p, p.dst, "colo-stopped", n);
   // Events from here on tell whether checkpoint n got applied (it may be before the kill below).
   const since = p.dst.qmp.events.length;
   const own = await snapshot(p.dst, "the secondary at its stop");
-  if (phase !== "colo-stopped") await p.dst.qmp.execute("x-test-continue", { name: "colo-stopped" });
+  if (phase !== "colo-stopped") await bp.continue("colo-stopped");
   await waitBreakpoint(p, onPrimary ? p.src : p.dst, phase, n);
   // The primary is stopped from its checkpoint-reply to its vmstate-loaded: what the checkpoint carries.
   const primary = await snapshot(p.src, `the primary at checkpoint ${n}`);
   p.ctx.log(`killing the primary at ${phase} of checkpoint ${n}`);
   await p.src.sigkill();
   p.srcKilled = true;
-  if (!onPrimary) await p.dst.qmp.execute("x-test-continue", { name: phase });
+  if (!onPrimary) await bp.continue(phase);
 
   // Either the secondary applies checkpoint n (and pauses before resuming), or it reports the error and
   // stays stopped in the checkpoint.
@@ -257,8 +403,8 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
     } checkpoint ${n}`,
   );
   if (outcome === "applied") {
-    await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
-  } else await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true }).catch(() => {});
+    await bp.continue("colo-applied", { disarm: true });
+  } else await bp.continue("colo-applied", { disarm: true }).catch(() => {});
   await takeOver(p, p.dst);
   await checkSurvivor(p, p.dst);
 }
@@ -267,29 +413,31 @@ async function killPrimary(p: MigrationPair, phase: ColoPhase, n: number): Promi
  * A multifd channel of the secondary holds a packet of the next checkpoint while the secondary is told to
  * take over: the channel must finish before the cache goes, and the secondary must survive and run.
  */
-async function failoverDuringPacket(p: MigrationPair): Promise<void> {
-  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-multifd-packet" });
-  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+async function failoverDuringPacket(p: MigrationPair, bp: Breakpoints): Promise<void> {
+  await bp.arm("colo-multifd-packet");
+  await bp.continue("colo-applied", { disarm: true });
   await waitBreakpoint(p, p.dst, "colo-multifd-packet");
   await p.dst.qmp.execute("x-colo-lost-heartbeat");
   await sleep(100); // the takeover runs up to where it waits for the channels
-  await p.dst.qmp.execute("x-test-continue", { name: "colo-multifd-packet" });
+  await bp.continue("colo-multifd-packet");
   await p.waitStatus(p.dst, "completed", ["failed"]);
+  await tookOver(p, p.dst);
   await checkSurvivor(p, p.dst);
 }
 
 /** x-colo-lost-heartbeat on the secondary in the middle of the apply: relaunch after the apply. */
-async function relaunch(p: MigrationPair, n: number): Promise<void> {
-  await p.dst.qmp.execute("x-test-breakpoint", { name: "colo-apply-middle" });
-  await p.dst.qmp.execute("x-test-continue", { name: "colo-applied", disarm: true });
+async function relaunch(p: MigrationPair, bp: Breakpoints, n: number): Promise<void> {
+  await bp.arm("colo-apply-middle");
+  await bp.continue("colo-applied", { disarm: true });
   await waitBreakpoint(p, p.dst, "colo-apply-middle", n);
   await p.dst.qmp.execute("x-colo-lost-heartbeat");
   const info = await p.dst.qmp.execute<{ secondary: { failover: string } }>("x-test-colo-info");
   if (info.secondary.failover !== "relaunch") {
     throw new FlowError(`failover during the apply is '${info.secondary.failover}', expected 'relaunch'`);
   }
-  await p.dst.qmp.execute("x-test-continue", { name: "colo-apply-middle" });
+  await bp.continue("colo-apply-middle");
   await p.waitStatus(p.dst, "completed", ["failed"]);
+  await tookOver(p, p.dst);
   const after = await p.dst.qmp.execute<{ secondary: { applied: number } }>("x-test-colo-info");
   if (after.secondary.applied !== n) {
     throw new FlowError(
