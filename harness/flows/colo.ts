@@ -156,10 +156,13 @@ function needsBreakpoints(sc: ColoCase["colo"]): string | null {
  * case's 120 s bound.
  */
 function checkpointWaitMs(c: ColoCase): number {
-  return 10_000 + 10 * (c.colo.checkpointDelayMs ?? 300);
+  return 5_000 + 10 * (c.colo.checkpointDelayMs ?? 300);
 }
 
-/** The index of the first `event` on `side` at or after `since`, within `timeoutMs`, for `what`. */
+/**
+ * The index of the first `event` on `side` at or after `since`, within `timeoutMs`, for `what`. A side
+ * that exits, or that `broke` says left COLO with an error, fails the wait at once.
+ */
 async function waitEventAt(
   p: MigrationPair,
   side: Side,
@@ -167,17 +170,41 @@ async function waitEventAt(
   since: number,
   what: string,
   timeoutMs: number,
+  broke: () => string | null = () => null,
 ): Promise<number> {
   return await p.wait(what, () => {
     const i = side.qmp.events.findIndex((e, j) => j >= since && e.event === event);
     if (i >= 0) return Promise.resolve(i);
-    if (side.exitStatus) {
-      return Promise.reject(
-        new FlowError(`${side.name} exited (status ${side.exitStatus.code}) before ${what}`),
-      );
-    }
+    const why = side.exitStatus
+      ? `${side.name} exited (status ${side.exitStatus.code}: ${stderrTail(side)})`
+      : broke();
+    if (why) return Promise.reject(new FlowError(`${why} before ${what}`));
     return Promise.resolve(undefined);
   }, timeoutMs);
+}
+
+/**
+ * A side that left COLO with an error (COLO_EXIT reason error) since event index `since[side]`, told with
+ * its last lines of stderr (where QEMU says why), or null.
+ */
+function leftColo(p: MigrationPair, since: Map<Side, number>): string | null {
+  for (const [side, from] of since) {
+    if (side.qmp.events.some((e, j) => j >= from && e.event === "COLO_EXIT" && e.data?.reason === "error")) {
+      return `${side.name} left COLO with an error (${stderrTail(side)})`;
+    }
+  }
+  return null;
+}
+
+/** The last lines of a side's stderr, where QEMU says why it gave up (its warnings left out). */
+function stderrTail(side: Side): string {
+  const lines = side.stderr.trim().split("\n").filter((l) => l && !/warning:/.test(l));
+  return lines.slice(-3).join(" | ") || "nothing on stderr";
+}
+
+/** A QMP event's time in ms (the two sides share the host's clock). */
+function eventMs(e: QmpEvent): number {
+  return e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000;
 }
 
 interface ColoStatus {
@@ -205,27 +232,26 @@ async function syncCheckpoints(p: MigrationPair, c: ColoCase, checkpoints: numbe
   const bound = checkpointWaitMs(c);
   let dstSince = p.dst.qmp.events.length;
   let srcSince = p.src.qmp.events.length;
+  const from = new Map([[p.src, srcSince], [p.dst, dstSince]]);
+  const broke = () => leftColo(p, from);
+  const latencyMs: number[] = [];
   for (let n = 1; n <= checkpoints; n++) {
-    const stop = await waitEventAt(
-      p,
-      p.dst,
-      "STOP",
-      dstSince,
-      `checkpoint ${n} to start (the secondary's STOP)`,
-      bound,
-    );
-    const resume = await waitEventAt(
-      p,
+    const wait = (side: Side, event: string, since: number, what: string) =>
+      waitEventAt(p, side, event, since, what, bound, broke);
+    const stop = await wait(p.dst, "STOP", dstSince, `checkpoint ${n} to start (the secondary's STOP)`);
+    const resume = await wait(
       p.dst,
       "RESUME",
       stop + 1,
       `checkpoint ${n} to be applied (the secondary's RESUME)`,
-      bound,
     );
     dstSince = resume + 1;
-    // The primary stops before it asks the secondary to: its STOP is in by the secondary's RESUME.
-    srcSince = 1 +
-      await waitEventAt(p, p.src, "STOP", srcSince, `the primary's STOP for checkpoint ${n}`, bound);
+    // The primary stops for the checkpoint before it asks the secondary to, and resumes once the
+    // secondary has loaded it: its STOP -> RESUME is the checkpoint's latency (the guest's downtime).
+    const srcStop = await wait(p.src, "STOP", srcSince, `the primary's STOP for checkpoint ${n}`);
+    const srcResume = await wait(p.src, "RESUME", srcStop + 1, `the primary's RESUME after checkpoint ${n}`);
+    srcSince = srcResume + 1;
+    latencyMs.push(eventMs(p.src.qmp.events[srcResume]) - eventMs(p.src.qmp.events[srcStop]));
     for (const [side, mode] of [[p.src, "primary"], [p.dst, "secondary"]] as const) {
       const st = await side.qmp.execute<{ status: string }>("query-migrate", {}, { timeoutMs: 5000 });
       if (st.status !== "colo") {
@@ -236,7 +262,7 @@ async function syncCheckpoints(p: MigrationPair, c: ColoCase, checkpoints: numbe
       await expectColoStatus(side, { mode, "last-mode": "none", reason: "none" }, `checkpoint ${n}`);
     }
   }
-  p.stats.colo = { latencyMs: [], ...p.stats.colo, checkpoints };
+  p.stats.colo = { ...p.stats.colo, checkpoints, latencyMs };
 }
 
 export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {

@@ -100,7 +100,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     cases: COLO_MULTIFD,
     side: "dst",
     range: { from: "7.2", through: "7.2" },
-    symptom: /XXX/,
+    // The flow's checkpoint wait fails at the secondary's COLO_EXIT, quoting its stderr.
+    symptom: /target left COLO with an error \(.*device 'kvm-tpr-opt'/,
   },
   {
     id: "qemu-colo-tcg-bql-deadlock",
@@ -110,7 +111,10 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     side: "src",
     range: { from: "7.2", through: "7.2" },
     accel: "tcg",
-    symptom: /XXX/,
+    // The flow's bounded wait for the primary's RESUME ends it; the diagnosis then finds the primary's
+    // QMP unanswered (the main loop waits for the BQL too).
+    symptom:
+      /waiting for the primary's RESUME after checkpoint 1\n\s*source: \(query-migrate failed: [^\n]*timed out/,
     fix: "colo: Hold the BQL while sending ram state",
   },
   {
@@ -122,7 +126,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     side: "dst",
     range: { from: "7.2", through: "7.2" },
     machine: /q35/,
-    symptom: /XXX/,
+    // The secondary aborts (SIGABRT: status 134); the flow's checkpoint wait quotes its stderr.
+    symptom: /target exited \(status 134: .*subregion->container' failed/,
     fix: "colo: Fix crash during device vmstate load",
   },
 ];
