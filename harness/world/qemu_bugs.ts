@@ -94,6 +94,21 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     fix: "10.2: migration: Fix transition to COLO state from precopy",
   },
   {
+    id: "qemu-colo-tcg-bql-deadlock",
+    summary: "COLO under TCG: the primary deadlocks on the BQL after the first checkpoint (it sends the " +
+      "RAM state without holding the BQL), so the next checkpoint never comes",
+    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
+    side: "src",
+    range: { from: "7.2", through: "7.2" },
+    accel: "tcg",
+    // Before the multifd one: under TCG the primary deadlocks before the secondary's load can fail.
+    // The flow's bounded wait for the primary's RESUME ends it; the diagnosis then finds the primary's
+    // QMP unanswered (the main loop waits for the BQL too).
+    symptom:
+      /waiting for the primary's RESUME after checkpoint 1\n\s*source: \(query-migrate failed: [^\n]*timed out/,
+    fix: "colo: Hold the BQL while sending ram state",
+  },
+  {
     id: "qemu-colo-multifd-device-load",
     summary: "COLO over multifd: the secondary fails to load the device state at the first checkpoint " +
       "(kvm-tpr-opt) and COLO ends",
@@ -102,20 +117,6 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     range: { from: "7.2", through: "7.2" },
     // The flow's checkpoint wait fails at the secondary's COLO_EXIT, quoting its stderr.
     symptom: /target left COLO with an error \(.*device 'kvm-tpr-opt'/,
-  },
-  {
-    id: "qemu-colo-tcg-bql-deadlock",
-    summary: "COLO under TCG: the primary deadlocks on the BQL after the first checkpoint (it sends the " +
-      "RAM state without holding the BQL), so the next checkpoint never comes",
-    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
-    side: "src",
-    range: { from: "7.2", through: "7.2" },
-    accel: "tcg",
-    // The flow's bounded wait for the primary's RESUME ends it; the diagnosis then finds the primary's
-    // QMP unanswered (the main loop waits for the BQL too).
-    symptom:
-      /waiting for the primary's RESUME after checkpoint 1\n\s*source: \(query-migrate failed: [^\n]*timed out/,
-    fix: "colo: Hold the BQL while sending ram state",
   },
   {
     id: "qemu-colo-q35-device-load-crash",
