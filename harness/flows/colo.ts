@@ -83,10 +83,16 @@ async function checkCheckpoint(p: MigrationPair, n: number): Promise<void> {
 
 /** The survivor runs: its a-b pattern advances; stopped, it passes check_guests_ram; then it runs on. */
 async function checkSurvivor(p: MigrationPair, side: Side): Promise<void> {
-  const st = await side.qmp.execute<{ running: boolean; status: string }>("query-status");
-  if (!st.running) {
-    throw new FlowError(`${side.name} does not run after the failover (runstate ${st.status})`);
-  }
+  // A primary taken over mid-checkpoint is still stopped (runstate colo) when its migration reads
+  // 'completed': QEMU's COLO thread restarts it as it ends, a moment later. So wait, bounded.
+  let runstate = "";
+  await p.wait(`${side.name} to run after the failover`, async () => {
+    const st = await side.qmp.execute<{ running: boolean; status: string }>("query-status");
+    runstate = st.status;
+    return st.running;
+  }, 10_000).catch((e) => {
+    throw new FlowError(`${side.name} does not run after the failover (runstate ${runstate}): ${e.message}`);
+  });
   await checkGuestRuns(p, side, { resume: true });
 }
 
