@@ -4,7 +4,12 @@
  * COLO cache equals the secondary's guest RAM, and the devices are equal — then a failover: the primary
  * lost (yank + x-colo-lost-heartbeat, or SIGKILL at a named moment of a checkpoint) or the secondary lost.
  * The survivor must hold exactly what it must (the last applied checkpoint, or its own running state),
- * keep running, and pass the a-b invariant.
+ * keep running, and pass the a-b invariant; query-colo-status tells each takeover on both sides.
+ *
+ * Where the secondary cannot be held after the apply (Side.breakpoints() unavailable: real QEMU), the
+ * flow runs upstream's way: checkpoints are the secondary's STOP/RESUME and the primary's, with both
+ * sides' statuses checked after each; what needs the hold (page-by-page checkpoints, the cache, the
+ * named-moment scenarios) is said in the log or refused.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ColoCase, ColoPhase } from "../case.ts";
