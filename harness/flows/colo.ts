@@ -242,8 +242,10 @@ async function expectColoStatus(side: Side, want: ColoStatus, when: string): Pro
  */
 async function syncCheckpoints(p: MigrationPair, c: ColoCase, checkpoints: number): Promise<void> {
   const bound = checkpointWaitMs(c);
-  let dstSince = p.dst.qmp.events.length;
-  let srcSince = p.src.qmp.events.length;
+  // From the secondary's first RESUME (it starts with -S: that is its start in COLO state) and the
+  // primary's entry into 'colo', so that no checkpoint is missed however late this starts.
+  let dstSince = 1 + p.dst.qmp.events.findIndex((e) => e.event === "RESUME");
+  let srcSince = 1 + p.src.qmp.events.findIndex((e) => e.event === "MIGRATION" && e.data?.status === "colo");
   const from = new Map([[p.src, srcSince], [p.dst, dstSince]]);
   const broke = () => leftColo(p, from);
   const latencyMs: number[] = [];
