@@ -128,6 +128,7 @@ export class MigrationPair {
       socketPaths: [this.migsocket],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,
+      colo: c.flow === "colo",
     });
   }
 

@@ -245,7 +245,8 @@ export function engineCommands(e: Engine): QmpCommand[] {
           : e.incoming.status === "colo"
           ? "secondary"
           : "none";
-        const lastMode = p ? "primary" : s ? "secondary" : "none";
+        // QEMU sets its last mode when COLO ends (a takeover): while in COLO it still reads none.
+        const lastMode = inColo ? "none" : p ? "primary" : s ? "secondary" : "none";
         const failover = side?.failover.status ?? "none";
         const reason = failover === "none"
           ? "none"

@@ -7,7 +7,7 @@ import type { RamSource } from "../check/ram_equal.ts";
 import type { QmpClient } from "../qmp_client.ts";
 import { ProcessSide } from "./process_side.ts";
 import { EngineProcess } from "./engine_process.ts";
-import type { DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
+import type { Breakpoints, DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
 
 /** A RAM source over a digest command and a read command of the engine (guest RAM or COLO cache). */
 function engineRamSource(
@@ -57,6 +57,18 @@ export class EngineSide extends ProcessSide<EngineProcess> implements Side {
     return (await this.qmp.execute<{ devices: DeviceState }>("x-test-device-state")).devices;
   }
 
+  breakpoints(): Breakpoints {
+    const qmp = this.qmp;
+    return {
+      async arm(name, opts = {}) {
+        await qmp.execute("x-test-breakpoint", { name, ...(opts.persistent ? { persistent: true } : {}) });
+      },
+      async continue(name, opts = {}) {
+        await qmp.execute("x-test-continue", { name, ...(opts.disarm ? { disarm: true } : {}) });
+      },
+    };
+  }
+
   async captureMainChannel(path: string): Promise<null> {
     await this.qmp.execute("x-test-capture", { file: path });
     return null;
@@ -80,6 +92,7 @@ export const engineWorld: World = {
       socketPaths: spec.socketPaths,
       transcript: spec.transcript,
       timeoutMs: spec.timeoutMs,
+      oob: spec.colo,
     });
     return new EngineSide(process, spec.name);
   },

@@ -25,6 +25,8 @@ export interface EngineSpawnOptions {
   socketPaths?: string[];
   transcript: QmpTranscriptEntry[];
   timeoutMs: number;
+  /** Negotiate QMP's `oob` capability (COLO's yank is exec-oob). */
+  oob?: boolean;
 }
 
 export class EngineProcess extends SpawnedProcess {
@@ -76,6 +78,7 @@ export class EngineProcess extends SpawnedProcess {
       name: opts.name,
       timeoutMs: opts.timeoutMs,
       transcript: opts.transcript,
+      oob: opts.oob,
       signal: gaveUp.signal,
     });
     try {

@@ -19,7 +19,7 @@ import {
 import { ProcessSide } from "./process_side.ts";
 import { QEMU_UNCOMPARED_FIELDS, readDeviceState } from "./qemu_devices.ts";
 import { qemuBinary, QemuProcess } from "./qemu_process.ts";
-import type { DeviceState, KnownBug, Side, SideSpec, Unavailable, World } from "./world.ts";
+import type { Breakpoints, DeviceState, KnownBug, Side, SideSpec, Unavailable, World } from "./world.ts";
 
 /** Guest RAM of QEMU's pc machine as upstream sizes it. */
 export const QEMU_RAM_MIB = 150;
@@ -28,7 +28,18 @@ export const QEMU_RAM_MIB = 150;
  * What only the model offers (the same on every QEMU): the case is skipped with this reason, or null.
  */
 export function modelOnlyReason(c: MigrationCase): string | null {
-  if (c.flow === "colo") return "COLO on QEMU needs a replication setup (block replication, colo-compare)";
+  if (c.flow === "colo") {
+    const moment = c.colo.killPrimaryAt
+      ? `killing the primary at ${c.colo.killPrimaryAt}`
+      : c.colo.failoverDuringApply
+      ? "a failover during the apply"
+      : c.colo.failoverDuringMultifdPacket
+      ? "a failover during a multifd packet"
+      : null;
+    if (moment) {
+      return `${moment} needs the side held at that moment: breakpoints are the model's (x-test-breakpoint)`;
+    }
+  }
   if ((c.flow === "precopy" && (c.fault || c.dstFaults)) || c.defects || c.guards) {
     return "fault injection and known defects are x-test features of the model engine";
   }
@@ -139,6 +150,12 @@ export interface QemuSetup {
   dst: QemuProbe;
   /** MIGTEST_QEMU_ACCEL, in order of preference. */
   accel: string[];
+  /**
+   * The accelerators for COLO, in order of preference: MIGTEST_QEMU_ACCEL when set, else KVM first,
+   * as upstream, because under TCG QEMU 7.2's primary deadlocks after the first checkpoint (the
+   * default TCG is for this machine's speed, not a need). Absent: the same as `accel`.
+   */
+  coloAccel?: string[];
   /** The -machine both sides use, or why there is none. */
   machine: string | { none: string };
 }
@@ -163,10 +180,11 @@ export function qemuCannotRun(c: MigrationCase, setup: QemuSetup | null): string
     return `needs ${[...new Set(needs.map(describeNeed))].join(", ")}: the QEMU binaries were not probed ` +
       "(the world was not prepared)";
   }
+  const accel = accelsFor(c, setup);
   for (const side of ["src", "dst"] as const) {
     const p = setup[side];
-    if (!setup.accel.some((a) => p.accels.includes(a))) {
-      return `none of the accelerators asked for (MIGTEST_QEMU_ACCEL=${setup.accel.join(",")}) works with ` +
+    if (!accel.some((a) => p.accels.includes(a))) {
+      return `none of the accelerators asked for (MIGTEST_QEMU_ACCEL=${accel.join(",")}) works with ` +
         `${sideName(side, setup)}: it starts with ${p.accels.join(", ") || "none"}`;
     }
   }
@@ -176,6 +194,16 @@ export function qemuCannotRun(c: MigrationCase, setup: QemuSetup | null): string
     if (why) return `needs ${describeNeed(n)}: ${sideName(n.side, setup)} ${why}`;
   }
   return null;
+}
+
+/** The accelerators a case's sides are started with, in order of preference. */
+export function accelsFor(c: { flow: string }, setup: QemuSetup): string[] {
+  return c.flow === "colo" ? setup.coloAccel ?? setup.accel : setup.accel;
+}
+
+/** The accelerator QEMU picks from `accel` (the first that starts with this binary), or null. */
+export function effectiveAccel(accel: readonly string[], probe: QemuProbe): string | null {
+  return accel.find((a) => probe.accels.includes(a)) ?? null;
 }
 
 /**
@@ -303,6 +331,12 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
     return await readDeviceState(this.process, `${this.dir}/${this.name}-devices.mig`, this.dir);
   }
 
+  breakpoints(): Breakpoints | Unavailable {
+    return {
+      unavailable: "QEMU cannot be held at a named moment of a checkpoint (x-test-breakpoint is the model's)",
+    };
+  }
+
   captureMainChannel(): Promise<Unavailable> {
     return Promise.resolve({
       unavailable:
@@ -320,10 +354,10 @@ export interface QemuWorldDeps {
 const REAL_DEPS: QemuWorldDeps = { binary: qemuBinary, probe: probeQemu };
 
 /** The accelerators asked for: MIGTEST_QEMU_ACCEL, comma-separated, in order of preference. */
-function accelFromEnv(): string[] {
+function accelFromEnv(fallback = "tcg"): string[] {
   // TCG by default: this machine's KVM is nested and slower than TCG for the a-b guest.
   // MIGTEST_QEMU_ACCEL=kvm,tcg gives upstream's order where KVM is real.
-  return (Deno.env.get("MIGTEST_QEMU_ACCEL") ?? "tcg").split(",").filter(Boolean);
+  return (Deno.env.get("MIGTEST_QEMU_ACCEL") ?? fallback).split(",").filter(Boolean);
 }
 
 /** The QEMU world: prepare() probes both binaries; the cases and the sides follow from the probes. */
@@ -351,12 +385,15 @@ export function createQemuWorld(
         src,
         dst,
         accel: accelFromEnv(),
+        coloAccel: accelFromEnv("kvm,tcg"),
         machine: chooseMachine(src, dst, Deno.env.get("QTEST_QEMU_MACHINE_TYPE") || undefined),
       };
     },
     cannotRun: (c) => qemuCannotRun(c, setup),
     knownBug(c: MigrationCase): KnownBug | null {
-      return setup ? knownQemuBug(c, setup) : null;
+      if (!setup) return null;
+      const machine = typeof setup.machine === "string" ? setup.machine : undefined;
+      return knownQemuBug(c, { ...setup, accel: effectiveAccel(accelsFor(c, setup), setup.src), machine });
     },
     async spawn(spec: SideSpec): Promise<Side> {
       if (!setup) await this.prepare!();
@@ -374,7 +411,9 @@ export function createQemuWorld(
         timeoutMs: spec.timeoutMs,
         memoryMiB: QEMU_RAM_MIB,
         machine: s.machine,
-        accel: s.accel,
+        accel: spec.colo ? s.coloAccel ?? s.accel : s.accel,
+        oob: spec.colo,
+        snapshot: spec.colo,
       });
       return new QemuSide(process, spec.name, spec.dir, probe);
     },

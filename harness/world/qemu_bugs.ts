@@ -29,7 +29,24 @@ export interface QemuBug {
   symptom: RegExp;
   intermittent?: boolean;
   fix?: string;
+  /** Only when the pair runs under this accelerator (the one QEMU picks from those asked for). */
+  accel?: string;
+  /** Only when the pair's machine type matches. */
+  machine?: RegExp;
 }
+
+/** Upstream's COLO cases of one kind: {primary,secondary}_failover[_checkpoint]. */
+function coloCases(kind: string): string[] {
+  return ["primary", "secondary"].flatMap((side) =>
+    ["", "_checkpoint"].map((when) => `/migration/colo/${kind}/${side}_failover${when}`)
+  );
+}
+const COLO_PLAIN = coloCases("plain");
+const COLO_MULTIFD = [
+  ...coloCases("multifd"),
+  "/migration/colo/multifd/zlib/secondary_failover",
+  "/migration/colo/multifd/zstd/secondary_failover",
+];
 
 export const QEMU_BUGS: readonly QemuBug[] = [
   {
@@ -65,6 +82,55 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     peer: { from: "7.2", through: "7.2" },
     symptom: /waiting for target migration status 'failed'/,
   },
+  {
+    id: "qemu-colo-precopy-completes",
+    summary: "with x-colo on, the primary's migration goes 'device' -> 'completed' and never enters " +
+      "'colo' (the secondary never becomes one)",
+    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
+    side: "src",
+    // Up to, not including, 10.2.
+    range: { from: "10.0", through: "10.1" },
+    symptom: /source reached status 'completed' while waiting for 'colo'/,
+    fix: "10.2: migration: Fix transition to COLO state from precopy",
+  },
+  {
+    id: "qemu-colo-tcg-bql-deadlock",
+    summary: "COLO under TCG: the primary deadlocks on the BQL after the first checkpoint (it sends the " +
+      "RAM state without holding the BQL), so the next checkpoint never comes",
+    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
+    side: "src",
+    range: { from: "7.2", through: "7.2" },
+    accel: "tcg",
+    // Before the multifd one: under TCG the primary deadlocks before the secondary's load can fail.
+    // The flow's bounded wait for the primary's RESUME ends it; the diagnosis then finds the primary's
+    // QMP unanswered (the main loop waits for the BQL too).
+    symptom:
+      /waiting for the primary's RESUME after checkpoint 1\n\s*source: \(query-migrate failed: [^\n]*timed out/,
+    fix: "colo: Hold the BQL while sending ram state",
+  },
+  {
+    id: "qemu-colo-multifd-device-load",
+    summary: "COLO over multifd: the secondary fails to load the device state at the first checkpoint " +
+      "(kvm-tpr-opt) and COLO ends",
+    cases: COLO_MULTIFD,
+    side: "dst",
+    range: { from: "7.2", through: "7.2" },
+    // The flow's checkpoint wait fails at the secondary's COLO_EXIT, quoting its stderr.
+    symptom: /target left COLO with an error \(.*device 'kvm-tpr-opt'/,
+  },
+  {
+    id: "qemu-colo-q35-device-load-crash",
+    summary: "COLO on q35: the secondary aborts at the first checkpoint " +
+      "(memory_region_add_subregion_common: Assertion '!subregion->container' failed): it loads device " +
+      "state into a running machine without a reset",
+    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
+    side: "dst",
+    range: { from: "7.2", through: "7.2" },
+    machine: /q35/,
+    // The secondary aborts (SIGABRT: status 134); the flow's checkpoint wait quotes its stderr.
+    symptom: /target exited \(status 134: .*subregion->container' failed/,
+    fix: "colo: Fix crash during device vmstate load",
+  },
 ];
 
 /** "7.2" or "7.2–9.2". */
@@ -83,7 +149,14 @@ export function inRange(v: QemuProbe["version"], r: VersionRange): boolean {
 /** The known bug the case hits with these binaries, or null. */
 export function knownQemuBug(
   c: MigrationCase,
-  probes: { src: QemuProbe; dst: QemuProbe },
+  probes: {
+    src: QemuProbe;
+    dst: QemuProbe;
+    /** The accelerator the case runs under, when known. */
+    accel?: string | null;
+    /** The pair's machine type, when known. */
+    machine?: string;
+  },
   table: readonly QemuBug[] = QEMU_BUGS,
 ): KnownBug | null {
   for (const b of table) {
@@ -91,11 +164,14 @@ export function knownQemuBug(
     const peer = probes[b.side === "src" ? "dst" : "src"];
     if (!b.cases.includes(c.name) || !inRange(p.version, b.range)) continue;
     if (b.peer && !inRange(peer.version, b.peer)) continue;
+    if (b.accel && probes.accel !== b.accel) continue;
+    if (b.machine && !b.machine.test(probes.machine ?? "")) continue;
     const role = (side: "src" | "dst") => side === "src" ? "source" : "destination";
     return {
       id: b.id,
       summary: b.summary,
-      versions: `QEMU ${rangeText(b.range)}${b.peer ? ` with a ${rangeText(b.peer)} peer` : ""}; the ` +
+      versions: `QEMU ${rangeText(b.range)}${b.peer ? ` with a ${rangeText(b.peer)} peer` : ""}` +
+        `${b.accel ? ` under ${b.accel}` : ""}${b.machine ? ` on machine ${probes.machine}` : ""}; the ` +
         `${role(b.side)} is ${describeProbe(p).replace(/^QEMU /, "")}` +
         (b.peer ? `, the ${role(b.side === "src" ? "dst" : "src")} ${versionText(peer.version)}` : ""),
       symptom: b.symptom,

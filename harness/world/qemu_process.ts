@@ -126,6 +126,13 @@ export interface QemuSpawnOptions {
   dataDirs?: string[];
   /** Appended last. */
   extraArgs?: string[];
+  /** Negotiate QMP's `oob` capability (COLO's yank is exec-oob, as upstream's colo-tests.c). */
+  oob?: boolean;
+  /**
+   * The disk as a private temporary overlay (`snapshot=on`), as upstream's COLO test runs both sides
+   * from one image at once: writes go to the overlay, never to the image.
+   */
+  snapshot?: boolean;
 }
 
 export class QemuProcess extends SpawnedProcess {
@@ -170,7 +177,7 @@ export class QemuProcess extends SpawnedProcess {
       // A one-sector disk: the BIOS boots it like a floppy-sized image. Each side gets its own copy so the
       // two QEMUs never contend for the image lock.
       "-drive",
-      `if=none,id=d0,file=${this.imagePath},format=raw`,
+      `if=none,id=d0,file=${this.imagePath},format=raw${opts.snapshot ? ",snapshot=on" : ""}`,
       "-device",
       "ide-hd,drive=d0,secs=1,cyls=1,heads=1",
       "-chardev",
@@ -218,6 +225,7 @@ export class QemuProcess extends SpawnedProcess {
         name: opts.name,
         timeoutMs: opts.timeoutMs,
         transcript: opts.transcript,
+        oob: opts.oob,
       }),
       exited,
     ]);

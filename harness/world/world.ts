@@ -26,6 +26,18 @@ export function isUnavailable(v: unknown): v is Unavailable {
 /** Device state as JSON, field by field, keyed "idstr/instance". */
 export type DeviceState = Record<string, Record<string, unknown>>;
 
+/**
+ * Named moments at which a side can be held (the model's x-test breakpoints, e.g. `colo-applied`: the
+ * secondary after a checkpoint's apply, before it resumes). A side that reaches an armed breakpoint
+ * emits X_TEST_BREAKPOINT {name, checkpoint} and waits there until continued.
+ */
+export interface Breakpoints {
+  /** Arms `name`; persistent: it holds every time it is reached until disarmed, else once. */
+  arm(name: string, opts?: { persistent?: boolean }): Promise<void>;
+  /** Releases the side held at `name`; disarm: and it does not hold there again. */
+  continue(name: string, opts?: { disarm?: boolean }): Promise<void>;
+}
+
 /** How to start one side (QEMU's command line, in the model's terms). */
 export interface SideSpec {
   /** "source" or "target" (QEMU's -name). */
@@ -45,6 +57,12 @@ export interface SideSpec {
   socketPaths: string[];
   transcript: QmpTranscriptEntry[];
   timeoutMs: number;
+  /**
+   * The side runs COLO, launched as upstream's colo-tests.c launches it: QMP with the `oob` capability
+   * (yank is exec-oob, as in production) and, where there is a disk, a private overlay of it
+   * (`snapshot=on`), since both sides run from the same image at the same time.
+   */
+  colo?: boolean;
 }
 
 /** One side of a migration as a flow sees it. */
@@ -74,6 +92,8 @@ export interface Side {
   deviceState(): Promise<DeviceState | Unavailable>;
   /** Device fields this world legitimately holds differently on a source and its destination. */
   readonly uncomparedFields?: readonly UncomparedField[];
+  /** Holding the side at named moments (fault injection at an exact point), where the world has them. */
+  breakpoints(): Breakpoints | Unavailable;
   /**
    * Tees what this side sends on the main channel of the migrations it starts from now on into `path`
    * (in the pair's directory), readable by `deno task analyze`; null once armed.
