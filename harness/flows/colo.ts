@@ -199,7 +199,7 @@ async function waitEventAt(
  * A side that left COLO with an error (COLO_EXIT reason error) since event index `since[side]`, told with
  * its last lines of stderr (where QEMU says why), or null.
  */
-function leftColo(p: MigrationPair, since: Map<Side, number>): string | null {
+function leftColo(since: Map<Side, number>): string | null {
   for (const [side, from] of since) {
     if (side.qmp.events.some((e, j) => j >= from && e.event === "COLO_EXIT" && e.data?.reason === "error")) {
       return `${side.name} left COLO with an error (${stderrTail(side)})`;
@@ -247,7 +247,7 @@ async function syncCheckpoints(p: MigrationPair, c: ColoCase, checkpoints: numbe
   let dstSince = 1 + p.dst.qmp.events.findIndex((e) => e.event === "RESUME");
   let srcSince = 1 + p.src.qmp.events.findIndex((e) => e.event === "MIGRATION" && e.data?.status === "colo");
   const from = new Map([[p.src, srcSince], [p.dst, dstSince]]);
-  const broke = () => leftColo(p, from);
+  const broke = () => leftColo(from);
   const latencyMs: number[] = [];
   for (let n = 1; n <= checkpoints; n++) {
     const wait = (side: Side, event: string, since: number, what: string) =>
