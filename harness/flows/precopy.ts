@@ -69,16 +69,32 @@ export async function convergeAfterRaiseFlow(p: MigrationPair, c: ConvergeAfterR
   const s = await p.status(p.src);
   if (s.status !== "active") throw new FlowError(`expected 'active' after ${passes} passes, got ${s.status}`);
   if (c.expectDirtyPagesRate) {
-    // The rate must be there after a sync and must still be there a second later, between syncs.
-    // QEMU bumps dirty-sync-count at the start of a sync and the rate at its end (outside the BQL), so a
-    // query can fall in between: look 200 ms after the sync, then again between syncs.
-    for (const [when, ms] of [["200 ms after a sync", 200], ["1.4 s after a sync", 1200]] as const) {
-      await sleep(ms);
-      const rate = ((await p.status(p.src)).ram as Record<string, number>)["dirty-pages-rate"];
-      if (!(rate > 0)) {
-        throw new FlowError(`dirty-pages-rate is ${rate} ${when}, with a guest that dirties memory`);
+    // QEMU computes the rate at a bitmap sync, and only at one that comes at least a second after the
+    // last computation (migration_bitmap_sync); it bumps dirty-sync-count at the start of the sync and
+    // the rate at its end. So: the rate must appear within the next passes (a fast pass may sync before a
+    // second has gone by), looked at 200 ms after each sync, and must then still be there a second later,
+    // between syncs, as QEMU keeps it until the next computation.
+    const rate = async () => ((await p.status(p.src)).ram as Record<string, number>)["dirty-pages-rate"];
+    const count = async () => ((await p.status(p.src)).ram as Record<string, number>)["dirty-sync-count"];
+    let seen = await count();
+    let last = 0;
+    for (let extra = 0; extra <= 2; extra++) {
+      await sleep(200);
+      last = await rate();
+      if (last > 0) break;
+      if (extra < 2) {
+        await waitPasses(p, seen + 1);
+        seen = await count();
       }
     }
+    if (!(last > 0)) {
+      throw new FlowError(
+        `dirty-pages-rate is ${last} 200 ms after each of 3 syncs, with a guest that dirties memory`,
+      );
+    }
+    await sleep(1200);
+    const later = await rate();
+    if (!(later > 0)) throw new FlowError(`dirty-pages-rate is ${later} 1.4 s after a sync (between syncs)`);
   }
   await p.setParams(p.src, CONVERGE);
   await finishByExpectation(p, {}, true);
