@@ -9,6 +9,7 @@ import { type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { junitXml } from "./junit.ts";
 import { writeHtmlReport } from "./report/html.ts";
 import { ProgressLine } from "./report/progress.ts";
+import { mean, quantile } from "./report/stats.ts";
 import { type CaseResult, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
 import { familyOf, parseSeed, selectCases } from "./select.ts";
 import { errorMessage } from "../engine/error.ts";
@@ -181,10 +182,8 @@ export function resultWord(r: CaseResult): string {
 
 /** mean and p99 of checkpoint latencies, in ms. */
 function latency(xs: readonly number[]): string {
-  if (!xs.length) return "-";
-  const sorted = [...xs].sort((a, b) => a - b);
-  const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
-  return `${Math.round(xs.reduce((a, b) => a + b, 0) / xs.length)}/${Math.round(p99)} ms`;
+  const [m, p99] = [mean(xs), quantile(xs, 0.99)];
+  return m === undefined || p99 === undefined ? "-" : `${Math.round(m)}/${Math.round(p99)} ms`;
 }
 
 /** The statistics columns: migration counters, or for COLO the checkpoints, their latency and the failover. */

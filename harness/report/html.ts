@@ -6,6 +6,7 @@
  * here and then says, in `data-` attributes of <body>, how many canvases it drew and how many show data
  * (the browser test reads them). `renderBenchHtml` does the bench's ratios as bars.
  */
+import { mean, quantile } from "./stats.ts";
 import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import type { CaseResult } from "../runner.ts";
@@ -36,16 +37,6 @@ export type ResultKind = "pass" | "fail" | "skip" | "xfail" | "xpass";
 
 export function resultOf(r: CaseResult): ResultKind {
   return r.skipped !== undefined ? "skip" : r.xfail ? "xfail" : r.xpass ? "xpass" : r.ok ? "pass" : "fail";
-}
-
-export const mean = (xs: readonly number[]): number | undefined =>
-  xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
-
-/** The `p` quantile (0..1) by rank, as the bench computes it. */
-export function quantile(xs: readonly number[], p: number): number | undefined {
-  if (!xs.length) return undefined;
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
 
 /** The time series of one case as the page plots them (seconds; null where a sample lacks a value). */

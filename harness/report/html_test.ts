@@ -5,6 +5,7 @@
  * work. The screenshot is kept in artifacts/report/report.png; MIGTEST_UPDATE_FIXTURES=1 also writes
  * fixtures/report-example.png (the README's picture).
  */
+import { quantile } from "./stats.ts";
 import assert from "node:assert/strict";
 import { ALL_CASES } from "../../cases/all.ts";
 import type { MigrationCase, PrecopyCase } from "../case.ts";
@@ -13,7 +14,6 @@ import { simWorld } from "../world/sim.ts";
 import {
   caseSeries,
   histogram,
-  quantile,
   renderBenchHtml,
   renderHtmlReport,
   type ReportMeta,
