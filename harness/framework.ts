@@ -194,7 +194,13 @@ export class MigrationPair {
     probe: () => Promise<T | undefined | false>,
     timeoutMs = this.ctx.waitMs,
   ): Promise<T> {
-    return waitFor(what, probe, { timeoutMs, intervalMs: 5, diagnose: () => this.diagnose() });
+    // A closed pair (a case cut short by its limit or an interrupt) ends every wait at once: a probe's
+    // QMP errors would otherwise be retried until the wait's own deadline.
+    const guarded = () => {
+      if (this.#closing) throw new FlowError(`stopped waiting for ${what}: the pair was closed`);
+      return probe();
+    };
+    return waitFor(what, guarded, { timeoutMs, intervalMs: 5, diagnose: () => this.diagnose() });
   }
 
   /** query-migrate; a side that died unexpectedly fails at once rather than timing out. */

@@ -156,9 +156,10 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   // A case that overruns its limit, or a run interrupted, stops its sides: the flow's pending QMP calls
   // then fail and the case ends with the reason, its directory removed like any other.
   const limit = opts.timeoutMs ?? c.timeoutMs ?? DEFAULT_CASE_TIMEOUT_MS;
-  let aborted: CaseAborted | null = null;
+  // Why the case was cut short (its reason is the first cause: the limit or the interrupt).
+  const cut = new AbortController();
   const abort = (why: string) => {
-    aborted ??= new CaseAborted(why);
+    if (!cut.signal.aborted) cut.abort(new CaseAborted(why));
     pair?.close().catch(() => {});
   };
   const timer = setTimeout(() => abort(`case timed out after ${limit} ms`), limit);
@@ -176,7 +177,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
       waitMs: opts.waitMs ?? 30_000,
       log,
     });
-    if (aborted) throw aborted;
+    cut.signal.throwIfAborted();
     if (opts.capture) await captureMainStream(pair, run, log);
     await runFlow(pair, run);
   } catch (e) {
@@ -186,16 +187,15 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     clearInterval(ticker);
     opts.signal?.removeEventListener("abort", onSignal);
   }
-  if (aborted) {
-    error = new Error(
-      `${(aborted as CaseAborted).message}${error && error !== aborted ? ` (${error.message})` : ""}`,
-    );
+  if (cut.signal.aborted) {
+    const why: CaseAborted = cut.signal.reason;
+    error = new Error(`${why.message}${error && error !== why ? ` (${error.message})` : ""}`);
   }
   // The sides' last word, before they are closed (a case cut short has had them closed already).
   const transcriptEnd = pair?.transcript.length ?? 0;
   let finalStatus: FinalStatus | undefined;
   if (pair && opts.artifactsDir) {
-    if (aborted) await pair.close();
+    if (cut.signal.aborted) await pair.close();
     finalStatus = await pair.finalStatus();
   }
   if (pair) {

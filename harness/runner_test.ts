@@ -195,3 +195,25 @@ Deno.test("a world that cannot capture: the case runs, the log says why, no stre
     assert.ok(!names(r.artifacts!).includes(MAIN_STREAM_FILE));
   });
 });
+
+Deno.test("runner: a case over its time limit is stopped and fails saying so, leaving no directory", async () => {
+  const root = await Deno.makeTempDir({ prefix: "migtest-limit-" });
+  try {
+    const r = await runCase(
+      {
+        name: "/migration/test/over-limit",
+        tier: "full",
+        flow: "precopy",
+        why: "a limit that must end it",
+        live: true,
+      },
+      { seed: 1, artifactsDir: null, tmpRoot: root, timeoutMs: 400 },
+    );
+    assert.equal(r.ok, false);
+    assert.match(r.error!.message, /failed \(seed=1\): case timed out after 400 ms/);
+    assert.ok(r.timeMs < 10_000, `took ${r.timeMs} ms`);
+    assert.deepEqual([...Deno.readDirSync(root)], []);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
