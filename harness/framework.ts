@@ -207,10 +207,7 @@ export class MigrationPair {
   async status(side: Side): Promise<QmpStatus> {
     const exit = side.exitStatus;
     if (exit && !(side === this.dst && this.dstExited) && !(side === this.src && this.srcKilled)) {
-      const tail = side.stderr.trim().split("\n").slice(-2).join(" | ");
-      throw new FlowError(
-        `${side.name} died (exit status ${exit.code}${exit.signal ? `, ${exit.signal}` : ""}): ${tail}`,
-      );
+      throw new FlowError(`${side.name} died with exit ${exitWords(side, exit)}`);
     }
     return await side.qmp.execute<QmpStatus>("query-migrate");
   }
@@ -314,4 +311,10 @@ export class MigrationPair {
   async removeDir(): Promise<void> {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** "status N[, SIGNAL]" and the last lines the side wrote to stderr (an assertion, an error), if any. */
+export function exitWords(side: Pick<Side, "stderr">, exit: Deno.CommandStatus): string {
+  const tail = side.stderr.trim().split("\n").filter((l) => l.trim()).slice(-2).join(" | ");
+  return `status ${exit.code}${exit.signal ? `, ${exit.signal}` : ""}${tail ? `: ${tail}` : ""}`;
 }

@@ -5,7 +5,7 @@
  */
 import { type DefectName, isDefect } from "../engine/testing/defects.ts";
 import { type MigrationCase, type Side, socketOptions } from "./case.ts";
-import { type CaseStats, type FinalStatus, MigrationPair } from "./framework.ts";
+import { type CaseStats, exitWords, type FinalStatus, MigrationPair } from "./framework.ts";
 import { runFlow } from "./flows/mod.ts";
 import type { Sample } from "./report/sampler.ts";
 import { formatTranscript } from "./qmp_client.ts";
@@ -203,10 +203,10 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     const st = await pair.close();
     // Like qtest_quit: a clean engine exits 0 on SIGTERM; a crash or signal death fails the case.
     if (!error && !pair.srcKilled && st.src && st.src.code !== 0) {
-      error = new Error(`source exited with status ${st.src.code}`);
+      error = new Error(`source exited with ${exitWords(pair.src, st.src)}`);
     }
     if (!error && !dstExited && st.dst && st.dst.code !== 0) {
-      error = new Error(`target exited with status ${st.dst.code}`);
+      error = new Error(`target exited with ${exitWords(pair.dst, st.dst)}`);
     }
   }
   const replay = replayCommands(c.name, opts.seed, { world: opts.world?.name, defects: opts.defects });
