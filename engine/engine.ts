@@ -14,7 +14,9 @@ import { MigrationOptions } from "./options.ts";
 import type { ConfigurationInfo } from "./savevm.ts";
 import { parseUuid } from "./uuid.ts";
 import { fileOutgoing } from "./transport/file.ts";
-import { socketConnect } from "./transport/socket.ts";
+import { hostNetwork, type Network } from "./transport/socket.ts";
+import type { Clock } from "./clock.ts";
+import type { VcpuDriver, VcpuOptions } from "./guest/vcpu.ts";
 import type { MigrationAddress } from "./transport/uri.ts";
 
 export interface EngineConfig {
@@ -40,6 +42,10 @@ export interface EngineHooks {
   exit(code: number): void;
   /** Ends the process at once, like a crash (the engine process; unit tests leave it out). */
   abort?(msg: string): never;
+  /** The simulated world's time, sockets and vCPU (default: the host's clock and sockets, a Worker). */
+  clock?: Clock;
+  net?: Network;
+  createVcpu?(opts: VcpuOptions): VcpuDriver;
 }
 
 export class Engine {
@@ -57,9 +63,11 @@ export class Engine {
   /** Known defects switched on (engine/defects.ts). */
   readonly defects = new Set<string>();
   readonly breakpoints: Breakpoints;
+  readonly net: Network;
 
   constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
     this.uuid = config.uuid ? parseUuid(config.uuid) : null;
+    this.net = hooks.net ?? hostNetwork;
     for (const d of config.defects ?? []) {
       if (!isDefect(d)) {
         throw new Error(`unknown defect '${d}' (known: ${Object.keys(KNOWN_DEFECTS).join(", ")})`);
@@ -78,6 +86,8 @@ export class Engine {
       memPrealloc: config.memPrealloc,
       runMs: config.runMs,
       sleepMs: config.sleepMs,
+      clock: hooks.clock,
+      createVcpu: hooks.createVcpu,
     });
     if (this.machine.running) this.machine.vcpu.cont();
     this.breakpoints = new Breakpoints(hooks.emit);
@@ -101,6 +111,7 @@ export class Engine {
       config: () => ({ machineType: this.machine.fixture.type, uuid: this.uuid }),
       faults: () => this.faults.incoming(),
       autostart: () => this.autostart,
+      net: this.net,
       exit: hooks.exit,
       abort: hooks.abort,
     });
@@ -123,9 +134,9 @@ export class Engine {
       };
     } else {
       connect = async () => ({
-        link: await socketConnect(addr),
+        link: await this.net.connect(addr),
         returnPath: true,
-        openChannel: () => socketConnect(addr),
+        openChannel: () => this.net.connect(addr),
       });
     }
     this.migration.start(connect);

@@ -26,7 +26,7 @@ import type { Link } from "./transport/link.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { decodeInit, MULTIFD_INIT_SIZE, MULTIFD_MAGIC } from "./multifd/packet.ts";
 import { MultifdRecvState } from "./multifd/recv.ts";
-import { type MigrationListener, socketListen } from "./transport/socket.ts";
+import type { MigrationListener, Network } from "./transport/socket.ts";
 import type { MigrationAddress, SocketAddress } from "./transport/uri.ts";
 
 /** The destination yields to its control loop at least this often while loading. */
@@ -50,6 +50,7 @@ export interface IncomingHost {
   log(msg: string): void;
   /** Whether the guest starts when the load completes (false with -S until `cont`). */
   autostart(): boolean;
+  net: Network;
   /** exit-on-error: the process ends with EXIT_FAILURE after a failed load. */
   exit(code: number): void;
   /** A memory-safety failure: end the process at once, as a crash would (absent in in-process tests). */
@@ -81,7 +82,7 @@ export class MigrationIncoming {
   /** Connections not yet identified. */
   #pending = new Set<Link>();
   #loading = false;
-  #channelTimer: ReturnType<typeof setTimeout> | undefined;
+  #cancelChannelTimer: (() => void) | undefined;
   #channelError: Error | null = null;
   #done: PromiseWithResolvers<void> = Promise.withResolvers();
   #bytes = 0;
@@ -125,7 +126,7 @@ export class MigrationIncoming {
       );
       return;
     }
-    this.#listener = socketListen(addr);
+    this.#listener = this.host.net.listen(addr);
     this.#socketAddress = this.#listener.addresses;
     this.#setStatus("setup");
     this.#task = this.#acceptLoop();
@@ -162,6 +163,7 @@ export class MigrationIncoming {
       defects: defectsOf(this.host.defects),
       beforeColoPacket: () => this.host.breakpoints.hit("colo-multifd-packet"),
       delays: this.host.faults().multifdChannelDelays(),
+      clock: machine.clock,
     }, (e) => {
       // A broken channel fails the whole migration: unblock the main loader, keep the channel's error.
       this.#channelError ??= e;
@@ -228,8 +230,8 @@ export class MigrationIncoming {
   }
 
   #armChannelTimer(): void {
-    if (this.#channelTimer !== undefined) return;
-    this.#channelTimer = setTimeout(() => {
+    if (this.#cancelChannelTimer !== undefined) return;
+    this.#cancelChannelTimer = this.host.machine.clock.timer(() => {
       const m = this.#multifd!;
       this.#fail(
         new Error(
@@ -245,14 +247,14 @@ export class MigrationIncoming {
     if (this.#loading || !this.#main || (this.#multifd && !this.#multifd.complete)) return;
     if (this.status !== "setup") return;
     this.#loading = true;
-    clearTimeout(this.#channelTimer);
+    this.#cancelChannelTimer?.();
     this.#listener?.close();
     this.#task = this.#process(this.#main.link, this.#main.r);
   }
 
   async #process(link: Link, r: QEMUFileReader): Promise<void> {
     this.#link = link;
-    this.#startTime = performance.now();
+    this.#startTime = this.host.machine.clock.now();
     this.#setStatus("active");
     const machine = this.host.machine;
     const ram = new RamLoadState(machine.blocks, this.#multifd, this.#coloCache);
@@ -260,7 +262,7 @@ export class MigrationIncoming {
     const savevm = new SaveVMState(machine.devices);
     registerRam(savevm, ram);
     let rp: ReturnPathSender | null = null;
-    let slice = performance.now();
+    let slice = this.host.machine.clock.now();
     let coloEnabled = false;
     try {
       const ctx: LoadVMContext = {
@@ -273,9 +275,9 @@ export class MigrationIncoming {
         progress: async () => {
           this.#bytes = r.position;
           // Keep QMP answering during a load: yield to the event loop every few milliseconds.
-          if (performance.now() - slice > LOAD_SLICE_MS) {
-            await new Promise((res) => setTimeout(res, 0));
-            slice = performance.now();
+          if (this.host.machine.clock.now() - slice > LOAD_SLICE_MS) {
+            await this.host.machine.clock.yield();
+            slice = this.host.machine.clock.now();
           }
         },
         enableColo: this.#coloCache ? () => (coloEnabled = true) : undefined,
@@ -294,7 +296,7 @@ export class MigrationIncoming {
       await this.#multifd?.close();
       this.#coloCache?.release();
       if (rp) await (rp as ReturnPathSender).shut(false).catch(() => {});
-      this.#endTime = performance.now();
+      this.#endTime = this.host.machine.clock.now();
       link.close();
       this.#link = null;
       if (this.host.autostart()) {
@@ -332,7 +334,7 @@ export class MigrationIncoming {
       releaseCacheEarly: defects["colo-cache-early-release"],
       loadDevices: (br) => devices.loadSections(br),
       setStatus: (s) => {
-        if (s === "completed") this.#endTime = performance.now();
+        if (s === "completed") this.#endTime = this.host.machine.clock.now();
         this.#setStatus(s);
       },
     });
@@ -342,8 +344,8 @@ export class MigrationIncoming {
 
   #fail(e: unknown): void {
     if (this.status === "failed") return;
-    clearTimeout(this.#channelTimer);
-    this.#endTime = performance.now();
+    this.#cancelChannelTimer?.();
+    this.#endTime = this.host.machine.clock.now();
     this.errorDesc = e instanceof StreamError ? `load of migration failed: ${e.message}` : errorMessage(e);
     this.host.log(this.errorDesc);
     this.#link?.close();
@@ -360,7 +362,7 @@ export class MigrationIncoming {
 
   /** Stops listening and drops every channel (engine shutdown). */
   async close(): Promise<void> {
-    clearTimeout(this.#channelTimer);
+    this.#cancelChannelTimer?.();
     this.#listener?.close();
     this.#link?.close();
     this.#main?.link.close();
@@ -376,7 +378,7 @@ export class MigrationIncoming {
       out["socket-address"] = this.#socketAddress;
     }
     if (this.#startTime) {
-      out["total-time"] = Math.round((this.#endTime || performance.now()) - this.#startTime);
+      out["total-time"] = Math.round((this.#endTime || this.host.machine.clock.now()) - this.#startTime);
     }
     if (this.#ram) {
       out["ram"] = {

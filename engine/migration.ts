@@ -2,6 +2,7 @@
  * The outgoing migration (migration/migration.c): status machine, the migration "thread" (setup,
  * iterations under a rate limit, convergence, switchover), cancel, and query-migrate.
  */
+import type { Clock } from "./clock.ts";
 import type { MigrationStatus } from "./migration_status.ts";
 import { errorMessage } from "./error.ts";
 import type { Machine } from "./guest/machine.ts";
@@ -115,7 +116,7 @@ export class MigrationState {
     this.#bandwidth = 0;
     this.#mbps = 0;
     this.#downtime = 0;
-    this.#startTime = performance.now();
+    this.#startTime = this.#clock.now();
     this.#endTime = 0;
     this.#ram = null;
     this.#wake = Promise.withResolvers();
@@ -152,13 +153,14 @@ export class MigrationState {
     if (this.#rpError) throw this.#rpError;
   }
 
+  get #clock(): Clock {
+    return this.host.machine.clock;
+  }
+
   async #sleep(ms: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, ms)))),
-      this.#wake.promise,
-    ]);
-    clearTimeout(timer);
+    let cancel = () => {};
+    await Promise.race([new Promise<void>((r) => (cancel = this.#clock.timer(r, ms))), this.#wake.promise]);
+    cancel();
   }
 
   async #run(connect: Connector): Promise<void> {
@@ -183,10 +185,15 @@ export class MigrationState {
       const multifd = options.cap("multifd") ? await this.#multifdSetup(opened, faults) : null;
       this.#multifd = multifd;
       this.#checkCancelled();
-      const ram = new RamSaveState(machine.blocks, () => options.params["zero-page-detection"], undefined, {
-        multifd,
-        xbzrle: options.cap("xbzrle") ? new XbzrleSaveState(options.params["xbzrle-cache-size"]) : null,
-      });
+      const ram = new RamSaveState(
+        machine.blocks,
+        () => options.params["zero-page-detection"],
+        () => machine.clock.now(),
+        {
+          multifd,
+          xbzrle: options.cap("xbzrle") ? new XbzrleSaveState(options.params["xbzrle-cache-size"]) : null,
+        },
+      );
       this.#ram = ram;
       const savevm = new SaveVMState(machine.devices);
       registerRam(savevm, ram);
@@ -208,12 +215,12 @@ export class MigrationState {
       this.#passEvent();
       faults.afterSetup(f, machine.blocks);
       await f.flush();
-      this.#setupTime = performance.now() - this.#startTime;
+      this.#setupTime = this.#clock.now() - this.#startTime;
       this.#checkCancelled();
       this.#setStatus("active");
 
       // Iterations until the remaining dirty memory fits in the downtime at the measured bandwidth.
-      let slotStart = performance.now();
+      let slotStart = this.#clock.now();
       // Main channel and multifd channels both count against the rate limit.
       const sent = () => f.position + (multifd?.bytes ?? 0);
       let slotBytes = sent();
@@ -223,7 +230,7 @@ export class MigrationState {
       };
       while (true) {
         this.#checkCancelled();
-        const now = performance.now();
+        const now = this.#clock.now();
         if (now - slotStart >= BUFFER_DELAY_MS) {
           this.#updateCounters(sent() - slotBytes, now - slotStart);
           slotStart = now;
@@ -238,11 +245,11 @@ export class MigrationState {
         if (pending <= this.#thresholdBytes) break;
         await savevm.saveIterate(f, rateExceeded, (id) => faults.partFooterId(id));
         await f.flush();
-        if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - performance.now());
+        if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - this.#clock.now());
       }
 
       // Switchover: stop the guest, optionally pause, then the rest of RAM and the devices.
-      this.#downtimeStart = performance.now();
+      this.#downtimeStart = this.#clock.now();
       await machine.stop("finish-migrate");
       this.#checkCancelled();
       if (options.cap("pause-before-switchover")) {
@@ -264,7 +271,7 @@ export class MigrationState {
       finish?.();
       if (rp) await this.#awaitShut(rp);
       this.#checkCancelled();
-      this.#endTime = performance.now();
+      this.#endTime = this.#clock.now();
       this.#downtime = this.#endTime - this.#downtimeStart;
       this.#updateCounters(0, 0);
       if (colo) {
@@ -290,7 +297,7 @@ export class MigrationState {
       machine.setRunstate("postmigrate");
       this.#setStatus("completed");
     } catch (e) {
-      this.#endTime = performance.now();
+      this.#endTime = this.#clock.now();
       if (this.status === "cancelling" || e instanceof MigrationCancelled) {
         this.#setStatus("cancelled");
       } else {
@@ -340,18 +347,18 @@ export class MigrationState {
   }
 
   async #awaitShut(rp: ReturnPathReader): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let cancel = () => {};
     const flag = await Promise.race([
       rp.shut,
       new Promise<Error>((r) =>
-        timer = setTimeout(
+        cancel = this.#clock.timer(
           () => r(new Error(`no SHUT from the destination within ${RETURN_PATH_SHUT_TIMEOUT_MS} ms`)),
           RETURN_PATH_SHUT_TIMEOUT_MS,
         )
       ),
       this.#wake.promise.then(() => new MigrationCancelled()),
     ]);
-    clearTimeout(timer);
+    cancel();
     if (flag instanceof MigrationCancelled) throw flag;
     if (flag instanceof Error) throw new Error(`return path: ${flag.message}`);
     if (flag !== 0) throw new Error("the destination reported a failed load on the return path (SHUT 1)");
@@ -381,7 +388,7 @@ export class MigrationState {
   query(): Record<string, unknown> {
     if (this.status === "none") return {};
     const out: Record<string, unknown> = { status: this.status };
-    const now = this.#endTime || performance.now();
+    const now = this.#endTime || this.#clock.now();
     if (this.status !== "setup") {
       out["total-time"] = Math.round(now - this.#startTime);
       out["setup-time"] = Math.round(this.#setupTime);

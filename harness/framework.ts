@@ -10,6 +10,7 @@ import type { MigrationStatus } from "../engine/migration_status.ts";
 import type { Capability, MigrationParameters } from "../engine/options.ts";
 import { type MigrationCase, socketOptions } from "./case.ts";
 import { errorMessage } from "../engine/error.ts";
+import { type Clock, hostClock } from "../engine/clock.ts";
 import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
 import { WaitAbort, waitFor } from "./wait.ts";
@@ -67,6 +68,16 @@ export class MigrationPair {
 
   private constructor(readonly c: MigrationCase, readonly ctx: CaseContext, readonly dir: string) {}
 
+  /** The sides' time: the host's, or the simulated world's virtual clock. */
+  get clock(): Clock {
+    return this.src?.clock ?? hostClock;
+  }
+
+  /** A pause in the sides' time (a flow letting the guest run a while). */
+  sleep(ms: number): Promise<void> {
+    return this.clock.sleep(ms);
+  }
+
   get migsocket(): string {
     return `${this.dir}/migsocket`;
   }
@@ -100,7 +111,8 @@ export class MigrationPair {
       throw e;
     }
     const sampleMs = ctx.sampleMs ?? DEFAULT_SAMPLE_MS;
-    if (sampleMs > 0) {
+    // In a deterministic world a sampler on the host's clock would be a second, unscheduled driver.
+    if (sampleMs > 0 && !pair.src.trace) {
       pair.#sampler = new Sampler(() => [pair.src, pair.dst], { intervalMs: sampleMs, t0 });
       pair.#sampler.start();
     }
@@ -117,6 +129,7 @@ export class MigrationPair {
     const w: WorkloadSpec = c.workload ?? { kind: "a-b" };
     return this.ctx.world.spawn({
       name,
+      seed: this.ctx.seed,
       dir: this.dir,
       machine: c.machine ?? "pc",
       workload: "seed" in w ? { ...w, seed: w.seed ?? this.ctx.seed } : w,
@@ -200,7 +213,12 @@ export class MigrationPair {
       if (this.#closing) throw new FlowError(`stopped waiting for ${what}: the pair was closed`);
       return probe();
     };
-    return waitFor(what, guarded, { timeoutMs, intervalMs: 5, diagnose: () => this.diagnose() });
+    return waitFor(what, guarded, {
+      timeoutMs,
+      intervalMs: 5,
+      diagnose: () => this.diagnose(),
+      clock: this.clock,
+    });
   }
 
   /** query-migrate; a side that died unexpectedly fails at once rather than timing out. */

@@ -205,7 +205,8 @@ function caseLine(r: CaseResult, repeat: number): string {
   if (r.skipped !== undefined) return `${result} ${r.name.padEnd(58)} ${r.skipped}`;
   if (r.xfail) return `${result} ${r.name.padEnd(58)} known bug ${r.xfail.id} (${r.xfail.versions})`;
   return `${result} ${r.name.padEnd(58)} ${(r.timeMs / 1000).toFixed(2).padStart(6)} s  ${statsColumns(r)}` +
-    (repeat > 1 ? `  seed ${r.seed}` : "") + (r.note ? `\n      note: ${r.note}` : "");
+    (repeat > 1 ? `  seed ${r.seed}` : "") + (r.trace ? `  trace ${r.trace.slice(0, 12)}` : "") +
+    (r.note ? `\n      note: ${r.note}` : "");
 }
 
 /** Per case run: which repetition, and the seed it got. */

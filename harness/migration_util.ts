@@ -3,7 +3,6 @@
  * migrate_end): the serial's `B`, the dirty-memory marker, RAM and device equality, and a guest that
  * keeps running and passes check_guests_ram.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { AB_END, AB_START } from "../engine/guest/workload.ts";
 import { checkGuestsRam } from "./check/guests_ram.ts";
 import { compareDeviceState, withoutFields } from "./check/device_equal.ts";
@@ -102,7 +101,7 @@ export async function checkGuestRuns(
   );
   await side.qmp.execute("stop");
   const a = (await side.readRam(AB_START, 1))[0];
-  await sleep(50);
+  await p.sleep(50);
   const b = (await side.readRam(AB_START, 1))[0];
   if (a !== b) throw new FlowError(`${side.name} guest still runs after 'stop' (byte went ${a} -> ${b})`);
   const report = checkGuestsRam(await side.firstBytes(AB_START, AB_END), AB_START);

@@ -7,6 +7,7 @@
  */
 import { errorMessage } from "../engine/error.ts";
 import { bigintReviver, isObject } from "../engine/qmp/json.ts";
+import type { QmpConn } from "../engine/qmp/server.ts";
 
 export interface QmpTranscriptEntry {
   /** Milliseconds since the epoch. */
@@ -138,7 +139,7 @@ export class QmpClient {
   #greeting: QmpGreeting | undefined;
   #greetingWaiter: { resolve(g: QmpGreeting): void; reject(e: Error): void } | undefined;
   #oob = false;
-  readonly #conn: Deno.Conn;
+  readonly #conn: QmpConn;
   readonly #transcript: QmpTranscriptEntry[];
   readonly #events: QmpEvent[] = [];
   readonly #listeners = new Set<(e: QmpEvent) => void>();
@@ -150,7 +151,7 @@ export class QmpClient {
   #closing: Promise<void> | undefined;
   readonly #readLoop: Promise<void>;
 
-  private constructor(conn: Deno.Conn, path: string, opts: QmpConnectOptions) {
+  private constructor(conn: QmpConn, path: string, opts: QmpConnectOptions) {
     this.#conn = conn;
     this.name = opts.name;
     this.path = path;
@@ -201,6 +202,23 @@ export class QmpClient {
       throw e;
     }
     return client;
+  }
+
+  /** A client on a connection already open (the simulated world's QMP link): greeting, capabilities. */
+  static async over(conn: QmpConn, path: string, opts: QmpConnectOptions): Promise<QmpClient> {
+    const client = new QmpClient(conn, path, opts);
+    try {
+      await client.#negotiate(Date.now() + client.timeoutMs, opts.oob ?? false);
+    } catch (e) {
+      await client.close();
+      throw e;
+    }
+    return client;
+  }
+
+  /** Something is awaited of the server: a reply, an event, the greeting. */
+  get waiting(): boolean {
+    return this.#pending.size > 0 || this.#waiters.size > 0 || this.#greetingWaiter !== undefined;
   }
 
   async #negotiate(deadline: number, oob: boolean): Promise<void> {

@@ -81,6 +81,8 @@ export interface CaseResult {
   xpass?: KnownBug;
   /** Said about a passing case, e.g. that a known intermittent bug did not strike this run. */
   note?: string;
+  /** A deterministic world's trace hash: the same seed on the same commit gives the same one. */
+  trace?: string;
 }
 
 export function caseSlug(name: string): string {
@@ -193,6 +195,9 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   }
   // The sides' last word, before they are closed (a case cut short has had them closed already).
   const transcriptEnd = pair?.transcript.length ?? 0;
+  const trace = pair?.src?.trace;
+  // The simulation at the moment of failure: its last decisions and what each link held.
+  const worldReport = error && trace ? trace.report() : undefined;
   let finalStatus: FinalStatus | undefined;
   if (pair && opts.artifactsDir) {
     if (cut.signal.aborted) await pair.close();
@@ -255,6 +260,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   }
   if (error) {
     const msg = `${c.name} failed (seed=${opts.seed}): ${error.message}\n` +
+      (worldReport ? `${worldReport}\n` : "") +
       (artifacts ? `artifacts: ${artifacts}\n` : "") +
       `replay: ${replay.join("\n    or: ")}`;
     error = new CaseFailure(msg, error);
@@ -271,5 +277,6 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     samples: pair?.samples.length ? [...pair.samples] : undefined,
     xpass,
     note,
+    trace: trace?.hash(),
   };
 }

@@ -2,7 +2,7 @@
  * Waiting with a deadline. Every wait in the harness goes through `waitFor`, so a hang becomes an error
  * that says what was awaited and what both engines were doing.
  */
-import { setTimeout as sleep } from "node:timers/promises";
+import { type Clock, hostClock } from "../engine/clock.ts";
 
 export class WaitTimeoutError extends Error {
   constructor(message: string) {
@@ -19,6 +19,8 @@ export interface WaitOptions {
   intervalMs?: number;
   /** Extra context appended to a timeout error (last statuses and events of both sides). */
   diagnose?: () => Promise<string> | string;
+  /** Whose time the deadline and the polling interval are in (default: the host's). */
+  clock?: Clock;
 }
 
 /** Polls `probe` until it returns a value other than undefined/false; that value is returned. */
@@ -27,7 +29,8 @@ export async function waitFor<T>(
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   opts: WaitOptions,
 ): Promise<T> {
-  const deadline = performance.now() + opts.timeoutMs;
+  const clock = opts.clock ?? hostClock;
+  const deadline = clock.now() + opts.timeoutMs;
   const interval = opts.intervalMs ?? 10;
   let lastError: unknown = undefined;
   while (true) {
@@ -39,7 +42,7 @@ export async function waitFor<T>(
       if (e instanceof WaitAbort) throw e;
       lastError = e;
     }
-    if (performance.now() >= deadline) {
+    if (clock.now() >= deadline) {
       let msg = `timed out after ${opts.timeoutMs} ms waiting for ${what}`;
       if (lastError) {
         msg += `\nlast probe error: ${lastError instanceof Error ? lastError.message : lastError}`;
@@ -47,7 +50,7 @@ export async function waitFor<T>(
       if (opts.diagnose) msg += `\n${await opts.diagnose()}`;
       throw new WaitTimeoutError(msg);
     }
-    await sleep(interval);
+    await clock.sleep(interval);
   }
 }
 

@@ -79,12 +79,12 @@ export class ColoPrimary {
       machine.start();
       while (this.failover.status === "none") {
         const delay = options.params["x-checkpoint-delay"];
-        let timer: ReturnType<typeof setTimeout> | undefined;
+        let cancel = () => {};
         await Promise.race([
-          new Promise<void>((res) => (timer = setTimeout(res, delay))),
+          new Promise<void>((res) => (cancel = machine.clock.timer(res, delay))),
           this.#kick.promise,
         ]);
-        clearTimeout(timer);
+        cancel();
         this.#kick = Promise.withResolvers();
         if (this.failover.status !== "none") break;
         await this.#checkpoint(r);
@@ -119,13 +119,13 @@ export class ColoPrimary {
   async #checkpoint(r: QEMUFileReader): Promise<void> {
     const { machine, f, ram, savevm, breakpoints: bp } = this.host;
     const n = this.checkpoints + 1;
-    const t0 = performance.now();
+    const t0 = machine.clock.now();
     await sendColoMessage(f, "checkpoint-request");
     await bp.hit("colo-request-sent", { checkpoint: n });
     await receiveColoMessage(r, "checkpoint-reply");
     if (this.failover.status !== "none") throw new Error("failover requested during the checkpoint");
     await machine.stop("colo");
-    const tStop = performance.now();
+    const tStop = machine.clock.now();
     if (this.failover.status !== "none") throw new Error("failover requested during the checkpoint");
     await sendColoMessage(f, "vmstate-send");
 
@@ -158,7 +158,7 @@ export class ColoPrimary {
     await receiveColoMessage(r, "vmstate-loaded");
     await bp.hit("colo-after-vmstate-loaded", { checkpoint: n });
     machine.start();
-    const end = performance.now();
+    const end = machine.clock.now();
     const pagesAfter = ram.counters.normal + ram.counters.duplicate + (this.host.multifd?.normalPages ?? 0) +
       (this.host.multifd?.zeroPages ?? 0);
     this.stats.push({

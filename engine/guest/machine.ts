@@ -9,7 +9,8 @@ import { QueueDevice } from "./devices/queue.ts";
 import { SerialDevice } from "./devices/serial.ts";
 import { TimerDevice } from "./devices/timer.ts";
 import { CPU_WORDS, DEV_WORDS } from "./regs.ts";
-import { Vcpu } from "./vcpu.ts";
+import { type Clock, hostClock } from "../clock.ts";
+import { Vcpu, type VcpuDriver, type VcpuOptions } from "./vcpu.ts";
 import { seedRandomRegisters, WORKLOAD_IDS, type WorkloadSpec } from "./workload.ts";
 
 export type RunState =
@@ -35,6 +36,10 @@ export interface MachineOptions {
   /** vCPU duty cycle (ms running / ms sleeping per slice). */
   runMs?: number;
   sleepMs?: number;
+  /** The clock migration code reads (default: the host's); the simulated world's is virtual. */
+  clock?: Clock;
+  /** Runs the guest (default: a Worker thread); the simulated world steps it from its scheduler. */
+  createVcpu?(opts: VcpuOptions): VcpuDriver;
 }
 
 export class Machine {
@@ -44,12 +49,14 @@ export class Machine {
   readonly serial: SerialDevice;
   readonly cpuRegs = new Int32Array(new SharedArrayBuffer(CPU_WORDS * 4));
   readonly devRegs = new Int32Array(new SharedArrayBuffer(DEV_WORDS * 4));
-  readonly vcpu: Vcpu;
+  readonly vcpu: VcpuDriver;
+  readonly clock: Clock;
   #runstate: RunState;
   #serialFile: Deno.FsFile | null = null;
 
   constructor(private readonly opts: MachineOptions) {
     this.fixture = opts.fixture;
+    this.clock = opts.clock ?? hostClock;
     this.blocks = opts.fixture.blocks.map((b) => new RamBlock(b));
     let offset = 0;
     for (const b of this.blocks) {
@@ -72,7 +79,7 @@ export class Machine {
       seedRandomRegisters(this.cpuRegs, opts.workload.seed);
     }
     this.#runstate = opts.initialState;
-    this.vcpu = new Vcpu({
+    this.vcpu = (opts.createVcpu ?? ((o) => new Vcpu(o)))({
       blocks: this.blocks.map((b) => ({
         mem: b.mem.buffer as SharedArrayBuffer,
         dirtyLog: b.dirtyLog.buffer as SharedArrayBuffer,

@@ -18,7 +18,15 @@ export interface VcpuOptions {
   onError(message: string): void;
 }
 
-export class Vcpu {
+/** What the machine needs of its vCPU: run, park (resolving once parked), end. */
+export interface VcpuDriver {
+  readonly running: boolean;
+  cont(): void;
+  stop(): Promise<void>;
+  terminate(): void;
+}
+
+export class Vcpu implements VcpuDriver {
   readonly #ctrl = new Int32Array(new SharedArrayBuffer(CTRL_WORDS * 4));
   readonly #worker: Worker;
   #parkedGen = -1;

@@ -4,6 +4,7 @@
  * main channel reaches the matching MULTIFD_FLUSH and every channel has posted: so a page re-sent in
  * round N+1 on a fast channel can never be overwritten by its round-N copy arriving late on a slow one.
  */
+import { type Clock, hostClock } from "../clock.ts";
 import { errorMessage } from "../error.ts";
 import { type QEMUFileReader, StreamError } from "../qemu_file.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
@@ -38,6 +39,8 @@ export interface MultifdRecvOptions {
   beforeColoPacket?: () => Promise<void>;
   /** Fault: channel id → milliseconds its first packet with pages waits before its pages are written. */
   delays?: Map<number, number>;
+  /** For those delays (default: the host's). */
+  clock?: Clock;
 }
 
 interface RecvChannel {
@@ -155,7 +158,7 @@ export class MultifdRecvState {
         await this.opts.beforeColoPacket?.();
       }
       if (delay && p.normalPages + p.zeroPages > 0) {
-        await new Promise((res) => setTimeout(res, delay));
+        await (this.opts.clock ?? hostClock).sleep(delay);
         delay = 0;
       }
       if (p.normalPages) {

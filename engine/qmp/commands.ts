@@ -102,7 +102,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
     {
       name: "quit",
       handler: () => {
-        setTimeout(() => e.hooks.exit(0), 10);
+        e.machine.clock.timer(() => e.hooks.exit(0), 10);
       },
     },
     {

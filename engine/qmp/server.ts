@@ -6,6 +6,7 @@
  * so a slow async handler (a long `migrate`) never blocks a `query-migrate` behind it. Synchronous
  * handlers still run in arrival order, and replies are written in completion order.
  */
+import { type Clock, hostClock } from "../clock.ts";
 import { errorMessage } from "../error.ts";
 import { isObject, type JsonStreamItem, JsonStreamSplitter, parseQmpJson, qmpStringify } from "./json.ts";
 import { type QmpArgSpec, QmpError, validateArgs } from "./schema.ts";
@@ -41,9 +42,16 @@ export interface QmpTrafficEntry {
   text: string;
 }
 
+/** What the server needs of a client's connection (a Deno.Conn, or the simulated world's link). */
+export type QmpConn = Pick<Deno.Conn, "read" | "write" | "close">;
+
 export interface QmpServerOptions {
   /** Unix socket path; a stale socket file there is replaced, as QEMU does. */
   path: string;
+  /** Times event timestamps and the close's flush (default: the host's clock). */
+  clock?: Clock;
+  /** Wall-clock milliseconds at the clock's 0 (default: performance.timeOrigin). */
+  epochMs?: number;
   commands?: readonly QmpCommand[];
   version?: { major: number; minor: number; micro: number };
   package?: string;
@@ -56,8 +64,8 @@ export interface QmpTimestamp {
   microseconds: number;
 }
 
-export function qmpTimestamp(): QmpTimestamp {
-  const us = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+export function qmpTimestamp(clock: Clock = hostClock, epochMs = performance.timeOrigin): QmpTimestamp {
+  const us = Math.floor((epochMs + clock.now()) * 1000);
   return { seconds: Math.floor(us / 1e6), microseconds: us % 1e6 };
 }
 
@@ -86,7 +94,7 @@ class Connection {
 
   constructor(
     readonly id: number,
-    private readonly conn: Deno.Conn,
+    private readonly conn: QmpConn,
     private readonly server: QmpServer,
     greeting: string,
     private readonly log: (dir: "in" | "out", text: string) => void,
@@ -111,10 +119,10 @@ class Connection {
 
   /** Waits (at most `ms`) until everything queued so far has been written. */
   async flush(ms: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+    let cancel = () => {};
+    const expired = new Promise<void>((r) => (cancel = this.server.clock.timer(r, ms)));
     await Promise.race([this.#writes, expired]);
-    clearTimeout(timer);
+    cancel();
   }
 
   sendLine(line: string): void {
@@ -256,7 +264,9 @@ class Connection {
 
 export class QmpServer {
   readonly path: string;
-  readonly #listener: Deno.UnixListener;
+  readonly clock: Clock;
+  readonly #epochMs: number;
+  readonly #listener: Deno.UnixListener | null;
   readonly #commands = new Map<string, QmpCommand>();
   readonly #conns = new Set<Connection>();
   readonly #acceptLoop: Promise<void>;
@@ -265,8 +275,10 @@ export class QmpServer {
   #nextId = 1;
   #closing: Promise<void> | undefined;
 
-  private constructor(opts: QmpServerOptions) {
+  private constructor(opts: QmpServerOptions, listen: boolean) {
     this.path = opts.path;
+    this.clock = opts.clock ?? hostClock;
+    this.#epochMs = opts.epochMs ?? performance.timeOrigin;
     this.#onTraffic = opts.onTraffic;
     const v = opts.version ?? { major: 7, minor: 2, micro: 0 };
     this.#greeting = qmpStringify({
@@ -279,6 +291,11 @@ export class QmpServer {
       },
     });
     for (const c of opts.commands ?? []) this.register(c);
+    if (!listen) {
+      this.#listener = null;
+      this.#acceptLoop = Promise.resolve();
+      return;
+    }
     try {
       if (Deno.lstatSync(opts.path).isSocket) Deno.removeSync(opts.path);
     } catch (e) {
@@ -290,7 +307,12 @@ export class QmpServer {
 
   /** Starts listening on `opts.path` (synchronously bound, so clients may connect right away). */
   static listen(opts: QmpServerOptions): QmpServer {
-    return new QmpServer(opts);
+    return new QmpServer(opts, true);
+  }
+
+  /** A server without a socket: clients come in through `connect` (the simulated world's links). */
+  static unbound(opts: QmpServerOptions): QmpServer {
+    return new QmpServer(opts, false);
   }
 
   /** Adds or replaces a command. `qmp_capabilities` is built in and cannot be replaced. */
@@ -325,7 +347,7 @@ export class QmpServer {
 
   /** Sends an event to every negotiated client; `data` is omitted from the message when not given. */
   emit(event: string, data?: Record<string, unknown>): void {
-    const msg: Record<string, unknown> = { timestamp: qmpTimestamp(), event };
+    const msg: Record<string, unknown> = { timestamp: qmpTimestamp(this.clock, this.#epochMs), event };
     if (data !== undefined) msg.data = data;
     const line = qmpStringify(msg);
     for (const c of this.#conns) if (c.negotiated && !c.closed) c.sendLine(line);
@@ -339,7 +361,7 @@ export class QmpServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       try {
-        this.#listener.close();
+        this.#listener?.close();
       } catch {
         // Already closed.
       }
@@ -349,7 +371,7 @@ export class QmpServer {
       for (const c of this.#conns) c.close();
       await Promise.all([...this.#conns].map((c) => c.done));
       try {
-        Deno.removeSync(this.path);
+        if (this.#listener) Deno.removeSync(this.path);
       } catch {
         // Deno already unlinks unix sockets on close.
       }
@@ -358,7 +380,7 @@ export class QmpServer {
   }
 
   async #accept(): Promise<void> {
-    while (true) {
+    while (this.#listener) {
       let conn: Deno.Conn;
       try {
         conn = await this.#listener.accept();
@@ -369,20 +391,29 @@ export class QmpServer {
         conn.close();
         return;
       }
-      const id = this.#nextId++;
-      const log = (dir: "in" | "out", text: string) => {
-        if (!this.#onTraffic) return;
-        try {
-          this.#onTraffic({ time: Date.now(), clientId: id, dir, text });
-        } catch {
-          // A broken logger must not take the monitor down.
-        }
-      };
-      const c = new Connection(id, conn, this, this.#greeting, log);
-      this.#conns.add(c);
-      c.done.then(() => {
-        if (!this.#closing) this.#conns.delete(c);
-      });
+      this.connect(conn);
     }
+  }
+
+  /** Serves one client on `conn` (greeting first), until either end closes it. */
+  connect(conn: QmpConn): void {
+    if (this.#closing) {
+      conn.close();
+      return;
+    }
+    const id = this.#nextId++;
+    const log = (dir: "in" | "out", text: string) => {
+      if (!this.#onTraffic) return;
+      try {
+        this.#onTraffic({ time: Date.now(), clientId: id, dir, text });
+      } catch {
+        // A broken logger must not take the monitor down.
+      }
+    };
+    const c = new Connection(id, conn, this, this.#greeting, log);
+    this.#conns.add(c);
+    c.done.then(() => {
+      if (!this.#closing) this.#conns.delete(c);
+    });
   }
 }

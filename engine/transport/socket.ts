@@ -10,6 +10,17 @@ export interface MigrationListener {
   close(): void;
 }
 
+/** Where sockets come from: the host's (below), or the simulated world's in-memory network. */
+export interface Network {
+  listen(addr: MigrationAddress): MigrationListener;
+  connect(addr: MigrationAddress): Promise<Link>;
+}
+
+export const hostNetwork: Network = {
+  listen: (addr) => socketListen(addr),
+  connect: (addr) => socketConnect(addr),
+};
+
 export function socketListen(addr: MigrationAddress): MigrationListener {
   let listener: Deno.Listener;
   let addresses: SocketAddress[];

@@ -11,7 +11,6 @@
  * sides' statuses checked after each; what needs the hold (page-by-page checkpoints, the cache, the
  * named-moment scenarios) is said in the log or refused.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import type { ColoCase, ColoPhase } from "../case.ts";
 import { compareDeviceState } from "../check/device_equal.ts";
 import type { DigestReply, RamSource } from "../check/ram_equal.ts";
@@ -113,10 +112,10 @@ async function failOver(p: MigrationPair, side: Side): Promise<void> {
  * the takeover as query-colo-status tells it (see tookOver).
  */
 async function takeOver(p: MigrationPair, side: Side): Promise<void> {
-  const t0 = performance.now();
+  const t0 = p.clock.now();
   await side.qmp.execute("x-colo-lost-heartbeat");
   await p.waitStatus(side, "completed", ["failed"]);
-  p.stats.colo = { checkpoints: 0, latencyMs: [], ...p.stats.colo, failoverMs: performance.now() - t0 };
+  p.stats.colo = { checkpoints: 0, latencyMs: [], ...p.stats.colo, failoverMs: p.clock.now() - t0 };
   await tookOver(p, side);
 }
 
@@ -473,7 +472,7 @@ async function failoverDuringPacket(p: MigrationPair, bp: Breakpoints): Promise<
   await bp.continue("colo-applied", { disarm: true });
   await waitBreakpoint(p, p.dst, "colo-multifd-packet");
   await p.dst.qmp.execute("x-colo-lost-heartbeat");
-  await sleep(100); // the takeover runs up to where it waits for the channels
+  await p.sleep(100); // the takeover runs up to where it waits for the channels
   await bp.continue("colo-multifd-packet");
   await p.waitStatus(p.dst, "completed", ["failed"]);
   await tookOver(p, p.dst);
@@ -500,5 +499,5 @@ async function relaunch(p: MigrationPair, bp: Breakpoints, n: number): Promise<v
     );
   }
   await checkSurvivor(p, p.dst);
-  await sleep(0);
+  await p.sleep(0);
 }

@@ -2,7 +2,6 @@
  * Precopy flows (upstream's precopy-tests.c): test_precopy_common, live with the marker technique or
  * with the source stopped; and a live migration that cannot converge until bandwidth is raised.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import type { ConvergeAfterRaiseCase, PrecopyCase } from "../case.ts";
 import { FlowError, type MigrationPair } from "../framework.ts";
 import { finishByExpectation } from "../expect.ts";
@@ -79,7 +78,7 @@ export async function convergeAfterRaiseFlow(p: MigrationPair, c: ConvergeAfterR
     let seen = await count();
     let last = 0;
     for (let extra = 0; extra <= 2; extra++) {
-      await sleep(200);
+      await p.sleep(200);
       last = await rate();
       if (last > 0) break;
       if (extra < 2) {
@@ -92,7 +91,7 @@ export async function convergeAfterRaiseFlow(p: MigrationPair, c: ConvergeAfterR
         `dirty-pages-rate is ${last} 200 ms after each of 3 syncs, with a guest that dirties memory`,
       );
     }
-    await sleep(1200);
+    await p.sleep(1200);
     const later = await rate();
     if (!(later > 0)) throw new FlowError(`dirty-pages-rate is ${later} 1.4 s after a sync (between syncs)`);
   }

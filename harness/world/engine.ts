@@ -5,7 +5,7 @@
  */
 import type { RamSource } from "../check/ram_equal.ts";
 import type { QmpClient } from "../qmp_client.ts";
-import { ProcessSide } from "./process_side.ts";
+import { ProcessSide, type SideProcess } from "./process_side.ts";
 import { EngineProcess } from "./engine_process.ts";
 import type { Breakpoints, DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
 
@@ -25,7 +25,7 @@ function engineRamSource(
   };
 }
 
-export class EngineSide extends ProcessSide<EngineProcess> implements Side {
+export class EngineSide<P extends SideProcess = EngineProcess> extends ProcessSide<P> implements Side {
   readonly staysUpAfterFailedLoad = true;
 
   ram(): RamSource {
@@ -69,7 +69,7 @@ export class EngineSide extends ProcessSide<EngineProcess> implements Side {
     };
   }
 
-  async captureMainChannel(path: string): Promise<null> {
+  async captureMainChannel(path: string): Promise<Unavailable | null> {
     await this.qmp.execute("x-test-capture", { file: path });
     return null;
   }

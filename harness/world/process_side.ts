@@ -1,9 +1,16 @@
-/** What an engine side and a QEMU side share: a child process with QMP, a serial file and an exit. */
+/**
+ * What an engine side and a QEMU side share: a process with QMP, a serial file and an exit (a child
+ * process, or the simulated world's engine in this process).
+ */
 import type { QmpClient } from "../qmp_client.ts";
-import type { SpawnedProcess } from "./child.ts";
 
 /** The process behind a side: spawned, with QMP connected, and a clean kill. */
-export interface SideProcess extends SpawnedProcess {
+export interface SideProcess {
+  readonly name: string;
+  readonly stderr: string;
+  readonly exitStatus: Deno.CommandStatus | null;
+  waitExit(timeoutMs: number): Promise<Deno.CommandStatus>;
+  sigkill(): Promise<Deno.CommandStatus>;
   readonly qmp: QmpClient;
   readonly serialPath: string;
   kill(): Promise<Deno.CommandStatus>;

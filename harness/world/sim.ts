@@ -1,16 +1,278 @@
 /**
- * The simulated world's slot: source, destination and the vCPU in one process under a seeded scheduler
- * (DESIGN §2.6). It is not built yet, so it runs nothing: every case is reported as skipped with this
- * reason, and spawning a side fails with it, rather than pretending to pass.
+ * The simulated world: source, destination and their vCPUs in this one process under a seeded
+ * scheduler (sim/scheduler.ts). Each side is the same Engine the engine process runs, with the same QMP
+ * commands, given a virtual clock, an in-memory network and a stepped vCPU instead of the host's; the
+ * flow drives it over QMP exactly as it drives a process. A run is a function of its seed: the trace
+ * hash printed with the result is the same every time the seed is run on the same commit.
+ *
+ * What it cannot run, it says: streams to files go through the host's filesystem (whose completions the
+ * scheduler does not own), and the stream analyzer runs as a process.
  */
-import type { Side, World } from "./world.ts";
+import { Engine } from "../../engine/engine.ts";
+import { engineCommands } from "../../engine/qmp/commands.ts";
+import { QmpServer } from "../../engine/qmp/server.ts";
+import { testCommands } from "../../engine/testing/commands.ts";
+import { parseMigrationUri } from "../../engine/transport/uri.ts";
+import { errorMessage } from "../../engine/error.ts";
+import type { Clock } from "../../engine/clock.ts";
+import type { MigrationCase } from "../case.ts";
+import { QmpClient } from "../qmp_client.ts";
+import { EngineSide } from "./engine.ts";
+import type { SideProcess } from "./process_side.ts";
+import { SIM_EPOCH_MS, Simulation } from "./sim/scheduler.ts";
+import { SimNetwork } from "./sim/net.ts";
+import { SimConnection } from "./sim/link.ts";
+import { SimVcpu } from "./sim/vcpu.ts";
+import type { Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
 
-export const SIM_NOT_BUILT = "the simulated world is not built yet (deterministic simulation issue)";
+/** One pair's simulation: its scheduler, its network, the sides alive in it. */
+class SimPair implements WorldTrace {
+  readonly sim: Simulation;
+  readonly net: SimNetwork;
+  readonly alive = new Set<SimProcess>();
+
+  constructor(seed: number, dir: string) {
+    this.sim = new Simulation(seed, undefined, { record: RECORD_TO !== undefined });
+    this.net = new SimNetwork(this.sim, dir);
+  }
+
+  hash(): string {
+    return this.sim.traceHash();
+  }
+
+  report(): string {
+    const s = this.sim;
+    const lines = [
+      `simulation: seed ${s.seed}, ${s.decisions} decisions, virtual time ${s.now.toFixed(3)} ms, ` +
+      `trace ${s.traceHash().slice(0, 16)}`,
+      `knobs: ${JSON.stringify(s.knobs)}`,
+    ];
+    if (s.stalled) lines.push(s.stalled);
+    lines.push("last decisions:", ...s.recent().map((d) => `  #${d.n} @${d.at.toFixed(3)} ${d.what}`));
+    lines.push("links:", ...this.net.describe().map((l) => `  ${l}`));
+    return lines.join("\n");
+  }
+}
+
+const pairs = new Map<string, SimPair>();
+
+/** MIGTEST_SIM_TRACE=FILE: every traced line of the last pair goes to FILE (diffing two runs of a seed). */
+const RECORD_TO =
+  Deno.permissions.querySync({ name: "env", variable: "MIGTEST_SIM_TRACE" }).state === "granted"
+    ? Deno.env.get("MIGTEST_SIM_TRACE")
+    : undefined;
+
+const SIGKILL_STATUS: Deno.CommandStatus = { success: false, code: 137, signal: "SIGKILL" };
+
+/** One engine in the simulation, as the harness sees a process. */
+class SimProcess implements SideProcess {
+  readonly engine: Engine;
+  readonly serialPath: string;
+  readonly #server: QmpServer;
+  readonly #qmpConn: SimConnection;
+  #qmp: QmpClient | null = null;
+  #stderr = "";
+  #exit: Deno.CommandStatus | null = null;
+  #exitWaiters: ((s: Deno.CommandStatus) => void)[] = [];
+  #unwatch: (() => void) | null = null;
+
+  constructor(readonly pair: SimPair, readonly spec: SideSpec) {
+    const { sim } = pair;
+    this.serialPath = `${spec.dir}/${spec.name}_serial`;
+    this.engine = new Engine({
+      name: spec.name,
+      machine: spec.machine,
+      workload: spec.workload,
+      incoming: spec.incoming,
+      startPaused: spec.startPaused ?? false,
+      serialPath: this.serialPath,
+      uuid: spec.uuid,
+      memPrealloc: spec.memPrealloc,
+    }, {
+      emit: (event, data) => this.#server.emit(event, data),
+      log: (msg) => this.#log(msg),
+      exit: (code) => void this.#end(code),
+      abort: (msg) => {
+        this.#log(`FATAL: ${msg}; aborting`);
+        this.#die({ success: false, code: 134, signal: "SIGABRT" });
+        throw new Error(`${spec.name} aborted: ${msg}`);
+      },
+      clock: sim.engineClock,
+      net: pair.net.forSide(spec.name),
+      createVcpu: (o) => new SimVcpu(sim, spec.name, o),
+    });
+    this.#server = QmpServer.unbound({
+      path: `${spec.dir}/${spec.name}.qmp`,
+      commands: [...engineCommands(this.engine), ...testCommands(this.engine)],
+      clock: sim.engineClock,
+      epochMs: SIM_EPOCH_MS,
+      // Every QMP message goes into the trace, with the pair's (random) directory named alike.
+      onTraffic: (e) => sim.traceLine(`qmp ${spec.name} ${e.dir} ${e.text.replaceAll(spec.dir, "$DIR")}`),
+    });
+    this.#qmpConn = new SimConnection(sim, `qmp-${spec.name}`, {
+      capacity: 1 << 20,
+      names: ["harness", spec.name],
+    });
+    this.#server.connect(this.#qmpConn.b);
+    if (spec.incoming && spec.incoming !== "defer") {
+      this.engine.incoming.start(parseMigrationUri(spec.incoming));
+    }
+    pair.alive.add(this);
+  }
+
+  async connect(): Promise<void> {
+    const { sim } = this.pair;
+    this.#qmp = await sim.flowWait(QmpClient.over(this.#qmpConn.a, `${this.spec.dir}/${this.spec.name}.qmp`, {
+      name: this.spec.name,
+      transcript: this.spec.transcript,
+      timeoutMs: this.spec.timeoutMs,
+      oob: this.spec.colo,
+    }));
+    const qmp = this.#qmp;
+    this.#unwatch = sim.watchFlow(() => qmp.waiting);
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get qmp(): QmpClient {
+    if (!this.#qmp) throw new Error(`${this.spec.name}: QMP not connected`);
+    return this.#qmp;
+  }
+
+  get clock(): Clock {
+    return this.pair.sim.flowClock;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  get exitStatus(): Deno.CommandStatus | null {
+    return this.#exit;
+  }
+
+  #log(msg: string): void {
+    this.#stderr += `@${this.pair.sim.now.toFixed(3)}ms ${this.spec.name}: ${msg}\n`;
+  }
+
+  /** The engine asked to exit (`quit`, exit-on-error): an orderly end, as main.ts's shutdown. */
+  async #end(code: number): Promise<void> {
+    if (this.#exit) return;
+    this.#log(`exiting with status ${code}`);
+    try {
+      await this.engine.close();
+    } catch (e) {
+      this.#log(`close: ${errorMessage(e)}`);
+    }
+    await this.#server.close();
+    this.#finish({ success: code === 0, code, signal: null });
+  }
+
+  /** Dies at once: every connection of the side resets, the guest stops where it is. */
+  #die(status: Deno.CommandStatus): void {
+    if (this.#exit) return;
+    this.engine.machine.vcpu.terminate();
+    this.pair.net.resetSide(this.spec.name);
+    this.#qmpConn.reset();
+    // What the engine was doing unwinds on the reset links; nothing of it is observable any more.
+    void this.engine.close().catch(() => {});
+    void this.#server.close();
+    this.#finish(status);
+  }
+
+  #finish(status: Deno.CommandStatus): void {
+    this.#exit = status;
+    for (const w of this.#exitWaiters.splice(0)) w(status);
+    this.pair.alive.delete(this);
+  }
+
+  #exited(): Promise<Deno.CommandStatus> {
+    if (this.#exit) return Promise.resolve(this.#exit);
+    return new Promise((r) => this.#exitWaiters.push(r));
+  }
+
+  async waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
+    const { sim } = this.pair;
+    let cancel = () => {};
+    const timeout = new Promise<null>((r) => (cancel = sim.flowClock.timer(() => r(null), timeoutMs)));
+    const s = await sim.flowWait(Promise.race([this.#exited(), timeout]));
+    cancel();
+    if (!s) throw new Error(`${this.spec.name} did not exit within ${timeoutMs} ms (virtual)`);
+    return s;
+  }
+
+  async sigkill(): Promise<Deno.CommandStatus> {
+    this.#die(SIGKILL_STATUS);
+    return await this.#release();
+  }
+
+  /** A clean end (SIGTERM): the engine closes, then its QMP. */
+  async kill(): Promise<Deno.CommandStatus> {
+    if (!this.#exit) await this.pair.sim.flowWait(this.#end(0));
+    return await this.#release();
+  }
+
+  async #release(): Promise<Deno.CommandStatus> {
+    this.#unwatch?.();
+    this.#unwatch = null;
+    await this.#qmp?.close();
+    this.#qmpConn.dispose();
+    await Deno.writeTextFile(`${this.spec.dir}/${this.spec.name}.log`, this.#stderr).catch(() => {});
+    if (this.pair.alive.size === 0) await closePair(this.spec.dir, this.pair);
+    return this.#exit!;
+  }
+}
+
+async function closePair(dir: string, pair: SimPair): Promise<void> {
+  if (pairs.get(dir) === pair) pairs.delete(dir);
+  await pair.sim.close();
+  if (RECORD_TO && pair.sim.lines) await Deno.writeTextFile(RECORD_TO, pair.sim.lines.join("\n") + "\n");
+  pair.net.dispose();
+}
+
+/** A side of the simulation: the engine world's side (same x-test commands) on the virtual clock. */
+class SimSide extends EngineSide<SimProcess> {
+  get clock(): Clock {
+    return this.process.clock;
+  }
+
+  get trace(): WorldTrace {
+    return this.process.pair;
+  }
+
+  override captureMainChannel(): Promise<Unavailable> {
+    return Promise.resolve({ unavailable: "capturing writes a file from inside the run; not simulated" });
+  }
+}
+
+/** Why the simulation cannot run the case, or null. */
+export function simCannotRun(c: MigrationCase): string | null {
+  if (c.flow === "file") {
+    return "file: streams go through the host's filesystem, whose completions the scheduler does not own";
+  }
+  if (c.flow === "analyze-script") return "the stream analyzer runs as a process, outside the simulation";
+  return null;
+}
 
 export const simWorld: World = {
   name: "sim",
-  cannotRun: () => SIM_NOT_BUILT,
-  spawn(): Promise<Side> {
-    return Promise.reject(new Error(SIM_NOT_BUILT));
+  cannotRun: simCannotRun,
+  async spawn(spec: SideSpec): Promise<Side> {
+    let pair = pairs.get(spec.dir);
+    if (!pair) {
+      pair = new SimPair(spec.seed ?? 0, spec.dir);
+      pairs.set(spec.dir, pair);
+      pair.sim.start();
+    }
+    const p = new SimProcess(pair, spec);
+    try {
+      await p.connect();
+    } catch (e) {
+      await p.kill();
+      throw e;
+    }
+    return new SimSide(p, spec.name);
   },
 };

@@ -5,6 +5,7 @@
  * something, it says so with a reason (`Unavailable`), and a case it cannot run is reported as skipped
  * with that reason (never silently passed).
  */
+import type { Clock } from "../../engine/clock.ts";
 import type { WorkloadSpec } from "../../engine/guest/workload.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
@@ -42,6 +43,8 @@ export interface Breakpoints {
 export interface SideSpec {
   /** "source" or "target" (QEMU's -name). */
   name: "source" | "target";
+  /** The case's seed (the simulated world's scheduler is seeded from it). */
+  seed?: number;
   /** The pair's private directory (0700). */
   dir: string;
   machine: string;
@@ -65,6 +68,15 @@ export interface SideSpec {
   colo?: boolean;
 }
 
+/**
+ * What a deterministic world can say about a run: a hash of everything it decided (the same seed on the
+ * same commit gives the same hash) and a report of its last moments (for a failure).
+ */
+export interface WorldTrace {
+  hash(): string;
+  report(): string;
+}
+
 /** One side of a migration as a flow sees it. */
 export interface Side {
   readonly name: "source" | "target";
@@ -72,6 +84,10 @@ export interface Side {
   /** The guest's serial output (upstream's `-serial file:`). */
   readonly serialPath: string;
   readonly stderr: string;
+  /** The side's time, when it is not the host's (the simulated world's virtual clock). */
+  readonly clock?: Clock;
+  /** The run's trace, in a deterministic world. */
+  readonly trace?: WorldTrace;
   /** Exit status once the side ended, else null. */
   readonly exitStatus: Deno.CommandStatus | null;
   /**

@@ -1,0 +1,203 @@
+/**
+ * The simulated world's connections: what a socket is to the engine (a Link) and to a QMP client (a
+ * Deno.Conn's read/write/close). Bytes stay in order within a direction; when they arrive, and in
+ * chunks of what size, is the scheduler's decision, so a reader sees the partial reads and the
+ * interleavings across connections a real socket can give. A writer waits once its direction holds
+ * the link's capacity in flight, as a full socket buffer makes it wait.
+ */
+import { LinkClosedError } from "../../../engine/transport/link.ts";
+import type { SimActor, Simulation } from "./scheduler.ts";
+
+/** Virtual milliseconds per byte delivered (about 4 GB/s, the raw unix socket here). */
+const MS_PER_BYTE = 1 / 4e6;
+/** Virtual cost of any delivery (a wakeup). */
+const DELIVERY_MS = 0.002;
+
+/** One direction of a connection, and the scheduler's actor that delivers it. */
+class SimPipe implements SimActor {
+  readonly #inflight: Uint8Array[] = [];
+  #inflightBytes = 0;
+  readonly #arrived: Uint8Array[] = [];
+  #arrivedBytes = 0;
+  /** The writer's end closed: what is in flight still arrives, then end of stream. */
+  #writerClosed = false;
+  #eof = false;
+  /** The reader's end closed: nothing more is kept, writes fail. */
+  #readerClosed = false;
+  #readWaiter: (() => void) | null = null;
+  #writeWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly label: string,
+    private readonly capacity: number,
+  ) {}
+
+  ready(): boolean {
+    return !this.#readerClosed && (this.#inflightBytes > 0 || (this.#writerClosed && !this.#eof));
+  }
+
+  step(sim: Simulation): number {
+    if (this.#inflightBytes === 0) {
+      this.#eof = true;
+      this.#wakeReader();
+      return DELIVERY_MS;
+    }
+    const max = Math.min(this.#inflightBytes, sim.knobs.maxChunk);
+    // Mostly whole chunks, sometimes a short read of a few bytes (a header split across reads).
+    const n = sim.int(0, 7) === 0 ? sim.int(1, Math.min(max, 16)) : sim.int(1, max);
+    let left = n;
+    while (left > 0) {
+      const c = this.#inflight[0];
+      const take = Math.min(c.length, left);
+      const part = c.subarray(0, take);
+      this.#arrived.push(part);
+      if (take === c.length) this.#inflight.shift();
+      else this.#inflight[0] = c.subarray(take);
+      left -= take;
+    }
+    this.#inflightBytes -= n;
+    this.#arrivedBytes += n;
+    this.#wakeReader();
+    return DELIVERY_MS + n * MS_PER_BYTE;
+  }
+
+  async write(p: Uint8Array, what: string): Promise<void> {
+    let off = 0;
+    while (off < p.length) {
+      if (this.#writerClosed || this.#readerClosed) throw new LinkClosedError(what);
+      const room = this.capacity - this.#inflightBytes - this.#arrivedBytes;
+      if (room <= 0) {
+        await new Promise<void>((r) => this.#writeWaiters.push(r));
+        continue;
+      }
+      const n = Math.min(room, p.length - off);
+      this.#inflight.push(p.slice(off, off + n));
+      this.#inflightBytes += n;
+      off += n;
+    }
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#arrivedBytes === 0) {
+      if (this.#eof || this.#readerClosed) return null;
+      await new Promise<void>((r) => (this.#readWaiter = r));
+    }
+    let n = 0;
+    while (n < p.length && this.#arrived.length > 0) {
+      const c = this.#arrived[0];
+      const take = Math.min(c.length, p.length - n);
+      p.set(c.subarray(0, take), n);
+      n += take;
+      if (take === c.length) this.#arrived.shift();
+      else this.#arrived[0] = c.subarray(take);
+    }
+    this.#arrivedBytes -= n;
+    this.#wakeWriters();
+    return n;
+  }
+
+  closeWriter(): void {
+    this.#writerClosed = true;
+    this.#wakeWriters();
+  }
+
+  closeReader(): void {
+    this.#readerClosed = true;
+    this.#inflight.length = 0;
+    this.#arrived.length = 0;
+    this.#inflightBytes = this.#arrivedBytes = 0;
+    this.#wakeReader();
+    this.#wakeWriters();
+  }
+
+  /** A reset (fault or stall report): both ends see the connection gone at once. */
+  reset(): void {
+    this.#writerClosed = true;
+    this.#eof = true;
+    this.closeReader();
+  }
+
+  /** What the direction holds, for a failure report. */
+  describe(): string {
+    const state = this.#readerClosed ? "closed" : this.#eof ? "eof" : this.#writerClosed ? "closing" : "open";
+    return `${this.label}: ${this.#inflightBytes} B in flight, ${this.#arrivedBytes} B unread, ${state}`;
+  }
+
+  #wakeReader(): void {
+    const r = this.#readWaiter;
+    this.#readWaiter = null;
+    r?.();
+  }
+
+  #wakeWriters(): void {
+    const ws = this.#writeWaiters;
+    this.#writeWaiters = [];
+    for (const w of ws) w();
+  }
+}
+
+/** One end of a simulated connection: a Link for the engine, a Conn-like for a QMP client. */
+export class SimEnd {
+  #closed = false;
+  constructor(
+    private readonly rx: SimPipe,
+    private readonly tx: SimPipe,
+    readonly description: string,
+  ) {}
+
+  read(p: Uint8Array): Promise<number | null> {
+    if (this.#closed) return Promise.resolve(null);
+    return this.rx.read(p);
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    if (this.#closed) throw new LinkClosedError(this.description);
+    await this.tx.write(p, this.description);
+    return p.length;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.tx.closeWriter();
+    this.rx.closeReader();
+  }
+}
+
+/** Both directions of a connection, registered with the scheduler as two actors. */
+export class SimConnection {
+  readonly a: SimEnd;
+  readonly b: SimEnd;
+  readonly #ab: SimPipe;
+  readonly #ba: SimPipe;
+
+  constructor(
+    private readonly sim: Simulation,
+    readonly name: string,
+    opts: { capacity: number; names?: [string, string] },
+  ) {
+    const [na, nb] = opts.names ?? ["a", "b"];
+    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity);
+    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity);
+    this.a = new SimEnd(this.#ba, this.#ab, `${name}:${na}`);
+    this.b = new SimEnd(this.#ab, this.#ba, `${name}:${nb}`);
+    sim.add(this.#ab);
+    sim.add(this.#ba);
+  }
+
+  reset(): void {
+    this.#ab.reset();
+    this.#ba.reset();
+  }
+
+  /** Leaves the scheduler (both ends closed and drained). */
+  dispose(): void {
+    this.reset();
+    this.sim.remove(this.#ab);
+    this.sim.remove(this.#ba);
+  }
+
+  describe(): string[] {
+    return [this.#ab.describe(), this.#ba.describe()];
+  }
+}

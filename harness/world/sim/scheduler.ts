@@ -1,0 +1,280 @@
+/**
+ * The simulated world's scheduler: one seed owns every source of nondeterminism of a pair — the clock,
+ * which link delivers next and how many bytes, when and how far the vCPU runs. The engines, the
+ * harness's flow and its QMP clients all run in this one process; between two decisions every promise
+ * chain runs to where it waits on something only the scheduler provides (a byte, a timer, a vCPU park),
+ * so the state at each decision, and the decision taken, are a function of the seed alone.
+ *
+ * The scheduler decides only while the flow waits on the simulation (a QMP reply or event, a sleep on
+ * the virtual clock, a side's shutdown); while the flow does real I/O (a temp dir, artifacts) nothing
+ * moves, so real time never leaks into the run. Every decision goes into a SHA-256 trace hash, with
+ * every byte of QMP in both directions: the same seed on the same commit gives the same hash.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { setImmediate } from "node:timers";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import type { Clock } from "../../../engine/clock.ts";
+
+/** Something the scheduler can choose to do now. */
+export interface SimActor {
+  /** Stable name for the trace ("link main:src>dst", "vcpu source"). */
+  readonly label: string;
+  /** Whether it has work at this decision. */
+  ready(): boolean;
+  /** Does one step, with the scheduler's randomness; returns the virtual milliseconds it took. */
+  step(sim: Simulation): number;
+}
+
+interface Timer {
+  at: number;
+  seq: number;
+  fn: () => void;
+  harness: boolean;
+  cancelled: boolean;
+}
+
+/** How the seed shapes a run (the swarm varies these per seed). */
+export interface SimKnobs {
+  /** The vCPU's speed: page writes per virtual millisecond (it runs on a core of its own). */
+  vcpuWritesPerMs: number;
+  /** Upper bound of the writes of one vCPU step. */
+  vcpuMaxWrites: number;
+  /** Upper bound of the bytes of one delivery (a read returns a partial chunk of a seeded size). */
+  maxChunk: number;
+  /** Bytes a link holds in flight before its writer waits. */
+  linkCapacity: number;
+}
+
+export function knobsFor(rng: () => number): SimKnobs {
+  const pick = <T>(xs: readonly T[]): T => xs[rng() % xs.length];
+  return {
+    // The a-b guest prints its 'B' after 64 passes over 99 MiB: about a second at 2,000 writes per ms.
+    vcpuWritesPerMs: pick([2000, 4000, 16000]),
+    vcpuMaxWrites: pick([64, 512, 4096]),
+    maxChunk: pick([1 << 12, 1 << 16, 1 << 20]),
+    linkCapacity: pick([1 << 16, 1 << 20, 4 << 20]),
+  };
+}
+
+/** A decision as the failure report shows it. */
+export interface SimDecision {
+  n: number;
+  at: number;
+  what: string;
+}
+
+const RECENT = 40;
+/** Wall-clock milliseconds at virtual time 0 (event timestamps): fixed, so they hash alike. */
+export const SIM_EPOCH_MS = Date.UTC(2026, 0, 1);
+
+export class SimulationStalled extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SimulationStalled";
+  }
+}
+
+export class Simulation {
+  readonly seed: number;
+  readonly knobs: SimKnobs;
+  #now = 0;
+  #seq = 0;
+  #decisions = 0;
+  #timers: Timer[] = [];
+  readonly #actors = new Set<SimActor>();
+  readonly #rng;
+  readonly #hash: Hash = createHash("sha256");
+  readonly #recent: SimDecision[] = [];
+  /** Flow-side waits in progress (QMP clients are asked separately). */
+  #flowWaits = 0;
+  readonly #flowWaiting = new Set<() => boolean>();
+  #closed = false;
+  #loop: Promise<void> | null = null;
+  #stalled: string | null = null;
+  readonly #onStall = new Set<(why: string) => void>();
+
+  readonly #lines: string[] | null;
+
+  constructor(seed: number, knobs?: SimKnobs, opts: { record?: boolean } = {}) {
+    this.#lines = opts.record ? [] : null;
+    this.seed = seed >>> 0;
+    this.#rng = xoroshiro128plus(this.seed);
+    this.knobs = knobs ?? knobsFor(() => this.int(0, 0x7fffffff));
+    this.#trace(`seed ${this.seed} ${JSON.stringify(this.knobs)}`);
+  }
+
+  /** A uniform integer in [from, to], from the seed. */
+  int(from: number, to: number): number {
+    return uniformInt(this.#rng, from, to);
+  }
+
+  get now(): number {
+    return this.#now;
+  }
+
+  get decisions(): number {
+    return this.#decisions;
+  }
+
+  /** The trace hash so far (hex): every decision, every QMP byte. */
+  traceHash(): string {
+    return this.#hash.copy().digest("hex");
+  }
+
+  /** The last decisions, oldest first (for a failure report). */
+  recent(): readonly SimDecision[] {
+    return this.#recent;
+  }
+
+  /** Feeds a line into the trace (a QMP message). */
+  traceLine(line: string): void {
+    this.#trace(line);
+  }
+
+  #trace(what: string): void {
+    this.#hash.update(what);
+    this.#hash.update("\n");
+    this.#lines?.push(what);
+  }
+
+  /** Every line hashed so far, when recording was asked for (to diff two runs of a seed). */
+  get lines(): readonly string[] | null {
+    return this.#lines;
+  }
+
+  add(actor: SimActor): void {
+    this.#actors.add(actor);
+  }
+
+  remove(actor: SimActor): void {
+    this.#actors.delete(actor);
+  }
+
+  /** Registers a flow-side waiter probe (a QMP client's "am I awaiting a reply or an event"). */
+  watchFlow(waiting: () => boolean): () => void {
+    this.#flowWaiting.add(waiting);
+    return () => this.#flowWaiting.delete(waiting);
+  }
+
+  /** Runs `p` as a flow-side wait: the scheduler decides while it is pending. */
+  async flowWait<T>(p: Promise<T>): Promise<T> {
+    this.#flowWaits++;
+    try {
+      return await p;
+    } finally {
+      this.#flowWaits--;
+    }
+  }
+
+  /** Called with the reason when nothing can ever run again while the flow waits. */
+  onStall(fn: (why: string) => void): () => void {
+    this.#onStall.add(fn);
+    return () => this.#onStall.delete(fn);
+  }
+
+  get stalled(): string | null {
+    return this.#stalled;
+  }
+
+  #flowBlocked(): boolean {
+    if (this.#flowWaits > 0) return true;
+    for (const w of this.#flowWaiting) if (w()) return true;
+    return false;
+  }
+
+  #addTimer(fn: () => void, ms: number, harness: boolean): () => void {
+    const t: Timer = { at: this.#now + Math.max(0, ms), seq: this.#seq++, fn, harness, cancelled: false };
+    // Sorted by (at, seq): equal deadlines fire in the order they were set.
+    let i = this.#timers.length;
+    while (i > 0 && (this.#timers[i - 1].at > t.at)) i--;
+    this.#timers.splice(i, 0, t);
+    return () => {
+      t.cancelled = true;
+    };
+  }
+
+  /** The clock the engines see. */
+  readonly engineClock: Clock = {
+    now: () => this.#now,
+    sleep: (ms) => new Promise((r) => this.#addTimer(r, ms, false)),
+    timer: (fn, ms) => this.#addTimer(fn, ms, false),
+    yield: () => new Promise((r) => this.#addTimer(r, 0, false)),
+  };
+
+  /** The clock the flow sees: the same time; its sleeps are waits on the simulation. */
+  readonly flowClock: Clock = {
+    now: () => this.#now,
+    sleep: (ms) => this.flowWait(new Promise((r) => this.#addTimer(r, ms, true))),
+    timer: (fn, ms) => this.#addTimer(fn, ms, true),
+    yield: () => this.flowWait(new Promise((r) => this.#addTimer(r, 0, true))),
+  };
+
+  /** Starts deciding (idempotent). */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stops deciding; resolves once the loop has ended. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      // A macrotask turn: every microtask chain started by the last decision has run to its next wait.
+      await new Promise((r) => setImmediate(r));
+      if (this.#closed) break;
+      if (!this.#flowBlocked()) continue;
+      this.#decide();
+    }
+  }
+
+  #decide(): void {
+    this.#timers = this.#timers.filter((t) => !t.cancelled);
+    const due = this.#timers.length > 0 && this.#timers[0].at <= this.#now;
+    const ready: SimActor[] = [];
+    for (const a of this.#actors) if (a.ready()) ready.push(a);
+    const n = ++this.#decisions;
+    if (due && (ready.length === 0 || this.int(0, ready.length) === 0)) {
+      this.#fire(n);
+      return;
+    }
+    if (ready.length === 0) {
+      if (this.#timers.length === 0) {
+        this.#stall();
+        return;
+      }
+      // Nothing to do until the next timer: time jumps there.
+      this.#now = this.#timers[0].at;
+      this.#fire(n);
+      return;
+    }
+    const actor = ready[this.int(0, ready.length - 1)];
+    const cost = actor.step(this);
+    this.#note(n, actor.label);
+    this.#now += cost;
+  }
+
+  #fire(n: number): void {
+    const t = this.#timers.shift()!;
+    this.#note(n, `timer ${t.harness ? "flow" : "engine"} @${t.at.toFixed(3)}`);
+    t.fn();
+  }
+
+  #note(n: number, what: string): void {
+    this.#trace(`${n} ${this.#now.toFixed(6)} ${what}`);
+    this.#recent.push({ n, at: this.#now, what });
+    if (this.#recent.length > RECENT) this.#recent.shift();
+  }
+
+  #stall(): void {
+    const why = "the simulation stalled: the flow waits, but no link has bytes to deliver, no vCPU runs " +
+      "and no timer is set (a deadlock of the sides)";
+    this.#stalled = why;
+    this.#trace("stalled");
+    // The handlers end the flow's waits (its QMP connections close with this reason); idempotent.
+    for (const fn of [...this.#onStall]) fn(why);
+  }
+}

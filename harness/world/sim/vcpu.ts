@@ -1,0 +1,102 @@
+/**
+ * The simulated world's vCPU: the same workload code the engine's vCPU thread runs, stepped from the
+ * scheduler's virtual clock instead of a Worker. It runs at a seeded speed on its own (virtual) core:
+ * each step does a seeded number of page writes, then the next step is a timer that far in the future,
+ * so migration code and guest writes interleave at every point the scheduler can choose, and a `stop`
+ * may see the guest finish a few more writes before it parks, as a real vCPU finishes its instruction.
+ */
+import { createWorkload, type GuestMemory, type Workload } from "../../../engine/guest/workload.ts";
+import type { VcpuDriver, VcpuOptions } from "../../../engine/guest/vcpu.ts";
+import { errorMessage } from "../../../engine/error.ts";
+import type { Simulation } from "./scheduler.ts";
+
+export class SimVcpu implements VcpuDriver {
+  readonly #workload: Workload | null = null;
+  #running = false;
+  #terminated = false;
+  #cancel: (() => void) | null = null;
+  #parkWaiters: (() => void)[] = [];
+  /** Page writes done so far (a figure for the trace and the bench). */
+  writes = 0;
+
+  constructor(
+    private readonly sim: Simulation,
+    private readonly name: string,
+    private readonly opts: VcpuOptions,
+  ) {
+    const g: GuestMemory = {
+      blocks: opts.blocks.map((b) => {
+        const mem = new Uint8Array(b.mem);
+        return { mem, dirtyLog: new Int32Array(b.dirtyLog), pages: mem.length / 4096 };
+      }),
+      cpu: new Int32Array(opts.cpu),
+      dev: new Int32Array(opts.dev),
+      serial: (ch) => opts.onSerial(ch),
+    };
+    try {
+      this.#workload = createWorkload(opts.workload, g);
+    } catch (e) {
+      opts.onError(errorMessage(e));
+    }
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  cont(): void {
+    if (this.#terminated || this.#running) return;
+    this.#running = true;
+    this.#schedule();
+  }
+
+  stop(): Promise<void> {
+    const wasRunning = this.#running;
+    this.#running = false;
+    if (this.#terminated || !wasRunning) {
+      return this.#parkWaiters.length ? new Promise((r) => this.#parkWaiters.push(r)) : Promise.resolve();
+    }
+    this.#cancel?.();
+    // The park is acknowledged at a later decision, after the writes in progress (maybe none).
+    const tail = this.sim.int(0, 3) === 0 ? this.sim.int(1, this.sim.knobs.vcpuMaxWrites) : 0;
+    const parked = new Promise<void>((r) => this.#parkWaiters.push(r));
+    this.#cancel = this.sim.engineClock.timer(() => {
+      this.#cancel = null;
+      this.#run(tail);
+      const ws = this.#parkWaiters;
+      this.#parkWaiters = [];
+      for (const w of ws) w();
+    }, 0);
+    return parked;
+  }
+
+  terminate(): void {
+    this.#terminated = true;
+    this.#running = false;
+    this.#cancel?.();
+    this.#cancel = null;
+    const ws = this.#parkWaiters;
+    this.#parkWaiters = [];
+    for (const w of ws) w();
+  }
+
+  #schedule(): void {
+    const n = this.sim.int(1, this.sim.knobs.vcpuMaxWrites);
+    this.#cancel = this.sim.engineClock.timer(() => {
+      this.#cancel = null;
+      if (!this.#running) return;
+      this.#run(n);
+      this.#schedule();
+    }, n / this.sim.knobs.vcpuWritesPerMs);
+  }
+
+  #run(n: number): void {
+    if (n <= 0 || !this.#workload) return;
+    try {
+      this.#workload.step(n);
+      this.writes += n;
+    } catch (e) {
+      this.opts.onError(`${this.name}: ${errorMessage(e)}`);
+    }
+  }
+}
