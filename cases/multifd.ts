@@ -166,11 +166,18 @@ const bad: PrecopyCase[] = [
       fault: { kind: "corrupt", channel: 0, offset: 64 + 1344 + 1344 + 1, xor: 0xff },
     },
   ),
-  badInput("zstd-truncated-payload", /while reading compressed payload on multifd channel 0/, {
-    compression: "zstd",
-    srcParams: { "zero-page-detection": "none" },
-    fault: { kind: "truncate", channel: 0, offset: 64 + 1344 + 1344 + 16 },
-  }),
+  // The source drops channel 0 mid-payload, fails, and closes the main channel too: which end the
+  // destination reads first is a race (the simulated world runs both orders), and QEMU keeps the first
+  // error. Either way the load fails with a precise error and the source keeps its guest.
+  badInput(
+    "zstd-truncated-payload",
+    /while reading compressed payload on multifd channel 0|Unexpected end of stream while reading section type/,
+    {
+      compression: "zstd",
+      srcParams: { "zero-page-detection": "none" },
+      fault: { kind: "truncate", channel: 0, offset: 64 + 1344 + 1344 + 16 },
+    },
+  ),
   badInput("missing-channel", /multifd: only 3 of 4 channels connected within 5000 ms of the main channel/, {
     fault: { kind: "multifd-missing-channel" },
     timeoutMs: 60_000,

@@ -95,7 +95,15 @@ export async function waitPasses(p: MigrationPair, passes: number): Promise<void
   await p.wait(`dirty-sync-count ≥ ${passes} on the source`, async () => {
     const s = await p.status(p.src);
     if (s.status === "failed") throw new FlowError(`source failed: ${s["error-desc"]}`);
-    return ((s.ram as Record<string, number> | undefined)?.["dirty-sync-count"] ?? 0) >= passes;
+    const count = (s.ram as Record<string, number> | undefined)?.["dirty-sync-count"] ?? 0;
+    if (count >= passes) return true;
+    // An ended migration syncs no more: waiting on would only run into the timeout.
+    if (s.status === "completed" || s.status === "cancelled") {
+      throw new FlowError(
+        `the source reached '${s.status}' after ${count} sync(s), before the ${passes} awaited`,
+      );
+    }
+    return false;
   }, passesTimeoutMs(p.ctx.waitMs, p.c.timeoutMs));
 }
 

@@ -8,6 +8,7 @@
 import { errorMessage } from "../engine/error.ts";
 import { bigintReviver, isObject } from "../engine/qmp/json.ts";
 import type { QmpConn } from "../engine/qmp/server.ts";
+import { type Clock, hostClock } from "../engine/clock.ts";
 
 export interface QmpTranscriptEntry {
   /** Milliseconds since the epoch. */
@@ -47,6 +48,8 @@ export interface QmpConnectOptions {
   oob?: boolean;
   /** Stops waiting for the socket (e.g. the process behind it has exited). */
   signal?: AbortSignal;
+  /** Whose time the waits' timeouts are in (default: the host's; the simulated world's is virtual). */
+  clock?: Clock;
 }
 
 export interface QmpWaitOptions {
@@ -129,7 +132,7 @@ interface EventWaiter {
   since: number;
   resolve(e: QmpEvent): void;
   reject(e: Error): void;
-  timer: ReturnType<typeof setTimeout>;
+  cancelTimer: () => void;
 }
 
 export class QmpClient {
@@ -141,6 +144,7 @@ export class QmpClient {
   #oob = false;
   readonly #conn: QmpConn;
   readonly #transcript: QmpTranscriptEntry[];
+  readonly #clock: Clock;
   readonly #events: QmpEvent[] = [];
   readonly #listeners = new Set<(e: QmpEvent) => void>();
   readonly #pending = new Map<string, Pending>();
@@ -157,6 +161,7 @@ export class QmpClient {
     this.path = path;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#transcript = opts.transcript ?? [];
+    this.#clock = opts.clock ?? hostClock;
     this.#readLoop = this.#read();
   }
 
@@ -318,7 +323,7 @@ export class QmpClient {
         since,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        cancelTimer: this.#clock.timer(() => {
           this.#waiters.delete(w);
           const last = this.#events.slice(-5).map((e) => `#${e.index} ${e.event} ${brief(e.data, 120)}`);
           reject(
@@ -416,17 +421,17 @@ export class QmpClient {
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(() => {
+      const cancelTimer = this.#clock.timer(() => {
         if (settled) return;
         settled = true;
         cancel();
         this.#record("note", `timed out after ${timeoutMs}ms waiting for ${what}`);
         reject(new QmpTimeoutError(`${this.name}: timed out after ${timeoutMs}ms waiting for ${what}`));
-      }, Math.max(0, timeoutMs));
+      }, timeoutMs);
       const settle = () => {
         if (settled) return false;
         settled = true;
-        clearTimeout(timer);
+        cancelTimer();
         return true;
       };
       start((v) => settle() && resolve(v), (e) => settle() && reject(e));
@@ -493,7 +498,7 @@ export class QmpClient {
     for (const p of this.#pending.values()) p.reject(this.#closedError(p.command));
     this.#pending.clear();
     for (const w of this.#waiters) {
-      clearTimeout(w.timer);
+      w.cancelTimer();
       w.reject(this.#closedError(`event ${w.event}`));
     }
     this.#waiters.clear();
@@ -558,13 +563,13 @@ export class QmpClient {
         hit = !w.predicate || w.predicate(e);
       } catch (err) {
         this.#waiters.delete(w);
-        clearTimeout(w.timer);
+        w.cancelTimer();
         w.reject(err instanceof Error ? err : new Error(String(err)));
         continue;
       }
       if (!hit) continue;
       this.#waiters.delete(w);
-      clearTimeout(w.timer);
+      w.cancelTimer();
       w.resolve(e);
     }
   }

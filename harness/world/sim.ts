@@ -34,6 +34,11 @@ class SimPair implements WorldTrace {
   constructor(seed: number, dir: string) {
     this.sim = new Simulation(seed, undefined, { record: RECORD_TO !== undefined });
     this.net = new SimNetwork(this.sim, dir);
+    // A deadlock ends the flow's waits at once: every connection resets (the report says why).
+    this.sim.onStall(() => {
+      this.net.resetAll();
+      for (const p of this.alive) p.resetQmp();
+    });
   }
 
   hash(): string {
@@ -62,6 +67,8 @@ const RECORD_TO =
     ? Deno.env.get("MIGTEST_SIM_TRACE")
     : undefined;
 
+/** How long a side may take to close on SIGTERM before it is killed (virtual ms, as the process world's). */
+const KILL_GRACE_MS = 3000;
 const SIGKILL_STATUS: Deno.CommandStatus = { success: false, code: 137, signal: "SIGKILL" };
 
 /** One engine in the simulation, as the harness sees a process. */
@@ -111,6 +118,7 @@ class SimProcess implements SideProcess {
     });
     this.#qmpConn = new SimConnection(sim, `qmp-${spec.name}`, {
       capacity: 1 << 20,
+      latencyMs: sim.knobs.qmpLatencyMs,
       names: ["harness", spec.name],
     });
     this.#server.connect(this.#qmpConn.b);
@@ -122,11 +130,14 @@ class SimProcess implements SideProcess {
 
   async connect(): Promise<void> {
     const { sim } = this.pair;
+    // Starting a process takes a while; a side already running (the source) runs meanwhile.
+    await sim.flowClock.sleep(sim.knobs.startupMs);
     this.#qmp = await sim.flowWait(QmpClient.over(this.#qmpConn.a, `${this.spec.dir}/${this.spec.name}.qmp`, {
       name: this.spec.name,
       transcript: this.spec.transcript,
       timeoutMs: this.spec.timeoutMs,
       oob: this.spec.colo,
+      clock: sim.flowClock,
     }));
     const qmp = this.#qmp;
     this.#unwatch = sim.watchFlow(() => qmp.waiting);
@@ -183,6 +194,7 @@ class SimProcess implements SideProcess {
   }
 
   #finish(status: Deno.CommandStatus): void {
+    if (this.#exit) return;
     this.#exit = status;
     for (const w of this.#exitWaiters.splice(0)) w(status);
     this.pair.alive.delete(this);
@@ -208,9 +220,23 @@ class SimProcess implements SideProcess {
     return await this.#release();
   }
 
-  /** A clean end (SIGTERM): the engine closes, then its QMP. */
+  resetQmp(): void {
+    this.#qmpConn.reset();
+  }
+
+  /** A clean end (SIGTERM): the engine closes, then its QMP; one that lingers is killed (SIGKILL). */
   async kill(): Promise<Deno.CommandStatus> {
-    if (!this.#exit) await this.pair.sim.flowWait(this.#end(0));
+    const { sim } = this.pair;
+    if (!this.#exit) {
+      let cancel = () => {};
+      const lingers = new Promise<void>((r) => (cancel = sim.flowClock.timer(r, KILL_GRACE_MS)));
+      await sim.flowWait(Promise.race([this.#end(0), lingers]));
+      cancel();
+      if (!this.#exit) {
+        this.#log(`still closing after ${KILL_GRACE_MS} ms (virtual): killed`);
+        this.#die(SIGKILL_STATUS);
+      }
+    }
     return await this.#release();
   }
 

@@ -30,6 +30,7 @@ class SimPipe implements SimActor {
   constructor(
     readonly label: string,
     private readonly capacity: number,
+    private readonly latencyMs: number,
   ) {}
 
   ready(): boolean {
@@ -40,7 +41,7 @@ class SimPipe implements SimActor {
     if (this.#inflightBytes === 0) {
       this.#eof = true;
       this.#wakeReader();
-      return DELIVERY_MS;
+      return DELIVERY_MS + this.latencyMs;
     }
     const max = Math.min(this.#inflightBytes, sim.knobs.maxChunk);
     // Mostly whole chunks, sometimes a short read of a few bytes (a header split across reads).
@@ -58,7 +59,7 @@ class SimPipe implements SimActor {
     this.#inflightBytes -= n;
     this.#arrivedBytes += n;
     this.#wakeReader();
-    return DELIVERY_MS + n * MS_PER_BYTE;
+    return DELIVERY_MS + this.latencyMs + n * MS_PER_BYTE;
   }
 
   async write(p: Uint8Array, what: string): Promise<void> {
@@ -174,11 +175,11 @@ export class SimConnection {
   constructor(
     private readonly sim: Simulation,
     readonly name: string,
-    opts: { capacity: number; names?: [string, string] },
+    opts: { capacity: number; latencyMs?: number; names?: [string, string] },
   ) {
     const [na, nb] = opts.names ?? ["a", "b"];
-    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity);
-    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity);
+    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, opts.latencyMs ?? 0);
+    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, opts.latencyMs ?? 0);
     this.a = new SimEnd(this.#ba, this.#ab, `${name}:${na}`);
     this.b = new SimEnd(this.#ab, this.#ba, `${name}:${nb}`);
     sim.add(this.#ab);

@@ -44,6 +44,10 @@ export class SimNetwork {
     }
   }
 
+  resetAll(): void {
+    for (const c of this.#conns) c.conn.reset();
+  }
+
   /** Every connection's state, for a failure report. */
   describe(): string[] {
     return this.#conns.flatMap((c) => c.conn.describe());

@@ -44,6 +44,10 @@ export interface SimKnobs {
   maxChunk: number;
   /** Bytes a link holds in flight before its writer waits. */
   linkCapacity: number;
+  /** Virtual milliseconds a QMP message takes to arrive (the harness is no faster than a real one). */
+  qmpLatencyMs: number;
+  /** Virtual milliseconds a side takes to start (its QMP greeting comes after; a running guest runs). */
+  startupMs: number;
 }
 
 export function knobsFor(rng: () => number): SimKnobs {
@@ -54,6 +58,8 @@ export function knobsFor(rng: () => number): SimKnobs {
     vcpuMaxWrites: pick([64, 512, 4096]),
     maxChunk: pick([1 << 12, 1 << 16, 1 << 20]),
     linkCapacity: pick([1 << 16, 1 << 20, 4 << 20]),
+    qmpLatencyMs: pick([0.02, 0.1, 0.5]),
+    startupMs: pick([50, 150, 400]),
   };
 }
 
