@@ -28,7 +28,8 @@ Selection (cases named by --filter/--regex run whatever their tier; --tier narro
   --list              print the selected cases (tier, family, worlds that can run them, why) and exit
 
 Run:
-  --backend WORLD     ${WORLD_NAMES.join("|")} (default engine; qemu: QTEST_QEMU_BINARY[_SRC|_DST] or PATH)
+  --backend WORLD     ${WORLD_NAMES.join("|")} (default engine; qemu: QTEST_QEMU_BINARY[_SRC|_DST] or PATH;
+                      sim: the deterministic simulated world, a run is a function of its seed); --world too
   --seed N            the run seed, 0..4294967295 (default: random, printed)
   --repeat N          run each case N times, each repetition with its own seed (flaky tally at the end)
   --jobs N            run N cases at a time (each case is its own pair of processes; default 1)
@@ -106,7 +107,8 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
         keep: { type: "boolean", default: false },
         capture: { type: "boolean", default: false },
         list: { type: "boolean", default: false },
-        backend: { type: "string", default: "engine" },
+        backend: { type: "string" },
+        world: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -122,8 +124,12 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
   if (tier !== undefined && !TIERS.some((t) => t === tier)) {
     throw new UsageError(`--tier must be one of ${TIERS.join("|")}, got '${tier}'`);
   }
-  if (!isWorldName(v.backend)) {
-    throw new UsageError(`--backend must be one of ${WORLD_NAMES.join("|")}, got '${v.backend}'`);
+  if (v.backend !== undefined && v.world !== undefined && v.backend !== v.world) {
+    throw new UsageError(`--world ${v.world} and --backend ${v.backend} disagree (they name the same thing)`);
+  }
+  const backend = v.world ?? v.backend ?? "engine";
+  if (!isWorldName(backend)) {
+    throw new UsageError(`--backend must be one of ${WORLD_NAMES.join("|")}, got '${backend}'`);
   }
   const regexes = (v.regex ?? []).map((p) => {
     try {
@@ -145,7 +151,7 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
     filters: v.filter ?? [],
     regexes,
     list: v.list,
-    world: worldByName(v.backend),
+    world: worldByName(backend),
     seed,
     repeat: positive(v.repeat, "--repeat"),
     jobs: positive(v.jobs, "--jobs"),

@@ -3,14 +3,14 @@
  * cases. Each family's `*_test.ts` calls `Deno.test` for its own cases (so JUnit groups them by family).
  * The environment is read when the tests are made, never at import:
  *   MIGTEST_TIER=smoke|full|slow (default full: smoke and full), MIGTEST_SEED=0…2^32−1 (default: one random
- *   seed per run, printed with every case), MIGTEST_BACKEND=engine|qemu|sim, MIGTEST_DEFECTS=side:name,…,
+ *   seed per run, printed with every case), MIGTEST_BACKEND (or MIGTEST_WORLD)=engine|qemu|sim, MIGTEST_DEFECTS=side:name,…,
  *   MIGTEST_ARTIFACTS=DIR, MIGTEST_KEEP=1 (keep passing cases' folders), MIGTEST_CAPTURE=1 (save main streams).
  */
 import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
 import { parseSeed } from "./select.ts";
 import { validateCases } from "./validate.ts";
-import { worldByName } from "./world/worlds.ts";
+import { worldFromEnv } from "./world/worlds.ts";
 import type { World } from "./world/world.ts";
 
 /** What running the cases needs: engines are processes with sockets, files and their environment. */
@@ -61,7 +61,7 @@ export function caseEnvironment(): CaseEnvironment {
   return {
     tier: TIERS.find((t) => t === tier)!,
     seed: cachedSeed,
-    world: worldByName(Deno.env.get("MIGTEST_BACKEND") ?? "engine"),
+    world: worldFromEnv(),
     defects: parseDefects(Deno.env.get("MIGTEST_DEFECTS") ?? "", "MIGTEST_DEFECTS"),
     artifactsDir: Deno.env.get("MIGTEST_ARTIFACTS") ?? "artifacts",
     keep: flag("MIGTEST_KEEP"),

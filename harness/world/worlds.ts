@@ -15,7 +15,10 @@ export function worldByName(name: string): World {
   return WORLDS[name];
 }
 
-/** MIGTEST_BACKEND=engine|qemu|sim (read when called, so importing this needs no env permission). */
+/**
+ * MIGTEST_BACKEND=engine|qemu|sim, or MIGTEST_WORLD (the same; read when called, so importing this needs
+ * no env permission).
+ */
 export function worldFromEnv(): World {
-  return worldByName(Deno.env.get("MIGTEST_BACKEND") ?? "engine");
+  return worldByName(Deno.env.get("MIGTEST_WORLD") ?? Deno.env.get("MIGTEST_BACKEND") ?? "engine");
 }

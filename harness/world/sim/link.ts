@@ -31,6 +31,7 @@ class SimPipe implements SimActor {
     readonly label: string,
     private readonly capacity: number,
     private readonly latencyMs: number,
+    readonly weight: number,
   ) {}
 
   ready(): boolean {
@@ -175,11 +176,12 @@ export class SimConnection {
   constructor(
     private readonly sim: Simulation,
     readonly name: string,
-    opts: { capacity: number; latencyMs?: number; names?: [string, string] },
+    opts: { capacity: number; latencyMs?: number; weight?: number; names?: [string, string] },
   ) {
     const [na, nb] = opts.names ?? ["a", "b"];
-    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, opts.latencyMs ?? 0);
-    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, opts.latencyMs ?? 0);
+    const [lat, weight] = [opts.latencyMs ?? 0, opts.weight ?? 1];
+    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, lat, weight);
+    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, lat, weight);
     this.a = new SimEnd(this.#ba, this.#ab, `${name}:${na}`);
     this.b = new SimEnd(this.#ab, this.#ba, `${name}:${nb}`);
     sim.add(this.#ab);

@@ -116,6 +116,7 @@ export class SimNetwork {
     const label = this.dir ? key.replaceAll(this.dir, "$DIR") : key;
     const conn = new SimConnection(this.sim, `${label}#${this.#count++}`, {
       capacity: this.sim.knobs.linkCapacity,
+      weight: this.sim.linkWeight(),
       names: [side, l.owner],
     });
     this.#conns.push({ conn, sides: new Set([side, l.owner]) });

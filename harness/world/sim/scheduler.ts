@@ -22,6 +22,8 @@ export interface SimActor {
   readonly label: string;
   /** Whether it has work at this decision. */
   ready(): boolean;
+  /** How often it is chosen against the others ready (a slow link has a small weight); default 1. */
+  readonly weight?: number;
   /** Does one step, with the scheduler's randomness; returns the virtual milliseconds it took. */
   step(sim: Simulation): number;
 }
@@ -48,6 +50,11 @@ export interface SimKnobs {
   qmpLatencyMs: number;
   /** Virtual milliseconds a side takes to start (its QMP greeting comes after; a running guest runs). */
   startupMs: number;
+  /**
+   * Whether migration links get uneven speeds: each new one a seeded weight, some 50 times slower than
+   * others (a multifd channel far behind the main channel, a return path that lags).
+   */
+  skewedLinks: boolean;
 }
 
 export function knobsFor(rng: () => number): SimKnobs {
@@ -60,6 +67,7 @@ export function knobsFor(rng: () => number): SimKnobs {
     linkCapacity: pick([1 << 16, 1 << 20, 4 << 20]),
     qmpLatencyMs: pick([0.02, 0.1, 0.5]),
     startupMs: pick([50, 150, 400]),
+    skewedLinks: pick([false, true, true]),
   };
 }
 
@@ -257,10 +265,27 @@ export class Simulation {
       this.#fire(n);
       return;
     }
-    const actor = ready[this.int(0, ready.length - 1)];
+    const actor = this.#pick(ready);
     const cost = actor.step(this);
     this.#note(n, actor.label);
     this.#now += cost;
+  }
+
+  #pick(ready: SimActor[]): SimActor {
+    // Weights are multiples of 1/50 (see linkWeight): integers keep the choice exact.
+    const w = ready.map((a) => Math.max(1, Math.round((a.weight ?? 1) * 50)));
+    let r = this.int(0, w.reduce((s, x) => s + x, 0) - 1);
+    for (let i = 0; i < ready.length; i++) {
+      r -= w[i];
+      if (r < 0) return ready[i];
+    }
+    return ready[ready.length - 1];
+  }
+
+  /** The delivery weight of a new migration link: 1, or with skewed links a seeded 1, 1/5 or 1/50. */
+  linkWeight(): number {
+    if (!this.knobs.skewedLinks) return 1;
+    return [1, 1, 0.2, 0.02][this.int(0, 3)];
   }
 
   #fire(n: number): void {
