@@ -95,6 +95,8 @@ class SimProcess implements SideProcess {
       serialPath: this.serialPath,
       uuid: spec.uuid,
       memPrealloc: spec.memPrealloc,
+      runMs: spec.vcpu?.runMs,
+      sleepMs: spec.vcpu?.sleepMs,
     }, {
       emit: (event, data) => this.#server.emit(event, data),
       log: (msg) => this.#log(msg),

@@ -18,6 +18,8 @@ export class SimVcpu implements VcpuDriver {
   #parkWaiters: (() => void)[] = [];
   /** Page writes done so far (a figure for the trace and the bench). */
   writes = 0;
+  /** Writes per virtual ms: the seed's speed, scaled by the side's duty cycle against the default 2/2. */
+  readonly #speed: number;
 
   constructor(
     private readonly sim: Simulation,
@@ -33,6 +35,8 @@ export class SimVcpu implements VcpuDriver {
       dev: new Int32Array(opts.dev),
       serial: (ch) => opts.onSerial(ch),
     };
+    const [run, sleep] = [opts.runMs ?? 2, opts.sleepMs ?? 2];
+    this.#speed = sim.knobs.vcpuWritesPerMs * (run / (run + sleep)) / 0.5;
     try {
       this.#workload = createWorkload(opts.workload, g);
     } catch (e) {
@@ -87,7 +91,7 @@ export class SimVcpu implements VcpuDriver {
       if (!this.#running) return;
       this.#run(n);
       this.#schedule();
-    }, n / this.sim.knobs.vcpuWritesPerMs);
+    }, n / this.#speed);
   }
 
   #run(n: number): void {
