@@ -19,7 +19,7 @@ import type { MigrationCase } from "../case.ts";
 import { QmpClient } from "../qmp_client.ts";
 import { EngineSide } from "./engine.ts";
 import type { SideProcess } from "./process_side.ts";
-import { SIM_EPOCH_MS, Simulation } from "./sim/scheduler.ts";
+import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";
 import { SimNetwork } from "./sim/net.ts";
 import { SimConnection } from "./sim/link.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
@@ -31,8 +31,8 @@ class SimPair implements WorldTrace {
   readonly net: SimNetwork;
   readonly alive = new Set<SimProcess>();
 
-  constructor(seed: number, dir: string) {
-    this.sim = new Simulation(seed, undefined, { record: RECORD_TO !== undefined });
+  constructor(seed: number, dir: string, knobs?: SimKnobs) {
+    this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined });
     this.net = new SimNetwork(this.sim, dir);
     // A deadlock ends the flow's waits at once: every connection resets (the report says why).
     this.sim.onStall(() => {
@@ -284,23 +284,33 @@ export function simCannotRun(c: MigrationCase): string | null {
   return null;
 }
 
-export const simWorld: World = {
-  name: "sim",
-  cannotRun: simCannotRun,
-  async spawn(spec: SideSpec): Promise<Side> {
-    let pair = pairs.get(spec.dir);
-    if (!pair) {
-      pair = new SimPair(spec.seed ?? 0, spec.dir);
-      pairs.set(spec.dir, pair);
-      pair.sim.start();
-    }
-    const p = new SimProcess(pair, spec);
-    try {
-      await p.connect();
-    } catch (e) {
-      await p.kill();
-      throw e;
-    }
-    return new SimSide(p, spec.name);
-  },
-};
+/**
+ * The simulated world; `knobs` fixes how the scheduler shapes every run (the swarm's replay of a shrunk
+ * plan), else each run draws them from its seed.
+ */
+export function createSimWorld(opts: { knobs?: SimKnobs } = {}): World {
+  return {
+    name: "sim",
+    cannotRun: simCannotRun,
+    spawn: (spec) => spawnSimSide(spec, opts.knobs),
+  };
+}
+
+export const simWorld: World = createSimWorld();
+
+async function spawnSimSide(spec: SideSpec, knobs?: SimKnobs): Promise<Side> {
+  let pair = pairs.get(spec.dir);
+  if (!pair) {
+    pair = new SimPair(spec.seed ?? 0, spec.dir, knobs);
+    pairs.set(spec.dir, pair);
+    pair.sim.start();
+  }
+  const p = new SimProcess(pair, spec);
+  try {
+    await p.connect();
+  } catch (e) {
+    await p.kill();
+    throw e;
+  }
+  return new SimSide(p, spec.name);
+}

@@ -57,17 +57,32 @@ export interface SimKnobs {
   skewedLinks: boolean;
 }
 
+/**
+ * The values each knob takes, simplest first (the swarm's shrinking walks towards the first): whole
+ * chunks and big buffers before short reads and tight ones, even links before skewed ones.
+ */
+export const KNOB_CHOICES = {
+  // The a-b guest prints its 'B' after 64 passes over 99 MiB: about a second at 2,000 writes per ms.
+  vcpuWritesPerMs: [2000, 4000, 16000],
+  vcpuMaxWrites: [64, 512, 4096],
+  maxChunk: [1 << 20, 1 << 16, 1 << 12],
+  linkCapacity: [4 << 20, 1 << 20, 1 << 16],
+  qmpLatencyMs: [0.1, 0.02, 0.5],
+  startupMs: [150, 50, 400],
+  skewedLinks: [false, true, true],
+} as const satisfies { [K in keyof SimKnobs]: readonly SimKnobs[K][] };
+
 export function knobsFor(rng: () => number): SimKnobs {
   const pick = <T>(xs: readonly T[]): T => xs[rng() % xs.length];
+  const c = KNOB_CHOICES;
   return {
-    // The a-b guest prints its 'B' after 64 passes over 99 MiB: about a second at 2,000 writes per ms.
-    vcpuWritesPerMs: pick([2000, 4000, 16000]),
-    vcpuMaxWrites: pick([64, 512, 4096]),
-    maxChunk: pick([1 << 12, 1 << 16, 1 << 20]),
-    linkCapacity: pick([1 << 16, 1 << 20, 4 << 20]),
-    qmpLatencyMs: pick([0.02, 0.1, 0.5]),
-    startupMs: pick([50, 150, 400]),
-    skewedLinks: pick([false, true, true]),
+    vcpuWritesPerMs: pick(c.vcpuWritesPerMs),
+    vcpuMaxWrites: pick(c.vcpuMaxWrites),
+    maxChunk: pick(c.maxChunk),
+    linkCapacity: pick(c.linkCapacity),
+    qmpLatencyMs: pick(c.qmpLatencyMs),
+    startupMs: pick(c.startupMs),
+    skewedLinks: pick(c.skewedLinks),
   };
 }
 

@@ -1,0 +1,126 @@
+/**
+ * One swarm run: a case, a seed, the scheduler's knobs and a variant of the case's features (channels,
+ * compression, zero-page detection, XBZRLE, the COLO checkpoint delay), swarm-testing style: each run
+ * turns features on and off, so no run tests everything and every feature is sometimes absent. Plans
+ * are generated and shrunk by fast-check; every choice lists its simplest value first ("as the case
+ * says"), so a shrunk plan is as close to the plain case as the failure allows.
+ */
+import fc from "fast-check";
+import type { MigrationParameters } from "../../engine/options.ts";
+import type { MigrationCase } from "../../harness/case.ts";
+import { caseProblems } from "../../harness/validate.ts";
+import { KNOB_CHOICES, type SimKnobs } from "../../harness/world/sim/scheduler.ts";
+
+type Compression = MigrationParameters["multifd-compression"];
+type ZeroPageDetection = MigrationParameters["zero-page-detection"];
+
+export interface Variant {
+  channels?: number;
+  compression?: Compression;
+  zeroPageDetection?: ZeroPageDetection;
+  xbzrle?: boolean;
+  checkpointDelayMs?: number;
+}
+
+export interface SwarmPlan {
+  case: string;
+  seed: number;
+  knobs: SimKnobs;
+  variant: Variant;
+}
+
+const knobsArb: fc.Arbitrary<SimKnobs> = fc.record({
+  vcpuWritesPerMs: fc.constantFrom(...KNOB_CHOICES.vcpuWritesPerMs),
+  vcpuMaxWrites: fc.constantFrom(...KNOB_CHOICES.vcpuMaxWrites),
+  maxChunk: fc.constantFrom(...KNOB_CHOICES.maxChunk),
+  linkCapacity: fc.constantFrom(...KNOB_CHOICES.linkCapacity),
+  qmpLatencyMs: fc.constantFrom(...KNOB_CHOICES.qmpLatencyMs),
+  startupMs: fc.constantFrom(...KNOB_CHOICES.startupMs),
+  skewedLinks: fc.constantFrom(false, true),
+});
+
+const variantArb: fc.Arbitrary<Variant> = fc.record({
+  channels: fc.constantFrom(undefined, 1, 2, 8),
+  compression: fc.constantFrom<Compression | undefined>(undefined, "zlib", "zstd"),
+  zeroPageDetection: fc.constantFrom<ZeroPageDetection | undefined>(undefined, "none", "legacy"),
+  xbzrle: fc.constantFrom(undefined, true),
+  checkpointDelayMs: fc.constantFrom(undefined, 20, 200),
+}, { requiredKeys: [] });
+
+/** Plans over `cases` (names): the case first, so a shrunk plan keeps the case that failed. */
+export function planArb(cases: readonly string[]): fc.Arbitrary<SwarmPlan> {
+  return fc.record({
+    case: fc.constantFrom(...cases),
+    seed: fc.integer({ min: 0, max: 0xffffffff }),
+    knobs: knobsArb,
+    variant: variantArb,
+  });
+}
+
+/**
+ * The case with the variant's features, where they apply: only to a case that expects success (an
+ * expected error is tied to its exact setup) and only features its family has; a variant the case table
+ * would refuse is dropped. Returns the case and the features actually applied.
+ */
+export function applyVariant(c: MigrationCase, v: Variant): { case: MigrationCase; applied: Variant } {
+  if ("expect" in c && c.expect !== undefined && c.expect !== "succeed") return { case: c, applied: {} };
+  if (c.flow !== "precopy" && c.flow !== "colo" && c.flow !== "converge-after-raise") {
+    return { case: c, applied: {} };
+  }
+  const caps = c.caps ?? [];
+  const multifd = caps.includes("multifd");
+  const applied: Variant = {};
+  const params: Record<string, unknown> = {};
+  if (multifd && v.channels !== undefined) {
+    params["multifd-channels"] = applied.channels = v.channels;
+  }
+  if (multifd && v.compression !== undefined && c.flow !== "colo") {
+    params["multifd-compression"] = applied.compression = v.compression;
+  }
+  if (v.zeroPageDetection !== undefined) {
+    params["zero-page-detection"] = applied.zeroPageDetection = v.zeroPageDetection;
+  }
+  let extraCaps = caps;
+  if (v.xbzrle && !multifd && c.flow !== "colo" && !caps.includes("xbzrle")) {
+    extraCaps = [...caps, "xbzrle"];
+    applied.xbzrle = true;
+  }
+  let out: MigrationCase = {
+    ...c,
+    caps: extraCaps,
+    srcParams: { ...c.srcParams, ...params },
+    dstParams: { ...c.dstParams, ...params },
+  };
+  if (out.flow === "colo" && v.checkpointDelayMs !== undefined) {
+    out = { ...out, colo: { ...out.colo, checkpointDelayMs: v.checkpointDelayMs } };
+    applied.checkpointDelayMs = v.checkpointDelayMs;
+  }
+  if (caseProblems(out).length > 0) return { case: c, applied: {} };
+  return { case: out, applied };
+}
+
+/** The plan as one line of JSON (what `--replay` takes back). */
+export function planText(p: SwarmPlan): string {
+  return JSON.stringify(p);
+}
+
+/** Parses a `--replay` plan, checking each knob against the values the scheduler knows. */
+export function parsePlan(text: string): SwarmPlan {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`--replay: not JSON: ${(e as Error).message}`);
+  }
+  const p = v as Partial<SwarmPlan>;
+  if (typeof p.case !== "string" || typeof p.seed !== "number" || !p.knobs || typeof p.knobs !== "object") {
+    throw new Error("--replay: a plan has case (string), seed (number), knobs and variant");
+  }
+  for (const k of Object.keys(KNOB_CHOICES) as (keyof SimKnobs)[]) {
+    const allowed: readonly unknown[] = KNOB_CHOICES[k];
+    if (!allowed.includes(p.knobs[k])) {
+      throw new Error(`--replay: knob ${k} is ${JSON.stringify(p.knobs[k])}, one of ${allowed.join(", ")}`);
+    }
+  }
+  return { case: p.case, seed: p.seed >>> 0, knobs: p.knobs, variant: p.variant ?? {} };
+}

@@ -1,0 +1,213 @@
+/**
+ * deno task swarm: random plans (case, seed, scheduler knobs, feature variant) in the simulated world
+ * until one fails or the budget ends; the failing plan is then shrunk by fast-check to the simplest one
+ * that still fails, and printed with the one line that replays it exactly. `--hunt` runs the swarm
+ * against each known defect with no hint of where it is and reports how many plans it took to find it.
+ */
+import { parseArgs } from "node:util";
+import fc from "fast-check";
+import { ALL_CASES } from "../../cases/all.ts";
+import type { MigrationCase } from "../../harness/case.ts";
+import { type CaseResult, type DefectSwitch, parseDefects, runCase } from "../../harness/runner.ts";
+import { selectCases } from "../../harness/select.ts";
+import { createSimWorld, simCannotRun } from "../../harness/world/sim.ts";
+import { type DefectName, KNOWN_DEFECTS } from "../../engine/testing/defects.ts";
+import { errorMessage } from "../../engine/error.ts";
+import { applyVariant, parsePlan, planArb, planText, type SwarmPlan, type Variant } from "./plan.ts";
+import { quantile } from "../../harness/report/stats.ts";
+
+const HELP = `deno task swarm [options]
+
+Random plans in the simulated world: each picks a case, a seed, the scheduler's knobs (vCPU speed,
+chunk sizes, buffer sizes, uneven links, latencies) and a variant of the case's features (multifd
+channels, compression, zero-page detection, XBZRLE, the COLO checkpoint delay). Stops at the first
+failure, shrinks it and prints the line that replays it.
+
+  --case PATTERN     only cases whose name contains PATTERN (repeatable; default: every case the
+                     simulation can run, smoke and full tiers)
+  --seeds N          plans to run (default 100)
+  --minutes M        or: run for M minutes
+  --seed S           the swarm's own seed (default: random, printed)
+  --defect SIDE:NAME switch a known defect on (repeatable)
+  --replay PLAN      run one plan (the JSON a failure prints) and print its result and trace
+  --hunt             for each known defect: plans until it is found (no hint of where it is)
+  --trials K         --hunt: independent swarms per defect (default 3)
+  --budget N         --hunt: plans per trial before the defect counts as missed (default 200)
+  -h, --help
+`;
+
+interface Outcome {
+  plan: SwarmPlan;
+  /** The variant's features the case took. */
+  applied: Variant;
+  result: CaseResult;
+}
+
+function casesFor(patterns: readonly string[]): MigrationCase[] {
+  const pool = ALL_CASES.filter((c) => c.tier !== "slow" && simCannotRun(c) === null);
+  return patterns.length ? selectCases(pool, { filters: patterns }) : pool;
+}
+
+async function runPlan(plan: SwarmPlan, defects: readonly DefectSwitch[]): Promise<Outcome> {
+  const c = ALL_CASES.find((x) => x.name === plan.case);
+  if (!c) throw new Error(`no case ${plan.case}`);
+  const { case: variant, applied } = applyVariant(c, plan.variant);
+  const result = await runCase(variant, {
+    seed: plan.seed,
+    world: createSimWorld({ knobs: plan.knobs }),
+    artifactsDir: null,
+    defects,
+  });
+  return { plan, applied, result };
+}
+
+function replayLine(plan: SwarmPlan, defects: readonly DefectSwitch[]): string {
+  const d = defects.map((x) => ` --defect ${x.side}:${x.defect}`).join("");
+  return `deno task swarm --replay '${planText(plan)}'${d}`;
+}
+
+function brief(r: CaseResult): string {
+  return r.ok ? "pass" : `FAIL: ${errorMessage(r.error).split("\n").slice(0, 2).join(" | ")}`;
+}
+
+/** Runs the swarm; returns the shrunk failing plan, or null when every plan passed. */
+async function swarm(opts: {
+  cases: MigrationCase[];
+  seeds: number;
+  minutes?: number;
+  seed: number;
+  defects: readonly DefectSwitch[];
+  quiet?: boolean;
+  shrink?: boolean;
+}): Promise<{ failure: Outcome | null; runs: number; shrinks: number }> {
+  let runs = 0;
+  // Written by the property (a closure), read after the run.
+  const seen: { last: Outcome | null } = { last: null };
+  let failedOnce = false;
+  const names = opts.cases.map((c) => c.name);
+  const t0 = performance.now();
+  const prop = fc.asyncProperty(planArb(names), async (plan) => {
+    const out = await runPlan(plan, opts.defects);
+    runs++;
+    if (!opts.quiet) {
+      const phase = failedOnce ? "shrink" : `#${runs}`;
+      const v = Object.entries(out.applied).map(([k, x]) => `${k}=${x}`).join(",");
+      console.log(
+        `${phase.padEnd(7)} ${plan.case}${v ? ` [${v}]` : ""} seed ${plan.seed} ${
+          (out.result.timeMs / 1000).toFixed(2)
+        } s  ${brief(out.result)}`,
+      );
+    }
+    if (!out.result.ok) {
+      failedOnce = true;
+      seen.last = out;
+    }
+    return out.result.ok;
+  });
+  const details = await fc.check(prop, {
+    seed: opts.seed,
+    numRuns: opts.minutes ? Number.MAX_SAFE_INTEGER : opts.seeds,
+    interruptAfterTimeLimit: opts.minutes ? opts.minutes * 60_000 : undefined,
+    markInterruptAsFailure: false,
+    endOnFailure: opts.shrink === false,
+  });
+  if (!details.failed || !details.counterexample) return { failure: null, runs, shrinks: 0 };
+  const [plan] = details.counterexample;
+  // The last failing run of the shrink is the counterexample fast-check reports; run it once more
+  // if the last one recorded is another (it reports the smallest, which is the last that failed).
+  const last = seen.last;
+  const failure = last && planText(last.plan) === planText(plan) ? last : await runPlan(plan, opts.defects);
+  if (!opts.quiet) {
+    console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  return { failure, runs, shrinks: details.numShrinks };
+}
+
+async function hunt(cases: MigrationCase[], trials: number, budget: number, seed: number): Promise<boolean> {
+  let allFound = true;
+  const rows: string[] = [];
+  for (const defect of Object.keys(KNOWN_DEFECTS) as DefectName[]) {
+    const needed: number[] = [];
+    let missed = 0;
+    // Both sides: the swarm is not told which side the defect lives on.
+    const defects: DefectSwitch[] = [{ side: "src", defect }, { side: "dst", defect }];
+    for (let t = 0; t < trials; t++) {
+      const r = await swarm({ cases, seeds: budget, seed: seed + t, defects, quiet: true, shrink: false });
+      if (r.failure) needed.push(r.runs);
+      else missed++;
+      console.log(
+        `  ${defect} trial ${t + 1}: ${
+          r.failure ? `found after ${r.runs} plan(s) in ${r.failure.plan.case}` : `MISSED in ${budget} plans`
+        }`,
+      );
+    }
+    if (missed) allFound = false;
+    rows.push(
+      `${defect.padEnd(28)} found ${trials - missed}/${trials}  plans median ${
+        quantile(needed, 0.5) ?? "-"
+      } worst ${needed.length ? Math.max(...needed) : "-"}`,
+    );
+  }
+  console.log(`\nhunt (${cases.length} cases, budget ${budget}, seed ${seed}):`);
+  for (const r of rows) console.log(`  ${r}`);
+  return allFound;
+}
+
+async function main(): Promise<number> {
+  const { values: v } = parseArgs({
+    args: Deno.args,
+    options: {
+      case: { type: "string", multiple: true },
+      seeds: { type: "string" },
+      minutes: { type: "string" },
+      seed: { type: "string" },
+      defect: { type: "string", multiple: true },
+      replay: { type: "string" },
+      hunt: { type: "boolean", default: false },
+      trials: { type: "string" },
+      budget: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const defects = (v.defect ?? []).flatMap((d) => parseDefects(d, "--defect"));
+  const seed = v.seed !== undefined ? Number(v.seed) >>> 0 : crypto.getRandomValues(new Uint32Array(1))[0];
+  if (v.replay) {
+    const plan = parsePlan(v.replay);
+    const { result } = await runPlan(plan, defects);
+    console.log(`${plan.case} seed ${plan.seed}: ${result.ok ? "pass" : "FAIL"}  trace ${result.trace}`);
+    if (!result.ok) console.log(errorMessage(result.error));
+    return result.ok ? 0 : 1;
+  }
+  const cases = casesFor(v.case ?? []);
+  if (!cases.length) {
+    console.error("swarm: no case the simulation can run matches");
+    return 2;
+  }
+  if (v.hunt) {
+    const ok = await hunt(cases, Number(v.trials ?? 3), Number(v.budget ?? 200), seed);
+    return ok ? 0 : 1;
+  }
+  const seeds = Number(v.seeds ?? 100);
+  const minutes = v.minutes !== undefined ? Number(v.minutes) : undefined;
+  console.log(
+    `migtest swarm: ${cases.length} cases, ${minutes ? `${minutes} min` : `${seeds} plans`}, seed ${seed}` +
+      (defects.length ? `, defects ${defects.map((d) => `${d.side}:${d.defect}`).join(",")}` : ""),
+  );
+  const r = await swarm({ cases, seeds, minutes, seed, defects });
+  if (!r.failure) {
+    console.log(`swarm: ${r.runs} plan(s), all passed (seed ${seed})`);
+    return 0;
+  }
+  console.log(`\nswarm: a failure after ${r.runs} run(s), shrunk in ${r.shrinks} step(s) to:`);
+  console.log(`  ${planText(r.failure.plan)}`);
+  console.log(errorMessage(r.failure.result.error));
+  console.log(`\nreplay: ${replayLine(r.failure.plan, defects)}`);
+  return 1;
+}
+
+if (import.meta.main) Deno.exit(await main());
