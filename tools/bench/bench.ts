@@ -6,6 +6,8 @@
  * 2. Engine: non-live precopy of a 256 MiB guest full of random data over a unix socket, unlimited
  *    bandwidth, from `migrate` to the source's `completed`.
  * 3. The wall time of the whole smoke tier.
+ * 4. The simulated world: seeds per minute beside the same case between engine processes, and replay
+ *    agreement (tools/bench/sim.ts). `--only sim` runs just that part.
  *
  * The measurements are in measure.ts, the statistics in stats.ts; this file runs them and prints.
  * `--html FILE` also writes the ratios as bars (harness/report/html.ts); the printed lines stay the same.
@@ -23,123 +25,161 @@ import {
   rawUnixThroughput,
 } from "./measure.ts";
 import { fmt, gb, mean, median, pct } from "./stats.ts";
+import { replayAgreement, SIM_BENCH_CASES, simRate } from "./sim.ts";
 
 const RUNS = 3;
-const { values: flags } = parseArgs({ args: Deno.args, options: { html: { type: "string" } }, strict: true });
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: { html: { type: "string" }, only: { type: "string" } },
+  strict: true,
+});
+if (flags.only !== undefined && flags.only !== "sim") {
+  throw new Error(`--only takes 'sim', got '${flags.only}'`);
+}
 const startedAt = new Date();
 const ratios: BenchRatio[] = [];
 const notes: string[] = [];
 
-console.log(`migtest bench (${RUNS} runs each, medians)`);
-const raw: number[] = [];
-const eng: number[] = [];
-for (let i = 0; i < RUNS; i++) {
-  raw.push(await rawUnixThroughput());
-  const e = await enginePrecopyThroughput(1000 + i);
-  eng.push(e.bps);
-  console.log(
-    `  run ${i + 1}: raw unix socket ${gb(raw[i])}, engine precopy ${gb(e.bps)} ` +
-      `(${(e.bytes / 1e6).toFixed(0)} MB in ${e.ms.toFixed(0)} ms)`,
-  );
-}
-const rawM = median(raw);
-const engM = median(eng);
-console.log(`raw unix socket (2 Deno processes, 1 MiB writes): ${gb(rawM)}`);
-console.log(`engine non-live precopy, 256 MiB random RAM, unix: ${gb(engM)}`);
-console.log(`ratio engine/raw: ${(engM / rawM * 100).toFixed(0)}%  (aim: >= 60%)`);
-ratios.push({
-  name: "engine non-live precopy, 256 MiB random RAM",
-  baseline: "raw unix socket",
-  ratio: engM / rawM,
-  aim: 0.6,
-  detail: `${gb(engM)} of ${gb(rawM)}`,
-});
-
-// Multifd: nocomp with 1/2/4 channels against the same raw baseline and plain precopy; compressed
-// modes on compressible pages (4 random bits per byte) against node:zlib alone on such pages.
-for (const channels of [1, 2, 4]) {
-  const runs = [await enginePrecopyThroughput(2000 + channels, { channels })];
-  runs.push(await enginePrecopyThroughput(3000 + channels, { channels }));
-  const m = median(runs.map((r) => r.bps));
-  console.log(
-    `multifd nocomp, ${channels} channel(s): ${gb(m)}  ` +
-      `(${(m / rawM * 100).toFixed(0)}% of raw, ${(m / engM * 100).toFixed(0)}% of plain precopy), ` +
-      `${(runs[0].bytes / 1e6).toFixed(0)} MB on the wire`,
-  );
-  const name = `multifd nocomp, ${channels} channel(s)`;
-  ratios.push({ name, baseline: "raw unix socket", ratio: m / rawM, detail: `${gb(m)} of ${gb(rawM)}` });
-  ratios.push({ name, baseline: "plain precopy", ratio: m / engM, detail: `${gb(m)} of ${gb(engM)}` });
-}
-const plainCompressible = await enginePrecopyThroughput(4000, { entropyBits: 4 });
-notes.push(
-  `plain precopy, compressible RAM: ${gb(plainCompressible.bps)}, ${
-    (plainCompressible.bytes / 1e6).toFixed(0)
-  } MB on the wire`,
-);
-console.log(notes.at(-1));
-for (const compression of ["zlib", "zstd"] as const) {
-  const r = await enginePrecopyThroughput(5000, { channels: 4, compression, entropyBits: 4 });
-  const limit = await codecLimit(compression, 4);
-  console.log(
-    `multifd ${compression} (4 channels, level 1), compressible RAM: ${gb(r.bps)} of guest RAM, ` +
-      `${(r.bytes / 1e6).toFixed(0)} MB on the wire; node:zlib ${compression} alone: ${gb(limit)} ` +
-      `=> ${(r.bps / limit * 100).toFixed(0)}% of the codec limit (aim >= 70%)`,
-  );
-  ratios.push({
-    name: `multifd ${compression} (4 channels, level 1), compressible RAM`,
-    baseline: `node:zlib ${compression} alone`,
-    ratio: r.bps / limit,
-    aim: 0.7,
-    detail: `${gb(r.bps)} of ${gb(limit)}`,
-  });
-}
-
-const lat = await qmpLatencyDuringLoad(7);
-console.log(`destination QMP query-migrate round trip, idle:        ${fmt(lat.idle)}`);
-console.log(`destination QMP query-migrate round trip, during load: ${fmt(lat.load)}`);
-console.log(`ratio p99 load/idle: ${(pct(lat.load, 0.99) / pct(lat.idle, 0.99)).toFixed(1)}x`);
-ratios.push({
-  name: "destination QMP query-migrate p99, during a load",
-  baseline: "idle",
-  ratio: pct(lat.load, 0.99) / pct(lat.idle, 0.99),
-  lowerIsBetter: true,
-  detail: `${pct(lat.load, 0.99).toFixed(2)} ms vs ${pct(lat.idle, 0.99).toFixed(2)} ms`,
-});
-
-// COLO: per-checkpoint latency on the 128 MiB guest, beside upstream's commit message (10 GbE, 6 GB
-// Windows guest, memory transfer time per checkpoint).
-const UPSTREAM: Record<string, string> = {
-  "plain idle": "mean 4.50 ms, p99 10.33 ms",
-  "plain loaded": "mean 24.30 ms, p99 78.05 ms",
-  "multifd idle": "mean 6.48 ms, p99 10.41 ms",
-  "multifd loaded": "mean 14.12 ms, p99 31.27 ms",
-};
-for (const multifd of [false, true]) {
-  for (const loaded of [false, true]) {
-    const key = `${multifd ? "multifd" : "plain"} ${loaded ? "loaded" : "idle"}`;
-    const r = await coloCheckpoints(multifd, loaded);
-    notes.push(
-      `COLO ${key.padEnd(14)}: checkpoint mean ${mean(r.latency).toFixed(2)} ms, p99 ${
-        pct(r.latency, 0.99).toFixed(2)
-      } ms; ` +
-        `primary paused mean ${mean(r.pause).toFixed(2)} ms; ${mean(r.pages).toFixed(0)} pages/checkpoint; ` +
-        `secondary QMP p99 ${pct(r.qmp, 0.99).toFixed(2)} ms (n=${r.qmp.length})` +
-        `  (upstream: ${UPSTREAM[key]})`,
-    );
-    console.log(notes.at(-1));
-  }
-}
-
-const smoke = ALL_CASES.filter((c) => inTier(c, "smoke"));
-const t0 = performance.now();
-let failed = 0;
-for (const c of smoke) {
-  const r = await runCase(c, { seed: 1, artifactsDir: null });
-  if (!r.ok) failed++;
-}
-notes.push(
-  `smoke tier: ${smoke.length} cases in ${((performance.now() - t0) / 1000).toFixed(1)} s wall` +
-    (failed ? ` (${failed} FAILED)` : ""),
-);
-console.log(notes.at(-1));
+if (flags.only !== "sim") await processBench();
+await simBench();
 if (flags.html) await Deno.writeTextFile(flags.html, renderBenchHtml({ startedAt, ratios, notes }));
+
+async function simBench(): Promise<void> {
+  const SEEDS = 30;
+  for (const c of SIM_BENCH_CASES) {
+    const r = await simRate(c, SEEDS);
+    console.log(
+      `sim ${c.name.padEnd(22)}: ${r.simPerMinute.toFixed(0)} seeds/min (engine processes: ${
+        r.enginePerMinute.toFixed(0)
+      } runs/min, ${(r.simPerMinute / r.enginePerMinute).toFixed(1)}x)${
+        r.failed ? ` ${r.failed} FAILED` : ""
+      }`,
+    );
+    ratios.push({
+      name: `simulated ${c.name.slice("/bench/sim/".length)}, 16 MiB guest: runs per minute`,
+      baseline: "the same case between engine processes",
+      ratio: r.simPerMinute / r.enginePerMinute,
+      detail: `${r.simPerMinute.toFixed(0)} vs ${r.enginePerMinute.toFixed(0)} per minute`,
+    });
+  }
+  const rep = await replayAgreement(SIM_BENCH_CASES[1], 100);
+  notes.push(`sim replay: ${rep.same} of ${rep.of} seeds gave the same trace hash twice (multifd-4)`);
+  console.log(notes.at(-1));
+}
+
+async function processBench(): Promise<void> {
+  console.log(`migtest bench (${RUNS} runs each, medians)`);
+  const raw: number[] = [];
+  const eng: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    raw.push(await rawUnixThroughput());
+    const e = await enginePrecopyThroughput(1000 + i);
+    eng.push(e.bps);
+    console.log(
+      `  run ${i + 1}: raw unix socket ${gb(raw[i])}, engine precopy ${gb(e.bps)} ` +
+        `(${(e.bytes / 1e6).toFixed(0)} MB in ${e.ms.toFixed(0)} ms)`,
+    );
+  }
+  const rawM = median(raw);
+  const engM = median(eng);
+  console.log(`raw unix socket (2 Deno processes, 1 MiB writes): ${gb(rawM)}`);
+  console.log(`engine non-live precopy, 256 MiB random RAM, unix: ${gb(engM)}`);
+  console.log(`ratio engine/raw: ${(engM / rawM * 100).toFixed(0)}%  (aim: >= 60%)`);
+  ratios.push({
+    name: "engine non-live precopy, 256 MiB random RAM",
+    baseline: "raw unix socket",
+    ratio: engM / rawM,
+    aim: 0.6,
+    detail: `${gb(engM)} of ${gb(rawM)}`,
+  });
+
+  // Multifd: nocomp with 1/2/4 channels against the same raw baseline and plain precopy; compressed
+  // modes on compressible pages (4 random bits per byte) against node:zlib alone on such pages.
+  for (const channels of [1, 2, 4]) {
+    const runs = [await enginePrecopyThroughput(2000 + channels, { channels })];
+    runs.push(await enginePrecopyThroughput(3000 + channels, { channels }));
+    const m = median(runs.map((r) => r.bps));
+    console.log(
+      `multifd nocomp, ${channels} channel(s): ${gb(m)}  ` +
+        `(${(m / rawM * 100).toFixed(0)}% of raw, ${(m / engM * 100).toFixed(0)}% of plain precopy), ` +
+        `${(runs[0].bytes / 1e6).toFixed(0)} MB on the wire`,
+    );
+    const name = `multifd nocomp, ${channels} channel(s)`;
+    ratios.push({ name, baseline: "raw unix socket", ratio: m / rawM, detail: `${gb(m)} of ${gb(rawM)}` });
+    ratios.push({ name, baseline: "plain precopy", ratio: m / engM, detail: `${gb(m)} of ${gb(engM)}` });
+  }
+  const plainCompressible = await enginePrecopyThroughput(4000, { entropyBits: 4 });
+  notes.push(
+    `plain precopy, compressible RAM: ${gb(plainCompressible.bps)}, ${
+      (plainCompressible.bytes / 1e6).toFixed(0)
+    } MB on the wire`,
+  );
+  console.log(notes.at(-1));
+  for (const compression of ["zlib", "zstd"] as const) {
+    const r = await enginePrecopyThroughput(5000, { channels: 4, compression, entropyBits: 4 });
+    const limit = await codecLimit(compression, 4);
+    console.log(
+      `multifd ${compression} (4 channels, level 1), compressible RAM: ${gb(r.bps)} of guest RAM, ` +
+        `${(r.bytes / 1e6).toFixed(0)} MB on the wire; node:zlib ${compression} alone: ${gb(limit)} ` +
+        `=> ${(r.bps / limit * 100).toFixed(0)}% of the codec limit (aim >= 70%)`,
+    );
+    ratios.push({
+      name: `multifd ${compression} (4 channels, level 1), compressible RAM`,
+      baseline: `node:zlib ${compression} alone`,
+      ratio: r.bps / limit,
+      aim: 0.7,
+      detail: `${gb(r.bps)} of ${gb(limit)}`,
+    });
+  }
+
+  const lat = await qmpLatencyDuringLoad(7);
+  console.log(`destination QMP query-migrate round trip, idle:        ${fmt(lat.idle)}`);
+  console.log(`destination QMP query-migrate round trip, during load: ${fmt(lat.load)}`);
+  console.log(`ratio p99 load/idle: ${(pct(lat.load, 0.99) / pct(lat.idle, 0.99)).toFixed(1)}x`);
+  ratios.push({
+    name: "destination QMP query-migrate p99, during a load",
+    baseline: "idle",
+    ratio: pct(lat.load, 0.99) / pct(lat.idle, 0.99),
+    lowerIsBetter: true,
+    detail: `${pct(lat.load, 0.99).toFixed(2)} ms vs ${pct(lat.idle, 0.99).toFixed(2)} ms`,
+  });
+
+  // COLO: per-checkpoint latency on the 128 MiB guest, beside upstream's commit message (10 GbE, 6 GB
+  // Windows guest, memory transfer time per checkpoint).
+  const UPSTREAM: Record<string, string> = {
+    "plain idle": "mean 4.50 ms, p99 10.33 ms",
+    "plain loaded": "mean 24.30 ms, p99 78.05 ms",
+    "multifd idle": "mean 6.48 ms, p99 10.41 ms",
+    "multifd loaded": "mean 14.12 ms, p99 31.27 ms",
+  };
+  for (const multifd of [false, true]) {
+    for (const loaded of [false, true]) {
+      const key = `${multifd ? "multifd" : "plain"} ${loaded ? "loaded" : "idle"}`;
+      const r = await coloCheckpoints(multifd, loaded);
+      notes.push(
+        `COLO ${key.padEnd(14)}: checkpoint mean ${mean(r.latency).toFixed(2)} ms, p99 ${
+          pct(r.latency, 0.99).toFixed(2)
+        } ms; ` +
+          `primary paused mean ${mean(r.pause).toFixed(2)} ms; ${
+            mean(r.pages).toFixed(0)
+          } pages/checkpoint; ` +
+          `secondary QMP p99 ${pct(r.qmp, 0.99).toFixed(2)} ms (n=${r.qmp.length})` +
+          `  (upstream: ${UPSTREAM[key]})`,
+      );
+      console.log(notes.at(-1));
+    }
+  }
+
+  const smoke = ALL_CASES.filter((c) => inTier(c, "smoke"));
+  const t0 = performance.now();
+  let failed = 0;
+  for (const c of smoke) {
+    const r = await runCase(c, { seed: 1, artifactsDir: null });
+    if (!r.ok) failed++;
+  }
+  notes.push(
+    `smoke tier: ${smoke.length} cases in ${((performance.now() - t0) / 1000).toFixed(1)} s wall` +
+      (failed ? ` (${failed} FAILED)` : ""),
+  );
+  console.log(notes.at(-1));
+}

@@ -133,13 +133,24 @@ async function hunt(cases: MigrationCase[], trials: number, budget: number, seed
     const defects: DefectSwitch[] = [{ side: "src", defect }, { side: "dst", defect }];
     for (let t = 0; t < trials; t++) {
       const r = await swarm({ cases, seeds: budget, seed: seed + t, defects, quiet: true, shrink: false });
-      if (r.failure) needed.push(r.runs);
-      else missed++;
-      console.log(
-        `  ${defect} trial ${t + 1}: ${
-          r.failure ? `found after ${r.runs} plan(s) in ${r.failure.plan.case}` : `MISSED in ${budget} plans`
-        }`,
-      );
+      if (!r.failure) {
+        missed++;
+        console.log(`  ${defect} trial ${t + 1}: MISSED in ${budget} plans`);
+        continue;
+      }
+      // A find counts only if the same plan passes without the defect (else it is another bug).
+      const clean = await runPlan(r.failure.plan, []);
+      const line = errorMessage(r.failure.result.error).split("\n")[0];
+      if (!clean.result.ok) {
+        allFound = false;
+        console.log(`  ${defect} trial ${t + 1}: plan ${planText(r.failure.plan)} FAILS WITHOUT THE DEFECT:`);
+        console.log(`    ${errorMessage(clean.result.error).split("\n").slice(0, 3).join("\n    ")}`);
+        missed++;
+        continue;
+      }
+      needed.push(r.runs);
+      console.log(`  ${defect} trial ${t + 1}: found after ${r.runs} plan(s): ${line}`);
+      console.log(`    replay: ${replayLine(r.failure.plan, defects)}`);
     }
     if (missed) allFound = false;
     rows.push(
