@@ -15,6 +15,12 @@ export interface Clock {
    * The simulated world may also run the vCPU or deliver bytes here.
    */
   yield(): Promise<void>;
+  /**
+   * A point inside a synchronous step where another core's work could land (the guest writing the page
+   * whose dirty bit was just cleared, before it is copied). The host has real concurrency and leaves it
+   * out; the simulated world may run the vCPU there, synchronously.
+   */
+  interleave?(point: string): void;
 }
 
 /** The host's clock. */

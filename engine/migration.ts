@@ -192,6 +192,7 @@ export class MigrationState {
         {
           multifd,
           xbzrle: options.cap("xbzrle") ? new XbzrleSaveState(options.params["xbzrle-cache-size"]) : null,
+          interleave: machine.clock.interleave?.bind(machine.clock),
         },
       );
       this.#ram = ram;

@@ -63,6 +63,8 @@ export class RamSaveState {
   readonly multifd: MultifdSendState | null;
   readonly xbzrle: XbzrleSaveState | null;
 
+  readonly #interleave?: (point: string) => void;
+
   constructor(
     readonly blocks: RamBlock[],
     private readonly zeroPageDetection: () => ZeroPageDetection,
@@ -72,8 +74,11 @@ export class RamSaveState {
       multifd?: MultifdSendState | null;
       /** With xbzrle, pages already sent once go as deltas against the page cache. */
       xbzrle?: XbzrleSaveState | null;
+      /** Where the simulated world may let the guest write in the middle of sending a page. */
+      interleave?: (point: string) => void;
     } = {},
   ) {
+    this.#interleave = opts.interleave;
     this.multifd = opts.multifd ?? null;
     this.xbzrle = opts.xbzrle ?? null;
     this.#periodStart = now();
@@ -190,6 +195,8 @@ export class RamSaveState {
       const page = block.findDirty(this.#scanPage);
       if (page >= 0) {
         block.testAndClearDirty(page);
+        // The bit is clear and the page not yet copied: a write here must dirty it again.
+        this.#interleave?.("ram-page-cleared");
         this.dirtyPages--;
         this.#scanPage = page + 1;
         // Only the multifd paths wait; a main-channel page is sent without a promise per page.

@@ -37,6 +37,7 @@ const knobsArb: fc.Arbitrary<SimKnobs> = fc.record({
   qmpLatencyMs: fc.constantFrom(...KNOB_CHOICES.qmpLatencyMs),
   startupMs: fc.constantFrom(...KNOB_CHOICES.startupMs),
   skewedLinks: fc.constantFrom(false, true),
+  interleavePercent: fc.constantFrom(...KNOB_CHOICES.interleavePercent),
 });
 
 const variantArb: fc.Arbitrary<Variant> = fc.record({

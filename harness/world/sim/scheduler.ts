@@ -55,6 +55,11 @@ export interface SimKnobs {
    * others (a multifd channel far behind the main channel, a return path that lags).
    */
   skewedLinks: boolean;
+  /**
+   * Percent of the engine's interleave points (Clock.interleave: a page's dirty bit cleared, its data not
+   * yet copied) at which a running guest writes, right there.
+   */
+  interleavePercent: number;
 }
 
 /**
@@ -71,6 +76,7 @@ export const KNOB_CHOICES = {
   qmpLatencyMs: [0.1, 0.02, 0.5],
   startupMs: [60, 20, 150],
   skewedLinks: [false, true, true],
+  interleavePercent: [0, 2, 20],
 } as const satisfies { [K in keyof SimKnobs]: readonly SimKnobs[K][] };
 
 export function knobsFor(rng: () => number): SimKnobs {
@@ -84,6 +90,7 @@ export function knobsFor(rng: () => number): SimKnobs {
     qmpLatencyMs: pick(c.qmpLatencyMs),
     startupMs: pick(c.startupMs),
     skewedLinks: pick(c.skewedLinks),
+    interleavePercent: pick(c.interleavePercent),
   };
 }
 
@@ -224,12 +231,26 @@ export class Simulation {
     };
   }
 
+  readonly #guests = new Set<() => void>();
+
+  /** A guest that can write at an interleave point (its vCPU runs a few writes when called). */
+  addGuest(burst: () => void): () => void {
+    this.#guests.add(burst);
+    return () => this.#guests.delete(burst);
+  }
+
   /** The clock the engines see. */
   readonly engineClock: Clock = {
     now: () => this.#now,
     sleep: (ms) => new Promise((r) => this.#addTimer(r, ms, false)),
     timer: (fn, ms) => this.#addTimer(fn, ms, false),
     yield: () => new Promise((r) => this.#addTimer(r, 0, false)),
+    interleave: (point) => {
+      const pct = this.knobs.interleavePercent;
+      if (pct === 0 || this.#guests.size === 0 || this.int(0, 99) >= pct) return;
+      this.#trace(`interleave ${point}`);
+      for (const burst of this.#guests) burst();
+    },
   };
 
   /** The clock the flow sees: the same time; its sleeps are waits on the simulation. */

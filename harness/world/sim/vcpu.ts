@@ -35,6 +35,10 @@ export class SimVcpu implements VcpuDriver {
       dev: new Int32Array(opts.dev),
       serial: (ch) => opts.onSerial(ch),
     };
+    // At an interleave point a running guest writes a few pages at once, as another core would.
+    this.#leave = sim.addGuest(() => {
+      if (this.#running) this.#run(sim.int(1, sim.knobs.vcpuMaxWrites));
+    });
     const [run, sleep] = [opts.runMs ?? 2, opts.sleepMs ?? 2];
     this.#speed = sim.knobs.vcpuWritesPerMs * (run / (run + sleep)) / 0.5;
     try {
@@ -43,6 +47,9 @@ export class SimVcpu implements VcpuDriver {
       opts.onError(errorMessage(e));
     }
   }
+
+  /** Leaves the simulation's interleave points (terminate). */
+  readonly #leave: () => void;
 
   get running(): boolean {
     return this.#running;
@@ -75,6 +82,7 @@ export class SimVcpu implements VcpuDriver {
   }
 
   terminate(): void {
+    this.#leave();
     this.#terminated = true;
     this.#running = false;
     this.#cancel?.();
