@@ -9,6 +9,7 @@ import fc from "fast-check";
 import type { MigrationParameters } from "../../engine/options.ts";
 import type { MigrationCase } from "../../harness/case.ts";
 import { caseProblems } from "../../harness/validate.ts";
+import { familyOf } from "../../harness/select.ts";
 import { KNOB_CHOICES, type SimKnobs } from "../../harness/world/sim/scheduler.ts";
 
 type Compression = MigrationParameters["multifd-compression"];
@@ -48,10 +49,21 @@ const variantArb: fc.Arbitrary<Variant> = fc.record({
   checkpointDelayMs: fc.constantFrom(undefined, 20, 200),
 }, { requiredKeys: [] });
 
-/** Plans over `cases` (names): the case first, so a shrunk plan keeps the case that failed. */
+/**
+ * Plans over `cases` (names). The family is drawn first, then a case in it, so a family of a few cases
+ * (the regressions) is drawn as often as one of forty (COLO): a swarm knows nothing of where a bug is,
+ * and should not spend most of its plans where most of the cases happen to be.
+ */
 export function planArb(cases: readonly string[]): fc.Arbitrary<SwarmPlan> {
+  const byFamily = new Map<string, string[]>();
+  for (const name of cases) {
+    // A top-level case (/migration/validate_uuid, ...) is a family of one: they go together.
+    const f = name.split("/").length > 3 ? familyOf(name) : "misc";
+    byFamily.set(f, [...(byFamily.get(f) ?? []), name]);
+  }
+  const caseArb = fc.oneof(...[...byFamily.values()].map((names) => fc.constantFrom(...names)));
   return fc.record({
-    case: fc.constantFrom(...cases),
+    case: caseArb,
     seed: fc.integer({ min: 0, max: 0xffffffff }),
     knobs: knobsArb,
     variant: variantArb,
