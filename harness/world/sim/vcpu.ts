@@ -10,6 +10,9 @@ import type { VcpuDriver, VcpuOptions } from "../../../engine/guest/vcpu.ts";
 import { errorMessage } from "../../../engine/error.ts";
 import type { Simulation } from "./scheduler.ts";
 
+/** The longest stretch of guest time one step covers (virtual ms). */
+const MAX_STEP_MS = 0.05;
+
 export class SimVcpu implements VcpuDriver {
   readonly #workload: Workload | null = null;
   #running = false;
@@ -93,7 +96,10 @@ export class SimVcpu implements VcpuDriver {
   }
 
   #schedule(): void {
-    const n = this.sim.int(1, this.sim.knobs.vcpuMaxWrites);
+    // A running guest writes all the time: at most MAX_STEP_MS of its writes in one step, so a slow guest
+    // does not go quiet for whole passes between two bursts (a migration would converge that must not).
+    const most = Math.max(1, Math.min(this.sim.knobs.vcpuMaxWrites, Math.round(this.#speed * MAX_STEP_MS)));
+    const n = this.sim.int(1, most);
     this.#cancel = this.sim.engineClock.timer(() => {
       this.#cancel = null;
       if (!this.#running) return;
