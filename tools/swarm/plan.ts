@@ -21,6 +21,8 @@ export interface Variant {
   zeroPageDetection?: ZeroPageDetection;
   xbzrle?: boolean;
   checkpointDelayMs?: number;
+  /** A smaller guest (8 MiB), for a case whose workload is not the a-b guest (which needs 100 MiB). */
+  machine?: "tiny";
 }
 
 export interface SwarmPlan {
@@ -47,6 +49,7 @@ const variantArb: fc.Arbitrary<Variant> = fc.record({
   zeroPageDetection: fc.constantFrom<ZeroPageDetection | undefined>(undefined, "none", "legacy"),
   xbzrle: fc.constantFrom(undefined, true),
   checkpointDelayMs: fc.constantFrom(undefined, 20, 200),
+  machine: fc.constantFrom(undefined, "tiny" as const),
 }, { requiredKeys: [] });
 
 /**
@@ -104,6 +107,17 @@ export function applyVariant(c: MigrationCase, v: Variant): { case: MigrationCas
     srcParams: { ...c.srcParams, ...params },
     dstParams: { ...c.dstParams, ...params },
   };
+  const workload = out.workload?.kind ?? "a-b";
+  // Not where the case needs passes that do not converge: a small guest's first pass ends at once.
+  const needsPasses = out.flow === "converge-after-raise" ||
+    ("iterations" in out && (out.iterations ?? 1) > 1);
+  if (
+    v.machine && workload !== "a-b" && (out.machine ?? "pc") === "pc" && !needsPasses &&
+    !("fillRandom" in out && out.fillRandom)
+  ) {
+    out = { ...out, machine: v.machine };
+    applied.machine = v.machine;
+  }
   if (out.flow === "colo" && v.checkpointDelayMs !== undefined) {
     out = { ...out, colo: { ...out.colo, checkpointDelayMs: v.checkpointDelayMs } };
     applied.checkpointDelayMs = v.checkpointDelayMs;
