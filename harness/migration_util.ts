@@ -19,6 +19,23 @@ export function isAbGuest(p: MigrationPair): boolean {
   return (p.c.workload?.kind ?? "a-b") === "a-b";
 }
 
+/** How long a guest other than a-b runs before a migration that needs its memory dirty. */
+export const GUEST_WARMUP_MS = 300;
+
+/**
+ * The source's guest is dirtying memory, before a migration that must not converge starts: the a-b guest
+ * is past its boot phase (which only zeroes pages, so RAM is still all zero pages) once the first page of
+ * its range counts up; another guest runs GUEST_WARMUP_MS. A first pass over untouched RAM ends before
+ * the first bandwidth measurement and converges at once, as it does in QEMU.
+ */
+export async function waitGuestDirtying(p: MigrationPair): Promise<void> {
+  if (!isAbGuest(p)) return await p.sleep(GUEST_WARMUP_MS);
+  await p.wait(
+    "the source's a-b guest past its boot phase",
+    async () => (await p.src.readRam(AB_START, 1))[0] !== 0,
+  );
+}
+
 /** wait_for_serial: the first `B` in the side's serial file; anything but A/B is an error. */
 export async function waitSerialB(p: MigrationPair, side: Side): Promise<void> {
   await p.wait(`'B' on ${side.name}'s serial`, async () => {

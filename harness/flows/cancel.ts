@@ -3,6 +3,7 @@ import type { CancelCase } from "../case.ts";
 import { FlowError, type MigrationPair } from "../framework.ts";
 import { expectTargetFailed } from "../expect.ts";
 import { connectUri, CONVERGE, migrate, migrateIncoming, NON_CONVERGE } from "../migration_qmp.ts";
+import { waitGuestDirtying } from "../migration_util.ts";
 
 export async function cancelFlow(p: MigrationPair, c: CancelCase): Promise<void> {
   const phase = c.cancelAfter;
@@ -40,6 +41,8 @@ export async function cancelFlow(p: MigrationPair, c: CancelCase): Promise<void>
     return;
   }
   await p.setParams(p.src, NON_CONVERGE);
+  // Cancelled while it runs: it must not be able to converge, so the guest must be dirtying memory.
+  await waitGuestDirtying(p);
   await migrate(p, await connectUri(p));
   if (phase === "cancelling" || phase === "cancelled") {
     await p.waitEvent(p.src, "MIGRATION", "active");

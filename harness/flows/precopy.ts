@@ -14,7 +14,13 @@ import {
   NON_CONVERGE,
   waitPasses,
 } from "../migration_qmp.ts";
-import { isAbGuest, waitForDirtyMem, waitSerialB, writeMarker } from "../migration_util.ts";
+import {
+  isAbGuest,
+  waitForDirtyMem,
+  waitGuestDirtying,
+  waitSerialB,
+  writeMarker,
+} from "../migration_util.ts";
 
 /** After completion the source must report pages sent as XBZRLE deltas. */
 export async function expectXbzrlePages(p: MigrationPair): Promise<void> {
@@ -55,20 +61,16 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   if (c.expectXbzrlePages) await expectXbzrlePages(p);
 }
 
-/** How long a non-a-b guest runs before a migration that must not converge starts. */
-const GUEST_WARMUP_MS = 300;
-
 /** A live migration that cannot converge keeps iterating; raising the bandwidth lets it complete. */
 export async function convergeAfterRaiseFlow(p: MigrationPair, c: ConvergeAfterRaiseCase): Promise<void> {
   if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
   // Fast enough for a pass to take well under a second, yet 1 ms of downtime never fits a dirty a-b guest;
   // a case's own srcParams win.
   await p.setParams(p.src, { "max-bandwidth": 200_000_000, "downtime-limit": 1, ...c.srcParams });
-  // The guest must have dirtied its memory first (upstream waits for the a-b guest's 'B'): a first pass
-  // over barely touched RAM ends before the first bandwidth measurement and converges at once, as in
-  // QEMU (found in the simulated world, whose guest can be slow to start).
+  // The guest must have dirtied its memory first (found in the simulated world, whose guest can be slow
+  // to start); upstream waits for the a-b guest's 'B'.
   if (isAbGuest(p)) await waitSerialB(p, p.src);
-  else await p.sleep(GUEST_WARMUP_MS);
+  else await waitGuestDirtying(p);
   await migrate(p, await connectUri(p));
   const passes = c.iterations ?? 3;
   await waitPasses(p, passes);

@@ -30,7 +30,8 @@ failure, shrinks it and prints the line that replays it.
   --seed S           the swarm's own seed (default: random, printed)
   --defect SIDE:NAME switch a known defect on (repeatable)
   --replay PLAN      run one plan (the JSON a failure prints) and print its result and trace
-  --hunt             for each known defect: plans until it is found (no hint of where it is)
+  --hunt             for each known defect (or each --defect given; the side is not used): plans until
+                     it is found, on either side, with no hint of where it is
   --trials K         --hunt: independent swarms per defect (default 3)
   --budget N         --hunt: plans per trial before the defect counts as missed (default 200)
   -h, --help
@@ -123,10 +124,17 @@ async function swarm(opts: {
   return { failure, runs, shrinks: details.numShrinks };
 }
 
-async function hunt(cases: MigrationCase[], trials: number, budget: number, seed: number): Promise<boolean> {
+async function hunt(
+  cases: MigrationCase[],
+  trials: number,
+  budget: number,
+  seed: number,
+  only: readonly DefectName[],
+): Promise<boolean> {
   let allFound = true;
   const rows: string[] = [];
-  for (const defect of Object.keys(KNOWN_DEFECTS) as DefectName[]) {
+  const names = only.length ? only : Object.keys(KNOWN_DEFECTS) as DefectName[];
+  for (const defect of names) {
     const needed: number[] = [];
     let missed = 0;
     // Both sides: the swarm is not told which side the defect lives on.
@@ -200,7 +208,8 @@ async function main(): Promise<number> {
     return 2;
   }
   if (v.hunt) {
-    const ok = await hunt(cases, Number(v.trials ?? 3), Number(v.budget ?? 200), seed);
+    const only = [...new Set(defects.map((d) => d.defect))];
+    const ok = await hunt(cases, Number(v.trials ?? 3), Number(v.budget ?? 200), seed, only);
     return ok ? 0 : 1;
   }
   const seeds = Number(v.seeds ?? 100);
