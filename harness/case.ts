@@ -17,7 +17,11 @@ export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
  * Expected outcome (upstream's MIG_TEST_*): the migration completes; it fails and the destination stays
  * usable; it fails and the destination process exits with status 1; the `migrate` command itself errors.
  */
-export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error";
+/**
+ * How the migration must end. "complete-or-fail": a fault the run may or may not hit (the swarm's
+ * connection reset at a seeded byte) — it completes and passes every check, or fails cleanly.
+ */
+export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error" | "complete-or-fail";
 
 /** A fault injected into one side's stream (x-test-inject-fault; engine/testing/faults.ts). */
 export interface FaultSpec {

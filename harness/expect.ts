@@ -31,6 +31,48 @@ export async function expectSourceFailedAndAlive(p: MigrationPair, wasRunning: b
   }
 }
 
+/** Where the target ends: completed, failed, or exited (with exit-on-error). */
+async function targetEnd(p: MigrationPair): Promise<"completed" | "failed" | "exited"> {
+  return await p.wait("the target to complete, fail or exit", async () => {
+    if (p.dst.exitStatus) return "exited" as const;
+    const st = await p.dst.qmp.execute<Record<string, unknown>>("query-migrate").catch(() => ({}));
+    const s = (st as Record<string, unknown>).status;
+    return s === "completed" || s === "failed" ? s : undefined;
+  });
+}
+
+/**
+ * A fault that may or may not strike: either both sides complete and the guest is exact, or the source
+ * fails and keeps its guest while the target fails (stays up in `failed`, or exits with status 1). The
+ * source may complete while the target fails only without a return path (nothing tells it); it may fail
+ * at its very end (waiting for SHUT) while the paused (-S) target completed: the source keeps its guest.
+ */
+async function completeOrFail(p: MigrationPair, srcWasRunning: boolean): Promise<void> {
+  const src = await p.wait("the source to complete or fail", async () => {
+    const s = (await p.status(p.src)).status;
+    return s === "completed" || s === "failed" ? s : undefined;
+  });
+  const dst = await targetEnd(p);
+  p.ctx.log(`complete-or-fail: source ${src}, target ${dst}`);
+  if (dst === "exited") {
+    p.dstExited = true;
+    const code = p.dst.exitStatus?.code;
+    if (code !== 1) throw new FlowError(`target exited with status ${code}, expected 1 (EXIT_FAILURE)`);
+  }
+  if (src === "completed") {
+    if (dst === "completed") {
+      await p.recordStats();
+      await checkMigratedGuest(p);
+      return;
+    }
+    if ((p.c.caps ?? []).includes("return-path")) {
+      throw new FlowError(`the source completed over a return path while the target ${dst}`);
+    }
+    return;
+  }
+  await expectSourceFailedAndAlive(p, srcWasRunning);
+}
+
 /** The end of a migration, by expected outcome (with pause-before-switchover, migrate-continue first). */
 export async function finishByExpectation(
   p: MigrationPair,
@@ -80,5 +122,7 @@ export async function finishByExpectation(
     }
     case "qmp-error":
       throw new FlowError("qmp-error cases end at the migrate command");
+    case "complete-or-fail":
+      return await completeOrFail(p, srcWasRunning);
   }
 }

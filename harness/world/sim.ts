@@ -20,7 +20,7 @@ import { QmpClient } from "../qmp_client.ts";
 import { EngineSide } from "./engine.ts";
 import type { SideProcess } from "./process_side.ts";
 import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";
-import { SimNetwork } from "./sim/net.ts";
+import { type SimLinkFault, SimNetwork } from "./sim/net.ts";
 import { SimConnection } from "./sim/link.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
 import type { Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
@@ -31,9 +31,9 @@ class SimPair implements WorldTrace {
   readonly net: SimNetwork;
   readonly alive = new Set<SimProcess>();
 
-  constructor(seed: number, dir: string, knobs?: SimKnobs) {
+  constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault) {
     this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined });
-    this.net = new SimNetwork(this.sim, dir);
+    this.net = new SimNetwork(this.sim, dir, fault);
     // A deadlock ends the flow's waits at once: every connection resets (the report says why).
     this.sim.onStall(() => {
       this.net.resetAll();
@@ -288,20 +288,20 @@ export function simCannotRun(c: MigrationCase): string | null {
  * The simulated world; `knobs` fixes how the scheduler shapes every run (the swarm's replay of a shrunk
  * plan), else each run draws them from its seed.
  */
-export function createSimWorld(opts: { knobs?: SimKnobs } = {}): World {
+export function createSimWorld(opts: { knobs?: SimKnobs; fault?: SimLinkFault } = {}): World {
   return {
     name: "sim",
     cannotRun: simCannotRun,
-    spawn: (spec) => spawnSimSide(spec, opts.knobs),
+    spawn: (spec) => spawnSimSide(spec, opts),
   };
 }
 
 export const simWorld: World = createSimWorld();
 
-async function spawnSimSide(spec: SideSpec, knobs?: SimKnobs): Promise<Side> {
+async function spawnSimSide(spec: SideSpec, opts: { knobs?: SimKnobs; fault?: SimLinkFault }): Promise<Side> {
   let pair = pairs.get(spec.dir);
   if (!pair) {
-    pair = new SimPair(spec.seed ?? 0, spec.dir, knobs);
+    pair = new SimPair(spec.seed ?? 0, spec.dir, opts.knobs, opts.fault);
     pairs.set(spec.dir, pair);
     pair.sim.start();
   }

@@ -8,7 +8,7 @@ import { MULTIFD_CASES } from "../../cases/multifd.ts";
 import { PRECOPY_CASES } from "../../cases/precopy.ts";
 import type { MigrationCase, PrecopyCase } from "../case.ts";
 import { type CaseResult, runCase } from "../runner.ts";
-import { simCannotRun, simWorld } from "./sim.ts";
+import { createSimWorld, simCannotRun, simWorld } from "./sim.ts";
 
 function named(table: readonly MigrationCase[], name: string): MigrationCase {
   const c = table.find((x) => x.name === name);
@@ -79,4 +79,24 @@ Deno.test("sim: what it cannot run it says (file streams, the analyzer), everyth
   assert.match(simCannotRun(file)!, /file: streams go through the host's filesystem/);
   assert.equal(simCannotRun(named(PRECOPY_CASES, "/migration/precopy/unix/plain")), null);
   assert.equal(simWorld.cannotRun(named(MULTIFD_CASES, "/migration/multifd/tcp/plain/cancel")), null);
+});
+
+Deno.test("sim: a connection reset at an exact byte fails the migration cleanly, and replays", async () => {
+  const tcp = named(PRECOPY_CASES, "/migration/precopy/tcp/plain");
+  assert.ok(tcp.flow === "precopy");
+  const c: PrecopyCase = { ...tcp, expect: "complete-or-fail" };
+  // The main channel, 4 KiB in: inside the first pages.
+  const world = createSimWorld({ fault: { connection: 0, afterBytes: 4096 } });
+  const runs: CaseResult[] = [];
+  const ends: string[] = [];
+  const log = (m: string) => m.startsWith("complete-or-fail") && ends.push(m);
+  for (let i = 0; i < 2; i++) runs.push(await runCase(c, { seed: 5, world, artifactsDir: null, log }));
+  for (const r of runs) assert.ok(r.ok, r.error?.message);
+  assert.match(ends[0], /^complete-or-fail: source failed, target (failed|exited)$/);
+  assert.equal(ends[1], ends[0]);
+  assert.equal(runs[0].trace, runs[1].trace);
+  // Without the fault the same case completes: the reset is what made it fail.
+  const clean = await runCase(c, { seed: 5, world: createSimWorld(), artifactsDir: null });
+  assert.ok(clean.ok, clean.error?.message);
+  assert.notEqual(clean.trace, runs[0].trace);
 });

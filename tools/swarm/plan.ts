@@ -11,6 +11,7 @@ import type { MigrationCase } from "../../harness/case.ts";
 import { caseProblems } from "../../harness/validate.ts";
 import { familyOf } from "../../harness/select.ts";
 import { KNOB_CHOICES, type SimKnobs } from "../../harness/world/sim/scheduler.ts";
+import type { SimLinkFault } from "../../harness/world/sim/net.ts";
 
 type Compression = MigrationParameters["multifd-compression"];
 type ZeroPageDetection = MigrationParameters["zero-page-detection"];
@@ -30,6 +31,11 @@ export interface SwarmPlan {
   seed: number;
   knobs: SimKnobs;
   variant: Variant;
+  /**
+   * A migration connection (by the order they are made: the main channel first, then multifd channels)
+   * reset once that many bytes have crossed it; the case must then complete or fail cleanly.
+   */
+  fault?: SimLinkFault;
 }
 
 const knobsArb: fc.Arbitrary<SimKnobs> = fc.record({
@@ -65,11 +71,17 @@ export function planArb(cases: readonly string[]): fc.Arbitrary<SwarmPlan> {
     byFamily.set(f, [...(byFamily.get(f) ?? []), name]);
   }
   const caseArb = fc.oneof(...[...byFamily.values()].map((names) => fc.constantFrom(...names)));
+  // Byte counts spread over 16 B .. 64 MiB (a header, a page, a pass), shrinking towards small ones.
+  const afterBytes = fc.tuple(fc.integer({ min: 4, max: 26 }), fc.nat({ max: 0xffffff }))
+    .map(([k, r]) => (1 << k) + (r % (1 << k)));
+  const fault = fc.record({ connection: fc.integer({ min: 0, max: 4 }), afterBytes });
   return fc.record({
     case: caseArb,
     seed: fc.integer({ min: 0, max: 0xffffffff }),
     knobs: knobsArb,
     variant: variantArb,
+    // One plan in four resets a connection; shrinking drops the fault first.
+    fault: fc.oneof({ arbitrary: fc.constant(undefined), weight: 3 }, { arbitrary: fault, weight: 1 }),
   });
 }
 
@@ -126,6 +138,19 @@ export function applyVariant(c: MigrationCase, v: Variant): { case: MigrationCas
   return { case: out, applied };
 }
 
+/**
+ * A case that can take the plan's connection reset: a precopy (not COLO: a reset there is a failover)
+ * that expects to succeed now expects to complete or fail cleanly; others run without the fault.
+ */
+export function withFault(c: MigrationCase, fault: SimLinkFault | undefined): {
+  case: MigrationCase;
+  fault?: SimLinkFault;
+} {
+  if (!fault || c.flow !== "precopy" || (c.expect ?? "succeed") !== "succeed") return { case: c };
+  if ((c.caps ?? []).includes("x-colo")) return { case: c };
+  return { case: { ...c, expect: "complete-or-fail" }, fault };
+}
+
 /** The plan as one line of JSON (what `--replay` takes back). */
 export function planText(p: SwarmPlan): string {
   return JSON.stringify(p);
@@ -149,5 +174,9 @@ export function parsePlan(text: string): SwarmPlan {
       throw new Error(`--replay: knob ${k} is ${JSON.stringify(p.knobs[k])}, one of ${allowed.join(", ")}`);
     }
   }
-  return { case: p.case, seed: p.seed >>> 0, knobs: p.knobs, variant: p.variant ?? {} };
+  const f = p.fault;
+  if (f !== undefined && (typeof f.connection !== "number" || typeof f.afterBytes !== "number")) {
+    throw new Error("--replay: a fault has connection and afterBytes (numbers)");
+  }
+  return { case: p.case, seed: p.seed >>> 0, knobs: p.knobs, variant: p.variant ?? {}, fault: f };
 }

@@ -13,7 +13,15 @@ import { selectCases } from "../../harness/select.ts";
 import { createSimWorld, simCannotRun } from "../../harness/world/sim.ts";
 import { type DefectName, KNOWN_DEFECTS } from "../../engine/testing/defects.ts";
 import { errorMessage } from "../../engine/error.ts";
-import { applyVariant, parsePlan, planArb, planText, type SwarmPlan, type Variant } from "./plan.ts";
+import {
+  applyVariant,
+  parsePlan,
+  planArb,
+  planText,
+  type SwarmPlan,
+  type Variant,
+  withFault,
+} from "./plan.ts";
 import { quantile } from "../../harness/report/stats.ts";
 
 const HELP = `deno task swarm [options]
@@ -41,6 +49,8 @@ interface Outcome {
   plan: SwarmPlan;
   /** The variant's features the case took. */
   applied: Variant;
+  /** The plan's connection reset applied (the case took it). */
+  faulted: boolean;
   result: CaseResult;
 }
 
@@ -53,13 +63,14 @@ async function runPlan(plan: SwarmPlan, defects: readonly DefectSwitch[]): Promi
   const c = ALL_CASES.find((x) => x.name === plan.case);
   if (!c) throw new Error(`no case ${plan.case}`);
   const { case: variant, applied } = applyVariant(c, plan.variant);
-  const result = await runCase(variant, {
+  const faulted = withFault(variant, plan.fault);
+  const result = await runCase(faulted.case, {
     seed: plan.seed,
-    world: createSimWorld({ knobs: plan.knobs }),
+    world: createSimWorld({ knobs: plan.knobs, fault: faulted.fault }),
     artifactsDir: null,
     defects,
   });
-  return { plan, applied, result };
+  return { plan, applied, faulted: faulted.fault !== undefined, result };
 }
 
 function replayLine(plan: SwarmPlan, defects: readonly DefectSwitch[]): string {
@@ -92,7 +103,8 @@ async function swarm(opts: {
     runs++;
     if (!opts.quiet) {
       const phase = failedOnce ? "shrink" : `#${runs}`;
-      const v = Object.entries(out.applied).map(([k, x]) => `${k}=${x}`).join(",");
+      const f = plan.fault && out.faulted ? [`reset#${plan.fault.connection}@${plan.fault.afterBytes}`] : [];
+      const v = [...Object.entries(out.applied).map(([k, x]) => `${k}=${x}`), ...f].join(",");
       console.log(
         `${phase.padEnd(7)} ${plan.case}${v ? ` [${v}]` : ""} seed ${plan.seed} ${
           (out.result.timeMs / 1000).toFixed(2)

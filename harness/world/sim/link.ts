@@ -32,6 +32,8 @@ class SimPipe implements SimActor {
     private readonly capacity: number,
     private readonly latencyMs: number,
     readonly weight: number,
+    /** Called with the bytes of each delivery (a fault counting down to a reset). */
+    private readonly onDelivered?: (n: number) => void,
   ) {}
 
   ready(): boolean {
@@ -60,6 +62,7 @@ class SimPipe implements SimActor {
     this.#inflightBytes -= n;
     this.#arrivedBytes += n;
     this.#wakeReader();
+    this.onDelivered?.(n);
     return DELIVERY_MS + this.latencyMs + n * MS_PER_BYTE;
   }
 
@@ -176,12 +179,27 @@ export class SimConnection {
   constructor(
     private readonly sim: Simulation,
     readonly name: string,
-    opts: { capacity: number; latencyMs?: number; weight?: number; names?: [string, string] },
+    opts: {
+      capacity: number;
+      latencyMs?: number;
+      weight?: number;
+      names?: [string, string];
+      /** Resets the connection once this many bytes have arrived, both directions counted (a fault). */
+      resetAfter?: number;
+    },
   ) {
     const [na, nb] = opts.names ?? ["a", "b"];
     const [lat, weight] = [opts.latencyMs ?? 0, opts.weight ?? 1];
-    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, lat, weight);
-    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, lat, weight);
+    let left = opts.resetAfter ?? Infinity;
+    const count = (n: number) => {
+      left -= n;
+      if (left > 0 || left === -Infinity) return;
+      left = -Infinity;
+      sim.traceLine(`fault: reset ${name}`);
+      this.reset();
+    };
+    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, lat, weight, count);
+    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, lat, weight, count);
     this.a = new SimEnd(this.#ba, this.#ab, `${name}:${na}`);
     this.b = new SimEnd(this.#ab, this.#ba, `${name}:${nb}`);
     sim.add(this.#ab);

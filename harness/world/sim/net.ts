@@ -9,6 +9,12 @@ import type { MigrationAddress, SocketAddress } from "../../../engine/transport/
 import { SimConnection, type SimEnd } from "./link.ts";
 import type { Simulation } from "./scheduler.ts";
 
+/** A migration connection reset at an exact byte (the swarm's fault). */
+export interface SimLinkFault {
+  connection: number;
+  afterBytes: number;
+}
+
 interface Listening {
   owner: string;
   queue: Link[];
@@ -25,8 +31,16 @@ export class SimNetwork {
   #nextPort = FIRST_PORT;
   #count = 0;
 
-  /** `dir`: the pair's (randomly named) directory, named alike in the trace. */
-  constructor(private readonly sim: Simulation, private readonly dir = "") {}
+  /**
+   * `dir`: the pair's (randomly named) directory, named alike in the trace. `fault`: the migration
+   * connection with that index (in the order they are made: main channel first) resets once that many
+   * bytes have arrived on it.
+   */
+  constructor(
+    private readonly sim: Simulation,
+    private readonly dir = "",
+    private readonly fault?: SimLinkFault,
+  ) {}
 
   /** The network as the engine named `side` sees it. */
   forSide(side: string): Network {
@@ -114,9 +128,11 @@ export class SimNetwork {
       return Promise.reject(e);
     }
     const label = this.dir ? key.replaceAll(this.dir, "$DIR") : key;
-    const conn = new SimConnection(this.sim, `${label}#${this.#count++}`, {
+    const index = this.#count++;
+    const conn = new SimConnection(this.sim, `${label}#${index}`, {
       capacity: this.sim.knobs.linkCapacity,
       weight: this.sim.linkWeight(),
+      resetAfter: this.fault?.connection === index ? this.fault.afterBytes : undefined,
       names: [side, l.owner],
     });
     this.#conns.push({ conn, sides: new Set([side, l.owner]) });
