@@ -191,7 +191,12 @@ async function runOnce(
     hung = true;
     child.kill("SIGTERM");
   }, timeoutSec * 1000);
-  const onAbort = () => child.kill("SIGINT");
+  // The matrix stops its cases on SIGINT; one that does not stop within 10 s is killed.
+  let killTimer: number | undefined;
+  const onAbort = () => {
+    child.kill("SIGINT");
+    killTimer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  };
   signal.addEventListener("abort", onAbort);
   try {
     const out = await child.output();
@@ -213,6 +218,7 @@ async function runOnce(
       : { seed, verdict: "broken", failed: [], wallMs, tail };
   } finally {
     clearTimeout(timer);
+    clearTimeout(killTimer);
     signal.removeEventListener("abort", onAbort);
     running.delete(child);
   }
