@@ -192,7 +192,7 @@ async function runOnce(
     child.kill("SIGTERM");
   }, timeoutSec * 1000);
   // The matrix stops its cases on SIGINT; one that does not stop within 10 s is killed.
-  let killTimer: number | undefined;
+  let killTimer: ReturnType<typeof setTimeout> | undefined;
   const onAbort = () => {
     child.kill("SIGINT");
     killTimer = setTimeout(() => child.kill("SIGKILL"), 10_000);
