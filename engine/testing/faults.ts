@@ -6,6 +6,7 @@
  */
 import { type QmpArgSpec, QmpError } from "../qmp/schema.ts";
 import type { MultifdSendFaultHooks } from "../multifd/send.ts";
+import type { Device } from "../guest/devices/device.ts";
 import type { OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
 import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
@@ -18,6 +19,7 @@ import {
   saveSectionFull,
   saveSectionShort,
 } from "../savevm.ts";
+import { saveState } from "../vmstate.ts";
 import type { Link } from "../transport/link.ts";
 import { CaptureLink } from "./capture.ts";
 
@@ -36,6 +38,10 @@ export const STREAM_FAULT_KINDS = [
   "unknown-section",
   /** The footers of RAM iteration sections name another section id. */
   "bad-footer",
+  /** After the devices, a FULL section of the first device announced one version newer than its own. */
+  "newer-device-version",
+  /** After the devices, a FULL section of a device with a subsection one version newer than its own. */
+  "newer-subsection-version",
   /** Connect one multifd channel fewer than configured. */
   "multifd-missing-channel",
   /** Announce channel ids shifted by one (the last one is out of range). */
@@ -74,7 +80,7 @@ export interface OutgoingFaultHooks extends MultifdSendFaultHooks {
   /** The section id written in the footer of a RAM iteration (PART) section. */
   partFooterId(sectionId: number): number;
   /** After the device sections: may append a section the destination must refuse. */
-  afterDevices(f: QEMUFileWriter): void;
+  afterDevices(f: QEMUFileWriter, devices: readonly Device[]): void;
   /** How many of the `n` configured multifd channels to connect. */
   multifdChannels(n: number): number;
 }
@@ -211,10 +217,31 @@ export class StreamFaults {
         saveFooter(f, RAM_SECTION_ID);
       },
       partFooterId: (id) => this.#structural === "bad-footer" ? id + 0x40 : id,
-      afterDevices: (f) => {
-        if (this.#structural !== "unknown-section") return;
-        saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
-        saveFooter(f, 0x99);
+      afterDevices: (f, devices) => {
+        const kind = this.#structural;
+        if (kind === "unknown-section") {
+          saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
+          saveFooter(f, 0x99);
+          return;
+        }
+        if (kind !== "newer-device-version" && kind !== "newer-subsection-version") return;
+        // A device the destination has, sent again as a source with a newer version of it would send it.
+        const d = kind === "newer-device-version"
+          ? devices[0]
+          : devices.find((x) => (x.vmsd.subsections?.length ?? 0) > 0);
+        if (!d) return;
+        const vmsd = kind === "newer-device-version" ? { ...d.vmsd, versionId: d.vmsd.versionId + 1 } : {
+          ...d.vmsd,
+          // Sent whatever the state, so the newer version is on the wire.
+          subsections: d.vmsd.subsections?.map((sub) => ({
+            ...sub,
+            versionId: sub.versionId + 1,
+            needed: undefined,
+          })),
+        };
+        saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x98, d.idstr, d.instanceId, vmsd.versionId);
+        saveState(f, vmsd, d.state);
+        saveFooter(f, 0x98);
       },
       multifdChannels: (n) => this.#structural === "multifd-missing-channel" ? n - 1 : n,
       multifdChannelId: (id) => this.#structural === "multifd-channel-id" ? id + 1 : id,

@@ -23,6 +23,9 @@ caught it. Ends with: mutants: C caught of T (D deterministically). Exits 1 when
   --jobs N        mutants at a time (default 2)
   --only NAME     that mutant only (repeatable)
   --subset NAME   a fixed subset of the battery: ${Object.keys(SUBSETS).join(", ")}
+  --regex PATTERN only the cases matching it (the matrix's --regex), e.g. to prove a new case catches a
+                  mutant; the score then says nothing about the full tier
+  --backend WORLD the matrix's world: sim (default) or engine (real processes, timing from the OS)
   --timeout SEC   wall-clock bound of one full-tier run; past it the run counts as caught (hung) (default 900)
   --json FILE     every mutant's runs as JSON
   --list          the battery: name, file, why (equivalent ones with their reason) and exit
@@ -39,6 +42,8 @@ export interface MutantsOptions {
   only: string[];
   subset?: string;
   timeoutSec: number;
+  regex?: string;
+  backend: "sim" | "engine";
   json?: string;
   list: boolean;
   diff?: string;
@@ -61,6 +66,8 @@ export function parseMutantsArgs(args: string[]): MutantsOptions | "help" {
         only: { type: "string", multiple: true },
         subset: { type: "string" },
         timeout: { type: "string", default: "900" },
+        regex: { type: "string" },
+        backend: { type: "string", default: "sim" },
         json: { type: "string" },
         list: { type: "boolean", default: false },
         diff: { type: "string" },
@@ -80,6 +87,9 @@ export function parseMutantsArgs(args: string[]): MutantsOptions | "help" {
   if (v.subset !== undefined && !Object.hasOwn(SUBSETS, v.subset)) {
     throw new UsageError(`unknown subset '${v.subset}' (known: ${Object.keys(SUBSETS).join(", ")})`);
   }
+  if (v.backend !== "sim" && v.backend !== "engine") {
+    throw new UsageError(`--backend must be sim or engine, got '${v.backend}'`);
+  }
   const names = new Set(BATTERY.map((m) => m.name));
   for (const n of [...(v.only ?? []), ...(v.diff ? [v.diff] : [])]) {
     if (!names.has(n)) throw new UsageError(`no mutant named '${n}' (see --list)`);
@@ -91,6 +101,8 @@ export function parseMutantsArgs(args: string[]): MutantsOptions | "help" {
     only: v.only ?? [],
     subset: v.subset,
     timeoutSec: positive(v.timeout, "--timeout"),
+    regex: v.regex,
+    backend: v.backend,
     json: v.json,
     list: v.list,
     diff: v.diff,
@@ -155,7 +167,7 @@ const running = new Set<Deno.ChildProcess>();
 async function runOnce(
   dir: string,
   seed: number,
-  timeoutSec: number,
+  opts: MutantsOptions,
   signal: AbortSignal,
 ): Promise<RunOutcome> {
   const t0 = performance.now();
@@ -165,11 +177,10 @@ async function runOnce(
       "run",
       "-P=harness",
       "harness/matrix.ts",
-      "--tier",
-      "full",
+      ...(opts.regex === undefined ? ["--tier", "full"] : ["--regex", opts.regex]),
       "--fail-fast",
       "--backend",
-      "sim",
+      opts.backend,
       "--seed",
       String(seed),
       "--json",
@@ -190,7 +201,7 @@ async function runOnce(
   const timer = setTimeout(() => {
     hung = true;
     child.kill("SIGTERM");
-  }, timeoutSec * 1000);
+  }, opts.timeoutSec * 1000);
   // The matrix stops its cases on SIGINT; one that does not stop within 10 s is killed.
   let killTimer: ReturnType<typeof setTimeout> | undefined;
   const onAbort = () => {
@@ -236,7 +247,7 @@ async function runMutant(
   try {
     const runs: RunOutcome[] = [];
     for (let i = 0; i < opts.runs && !signal.aborted; i++) {
-      runs.push(await runOnce(dir, (opts.seed + i) >>> 0, opts.timeoutSec, signal));
+      runs.push(await runOnce(dir, (opts.seed + i) >>> 0, opts, signal));
     }
     return { mutant: m, runs };
   } finally {
@@ -311,7 +322,9 @@ async function main(): Promise<number> {
   console.log(
     `mutants: ${toRun.length} mutant(s), ${opts.runs} run(s) each (seeds ${opts.seed}..${
       opts.seed + opts.runs - 1
-    }), ${opts.jobs} at a time; full tier, --backend sim, --fail-fast`,
+    }), ${opts.jobs} at a time; ${
+      opts.regex === undefined ? "full tier" : `cases matching ${opts.regex}`
+    }, --backend ${opts.backend}, --fail-fast`,
   );
   const interrupt = new AbortController();
   const dirs = new Set<string>();
