@@ -90,6 +90,12 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     { kind: "newer-subsection-version" },
     /serial\/tx: incoming version_id 2 is too new \(max 1\)/,
   ),
+  // An XBZRLE delta that runs past its page (the CVE-2014-0182 class): refused, nothing written past it.
+  badStream(
+    "xbzrle_overrun",
+    { kind: "xbzrle-overrun" },
+    /Failed to load XBZRLE page - decode error! \(xbzrle: nzrun of 2 at page offset 4095 runs past the page end/,
+  ),
   badStream("ram_flags", { kind: "bad-ram-flags" }, /Unknown combination of migration flags: 0xa/),
   badStream("ram_offset", { kind: "ram-offset" }, /Illegal RAM offset 0x8000000 in block pc.ram/),
   badStream("machine_type", { kind: "machine-type" }, /Machine type received is 'pc-i440fx-migtest-other'/),

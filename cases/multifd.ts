@@ -154,6 +154,9 @@ const bad: PrecopyCase[] = [
   badInput("channel-id", /received channel id 4 is greater than number of channels 4/, {
     fault: { kind: "multifd-channel-id" },
   }),
+  badInput("channel-id-twice", /multifd: received channel id 0 twice/, {
+    fault: { kind: "multifd-channel-id-twice" },
+  }),
   badInput("uuid", /multifd: received uuid '11111111-.*' and expected uuid '22222222-/, {
     uuid: { src: "11111111-1111-1111-1111-111111111111", dst: "22222222-2222-2222-2222-222222222222" },
   }),

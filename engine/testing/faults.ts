@@ -8,7 +8,8 @@ import { type QmpArgSpec, QmpError } from "../qmp/schema.ts";
 import type { MultifdSendFaultHooks } from "../multifd/send.ts";
 import type { Device } from "../guest/devices/device.ts";
 import type { OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
-import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
+import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_XBZRLE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
+import { ENCODING_FLAG_XBZRLE } from "../ram_xbzrle.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import {
   type ConfigurationInfo,
@@ -34,6 +35,8 @@ export const STREAM_FAULT_KINDS = [
   "bad-ram-flags",
   /** After the RAM setup section, a page just past the end of the first RAM block. */
   "ram-offset",
+  /** After the RAM setup section, an XBZRLE record for page 0 whose delta runs past the page's end. */
+  "xbzrle-overrun",
   /** After the devices, a FULL section of a device the destination does not have. */
   "unknown-section",
   /** The footers of RAM iteration sections name another section id. */
@@ -46,6 +49,8 @@ export const STREAM_FAULT_KINDS = [
   "multifd-missing-channel",
   /** Announce channel ids shifted by one (the last one is out of range). */
   "multifd-channel-id",
+  /** The last multifd channel announces channel id 0, which the first one already has. */
+  "multifd-channel-id-twice",
   /** The first multifd packet with pages names a page just past the end of its block. */
   "multifd-offset",
   /** Destination side: the first packet with pages on `channel` is held `delay-ms` (a slow channel). */
@@ -195,6 +200,7 @@ export class StreamFaults {
   /** The hooks of one outgoing migration (faults armed later still act, as the wire is written). */
   outgoing(): OutgoingFaultHooks {
     let offsetDone = false;
+    let lastChannel = -1;
     const capturePath = this.#capturePath;
     return {
       mainChannel: (link) => capturePath === null ? link : new CaptureLink(link, capturePath),
@@ -203,11 +209,18 @@ export class StreamFaults {
       configuration: (cfg) => this.#machineType ? { ...cfg, machineType: `${cfg.machineType}-other` } : cfg,
       afterSetup: (f, blocks) => {
         const kind = this.#structural;
-        if (kind !== "bad-ram-flags" && kind !== "ram-offset") return;
+        if (kind !== "bad-ram-flags" && kind !== "ram-offset" && kind !== "xbzrle-overrun") return;
         const block = blocks[0];
         saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
         if (kind === "bad-ram-flags") {
           f.putBe64(RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE);
+        } else if (kind === "xbzrle-overrun") {
+          // zrun of 4095 bytes (ULEB128 0xff 0x1f), then an nzrun of 2 bytes: one byte past the page.
+          f.putBe64(RAM_SAVE_FLAG_XBZRLE);
+          f.putCountedString(block.idstr);
+          f.put8(ENCODING_FLAG_XBZRLE);
+          f.putBe16(5);
+          f.putBytes(new Uint8Array([0xff, 0x1f, 0x02, 0xaa, 0xbb]));
         } else {
           f.putBe64(block.usedLength + RAM_SAVE_FLAG_PAGE);
           f.putCountedString(block.idstr);
@@ -243,8 +256,16 @@ export class StreamFaults {
         saveState(f, vmsd, d.state);
         saveFooter(f, 0x98);
       },
-      multifdChannels: (n) => this.#structural === "multifd-missing-channel" ? n - 1 : n,
-      multifdChannelId: (id) => this.#structural === "multifd-channel-id" ? id + 1 : id,
+      multifdChannelId: (id) => {
+        if (this.#structural === "multifd-channel-id") return id + 1;
+        // The channels are numbered from 0 by the sender, so the last one has the highest id.
+        if (this.#structural === "multifd-channel-id-twice" && id > 0 && id === lastChannel) return 0;
+        return id;
+      },
+      multifdChannels: (n) => {
+        lastChannel = n - 1;
+        return this.#structural === "multifd-missing-channel" ? n - 1 : n;
+      },
       multifdPacket: (block, offsets, normalPages) => {
         if (this.#structural !== "multifd-offset" || offsetDone || normalPages === 0) return;
         offsets[0] = block.usedLength;

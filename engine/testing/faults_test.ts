@@ -45,6 +45,8 @@ const MINIMAL: Record<StreamFaultKind, Record<string, unknown>> = {
   "multifd-channel-delay": { channel: 1, "delay-ms": 20 },
   "newer-device-version": {},
   "newer-subsection-version": {},
+  "xbzrle-overrun": {},
+  "multifd-channel-id-twice": {},
 };
 
 const BLOCK = new RamBlock({ idstr: "pc.ram", size: 4 * TARGET_PAGE_SIZE });
@@ -150,6 +152,8 @@ Deno.test("faults: each kind acts at its own hook and nowhere else", async () =>
     "unknown-section": ["afterDevices"],
     "bad-footer": ["partFooterId"],
     "newer-device-version": ["afterDevices"],
+    "xbzrle-overrun": ["afterSetup"],
+    "multifd-channel-id-twice": ["multifdChannelId"],
     "newer-subsection-version": ["afterDevices"],
     "multifd-missing-channel": ["multifdChannels"],
     "multifd-channel-id": ["multifdChannelId"],
@@ -179,6 +183,8 @@ Deno.test("faults: what each hook does when its fault is armed", async () => {
   assert.equal((await armed({ kind: "bad-footer" })).partFooterId, 0x40);
   assert.equal((await armed({ kind: "multifd-missing-channel" })).multifdChannels, 3);
   assert.equal((await armed({ kind: "multifd-channel-id" })).multifdChannelId, 4);
+  // The last of 4 channels (id 3) announces 0.
+  assert.equal((await armed({ kind: "multifd-channel-id-twice" })).multifdChannelId, 0);
   // Only the first packet with normal pages, once.
   assert.deepEqual((await armed({ kind: "multifd-offset" })).packets, [
     [0, TARGET_PAGE_SIZE],
@@ -199,6 +205,10 @@ Deno.test("faults: what each hook does when its fault is armed", async () => {
   assert.deepEqual(ramOffset.slice(0, 13), [...part, ...be64(BLOCK.usedLength + 0x08)]);
   assert.deepEqual(ramOffset.slice(13, 20), [6, ...new TextEncoder().encode("pc.ram")]);
   assert.equal(ramOffset.length, 20 + TARGET_PAGE_SIZE + 8 + 5);
+  // XBZRLE record (0x40) for page 0 of pc.ram: encoding 1, 5 bytes: zrun 4095, nzrun 2 (0xaa 0xbb).
+  const overrun = (await armed({ kind: "xbzrle-overrun" })).afterSetup as number[];
+  assert.deepEqual(overrun.slice(0, 13), [...part, ...be64(0x40)]);
+  assert.deepEqual(overrun.slice(20, 28), [1, 0, 5, 0xff, 0x1f, 0x02, 0xaa, 0xbb]);
   const bogus = (await armed({ kind: "unknown-section" })).afterDevices as number[];
   assert.deepEqual(bogus.slice(0, 5), [0x04, 0, 0, 0, 0x99]);
   assert.ok(new TextDecoder().decode(new Uint8Array(bogus)).includes("x-bogus-device"));
