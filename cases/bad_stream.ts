@@ -13,6 +13,8 @@ import type { FaultSpec, PrecopyCase } from "../harness/case.ts";
  */
 const CONFIG_TYPE_OFFSET = 8;
 const MEM_SIZE_FLAGS_OFFSET = 68;
+/** After MEM_SIZE the block list: "pc.ram" as a counted string (69-75), then its be64 length (76-83). */
+const PC_RAM_LENGTH_OFFSET = 76;
 
 function badStream(
   name: string,
@@ -64,6 +66,12 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     { kind: "corrupt", offset: MEM_SIZE_FLAGS_OFFSET, xor: 0x40 },
     /Unknown combination of migration flags: 0x44 \(at stream offset 61\)/,
   ),
+  // Byte 4 of the be64 length: 0x8000000 announced as 0x9000000 (the total still matches).
+  badStream(
+    "corrupted/block-length",
+    { kind: "corrupt", offset: PC_RAM_LENGTH_OFFSET + 4, xor: 0x01 },
+    /Length mismatch: pc.ram: 0x9000000 in != 0x8000000/,
+  ),
   badStream(
     "unknown_section",
     { kind: "unknown-section" },
@@ -73,6 +81,20 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     "footer",
     { kind: "bad-footer" },
     /Mismatched section id in footer for ram - read 0x40 expected 0x0/,
+  ),
+  // A device section or subsection from a newer QEMU than the destination's: refused by version, not
+  // loaded as if it were the destination's own version.
+  badStream("device_version", { kind: "newer-device-version" }, /savevm: unsupported version 2 for 'cpu' v1/),
+  badStream(
+    "subsection_version",
+    { kind: "newer-subsection-version" },
+    /serial\/tx: incoming version_id 2 is too new \(max 1\)/,
+  ),
+  // An XBZRLE delta that runs past its page (the CVE-2014-0182 class): refused, nothing written past it.
+  badStream(
+    "xbzrle_overrun",
+    { kind: "xbzrle-overrun" },
+    /Failed to load XBZRLE page - decode error! \(xbzrle: nzrun of 2 at page offset 4095 runs past the page end/,
   ),
   badStream("ram_flags", { kind: "bad-ram-flags" }, /Unknown combination of migration flags: 0xa/),
   badStream("ram_offset", { kind: "ram-offset" }, /Illegal RAM offset 0x8000000 in block pc.ram/),

@@ -106,6 +106,21 @@ const beyond: ColoCase[] = [
     machine: "tiny",
     why: "50 checkpoints, each checked page by page, under a random writer over a 16 MiB hot set",
   }),
+  ...KINDS.map((kind) =>
+    colo(`/migration/colo/${kind}/secondary-diverges`, kind, {
+      survivor: "secondary",
+      checkpoints: 5,
+      checkpointDelayMs: 50,
+    }, {
+      workload: { kind: "random", seed: 0, hotPages: 256, hotPercent: 50 },
+      machine: "tiny",
+      // The primary's guest runs a tenth of the time; the secondary's at the default 2/2 ms.
+      vcpu: { runMs: 1, sleepMs: 20 },
+      dstVcpu: { runMs: 2, sleepMs: 2 },
+      why: "the secondary runs its guest faster than the primary, so between checkpoints it writes pages " +
+        "the primary has not: the flush must restore received ∪ secondary-dirtied pages, not only received",
+    })
+  ),
   colo("/migration/colo/plain/zero-churn", "plain", {
     survivor: "secondary",
     checkpoints: 10,

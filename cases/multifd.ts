@@ -125,6 +125,15 @@ const beyond: PrecopyCase[] = [
       why: "RAM full of random bytes: compression cannot shrink the packets",
     })
   ),
+  ...(["multifd", "legacy"] as const).map((zero) =>
+    multifd(`/migration/multifd/tcp/zero-churn/${zero}`, {
+      live: true,
+      workload: { kind: "zero-churn", seed: 0, pages: 2048 },
+      srcParams: { "zero-page-detection": zero },
+      why: `pages that held data turn zero during a multifd migration (zero-page detection ${zero}): the ` +
+        "destination must clear a page it received before (the zero_pages field, the receivedmap rule)",
+    })
+  ),
   multifd("/migration/multifd/tcp/sync-barrier/uneven-channels", {
     live: true,
     workload: { kind: "random", seed: 0, hotPages: 32, hotPercent: 100 },
@@ -144,6 +153,9 @@ const bad: PrecopyCase[] = [
   }),
   badInput("channel-id", /received channel id 4 is greater than number of channels 4/, {
     fault: { kind: "multifd-channel-id" },
+  }),
+  badInput("channel-id-twice", /multifd: received channel id 0 twice/, {
+    fault: { kind: "multifd-channel-id-twice" },
   }),
   badInput("uuid", /multifd: received uuid '11111111-.*' and expected uuid '22222222-/, {
     uuid: { src: "11111111-1111-1111-1111-111111111111", dst: "22222222-2222-2222-2222-222222222222" },

@@ -107,6 +107,17 @@ const base: MigrationCase[] = [
     why: "a 256-slot cache for a 2048-page hot set: misses, the aging rule and overflows all happen",
   },
   {
+    name: "/migration/precopy/unix/zero-churn",
+    tier: "full",
+    flow: "precopy",
+    transport: "unix",
+    live: true,
+    workload: { kind: "zero-churn", seed: 0, pages: 2048 },
+    why: "pages that held data turn zero while the migration runs: their ZERO record must clear the " +
+      "destination's copy (ram_handle_zero), as a destination's RAM is not zero once a page arrived",
+  },
+
+  {
     name: "/migration/precopy/unix/random",
     tier: "full",
     flow: "precopy",

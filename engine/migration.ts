@@ -263,7 +263,7 @@ export class MigrationState {
       this.#setStatus("device");
       await savevm.saveCompletePrecopy(f);
       const devices = savevm.saveDevices(f);
-      faults.afterDevices(f);
+      faults.afterDevices(f, machine.devices);
       const colo = options.cap("x-colo");
       // Under COLO the stream goes on with checkpoints after EOF: no vmdesc (see README).
       if (colo) f.put8(QEMU_VM_EOF);

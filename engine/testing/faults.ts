@@ -6,8 +6,10 @@
  */
 import { type QmpArgSpec, QmpError } from "../qmp/schema.ts";
 import type { MultifdSendFaultHooks } from "../multifd/send.ts";
+import type { Device } from "../guest/devices/device.ts";
 import type { OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
-import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
+import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_XBZRLE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
+import { ENCODING_FLAG_XBZRLE } from "../ram_xbzrle.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import {
   type ConfigurationInfo,
@@ -18,6 +20,7 @@ import {
   saveSectionFull,
   saveSectionShort,
 } from "../savevm.ts";
+import { saveState } from "../vmstate.ts";
 import type { Link } from "../transport/link.ts";
 import { CaptureLink } from "./capture.ts";
 
@@ -32,14 +35,22 @@ export const STREAM_FAULT_KINDS = [
   "bad-ram-flags",
   /** After the RAM setup section, a page just past the end of the first RAM block. */
   "ram-offset",
+  /** After the RAM setup section, an XBZRLE record for page 0 whose delta runs past the page's end. */
+  "xbzrle-overrun",
   /** After the devices, a FULL section of a device the destination does not have. */
   "unknown-section",
   /** The footers of RAM iteration sections name another section id. */
   "bad-footer",
+  /** After the devices, a FULL section of the first device announced one version newer than its own. */
+  "newer-device-version",
+  /** After the devices, a FULL section of a device with a subsection one version newer than its own. */
+  "newer-subsection-version",
   /** Connect one multifd channel fewer than configured. */
   "multifd-missing-channel",
   /** Announce channel ids shifted by one (the last one is out of range). */
   "multifd-channel-id",
+  /** The last multifd channel announces channel id 0, which the first one already has. */
+  "multifd-channel-id-twice",
   /** The first multifd packet with pages names a page just past the end of its block. */
   "multifd-offset",
   /** Destination side: the first packet with pages on `channel` is held `delay-ms` (a slow channel). */
@@ -74,7 +85,7 @@ export interface OutgoingFaultHooks extends MultifdSendFaultHooks {
   /** The section id written in the footer of a RAM iteration (PART) section. */
   partFooterId(sectionId: number): number;
   /** After the device sections: may append a section the destination must refuse. */
-  afterDevices(f: QEMUFileWriter): void;
+  afterDevices(f: QEMUFileWriter, devices: readonly Device[]): void;
   /** How many of the `n` configured multifd channels to connect. */
   multifdChannels(n: number): number;
 }
@@ -189,6 +200,7 @@ export class StreamFaults {
   /** The hooks of one outgoing migration (faults armed later still act, as the wire is written). */
   outgoing(): OutgoingFaultHooks {
     let offsetDone = false;
+    let lastChannel = -1;
     const capturePath = this.#capturePath;
     return {
       mainChannel: (link) => capturePath === null ? link : new CaptureLink(link, capturePath),
@@ -197,11 +209,18 @@ export class StreamFaults {
       configuration: (cfg) => this.#machineType ? { ...cfg, machineType: `${cfg.machineType}-other` } : cfg,
       afterSetup: (f, blocks) => {
         const kind = this.#structural;
-        if (kind !== "bad-ram-flags" && kind !== "ram-offset") return;
+        if (kind !== "bad-ram-flags" && kind !== "ram-offset" && kind !== "xbzrle-overrun") return;
         const block = blocks[0];
         saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
         if (kind === "bad-ram-flags") {
           f.putBe64(RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_PAGE);
+        } else if (kind === "xbzrle-overrun") {
+          // zrun of 4095 bytes (ULEB128 0xff 0x1f), then an nzrun of 2 bytes: one byte past the page.
+          f.putBe64(RAM_SAVE_FLAG_XBZRLE);
+          f.putCountedString(block.idstr);
+          f.put8(ENCODING_FLAG_XBZRLE);
+          f.putBe16(5);
+          f.putBytes(new Uint8Array([0xff, 0x1f, 0x02, 0xaa, 0xbb]));
         } else {
           f.putBe64(block.usedLength + RAM_SAVE_FLAG_PAGE);
           f.putCountedString(block.idstr);
@@ -211,13 +230,42 @@ export class StreamFaults {
         saveFooter(f, RAM_SECTION_ID);
       },
       partFooterId: (id) => this.#structural === "bad-footer" ? id + 0x40 : id,
-      afterDevices: (f) => {
-        if (this.#structural !== "unknown-section") return;
-        saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
-        saveFooter(f, 0x99);
+      afterDevices: (f, devices) => {
+        const kind = this.#structural;
+        if (kind === "unknown-section") {
+          saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
+          saveFooter(f, 0x99);
+          return;
+        }
+        if (kind !== "newer-device-version" && kind !== "newer-subsection-version") return;
+        // A device the destination has, sent again as a source with a newer version of it would send it.
+        const d = kind === "newer-device-version"
+          ? devices[0]
+          : devices.find((x) => (x.vmsd.subsections?.length ?? 0) > 0);
+        if (!d) return;
+        const vmsd = kind === "newer-device-version" ? { ...d.vmsd, versionId: d.vmsd.versionId + 1 } : {
+          ...d.vmsd,
+          // Sent whatever the state, so the newer version is on the wire.
+          subsections: d.vmsd.subsections?.map((sub) => ({
+            ...sub,
+            versionId: sub.versionId + 1,
+            needed: undefined,
+          })),
+        };
+        saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x98, d.idstr, d.instanceId, vmsd.versionId);
+        saveState(f, vmsd, d.state);
+        saveFooter(f, 0x98);
       },
-      multifdChannels: (n) => this.#structural === "multifd-missing-channel" ? n - 1 : n,
-      multifdChannelId: (id) => this.#structural === "multifd-channel-id" ? id + 1 : id,
+      multifdChannelId: (id) => {
+        if (this.#structural === "multifd-channel-id") return id + 1;
+        // The channels are numbered from 0 by the sender, so the last one has the highest id.
+        if (this.#structural === "multifd-channel-id-twice" && id > 0 && id === lastChannel) return 0;
+        return id;
+      },
+      multifdChannels: (n) => {
+        lastChannel = n - 1;
+        return this.#structural === "multifd-missing-channel" ? n - 1 : n;
+      },
       multifdPacket: (block, offsets, normalPages) => {
         if (this.#structural !== "multifd-offset" || offsetDone || normalPages === 0) return;
         offsets[0] = block.usedLength;

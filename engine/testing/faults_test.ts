@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { QmpError, validateArgs } from "../qmp/schema.ts";
+import { CpuDevice } from "../guest/devices/cpu.ts";
+import { SerialDevice } from "../guest/devices/serial.ts";
 import { RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import {
   INJECT_FAULT_ARGS,
@@ -41,9 +43,14 @@ const MINIMAL: Record<StreamFaultKind, Record<string, unknown>> = {
   "multifd-channel-id": {},
   "multifd-offset": {},
   "multifd-channel-delay": { channel: 1, "delay-ms": 20 },
+  "newer-device-version": {},
+  "newer-subsection-version": {},
+  "xbzrle-overrun": {},
+  "multifd-channel-id-twice": {},
 };
 
 const BLOCK = new RamBlock({ idstr: "pc.ram", size: 4 * TARGET_PAGE_SIZE });
+const DEVICES = [new CpuDevice(new Int32Array(64), 1), new SerialDevice(() => {})];
 const CFG = { machineType: "pc-i440fx-migtest", uuid: null };
 
 /** What every hook of one outgoing migration does, as plain data. */
@@ -59,7 +66,7 @@ async function observe(h: OutgoingFaultHooks): Promise<Record<string, unknown>> 
     configuration: h.configuration(CFG).machineType,
     afterSetup: [...await encode((f) => h.afterSetup(f, [BLOCK]))],
     partFooterId: h.partFooterId(0),
-    afterDevices: [...await encode((f) => h.afterDevices(f))],
+    afterDevices: [...await encode((f) => h.afterDevices(f, DEVICES))],
     multifdChannels: h.multifdChannels(4),
     multifdChannelId: h.multifdChannelId(3),
     // A packet of zero pages only comes first: the fault waits for one with normal pages.
@@ -144,6 +151,10 @@ Deno.test("faults: each kind acts at its own hook and nowhere else", async () =>
     "ram-offset": ["afterSetup"],
     "unknown-section": ["afterDevices"],
     "bad-footer": ["partFooterId"],
+    "newer-device-version": ["afterDevices"],
+    "xbzrle-overrun": ["afterSetup"],
+    "multifd-channel-id-twice": ["multifdChannelId"],
+    "newer-subsection-version": ["afterDevices"],
     "multifd-missing-channel": ["multifdChannels"],
     "multifd-channel-id": ["multifdChannelId"],
     "multifd-offset": ["packets"],
@@ -172,6 +183,8 @@ Deno.test("faults: what each hook does when its fault is armed", async () => {
   assert.equal((await armed({ kind: "bad-footer" })).partFooterId, 0x40);
   assert.equal((await armed({ kind: "multifd-missing-channel" })).multifdChannels, 3);
   assert.equal((await armed({ kind: "multifd-channel-id" })).multifdChannelId, 4);
+  // The last of 4 channels (id 3) announces 0.
+  assert.equal((await armed({ kind: "multifd-channel-id-twice" })).multifdChannelId, 0);
   // Only the first packet with normal pages, once.
   assert.deepEqual((await armed({ kind: "multifd-offset" })).packets, [
     [0, TARGET_PAGE_SIZE],
@@ -192,10 +205,28 @@ Deno.test("faults: what each hook does when its fault is armed", async () => {
   assert.deepEqual(ramOffset.slice(0, 13), [...part, ...be64(BLOCK.usedLength + 0x08)]);
   assert.deepEqual(ramOffset.slice(13, 20), [6, ...new TextEncoder().encode("pc.ram")]);
   assert.equal(ramOffset.length, 20 + TARGET_PAGE_SIZE + 8 + 5);
+  // XBZRLE record (0x40) for page 0 of pc.ram: encoding 1, 5 bytes: zrun 4095, nzrun 2 (0xaa 0xbb).
+  const overrun = (await armed({ kind: "xbzrle-overrun" })).afterSetup as number[];
+  assert.deepEqual(overrun.slice(0, 13), [...part, ...be64(0x40)]);
+  assert.deepEqual(overrun.slice(20, 28), [1, 0, 5, 0xff, 0x1f, 0x02, 0xaa, 0xbb]);
   const bogus = (await armed({ kind: "unknown-section" })).afterDevices as number[];
   assert.deepEqual(bogus.slice(0, 5), [0x04, 0, 0, 0, 0x99]);
   assert.ok(new TextDecoder().decode(new Uint8Array(bogus)).includes("x-bogus-device"));
   assert.deepEqual(bogus.slice(-5), [0x7e, 0, 0, 0, 0x99]);
+  // FULL, section 0x98, "cpu" (its idstr), instance 0, version 2 (the cpu's is 1); its footer at the end.
+  const newer = (await armed({ kind: "newer-device-version" })).afterDevices as number[];
+  assert.deepEqual(newer.slice(0, 13), [0x04, 0, 0, 0, 0x98, 3, 0x63, 0x70, 0x75, 0, 0, 0, 0]);
+  assert.deepEqual(newer.slice(13, 17), [0, 0, 0, 2]);
+  assert.deepEqual(newer.slice(-5), [0x7e, 0, 0, 0, 0x98]);
+  // The serial device at its own version 3, its subsection serial/tx at version 2 (its own is 1), although
+  // nothing was transmitted (the subsection would not be needed).
+  const sub = (await armed({ kind: "newer-subsection-version" })).afterDevices as number[];
+  const subBytes = new Uint8Array(sub);
+  const at = sub.findIndex((b, i) => b === 0x05 && subBytes[i + 1] === 9);
+  assert.ok(at > 0, "a subsection follows the serial fields");
+  assert.equal(new TextDecoder().decode(subBytes.subarray(at + 2, at + 11)), "serial/tx");
+  assert.deepEqual(sub.slice(at + 11, at + 15), [0, 0, 0, 2]);
+  assert.deepEqual(sub.slice(-5), [0x7e, 0, 0, 0, 0x98]);
 });
 
 Deno.test("faults: armed faults stay for later migrations; the last structural one wins", async () => {
