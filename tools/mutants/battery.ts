@@ -39,6 +39,7 @@ const ram: Mutant[] = [
     replace: "bmap[i] = fresh >>> 0;",
     why: "the dirty-log sync assigns the new bits instead of OR-ing them into the migration bitmap, so " +
       "pages still dirty from the previous pass (not yet re-sent) are dropped",
+    ci: true,
   },
   {
     name: "ram-sync-keeps-log",
@@ -87,6 +88,7 @@ const ram: Mutant[] = [
     replace: "const cont = this.#lastSentBlock !== null;",
     why: "the sender sets RAM_SAVE_FLAG_CONTINUE whenever some block was sent before, also after the scan " +
       "moved to another block (last_sent_block not compared): the page lands in the previous block",
+    ci: true,
   },
   {
     name: "ram-block-length-unchecked",
@@ -119,6 +121,7 @@ const ram: Mutant[] = [
     replace: '      await machine.stop("finish-migrate");\n      machine.start();\n',
     why: "the guest resumes during the stop window (a runstate change racing the completion): pages it " +
       "writes after the final sync never reach the destination",
+    ci: true,
   },
 ];
 
@@ -130,7 +133,6 @@ const multifd: Mutant[] = [
     replace: "const wireOffsets = [...zero, ...normal];",
     why: "packet layout: zero-page offsets written before the normal ones, while the destination reads the " +
       "first normal_pages offsets as the data pages' (the layout multifd zero-page detection defines)",
-    ci: true,
   },
   {
     name: "multifd-zero-count-not-sent",
@@ -231,7 +233,6 @@ const multifd: Mutant[] = [
       "    this.#channels = links.map((l, i) => {\n      const c = new SendChannel(i, l, shared);\n",
     why: "compression: one deflate/zstd stream shared by every channel instead of one per channel, while " +
       "each destination channel inflates its own stream",
-    ci: true,
   },
   {
     name: "multifd-zlib-no-sync-flush",
@@ -240,6 +241,7 @@ const multifd: Mutant[] = [
     replace: "zlib.createDeflate({ level }), zlib.constants.Z_NO_FLUSH,",
     why: "compression: the zlib stream is not sync-flushed at the end of each packet, so a packet's " +
       "payload stops short of its last pages (zlib_send_prepare must use Z_SYNC_FLUSH)",
+    ci: true,
   },
   {
     name: "multifd-zstd-no-flush",
@@ -291,6 +293,7 @@ const colo: Mutant[] = [
     replace: "",
     why: "in COLO state a received page is also mirrored from guest RAM into the cache, overwriting the " +
       "page just received with the secondary's stale copy",
+    ci: true,
   },
   {
     name: "colo-page-bit-not-recorded",
@@ -339,7 +342,6 @@ const colo: Mutant[] = [
     replace: "    h.cache.release();\n    await h.multifd?.close();\n",
     why: "cache lifetime: colo_release_ram_cache before the multifd receive threads terminate " +
       "('Call colo_release_ram_cache() after multifd threads terminate')",
-    ci: true,
   },
   {
     name: "colo-failover-during-apply-not-deferred",
@@ -519,6 +521,7 @@ const vmstate: Mutant[] = [
     find: "    if (sub.needed && !sub.needed(state)) continue;\n",
     replace: "    if (sub.needed) continue;\n",
     why: "subsections: a needed subsection is never sent (vmstate_subsection_save's needed() test inverted)",
+    ci: true,
   },
   {
     name: "vmstate-subsection-always-sent",
