@@ -62,9 +62,9 @@ Deno.test("matrix --list: tier, family, the worlds that can run it, and why", ()
   const [a, b] = listLines([colo, plain]);
   assert.match(
     a,
-    /^full {2}colo +engine +\/migration\/colo\/plain\/primary_failover\n +every checkpoint exact/,
+    /^full {2}colo +engine,sim +\/migration\/colo\/plain\/primary_failover\n +every checkpoint exact/,
   );
-  assert.match(b, /^smoke precopy +engine,qemu +\/migration\/precopy\/unix\/plain\n +pages dirtied/);
+  assert.match(b, /^smoke precopy +engine,qemu,sim +\/migration\/precopy\/unix\/plain\n +pages dirtied/);
 });
 
 Deno.test("matrix CLI: --help exits 0; a bad option exits 2 with one line and the usage, no stack", async () => {
