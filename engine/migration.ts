@@ -330,7 +330,7 @@ export class MigrationState {
       for (const l of links) l.close();
       const reason = (settled[failed] as PromiseRejectedResult).reason;
       throw new Error(
-        `multifd: failed to connect channel ${failed}: ${reason instanceof Error ? reason.message : reason}`,
+        `multifd: failed to connect channel ${failed}: ${errorMessage(reason)}`,
       );
     }
     const m = new MultifdSendState(links, {

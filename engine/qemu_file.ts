@@ -3,7 +3,7 @@
  * QIOChannel. Every main-stream integer is big-endian. Both sides track their absolute stream offset so
  * that errors can say where in the stream they happened.
  */
-import { errorMessage } from "./error.ts";
+import { asError, errorMessage } from "./error.ts";
 import type { Link } from "./transport/link.ts";
 
 /** A malformed or truncated incoming stream; `offset` is the stream position where it was detected. */
@@ -151,7 +151,7 @@ export class QEMUFileWriter {
         throw new Error(`${this.link.description}: connection dropped after ${f.truncateAt} bytes (fault)`);
       }
     } catch (e) {
-      this.#error = e instanceof Error ? e : new Error(String(e));
+      this.#error = asError(e);
       throw this.#error;
     }
   }

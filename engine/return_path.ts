@@ -5,6 +5,7 @@
  */
 import { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
 import type { Link } from "./transport/link.ts";
+import { asError } from "./error.ts";
 
 export const MIG_RP_MSG_INVALID = 0;
 export const MIG_RP_MSG_SHUT = 1;
@@ -46,7 +47,7 @@ export class ReturnPathReader {
         onShutError(new Error("the destination reported a failed load on the return path (SHUT 1)"));
       }
       return flag;
-    }, (e) => e instanceof Error ? e : new Error(String(e)));
+    }, (e) => asError(e));
   }
 
   async #run(r: QEMUFileReader): Promise<number> {

@@ -5,7 +5,7 @@
  * Every wait is bounded and its error names the side (`name`) and what was awaited, because these
  * messages end up in failure artifacts next to the transcript.
  */
-import { errorMessage } from "../engine/error.ts";
+import { asError, errorMessage } from "../engine/error.ts";
 import { bigintReviver, isObject } from "../engine/qmp/json.ts";
 import type { QmpConn } from "../engine/qmp/server.ts";
 import { type Clock, hostClock } from "../engine/clock.ts";
@@ -510,7 +510,7 @@ export class QmpClient {
       msg = parseJson(line);
     } catch (e) {
       this.#record("recv", line);
-      this.#record("note", `unparsable line ignored: ${e instanceof Error ? e.message : e}`);
+      this.#record("note", `unparsable line ignored: ${errorMessage(e)}`);
       return;
     }
     const id = isObject(msg) && typeof msg.id === "string" ? msg.id : undefined;
@@ -553,7 +553,7 @@ export class QmpClient {
       try {
         cb(e);
       } catch (err) {
-        this.#record("note", `event listener threw: ${err instanceof Error ? err.message : err}`);
+        this.#record("note", `event listener threw: ${errorMessage(err)}`);
       }
     }
     for (const w of this.#waiters) {
@@ -564,7 +564,7 @@ export class QmpClient {
       } catch (err) {
         this.#waiters.delete(w);
         w.cancelTimer();
-        w.reject(err instanceof Error ? err : new Error(String(err)));
+        w.reject(asError(err));
         continue;
       }
       if (!hit) continue;

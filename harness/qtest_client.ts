@@ -262,7 +262,7 @@ export class QtestClient {
       };
       this.#queue.push(p);
       this.#write(lines).catch((e) => {
-        this.#closedReason ??= `write failed: ${e instanceof Error ? e.message : e}`;
+        this.#closedReason ??= `write failed: ${errorMessage(e)}`;
         void this.close();
       });
     });

@@ -13,6 +13,7 @@ import { exactNameRegex } from "./select.ts";
 import { knownBugVerdict } from "./world/known_bug.ts";
 import { engineWorld } from "./world/engine.ts";
 import { isUnavailable, type KnownBug, type World } from "./world/world.ts";
+import { asError } from "../engine/error.ts";
 
 /** A known defect switched on for a run, on one side (`--defect dst:multifd-no-recv-sync`). */
 export interface DefectSwitch {
@@ -183,7 +184,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     if (opts.capture) await captureMainStream(pair, run, log);
     await runFlow(pair, run);
   } catch (e) {
-    error = e instanceof Error ? e : new Error(String(e));
+    error = asError(e);
   } finally {
     clearTimeout(timer);
     clearInterval(ticker);

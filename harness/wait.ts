@@ -3,6 +3,7 @@
  * that says what was awaited and what both engines were doing.
  */
 import { type Clock, hostClock } from "../engine/clock.ts";
+import { errorMessage } from "../engine/error.ts";
 
 export class WaitTimeoutError extends Error {
   constructor(message: string) {
@@ -45,7 +46,7 @@ export async function waitFor<T>(
     if (clock.now() >= deadline) {
       let msg = `timed out after ${opts.timeoutMs} ms waiting for ${what}`;
       if (lastError) {
-        msg += `\nlast probe error: ${lastError instanceof Error ? lastError.message : lastError}`;
+        msg += `\nlast probe error: ${errorMessage(lastError)}`;
       }
       if (opts.diagnose) msg += `\n${await opts.diagnose()}`;
       throw new WaitTimeoutError(msg);

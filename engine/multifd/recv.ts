@@ -5,7 +5,7 @@
  * round N+1 on a fast channel can never be overwritten by its round-N copy arriving late on a slow one.
  */
 import { type Clock, hostClock } from "../clock.ts";
-import { errorMessage } from "../error.ts";
+import { asError, errorMessage } from "../error.ts";
 import { type QEMUFileReader, StreamError } from "../qemu_file.ts";
 import { type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import { uuidToString } from "../uuid.ts";
@@ -128,7 +128,7 @@ export class MultifdRecvState {
 
   #fail(e: unknown): void {
     if (this.#closing || this.#error) return;
-    this.#error = e instanceof Error ? e : new Error(String(e));
+    this.#error = asError(e);
     this.#failed.reject(this.#error);
     this.#release.resolve();
     this.onError(this.#error);

@@ -8,6 +8,7 @@
  */
 import { isObject } from "../../engine/qmp/json.ts";
 import { qemuDataDirs, qemuEnv } from "./qemu_process.ts";
+import { errorMessage } from "../../engine/error.ts";
 
 export interface QemuVersion {
   major: number;
@@ -306,7 +307,7 @@ export async function probeQemu(binary: string): Promise<QemuProbe> {
     const path = await Deno.realPath(binary);
     key = `${path}\0${(await Deno.stat(path)).mtime?.getTime() ?? 0}`;
   } catch (e) {
-    throw new Error(`QEMU binary ${binary}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`QEMU binary ${binary}: ${errorMessage(e)}`);
   }
   let p = cache.get(key);
   if (!p) {

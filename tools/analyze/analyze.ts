@@ -44,7 +44,7 @@ export async function main(args: string[], io: CliIo = CONSOLE): Promise<number>
       },
     });
   } catch (e) {
-    io.err(`analyze: ${e instanceof Error ? e.message : e}\n${USAGE}`);
+    io.err(`analyze: ${errorMessage(e)}\n${USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;

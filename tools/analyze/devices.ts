@@ -6,6 +6,7 @@
 import { type QEMUFileReader, StreamError } from "../../engine/qemu_file.ts";
 import { parseWithVmdesc, type VmdescObject, type VmJsonObject } from "../../engine/vmstate.ts";
 import { isRecord, type VmdescScan } from "./vmdesc.ts";
+import { errorMessage } from "../../engine/error.ts";
 
 /** What the stream parser knows of a FULL section when its body starts. */
 export interface DeviceSection {
@@ -89,6 +90,6 @@ async function decode(
     return await parseWithVmdesc(r, desc);
   } catch (e) {
     if (e instanceof StreamError) throw e;
-    throw r.error(`vmdesc entry for ${what} is malformed: ${e instanceof Error ? e.message : e}`, at);
+    throw r.error(`vmdesc entry for ${what} is malformed: ${errorMessage(e)}`, at);
   }
 }

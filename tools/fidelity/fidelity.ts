@@ -26,6 +26,7 @@ import {
   sideTrace,
   type Trace,
 } from "./trace.ts";
+import { errorMessage } from "../../engine/error.ts";
 
 const USAGE = "usage: deno task fidelity [--qemu PATH]... [--filter TEXT]... [--tier smoke|full|slow] " +
   "[--seed N]";
@@ -145,7 +146,7 @@ export async function main(args: string[], out: (line: string) => void = console
       },
     }).values;
   } catch (e) {
-    console.error(`fidelity: ${e instanceof Error ? e.message : e}\n${USAGE}`);
+    console.error(`fidelity: ${errorMessage(e)}\n${USAGE}`);
     return 2;
   }
   if (values.help) {

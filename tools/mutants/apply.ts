@@ -6,6 +6,7 @@
 import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { errorMessage } from "../../engine/error.ts";
 
 /** A realistic migration bug: one small change to one place of the engine. */
 export interface Mutant {
@@ -121,7 +122,7 @@ export async function checkBattery(root: string, battery: readonly Mutant[]): Pr
     try {
       applyPatch(text, m);
     } catch (e) {
-      problems.push(e instanceof Error ? e.message : String(e));
+      problems.push(errorMessage(e));
     }
   }
   return problems;
