@@ -1,8 +1,9 @@
 /**
  * `deno task mutants`: the standing mutation battery. Each mutant (tools/mutants/battery.ts) is applied
  * to a copy of the tree under a temporary directory, and the full tier runs there in the simulated world
- * (`deno task matrix --tier full --fail-fast --backend sim`), once per seed. A mutant is caught when some
- * case fails on some run, deterministically when a case fails on every run. The real tree is never
+ * (`deno task matrix --tier full --fail-fast --backend sim`), once per seed, in stages (runStages): the
+ * cases that caught it before, its families, the rest. A mutant is caught when some case fails on some
+ * run, deterministically when a case fails on every run. The real tree is never
  * modified; the copies are removed at the end, on an error and on Ctrl-C.
  */
 import { rm } from "node:fs/promises";
@@ -15,8 +16,10 @@ import { BATTERY, SUBSETS } from "./battery.ts";
 export const USAGE = `usage: deno task mutants [options]
 
 Applies each mutant of the battery (tools/mutants/battery.ts) to a copy of the tree and runs the full tier
-in the simulated world there; prints caught or missed, the case(s) that caught it, and whether every run
-caught it. Ends with: mutants: C caught of T (D deterministically). Exits 1 when a mutant is missed.
+in the simulated world there, --fail-fast, in stages: the cases that caught it on an earlier run, then the
+families of the file it changes, then the rest of the tier. Prints caught or missed, the case that caught
+it, and whether every run caught it. Ends with: mutants: C caught of T (D deterministically). Exits 1 when
+a mutant is missed.
 
   --runs N        runs per mutant, seeds S, S+1, ... (default 3)
   --seed S        the first run's seed (default 1)
@@ -26,7 +29,7 @@ caught it. Ends with: mutants: C caught of T (D deterministically). Exits 1 when
   --regex PATTERN only the cases matching it (the matrix's --regex), e.g. to prove a new case catches a
                   mutant; the score then says nothing about the full tier
   --backend WORLD the matrix's world: sim (default) or engine (real processes, timing from the OS)
-  --timeout SEC   wall-clock bound of one full-tier run; past it the run counts as caught (hung) (default 900)
+  --timeout SEC   wall-clock bound of one run (all its stages); past it the run counts as caught (hung) (default 900)
   --json FILE     every mutant's runs as JSON
   --list          the battery: name, file, why (equivalent ones with their reason) and exit
   --diff NAME     the patch of one mutant as a unified diff and exit
@@ -164,20 +167,80 @@ export function failedCases(json: string): { name: string; error: string }[] | n
 /** The children running now, so Ctrl-C can stop exactly those. */
 const running = new Set<Deno.ChildProcess>();
 
+/**
+ * The families (`/migration/FAMILY/...`) whose cases exercise a file most directly: a run tries them
+ * first, so a caught mutant costs a family rather than the cases of the tier that come before it.
+ */
+const FIRST_FAMILIES: readonly [prefix: string, families: readonly string[]][] = [
+  ["engine/colo/", ["colo", "regressions"]],
+  ["engine/multifd/", ["multifd", "regressions"]],
+  ["engine/xbzrle.ts", ["precopy", "bad_stream"]],
+  ["engine/ram_xbzrle.ts", ["precopy", "bad_stream"]],
+  ["engine/page_cache.ts", ["precopy"]],
+  ["engine/ram", ["precopy", "bad_stream"]],
+  ["engine/vmstate.ts", ["bad_stream", "precopy"]],
+  ["engine/savevm.ts", ["bad_stream", "precopy"]],
+  ["engine/incoming.ts", ["bad_stream", "cancel", "bad_dest"]],
+  ["engine/migration.ts", ["cancel", "bad_stream", "bad_dest", "precopy"]],
+];
+
+/**
+ * The matrix selections one run goes through, in order, until one catches the mutant: the cases that
+ * caught it on an earlier run (by exact name), then the full tier's cases of the mutant's families, then
+ * the rest of the full tier. Together they cover the full tier, so a miss still means every case passed.
+ * With --regex the run is that one selection.
+ */
+export function runStages(m: Mutant, regex: string | undefined, caughtBefore: readonly string[]): string[][] {
+  if (regex !== undefined) return [["--regex", regex]];
+  const stages: string[][] = [];
+  if (caughtBefore.length) stages.push(caughtBefore.flatMap((name) => ["--filter", name]));
+  const families = FIRST_FAMILIES.find(([prefix]) => m.file.startsWith(prefix))?.[1];
+  if (!families) return [...stages, ["--tier", "full"]];
+  const group = `/migration/(?:${families.join("|")})(?:/|$)`;
+  return [...stages, ["--tier", "full", "--regex", `^${group}`], [
+    "--tier",
+    "full",
+    "--regex",
+    `^(?!${group})`,
+  ]];
+}
+
+/** One run of one mutant at one seed: its stages in order, stopping at the first that catches it. */
 async function runOnce(
   dir: string,
   seed: number,
+  stages: readonly string[][],
+  opts: MutantsOptions,
+  signal: AbortSignal,
+): Promise<RunOutcome> {
+  let wallMs = 0;
+  for (const [k, selection] of stages.entries()) {
+    if (signal.aborted) break;
+    const left = opts.timeoutSec * 1000 - wallMs;
+    const r = await runStage(dir, seed, k, selection, Math.max(left, 1000), opts, signal);
+    wallMs += r.wallMs;
+    if (r.verdict !== "missed") return { ...r, wallMs };
+  }
+  return { seed, verdict: "missed", failed: [], wallMs };
+}
+
+async function runStage(
+  dir: string,
+  seed: number,
+  stage: number,
+  selection: readonly string[],
+  timeoutMs: number,
   opts: MutantsOptions,
   signal: AbortSignal,
 ): Promise<RunOutcome> {
   const t0 = performance.now();
-  const json = join(dir, `matrix-${seed}.json`);
+  const json = join(dir, `matrix-${seed}-${stage}.json`);
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-P=harness",
       "harness/matrix.ts",
-      ...(opts.regex === undefined ? ["--tier", "full"] : ["--regex", opts.regex]),
+      ...selection,
       "--fail-fast",
       "--backend",
       opts.backend,
@@ -186,9 +249,9 @@ async function runOnce(
       "--json",
       json,
       "--junit",
-      join(dir, `junit-${seed}.xml`),
+      join(dir, `junit-${seed}-${stage}.xml`),
       "--artifacts",
-      join(dir, `artifacts-${seed}`),
+      join(dir, `artifacts-${seed}-${stage}`),
     ],
     cwd: dir,
     env: { NO_COLOR: "1" },
@@ -201,7 +264,7 @@ async function runOnce(
   const timer = setTimeout(() => {
     hung = true;
     child.kill("SIGTERM");
-  }, opts.timeoutSec * 1000);
+  }, timeoutMs);
   // The matrix stops its cases on SIGINT; one that does not stop within 10 s is killed.
   let killTimer: ReturnType<typeof setTimeout> | undefined;
   const onAbort = () => {
@@ -247,7 +310,9 @@ async function runMutant(
   try {
     const runs: RunOutcome[] = [];
     for (let i = 0; i < opts.runs && !signal.aborted; i++) {
-      runs.push(await runOnce(dir, (opts.seed + i) >>> 0, opts, signal));
+      const caughtBefore = [...new Set(runs.flatMap((r) => r.failed.map((f) => f.name)))];
+      const stages = runStages(m, opts.regex, caughtBefore);
+      runs.push(await runOnce(dir, (opts.seed + i) >>> 0, stages, opts, signal));
     }
     return { mutant: m, runs };
   } finally {

@@ -4,6 +4,7 @@ import {
   mutantLine,
   type MutantOutcome,
   parseMutantsArgs,
+  runStages,
   scoreLine,
   selectMutants,
 } from "./mutants.ts";
@@ -61,4 +62,20 @@ Deno.test("scoreLine counts caught, deterministic, and leaves equivalent mutants
   assert.equal(scoreLine(outcomes), "mutants: 2 caught of 3 (1 deterministically)");
   assert.match(mutantLine(outcomes[1]), /^caught .* 1\/2 runs \(not every run\)/);
   assert.match(mutantLine(outcomes[2]), /^MISSED /);
+});
+
+Deno.test("runStages: earlier catchers, then the file's families, then the rest: the whole full tier", () => {
+  const colo = BATTERY.find((m) => m.file.startsWith("engine/colo/"))!;
+  const [, family, rest] = runStages(colo, undefined, ["/migration/colo/x"]);
+  assert.deepEqual(runStages(colo, undefined, ["/migration/colo/x"])[0], ["--filter", "/migration/colo/x"]);
+  const group = (args: string[]) => new RegExp(args[args.indexOf("--regex") + 1]);
+  for (const name of ["/migration/colo/plain", "/migration/regressions/colo-x", "/migration/multifd/tcp"]) {
+    // Every case is in exactly one of the two tier stages.
+    assert.notEqual(group(family).test(name), group(rest).test(name), name);
+  }
+  assert.ok(group(family).test("/migration/colo/plain") && !group(family).test("/migration/colorful"));
+  assert.equal(runStages(colo, undefined, []).length, 2);
+  assert.deepEqual(runStages(colo, "zero-churn", ["/a"]), [["--regex", "zero-churn"]]);
+  const unmapped = { ...colo, file: "engine/options.ts" };
+  assert.deepEqual(runStages(unmapped, undefined, []), [["--tier", "full"]]);
 });
