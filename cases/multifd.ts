@@ -142,6 +142,17 @@ const beyond: PrecopyCase[] = [
       "completion round re-sends the hot set on another channel: only the SYNC/MULTIFD_FLUSH barrier " +
       "keeps the stale copy from landing last (cases/regressions proves it fails without the barrier)",
   }),
+  multifd("/migration/multifd/tcp/sync-barrier/slow-channel", {
+    live: true,
+    // Three channels: a round of pages fills packets that land on another channel in the next round.
+    channels: 3,
+    workload: { kind: "random", seed: 0, hotPages: 2048, hotPercent: 100 },
+    dstFaults: [{ kind: "multifd-channel-slow", channel: 0, delayMs: 4 }],
+    why: "destination channel 0 is slower than the others on every packet (a congested path, a starved " +
+      "receive thread) while the guest rewrites a hot set: the barrier must hold every channel to the " +
+      "main channel's round, or a page's previous-round copy on the slow channel lands after its next " +
+      "copy on a fast one",
+  }),
 ];
 
 const bad: PrecopyCase[] = [

@@ -29,7 +29,7 @@ export interface FaultSpec {
   /** Absolute stream offset for corrupt/truncate; a function of the seed picks one in a range. */
   offset?: number | ((seed: number) => number);
   xor?: number;
-  /** A multifd channel id (corrupt/truncate on that channel; multifd-channel-delay). */
+  /** A multifd channel id (corrupt/truncate on that channel; multifd-channel-delay/-slow). */
   channel?: number;
   delayMs?: number;
 }
@@ -142,6 +142,8 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
 export interface ConvergeAfterRaiseCase extends CaseBase, SocketCase {
   flow: "converge-after-raise";
   iterations?: number;
+  /** Faults injected on the destination (before migrate-incoming). */
+  dstFaults?: FaultSpec[];
   /** The source must report a non-zero dirty-pages-rate after a sync and between syncs. */
   expectDirtyPagesRate?: boolean;
   expectXbzrlePages?: boolean;

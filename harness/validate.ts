@@ -61,6 +61,7 @@ const FIELDS: { [F in Flow]: Record<keyof CaseOf<F>, true> } = {
     ...SOCKET,
     flow: true,
     iterations: true,
+    dstFaults: true,
     expectDirtyPagesRate: true,
     expectXbzrlePages: true,
   },
@@ -156,6 +157,9 @@ export function caseProblems(c: MigrationCase): string[] {
       for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
       break;
     }
+    case "converge-after-raise":
+      for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
+      break;
     case "cancel":
       if (!CANCEL_PHASES.includes(c.cancelAfter)) bad("cancelAfter", `unknown status '${c.cancelAfter}'`);
       break;
@@ -190,10 +194,13 @@ export function caseProblems(c: MigrationCase): string[] {
 }
 
 /** The faults of x-test-inject-fault by the side whose stream they act on. */
-const DESTINATION_FAULTS: ReadonlySet<FaultSpec["kind"]> = new Set(["multifd-channel-delay"]);
+const DESTINATION_FAULTS: ReadonlySet<FaultSpec["kind"]> = new Set([
+  "multifd-channel-delay",
+  "multifd-channel-slow",
+]);
 
 function faultProblems(
-  c: CaseOf<"precopy">,
+  c: CaseOf<"precopy" | "converge-after-raise">,
   f: FaultSpec,
   field: string,
   side: "src" | "dst",
@@ -213,8 +220,11 @@ function faultProblems(
     bad(field, `'${f.kind}' needs an offset`);
   }
   if (f.xor !== undefined && f.kind !== "corrupt") bad(field, "xor is for 'corrupt' only");
-  if (f.delayMs !== undefined && f.kind !== "multifd-channel-delay") {
-    bad(field, "delayMs is for 'multifd-channel-delay' only");
+  if ((f.delayMs !== undefined) !== DESTINATION_FAULTS.has(f.kind)) {
+    bad(
+      field,
+      DESTINATION_FAULTS.has(f.kind) ? `'${f.kind}' needs delayMs` : `delayMs is for a channel delay only`,
+    );
   }
 }
 

@@ -26,6 +26,12 @@ import {
 /** The known defects of the receive side: skipping the sync barrier, and those of the COLO page route. */
 export type MultifdRecvDefects = Pick<Defects, "multifd-no-recv-sync"> & RamRouteDefects;
 
+/** A fault: how long a channel holds its packets with pages, the first one only or each (a slow channel). */
+export interface ChannelDelay {
+  ms: number;
+  every: boolean;
+}
+
 export interface MultifdRecvOptions {
   channels: number;
   /** The destination's own uuid (zeros when unset), which every channel must present. */
@@ -37,8 +43,8 @@ export interface MultifdRecvOptions {
   colo?: ColoCache | null;
   /** Called before a packet of COLO-state pages is written (a test breakpoint). */
   beforeColoPacket?: () => Promise<void>;
-  /** Fault: channel id → milliseconds its first packet with pages waits before its pages are written. */
-  delays?: Map<number, number>;
+  /** Fault: channel id → how long its first (or every) packet with pages waits before it is written. */
+  delays?: Map<number, ChannelDelay>;
   /** For those delays (default: the host's). */
   clock?: Clock;
 }
@@ -137,7 +143,8 @@ export class MultifdRecvState {
   async #run(ch: RecvChannel): Promise<void> {
     const { r } = ch;
     const find = (idstr: string) => this.opts.blocks.find((b) => b.idstr === idstr);
-    let delay = this.opts.delays?.get(ch.id) ?? 0;
+    const held = this.opts.delays?.get(ch.id);
+    let delay = held?.ms ?? 0;
     while (true) {
       if (await r.atEnd()) {
         ch.ended = true;
@@ -159,7 +166,7 @@ export class MultifdRecvState {
       }
       if (delay && p.normalPages + p.zeroPages > 0) {
         await (this.opts.clock ?? hostClock).sleep(delay);
-        delay = 0;
+        if (!held?.every) delay = 0;
       }
       if (p.normalPages) {
         await this.#receivePages(ch, p.block!, p.offsets.slice(0, p.normalPages), p.nextPacketSize);

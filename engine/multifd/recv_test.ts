@@ -18,7 +18,7 @@ import {
   MULTIFD_VERSION,
   writePacket,
 } from "./packet.ts";
-import { MultifdRecvState } from "./recv.ts";
+import { type ChannelDelay, MultifdRecvState } from "./recv.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
 const UUID = new Uint8Array(16);
@@ -40,7 +40,7 @@ class Rig {
 
   constructor(
     channels: number,
-    opts: { defects?: string[]; colo?: boolean; delays?: Map<number, number> } = {},
+    opts: { defects?: string[]; colo?: boolean; delays?: Map<number, ChannelDelay> } = {},
   ) {
     this.colo = opts.colo ? new ColoCache([this.block]) : null;
     this.recv = new MultifdRecvState({
@@ -120,7 +120,7 @@ const first = (p: Uint8Array) => p[0];
  * channel 0. Returns page 3's first byte once both rounds are in.
  */
 async function resentAcrossRounds(defects: string[]): Promise<number> {
-  const rig = new Rig(2, { defects, delays: new Map([[1, 40]]) });
+  const rig = new Rig(2, { defects, delays: new Map([[1, { ms: 40, every: false }]]) });
   try {
     await rig.send(1, { normal: [[3, 0x0a]] }); // round N, held 40 ms before it is written
     await rig.sync(1);

@@ -98,7 +98,7 @@ Deno.test("x-test-inject-fault: QEMU-style errors, and a valid fault is armed", 
       await qmp.execute("x-test-inject-fault", { kind: "corrupt", offset: 5 });
       assert.deepEqual(engine.faults.outgoing().output(), { corruptAt: 5, xor: 0xff });
       await qmp.execute("x-test-inject-fault", { kind: "multifd-channel-delay", channel: 2, "delay-ms": 7 });
-      assert.deepEqual([...engine.faults.incoming().multifdChannelDelays()], [[2, 7]]);
+      assert.deepEqual([...engine.faults.incoming().multifdChannelDelays()], [[2, { ms: 7, every: false }]]);
     });
   });
 });

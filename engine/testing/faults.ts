@@ -6,6 +6,7 @@
  */
 import { type QmpArgSpec, QmpError } from "../qmp/schema.ts";
 import type { MultifdSendFaultHooks } from "../multifd/send.ts";
+import type { ChannelDelay } from "../multifd/recv.ts";
 import type { Device } from "../guest/devices/device.ts";
 import type { OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
 import { RAM_SAVE_FLAG_EOS, RAM_SAVE_FLAG_PAGE, RAM_SAVE_FLAG_XBZRLE, RAM_SAVE_FLAG_ZERO } from "../ram.ts";
@@ -53,22 +54,24 @@ export const STREAM_FAULT_KINDS = [
   "multifd-channel-id-twice",
   /** The first multifd packet with pages names a page just past the end of its block. */
   "multifd-offset",
-  /** Destination side: the first packet with pages on `channel` is held `delay-ms` (a slow channel). */
+  /** Destination side: the first packet with pages on `channel` is held `delay-ms` (a stalled channel). */
   "multifd-channel-delay",
+  /** Destination side: every packet with pages on `channel` is held `delay-ms` (a slow channel). */
+  "multifd-channel-slow",
 ] as const;
 export type StreamFaultKind = typeof STREAM_FAULT_KINDS[number];
 
 /** The kinds that change the stream's structure: one is armed at a time, the last one injected. */
 type StructuralFaultKind = Exclude<
   StreamFaultKind,
-  "corrupt" | "truncate" | "machine-type" | "multifd-channel-delay"
+  "corrupt" | "truncate" | "machine-type" | "multifd-channel-delay" | "multifd-channel-slow"
 >;
 
 /** One fault, as x-test-inject-fault's arguments describe it (`channel` omitted: the main channel). */
 export type StreamFault =
   | { kind: "corrupt"; offset: number; xor: number; channel?: number }
   | { kind: "truncate"; offset: number; channel?: number }
-  | { kind: "multifd-channel-delay"; channel: number; delayMs: number }
+  | { kind: "multifd-channel-delay" | "multifd-channel-slow"; channel: number; delayMs: number }
   | { kind: "machine-type" | StructuralFaultKind };
 
 /**
@@ -92,8 +95,8 @@ export interface OutgoingFaultHooks extends MultifdSendFaultHooks {
 
 /** Where an armed fault acts on an incoming migration. */
 export interface IncomingFaultHooks {
-  /** Per multifd channel id: how long (ms) its first packet with pages is held. */
-  multifdChannelDelays(): Map<number, number>;
+  /** Per multifd channel id: how long its packets with pages are held. */
+  multifdChannelDelays(): Map<number, ChannelDelay>;
 }
 
 /** x-test-inject-fault's arguments; which ones a kind takes is checked by parseStreamFault. */
@@ -109,6 +112,7 @@ const ARGS_OF_KIND: Partial<Record<StreamFaultKind, readonly string[]>> = {
   corrupt: ["offset", "xor", "channel"],
   truncate: ["offset", "channel"],
   "multifd-channel-delay": ["channel", "delay-ms"],
+  "multifd-channel-slow": ["channel", "delay-ms"],
 };
 
 /** Multifd channel ids are below multifd-channels, at most 255. */
@@ -135,8 +139,9 @@ export function parseStreamFault(args: Record<string, unknown>): StreamFault {
   if ((kind === "corrupt" || kind === "truncate") && args.offset === undefined) {
     throw new QmpError(`fault '${kind}' needs 'offset'`);
   }
-  if (kind === "multifd-channel-delay" && (args.channel === undefined || args["delay-ms"] === undefined)) {
-    throw new QmpError("fault 'multifd-channel-delay' needs 'channel' and 'delay-ms'");
+  const delayKind = kind === "multifd-channel-delay" || kind === "multifd-channel-slow";
+  if (delayKind && (args.channel === undefined || args["delay-ms"] === undefined)) {
+    throw new QmpError(`fault '${kind}' needs 'channel' and 'delay-ms'`);
   }
   const allowed = ARGS_OF_KIND[kind] ?? [];
   for (const name of Object.keys(args)) {
@@ -151,6 +156,7 @@ export function parseStreamFault(args: Record<string, unknown>): StreamFault {
     case "truncate":
       return { kind, offset: offset!, channel };
     case "multifd-channel-delay":
+    case "multifd-channel-slow":
       return { kind, channel: channel!, delayMs: intArg(args, "delay-ms", 1, MAX_DELAY_MS)! };
     default:
       return { kind };
@@ -161,7 +167,7 @@ export function parseStreamFault(args: Record<string, unknown>): StreamFault {
 export class StreamFaults {
   readonly #main: OutputFaults = {};
   readonly #channels = new Map<number, OutputFaults>();
-  readonly #delays = new Map<number, number>();
+  readonly #delays = new Map<number, ChannelDelay>();
   #machineType = false;
   #structural: StructuralFaultKind | null = null;
   #capturePath: string | null = null;
@@ -187,7 +193,8 @@ export class StreamFaults {
         break;
       }
       case "multifd-channel-delay":
-        this.#delays.set(fault.channel, fault.delayMs);
+      case "multifd-channel-slow":
+        this.#delays.set(fault.channel, { ms: fault.delayMs, every: fault.kind === "multifd-channel-slow" });
         break;
       case "machine-type":
         this.#machineType = true;

@@ -43,6 +43,7 @@ const MINIMAL: Record<StreamFaultKind, Record<string, unknown>> = {
   "multifd-channel-id": {},
   "multifd-offset": {},
   "multifd-channel-delay": { channel: 1, "delay-ms": 20 },
+  "multifd-channel-slow": { channel: 1, "delay-ms": 20 },
   "newer-device-version": {},
   "newer-subsection-version": {},
   "xbzrle-overrun": {},
@@ -158,8 +159,9 @@ Deno.test("faults: each kind acts at its own hook and nowhere else", async () =>
     "multifd-missing-channel": ["multifdChannels"],
     "multifd-channel-id": ["multifdChannelId"],
     "multifd-offset": ["packets"],
-    // Acts on the destination only.
+    // Act on the destination only.
     "multifd-channel-delay": [],
+    "multifd-channel-slow": [],
   };
   for (const kind of STREAM_FAULT_KINDS) {
     const faults = new StreamFaults();
@@ -255,12 +257,16 @@ Deno.test("faults: channel delays reach the destination as a copy", () => {
   faults.inject({ kind: "multifd-channel-delay", channel: 1, delayMs: 20 });
   faults.inject({ kind: "multifd-channel-delay", channel: 3, delayMs: 5 });
   faults.inject({ kind: "multifd-channel-delay", channel: 1, delayMs: 30 });
+  faults.inject({ kind: "multifd-channel-slow", channel: 2, delayMs: 4 });
   const delays = faults.incoming().multifdChannelDelays();
-  assert.deepEqual([...delays], [[1, 30], [3, 5]]);
+  assert.deepEqual([...delays], [[1, { ms: 30, every: false }], [3, { ms: 5, every: false }], [2, {
+    ms: 4,
+    every: true,
+  }]]);
   delays.clear();
   assert.equal(
     faults.incoming().multifdChannelDelays().size,
-    2,
+    3,
     "the armed delays are not the receiver's to change",
   );
 });

@@ -64,6 +64,7 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
 /** A live migration that cannot converge keeps iterating; raising the bandwidth lets it complete. */
 export async function convergeAfterRaiseFlow(p: MigrationPair, c: ConvergeAfterRaiseCase): Promise<void> {
   if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
+  for (const f of c.dstFaults ?? []) await injectFault(p, p.dst, f);
   // Fast enough for a pass to take well under a second, yet 1 ms of downtime never fits a dirty a-b guest;
   // a case's own srcParams win.
   await p.setParams(p.src, { "max-bandwidth": 200_000_000, "downtime-limit": 1, ...c.srcParams });

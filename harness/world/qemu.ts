@@ -40,7 +40,9 @@ export function modelOnlyReason(c: MigrationCase): string | null {
       return `${moment} needs the side held at that moment: breakpoints are the model's (x-test-breakpoint)`;
     }
   }
-  if ((c.flow === "precopy" && (c.fault || c.dstFaults)) || c.defects || c.guards) {
+  const faults = (c.flow === "precopy" && c.fault) ||
+    (c.flow === "precopy" || c.flow === "converge-after-raise") && c.dstFaults;
+  if (faults || c.defects || c.guards) {
     return "fault injection and known defects are x-test features of the model engine";
   }
   if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
