@@ -162,6 +162,10 @@ export interface FileCase extends CaseBase, Outcome {
 export interface CancelCase extends CaseBase {
   flow: "cancel";
   cancelAfter: CancelPhase;
+  /** Faults injected on the destination (before migrate). */
+  dstFaults?: FaultSpec[];
+  /** Cancel only once the source has sent nothing for a while (its write blocked on the destination). */
+  whenBlocked?: boolean;
 }
 
 export const CANCEL_PHASES = [

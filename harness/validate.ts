@@ -66,7 +66,7 @@ const FIELDS: { [F in Flow]: Record<keyof CaseOf<F>, true> } = {
     expectXbzrlePages: true,
   },
   file: { ...BASE, ...OUTCOME, flow: true, fileOffset: true, stopSrc: true },
-  cancel: { ...BASE, flow: true, cancelAfter: true },
+  cancel: { ...BASE, flow: true, cancelAfter: true, dstFaults: true, whenBlocked: true },
   "bad-dest": { ...BASE, flow: true },
   "multifd-cancel": { ...BASE, ...SOCKET, flow: true },
   "analyze-script": { ...BASE, flow: true },
@@ -161,6 +161,10 @@ export function caseProblems(c: MigrationCase): string[] {
       for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
       break;
     case "cancel":
+      for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
+      if (c.whenBlocked && c.cancelAfter !== "active") {
+        bad("whenBlocked", "only a cancel while 'active' waits");
+      }
       if (!CANCEL_PHASES.includes(c.cancelAfter)) bad("cancelAfter", `unknown status '${c.cancelAfter}'`);
       break;
     case "multifd-cancel":
@@ -200,7 +204,7 @@ const DESTINATION_FAULTS: ReadonlySet<FaultSpec["kind"]> = new Set([
 ]);
 
 function faultProblems(
-  c: CaseOf<"precopy" | "converge-after-raise">,
+  c: CaseOf<"precopy" | "converge-after-raise" | "cancel">,
   f: FaultSpec,
   field: string,
   side: "src" | "dst",

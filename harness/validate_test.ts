@@ -114,6 +114,24 @@ Deno.test("validate: faults act on the side and channel they can", () => {
     "fault",
     /xor is for 'corrupt'/,
   );
+  const slow = { kind: "multifd-channel-slow", channel: 0 } as const;
+  const multifd: PrecopyCase = { ...PRECOPY, caps: ["multifd"] };
+  assertRejected({ ...multifd, dstFaults: [slow] }, "dstFaults", /'multifd-channel-slow' needs delayMs/);
+  assertRejected(
+    { ...multifd, fault: { kind: "corrupt", offset: 1, delayMs: 3 } },
+    "fault",
+    /delayMs is for/,
+  );
+  assert.deepEqual(caseProblems({ ...multifd, dstFaults: [{ ...slow, delayMs: 4 }] }), []);
+  const cancel = {
+    name: "/migration/cancel/x",
+    tier: "full",
+    flow: "cancel",
+    why: "w",
+    cancelAfter: "setup",
+  };
+  assertRejected({ ...cancel, whenBlocked: true }, "whenBlocked", /only a cancel while 'active'/);
+  assertRejected({ ...cancel, dstFaults: [{ ...slow, delayMs: 4 }] }, "dstFaults", /needs multifd/);
 });
 
 Deno.test("validate: COLO scenarios and the other flows' own rules", () => {

@@ -71,6 +71,7 @@ export class MultifdRecvState {
   #progress: PromiseWithResolvers<void> = Promise.withResolvers();
   #error: Error | null = null;
   #failed: PromiseWithResolvers<never> = Promise.withResolvers();
+  readonly #closed = Promise.withResolvers<void>();
   #closing = false;
   normalPages = 0;
   zeroPages = 0;
@@ -165,7 +166,12 @@ export class MultifdRecvState {
         await this.opts.beforeColoPacket?.();
       }
       if (delay && p.normalPages + p.zeroPages > 0) {
-        await (this.opts.clock ?? hostClock).sleep(delay);
+        // Held as a stalled peer holds it, but not past close (teardown must not wait out the fault).
+        let cancel = () => {};
+        const hold = new Promise<void>((r) => cancel = (this.opts.clock ?? hostClock).timer(r, delay));
+        await Promise.race([hold, this.#closed.promise]);
+        cancel();
+        if (this.#closing) return;
         if (!held?.every) delay = 0;
       }
       if (p.normalPages) {
@@ -241,6 +247,7 @@ export class MultifdRecvState {
 
   async close(): Promise<void> {
     this.#closing = true;
+    this.#closed.resolve();
     this.#release.resolve();
     for (const c of this.#channels) {
       c?.link.close();

@@ -2,13 +2,35 @@
 import type { CancelCase } from "../case.ts";
 import { FlowError, type MigrationPair } from "../framework.ts";
 import { expectTargetFailed } from "../expect.ts";
-import { connectUri, CONVERGE, migrate, migrateIncoming, NON_CONVERGE } from "../migration_qmp.ts";
+import {
+  connectUri,
+  CONVERGE,
+  injectFault,
+  migrate,
+  migrateIncoming,
+  NON_CONVERGE,
+} from "../migration_qmp.ts";
 import { waitGuestDirtying } from "../migration_util.ts";
+
+/** Until the source's transferred bytes stop moving for 300 ms: its write waits on the destination. */
+async function waitSourceBlocked(p: MigrationPair): Promise<void> {
+  const transferred = async () =>
+    ((await p.status(p.src)).ram as Record<string, number> | undefined)?.transferred;
+  let last = await transferred();
+  await p.wait("the source's transferred bytes to stop moving (a write blocked on the target)", async () => {
+    await p.sleep(300);
+    const now = await transferred();
+    const still = now !== undefined && now === last;
+    last = now;
+    return still || undefined;
+  });
+}
 
 export async function cancelFlow(p: MigrationPair, c: CancelCase): Promise<void> {
   const phase = c.cancelAfter;
   // The destination must stay up after the cancel, so its own status can be read.
   await migrateIncoming(p, p.incomingUri(), false);
+  for (const f of c.dstFaults ?? []) await injectFault(p, p.dst, f);
   if (phase === "none") {
     // Cancel on both sides while idle is a no-op; a normal migration then completes.
     await p.dst.qmp.execute("migrate_cancel");
@@ -40,7 +62,8 @@ export async function cancelFlow(p: MigrationPair, c: CancelCase): Promise<void>
     }
     return;
   }
-  await p.setParams(p.src, NON_CONVERGE);
+  // A case's own srcParams win (a faster stream fills a stalled target's sockets sooner).
+  await p.setParams(p.src, { ...NON_CONVERGE, ...c.srcParams });
   // Cancelled while it runs: it must not be able to converge, so the guest must be dirtying memory.
   await waitGuestDirtying(p);
   await migrate(p, await connectUri(p));
@@ -52,6 +75,7 @@ export async function cancelFlow(p: MigrationPair, c: CancelCase): Promise<void>
   } else {
     if (phase === "pre-switchover") await p.setParams(p.src, CONVERGE);
     await p.waitEvent(p.src, "MIGRATION", phase);
+    if (c.whenBlocked) await waitSourceBlocked(p);
     await p.src.qmp.execute("migrate_cancel");
     await p.waitEvent(p.src, "MIGRATION", "cancelling");
   }

@@ -41,7 +41,7 @@ export function modelOnlyReason(c: MigrationCase): string | null {
     }
   }
   const faults = (c.flow === "precopy" && c.fault) ||
-    (c.flow === "precopy" || c.flow === "converge-after-raise") && c.dstFaults;
+    ((c.flow === "precopy" || c.flow === "converge-after-raise" || c.flow === "cancel") && c.dstFaults);
   if (faults || c.defects || c.guards) {
     return "fault injection and known defects are x-test features of the model engine";
   }

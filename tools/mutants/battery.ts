@@ -593,6 +593,9 @@ const failure: Mutant[] = [
       '    if (flag !== 0) throw new Error("the destination reported a failed load on the return path (SHUT 1)");\n',
     replace: "",
     why: "return path: SHUT 1 (the destination failed to load) is ignored and the source reports completed",
+    equivalent: "the return-path reader already records SHUT 1 as the migration's error (as QEMU's rp " +
+      "thread marks the source bad), and the completion path checks it right after: this check is the " +
+      "second of two",
   },
   {
     name: "fail-no-wait-for-shut",
