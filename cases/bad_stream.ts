@@ -88,7 +88,7 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
   badStream(
     "subsection_version",
     { kind: "newer-subsection-version" },
-    /serial\/tx: incoming version_id 2 is too new \(max 1\)/,
+    /serial\/tx: incoming version_id 2 is too new for local version_id 1/,
   ),
   // An XBZRLE delta that runs past its page (the CVE-2014-0182 class): refused, nothing written past it.
   badStream(
