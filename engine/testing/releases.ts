@@ -99,13 +99,13 @@ export function olderDescription(
   };
 }
 
-const applied = new WeakSet<Machine>();
+const applied = new WeakSet<object>();
 
 /**
  * Makes `machine`'s devices those of `release` (once per machine, before it migrates) and returns the
  * fields the release does not have: a destination keeps its own value of each one it does not receive.
  */
-export function applyRelease(machine: Machine, release: ReleaseName): LackedField[] {
+export function applyRelease(machine: Pick<Machine, "devices">, release: ReleaseName): LackedField[] {
   if (applied.has(machine)) throw new Error("a release is applied once, before the side migrates");
   applied.add(machine);
   const spec: OlderRelease = OLDER_RELEASES[release];
