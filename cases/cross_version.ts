@@ -8,15 +8,21 @@
 import type { PrecopyCase } from "../harness/case.ts";
 
 /** A migration the destination must refuse: it stays up, the source fails and keeps its guest. */
-const refused = {
-  flow: "precopy",
-  transport: "unix",
-  live: true,
-  defer: true,
-  exitOnError: false,
-  caps: ["return-path"],
-  expect: "fail",
-} as const satisfies Partial<PrecopyCase>;
+function refused(
+  c: Pick<PrecopyCase, "name" | "release" | "why"> & { error: RegExp },
+): PrecopyCase {
+  return {
+    ...c,
+    tier: "full",
+    flow: "precopy",
+    transport: "unix",
+    live: true,
+    defer: true,
+    exitOnError: false,
+    caps: ["return-path"],
+    expect: "fail",
+  };
+}
 
 export const CROSS_VERSION_CASES: PrecopyCase[] = [
   {
@@ -41,22 +47,18 @@ export const CROSS_VERSION_CASES: PrecopyCase[] = [
     why: "a subsection goes only when its needed() says so: a guest that never used the serial sends no " +
       "serial/tx, so a release that does not know serial/tx loads a newer source's stream",
   },
-  {
-    ...refused,
+  refused({
     name: "/migration/cross-version/older-target/subsection-needed",
-    tier: "full",
     release: { dst: "before-serial-tx" },
     error: /VM subsection 'serial\/tx' in 'serial' does not exist/,
     why: "a needed subsection an older destination does not know (the a-b guest prints, so serial/tx " +
       "goes) is refused naming it, not skipped; the source fails and keeps its guest",
-  },
-  {
-    ...refused,
+  }),
+  refused({
     name: "/migration/cross-version/too-old-source",
-    tier: "full",
     release: { src: "serial-v1" },
     error: /serial: incoming version_id 1 is too old for local minimum version_id 2/,
     why: "a device section older than the destination's minimum_version_id is refused by version, not " +
       "loaded with the fields it lacks left as they were",
-  },
+  }),
 ];
