@@ -5,7 +5,13 @@
  */
 import { AB_END, AB_START } from "../engine/guest/workload.ts";
 import { checkGuestsRam } from "./check/guests_ram.ts";
-import { compareDeviceState, type UncomparedField, withoutFields } from "./check/device_equal.ts";
+import {
+  changedFields,
+  compareDeviceState,
+  exactField,
+  type UncomparedField,
+  withoutFields,
+} from "./check/device_equal.ts";
 import { compareRam, type RamSource } from "./check/ram_equal.ts";
 import { FlowError, type MigrationPair } from "./framework.ts";
 import { isUnavailable, type Side } from "./world/world.ts";
@@ -102,17 +108,11 @@ export async function expectDevicesEqual(
   if (diff.length) throw new FlowError(`${prefix}device state differs:\n  ${diff.join("\n  ")}`);
 }
 
-function exactly(text: string): RegExp {
-  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$`);
-}
-
 /** The fields an older source's release does not send, as device-comparison rules naming each one. */
 export function sourceLacksRules(p: MigrationPair): UncomparedField[] {
-  return p.sourceLacks.map((l) => ({
-    device: exactly(l.device),
-    field: exactly(l.field),
-    why: `not in the source's release (${l.since}): the target keeps its own value`,
-  }));
+  return p.sourceLacks.map((l) =>
+    exactField(l.device, l.field, `not in the source's release (${l.since}): the target keeps its own value`)
+  );
 }
 
 /**
@@ -124,13 +124,7 @@ export async function expectTargetKeptLackedFields(p: MigrationPair): Promise<vo
   if (!p.sourceLacks.length || before === null) return;
   const after = await p.dst.deviceState();
   if (isUnavailable(before) || isUnavailable(after)) return;
-  const wrong = p.sourceLacks.flatMap((l) => {
-    const was = before[l.device]?.[l.field];
-    const now = after[l.device]?.[l.field];
-    return JSON.stringify(was) === JSON.stringify(now)
-      ? []
-      : [`${l.device} ${l.field} (${l.since}): ${JSON.stringify(was)} before, ${JSON.stringify(now)} after`];
-  });
+  const wrong = changedFields(p.sourceLacks, before, after);
   if (wrong.length) {
     throw new FlowError(
       `target fields the source's release does not send changed in the migration:\n  ${wrong.join("\n  ")}`,
