@@ -4,6 +4,7 @@ import { validateCases } from "../harness/validate.ts";
 import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";
+import { CROSS_VERSION_CASES } from "./cross_version.ts";
 import { MISC_CASES } from "./misc.ts";
 import { MULTIFD_CASES } from "./multifd.ts";
 import { PRECOPY_CASES } from "./precopy.ts";
@@ -12,6 +13,7 @@ import { REGRESSION_CASES } from "./regressions/all.ts";
 /** Validated when it loads: a bad record or a name used twice across families stops the run. */
 export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...PRECOPY_CASES,
+  ...CROSS_VERSION_CASES,
   ...MULTIFD_CASES,
   ...COLO_CASES,
   ...CANCEL_CASES,

@@ -88,8 +88,19 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
   badStream(
     "subsection_version",
     { kind: "newer-subsection-version" },
-    /serial\/tx: incoming version_id 2 is too new \(max 1\)/,
+    /serial\/tx: incoming version_id 2 is too new for local version_id 1/,
   ),
+  // A device section longer than the destination's description of it (a source whose device grew a field
+  // without a new version): check_section_footer meets that field where the footer's marker must be.
+  {
+    ...badStream(
+      "device_extra_field",
+      { kind: "device-extra-field" },
+      /Missing section footer for cpu \(at stream/,
+    ),
+    why: "a device section longer than the destination's description of it is refused at its footer " +
+      "('Missing section footer for cpu'), not read on one byte off; the source fails and keeps its guest",
+  },
   // An XBZRLE delta that runs past its page (the CVE-2014-0182 class): refused, nothing written past it.
   badStream(
     "xbzrle_overrun",

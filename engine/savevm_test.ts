@@ -369,7 +369,7 @@ Deno.test("savevm: section errors", async (t) => {
     const bytes = await afterHeader((w) => saveSectionFull(w, QEMU_VM_SECTION_START, 0, "ram", 0, 3));
     await loadError(bytes, /^ram: unsupported version_id 3 \(expected 4\)$/);
     const serial = await afterHeader((w) => saveSectionFull(w, QEMU_VM_SECTION_FULL, 2, "serial", 0, 1));
-    await loadError(serial, /^serial: incoming version_id 1 is too old \(min 2\)$/);
+    await loadError(serial, /^serial: incoming version_id 1 is too old for local minimum version_id 2$/);
   });
   await t.step("unknown section type", async () => {
     // After a record (right after the configuration a 0x05 would be a configuration subsection).

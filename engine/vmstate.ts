@@ -335,10 +335,14 @@ function hookError(r: QEMUFileReader, vmsd: Vmsd, hook: string, e: unknown): Str
 
 async function loadVmsd(r: QEMUFileReader, vmsd: Vmsd, state: Obj, versionId: number): Promise<void> {
   if (versionId > vmsd.versionId) {
-    throw r.error(`${vmsd.name}: incoming version_id ${versionId} is too new (max ${vmsd.versionId})`);
+    throw r.error(
+      `${vmsd.name}: incoming version_id ${versionId} is too new for local version_id ${vmsd.versionId}`,
+    );
   }
   if (versionId < vmsd.minimumVersionId) {
-    throw r.error(`${vmsd.name}: incoming version_id ${versionId} is too old (min ${vmsd.minimumVersionId})`);
+    throw r.error(
+      `${vmsd.name}: incoming version_id ${versionId} is too old for local minimum version_id ${vmsd.minimumVersionId}`,
+    );
   }
   if (vmsd.preLoad) {
     try {

@@ -294,8 +294,14 @@ Deno.test("fields newer than the incoming version are neither read nor touched",
 
 Deno.test("version too new / too old", async () => {
   await withReader(new Uint8Array([0]), async (r) => {
-    await rejectsWith(loadState(r, dev, resetState(), 5), "dev: incoming version_id 5 is too new (max 3)");
-    await rejectsWith(loadState(r, dev, resetState(), 1), "dev: incoming version_id 1 is too old (min 2)");
+    await rejectsWith(
+      loadState(r, dev, resetState(), 5),
+      "dev: incoming version_id 5 is too new for local version_id 3",
+    );
+    await rejectsWith(
+      loadState(r, dev, resetState(), 1),
+      "dev: incoming version_id 1 is too old for local minimum version_id 2",
+    );
   });
   // A subsection's own version is checked too.
   const newerIrq: VMStateDescription = { ...irqSub, versionId: 2 };

@@ -9,6 +9,7 @@ import type { Capability, MigrationParameters } from "../engine/options.ts";
 import type { BreakpointName } from "../engine/testing/breakpoints.ts";
 import type { DefectName } from "../engine/testing/defects.ts";
 import type { StreamFaultKind } from "../engine/testing/faults.ts";
+import type { ReleaseName } from "../engine/testing/releases.ts";
 
 export type Tier = "smoke" | "full" | "slow";
 export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
@@ -136,6 +137,12 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
   dstFaults?: FaultSpec[];
   /** After completion the source must report pages sent as XBZRLE deltas. */
   expectXbzrlePages?: boolean;
+  /**
+   * Cross-version migration: the side runs an older release of the model's devices
+   * (engine/testing/releases.ts, x-test-release). The fields a source's release does not send are left
+   * out of the device comparison by name, and the destination must have kept its own value of each.
+   */
+  release?: { src?: ReleaseName; dst?: ReleaseName };
 }
 
 /** Live and not converging for `iterations` passes, then converging once bandwidth is raised. */

@@ -14,7 +14,8 @@ import { type Clock, hostClock } from "../engine/clock.ts";
 import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
 import { WaitAbort, waitFor } from "./wait.ts";
-import type { Side, World } from "./world/world.ts";
+import type { LackedField, ReleaseName } from "../engine/testing/releases.ts";
+import type { DeviceState, Side, Unavailable, World } from "./world/world.ts";
 
 export interface CaseContext {
   seed: number;
@@ -63,6 +64,10 @@ export class MigrationPair {
   /** The destination cannot stay up after a failed load (no exit-on-error): it must exit with status 1. */
   dstExitsOnError = false;
   readonly stats: CaseStats = {};
+  /** A cross-version case: the fields the source's older release does not send. */
+  sourceLacks: LackedField[] = [];
+  /** A cross-version case with an older source: the target's devices before the migration. */
+  targetBefore: DeviceState | Unavailable | null = null;
   #sampler: Sampler | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
 
@@ -104,6 +109,8 @@ export class MigrationPair {
       for (const name of c.defects?.src ?? []) {
         await pair.src.qmp.execute("x-test-defect", { name, enabled: true });
       }
+      const release = c.flow === "precopy" ? c.release?.src : undefined;
+      if (release) pair.sourceLacks = await applyRelease(pair.src, release);
     } catch (e) {
       // Nothing may stay behind, not even the directory (the error carries the startup stderr).
       await pair.close();
@@ -163,6 +170,10 @@ export class MigrationPair {
     for (const name of this.c.defects?.dst ?? []) {
       await dst.qmp.execute("x-test-defect", { name, enabled: true });
     }
+    const release = this.c.flow === "precopy" ? this.c.release : undefined;
+    if (release?.dst) await applyRelease(dst, release.dst);
+    // What the target holds of its own, for the fields an older source will not send.
+    if (release?.src) this.targetBefore = await dst.deviceState();
     return dst;
   }
 
@@ -329,6 +340,11 @@ export class MigrationPair {
   async removeDir(): Promise<void> {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** x-test-release: the side runs an older release of the devices; the fields that release lacks. */
+async function applyRelease(side: Side, name: ReleaseName): Promise<LackedField[]> {
+  return (await side.qmp.execute<{ lacks: LackedField[] }>("x-test-release", { name })).lacks;
 }
 
 /** "status N[, SIGNAL]" and the last lines the side wrote to stderr (an assertion, an error), if any. */

@@ -5,7 +5,13 @@
  */
 import { AB_END, AB_START } from "../engine/guest/workload.ts";
 import { checkGuestsRam } from "./check/guests_ram.ts";
-import { compareDeviceState, withoutFields } from "./check/device_equal.ts";
+import {
+  changedFields,
+  compareDeviceState,
+  exactField,
+  type UncomparedField,
+  withoutFields,
+} from "./check/device_equal.ts";
 import { compareRam, type RamSource } from "./check/ram_equal.ts";
 import { FlowError, type MigrationPair } from "./framework.ts";
 import { isUnavailable, type Side } from "./world/world.ts";
@@ -89,16 +95,41 @@ export async function expectDevicesEqual(
   b: Side,
   names: [string, string],
   prefix = "",
+  alsoSkip: readonly UncomparedField[] = [],
 ): Promise<void> {
   const [da, db] = await Promise.all([a.deviceState(), b.deviceState()]);
   if (isUnavailable(da)) return p.ctx.log(`device state not compared: ${da.unavailable}`);
   if (isUnavailable(db)) return p.ctx.log(`device state not compared: ${db.unavailable}`);
-  const skip = [...(a.uncomparedFields ?? []), ...(b.uncomparedFields ?? [])];
+  const skip = [...(a.uncomparedFields ?? []), ...(b.uncomparedFields ?? []), ...alsoSkip];
   const [ma, mb] = [withoutFields(da, skip), withoutFields(db, skip)];
   const skipped = [...new Set([...ma.skipped, ...mb.skipped])];
   if (skipped.length) p.ctx.log(`device fields not compared:\n  ${skipped.join("\n  ")}`);
   const diff = compareDeviceState(ma.state, mb.state, names);
   if (diff.length) throw new FlowError(`${prefix}device state differs:\n  ${diff.join("\n  ")}`);
+}
+
+/** The fields an older source's release does not send, as device-comparison rules naming each one. */
+export function sourceLacksRules(p: MigrationPair): UncomparedField[] {
+  return p.sourceLacks.map((l) =>
+    exactField(l.device, l.field, `not in the source's release (${l.since}): the target keeps its own value`)
+  );
+}
+
+/**
+ * Cross-version from an older source: each field the source's release does not send holds on the target
+ * what the target held before the migration (its own value, not a byte of someone else's data).
+ */
+export async function expectTargetKeptLackedFields(p: MigrationPair): Promise<void> {
+  const before = p.targetBefore;
+  if (!p.sourceLacks.length || before === null) return;
+  const after = await p.dst.deviceState();
+  if (isUnavailable(before) || isUnavailable(after)) return;
+  const wrong = changedFields(p.sourceLacks, before, after);
+  if (wrong.length) {
+    throw new FlowError(
+      `target fields the source's release does not send changed in the migration:\n  ${wrong.join("\n  ")}`,
+    );
+  }
 }
 
 /**
@@ -136,7 +167,8 @@ export async function checkGuestRuns(
  */
 export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
   await expectRamEqual(p.src.ram(), p.dst.ram(), "guest RAM");
-  await expectDevicesEqual(p, p.src, p.dst, ["source", "target"]);
+  await expectDevicesEqual(p, p.src, p.dst, ["source", "target"], "", sourceLacksRules(p));
+  await expectTargetKeptLackedFields(p);
   const since = p.dst.qmp.events.length;
   await p.dst.qmp.execute("cont");
   await p.waitEvent(p.dst, "RESUME", undefined, since);

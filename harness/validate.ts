@@ -6,6 +6,7 @@
  */
 import { CAPABILITIES, type Capability, DEFAULT_PARAMETERS } from "../engine/options.ts";
 import { isDefect } from "../engine/testing/defects.ts";
+import { isRelease } from "../engine/testing/releases.ts";
 import { MACHINES } from "../fixtures/machines.ts";
 import {
   CANCEL_PHASES,
@@ -55,6 +56,7 @@ const FIELDS: { [F in Flow]: Record<keyof CaseOf<F>, true> } = {
     fault: true,
     dstFaults: true,
     expectXbzrlePages: true,
+    release: true,
   },
   "converge-after-raise": {
     ...BASE,
@@ -155,6 +157,13 @@ export function caseProblems(c: MigrationCase): string[] {
       if (c.fillRandom && c.live) bad("fillRandom", "fills the stopped source: not with live");
       if (c.fault) faultProblems(c, c.fault, "fault", "src", bad);
       for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
+      for (const side of ["src", "dst"] as const) {
+        const r = c.release?.[side];
+        if (r !== undefined && !isRelease(r)) bad(`release.${side}`, `unknown release '${r}'`);
+      }
+      if (c.release?.src !== undefined && c.release.src === c.release.dst) {
+        bad("release", "both sides run the same release: nothing crosses a version");
+      }
       break;
     }
     case "converge-after-raise":

@@ -79,6 +79,17 @@ Deno.test("validate: capabilities, parameters, machines and defects must exist",
   assertRejected({ ...PRECOPY, guards: { side: "dst", defect: "no-such-bug" } }, "guards.defect", /unknown/);
 });
 
+Deno.test("validate: a cross-version case names known releases, and a different one on each side", () => {
+  assert.deepEqual(caseProblems({ ...PRECOPY, release: { src: "serial-v1" } }), []);
+  assertRejected({ ...PRECOPY, release: { dst: "v0.1" } }, "release.dst", /unknown release 'v0.1'/);
+  assertRejected(
+    { ...PRECOPY, release: { src: "before-serial-tx", dst: "before-serial-tx" } },
+    "release",
+    /both sides run the same release/,
+  );
+  assertRejected({ ...COLO, release: { src: "serial-v1" } }, "release", /not a field of a 'colo' case/);
+});
+
 Deno.test("validate: a multifd parameter needs the multifd capability on its side", () => {
   assertRejected(
     { ...PRECOPY, srcParams: { "multifd-channels": 4 } },

@@ -1,6 +1,7 @@
 /**
  * The `x-test-` QMP commands: introspection (guest RAM and COLO cache reads and per-page digests, device
- * state, COLO progress), writes into guest RAM, breakpoints, known defects and stream faults. QEMU has
+ * state, COLO progress), writes into guest RAM, breakpoints, known defects, stream faults and older
+ * releases of the devices (cross-version migration). QEMU has
  * none of them; main.ts registers them beside the model's commands (engine/qmp/commands.ts).
  */
 import type { Engine } from "../engine.ts";
@@ -13,6 +14,7 @@ import { prepareCapture } from "./capture.ts";
 import { KNOWN_DEFECTS } from "./defects.ts";
 import { INJECT_FAULT_ARGS, parseStreamFault } from "./faults.ts";
 import { pageDigests } from "./ram_digest.ts";
+import { applyRelease, RELEASE_NAMES, type ReleaseName } from "./releases.ts";
 
 /** Largest raw RAM read served in one reply. */
 const MAX_RAM_READ = 16 << 20;
@@ -195,6 +197,23 @@ export function testCommands(e: Engine): QmpCommand[] {
           }
         }
         e.faults.capture(file ?? null);
+      },
+    },
+    {
+      // The side's devices become those of an older release (engine/testing/releases.ts), before it
+      // migrates; the reply names the fields that release does not have.
+      name: "x-test-release",
+      args: { name: { type: { enum: [...RELEASE_NAMES] } } },
+      handler: (args) => {
+        // A destination may already listen (setup); it must not have begun to load.
+        if (e.migration.status !== "none" || !["none", "setup"].includes(e.incoming.status)) {
+          throw new QmpError("a release is chosen before the side migrates");
+        }
+        try {
+          return { lacks: applyRelease(m, args.name as ReleaseName) };
+        } catch (err) {
+          throw new QmpError(errorMessage(err));
+        }
       },
     },
     {

@@ -129,3 +129,20 @@ Deno.test("x-test-capture: a file the engine cannot write is refused; a good one
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("x-test commands: x-test-release names what the release lacks, once, before migrating", async () => {
+  await withQmpEngine(undefined, testCommands, async (qmp, engine) => {
+    assert.match(await qmpError(qmp, "x-test-release", { name: "v0" }), /Parameter 'name' does not accept/);
+    assert.deepEqual(await qmp.execute("x-test-release", { name: "before-serial-tx" }), {
+      lacks: [
+        { device: "serial/0", field: "txCount", since: "subsection serial/tx" },
+        { device: "serial/0", field: "lastTx", since: "subsection serial/tx" },
+      ],
+    });
+    assert.deepEqual(engine.machine.device("serial", 0)?.vmsd.subsections, []);
+    assert.match(
+      await qmpError(qmp, "x-test-release", { name: "serial-v1" }),
+      /a release is applied once, before the side migrates/,
+    );
+  });
+});

@@ -46,6 +46,11 @@ export const STREAM_FAULT_KINDS = [
   "newer-device-version",
   /** After the devices, a FULL section of a device with a subsection one version newer than its own. */
   "newer-subsection-version",
+  /**
+   * After the devices, a FULL section of the first device with one field more than its description has
+   * (a source whose device grew a field without a new version): the field is where the footer must be.
+   */
+  "device-extra-field",
   /** Connect one multifd channel fewer than configured. */
   "multifd-missing-channel",
   /** Announce channel ids shifted by one (the last one is out of range). */
@@ -242,6 +247,18 @@ export class StreamFaults {
         if (kind === "unknown-section") {
           saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x99, "x-bogus-device", 0, 1);
           saveFooter(f, 0x99);
+          return;
+        }
+        if (kind === "device-extra-field") {
+          const d = devices[0];
+          // A be32 0 after the device's own fields: its first byte is read as the footer's marker.
+          const vmsd = {
+            ...d.vmsd,
+            fields: [...d.vmsd.fields, { name: "x-extra", type: "uint32" as const }],
+          };
+          saveSectionFull(f, QEMU_VM_SECTION_FULL, 0x97, d.idstr, d.instanceId, vmsd.versionId);
+          saveState(f, vmsd, { ...d.state, "x-extra": 0 });
+          saveFooter(f, 0x97);
           return;
         }
         if (kind !== "newer-device-version" && kind !== "newer-subsection-version") return;

@@ -46,6 +46,7 @@ const MINIMAL: Record<StreamFaultKind, Record<string, unknown>> = {
   "multifd-channel-slow": { channel: 1, "delay-ms": 20 },
   "newer-device-version": {},
   "newer-subsection-version": {},
+  "device-extra-field": {},
   "xbzrle-overrun": {},
   "multifd-channel-id-twice": {},
 };
@@ -156,6 +157,7 @@ Deno.test("faults: each kind acts at its own hook and nowhere else", async () =>
     "xbzrle-overrun": ["afterSetup"],
     "multifd-channel-id-twice": ["multifdChannelId"],
     "newer-subsection-version": ["afterDevices"],
+    "device-extra-field": ["afterDevices"],
     "multifd-missing-channel": ["multifdChannels"],
     "multifd-channel-id": ["multifdChannelId"],
     "multifd-offset": ["packets"],
@@ -229,6 +231,12 @@ Deno.test("faults: what each hook does when its fault is armed", async () => {
   assert.equal(new TextDecoder().decode(subBytes.subarray(at + 2, at + 11)), "serial/tx");
   assert.deepEqual(sub.slice(at + 11, at + 15), [0, 0, 0, 2]);
   assert.deepEqual(sub.slice(-5), [0x7e, 0, 0, 0, 0x98]);
+  // FULL, section 0x97, "cpu" at its version 1, its 32 bytes of fields, then a be32 0 the cpu does not
+  // have, then the footer: a reader of the cpu's fields meets 0x00 where the marker must be.
+  const extra = (await armed({ kind: "device-extra-field" })).afterDevices as number[];
+  assert.deepEqual(extra.slice(0, 17), [0x04, 0, 0, 0, 0x97, 3, 0x63, 0x70, 0x75, 0, 0, 0, 0, 0, 0, 0, 1]);
+  assert.equal(extra.length, 17 + 32 + 4 + 5);
+  assert.deepEqual(extra.slice(-9), [0, 0, 0, 0, 0x7e, 0, 0, 0, 0x97]);
 });
 
 Deno.test("faults: armed faults stay for later migrations; the last structural one wins", async () => {

@@ -78,3 +78,25 @@ export function withoutFields(
   for (const [device, fields] of Object.entries(state)) out[device] = fieldsOf(device, fields, "");
   return { state: out, skipped: [...skipped].sort() };
 }
+
+/** A rule that leaves out exactly one top-level field of one device ("idstr/instance"), and says why. */
+export function exactField(device: string, field: string, why: string): UncomparedField {
+  const exactly = (text: string) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$`);
+  return { device: exactly(device), field: exactly(field), why };
+}
+
+/**
+ * The named top-level fields whose value differs between `before` and `after` (one side's device state
+ * at two moments): one line per field, naming it, where it came from, and both values.
+ */
+export function changedFields(
+  fields: readonly { device: string; field: string; since: string }[],
+  before: Record<string, Record<string, unknown>>,
+  after: Record<string, Record<string, unknown>>,
+): string[] {
+  return fields.flatMap((l) => {
+    const was = JSON.stringify(before[l.device]?.[l.field]);
+    const now = JSON.stringify(after[l.device]?.[l.field]);
+    return was === now ? [] : [`${l.device} ${l.field} (${l.since}): ${was} before, ${now} after`];
+  });
+}

@@ -45,6 +45,10 @@ export function modelOnlyReason(c: MigrationCase): string | null {
   if (faults || c.defects || c.guards) {
     return "fault injection and known defects are x-test features of the model engine";
   }
+  if (c.flow === "precopy" && c.release) {
+    return "older releases of the devices are the model's (x-test-release); against QEMU, " +
+      "QTEST_QEMU_BINARY_SRC/_DST name an older binary";
+  }
   if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
   if (c.workload && c.workload.kind !== "a-b") return "only upstream's a-b boot sector runs on QEMU";
   if ((c.flow === "precopy" && c.fillRandom) || c.vcpu || c.dstVcpu || c.memPrealloc) {

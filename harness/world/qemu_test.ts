@@ -82,6 +82,10 @@ Deno.test("qemu world: 10.0 runs what 7.2 cannot; model-only features stay skipp
     );
     const faulty = ALL_CASES.find((c) => c.flow === "precopy" && c.fault);
     assert.match(qemuCannotRun(faulty!, setup)!, /fault injection/);
+    assert.match(
+      qemuCannotRun(byName("/migration/cross-version/older-source"), setup)!,
+      /^older releases of the devices are the model's \(x-test-release\); against QEMU, QTEST_QEMU_BINARY_SRC/,
+    );
   }
   // No reason on any QEMU may name a version the probe did not give.
   for (const c of ALL_CASES) {
