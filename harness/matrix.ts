@@ -16,6 +16,9 @@ import { errorMessage } from "../engine/error.ts";
 import { isWorldName, worldByName } from "./world/worlds.ts";
 import { type World, WORLD_NAMES } from "./world/world.ts";
 
+/** The signals that stop a run cleanly (engines stopped, summary and JUnit written, run directory gone). */
+const STOP_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM"];
+
 export const USAGE = `usage: deno task matrix [options]
 
 Runs migration cases between two sides of one world and checks every page, device and status.
@@ -407,12 +410,13 @@ async function main(): Promise<number> {
     if (!interrupt.signal.aborted) console.log("\nmatrix: interrupted: stopping the running cases");
     interrupt.abort();
   };
-  Deno.addSignalListener("SIGINT", onSigint);
+  // SIGTERM (a CI timeout, the mutation battery's time limit) stops the cases as Ctrl-C does.
+  for (const sig of STOP_SIGNALS) Deno.addSignalListener(sig, onSigint);
   let out: MatrixOutcome;
   try {
     out = await runMatrix(opts, selected, interrupt.signal, (l) => console.log(l));
   } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+    for (const sig of STOP_SIGNALS) Deno.removeSignalListener(sig, onSigint);
   }
   for (const line of summaryLines(opts, out, selected.length)) console.log(line);
   await Deno.writeTextFile(

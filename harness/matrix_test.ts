@@ -153,65 +153,69 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "matrix CLI: Ctrl-C stops the running case, writes the summary and JUnit, leaves no directory",
-  async fn() {
-    const tmp = await Deno.makeTempDir({ prefix: "migtest-sigint-" });
-    const child = new Deno.Command(Deno.execPath(), {
-      // A case that runs for a while: live, non-converging until raised, upstream's slow xbzrle.
-      args: [
-        "run",
-        "--quiet",
-        ...PERMS,
-        MATRIX,
-        "--filter",
-        "/migration/precopy/unix/xbzrle",
-        "--seed",
-        "3",
-        "--junit",
-        `${tmp}/junit.xml`,
-        "--artifacts",
-        `${tmp}/artifacts`,
-      ],
-      env: { NO_COLOR: "1", TMPDIR: tmp },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const stdout = new Response(child.stdout).text();
-    const stderr = new Response(child.stderr).text();
-    try {
-      const pairDir = () =>
-        [...Deno.readDirSync(tmp)].some((e) => e.name.startsWith("migtest-") && e.isDirectory);
-      await waitFor("the case's pair directory", pairDir, { timeoutMs: 30_000, intervalMs: 50 });
-      // Let the engines come up and the migration start.
-      await sleep(1500);
-      child.kill("SIGINT");
-      const status = await child.status;
-      const out = await stdout;
-      assert.equal(status.code, 130, `${out}\n${await stderr}`);
-      assert.match(out, /interrupted: stopping the running cases/);
-      assert.match(out, /0 passed, 1 failed, 0 skipped/);
-      assert.match(out, /failed:\n {2}\/migration\/precopy\/unix\/xbzrle failed \(seed=3\): interrupted/);
-      const junit = await Deno.readTextFile(`${tmp}/junit.xml`);
-      assert.match(
-        junit,
-        /<failure message="\/migration\/precopy\/unix\/xbzrle failed \(seed=3\): interrupted/,
-      );
-      assert.ok(!pairDir(), "the pair's directory was left behind");
-    } finally {
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test({
+    name: `matrix CLI: ${
+      signal === "SIGINT" ? "Ctrl-C" : signal
+    } stops the running case, writes the summary and JUnit, leaves no directory`,
+    async fn() {
+      const tmp = await Deno.makeTempDir({ prefix: "migtest-sigint-" });
+      const child = new Deno.Command(Deno.execPath(), {
+        // A case that runs for a while: live, non-converging until raised, upstream's slow xbzrle.
+        args: [
+          "run",
+          "--quiet",
+          ...PERMS,
+          MATRIX,
+          "--filter",
+          "/migration/precopy/unix/xbzrle",
+          "--seed",
+          "3",
+          "--junit",
+          `${tmp}/junit.xml`,
+          "--artifacts",
+          `${tmp}/artifacts`,
+        ],
+        env: { NO_COLOR: "1", TMPDIR: tmp },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stdout = new Response(child.stdout).text();
+      const stderr = new Response(child.stderr).text();
       try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
+        const pairDir = () =>
+          [...Deno.readDirSync(tmp)].some((e) => e.name.startsWith("migtest-") && e.isDirectory);
+        await waitFor("the case's pair directory", pairDir, { timeoutMs: 30_000, intervalMs: 50 });
+        // Let the engines come up and the migration start.
+        await sleep(1500);
+        child.kill(signal);
+        const status = await child.status;
+        const out = await stdout;
+        assert.equal(status.code, 130, `${out}\n${await stderr}`);
+        assert.match(out, /interrupted: stopping the running cases/);
+        assert.match(out, /0 passed, 1 failed, 0 skipped/);
+        assert.match(out, /failed:\n {2}\/migration\/precopy\/unix\/xbzrle failed \(seed=3\): interrupted/);
+        const junit = await Deno.readTextFile(`${tmp}/junit.xml`);
+        assert.match(
+          junit,
+          /<failure message="\/migration\/precopy\/unix\/xbzrle failed \(seed=3\): interrupted/,
+        );
+        assert.ok(!pairDir(), "the pair's directory was left behind");
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // already exited
+        }
+        await child.status;
+        await stdout;
+        await stderr;
+        await Deno.remove(tmp, { recursive: true });
       }
-      await child.status;
-      await stdout;
-      await stderr;
-      await Deno.remove(tmp, { recursive: true });
-    }
-  },
-});
+    },
+  });
+}
 
 /** A world whose sides never start: every case fails at once, without processes. */
 const NO_WORLD: World = {

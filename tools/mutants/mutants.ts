@@ -172,14 +172,16 @@ const running = new Set<Deno.ChildProcess>();
  * first, so a caught mutant costs a family rather than the cases of the tier that come before it.
  */
 const FIRST_FAMILIES: readonly [prefix: string, families: readonly string[]][] = [
+  // The page route serves the multifd receiver before COLO state as much as COLO.
+  ["engine/colo/ram_route.ts", ["multifd", "colo", "regressions"]],
   ["engine/colo/", ["colo", "regressions"]],
   ["engine/multifd/", ["multifd", "regressions"]],
   ["engine/xbzrle.ts", ["precopy", "bad_stream"]],
   ["engine/ram_xbzrle.ts", ["precopy", "bad_stream"]],
   ["engine/page_cache.ts", ["precopy"]],
-  ["engine/ram", ["precopy", "bad_stream"]],
-  ["engine/vmstate.ts", ["bad_stream", "precopy"]],
-  ["engine/savevm.ts", ["bad_stream", "precopy"]],
+  ["engine/ram", ["precopy", "bad_stream", "multifd"]],
+  ["engine/vmstate.ts", ["cross-version", "bad_stream", "precopy"]],
+  ["engine/savevm.ts", ["bad_stream", "cross-version", "precopy"]],
   ["engine/incoming.ts", ["bad_stream", "cancel", "bad_dest"]],
   ["engine/migration.ts", ["cancel", "bad_stream", "bad_dest", "precopy"]],
 ];
@@ -397,7 +399,8 @@ async function main(): Promise<number> {
     if (!interrupt.signal.aborted) console.log("\nmutants: interrupted: stopping the running runs");
     interrupt.abort();
   };
-  Deno.addSignalListener("SIGINT", onSigint);
+  // SIGTERM too: the copies and the running matrices must not outlive the battery.
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSigint);
   const t0 = performance.now();
   const outcomes: MutantOutcome[] = new Array(toRun.length);
   let next = 0;
@@ -416,7 +419,7 @@ async function main(): Promise<number> {
     };
     await Promise.all(Array.from({ length: Math.min(opts.jobs, toRun.length) }, worker));
   } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSigint);
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   }
   const done = outcomes.filter((o): o is MutantOutcome => o !== undefined);
