@@ -328,7 +328,11 @@ export function mutantLine(o: MutantOutcome): string {
   const caught = o.runs.filter(isCaught);
   const broken = o.runs.filter((r) => r.verdict === "broken");
   const word = broken.length ? "BROKEN" : caught.length === 0 ? "MISSED" : "caught";
-  const every = caught.length === o.runs.length ? "every run" : "not every run";
+  // The seeds a nondeterministic catch missed, so the miss can be replayed (--seed S --runs 1).
+  const missedSeeds = o.runs.filter((r) => !isCaught(r)).map((r) => r.seed);
+  const every = caught.length === o.runs.length
+    ? "every run"
+    : `not every run: seed ${missedSeeds.join(", ")} missed`;
   const by = [
     ...new Set(caught.flatMap((r) => r.verdict === "hung" ? ["(hung)"] : r.failed.map((f) => f.name))),
   ];
