@@ -20,8 +20,13 @@ export type WorkloadSpec =
   | { kind: "a-b" }
   /** Seeded random 32-bit writes; `hotPercent` of them land in the first `hotPages` pages of RAM. */
   | { kind: "random"; seed: number; hotPages?: number; hotPercent?: number }
-  /** Seeded writes over the first `pages` pages, half of which zero the whole page (pages turn zero). */
-  | { kind: "zero-churn"; seed: number; pages?: number }
+  /**
+   * Seeded writes over the first `pages` pages, half of which zero the whole page (pages turn zero).
+   * With `restore`, a third of them instead put back the page's own content (a per-page fill with one of
+   * two version words): a page turns zero and back to data it held before, as a page freed and filled
+   * again with the same file data, so a stale copy kept anywhere matches it again.
+   */
+  | { kind: "zero-churn"; seed: number; pages?: number; restore?: boolean }
   /** Runs but writes nothing (the timer still advances). */
   | { kind: "idle" };
 
@@ -175,8 +180,10 @@ class RandomWorkload implements Workload {
 
 class ZeroChurnWorkload implements Workload {
   readonly #pages: number;
-  constructor(private readonly g: GuestMemory, spec: { pages?: number }) {
+  readonly #restore: boolean;
+  constructor(private readonly g: GuestMemory, spec: { pages?: number; restore?: boolean }) {
     this.#pages = Math.max(1, Math.min(spec.pages ?? 512, g.blocks[0].pages));
+    this.#restore = spec.restore ?? false;
   }
 
   step(budget: number): void {
@@ -186,7 +193,14 @@ class ZeroChurnWorkload implements Workload {
     // Fewer, larger writes than the random writer: zeroing a page writes all of it.
     for (let i = 0; i < budget >> 4; i++) {
       const page = nextRandom(cpu) % this.#pages;
-      if (nextRandom(cpu) & 1) mem.fill(0, page * AB_PAGE, (page + 1) * AB_PAGE);
+      const op = nextRandom(cpu);
+      if (this.#restore && op % 3 === 2) {
+        // The page's own content: a fill byte of its own and a version word (1 or 2) at its own offset,
+        // so two restores differ in one word and a restore equals what the page held before.
+        const at = page * AB_PAGE;
+        mem.fill((page * 0x9d + 0x35) & 0xff | 1, at, at + AB_PAGE);
+        new DataView(mem.buffer, mem.byteOffset).setUint32(at + (page * 37 & 1023) * 4, 1 + (op >>> 2 & 1));
+      } else if (op & 1) mem.fill(0, page * AB_PAGE, (page + 1) * AB_PAGE);
       else {
         new DataView(mem.buffer, mem.byteOffset).setUint32(
           page * AB_PAGE + (nextRandom(cpu) & 1023) * 4,
