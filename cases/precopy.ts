@@ -111,13 +111,14 @@ const base: MigrationCase[] = [
     tier: "full",
     flow: "converge-after-raise",
     transport: "unix",
-    iterations: 8,
+    iterations: 5,
     caps: ["xbzrle"],
     // A slow link: the first pass takes long enough for a bandwidth to be measured, so a pass that
     // sends a few small deltas does not count as converged before the passes were seen.
     srcParams: { "xbzrle-cache-size": 33554432, "max-bandwidth": 1_000_000 },
     workload: { kind: "zero-churn", seed: 0, pages: 256, restore: true },
     expectXbzrlePages: true,
+    simInterleavePercent: 50,
     why: "a hot set that turns zero and back to data it held before, rewritten while XBZRLE runs: the " +
       "cache must hold exactly what the destination has (a page sent ZERO, a page written while it is " +
       "copied or sent), or a later delta against it, or no delta at all, leaves the destination stale",

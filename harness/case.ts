@@ -94,6 +94,13 @@ export interface CaseBase {
   dstVcpu?: VcpuDuty;
   /** -mem-prealloc on both sides (guest RAM faulted in at start). */
   memPrealloc?: boolean;
+  /**
+   * The simulated world: the least percent of the engine's interleave points (Clock.interleave) at which
+   * a running guest writes, whatever the seed draws (it may draw more). For a case that exists to race
+   * the guest against one step of migration code, so that no seed of the matrix runs it without the race
+   * (a seed may draw 0). The other worlds have real concurrency and ignore it.
+   */
+  simInterleavePercent?: number;
   /** Known defects (engine/testing/defects.ts) switched on per side. */
   defects?: { src?: DefectName[]; dst?: DefectName[] };
   /**

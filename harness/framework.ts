@@ -138,6 +138,7 @@ export class MigrationPair {
       uuid: name === "source" ? c.uuid?.src : c.uuid?.dst,
       memPrealloc: c.memPrealloc,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
+      interleavePercent: c.simInterleavePercent,
       socketPaths: [this.migsocket],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,

@@ -36,6 +36,7 @@ const BASE: Record<keyof CaseBase, true> = {
   vcpu: true,
   dstVcpu: true,
   memPrealloc: true,
+  simInterleavePercent: true,
   defects: true,
   guards: true,
 };
@@ -110,6 +111,12 @@ export function caseProblems(c: MigrationCase): string[] {
     }
   }
   if (c.timeoutMs !== undefined && !(c.timeoutMs > 0)) bad("timeoutMs", "must be positive");
+  if (
+    c.simInterleavePercent !== undefined &&
+    !(Number.isInteger(c.simInterleavePercent) && c.simInterleavePercent >= 1 && c.simInterleavePercent <= 100)
+  ) {
+    bad("simInterleavePercent", "must be an integer percent, 1..100");
+  }
   if (c.machine !== undefined && !Object.hasOwn(MACHINES, c.machine)) {
     bad("machine", `unknown machine '${c.machine}'`);
   }
