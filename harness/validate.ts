@@ -53,6 +53,7 @@ const FIELDS: { [F in Flow]: Record<keyof CaseOf<F>, true> } = {
     iterations: true,
     migrateChannels: true,
     fillRandom: true,
+    writeOnce: true,
     fault: true,
     dstFaults: true,
     expectXbzrlePages: true,
@@ -159,6 +160,10 @@ export function caseProblems(c: MigrationCase): string[] {
     case "precopy": {
       if (c.iterations !== undefined && !c.live) bad("iterations", "only a live case iterates");
       if (c.fillRandom && c.live) bad("fillRandom", "fills the stopped source: not with live");
+      if (c.writeOnce && !c.live) bad("writeOnce", "writes the running guest's RAM during the migration: live only");
+      if (c.writeOnce && c.workload?.kind !== "idle") {
+        bad("writeOnce", "needs the idle workload (a guest that writes nothing after the write)");
+      }
       if (c.fault) faultProblems(c, c.fault, "fault", "src", bad);
       for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
       break;
