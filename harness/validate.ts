@@ -114,7 +114,8 @@ export function caseProblems(c: MigrationCase): string[] {
   if (c.timeoutMs !== undefined && !(c.timeoutMs > 0)) bad("timeoutMs", "must be positive");
   if (
     c.simInterleavePercent !== undefined &&
-    !(Number.isInteger(c.simInterleavePercent) && c.simInterleavePercent >= 1 && c.simInterleavePercent <= 100)
+    !(Number.isInteger(c.simInterleavePercent) && c.simInterleavePercent >= 1 &&
+      c.simInterleavePercent <= 100)
   ) {
     bad("simInterleavePercent", "must be an integer percent, 1..100");
   }
@@ -160,7 +161,9 @@ export function caseProblems(c: MigrationCase): string[] {
     case "precopy": {
       if (c.iterations !== undefined && !c.live) bad("iterations", "only a live case iterates");
       if (c.fillRandom && c.live) bad("fillRandom", "fills the stopped source: not with live");
-      if (c.writeOnce && !c.live) bad("writeOnce", "writes the running guest's RAM during the migration: live only");
+      if (c.writeOnce && !c.live) {
+        bad("writeOnce", "writes the running guest's RAM during the migration: live only");
+      }
       if (c.writeOnce && c.workload?.kind !== "idle") {
         bad("writeOnce", "needs the idle workload (a guest that writes nothing after the write)");
       }
