@@ -18,9 +18,11 @@ export interface Clock {
   /**
    * A point inside a synchronous step where another core's work could land (the guest writing the page
    * whose dirty bit was just cleared, before it is copied). The host has real concurrency and leaves it
-   * out; the simulated world may run the vCPU there, synchronously.
+   * out; the simulated world may run the vCPU there, synchronously. `page`, where the race is on one
+   * page, is its ram_addr (block offset + offset in the block): the simulated guest may write that very
+   * page there, as a vCPU does that keeps writing a hot page.
    */
-  interleave?(point: string): void;
+  interleave?(point: string, page?: number): void;
 }
 
 /** The host's clock. */

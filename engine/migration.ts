@@ -185,14 +185,17 @@ export class MigrationState {
       const multifd = options.cap("multifd") ? await this.#multifdSetup(opened, faults) : null;
       this.#multifd = multifd;
       this.#checkCancelled();
+      const interleave = machine.clock.interleave?.bind(machine.clock);
       const ram = new RamSaveState(
         machine.blocks,
         () => options.params["zero-page-detection"],
         () => machine.clock.now(),
         {
           multifd,
-          xbzrle: options.cap("xbzrle") ? new XbzrleSaveState(options.params["xbzrle-cache-size"]) : null,
-          interleave: machine.clock.interleave?.bind(machine.clock),
+          xbzrle: options.cap("xbzrle")
+            ? new XbzrleSaveState(options.params["xbzrle-cache-size"], interleave)
+            : null,
+          interleave,
         },
       );
       this.#ram = ram;

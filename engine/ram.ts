@@ -63,7 +63,7 @@ export class RamSaveState {
   readonly multifd: MultifdSendState | null;
   readonly xbzrle: XbzrleSaveState | null;
 
-  readonly #interleave?: (point: string) => void;
+  readonly #interleave?: (point: string, page?: number) => void;
 
   constructor(
     readonly blocks: RamBlock[],
@@ -75,7 +75,7 @@ export class RamSaveState {
       /** With xbzrle, pages already sent once go as deltas against the page cache. */
       xbzrle?: XbzrleSaveState | null;
       /** Where the simulated world may let the guest write in the middle of sending a page. */
-      interleave?: (point: string) => void;
+      interleave?: (point: string, page?: number) => void;
     } = {},
   ) {
     this.#interleave = opts.interleave;

@@ -30,9 +30,12 @@ export class XbzrleSaveState {
   #lookups = 0;
   readonly #current = new Uint8Array(TARGET_PAGE_SIZE);
   readonly #encoded = new Uint8Array(TARGET_PAGE_SIZE);
+  /** Where the simulated world may let the guest write the page in the middle of its XBZRLE handling. */
+  readonly #interleave?: (point: string, page?: number) => void;
 
-  constructor(cacheSize: number) {
+  constructor(cacheSize: number, interleave?: (point: string, page?: number) => void) {
     this.cache = new PageCache(cacheSize, TARGET_PAGE_SIZE);
+    this.#interleave = interleave;
   }
 
   /**
@@ -44,12 +47,16 @@ export class XbzrleSaveState {
     if (!this.cache.isCached(addr, generation)) {
       this.counters.cacheMiss++;
       if (!lastStage && this.cache.insert(addr, page, generation)) {
+        // The cache holds its copy and the page is not yet out: a write here must not reach the wire.
+        this.#interleave?.("xbzrle-miss-cached", addr);
         return { kind: "raw", data: this.cache.get(addr)! };
       }
       return { kind: "raw" };
     }
     // Encode a private copy: the guest may be writing the page right now.
     this.#current.set(page);
+    // The private copy is taken and not yet encoded: a write here must reach neither delta nor cache.
+    this.#interleave?.("xbzrle-page-copied", addr);
     const cached = this.cache.get(addr)!;
     const len = xbzrleEncode(cached, this.#current, this.#encoded);
     if (len === 0) return { kind: "unchanged" };

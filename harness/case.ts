@@ -95,6 +95,13 @@ export interface CaseBase {
   dstVcpu?: VcpuDuty;
   /** -mem-prealloc on both sides (guest RAM faulted in at start). */
   memPrealloc?: boolean;
+  /**
+   * The simulated world: the least percent of the engine's interleave points (Clock.interleave) at which
+   * a running guest writes, whatever the seed draws (it may draw more). For a case that exists to race
+   * the guest against one step of migration code, so that no seed of the matrix runs it without the race
+   * (a seed may draw 0). The other worlds have real concurrency and ignore it.
+   */
+  simInterleavePercent?: number;
   /** Known defects (engine/testing/defects.ts) switched on per side. */
   defects?: { src?: DefectName[]; dst?: DefectName[] };
   /**
@@ -131,6 +138,14 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
   migrateChannels?: boolean;
   /** Fill the stopped source's RAM with seeded random bytes before migrating (incompressible guest). */
   fillRandom?: boolean;
+  /**
+   * Live, with a guest that writes nothing of its own (the idle workload): all of its RAM is written
+   * once as the migration starts — seeded bytes before `migrate` and new ones right after the setup's
+   * sync (x-test-ram-fill, marking every page dirty) — and never again. The case's srcParams bound the
+   * bandwidth and downtime so that it takes passes; the migration must then complete within a few of
+   * them, its RAM sent about twice at most (the first pass, and once more for the write).
+   */
+  writeOnce?: boolean;
   /** A fault in the source's outgoing stream (main channel or a multifd channel). */
   fault?: FaultSpec;
   /** Faults injected on the destination (before migrate-incoming). */

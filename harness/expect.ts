@@ -73,6 +73,48 @@ async function completeOrFail(p: MigrationPair, srcWasRunning: boolean): Promise
   await expectSourceFailedAndAlive(p, srcWasRunning);
 }
 
+/**
+ * A plausibility check of the source's completed migration: RAM records of at most `times` the guest's
+ * RAM. `why` says what the guest did that bounds it, for the failure message.
+ */
+export async function expectRamSentAtMost(p: MigrationPair, times: number, why: string): Promise<void> {
+  const ram = (await p.status(p.src)).ram as Record<string, number> | undefined;
+  if (!ram) throw new FlowError("the source's query-migrate has no 'ram' member");
+  const mib = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
+  const ratio = ram.transferred / ram.total;
+  p.ctx.log(`ram transferred ${mib(ram.transferred)} of ${mib(ram.total)} (${ratio.toFixed(2)}×)`);
+  if (ratio > times) {
+    throw new FlowError(
+      `the source sent ${mib(ram.transferred)} of RAM records for ${mib(ram.total)} of RAM ` +
+        `(${ratio.toFixed(2)}×, at most ${times}× expected) over ${ram["dirty-sync-count"]} dirty-sync ` +
+        `passes, ${ram.normal} pages in full: ${why}`,
+    );
+  }
+}
+
+/**
+ * Waits for the source to complete within `passes` dirty-sync passes; fails, naming the figures, once it
+ * has run more without completing. `why` says what the guest did that bounds it.
+ */
+export async function expectConvergesWithin(p: MigrationPair, passes: number, why: string): Promise<void> {
+  await p.wait(`the source to complete within ${passes} dirty-sync passes`, async () => {
+    const s = await p.status(p.src);
+    if (s.status === "completed") return true;
+    if (s.status === "failed") throw new FlowError(`source failed: ${s["error-desc"]}`);
+    const ram = s.ram as Record<string, number> | undefined;
+    const count = ram?.["dirty-sync-count"] ?? 0;
+    if (count > passes) {
+      throw new FlowError(
+        `the source is still '${s.status}' after ${count} dirty-sync passes (at most ${passes} expected), ` +
+          `${((ram?.transferred ?? 0) / (1 << 20)).toFixed(1)} MiB sent for ` +
+          `${((ram?.total ?? 0) / (1 << 20)).toFixed(1)} MiB of RAM, ` +
+          `${((ram?.remaining ?? 0) / (1 << 20)).toFixed(1)} MiB still dirty: ${why}`,
+      );
+    }
+    return false;
+  });
+}
+
 /** The end of a migration, by expected outcome (with pause-before-switchover, migrate-continue first). */
 export async function finishByExpectation(
   p: MigrationPair,

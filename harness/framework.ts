@@ -98,8 +98,7 @@ export class MigrationPair {
 
   static async start(c: MigrationCase, ctx: CaseContext): Promise<MigrationPair> {
     const t0 = performance.now();
-    const dir = await Deno.makeTempDir({ prefix: "migtest-", dir: ctx.tmpRoot });
-    await Deno.chmod(dir, 0o700);
+    const dir = await makePairDir(ctx.tmpRoot);
     const pair = new MigrationPair(c, ctx, dir);
     try {
       pair.src = await pair.#spawn("source", {});
@@ -145,6 +144,7 @@ export class MigrationPair {
       uuid: name === "source" ? c.uuid?.src : c.uuid?.dst,
       memPrealloc: c.memPrealloc,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
+      interleavePercent: c.simInterleavePercent,
       socketPaths: [this.migsocket],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,
@@ -351,4 +351,25 @@ async function applyRelease(side: Side, name: ReleaseName): Promise<LackedField[
 export function exitWords(side: Pick<Side, "stderr">, exit: Deno.CommandStatus): string {
   const tail = side.stderr.trim().split("\n").filter((l) => l.trim()).slice(-2).join(" | ");
   return `status ${exit.code}${exit.signal ? `, ${exit.signal}` : ""}${tail ? `: ${tail}` : ""}`;
+}
+
+/**
+ * The pair's private directory (0700): `migtest-` and 12 random hex digits under `root` (the system's
+ * temporary directory by default). The name has the same length every time, because paths inside it go
+ * into QMP messages (a unix socket's URI) and in the simulated world a message's length is virtual time:
+ * a name one character longer (Deno.makeTempDir's names vary) gave the same seed another trace.
+ */
+async function makePairDir(root?: string): Promise<string> {
+  const base = root ?? Deno.env.get("TMPDIR") ?? "/tmp";
+  for (let attempt = 0;; attempt++) {
+    const hex = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0"));
+    const dir = `${base}/migtest-${hex.join("")}`;
+    try {
+      await Deno.mkdir(dir, { mode: 0o700 });
+      await Deno.chmod(dir, 0o700);
+      return dir;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists) || attempt >= 8) throw e;
+    }
+  }
 }

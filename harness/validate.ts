@@ -37,6 +37,7 @@ const BASE: Record<keyof CaseBase, true> = {
   vcpu: true,
   dstVcpu: true,
   memPrealloc: true,
+  simInterleavePercent: true,
   defects: true,
   guards: true,
 };
@@ -53,6 +54,7 @@ const FIELDS: { [F in Flow]: Record<keyof CaseOf<F>, true> } = {
     iterations: true,
     migrateChannels: true,
     fillRandom: true,
+    writeOnce: true,
     fault: true,
     dstFaults: true,
     expectXbzrlePages: true,
@@ -113,6 +115,13 @@ export function caseProblems(c: MigrationCase): string[] {
     }
   }
   if (c.timeoutMs !== undefined && !(c.timeoutMs > 0)) bad("timeoutMs", "must be positive");
+  if (
+    c.simInterleavePercent !== undefined &&
+    !(Number.isInteger(c.simInterleavePercent) && c.simInterleavePercent >= 1 &&
+      c.simInterleavePercent <= 100)
+  ) {
+    bad("simInterleavePercent", "must be an integer percent, 1..100");
+  }
   if (c.machine !== undefined && !Object.hasOwn(MACHINES, c.machine)) {
     bad("machine", `unknown machine '${c.machine}'`);
   }
@@ -155,6 +164,12 @@ export function caseProblems(c: MigrationCase): string[] {
     case "precopy": {
       if (c.iterations !== undefined && !c.live) bad("iterations", "only a live case iterates");
       if (c.fillRandom && c.live) bad("fillRandom", "fills the stopped source: not with live");
+      if (c.writeOnce && !c.live) {
+        bad("writeOnce", "writes the running guest's RAM during the migration: live only");
+      }
+      if (c.writeOnce && c.workload?.kind !== "idle") {
+        bad("writeOnce", "needs the idle workload (a guest that writes nothing after the write)");
+      }
       if (c.fault) faultProblems(c, c.fault, "fault", "src", bad);
       for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
       for (const side of ["src", "dst"] as const) {

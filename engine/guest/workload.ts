@@ -20,8 +20,13 @@ export type WorkloadSpec =
   | { kind: "a-b" }
   /** Seeded random 32-bit writes; `hotPercent` of them land in the first `hotPages` pages of RAM. */
   | { kind: "random"; seed: number; hotPages?: number; hotPercent?: number }
-  /** Seeded writes over the first `pages` pages, half of which zero the whole page (pages turn zero). */
-  | { kind: "zero-churn"; seed: number; pages?: number }
+  /**
+   * Seeded writes over the first `pages` pages, half of which zero the whole page (pages turn zero).
+   * With `restore`, a third of them instead put back the page's own content (a per-page fill with one of
+   * two version words): a page turns zero and back to data it held before, as a page freed and filled
+   * again with the same file data, so a stale copy kept anywhere matches it again.
+   */
+  | { kind: "zero-churn"; seed: number; pages?: number; restore?: boolean }
   /** Runs but writes nothing (the timer still advances). */
   | { kind: "idle" };
 
@@ -49,6 +54,12 @@ export interface GuestMemory {
 export interface Workload {
   /** Executes up to `budget` page writes. */
   step(budget: number): void;
+  /**
+   * One write of this program's own kind to page `page` of block `block`, if the program writes there:
+   * the simulated world's guest writing the very page migration is in the middle of (an interleave
+   * point that names it). A program whose writes keep an invariant (a-b's pattern) leaves it out.
+   */
+  touch?(block: number, page: number): void;
 }
 
 function markDirty(log: Int32Array, page: number): void {
@@ -159,10 +170,7 @@ class RandomWorkload implements Workload {
         : nextRandom(cpu) % this.#total;
       let b = 0;
       while (page >= blocks[b].pages) page -= blocks[b++].pages;
-      const { mem, dirtyLog } = blocks[b];
-      const word = nextRandom(cpu) & 1023;
-      new DataView(mem.buffer, mem.byteOffset).setUint32(page * AB_PAGE + word * 4, nextRandom(cpu) | 1);
-      markDirty(dirtyLog, page);
+      this.#write(b, page);
       // Produce into the queue device and consume behind it, keeping 0 <= prod - cons <= RING_SIZE.
       dev[DEV_RING_INFLIGHT] = 1;
       const prod = dev[DEV_RING_PROD] + 1 | 0;
@@ -171,31 +179,60 @@ class RandomWorkload implements Workload {
     }
     cpu[CPU_PASS] = cpu[CPU_PASS] + 1 | 0;
   }
+
+  /** Hot or not, any page of RAM is the random writer's. */
+  touch(block: number, page: number): void {
+    this.#write(block, page);
+  }
+
+  #write(block: number, page: number): void {
+    const cpu = this.g.cpu;
+    const { mem, dirtyLog } = this.g.blocks[block];
+    const word = nextRandom(cpu) & 1023;
+    new DataView(mem.buffer, mem.byteOffset).setUint32(page * AB_PAGE + word * 4, nextRandom(cpu) | 1);
+    markDirty(dirtyLog, page);
+  }
 }
 
 class ZeroChurnWorkload implements Workload {
   readonly #pages: number;
-  constructor(private readonly g: GuestMemory, spec: { pages?: number }) {
+  readonly #restore: boolean;
+  constructor(private readonly g: GuestMemory, spec: { pages?: number; restore?: boolean }) {
     this.#pages = Math.max(1, Math.min(spec.pages ?? 512, g.blocks[0].pages));
+    this.#restore = spec.restore ?? false;
   }
 
   step(budget: number): void {
     const { cpu, dev } = this.g;
-    const { mem, dirtyLog } = this.g.blocks[0];
     tickTimer(dev);
     // Fewer, larger writes than the random writer: zeroing a page writes all of it.
-    for (let i = 0; i < budget >> 4; i++) {
-      const page = nextRandom(cpu) % this.#pages;
-      if (nextRandom(cpu) & 1) mem.fill(0, page * AB_PAGE, (page + 1) * AB_PAGE);
-      else {
-        new DataView(mem.buffer, mem.byteOffset).setUint32(
-          page * AB_PAGE + (nextRandom(cpu) & 1023) * 4,
-          nextRandom(cpu) | 1,
-        );
-      }
-      markDirty(dirtyLog, page);
-    }
+    for (let i = 0; i < budget >> 4; i++) this.#write(nextRandom(cpu) % this.#pages);
     cpu[CPU_PASS] = cpu[CPU_PASS] + 1 | 0;
+  }
+
+  /** Only the first `pages` pages of pc.ram are the churner's. */
+  touch(block: number, page: number): void {
+    if (block === 0 && page < this.#pages) this.#write(page);
+  }
+
+  #write(page: number): void {
+    const { mem, dirtyLog } = this.g.blocks[0];
+    const cpu = this.g.cpu;
+    const op = nextRandom(cpu);
+    if (this.#restore && op % 3 === 2) {
+      // The page's own content: a fill byte of its own and a version word (1 or 2) at its own offset,
+      // so two restores differ in one word and a restore equals what the page held before.
+      const at = page * AB_PAGE;
+      mem.fill((page * 0x9d + 0x35) & 0xff | 1, at, at + AB_PAGE);
+      new DataView(mem.buffer, mem.byteOffset).setUint32(at + (page * 37 & 1023) * 4, 1 + (op >>> 2 & 1));
+    } else if (op & 1) mem.fill(0, page * AB_PAGE, (page + 1) * AB_PAGE);
+    else {
+      new DataView(mem.buffer, mem.byteOffset).setUint32(
+        page * AB_PAGE + (nextRandom(cpu) & 1023) * 4,
+        nextRandom(cpu) | 1,
+      );
+    }
+    markDirty(dirtyLog, page);
   }
 }
 

@@ -280,3 +280,53 @@ Deno.test("workload idle: only the timer advances, carrying into the high word",
   assert.deepEqual(Array.from(g.cpu), new Array(CPU_WORDS).fill(0));
   assert.deepEqual(g.out, []);
 });
+
+function zeroChurnGuest(spec: Extract<WorkloadSpec, { kind: "zero-churn" }>) {
+  const g = guest([64, 16]);
+  seedRandomRegisters(g.cpu, spec.seed);
+  return { g, w: createWorkload(spec, g) };
+}
+
+/** The page's content as one of: zero, its restored content (a fill and a version word), other data. */
+function zeroChurnState(mem: Uint8Array, page: number): "zero" | "restored" | "data" {
+  const p = mem.subarray(page * AB_PAGE, (page + 1) * AB_PAGE);
+  if (p.every((v) => v === 0)) return "zero";
+  const fill = (page * 0x9d + 0x35) & 0xff | 1;
+  const at = (page * 37 & 1023) * 4;
+  const version = new DataView(p.buffer, p.byteOffset).getUint32(at);
+  const rest = p.every((v, i) => (i >= at && i < at + 4) || v === fill);
+  return rest && (version === 1 || version === 2) ? "restored" : "data";
+}
+
+Deno.test("workload zero-churn restore: pages turn zero and back to the content they held before", () => {
+  const { g, w } = zeroChurnGuest({ kind: "zero-churn", seed: 3, pages: 8, restore: true });
+  const seen = new Set<string>();
+  const restored: string[][] = Array.from({ length: 8 }, () => []);
+  for (let i = 0; i < 400; i++) {
+    w.step(16);
+    for (let p = 0; p < 8; p++) {
+      const s = zeroChurnState(g.blocks[0].mem, p);
+      seen.add(s);
+      if (s === "restored") restored[p].push(g.blocks[0].mem.slice(p * AB_PAGE, (p + 1) * AB_PAGE).join());
+    }
+  }
+  assert.deepEqual([...seen].sort(), ["data", "restored", "zero"]);
+  // A page comes back to the very bytes it held before (two versions of its content).
+  assert.ok(restored.some((xs) => new Set(xs).size <= 2 && xs.length > 2));
+  assert.ok(g.blocks[0].mem.subarray(8 * AB_PAGE).every((v) => v === 0), "writes stay in the first 8 pages");
+});
+
+Deno.test("workload touch: zero-churn writes its own pages only, random any page; each write is logged", () => {
+  const z = zeroChurnGuest({ kind: "zero-churn", seed: 5, pages: 8, restore: true });
+  z.w.touch!(1, 3);
+  z.w.touch!(0, 20);
+  assert.deepEqual(dirtyPages(z.g.blocks[1].dirtyLog), []);
+  assert.deepEqual(dirtyPages(z.g.blocks[0].dirtyLog), []);
+  for (let i = 0; i < 8; i++) z.w.touch!(0, 6);
+  assert.deepEqual(dirtyPages(z.g.blocks[0].dirtyLog), [6]);
+  const r = randomGuest({ kind: "random", seed: 5, hotPages: 4 });
+  r.w.touch!(1, 150);
+  assert.deepEqual(dirtyPages(r.g.blocks[1].dirtyLog), [150]);
+  assert.ok(r.g.blocks[1].mem.subarray(150 * AB_PAGE, 151 * AB_PAGE).some((v) => v !== 0));
+  assert.equal(createWorkload({ kind: "a-b" }, ab).touch, undefined, "a-b's pattern is an invariant");
+});

@@ -4,7 +4,7 @@
  */
 import type { ConvergeAfterRaiseCase, PrecopyCase } from "../case.ts";
 import { FlowError, type MigrationPair } from "../framework.ts";
-import { finishByExpectation } from "../expect.ts";
+import { expectConvergesWithin, expectRamSentAtMost, finishByExpectation } from "../expect.ts";
 import {
   connectUri,
   CONVERGE,
@@ -29,6 +29,16 @@ export async function expectXbzrlePages(p: MigrationPair): Promise<void> {
   p.ctx.log(`xbzrle: ${JSON.stringify(x)}`);
 }
 
+/** A guest that wrote its RAM once: the passes it may take (setup, first pass, the write's pass, final). */
+const WRITE_ONCE_PASSES = 6;
+const WRITE_ONCE_WHY = "the guest wrote its RAM once after the setup and nothing since, so a page not " +
+  "dirtied since the last sync is being sent again (a dirty log read without being cleared?)";
+
+/** x-test-ram-fill: every page of the source's RAM written with seeded bytes, and marked dirty. */
+async function fillRam(p: MigrationPair, seed: number): Promise<void> {
+  await p.src.qmp.execute("x-test-ram-fill", { seed }, { timeoutMs: 60_000 });
+}
+
 /** test_precopy_common. */
 export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<void> {
   if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
@@ -40,7 +50,8 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   // second pass: those run at full speed.
   const marker = c.live && ab && (c.expect ?? "succeed") === "succeed";
   if (c.live) {
-    await p.setParams(p.src, marker ? NON_CONVERGE : CONVERGE);
+    // A write-once case keeps its own bounded bandwidth and downtime: it must take passes.
+    if (!c.writeOnce) await p.setParams(p.src, marker ? NON_CONVERGE : CONVERGE);
     if (ab) await waitSerialB(p, p.src);
     if (marker) await writeMarker(p);
   } else {
@@ -51,7 +62,15 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
     if (c.fillRandom) await p.src.qmp.execute("x-test-ram-fill", { seed: p.ctx.seed }, { timeoutMs: 60_000 });
     await p.setParams(p.src, CONVERGE);
   }
+  // Data in every page, so that the first pass takes time (a zero guest's first pass is over at once).
+  if (c.writeOnce) await fillRam(p, p.ctx.seed);
   if (!await migrate(p, await connectUri(p), { outcome: c, channels: c.migrateChannels })) return;
+  if (c.writeOnce) {
+    // After the setup's sync (which clears the dirty log), every page is written once more.
+    await waitPasses(p, 1);
+    await fillRam(p, (p.ctx.seed + 1) >>> 0);
+    await expectConvergesWithin(p, WRITE_ONCE_PASSES, WRITE_ONCE_WHY);
+  }
   if (marker) {
     if ((c.iterations ?? 1) > 1) await waitPasses(p, (c.iterations ?? 1) * 2);
     await waitForDirtyMem(p);
@@ -59,6 +78,7 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   }
   await finishByExpectation(p, c, srcRunning);
   if (c.expectXbzrlePages) await expectXbzrlePages(p);
+  if (c.writeOnce) await expectRamSentAtMost(p, 2.5, WRITE_ONCE_WHY);
 }
 
 /** A live migration that cannot converge keeps iterating; raising the bandwidth lets it complete. */

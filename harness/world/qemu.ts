@@ -51,7 +51,7 @@ export function modelOnlyReason(c: MigrationCase): string | null {
   }
   if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
   if (c.workload && c.workload.kind !== "a-b") return "only upstream's a-b boot sector runs on QEMU";
-  if ((c.flow === "precopy" && c.fillRandom) || c.vcpu || c.dstVcpu || c.memPrealloc) {
+  if ((c.flow === "precopy" && (c.fillRandom || c.writeOnce)) || c.vcpu || c.dstVcpu || c.memPrealloc) {
     return "guest-control knobs of the model engine";
   }
   return null;

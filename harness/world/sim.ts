@@ -31,8 +31,8 @@ class SimPair implements WorldTrace {
   readonly net: SimNetwork;
   readonly alive = new Set<SimProcess>();
 
-  constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault) {
-    this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined });
+  constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault, interleavePercent?: number) {
+    this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined, interleavePercent });
     this.net = new SimNetwork(this.sim, dir, fault);
     // A deadlock ends the flow's waits at once: every connection resets (the report says why).
     this.sim.onStall(() => {
@@ -301,7 +301,7 @@ export const simWorld: World = createSimWorld();
 async function spawnSimSide(spec: SideSpec, opts: { knobs?: SimKnobs; fault?: SimLinkFault }): Promise<Side> {
   let pair = pairs.get(spec.dir);
   if (!pair) {
-    pair = new SimPair(spec.seed ?? 0, spec.dir, opts.knobs, opts.fault);
+    pair = new SimPair(spec.seed ?? 0, spec.dir, opts.knobs, opts.fault, spec.interleavePercent);
     pairs.set(spec.dir, pair);
     pair.sim.start();
   }

@@ -56,6 +56,8 @@ export interface SideSpec {
   uuid?: string;
   memPrealloc?: boolean;
   vcpu?: VcpuDuty;
+  /** The simulated world's least interleave percent (the case's simInterleavePercent); others ignore it. */
+  interleavePercent?: number;
   /** Unix socket paths the side may use besides its QMP socket (the migration socket). */
   socketPaths: string[];
   transcript: QmpTranscriptEntry[];

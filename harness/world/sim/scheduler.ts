@@ -57,7 +57,8 @@ export interface SimKnobs {
   skewedLinks: boolean;
   /**
    * Percent of the engine's interleave points (Clock.interleave: a page's dirty bit cleared, its data not
-   * yet copied) at which a running guest writes, right there.
+   * yet copied; an XBZRLE page cached or copied, not yet sent or encoded) at which a running guest
+   * writes, right there (the page the point names among its writes).
    */
   interleavePercent: number;
 }
@@ -133,11 +134,17 @@ export class Simulation {
 
   readonly #lines: string[] | null;
 
-  constructor(seed: number, knobs?: SimKnobs, opts: { record?: boolean } = {}) {
+  /**
+   * `interleavePercent` is a floor on the knob of that name, whether drawn or given (a case that exists
+   * to race the guest against one step of migration code).
+   */
+  constructor(seed: number, knobs?: SimKnobs, opts: { record?: boolean; interleavePercent?: number } = {}) {
     this.#lines = opts.record ? [] : null;
     this.seed = seed >>> 0;
     this.#rng = xoroshiro128plus(this.seed);
-    this.knobs = knobs ?? knobsFor(() => this.int(0, 0x7fffffff));
+    const k = knobs ?? knobsFor(() => this.int(0, 0x7fffffff));
+    const floor = opts.interleavePercent ?? 0;
+    this.knobs = k.interleavePercent >= floor ? k : { ...k, interleavePercent: floor };
     this.#trace(`seed ${this.seed} ${JSON.stringify(this.knobs)}`);
   }
 
@@ -231,10 +238,13 @@ export class Simulation {
     };
   }
 
-  readonly #guests = new Set<() => void>();
+  readonly #guests = new Set<(page?: number) => void>();
 
-  /** A guest that can write at an interleave point (its vCPU runs a few writes when called). */
-  addGuest(burst: () => void): () => void {
+  /**
+   * A guest that can write at an interleave point (its vCPU runs a few writes when called, and writes
+   * the page the point names, if it names one).
+   */
+  addGuest(burst: (page?: number) => void): () => void {
     this.#guests.add(burst);
     return () => this.#guests.delete(burst);
   }
@@ -245,11 +255,11 @@ export class Simulation {
     sleep: (ms) => new Promise((r) => this.#addTimer(r, ms, false)),
     timer: (fn, ms) => this.#addTimer(fn, ms, false),
     yield: () => new Promise((r) => this.#addTimer(r, 0, false)),
-    interleave: (point) => {
+    interleave: (point, page) => {
       const pct = this.knobs.interleavePercent;
       if (pct === 0 || this.#guests.size === 0 || this.int(0, 99) >= pct) return;
-      this.#trace(`interleave ${point}`);
-      for (const burst of this.#guests) burst();
+      this.#trace(page === undefined ? `interleave ${point}` : `interleave ${point} ${page}`);
+      for (const burst of this.#guests) burst(page);
     },
   };
 

@@ -85,3 +85,25 @@ Deno.test("scheduler: a slow actor (small weight) is chosen less often", async (
   assert.ok(counts.slow > 0 && counts.slow * 10 < counts.fast, JSON.stringify(counts));
   await sim.close();
 });
+
+Deno.test("scheduler: an interleave floor raises a drawn or given interleavePercent, never lowers it", () => {
+  const drawn = new Simulation(1).knobs;
+  assert.equal(drawn.interleavePercent, 0, "seed 1 draws no interleaving (the case the floor is for)");
+  const floored = new Simulation(1, undefined, { interleavePercent: 50 }).knobs;
+  assert.deepEqual(floored, { ...drawn, interleavePercent: 50 });
+  assert.equal(
+    new Simulation(1, { ...drawn, interleavePercent: 20 }, { interleavePercent: 5 }).knobs.interleavePercent,
+    20,
+  );
+});
+
+Deno.test("scheduler: an interleave point that names a page hands it to the guests", () => {
+  const sim = new Simulation(1, undefined, { interleavePercent: 100 });
+  const got: (number | undefined)[] = [];
+  const leave = sim.addGuest((page) => got.push(page));
+  sim.engineClock.interleave!("ram-page-cleared");
+  sim.engineClock.interleave!("xbzrle-page-copied", 0x3000);
+  leave();
+  sim.engineClock.interleave!("xbzrle-page-copied", 0x4000);
+  assert.deepEqual(got, [undefined, 0x3000]);
+});

@@ -38,9 +38,12 @@ export class SimVcpu implements VcpuDriver {
       dev: new Int32Array(opts.dev),
       serial: (ch) => opts.onSerial(ch),
     };
-    // At an interleave point a running guest writes a few pages at once, as another core would.
-    this.#leave = sim.addGuest(() => {
-      if (this.#running) this.#run(sim.int(1, sim.knobs.vcpuMaxWrites));
+    // At an interleave point a running guest writes a few pages at once, as another core would, and
+    // the page the point names, if any (a hot page the guest keeps writing, in the middle of its send).
+    this.#leave = sim.addGuest((page) => {
+      if (!this.#running) return;
+      this.#run(sim.int(1, sim.knobs.vcpuMaxWrites));
+      if (page !== undefined) this.#touch(page);
     });
     const [run, sleep] = [opts.runMs ?? 2, opts.sleepMs ?? 2];
     this.#speed = sim.knobs.vcpuWritesPerMs * (run / (run + sleep)) / 0.5;
@@ -106,6 +109,25 @@ export class SimVcpu implements VcpuDriver {
       this.#run(n);
       this.#schedule();
     }, n / this.#speed);
+  }
+
+  /** The workload's own kind of write to the page at ram_addr `addr` (blocks are laid out in order). */
+  #touch(addr: number): void {
+    if (!this.#workload?.touch) return;
+    let page = Math.floor(addr / 4096);
+    for (let b = 0; b < this.opts.blocks.length; b++) {
+      const pages = this.opts.blocks[b].mem.byteLength / 4096;
+      if (page < pages) {
+        try {
+          this.#workload.touch(b, page);
+          this.writes++;
+        } catch (e) {
+          this.opts.onError(`${this.name}: ${errorMessage(e)}`);
+        }
+        return;
+      }
+      page -= pages;
+    }
   }
 
   #run(n: number): void {
