@@ -107,6 +107,20 @@ const beyond: ColoCase[] = [
     why: "50 checkpoints, each checked page by page, under a random writer over a 16 MiB hot set",
   }),
   ...KINDS.map((kind) =>
+    colo(`/migration/colo/${kind}/cold-ram`, kind, {
+      survivor: "secondary",
+      checkpoints: 3,
+      checkpointDelayMs: 50,
+    }, {
+      workload: { kind: "random", seed: 0, hotPages: 64, hotPercent: 100 },
+      machine: "tiny",
+      fillRam: true,
+      why: "a guest whose RAM was written once before the migration and then only a small hot set: pages " +
+        "sent only by the initial precopy must be in the COLO cache too (the precopy mirror, the cache's " +
+        "initial copy), or the first flush or a failover brings back stale pages",
+    })
+  ),
+  ...KINDS.map((kind) =>
     colo(`/migration/colo/${kind}/secondary-diverges`, kind, {
       survivor: "secondary",
       checkpoints: 5,

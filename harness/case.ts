@@ -221,6 +221,8 @@ export interface AnalyzeCase extends CaseBase {
 export interface ColoCase extends CaseBase, SocketCase {
   flow: "colo";
   colo: ColoScenario;
+  /** Every page of the primary's RAM written once with seeded bytes before the migration (a cold guest). */
+  fillRam?: boolean;
 }
 
 export type MigrationCase =

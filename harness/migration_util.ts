@@ -177,3 +177,8 @@ export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
   // migrate_end: the destination is running (its first test byte changes), then stop it and check.
   await checkGuestRuns(p, p.dst);
 }
+
+/** x-test-ram-fill: every page of the source's RAM written with seeded bytes, and marked dirty. */
+export async function fillRam(p: MigrationPair, seed: number): Promise<void> {
+  await p.src.qmp.execute("x-test-ram-fill", { seed }, { timeoutMs: 60_000 });
+}

@@ -74,7 +74,7 @@ const FIELDS: { [F in Flow]: Record<keyof CaseOf<F>, true> } = {
   "bad-dest": { ...BASE, flow: true },
   "multifd-cancel": { ...BASE, ...SOCKET, flow: true },
   "analyze-script": { ...BASE, flow: true },
-  colo: { ...BASE, ...SOCKET, flow: true, colo: true },
+  colo: { ...BASE, ...SOCKET, flow: true, colo: true, fillRam: true },
 };
 
 function isFlow(f: unknown): f is Flow {

@@ -20,6 +20,7 @@ import {
   checkGuestRuns,
   expectDevicesEqual,
   expectRamEqual,
+  fillRam,
   isAbGuest,
   waitSerialB,
 } from "../migration_util.ts";
@@ -288,6 +289,7 @@ export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
   if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
   await p.setParams(p.src, CONVERGE);
   if (isAbGuest(p)) await waitSerialB(p, p.src);
+  if (c.fillRam) await fillRam(p, p.ctx.seed);
   if (isUnavailable(bp)) {
     p.ctx.log(
       "checkpoints not checked page by page (secondary == primary, cache == secondary, devices): that " +

@@ -15,6 +15,7 @@ import {
   waitPasses,
 } from "../migration_qmp.ts";
 import {
+  fillRam,
   isAbGuest,
   waitForDirtyMem,
   waitGuestDirtying,
@@ -33,11 +34,6 @@ export async function expectXbzrlePages(p: MigrationPair): Promise<void> {
 const WRITE_ONCE_PASSES = 6;
 const WRITE_ONCE_WHY = "the guest wrote its RAM once after the setup and nothing since, so a page not " +
   "dirtied since the last sync is being sent again (a dirty log read without being cleared?)";
-
-/** x-test-ram-fill: every page of the source's RAM written with seeded bytes, and marked dirty. */
-async function fillRam(p: MigrationPair, seed: number): Promise<void> {
-  await p.src.qmp.execute("x-test-ram-fill", { seed }, { timeoutMs: 60_000 });
-}
 
 /** test_precopy_common. */
 export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<void> {
