@@ -207,4 +207,21 @@ const bad: PrecopyCase[] = [
   }),
 ];
 
-export const MULTIFD_CASES: MigrationCase[] = [...upstream, ...beyond, ...bad];
+/** Live for several passes before converging: a page must be sent as data and later again as zero. */
+const passes: MigrationCase[] = (["multifd", "legacy"] as const).map((zero) => ({
+  name: `/migration/multifd/tcp/zero-churn/${zero}/passes`,
+  tier: "full",
+  flow: "converge-after-raise",
+  transport: "tcp",
+  defer: true,
+  caps: ["multifd"],
+  iterations: 4,
+  // A slow link, so each pass takes time and the guest turns pages zero between them.
+  srcParams: { "multifd-channels": CHANNELS, "zero-page-detection": zero, "max-bandwidth": 4_000_000 },
+  dstParams: { "multifd-channels": CHANNELS },
+  workload: { kind: "zero-churn", seed: 0, pages: 512 },
+  why: `pages sent as data in one pass turn zero before the next (zero-page detection ${zero}), over ` +
+    "several passes: the destination must clear a page it received before (the receivedmap rule)",
+}));
+
+export const MULTIFD_CASES: MigrationCase[] = [...upstream, ...beyond, ...passes, ...bad];
