@@ -147,6 +147,22 @@ Deno.test("multifd recv: without the barrier (multifd-no-recv-sync) the round-N 
   assert.equal(await resentAcrossRounds(["multifd-no-recv-sync"]), 0x0a);
 });
 
+// Guards: a channel holding a packet (the multifd-channel-delay/-slow faults) stopped holding it only when its
+// timer fired, so a target shut down meanwhile waited the fault out (its teardown was killed). The held
+// packet's timer must go with close(); the sanitizers see a timer left behind.
+Deno.test("multifd recv: close() ends a channel that holds a packet, without waiting out the hold", async () => {
+  for (const every of [false, true]) {
+    const rig = new Rig(2, { delays: new Map([[1, { ms: 60_000, every }]]) });
+    await rig.send(1, { normal: [[3, 0x0a]] });
+    // The channel has read the packet's header and holds it.
+    await new Promise((r) => setTimeout(r, 20));
+    const t0 = performance.now();
+    await rig.close();
+    assert.ok(performance.now() - t0 < 5_000, `close took ${performance.now() - t0} ms`);
+    assert.equal(first(rig.block.page(3)), 0, "the held page was not written after close");
+  }
+});
+
 /** Before COLO state: normal page 1, zero page 2 (non-zero on both sides, already received). */
 async function coloPrecopy(rig: Rig): Promise<void> {
   await rig.send(0, { normal: [[2, 0x22]] });
