@@ -1,6 +1,6 @@
 /** Every case family, in the order the matrix runs them. */
-import type { MigrationCase } from "../harness/case.ts";
-import { validateCases } from "../harness/validate.ts";
+import type { MigrationCase } from "../harness/families/mod.ts";
+import { validateCases } from "../harness/families/mod.ts";
 import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";

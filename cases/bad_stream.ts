@@ -4,7 +4,8 @@
  * the stream offset; the source reports `failed` (it learns it on the return path or from the closed
  * socket) and its guest keeps running. The guest is live so "keeps running" means something.
  */
-import type { FaultSpec, PrecopyCase } from "../harness/case.ts";
+import type { FaultSpec } from "../harness/case.ts";
+import type { PrecopyCase } from "../harness/families/precopy/case.ts";
 
 /**
  * Stream offsets for the pc machines: 8-byte header, configuration (22 bytes for "pc-i440fx-migtest"),

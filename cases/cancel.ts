@@ -3,7 +3,8 @@
  * covers. `device` happens too fast to catch, and wait-unplug, colo and the postcopy states are skipped
  * upstream for the reasons given there.
  */
-import { CANCEL_PHASES, type MigrationCase } from "../harness/case.ts";
+import { CANCEL_PHASES } from "../harness/families/cancel/case.ts";
+import { type MigrationCase } from "../harness/families/mod.ts";
 
 export const CANCEL_CASES: MigrationCase[] = CANCEL_PHASES.map((phase) => ({
   name: `/migration/cancel/src/after/${phase}`,

@@ -5,7 +5,7 @@
  * Every case checks each applied checkpoint page by page (secondary == primary, cache == secondary,
  * devices equal) and the survivor after the failover.
  */
-import type { ColoCase, ColoPhase, ColoScenario } from "../harness/case.ts";
+import type { ColoCase, ColoPhase, ColoScenario } from "../harness/families/colo/case.ts";
 
 type Kind = "plain" | "multifd";
 const KINDS: Kind[] = ["plain", "multifd"];

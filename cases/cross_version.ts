@@ -5,7 +5,7 @@
  * values; a newer source reaches an older destination as long as what it sends is known there, which is
  * what subsections and their needed() are for; what cannot load is refused by name and version.
  */
-import type { PrecopyCase } from "../harness/case.ts";
+import type { PrecopyCase } from "../harness/families/precopy/case.ts";
 
 /** A migration the destination must refuse: it stays up, the source fails and keeps its guest. */
 function refused(

@@ -1,5 +1,5 @@
 /** Misc cases (upstream misc-tests.c): bad destination and uuid validation. */
-import type { MigrationCase } from "../harness/case.ts";
+import type { MigrationCase } from "../harness/families/mod.ts";
 
 const UUID_A = "11111111-1111-1111-1111-111111111111";
 const UUID_B = "22222222-2222-2222-2222-222222222222";

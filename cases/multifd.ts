@@ -4,7 +4,9 @@
  * guests, bad input on the channels, and the sync barrier under uneven channel speeds.
  */
 import { ZERO_PAGE_DETECTION } from "../engine/options.ts";
-import type { MigrationCase, MultifdCancelCase, PrecopyCase } from "../harness/case.ts";
+import type { MigrationCase } from "../harness/families/mod.ts";
+import type { MultifdCancelCase } from "../harness/families/multifd/case.ts";
+import type { PrecopyCase } from "../harness/families/precopy/case.ts";
 
 /** MULTIFD_TEST_CHANNELS upstream. */
 const CHANNELS = 4;

@@ -1,5 +1,5 @@
 /** Precopy cases (upstream precopy-tests.c and file-tests.c), plus machine-fixture variants. */
-import type { MigrationCase } from "../harness/case.ts";
+import type { MigrationCase } from "../harness/families/mod.ts";
 
 const base: MigrationCase[] = [
   {

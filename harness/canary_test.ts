@@ -4,7 +4,7 @@
  * would look like a passing suite.
  */
 import assert from "node:assert/strict";
-import type { PrecopyCase } from "./case.ts";
+import type { PrecopyCase } from "./families/precopy/case.ts";
 import { runCase } from "./runner.ts";
 
 /**

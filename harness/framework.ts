@@ -8,14 +8,14 @@ import assert from "node:assert/strict";
 import type { WorkloadSpec } from "../engine/guest/workload.ts";
 import type { MigrationStatus } from "../engine/migration_status.ts";
 import type { Capability, MigrationParameters } from "../engine/options.ts";
-import { type MigrationCase, socketOptions } from "./case.ts";
+import type { AnyCase, SocketCase } from "./case.ts";
 import { errorMessage } from "../engine/error.ts";
 import { type Clock, hostClock } from "../engine/clock.ts";
 import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
 import { WaitAbort, waitFor } from "./wait.ts";
-import type { LackedField, ReleaseName } from "../engine/testing/releases.ts";
-import type { DeviceState, Side, Unavailable, World } from "./world/world.ts";
+import type { LackedField } from "../engine/testing/releases.ts";
+import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
 
 export interface CaseContext {
   seed: number;
@@ -50,6 +50,30 @@ export class FlowError extends WaitAbort {
 
 export type QmpStatus = Record<string, unknown>;
 
+/**
+ * What a case's family adds to the pair (harness/family.ts: a descriptor is these and more). Methods, so
+ * a family's hooks on its own record type serve the pair of any case (it only gets its own records).
+ */
+export interface PairHooks<C extends AnyCase = AnyCase> {
+  /**
+   * The socket the case chooses, its destination listening from the start unless it defers; null or
+   * absent when the flow sends migrate-incoming itself.
+   */
+  socket?(c: C): SocketCase | null;
+  /** After the source's capabilities, parameters and defects are set. */
+  setupSource?(p: MigrationPair, c: C): Promise<void>;
+  /** After the (re)started target's capabilities, parameters and defects are set. */
+  setupTarget?(p: MigrationPair, c: C): Promise<void>;
+  /** QMP queries, besides query-migrate, whose answers go into a failed case's final status. */
+  readonly finalQueries?: readonly string[];
+}
+
+/** The case's family as the pair sees it: its hooks and what it needs of the world. */
+export interface PairFamily {
+  hooks: PairHooks;
+  needs: CaseNeeds;
+}
+
 /** Per side ("source", "target"): its last answers by command, or how it exited. */
 export type FinalStatus = Record<string, Record<string, unknown>>;
 
@@ -71,7 +95,12 @@ export class MigrationPair {
   #sampler: Sampler | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
 
-  private constructor(readonly c: MigrationCase, readonly ctx: CaseContext, readonly dir: string) {}
+  private constructor(
+    readonly c: AnyCase,
+    readonly ctx: CaseContext,
+    readonly dir: string,
+    readonly family: PairFamily,
+  ) {}
 
   /** The sides' time: the host's, or the simulated world's virtual clock. */
   get clock(): Clock {
@@ -93,13 +122,19 @@ export class MigrationPair {
 
   /** The socket the destination listens on (unix or tcp port 0), as the case's transport says. */
   incomingUri(): string {
-    return socketOptions(this.c)?.transport === "tcp" ? "tcp:127.0.0.1:0" : `unix:${this.migsocket}`;
+    return this.socket?.transport === "tcp" ? "tcp:127.0.0.1:0" : `unix:${this.migsocket}`;
   }
 
-  static async start(c: MigrationCase, ctx: CaseContext): Promise<MigrationPair> {
+  /** The socket the case chooses, or null (its flow sends migrate-incoming itself). */
+  get socket(): SocketCase | null {
+    return this.family.hooks.socket?.(this.c) ?? null;
+  }
+
+  /** Starts the pair of case `c`, whose family (its registry entry) gives `family`. */
+  static async start(c: AnyCase, ctx: CaseContext, family: PairFamily): Promise<MigrationPair> {
     const t0 = performance.now();
     const dir = await makePairDir(ctx.tmpRoot);
-    const pair = new MigrationPair(c, ctx, dir);
+    const pair = new MigrationPair(c, ctx, dir, family);
     try {
       pair.src = await pair.#spawn("source", {});
       await pair.spawnTarget();
@@ -108,8 +143,7 @@ export class MigrationPair {
       for (const name of c.defects?.src ?? []) {
         await pair.src.qmp.execute("x-test-defect", { name, enabled: true });
       }
-      const release = c.flow === "precopy" ? c.release?.src : undefined;
-      if (release) pair.sourceLacks = await applyRelease(pair.src, release);
+      await family.hooks.setupSource?.(pair, c);
     } catch (e) {
       // Nothing may stay behind, not even the directory (the error carries the startup stderr).
       await pair.close();
@@ -148,7 +182,7 @@ export class MigrationPair {
       socketPaths: [this.migsocket],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,
-      colo: c.flow === "colo",
+      colo: this.family.needs.coloPair,
     });
   }
 
@@ -157,7 +191,7 @@ export class MigrationPair {
    * compared. A socket case listens at once unless it defers; every other flow sends migrate-incoming.
    */
   async spawnTarget(): Promise<Side> {
-    const socket = socketOptions(this.c);
+    const socket = this.socket;
     const listens = socket !== null && !socket.defer;
     const dst = await this.#spawn("target", {
       incoming: listens ? this.incomingUri() : "defer",
@@ -170,10 +204,7 @@ export class MigrationPair {
     for (const name of this.c.defects?.dst ?? []) {
       await dst.qmp.execute("x-test-defect", { name, enabled: true });
     }
-    const release = this.c.flow === "precopy" ? this.c.release : undefined;
-    if (release?.dst) await applyRelease(dst, release.dst);
-    // What the target holds of its own, for the fields an older source will not send.
-    if (release?.src) this.targetBefore = await dst.deviceState();
+    await this.family.hooks.setupTarget?.(this, this.c);
     return dst;
   }
 
@@ -297,7 +328,7 @@ export class MigrationPair {
   }
 
   /**
-   * What each side says last: query-migrate, and query-colo-status in a COLO case. Taken before the sides
+   * What each side says last: query-migrate, and what the family asks besides (query-colo-status). Taken before the sides
    * are closed (a failed case's artifacts); a side that has exited is noted as such, with its status.
    */
   async finalStatus(): Promise<FinalStatus> {
@@ -312,7 +343,7 @@ export class MigrationPair {
       const ask = (command: string) =>
         side.qmp.execute(command, {}, { timeoutMs: 2000 }).catch((e) => ({ "no-answer": errorMessage(e) }));
       const answers: Record<string, unknown> = { "query-migrate": await ask("query-migrate") };
-      if (this.c.flow === "colo") answers["query-colo-status"] = await ask("query-colo-status");
+      for (const command of this.family.hooks.finalQueries ?? []) answers[command] = await ask(command);
       out[side.name] = answers;
     }
     return out;
@@ -340,11 +371,6 @@ export class MigrationPair {
   async removeDir(): Promise<void> {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
-}
-
-/** x-test-release: the side runs an older release of the devices; the fields that release lacks. */
-async function applyRelease(side: Side, name: ReleaseName): Promise<LackedField[]> {
-  return (await side.qmp.execute<{ lacks: LackedField[] }>("x-test-release", { name })).lacks;
 }
 
 /** "status N[, SIGNAL]" and the last lines the side wrote to stderr (an assertion, an error), if any. */

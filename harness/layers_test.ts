@@ -45,7 +45,8 @@ const under = (f: string, dir: string) => f.startsWith(dir);
 interface Rule {
   what: string;
   applies(file: string, graph: Map<string, string[]>): boolean;
-  forbids(target: string): boolean;
+  /** Whether `file` may not import `target`. */
+  forbids(target: string, file: string): boolean;
 }
 
 /** The files `roots` load, directly or not. */
@@ -65,13 +66,21 @@ const ENGINE_ROOTS = ["engine/main.ts", "engine/guest/vcpu_worker.ts"];
 
 const CORE = [
   "harness/framework.ts",
+  "harness/family.ts",
   "harness/migration_qmp.ts",
   "harness/migration_util.ts",
   "harness/expect.ts",
   "harness/case.ts",
   "harness/validate.ts",
+  "harness/select.ts",
+  "harness/wait.ts",
 ];
 const WORLD_IMPLEMENTATIONS = (t: string) => under(t, "harness/world/") && t !== "harness/world/world.ts";
+const REGISTRY = "harness/families/mod.ts";
+/** The family folder a file is in ("harness/families/colo/"), or null. */
+const familyDir = (f: string) => /^harness\/families\/[^/]+\//.exec(f)?.[0] ?? null;
+/** A family's record types (harness/families/<family>/case.ts): data others may name. */
+const isRecordType = (t: string) => /^harness\/families\/[^/]+\/case\.ts$/.test(t);
 
 const RULES: Rule[] = [
   {
@@ -80,25 +89,33 @@ const RULES: Rule[] = [
     forbids: (t) => under(t, "harness/") || under(t, "cases/") || under(t, "tools/"),
   },
   {
-    what: "the harness core names no family: it imports no flow",
-    applies: (f) => CORE.includes(f) || under(f, "harness/world/") || under(f, "harness/check/"),
-    forbids: (t) => under(t, "harness/flows/"),
+    what:
+      "the harness core names no family: it imports nothing of harness/families/ (the registry reads them)",
+    applies: (f) =>
+      !isTest(f) && (CORE.includes(f) || under(f, "harness/world/") || under(f, "harness/check/")),
+    forbids: (t) => under(t, "harness/families/"),
   },
   {
     what: "a flow never asks which world it runs in: it imports the world interface only",
-    applies: (f) => under(f, "harness/flows/"),
+    applies: (f) => under(f, "harness/families/"),
     forbids: WORLD_IMPLEMENTATIONS,
   },
   {
-    what: "one flow file per family: flows import the core, not each other (only the registry imports them)",
-    applies: (f) => under(f, "harness/flows/") && f !== "harness/flows/mod.ts",
-    forbids: (t) => under(t, "harness/flows/"),
+    what: "one folder per family: a family imports the core, not another family (only the registry does)",
+    applies: (f) => familyDir(f) !== null,
+    forbids: (t, f) => under(t, "harness/families/") && familyDir(t) !== familyDir(f),
   },
   {
-    what: "the case tables are data: they import the record types, never a flow, world or runner",
+    what: "outside its folder a family is reached through the registry (or named by its record type)",
+    applies: (f) => !isTest(f) && !under(f, "harness/families/"),
+    forbids: (t) => under(t, "harness/families/") && t !== REGISTRY && !isRecordType(t),
+  },
+  {
+    what: "the case tables are data: they import record types and the registry's validator, never a flow, " +
+      "world or runner",
     applies: (f) => under(f, "cases/") && !isTest(f),
     forbids: (t) =>
-      under(t, "harness/") && !["harness/case.ts", "harness/validate.ts"].includes(t) ||
+      under(t, "harness/") && !["harness/case.ts", REGISTRY].includes(t) && !isRecordType(t) ||
       under(t, "tools/"),
   },
   {
@@ -120,7 +137,7 @@ Deno.test("layers: every import follows the rules of ARCHITECTURE.md", async () 
   for (const [file, targets] of graph) {
     for (const rule of RULES) {
       if (!rule.applies(file, graph)) continue;
-      for (const t of targets) if (rule.forbids(t)) broken.push(`${file} imports ${t}: ${rule.what}`);
+      for (const t of targets) if (rule.forbids(t, file)) broken.push(`${file} imports ${t}: ${rule.what}`);
     }
   }
   assert.deepEqual(broken, []);
@@ -169,13 +186,19 @@ Deno.test("layers: the circle finder finds a circle and the rules catch a forbid
   // The checks above must be able to fail: a two-file circle and a self-import are found.
   const g = new Map([["a.ts", ["b.ts"]], ["b.ts", ["a.ts", "c.ts"]], ["c.ts", []], ["d.ts", ["d.ts"]]]);
   assert.deepEqual(importCircles(g), [["a.ts", "b.ts"], ["d.ts"]]);
-  const flowImportsWorld = RULES.filter((r) =>
-    r.applies("harness/flows/colo.ts", g) && r.forbids("harness/world/qemu_process.ts")
-  );
-  assert.equal(flowImportsWorld.length, 1);
+  const broken = (file: string, target: string, graph: Map<string, string[]> = g) =>
+    RULES.filter((r) => r.applies(file, graph) && r.forbids(target, file)).length;
+  assert.equal(broken("harness/families/colo/flow.ts", "harness/world/qemu_process.ts"), 1);
   const engine = new Map([["engine/main.ts", ["engine/ram.ts"]], ["engine/ram.ts", ["harness/wait.ts"]]]);
-  const engineImportsHarness = RULES.filter((r) =>
-    r.applies("engine/ram.ts", engine) && r.forbids("harness/wait.ts")
-  );
-  assert.equal(engineImportsHarness.length, 1);
+  assert.equal(broken("engine/ram.ts", "harness/wait.ts", engine), 1);
+  // The core names no family; a family names no other family; the others go through the registry.
+  assert.equal(broken("harness/framework.ts", "harness/families/colo/mod.ts"), 2);
+  assert.equal(broken("harness/world/qemu.ts", "harness/families/mod.ts"), 1);
+  assert.equal(broken("harness/families/colo/flow.ts", "harness/families/precopy/flow.ts"), 1);
+  assert.equal(broken("harness/families/colo/flow.ts", "harness/families/colo/checks.ts"), 0);
+  assert.equal(broken("harness/families/colo/flow.ts", "harness/families/mod.ts"), 1);
+  assert.equal(broken("harness/runner.ts", "harness/families/mod.ts"), 0);
+  assert.equal(broken("harness/runner.ts", "harness/families/colo/flow.ts"), 1);
+  assert.equal(broken("cases/colo.ts", "harness/families/colo/case.ts"), 0);
+  assert.equal(broken("cases/colo.ts", "harness/families/colo/flow.ts"), 2);
 });

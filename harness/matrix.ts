@@ -5,7 +5,8 @@
  */
 import { parseArgs } from "node:util";
 import { ALL_CASES } from "../cases/all.ts";
-import { type MigrationCase, type Tier, TIERS } from "./case.ts";
+import { cannotRunIn, type MigrationCase } from "./families/mod.ts";
+import { type Tier, TIERS } from "./case.ts";
 import { junitXml } from "./junit.ts";
 import { writeHtmlReport } from "./report/html.ts";
 import { ProgressLine } from "./report/progress.ts";
@@ -174,7 +175,7 @@ const WORLDS = WORLD_NAMES.map((n) => worldByName(n));
 /** `--list`: one line per case with its tier, family, the worlds that can run it and why it exists. */
 export function listLines(cases: readonly MigrationCase[]): string[] {
   return cases.map((c) => {
-    const worlds = WORLDS.filter((w) => w.cannotRun(c) === null).map((w) => w.name).join(",") || "-";
+    const worlds = WORLDS.filter((w) => cannotRunIn(w, c) === null).map((w) => w.name).join(",") || "-";
     return `${c.tier.padEnd(5)} ${familyOf(c.name).padEnd(11)} ${
       worlds.padEnd(11)
     } ${c.name}\n      ${c.why}`;
@@ -258,7 +259,7 @@ export async function runMatrix(
     while (!stop && !signal.aborted && next < runs.length) {
       const i = next++;
       const { c, repetition, seed } = runs[i];
-      const skip = opts.world.cannotRun(c);
+      const skip = cannotRunIn(opts.world, c);
       const r: CaseResult = skip !== null
         ? { name: c.name, ok: true, skipped: skip, seed, timeMs: 0, stats: {} }
         : await runCase(c, {

@@ -6,10 +6,10 @@
  *   seed per run, printed with every case), MIGTEST_BACKEND (or MIGTEST_WORLD)=engine|qemu|sim, MIGTEST_DEFECTS=side:name,…,
  *   MIGTEST_ARTIFACTS=DIR, MIGTEST_KEEP=1 (keep passing cases' folders), MIGTEST_CAPTURE=1 (save main streams).
  */
-import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
+import { inTier, type Tier, TIERS } from "./case.ts";
+import { cannotRunIn, type MigrationCase, validateCases } from "./families/mod.ts";
 import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
 import { parseSeed } from "./select.ts";
-import { validateCases } from "./validate.ts";
 import { worldFromEnv } from "./world/worlds.ts";
 import type { World } from "./world/world.ts";
 
@@ -88,7 +88,7 @@ export async function caseTests(cases: readonly MigrationCase[]): Promise<Deno.T
   const env = caseEnvironment();
   await env.world.prepare?.();
   return cases.map((c) => {
-    const skip = env.world.cannotRun(c);
+    const skip = cannotRunIn(env.world, c);
     // Reported, never silently passed: the reason is printed and the test shows as ignored.
     if (skip && inTier(c, env.tier)) console.log(`SKIP ${c.name} on ${env.world.name}: ${skip}`);
     return {

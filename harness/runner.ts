@@ -4,9 +4,9 @@
  * message that ends with the lines that replay it.
  */
 import { type DefectName, isDefect } from "../engine/testing/defects.ts";
-import { type MigrationCase, type Side, socketOptions } from "./case.ts";
+import type { Side } from "./case.ts";
 import { type CaseStats, exitWords, type FinalStatus, MigrationPair } from "./framework.ts";
-import { runFlow } from "./flows/mod.ts";
+import { flowOf, knownBugIn, type MigrationCase, runFlow, startPair } from "./families/mod.ts";
 import type { Sample } from "./report/sampler.ts";
 import { formatTranscript } from "./qmp_client.ts";
 import { exactNameRegex } from "./select.ts";
@@ -101,7 +101,7 @@ export const FAILURE_TRANSCRIPT_TAIL = 40;
 
 /** Arms the capture of the source's main channel; where that cannot be, the log says why. */
 async function captureMainStream(pair: MigrationPair, c: MigrationCase, log: (msg: string) => void) {
-  if (!socketOptions(c)) {
+  if (!flowOf(c).socket?.(c)) {
     log(`${c.name}: no stream capture: only socket migrations are captured (a file migration is its file)`);
     return;
   }
@@ -173,7 +173,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   if (opts.signal?.aborted) onSignal();
   opts.signal?.addEventListener("abort", onSignal);
   try {
-    pair = await MigrationPair.start(run, {
+    pair = await startPair(run, {
       seed: opts.seed,
       world: opts.world ?? engineWorld,
       tmpRoot: opts.tmpRoot,
@@ -234,7 +234,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   }
   await pair?.removeDir();
   const timeMs = performance.now() - t0;
-  const bug = opts.knownBug !== undefined ? opts.knownBug : opts.world?.knownBug?.(c) ?? null;
+  const bug = opts.knownBug !== undefined ? opts.knownBug : (opts.world ? knownBugIn(opts.world, c) : null);
   const verdict = knownBugVerdict(bug, error);
   if (verdict.kind === "xfail") {
     log(`XFAIL ${c.name}: known bug ${bug!.id} (${bug!.versions}): ${bug!.summary}`);

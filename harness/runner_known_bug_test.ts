@@ -4,7 +4,7 @@
  * The case is the canary: one byte of a page corrupted in flight, deterministically caught.
  */
 import assert from "node:assert/strict";
-import type { PrecopyCase } from "./case.ts";
+import type { PrecopyCase } from "./families/precopy/case.ts";
 import { junitXml } from "./junit.ts";
 import { runCase } from "./runner.ts";
 import type { KnownBug } from "./world/world.ts";

@@ -9,10 +9,10 @@ import { COLO_CASES } from "../cases/colo.ts";
 import { MISC_CASES } from "../cases/misc.ts";
 import { PRECOPY_CASES } from "../cases/precopy.ts";
 import { analyzeStream } from "../tools/analyze/stream.ts";
-import type { MigrationCase, PrecopyCase } from "./case.ts";
-import { MigrationPair } from "./framework.ts";
-import { analyzerDeviceDiffs } from "./flows/analyze.ts";
-import { runFlow } from "./flows/mod.ts";
+import type { MigrationCase } from "./families/mod.ts";
+import type { PrecopyCase } from "./families/precopy/case.ts";
+import { analyzerDeviceDiffs } from "./families/analyze/flow.ts";
+import { runFlow, startPair } from "./families/mod.ts";
 import { caseSlug, FAILURE_TRANSCRIPT_TAIL, MAIN_STREAM_FILE, runCase, type RunOptions } from "./runner.ts";
 import { engineWorld } from "./world/engine.ts";
 import { isUnavailable, type Side, type World } from "./world/world.ts";
@@ -46,7 +46,7 @@ const names = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sor
 
 Deno.test("capture: a real case's main-channel stream parses, and its devices equal the source's", async () => {
   await withDirs(async (root) => {
-    const pair = await MigrationPair.start(PLAIN, {
+    const pair = await startPair(PLAIN, {
       seed: 1,
       world: engineWorld,
       tmpRoot: root,

@@ -4,7 +4,7 @@
  * a regex selects the names it matches. Named cases run whatever their tier: `--tier` narrows only when it
  * is given; with no filter the tier defaults to smoke (upstream's default run).
  */
-import { inTier, type MigrationCase, type Tier } from "./case.ts";
+import { type AnyCase, inTier, type Tier } from "./case.ts";
 
 export interface Selection {
   tier?: Tier;
@@ -15,7 +15,7 @@ export interface Selection {
 }
 
 /** What a selection matches, in table order. */
-export function selectCases<C extends MigrationCase>(cases: readonly C[], s: Selection): C[] {
+export function selectCases<C extends AnyCase>(cases: readonly C[], s: Selection): C[] {
   const filters = s.filters ?? [];
   const regexes = s.regexes ?? [];
   const named = filters.length > 0 || regexes.length > 0;

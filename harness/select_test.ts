@@ -1,6 +1,6 @@
 /** Selection: exact names win over substrings, named cases run in any tier, regexes work for any pattern. */
 import assert from "node:assert/strict";
-import type { PrecopyCase } from "./case.ts";
+import type { PrecopyCase } from "./families/precopy/case.ts";
 import { exactNameRegex, familyOf, parseSeed, selectCases } from "./select.ts";
 
 const mk = (name: string, tier: PrecopyCase["tier"]): PrecopyCase => ({

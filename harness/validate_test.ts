@@ -4,8 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { ALL_CASES } from "../cases/all.ts";
-import type { ColoCase, MigrationCase, PrecopyCase } from "./case.ts";
-import { caseProblems, CaseTableError, validateCases } from "./validate.ts";
+import type { ColoCase } from "./families/colo/case.ts";
+import { caseProblems, type MigrationCase, validateCases } from "./families/mod.ts";
+import type { PrecopyCase } from "./families/precopy/case.ts";
+import { CaseTableError } from "./validate.ts";
 
 const PRECOPY: PrecopyCase = {
   name: "/migration/test/precopy",

@@ -2,7 +2,8 @@
  * Regression cases: one per bug found, each naming the bug it guards against and failing with it.
  * Bugs that live below the process level have a unit test beside the module they are in instead.
  */
-import type { ColoCase, MigrationCase } from "../../harness/case.ts";
+import type { ColoCase } from "../../harness/families/colo/case.ts";
+import type { MigrationCase } from "../../harness/families/mod.ts";
 
 const COLO_BASE: Pick<ColoCase, "tier" | "flow" | "transport" | "machine"> = {
   tier: "full",

@@ -8,7 +8,8 @@
 import { quantile } from "./stats.ts";
 import assert from "node:assert/strict";
 import { ALL_CASES } from "../../cases/all.ts";
-import type { MigrationCase, PrecopyCase } from "../case.ts";
+import { cannotRunIn, type MigrationCase } from "../families/mod.ts";
+import type { PrecopyCase } from "../families/precopy/case.ts";
 import { type CaseResult, runCase } from "../runner.ts";
 import { simWorld } from "../world/sim.ts";
 import {
@@ -184,7 +185,7 @@ Deno.test("HTML report in headless Chromium: a row per case, every chart drawn w
   results.push({
     name: skipped.name,
     ok: true,
-    skipped: simWorld.cannotRun(skipped) ?? "",
+    skipped: cannotRunIn(simWorld, skipped) ?? "",
     seed: 7,
     timeMs: 0,
     stats: {},

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { PrecopyCase } from "../case.ts";
-import { MigrationPair } from "../framework.ts";
-import { runFlow } from "../flows/mod.ts";
+import type { PrecopyCase } from "../families/precopy/case.ts";
+import { runFlow, startPair } from "../families/mod.ts";
 import { QmpCommandError, type QmpEvent } from "../qmp_client.ts";
 import { engineWorld } from "../world/engine.ts";
 import { ramCounters, type SampledSide, Sampler, type SamplerQmp } from "./sampler.ts";
@@ -144,7 +143,7 @@ const plain: PrecopyCase = {
 };
 
 Deno.test("sampler on a real pair: both sides sampled, passes and the switchover marked, untraced", async () => {
-  const pair = await MigrationPair.start(plain, {
+  const pair = await startPair(plain, {
     seed: 1,
     world: engineWorld,
     waitMs: 30_000,

@@ -6,7 +6,7 @@
  */
 import { pageDigests } from "../../engine/testing/ram_digest.ts";
 import type { RamSource } from "../check/ram_equal.ts";
-import type { MigrationCase } from "../case.ts";
+import type { AnyCase } from "../case.ts";
 import { knownQemuBug } from "./qemu_bugs.ts";
 import {
   compareVersions,
@@ -19,52 +19,43 @@ import {
 import { ProcessSide } from "./process_side.ts";
 import { QEMU_UNCOMPARED_FIELDS, readDeviceState } from "./qemu_devices.ts";
 import { qemuBinary, QemuProcess } from "./qemu_process.ts";
-import type { Breakpoints, DeviceState, KnownBug, Side, SideSpec, Unavailable, World } from "./world.ts";
+import type {
+  Breakpoints,
+  CaseNeeds,
+  DeviceState,
+  KnownBug,
+  QemuNeed,
+  Side,
+  SideSpec,
+  Unavailable,
+  World,
+} from "./world.ts";
 
 /** Guest RAM of QEMU's pc machine as upstream sizes it. */
 export const QEMU_RAM_MIB = 150;
 
 /**
  * What only the model offers (the same on every QEMU): the case is skipped with this reason, or null.
+ * The family says what of the model its case uses (`needs`); the base fields are read here.
  */
-export function modelOnlyReason(c: MigrationCase): string | null {
-  if (c.flow === "colo") {
-    const moment = c.colo.killPrimaryAt
-      ? `killing the primary at ${c.colo.killPrimaryAt}`
-      : c.colo.failoverDuringApply
-      ? "a failover during the apply"
-      : c.colo.failoverDuringMultifdPacket
-      ? "a failover during a multifd packet"
-      : null;
-    if (moment) {
-      return `${moment} needs the side held at that moment: breakpoints are the model's (x-test-breakpoint)`;
-    }
+export function modelOnlyReason(c: AnyCase, needs: CaseNeeds): string | null {
+  if (needs.heldAt) {
+    return `${needs.heldAt} needs the side held at that moment: breakpoints are the model's (x-test-breakpoint)`;
   }
-  const faults = (c.flow === "precopy" && c.fault) ||
-    ((c.flow === "precopy" || c.flow === "converge-after-raise" || c.flow === "cancel") && c.dstFaults);
-  if (faults || c.defects || c.guards) {
+  if (needs.faults || c.defects || c.guards) {
     return "fault injection and known defects are x-test features of the model engine";
   }
-  if (c.flow === "precopy" && c.release) {
+  if (needs.olderRelease) {
     return "older releases of the devices are the model's (x-test-release); against QEMU, " +
       "QTEST_QEMU_BINARY_SRC/_DST name an older binary";
   }
   if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
   if (c.workload && c.workload.kind !== "a-b") return "only upstream's a-b boot sector runs on QEMU";
-  if ((c.flow === "precopy" && (c.fillRandom || c.writeOnce)) || c.vcpu || c.dstVcpu || c.memPrealloc) {
+  if (needs.guestControl || c.vcpu || c.dstVcpu || c.memPrealloc) {
     return "guest-control knobs of the model engine";
   }
   return null;
 }
-
-/** Something a case needs of one side's QEMU binary. */
-export type QemuNeed =
-  | { side: "src" | "dst"; kind: "transport"; name: string }
-  | { side: "src" | "dst"; kind: "migrate-arg"; name: string }
-  | { side: "src" | "dst"; kind: "capability"; name: string }
-  | { side: "src" | "dst"; kind: "parameter"; name: string }
-  | { side: "src" | "dst"; kind: "compression"; name: string }
-  | { side: "src" | "dst"; kind: "applies-level"; name: string; value: unknown };
 
 /** Where upstream QEMU gained a feature a case needs: said next to what a binary lacks, as a hint. */
 const SINCE: Record<string, string> = {
@@ -78,20 +69,11 @@ const LEVEL_PARAMS = new Set(["multifd-zlib-level", "multifd-zstd-level"]);
 
 /**
  * What the case needs of the two binaries beyond what every QEMU that migrates has (migrate,
- * migrate-incoming, the `events` capability).
+ * migrate-incoming, the `events` capability): what its family declares, then its capabilities and
+ * parameters.
  */
-export function qemuNeeds(c: MigrationCase): QemuNeed[] {
-  const needs: QemuNeed[] = [];
-  if (c.flow === "file" || c.flow === "analyze-script") {
-    needs.push({ side: "src", kind: "transport", name: "file" }, {
-      side: "dst",
-      kind: "transport",
-      name: "file",
-    });
-  }
-  if (c.flow === "precopy" && c.migrateChannels) {
-    needs.push({ side: "src", kind: "migrate-arg", name: "channels" });
-  }
+export function qemuNeeds(c: AnyCase, family: CaseNeeds): QemuNeed[] {
+  const needs: QemuNeed[] = [...(family.qemu ?? [])];
   const sides = [
     { side: "src" as const, caps: [...(c.caps ?? []), ...(c.srcCaps ?? [])], params: c.srcParams ?? {} },
     { side: "dst" as const, caps: [...(c.caps ?? []), ...(c.dstCaps ?? [])], params: c.dstParams ?? {} },
@@ -177,16 +159,16 @@ function sideName(side: "src" | "dst", setup: QemuSetup): string {
  * Every reason names what is missing and the probed binary; `setup` null (the world not prepared) skips
  * whatever needs more than every QEMU has, saying the binaries were not probed.
  */
-export function qemuCannotRun(c: MigrationCase, setup: QemuSetup | null): string | null {
-  const modelOnly = modelOnlyReason(c);
+export function qemuCannotRun(c: AnyCase, family: CaseNeeds, setup: QemuSetup | null): string | null {
+  const modelOnly = modelOnlyReason(c, family);
   if (modelOnly) return modelOnly;
-  const needs = qemuNeeds(c);
+  const needs = qemuNeeds(c, family);
   if (!setup) {
     if (!needs.length) return null;
     return `needs ${[...new Set(needs.map(describeNeed))].join(", ")}: the QEMU binaries were not probed ` +
       "(the world was not prepared)";
   }
-  const accel = accelsFor(c, setup);
+  const accel = accelsFor(family, setup);
   for (const side of ["src", "dst"] as const) {
     const p = setup[side];
     if (!accel.some((a) => p.accels.includes(a))) {
@@ -203,8 +185,8 @@ export function qemuCannotRun(c: MigrationCase, setup: QemuSetup | null): string
 }
 
 /** The accelerators a case's sides are started with, in order of preference. */
-export function accelsFor(c: { flow: string }, setup: QemuSetup): string[] {
-  return c.flow === "colo" ? setup.coloAccel ?? setup.accel : setup.accel;
+export function accelsFor(needs: CaseNeeds, setup: QemuSetup): string[] {
+  return needs.coloPair ? setup.coloAccel ?? setup.accel : setup.accel;
 }
 
 /** The accelerator QEMU picks from `accel` (the first that starts with this binary), or null. */
@@ -395,11 +377,15 @@ export function createQemuWorld(
         machine: chooseMachine(src, dst, Deno.env.get("QTEST_QEMU_MACHINE_TYPE") || undefined),
       };
     },
-    cannotRun: (c) => qemuCannotRun(c, setup),
-    knownBug(c: MigrationCase): KnownBug | null {
+    cannotRun: (c, needs) => qemuCannotRun(c, needs, setup),
+    knownBug(c: AnyCase, needs: CaseNeeds): KnownBug | null {
       if (!setup) return null;
       const machine = typeof setup.machine === "string" ? setup.machine : undefined;
-      return knownQemuBug(c, { ...setup, accel: effectiveAccel(accelsFor(c, setup), setup.src), machine });
+      return knownQemuBug(c, {
+        ...setup,
+        accel: effectiveAccel(accelsFor(needs, setup), setup.src),
+        machine,
+      });
     },
     async spawn(spec: SideSpec): Promise<Side> {
       if (!setup) await this.prepare!();

@@ -6,7 +6,7 @@
  * Ranges hold the versions the bug was seen on, checked against the probed version of the side that
  * shows it; a version outside them runs the case plainly, so a bug that spreads or returns fails loudly.
  */
-import type { MigrationCase } from "../case.ts";
+import type { AnyCase } from "../case.ts";
 import { compareVersions, describeProbe, parseVersion, type QemuProbe, versionText } from "./qemu_probe.ts";
 import type { KnownBug } from "./world.ts";
 
@@ -162,7 +162,7 @@ export function inRange(v: QemuProbe["version"], r: VersionRange): boolean {
 
 /** The known bug the case hits with these binaries, or null. */
 export function knownQemuBug(
-  c: MigrationCase,
+  c: AnyCase,
   probes: {
     src: QemuProbe;
     dst: QemuProbe;

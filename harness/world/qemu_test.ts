@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { ALL_CASES } from "../../cases/all.ts";
-import type { MigrationCase } from "../case.ts";
+import { type AnyCase } from "../case.ts";
+import { cannotRunIn, caseNeeds, knownBugIn, type MigrationCase } from "../families/mod.ts";
 import { fakeProbe100, fakeProbe72 } from "./qemu_fakes.ts";
 import {
   accelsFor,
@@ -27,6 +28,11 @@ function byName(name: string): MigrationCase {
   return c;
 }
 
+/** The QEMU world's verdict with the case's needs as its family declares them. */
+function cannot(c: AnyCase, setup: QemuSetup | null): string | null {
+  return qemuCannotRun(c, caseNeeds(c), setup);
+}
+
 function setupOf(src: QemuProbe, dst: QemuProbe = src, accel = ["tcg"]): QemuSetup {
   return { src, dst, accel, machine: chooseMachine(src, dst) };
 }
@@ -35,7 +41,7 @@ const V72 = setupOf(fakeProbe72());
 const V100 = setupOf(fakeProbe100());
 
 Deno.test("qemu world: what 7.2 lacks is skipped, naming the feature and the probed version", () => {
-  const reason = (name: string) => qemuCannotRun(byName(name), V72);
+  const reason = (name: string) => cannot(byName(name), V72);
   assert.equal(reason("/migration/precopy/unix/plain"), null);
   assert.equal(reason("/migration/multifd/tcp/uri/plain/none"), null);
   assert.match(
@@ -67,29 +73,29 @@ Deno.test("qemu world: 10.0 runs what 7.2 cannot; model-only features stay skipp
       "/migration/multifd/tcp/plain/zlib",
       "/migration/multifd/tcp/plain/zstd",
     ]
-  ) assert.equal(qemuCannotRun(byName(name), V100), null, name);
+  ) assert.equal(cannot(byName(name), V100), null, name);
   for (const setup of [V72, V100]) {
     // Upstream's COLO cases run; what needs a side held at a named moment is the model's.
-    assert.equal(qemuCannotRun(byName("/migration/colo/plain/primary_failover"), setup), null);
-    assert.equal(qemuCannotRun(byName("/migration/colo/multifd/zstd/secondary_failover"), setup), null);
+    assert.equal(cannot(byName("/migration/colo/plain/primary_failover"), setup), null);
+    assert.equal(cannot(byName("/migration/colo/multifd/zstd/secondary_failover"), setup), null);
     assert.match(
-      qemuCannotRun(byName("/migration/colo/plain/kill-primary/apply-middle"), setup)!,
+      cannot(byName("/migration/colo/plain/kill-primary/apply-middle"), setup)!,
       /^killing the primary at colo-apply-middle needs the side held at that moment: breakpoints are the model's/,
     );
     assert.match(
-      qemuCannotRun(byName("/migration/colo/plain/secondary_failover_during_apply"), setup)!,
+      cannot(byName("/migration/colo/plain/secondary_failover_during_apply"), setup)!,
       /a failover during the apply needs the side held/,
     );
-    const faulty = ALL_CASES.find((c) => c.flow === "precopy" && c.fault);
-    assert.match(qemuCannotRun(faulty!, setup)!, /fault injection/);
+    const faulty = ALL_CASES.find((c) => "fault" in c && c.fault !== undefined);
+    assert.match(cannot(faulty!, setup)!, /fault injection/);
     assert.match(
-      qemuCannotRun(byName("/migration/cross-version/older-source"), setup)!,
+      cannot(byName("/migration/cross-version/older-source"), setup)!,
       /^older releases of the devices are the model's \(x-test-release\); against QEMU, QTEST_QEMU_BINARY_SRC/,
     );
   }
   // No reason on any QEMU may name a version the probe did not give.
   for (const c of ALL_CASES) {
-    const r = qemuCannotRun(c, V100);
+    const r = cannot(c, V100);
     if (r) assert.doesNotMatch(r, /7\.2/, c.name);
   }
 });
@@ -97,12 +103,12 @@ Deno.test("qemu world: 10.0 runs what 7.2 cannot; model-only features stay skipp
 Deno.test("qemu world: a missing compression method or accelerator is named", () => {
   const noZstd = { ...fakeProbe100(), multifdCompressions: ["none", "zlib"] };
   assert.match(
-    qemuCannotRun(byName("/migration/multifd/tcp/plain/zstd"), setupOf(noZstd))!,
+    cannot(byName("/migration/multifd/tcp/plain/zstd"), setupOf(noZstd))!,
     /needs multifd-compression 'zstd' \(a build option\): QEMU 10\.0\.2 .* was built without zstd/,
   );
   const tcgOnly = { ...fakeProbe72(), accels: ["tcg"] };
   assert.match(
-    qemuCannotRun(byName("/migration/precopy/unix/plain"), setupOf(tcgOnly, tcgOnly, ["kvm"]))!,
+    cannot(byName("/migration/precopy/unix/plain"), setupOf(tcgOnly, tcgOnly, ["kvm"]))!,
     /none of the accelerators asked for \(MIGTEST_QEMU_ACCEL=kvm\) works with QEMU 7\.2\.22 .*: it starts with tcg/,
   );
 });
@@ -123,23 +129,23 @@ Deno.test("qemu world: a cross-version pair names the side; the machine is the n
     /QEMU 7\.2\.22 .* has no machine type/,
   );
   const newToOld = setupOf(v100, v72);
-  assert.equal(qemuCannotRun(byName("/migration/precopy/unix/plain"), newToOld), null);
+  assert.equal(cannot(byName("/migration/precopy/unix/plain"), newToOld), null);
   // The source (10.0) has file:, the destination (7.2) has not: the reason names the destination.
   assert.match(
-    qemuCannotRun(byName("/migration/precopy/file"), newToOld)!,
+    cannot(byName("/migration/precopy/file"), newToOld)!,
     /the destination's QEMU 7\.2\.22 \(\/usr\/bin\/qemu-system-x86_64\) has no file: transport/,
   );
   const noCommon = { ...newToOld, machine: chooseMachine(v72, { ...v100, machines: [] }) };
   assert.match(
-    qemuCannotRun(byName("/migration/precopy/unix/plain"), noCommon)!,
+    cannot(byName("/migration/precopy/unix/plain"), noCommon)!,
     /no pc-i440fx machine type/,
   );
 });
 
 Deno.test("qemu world: unprepared, only what needs no probe can run, and it says it was not probed", () => {
-  assert.equal(qemuCannotRun(byName("/migration/precopy/unix/plain"), null), null);
+  assert.equal(cannot(byName("/migration/precopy/unix/plain"), null), null);
   assert.match(
-    qemuCannotRun(byName("/migration/precopy/file"), null)!,
+    cannot(byName("/migration/precopy/file"), null)!,
     /needs the file: migration transport.*: the QEMU binaries were not probed/,
   );
 });
@@ -228,11 +234,11 @@ Deno.test("qemu world: COLO prefers KVM unless MIGTEST_QEMU_ACCEL says otherwise
   const colo = byName("/migration/colo/plain/primary_failover");
   const plain = byName("/migration/precopy/unix/plain");
   const setup = { ...V72, coloAccel: ["kvm", "tcg"] };
-  assert.deepEqual(accelsFor(colo, setup), ["kvm", "tcg"]);
-  assert.deepEqual(accelsFor(plain, setup), ["tcg"]);
-  assert.equal(effectiveAccel(accelsFor(colo, setup), setup.src), "kvm");
+  assert.deepEqual(accelsFor(caseNeeds(colo), setup), ["kvm", "tcg"]);
+  assert.deepEqual(accelsFor(caseNeeds(plain), setup), ["tcg"]);
+  assert.equal(effectiveAccel(accelsFor(caseNeeds(colo), setup), setup.src), "kvm");
   assert.equal(effectiveAccel(["kvm", "tcg"], { ...setup.src, accels: ["tcg"] }), "tcg");
-  assert.deepEqual(accelsFor(colo, V72), ["tcg"], "without a COLO list, the general one");
+  assert.deepEqual(accelsFor(caseNeeds(colo), V72), ["tcg"], "without a COLO list, the general one");
 });
 
 Deno.test("qemu bugs: version ranges are inclusive; a bare MAJOR.MINOR covers its micro releases", () => {
@@ -254,16 +260,16 @@ Deno.test("qemu world: prepare probes both binaries; without one it says which s
       return Promise.resolve(b === "/a/qemu" ? fakeProbe72(b) : fakeProbe100(b));
     },
   });
-  assert.match(world.cannotRun(byName("/migration/precopy/file"))!, /not probed/);
+  assert.match(cannotRunIn(world, byName("/migration/precopy/file"))!, /not probed/);
   await world.prepare!();
   assert.deepEqual(probed.sort(), ["/a/qemu", "/b/qemu"]);
   assert.equal(world.setup?.machine, "pc-i440fx-7.2");
   assert.match(
-    world.cannotRun(byName("/migration/precopy/file"))!,
+    cannotRunIn(world, byName("/migration/precopy/file"))!,
     /the source's QEMU 7\.2\.22 \(\/a\/qemu\)/,
   );
   assert.equal(
-    world.knownBug!(byName("/migration/multifd/bad/uuid"))?.id,
+    knownBugIn(world, byName("/migration/multifd/bad/uuid"))?.id,
     "qemu-multifd-refused-channels-abort",
   );
   const none = createQemuWorld({

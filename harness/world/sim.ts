@@ -15,7 +15,7 @@ import { testCommands } from "../../engine/testing/commands.ts";
 import { parseMigrationUri } from "../../engine/transport/uri.ts";
 import { errorMessage } from "../../engine/error.ts";
 import type { Clock } from "../../engine/clock.ts";
-import type { MigrationCase } from "../case.ts";
+import type { AnyCase } from "../case.ts";
 import { QmpClient } from "../qmp_client.ts";
 import { EngineSide } from "./engine.ts";
 import type { SideProcess } from "./process_side.ts";
@@ -23,7 +23,7 @@ import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";
 import { type SimLinkFault, SimNetwork } from "./sim/net.ts";
 import { SimConnection } from "./sim/link.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
-import type { Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
+import type { CaseNeeds, Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
 
 /** One pair's simulation: its scheduler, its network, the sides alive in it. */
 class SimPair implements WorldTrace {
@@ -275,13 +275,9 @@ class SimSide extends EngineSide<SimProcess> {
   }
 }
 
-/** Why the simulation cannot run the case, or null. */
-export function simCannotRun(c: MigrationCase): string | null {
-  if (c.flow === "file") {
-    return "file: streams go through the host's filesystem, whose completions the scheduler does not own";
-  }
-  if (c.flow === "analyze-script") return "the stream analyzer runs as a process, outside the simulation";
-  return null;
+/** Why the simulation cannot run the case (its family says what it does outside), or null. */
+export function simCannotRun(_c: AnyCase, needs: CaseNeeds): string | null {
+  return needs.notSimulated ?? null;
 }
 
 /**

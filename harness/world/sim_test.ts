@@ -6,9 +6,11 @@
 import assert from "node:assert/strict";
 import { MULTIFD_CASES } from "../../cases/multifd.ts";
 import { PRECOPY_CASES } from "../../cases/precopy.ts";
-import type { MigrationCase, PrecopyCase } from "../case.ts";
+import type { MigrationCase } from "../families/mod.ts";
+import type { PrecopyCase } from "../families/precopy/case.ts";
 import { type CaseResult, runCase } from "../runner.ts";
-import { createSimWorld, simCannotRun, simWorld } from "./sim.ts";
+import { createSimWorld, simWorld } from "./sim.ts";
+import { cannotRunIn } from "../families/mod.ts";
 
 function named(table: readonly MigrationCase[], name: string): MigrationCase {
   const c = table.find((x) => x.name === name);
@@ -76,14 +78,14 @@ Deno.test("sim: a timing bug found at a seed replays exactly; the seed without t
 
 Deno.test("sim: what it cannot run it says (file streams, the analyzer), everything else it runs", () => {
   const file = named(PRECOPY_CASES, "/migration/precopy/file");
-  assert.match(simCannotRun(file)!, /file: streams go through the host's filesystem/);
-  assert.equal(simCannotRun(named(PRECOPY_CASES, "/migration/precopy/unix/plain")), null);
-  assert.equal(simWorld.cannotRun(named(MULTIFD_CASES, "/migration/multifd/tcp/plain/cancel")), null);
+  assert.match(cannotRunIn(simWorld, file)!, /file: streams go through the host's filesystem/);
+  assert.equal(cannotRunIn(simWorld, named(PRECOPY_CASES, "/migration/precopy/unix/plain")), null);
+  assert.equal(cannotRunIn(simWorld, named(MULTIFD_CASES, "/migration/multifd/tcp/plain/cancel")), null);
 });
 
 Deno.test("sim: a connection reset at an exact byte fails the migration cleanly, and replays", async () => {
   const tcp = named(PRECOPY_CASES, "/migration/precopy/tcp/plain");
-  assert.ok(tcp.flow === "precopy");
+  if (tcp.flow !== "precopy") throw new Error(`${tcp.name} is not a precopy case`);
   const c: PrecopyCase = { ...tcp, expect: "complete-or-fail" };
   // The main channel, 4 KiB in: inside the first pages.
   const world = createSimWorld({ fault: { connection: 0, afterBytes: 4096 } });

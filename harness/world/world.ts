@@ -9,7 +9,7 @@ import type { Clock } from "../../engine/clock.ts";
 import type { WorkloadSpec } from "../../engine/guest/workload.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
-import type { MigrationCase, VcpuDuty } from "../case.ts";
+import type { AnyCase, VcpuDuty } from "../case.ts";
 import type { QmpClient, QmpTranscriptEntry } from "../qmp_client.ts";
 
 export const WORLD_NAMES = ["engine", "qemu", "sim"] as const;
@@ -148,14 +148,46 @@ export interface KnownBug {
   intermittent?: boolean;
 }
 
+/** Something a case needs of one side's QEMU binary beyond what every QEMU that migrates has. */
+export type QemuNeed =
+  | { side: "src" | "dst"; kind: "transport"; name: string }
+  | { side: "src" | "dst"; kind: "migrate-arg"; name: string }
+  | { side: "src" | "dst"; kind: "capability"; name: string }
+  | { side: "src" | "dst"; kind: "parameter"; name: string }
+  | { side: "src" | "dst"; kind: "compression"; name: string }
+  | { side: "src" | "dst"; kind: "applies-level"; name: string; value: unknown };
+
+/**
+ * What a case needs of a world beyond its base fields (capabilities, parameters, machine, workload,
+ * defects, which every world reads from the case itself), as its family declares it
+ * (harness/families/<family>/mod.ts, `needs`). The worlds decide from these alone, so none names a
+ * family; the vocabulary is the worlds' (what a world can or cannot do), not the families'.
+ */
+export interface CaseNeeds {
+  /** A side held at a named moment (the model's breakpoints), said as the moment ("killing … at X"). */
+  heldAt?: string;
+  /** Stream faults (x-test-inject-fault). */
+  faults?: boolean;
+  /** An older release of the model's devices on a side (x-test-release). */
+  olderRelease?: boolean;
+  /** Guest-control knobs of the model (its RAM filled or written once through x-test commands). */
+  guestControl?: boolean;
+  /** What the QEMU binaries must have beyond every QEMU that migrates (a transport, an argument). */
+  qemu?: QemuNeed[];
+  /** Why the simulated world cannot run the case (its I/O goes outside the scheduler). */
+  notSimulated?: string;
+  /** The sides run as a COLO pair (QMP out-of-band, a snapshot disk, KVM first on QEMU). */
+  coloPair?: boolean;
+}
+
 /** A backend that runs sides. */
 export interface World {
   readonly name: WorldName;
   /** Learns what the world can do (e.g. probes the QEMU binaries) before cases are selected or run. */
   prepare?(): Promise<void>;
   /** Why this world cannot run the case (reported as a skip with this reason), or null. */
-  cannotRun(c: MigrationCase): string | null;
+  cannotRun(c: AnyCase, needs: CaseNeeds): string | null;
   /** The known bug the case hits in this world, or null. */
-  knownBug?(c: MigrationCase): KnownBug | null;
+  knownBug?(c: AnyCase, needs: CaseNeeds): KnownBug | null;
   spawn(spec: SideSpec): Promise<Side>;
 }

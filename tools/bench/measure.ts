@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { MigrationParameters } from "../../engine/options.ts";
-import { MigrationPair } from "../../harness/framework.ts";
+import { startPair } from "../../harness/families/mod.ts";
 import { connectUri, migrateIncoming } from "../../harness/migration_qmp.ts";
 import { engineWorld } from "../../harness/world/engine.ts";
 
@@ -66,7 +66,7 @@ export async function enginePrecopyThroughput(
       ? opts.compression
       : "none";
   }
-  const pair = await MigrationPair.start({
+  const pair = await startPair({
     name: "/bench/precopy/unix/256M",
     tier: "slow",
     flow: "precopy",
@@ -138,7 +138,7 @@ export async function codecLimit(method: "zlib" | "zstd", entropyBits: number, m
 
 /** Destination QMP round trips (query-migrate) while idle and while it loads a rate-limited stream. */
 export async function qmpLatencyDuringLoad(seed: number): Promise<{ idle: number[]; load: number[] }> {
-  const pair = await MigrationPair.start({
+  const pair = await startPair({
     name: "/bench/qmp-latency",
     tier: "slow",
     flow: "precopy",
@@ -183,7 +183,7 @@ export interface ColoRun {
 /** Checkpoint latency (checkpoint-request → vmstate-loaded) and primary pause over `count` checkpoints. */
 export async function coloCheckpoints(multifd: boolean, loaded: boolean, count = 20): Promise<ColoRun> {
   const params: Partial<MigrationParameters> = multifd ? { "multifd-channels": 4 } : {};
-  const pair = await MigrationPair.start({
+  const pair = await startPair({
     name: "/bench/colo",
     tier: "slow",
     flow: "colo",

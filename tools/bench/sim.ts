@@ -4,7 +4,7 @@
  * measured in the same run), and a replay check: every seed run twice must give the same trace hash.
  */
 import type { WorkloadSpec } from "../../engine/guest/workload.ts";
-import type { MigrationCase } from "../../harness/case.ts";
+import type { MigrationCase } from "../../harness/families/mod.ts";
 import { runCase } from "../../harness/runner.ts";
 import { simWorld } from "../../harness/world/sim.ts";
 

@@ -7,7 +7,8 @@
  */
 import { parseArgs } from "node:util";
 import { ALL_CASES } from "../../cases/all.ts";
-import type { MigrationCase, Tier } from "../../harness/case.ts";
+import { cannotRunIn, type MigrationCase } from "../../harness/families/mod.ts";
+import type { Tier } from "../../harness/case.ts";
 import type { QmpTranscriptEntry } from "../../harness/qmp_client.ts";
 import { resultWord } from "../../harness/matrix.ts";
 import { type CaseResult, runCase } from "../../harness/runner.ts";
@@ -39,7 +40,7 @@ function recording(world: World): { world: World; last(): readonly QmpTranscript
     world: {
       name: world.name,
       prepare: world.prepare?.bind(world),
-      cannotRun: (c) => world.cannotRun(c),
+      cannotRun: (c, needs) => world.cannotRun(c, needs),
       knownBug: world.knownBug?.bind(world),
       spawn: (spec) => {
         transcript = spec.transcript;
@@ -106,7 +107,7 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityReport
     opts.out(`${describeProbe(probe)}:`);
     const report: FidelityReport = { qemu: binary, version, rows: [], skipped: 0, wallMs: 0 };
     for (const c of cases) {
-      if (world.cannotRun(c) !== null) {
+      if (cannotRunIn(world, c) !== null) {
         report.skipped++;
         continue;
       }

@@ -7,8 +7,8 @@
  */
 import fc from "fast-check";
 import type { MigrationParameters } from "../../engine/options.ts";
-import type { MigrationCase } from "../../harness/case.ts";
-import { caseProblems } from "../../harness/validate.ts";
+import type { MigrationCase } from "../../harness/families/mod.ts";
+import { caseProblems } from "../../harness/families/mod.ts";
 import { familyOf } from "../../harness/select.ts";
 import { KNOB_CHOICES, type SimKnobs } from "../../harness/world/sim/scheduler.ts";
 import type { SimLinkFault } from "../../harness/world/sim/net.ts";

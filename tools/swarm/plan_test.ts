@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ALL_CASES } from "../../cases/all.ts";
-import type { MigrationCase } from "../../harness/case.ts";
-import { caseProblems } from "../../harness/validate.ts";
+import type { MigrationCase } from "../../harness/families/mod.ts";
+import { caseProblems } from "../../harness/families/mod.ts";
 import { applyVariant, parsePlan, planArb, planText } from "./plan.ts";
 
 function named(name: string): MigrationCase {

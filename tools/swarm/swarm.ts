@@ -7,10 +7,11 @@
 import { parseArgs } from "node:util";
 import fc from "fast-check";
 import { ALL_CASES } from "../../cases/all.ts";
-import type { MigrationCase } from "../../harness/case.ts";
+import type { MigrationCase } from "../../harness/families/mod.ts";
 import { type CaseResult, type DefectSwitch, parseDefects, runCase } from "../../harness/runner.ts";
 import { selectCases } from "../../harness/select.ts";
-import { createSimWorld, simCannotRun } from "../../harness/world/sim.ts";
+import { createSimWorld, simWorld } from "../../harness/world/sim.ts";
+import { cannotRunIn } from "../../harness/families/mod.ts";
 import { type DefectName, KNOWN_DEFECTS } from "../../engine/testing/defects.ts";
 import { errorMessage } from "../../engine/error.ts";
 import {
@@ -55,7 +56,7 @@ interface Outcome {
 }
 
 function casesFor(patterns: readonly string[]): MigrationCase[] {
-  const pool = ALL_CASES.filter((c) => c.tier !== "slow" && simCannotRun(c) === null);
+  const pool = ALL_CASES.filter((c) => c.tier !== "slow" && cannotRunIn(simWorld, c) === null);
   return patterns.length ? selectCases(pool, { filters: patterns }) : pool;
 }
 

@@ -2,9 +2,9 @@
  * Precopy flows (upstream's precopy-tests.c): test_precopy_common, live with the marker technique or
  * with the source stopped; and a live migration that cannot converge until bandwidth is raised.
  */
-import type { ConvergeAfterRaiseCase, PrecopyCase } from "../case.ts";
-import { FlowError, type MigrationPair } from "../framework.ts";
-import { expectConvergesWithin, expectRamSentAtMost, finishByExpectation } from "../expect.ts";
+import type { ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
+import { FlowError, type MigrationPair } from "../../framework.ts";
+import { expectConvergesWithin, expectRamSentAtMost, finishByExpectation } from "../../expect.ts";
 import {
   connectUri,
   CONVERGE,
@@ -13,7 +13,7 @@ import {
   migrateIncoming,
   NON_CONVERGE,
   waitPasses,
-} from "../migration_qmp.ts";
+} from "../../migration_qmp.ts";
 import {
   fillRam,
   isAbGuest,
@@ -21,7 +21,7 @@ import {
   waitGuestDirtying,
   waitSerialB,
   writeMarker,
-} from "../migration_util.ts";
+} from "../../migration_util.ts";
 
 /** After completion the source must report pages sent as XBZRLE deltas. */
 export async function expectXbzrlePages(p: MigrationPair): Promise<void> {

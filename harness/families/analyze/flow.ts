@@ -4,13 +4,13 @@
  * parse it: the uuid from the configuration section, and every device field equal to the source's state
  * (where the world gives device state; on QEMU, that the devices were parsed at all).
  */
-import { errorMessage } from "../../engine/error.ts";
-import { runAnalyzer } from "../analyzer.ts";
-import type { AnalyzeCase } from "../case.ts";
-import { compareDeviceState } from "../check/device_equal.ts";
-import { FlowError, type MigrationPair } from "../framework.ts";
-import { CONVERGE, migrate } from "../migration_qmp.ts";
-import { type DeviceState, isUnavailable } from "../world/world.ts";
+import { errorMessage } from "../../../engine/error.ts";
+import { runAnalyzer } from "../../analyzer.ts";
+import type { AnalyzeCase } from "./case.ts";
+import { compareDeviceState } from "../../check/device_equal.ts";
+import { FlowError, type MigrationPair } from "../../framework.ts";
+import { CONVERGE, migrate } from "../../migration_qmp.ts";
+import { type DeviceState, isUnavailable } from "../../world/world.ts";
 
 export async function analyzeScriptFlow(p: MigrationPair, c: AnalyzeCase): Promise<void> {
   await p.src.qmp.execute("stop");

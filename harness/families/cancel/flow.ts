@@ -1,7 +1,7 @@
 /** The cancel flow (upstream's test_cancel_src_after_status): cancel once the source reached a status. */
-import type { CancelCase } from "../case.ts";
-import { FlowError, type MigrationPair } from "../framework.ts";
-import { expectTargetFailed } from "../expect.ts";
+import type { CancelCase } from "./case.ts";
+import { FlowError, type MigrationPair } from "../../framework.ts";
+import { expectTargetFailed } from "../../expect.ts";
 import {
   connectUri,
   CONVERGE,
@@ -9,8 +9,8 @@ import {
   migrate,
   migrateIncoming,
   NON_CONVERGE,
-} from "../migration_qmp.ts";
-import { waitGuestDirtying } from "../migration_util.ts";
+} from "../../migration_qmp.ts";
+import { waitGuestDirtying } from "../../migration_util.ts";
 
 /** Until the source's transferred bytes stop moving for 300 ms: its write waits on the destination. */
 async function waitSourceBlocked(p: MigrationPair): Promise<void> {

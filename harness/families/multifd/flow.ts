@@ -2,11 +2,11 @@
  * Multifd flows beyond test_precopy_common (upstream's precopy-tests.c): test_multifd_tcp_cancel. The
  * other multifd cases are precopy cases with the multifd capability.
  */
-import type { MultifdCancelCase } from "../case.ts";
-import { FlowError, type MigrationPair } from "../framework.ts";
-import { finishByExpectation } from "../expect.ts";
-import { connectUri, CONVERGE, migrate, migrateIncoming, NON_CONVERGE } from "../migration_qmp.ts";
-import { waitForDirtyMem, waitSerialB, writeMarker } from "../migration_util.ts";
+import type { MultifdCancelCase } from "./case.ts";
+import { FlowError, type MigrationPair } from "../../framework.ts";
+import { finishByExpectation } from "../../expect.ts";
+import { connectUri, CONVERGE, migrate, migrateIncoming, NON_CONVERGE } from "../../migration_qmp.ts";
+import { waitForDirtyMem, waitSerialB, writeMarker } from "../../migration_util.ts";
 
 /**
  * test_multifd_tcp_cancel: cancel a live multifd migration, the old destination exits with

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { ColoCase } from "../case.ts";
-import { runCase } from "../runner.ts";
+import type { ColoCase } from "./case.ts";
+import { runCase } from "../../runner.ts";
 
 const short: ColoCase = {
   name: "/migration/colo/report/stats",

@@ -1,10 +1,10 @@
 /** The file flow (upstream's file-tests.c, test_file_common): save to a file, then load it. */
-import { QEMU_VM_FILE_MAGIC } from "../../engine/savevm.ts";
-import type { FileCase } from "../case.ts";
-import { FlowError, type MigrationPair } from "../framework.ts";
-import { finishByExpectation } from "../expect.ts";
-import { CONVERGE, migrate, migrateIncoming } from "../migration_qmp.ts";
-import { isAbGuest, waitSerialB } from "../migration_util.ts";
+import { QEMU_VM_FILE_MAGIC } from "../../../engine/savevm.ts";
+import type { FileCase } from "./case.ts";
+import { FlowError, type MigrationPair } from "../../framework.ts";
+import { finishByExpectation } from "../../expect.ts";
+import { CONVERGE, migrate, migrateIncoming } from "../../migration_qmp.ts";
+import { isAbGuest, waitSerialB } from "../../migration_util.ts";
 
 /** The first `n` bytes of a file (fewer if it is shorter). */
 async function head(path: string, n: number): Promise<Uint8Array> {

@@ -1,9 +1,9 @@
 /** Misc flows (upstream's misc-tests.c): a destination nobody listens on. */
-import type { BadDestCase } from "../case.ts";
-import { FlowError, type MigrationPair } from "../framework.ts";
-import { expectSourceFailedAndAlive } from "../expect.ts";
-import { migrate } from "../migration_qmp.ts";
-import { waitSerialB } from "../migration_util.ts";
+import type { BadDestCase } from "./case.ts";
+import { FlowError, type MigrationPair } from "../../framework.ts";
+import { expectSourceFailedAndAlive } from "../../expect.ts";
+import { migrate } from "../../migration_qmp.ts";
+import { waitSerialB } from "../../migration_util.ts";
 
 /** /migration/bad_dest: nothing listens where the source connects; it fails and keeps running. */
 export async function badDestFlow(p: MigrationPair, _c: BadDestCase): Promise<void> {

@@ -1,0 +1,22 @@
+/** The cancel family (upstream's test_cancel_src_after_status): cancel the source at a given status. */
+import { defineFlow } from "../../family.ts";
+import { faultProblems } from "../../validate.ts";
+import { CANCEL_PHASES, type CancelCase } from "./case.ts";
+import { cancelFlow } from "./flow.ts";
+
+export const cancel = defineFlow<CancelCase>({
+  flow: "cancel",
+  fields: { flow: true, cancelAfter: true, dstFaults: true, whenBlocked: true },
+  problems(c, bad) {
+    for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
+    if (c.whenBlocked && c.cancelAfter !== "active") {
+      bad("whenBlocked", "only a cancel while 'active' waits");
+    }
+    if (!CANCEL_PHASES.includes(c.cancelAfter)) bad("cancelAfter", `unknown status '${c.cancelAfter}'`);
+  },
+  needs: (c) => ({ faults: c.dstFaults !== undefined }),
+  run: cancelFlow,
+});
+
+/** The cancel family's flows (one entry of the registry). */
+export const CANCEL = [cancel] as const;

@@ -1,0 +1,11 @@
+/** The file family's record: a stream saved to a file, then loaded (upstream's file-tests.c). */
+import type { CaseBase, Outcome } from "../../case.ts";
+
+/** test_file_common: the source saves to a file, then the destination loads it. */
+export interface FileCase extends CaseBase, Outcome {
+  flow: "file";
+  /** file: offset option, as written in the URI (a string lets a case pass a malformed one). */
+  fileOffset?: number | string;
+  /** Stop the source before saving (upstream's stop_src; default true). */
+  stopSrc?: boolean;
+}
