@@ -35,7 +35,8 @@ export interface FaultSpec {
   delayMs?: number;
 }
 
-export type Side = "src" | "dst";
+/** Which side of the pair: the source or the destination (a running side is world.ts's `Side`). */
+export type SideId = "src" | "dst";
 export type VcpuDuty = { runMs: number; sleepMs: number };
 
 /** What every case has, whatever its flow: the pair as upstream's MigrateStart describes it. */
@@ -77,7 +78,7 @@ export interface CaseBase {
    * Regression cases: the known defect this case guards against. The defects meta-test runs the case
    * with it switched on (the case must fail) and off (it must pass).
    */
-  guards?: { side: Side; defect: DefectName };
+  guards?: { side: SideId; defect: DefectName };
 }
 
 /** A migration over a socket. */

@@ -4,7 +4,7 @@
  * message that ends with the lines that replay it.
  */
 import { type DefectName, isDefect } from "../engine/testing/defects.ts";
-import type { Side } from "./case.ts";
+import type { SideId } from "./case.ts";
 import { type CaseStats, exitWords, type FinalStatus, MigrationPair } from "./framework.ts";
 import { flowOf, knownBugIn, type MigrationCase, runFlow, startPair } from "./families/mod.ts";
 import type { Sample } from "./report/sampler.ts";
@@ -17,7 +17,7 @@ import { asError } from "../engine/error.ts";
 
 /** A known defect switched on for a run, on one side (`--defect dst:multifd-no-recv-sync`). */
 export interface DefectSwitch {
-  side: Side;
+  side: SideId;
   defect: DefectName;
 }
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { ALL_CASES } from "../../cases/all.ts";
 import { type AnyCase } from "../case.ts";
 import { cannotRunIn, caseNeeds, knownBugIn, type MigrationCase } from "../families/mod.ts";
-import { fakeProbe100, fakeProbe72 } from "./qemu_fakes.ts";
+import { fakeProbe100, fakeProbe72 } from "./qemu_test_util.ts";
 import {
   accelsFor,
   chooseMachine,
