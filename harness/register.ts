@@ -8,7 +8,7 @@
  */
 import { inTier, type MigrationCase, type Tier, TIERS } from "./case.ts";
 import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
-import { parseSeed } from "./select.ts";
+import { parseSeed } from "../engine/cli.ts";
 import { validateCases } from "./validate.ts";
 import { worldFromEnv } from "./world/worlds.ts";
 import type { World } from "./world/world.ts";
