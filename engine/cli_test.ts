@@ -1,5 +1,6 @@
 /**
- * The shared command line: --help, usage errors in one line, the value parsers.
+ * The shared command line: --help, usage errors in one line, the value parsers; then every `deno task`
+ * tool as a process, so that none of them answers --help or a bad option in its own way.
  */
 import assert from "node:assert/strict";
 import {
@@ -112,4 +113,87 @@ Deno.test("cli: counts, non-negative integers and choices", () => {
     () => parseChoice("nightly", ["smoke", "full"], "--tier"),
     usageError("--tier must be one of smoke|full, got 'nightly'"),
   );
+});
+
+/**
+ * Every tool `deno task` runs, by task name: the first line of its usage (and the name its messages start
+ * with, where that is not the task's). A new tool is one line here; the test fails until it has one.
+ */
+const TOOLS: Record<string, { usage: string; says?: string }> = {
+  matrix: { usage: "usage: deno task matrix [options]" },
+  bench: { usage: "usage: deno task bench [--only sim] [--html FILE]" },
+  swarm: { usage: "usage: deno task swarm [options]" },
+  engine: { usage: "usage: deno task engine --qmp unix:PATH [options]", says: "migtest-engine" },
+  analyze: { usage: "usage: deno task analyze FILE [--offset N] [--dump state|desc] [--ram]" },
+  fidelity: {
+    usage:
+      "usage: deno task fidelity [--qemu PATH]... [--filter TEXT]... [--tier smoke|full|slow] [--seed N]",
+  },
+  mutants: { usage: "usage: deno task mutants [options]" },
+  actionlint: { usage: "usage: deno task actionlint [FILE...]" },
+};
+
+const ROOT = new URL("../", import.meta.url);
+
+/** The tasks that run a tool, from deno.json: name → the words after `deno run`. */
+function toolTasks(): Map<string, string[]> {
+  const { tasks } = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT)));
+  const out = new Map<string, string[]>();
+  for (const [name, command] of Object.entries(tasks)) {
+    const words = String(command).split(/\s+/);
+    if (words[0] === "deno" && words[1] === "run") out.set(name, words.slice(2));
+  }
+  return out;
+}
+
+/** Runs `jobs` at most `limit` at a time (two shared cores: the tools' start-ups compete). */
+async function pooled<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
+  const results: T[] = new Array(jobs.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      results[i] = await jobs[i]();
+    }
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+  return results;
+}
+
+Deno.test("cli: every deno task tool answers --help with its usage (0) and a bad option in one line (2)", async () => {
+  const tasks = toolTasks();
+  assert.deepEqual([...tasks.keys()].sort(), Object.keys(TOOLS).sort(), "deno.json's tools and this table");
+  const decoder = new TextDecoder();
+  const runs = [...tasks].flatMap(([name, words]) =>
+    ["--help", "--no-such-option"].map((flag) => async () => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", ...words, flag],
+        cwd: ROOT,
+        env: { NO_COLOR: "1" },
+        stdin: "null",
+      }).output();
+      return {
+        name,
+        flag,
+        code: out.code,
+        stdout: decoder.decode(out.stdout),
+        stderr: decoder.decode(out.stderr),
+      };
+    })
+  );
+  for (const r of await pooled(runs, 3)) {
+    const { usage, says = r.name } = TOOLS[r.name];
+    const what = `${r.name} ${r.flag}: status ${r.code}\n${r.stdout}${r.stderr}`;
+    if (r.flag === "--help") {
+      assert.equal(r.code, 0, what);
+      assert.equal(r.stdout.split("\n")[0], usage, what);
+    } else {
+      assert.equal(r.code, 2, what);
+      assert.equal(r.stdout, "", what);
+      // One line (with operands, node:util adds how to pass one that starts with '-'), then the usage.
+      const [line, blank, first] = r.stderr.split("\n");
+      assert.ok(line.startsWith(`${says}: Unknown option '--no-such-option'`), what);
+      assert.deepEqual([blank, first], ["", usage], what);
+    }
+  }
 });
