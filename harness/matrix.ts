@@ -3,7 +3,7 @@
  * and a summary at the end; writes JUnit XML (and JSON on request) and keeps an artifact folder per failed
  * case. Ctrl-C stops the running cases, removes their directories and still writes what ran.
  */
-import { parseArgs } from "node:util";
+import type { ParseArgsOptionsConfig } from "node:util";
 import { ALL_CASES } from "../cases/all.ts";
 import { cannotRunIn, type MigrationCase } from "./families/mod.ts";
 import { type Tier, TIERS } from "./case.ts";
@@ -12,9 +12,20 @@ import { writeHtmlReport } from "./report/html.ts";
 import { ProgressLine } from "./report/progress.ts";
 import { mean, quantile } from "./report/stats.ts";
 import { type CaseResult, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
-import { familyOf, parseSeed, selectCases } from "./select.ts";
+import { familyOf, selectCases } from "./select.ts";
+import {
+  asUsage,
+  type Cli,
+  type CliArgs,
+  parseChoice,
+  parseCli,
+  parseCount,
+  parseSeed,
+  readCli,
+  UsageError,
+} from "../engine/cli.ts";
 import { errorMessage } from "../engine/error.ts";
-import { isWorldName, worldByName } from "./world/worlds.ts";
+import { worldByName } from "./world/worlds.ts";
 import { type World, WORLD_NAMES } from "./world/world.ts";
 
 /** The signals that stop a run cleanly (engines stopped, summary and JUnit written, run directory gone). */
@@ -56,8 +67,6 @@ Example:
   deno task matrix --filter '/migration/precopy/unix/plain' --seed 219349031   # replays one case exactly
 `;
 
-export class UsageError extends Error {}
-
 export interface MatrixOptions {
   tier?: Tier;
   filters: string[];
@@ -77,63 +86,34 @@ export interface MatrixOptions {
   capture: boolean;
 }
 
-function positive(text: string, what: string): number {
-  if (!/^[1-9]\d*$/.test(text)) throw new UsageError(`${what} must be a positive integer, got '${text}'`);
-  return Number(text);
-}
+const CLI = {
+  tool: "matrix",
+  usage: USAGE,
+  options: {
+    tier: { type: "string" },
+    filter: { type: "string", multiple: true },
+    regex: { type: "string", multiple: true },
+    seed: { type: "string" },
+    repeat: { type: "string", default: "1" },
+    jobs: { type: "string", default: "1" },
+    "fail-fast": { type: "boolean", default: false },
+    defect: { type: "string", multiple: true },
+    junit: { type: "string", default: "junit-matrix.xml" },
+    json: { type: "string" },
+    html: { type: "string" },
+    artifacts: { type: "string", default: "artifacts" },
+    keep: { type: "boolean", default: false },
+    capture: { type: "boolean", default: false },
+    list: { type: "boolean", default: false },
+    backend: { type: "string" },
+    world: { type: "string" },
+  },
+} satisfies Cli<ParseArgsOptionsConfig>;
 
-/** The options of a matrix run, or "help"; a bad option or value is a UsageError (exit 2). */
-export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
-  // node:util takes "--seed -1" for a missing value; a negative number is a bad value, said as such.
-  const joined: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    if (/^--(seed|repeat|jobs)$/.test(args[i]) && /^-\d/.test(args[i + 1] ?? "")) {
-      joined.push(`${args[i]}=${args[++i]}`);
-    } else joined.push(args[i]);
-  }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: joined,
-      options: {
-        tier: { type: "string" },
-        filter: { type: "string", multiple: true },
-        regex: { type: "string", multiple: true },
-        seed: { type: "string" },
-        repeat: { type: "string", default: "1" },
-        jobs: { type: "string", default: "1" },
-        "fail-fast": { type: "boolean", default: false },
-        defect: { type: "string", multiple: true },
-        junit: { type: "string", default: "junit-matrix.xml" },
-        json: { type: "string" },
-        html: { type: "string" },
-        artifacts: { type: "string", default: "artifacts" },
-        keep: { type: "boolean", default: false },
-        capture: { type: "boolean", default: false },
-        list: { type: "boolean", default: false },
-        backend: { type: "string" },
-        world: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (e) {
-    // node:util's messages name the option; drop its error code prefix and any stack.
-    throw new UsageError(errorMessage(e).replace(/^\s*TypeError( \[\w+\])?: /, ""));
-  }
-  const v = parsed.values;
-  if (v.help) return "help";
-  const tier = v.tier;
-  if (tier !== undefined && !TIERS.some((t) => t === tier)) {
-    throw new UsageError(`--tier must be one of ${TIERS.join("|")}, got '${tier}'`);
-  }
+/** The options of a matrix run from its parsed command line; a bad value is a UsageError. */
+function matrixOptions({ values: v }: CliArgs<typeof CLI.options>): MatrixOptions {
   if (v.backend !== undefined && v.world !== undefined && v.backend !== v.world) {
     throw new UsageError(`--world ${v.world} and --backend ${v.backend} disagree (they name the same thing)`);
-  }
-  const backend = v.world ?? v.backend ?? "engine";
-  if (!isWorldName(backend)) {
-    throw new UsageError(`--backend must be one of ${WORLD_NAMES.join("|")}, got '${backend}'`);
   }
   const regexes = (v.regex ?? []).map((p) => {
     try {
@@ -142,25 +122,17 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
       throw new UsageError(`--regex '${p}' is not a regular expression: ${errorMessage(e)}`);
     }
   });
-  let seed: number;
-  let defects: DefectSwitch[];
-  try {
-    seed = v.seed !== undefined ? parseSeed(v.seed, "--seed") : crypto.getRandomValues(new Uint32Array(1))[0];
-    defects = (v.defect ?? []).flatMap((d) => parseDefects(d, "--defect"));
-  } catch (e) {
-    throw new UsageError(errorMessage(e));
-  }
   return {
-    tier: TIERS.find((t) => t === tier),
+    tier: v.tier === undefined ? undefined : parseChoice(v.tier, TIERS, "--tier"),
     filters: v.filter ?? [],
     regexes,
     list: v.list,
-    world: worldByName(backend),
-    seed,
-    repeat: positive(v.repeat, "--repeat"),
-    jobs: positive(v.jobs, "--jobs"),
+    world: worldByName(parseChoice(v.world ?? v.backend ?? "engine", WORLD_NAMES, "--backend")),
+    seed: v.seed !== undefined ? parseSeed(v.seed, "--seed") : crypto.getRandomValues(new Uint32Array(1))[0],
+    repeat: parseCount(v.repeat, "--repeat"),
+    jobs: parseCount(v.jobs, "--jobs"),
     failFast: v["fail-fast"],
-    defects,
+    defects: asUsage(() => (v.defect ?? []).flatMap((d) => parseDefects(d, "--defect"))),
     junit: v.junit,
     json: v.json,
     html: v.html,
@@ -168,6 +140,11 @@ export function parseMatrixArgs(args: string[]): MatrixOptions | "help" {
     keep: v.keep,
     capture: v.capture,
   };
+}
+
+/** The options of a matrix run, or "help"; a bad option or value is a UsageError (exit 2). */
+export function parseMatrixArgs(args: readonly string[]): MatrixOptions | "help" {
+  return parseCli(CLI, args, matrixOptions);
 }
 
 const WORLDS = WORLD_NAMES.map((n) => worldByName(n));
@@ -372,18 +349,9 @@ export function jsonReport(opts: MatrixOptions, out: MatrixOutcome): string {
 }
 
 async function main(): Promise<number> {
-  let opts: MatrixOptions | "help";
-  try {
-    opts = parseMatrixArgs(Deno.args);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`matrix: ${e.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (opts === "help") {
-    console.log(USAGE);
-    return 0;
-  }
+  const cli = readCli(CLI, Deno.args, matrixOptions);
+  if ("status" in cli) return cli.status;
+  const opts = cli.args;
   await opts.world.prepare?.();
   const selected = selectCases(ALL_CASES, opts);
   const what = `tier '${opts.tier ?? (opts.filters.length || opts.regexes.length ? "any" : "smoke")}'` +

@@ -7,7 +7,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { ALL_CASES } from "../cases/all.ts";
-import { listLines, parseMatrixArgs, runMatrix, summaryLines, UsageError } from "./matrix.ts";
+import { UsageError } from "../engine/cli.ts";
+import { listLines, parseMatrixArgs, runMatrix, summaryLines } from "./matrix.ts";
 import type { World } from "./world/world.ts";
 import { waitFor } from "./wait.ts";
 

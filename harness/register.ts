@@ -9,7 +9,7 @@
 import { inTier, type Tier, TIERS } from "./case.ts";
 import { cannotRunIn, type MigrationCase, validateCases } from "./families/mod.ts";
 import { DEFAULT_CASE_TIMEOUT_MS, type DefectSwitch, parseDefects, runCase } from "./runner.ts";
-import { parseSeed } from "./select.ts";
+import { parseSeed } from "../engine/cli.ts";
 import { worldFromEnv } from "./world/worlds.ts";
 import type { World } from "./world/world.ts";
 

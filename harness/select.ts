@@ -37,11 +37,3 @@ export function familyOf(name: string): string {
 export function exactNameRegex(name: string): string {
   return `/^${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$/`;
 }
-
-/** Seeds are 32-bit, as the engines take them: 0 … 2^32−1. */
-export function parseSeed(text: string, what: string): number {
-  if (!/^\d+$/.test(text) || Number(text) > 0xffff_ffff) {
-    throw new RangeError(`${what} must be an integer from 0 to ${0xffff_ffff}, got '${text}'`);
-  }
-  return Number(text);
-}

@@ -1,7 +1,7 @@
 /** Selection: exact names win over substrings, named cases run in any tier, regexes work for any pattern. */
 import assert from "node:assert/strict";
 import type { PrecopyCase } from "./families/precopy/case.ts";
-import { exactNameRegex, familyOf, parseSeed, selectCases } from "./select.ts";
+import { exactNameRegex, familyOf, selectCases } from "./select.ts";
 
 const mk = (name: string, tier: PrecopyCase["tier"]): PrecopyCase => ({
   name,
@@ -52,11 +52,6 @@ Deno.test("select: the exact-name regex for deno test matches one name only", ()
   assert.ok(!new RegExp(exactNameRegex("/a.b").slice(1, -1)).test("/axb"));
 });
 
-Deno.test("select: families and seeds", () => {
+Deno.test("select: families", () => {
   assert.equal(familyOf("/migration/colo/multifd/x"), "colo");
-  assert.equal(parseSeed("0", "--seed"), 0);
-  assert.equal(parseSeed("4294967295", "--seed"), 0xffff_ffff);
-  for (const bad of ["-1", "4294967296", "99999999999", "1e3", "", "0x10"]) {
-    assert.throws(() => parseSeed(bad, "--seed"), /--seed must be an integer from 0 to 4294967295/);
-  }
 });

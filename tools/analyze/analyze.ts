@@ -16,60 +16,55 @@
  * (framing and sections), ram_records.ts (the "ram" section), devices.ts (device state via the vmdesc).
  */
 import { errorMessage } from "../../engine/error.ts";
-import { parseArgs } from "node:util";
+import type { ParseArgsOptionsConfig } from "node:util";
+import {
+  type Cli,
+  type CliArgs,
+  type CliIo,
+  CONSOLE_IO,
+  parseChoice,
+  parseNonNegative,
+  readCli,
+  UsageError,
+} from "../../engine/cli.ts";
 import { analyzeStream } from "./stream.ts";
 import { findVmdesc } from "./vmdesc.ts";
 
 const USAGE = "usage: deno task analyze FILE [--offset N] [--dump state|desc] [--ram]";
 
-export interface CliIo {
-  out(text: string): void;
-  err(text: string): void;
+const CLI = {
+  tool: "analyze",
+  usage: USAGE,
+  options: {
+    offset: { type: "string" },
+    dump: { type: "string" },
+    ram: { type: "boolean", default: false },
+  },
+  positionals: true,
+} satisfies Cli<ParseArgsOptionsConfig>;
+
+function analyzeOptions({ values: v, positionals }: CliArgs<typeof CLI.options>) {
+  if (positionals.length !== 1) throw new UsageError(`expects one FILE, got ${positionals.length}`);
+  return {
+    file: positionals[0],
+    offset: v.offset === undefined ? 0 : parseNonNegative(v.offset, "--offset"),
+    dump: v.dump === undefined ? undefined : parseChoice(v.dump, ["state", "desc"], "--dump"),
+    ram: v.ram,
+  };
 }
 
-const CONSOLE: CliIo = { out: (t) => console.log(t), err: (t) => console.error(t) };
-
 /** Runs the CLI on `args`; returns the exit status. */
-export async function main(args: string[], io: CliIo = CONSOLE): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        offset: { type: "string" },
-        dump: { type: "string" },
-        ram: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (e) {
-    io.err(`analyze: ${errorMessage(e)}\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    io.out(USAGE);
-    return 0;
-  }
-  const dump = values.dump;
-  if (positionals.length !== 1 || (dump !== undefined && dump !== "state" && dump !== "desc")) {
-    io.err(USAGE);
-    return 2;
-  }
-  const offset = values.offset === undefined ? 0 : Number(values.offset);
-  if (!Number.isSafeInteger(offset) || offset < 0) {
-    io.err(`analyze: --offset must be a non-negative integer, got '${values.offset}'`);
-    return 2;
-  }
-  const file = positionals[0];
+export async function main(args: readonly string[], io: CliIo = CONSOLE_IO): Promise<number> {
+  const cli = readCli(CLI, args, analyzeOptions, io);
+  if ("status" in cli) return cli.status;
+  const { file, offset, dump, ram } = cli.args;
   try {
     if (dump === "desc") {
       const found = await findVmdesc(file, { offset });
       if (!found) throw new Error(`${file}: no vmdesc (QEMU_VM_VMDESCRIPTION) at the end of the file`);
       io.out(JSON.stringify(found.json, null, 2));
     } else {
-      const res = await analyzeStream(file, { offset, ram: values.ram });
+      const res = await analyzeStream(file, { offset, ram });
       io.out(JSON.stringify(dump === "state" ? res.devices : res, null, 2));
     }
     return 0;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type CliIo, main } from "./analyze.ts";
+import type { CliIo } from "../../engine/cli.ts";
+import { main } from "./analyze.ts";
 import { analyzeStream } from "./stream.ts";
 import { engineStream, FIXTURE, withTempDir } from "./testing.ts";
 import type { AnalysisResult } from "./types.ts";

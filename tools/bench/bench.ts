@@ -12,7 +12,7 @@
  * The measurements are in measure.ts, the statistics in stats.ts; this file runs them and prints.
  * `--html FILE` also writes the ratios as bars (harness/report/html.ts); the printed lines stay the same.
  */
-import { parseArgs } from "node:util";
+import { cliOrExit, parseChoice } from "../../engine/cli.ts";
 import { ALL_CASES } from "../../cases/all.ts";
 import { inTier } from "../../harness/case.ts";
 import { type BenchRatio, renderBenchHtml } from "../../harness/report/html.ts";
@@ -27,15 +27,30 @@ import {
 import { fmt, gb, mean, median, pct } from "./stats.ts";
 import { replayAgreement, SIM_BENCH_CASES, simRate } from "./sim.ts";
 
+const USAGE = `usage: deno task bench [--only sim] [--html FILE]
+
+Throughput measured against a baseline taken in the same run: engine precopy and multifd against a raw
+unix socket between two Deno processes, the compressed modes against node:zlib alone, QMP latency under
+load, COLO checkpoints, the smoke tier's wall time, and the simulated world's seeds per minute.
+
+  --only sim    only the simulated world's part (seeds per minute, replay agreement)
+  --html FILE   also write the ratios as bars to FILE (the printed lines stay the same)
+  --help        this text
+`;
+
 const RUNS = 3;
-const { values: flags } = parseArgs({
-  args: Deno.args,
-  options: { html: { type: "string" }, only: { type: "string" } },
-  strict: true,
-});
-if (flags.only !== undefined && flags.only !== "sim") {
-  throw new Error(`--only takes 'sim', got '${flags.only}'`);
-}
+const flags = cliOrExit(
+  {
+    tool: "bench",
+    usage: USAGE,
+    options: { html: { type: "string" }, only: { type: "string" } },
+  },
+  Deno.args,
+  ({ values: v }) => ({
+    html: v.html,
+    only: v.only === undefined ? undefined : parseChoice(v.only, ["sim"], "--only"),
+  }),
+);
 const startedAt = new Date();
 const ratios: BenchRatio[] = [];
 const notes: string[] = [];

@@ -5,10 +5,10 @@
  * compared, and a row per case says agree, known (a difference in known.ts, with its reason) or
  * DISAGREE with the difference. Exits 1 on any disagreement, 2 on bad usage.
  */
-import { parseArgs } from "node:util";
+import type { ParseArgsOptionsConfig } from "node:util";
 import { ALL_CASES } from "../../cases/all.ts";
 import { cannotRunIn, type MigrationCase } from "../../harness/families/mod.ts";
-import type { Tier } from "../../harness/case.ts";
+import { type Tier, TIERS } from "../../harness/case.ts";
 import type { QmpTranscriptEntry } from "../../harness/qmp_client.ts";
 import { resultWord } from "../../harness/matrix.ts";
 import { type CaseResult, runCase } from "../../harness/runner.ts";
@@ -27,7 +27,7 @@ import {
   sideTrace,
   type Trace,
 } from "./trace.ts";
-import { errorMessage } from "../../engine/error.ts";
+import { type Cli, parseChoice, parseSeed, readCli } from "../../engine/cli.ts";
 
 const USAGE = "usage: deno task fidelity [--qemu PATH]... [--filter TEXT]... [--tier smoke|full|slow] " +
   "[--seed N]";
@@ -133,40 +133,29 @@ export function summaryLine(r: FidelityReport): string {
     } s`;
 }
 
-export async function main(args: string[], out: (line: string) => void = console.log): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        qemu: { type: "string", multiple: true },
-        filter: { type: "string", multiple: true },
-        tier: { type: "string", default: "full" },
-        seed: { type: "string", default: "1" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`fidelity: ${errorMessage(e)}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    out(USAGE);
-    return 0;
-  }
-  const tier = values.tier;
-  const seed = Number(values.seed);
-  if ((tier !== "smoke" && tier !== "full" && tier !== "slow") || !Number.isSafeInteger(seed) || seed < 0) {
-    console.error(USAGE);
-    return 2;
-  }
-  const reports = await runFidelity({
-    qemu: values.qemu?.length ? values.qemu : [SYSTEM_QEMU],
-    filters: values.filter ?? [],
-    tier,
-    seed,
-    out,
-  });
+const CLI = {
+  tool: "fidelity",
+  usage: USAGE,
+  options: {
+    qemu: { type: "string", multiple: true },
+    filter: { type: "string", multiple: true },
+    tier: { type: "string", default: "full" },
+    seed: { type: "string", default: "1" },
+  },
+} satisfies Cli<ParseArgsOptionsConfig>;
+
+export async function main(
+  args: readonly string[],
+  out: (line: string) => void = console.log,
+): Promise<number> {
+  const cli = readCli(CLI, args, ({ values: v }) => ({
+    qemu: v.qemu?.length ? v.qemu : [SYSTEM_QEMU],
+    filters: v.filter ?? [],
+    tier: parseChoice(v.tier, TIERS, "--tier"),
+    seed: parseSeed(v.seed, "--seed"),
+  }), { out, err: (t) => console.error(t) });
+  if ("status" in cli) return cli.status;
+  const reports = await runFidelity({ ...cli.args, out });
   out("");
   for (const r of reports) out(summaryLine(r));
   return reports.some((r) => r.rows.some((x) => x.agreement.kind === "disagree")) ? 1 : 0;

@@ -8,8 +8,17 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { errorMessage } from "../../engine/error.ts";
+import type { ParseArgsOptionsConfig } from "node:util";
+import {
+  type Cli,
+  type CliArgs,
+  parseChoice,
+  parseCli,
+  parseCount,
+  parseSeed,
+  readCli,
+  UsageError,
+} from "../../engine/cli.ts";
 import { applyPatch, checkBattery, type Mutant, mutatedCopy, unifiedDiff } from "./apply.ts";
 import { BATTERY, SUBSETS } from "./battery.ts";
 
@@ -36,8 +45,6 @@ a mutant is missed.
   --help          this text
 `;
 
-export class UsageError extends Error {}
-
 export interface MutantsOptions {
   runs: number;
   seed: number;
@@ -52,64 +59,50 @@ export interface MutantsOptions {
   diff?: string;
 }
 
-function positive(text: string, what: string): number {
-  if (!/^[1-9]\d*$/.test(text)) throw new UsageError(`${what} must be a positive integer, got '${text}'`);
-  return Number(text);
-}
+const CLI = {
+  tool: "mutants",
+  usage: USAGE,
+  options: {
+    runs: { type: "string", default: "3" },
+    seed: { type: "string", default: "1" },
+    jobs: { type: "string", default: "2" },
+    only: { type: "string", multiple: true },
+    subset: { type: "string" },
+    timeout: { type: "string", default: "900" },
+    regex: { type: "string" },
+    backend: { type: "string", default: "sim" },
+    json: { type: "string" },
+    list: { type: "boolean", default: false },
+    diff: { type: "string" },
+  },
+} satisfies Cli<ParseArgsOptionsConfig>;
 
-export function parseMutantsArgs(args: string[]): MutantsOptions | "help" {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        runs: { type: "string", default: "3" },
-        seed: { type: "string", default: "1" },
-        jobs: { type: "string", default: "2" },
-        only: { type: "string", multiple: true },
-        subset: { type: "string" },
-        timeout: { type: "string", default: "900" },
-        regex: { type: "string" },
-        backend: { type: "string", default: "sim" },
-        json: { type: "string" },
-        list: { type: "boolean", default: false },
-        diff: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (e) {
-    throw new UsageError(errorMessage(e).replace(/^\s*TypeError( \[\w+\])?: /, ""));
-  }
-  const v = parsed.values;
-  if (v.help) return "help";
-  if (!/^\d+$/.test(v.seed) || Number(v.seed) > 0xffffffff) {
-    throw new UsageError(`--seed must be 0..4294967295, got '${v.seed}'`);
-  }
+function mutantsOptions({ values: v }: CliArgs<typeof CLI.options>): MutantsOptions {
   if (v.subset !== undefined && !Object.hasOwn(SUBSETS, v.subset)) {
     throw new UsageError(`unknown subset '${v.subset}' (known: ${Object.keys(SUBSETS).join(", ")})`);
-  }
-  if (v.backend !== "sim" && v.backend !== "engine") {
-    throw new UsageError(`--backend must be sim or engine, got '${v.backend}'`);
   }
   const names = new Set(BATTERY.map((m) => m.name));
   for (const n of [...(v.only ?? []), ...(v.diff ? [v.diff] : [])]) {
     if (!names.has(n)) throw new UsageError(`no mutant named '${n}' (see --list)`);
   }
   return {
-    runs: positive(v.runs, "--runs"),
-    seed: Number(v.seed),
-    jobs: positive(v.jobs, "--jobs"),
+    runs: parseCount(v.runs, "--runs"),
+    seed: parseSeed(v.seed, "--seed"),
+    jobs: parseCount(v.jobs, "--jobs"),
     only: v.only ?? [],
     subset: v.subset,
-    timeoutSec: positive(v.timeout, "--timeout"),
+    timeoutSec: parseCount(v.timeout, "--timeout"),
     regex: v.regex,
-    backend: v.backend,
+    backend: parseChoice(v.backend, ["sim", "engine"], "--backend"),
     json: v.json,
     list: v.list,
     diff: v.diff,
   };
+}
+
+/** The options of a run, or "help"; a bad option or value is a UsageError (exit 2). */
+export function parseMutantsArgs(args: readonly string[]): MutantsOptions | "help" {
+  return parseCli(CLI, args, mutantsOptions);
 }
 
 /** The mutants a run covers, in battery order (equivalent ones are listed, never run). */
@@ -350,18 +343,9 @@ export function scoreLine(outcomes: readonly MutantOutcome[]): string {
 }
 
 async function main(): Promise<number> {
-  let opts;
-  try {
-    opts = parseMutantsArgs(Deno.args);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`mutants: ${e.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (opts === "help") {
-    console.log(USAGE);
-    return 0;
-  }
+  const cli = readCli(CLI, Deno.args, mutantsOptions);
+  if ("status" in cli) return cli.status;
+  const opts = cli.args;
   const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
   const problems = await checkBattery(root, BATTERY);
   if (problems.length) {

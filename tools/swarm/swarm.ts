@@ -4,7 +4,7 @@
  * that still fails, and printed with the one line that replays it exactly. `--hunt` runs the swarm
  * against each known defect with no hint of where it is and reports how many plans it took to find it.
  */
-import { parseArgs } from "node:util";
+import type { ParseArgsOptionsConfig } from "node:util";
 import fc from "fast-check";
 import { ALL_CASES } from "../../cases/all.ts";
 import type { MigrationCase } from "../../harness/families/mod.ts";
@@ -13,6 +13,15 @@ import { selectCases } from "../../harness/select.ts";
 import { createSimWorld, simWorld } from "../../harness/world/sim.ts";
 import { cannotRunIn } from "../../harness/families/mod.ts";
 import { type DefectName, KNOWN_DEFECTS } from "../../engine/testing/defects.ts";
+import {
+  asUsage,
+  type Cli,
+  type CliArgs,
+  parseCount,
+  parseSeed,
+  readCli,
+  UsageError,
+} from "../../engine/cli.ts";
 import { errorMessage } from "../../engine/error.ts";
 import {
   applyVariant,
@@ -25,7 +34,7 @@ import {
 } from "./plan.ts";
 import { quantile } from "../../harness/report/stats.ts";
 
-const HELP = `deno task swarm [options]
+const USAGE = `usage: deno task swarm [options]
 
 Random plans in the simulated world: each picks a case, a seed, the scheduler's knobs (vCPU speed,
 chunk sizes, buffer sizes, uneven links, latencies) and a variant of the case's features (multifd
@@ -185,48 +194,66 @@ async function hunt(
   return allFound;
 }
 
-async function main(): Promise<number> {
-  const { values: v } = parseArgs({
-    args: Deno.args,
-    options: {
-      case: { type: "string", multiple: true },
-      seeds: { type: "string" },
-      minutes: { type: "string" },
-      seed: { type: "string" },
-      defect: { type: "string", multiple: true },
-      replay: { type: "string" },
-      hunt: { type: "boolean", default: false },
-      trials: { type: "string" },
-      budget: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-  });
-  if (v.help) {
-    console.log(HELP);
-    return 0;
+const CLI = {
+  tool: "swarm",
+  usage: USAGE,
+  options: {
+    case: { type: "string", multiple: true },
+    seeds: { type: "string", default: "100" },
+    minutes: { type: "string" },
+    seed: { type: "string" },
+    defect: { type: "string", multiple: true },
+    replay: { type: "string" },
+    hunt: { type: "boolean", default: false },
+    trials: { type: "string", default: "3" },
+    budget: { type: "string", default: "200" },
+  },
+} satisfies Cli<ParseArgsOptionsConfig>;
+
+/** Minutes may be a fraction (a short run to try something). */
+function parseMinutes(text: string): number {
+  const m = Number(text);
+  if (!/^\d/.test(text) || !Number.isFinite(m) || m <= 0) {
+    throw new UsageError(`--minutes must be a positive number, got '${text}'`);
   }
-  const defects = (v.defect ?? []).flatMap((d) => parseDefects(d, "--defect"));
-  const seed = v.seed !== undefined ? Number(v.seed) >>> 0 : crypto.getRandomValues(new Uint32Array(1))[0];
-  if (v.replay) {
-    const plan = parsePlan(v.replay);
+  return m;
+}
+
+function swarmOptions({ values: v }: CliArgs<typeof CLI.options>) {
+  const replay = v.replay;
+  return {
+    cases: v.case ?? [],
+    seeds: parseCount(v.seeds, "--seeds"),
+    minutes: v.minutes !== undefined ? parseMinutes(v.minutes) : undefined,
+    seed: v.seed !== undefined ? parseSeed(v.seed, "--seed") : crypto.getRandomValues(new Uint32Array(1))[0],
+    defects: asUsage(() => (v.defect ?? []).flatMap((d) => parseDefects(d, "--defect"))),
+    replay: replay !== undefined ? asUsage(() => parsePlan(replay)) : undefined,
+    hunt: v.hunt,
+    trials: parseCount(v.trials, "--trials"),
+    budget: parseCount(v.budget, "--budget"),
+  };
+}
+
+async function main(): Promise<number> {
+  const cli = readCli(CLI, Deno.args, swarmOptions);
+  if ("status" in cli) return cli.status;
+  const { seed, defects, minutes, seeds, replay: plan } = cli.args;
+  if (plan) {
     const { result } = await runPlan(plan, defects);
     console.log(`${plan.case} seed ${plan.seed}: ${result.ok ? "pass" : "FAIL"}  trace ${result.trace}`);
     if (!result.ok) console.log(errorMessage(result.error));
     return result.ok ? 0 : 1;
   }
-  const cases = casesFor(v.case ?? []);
+  const cases = casesFor(cli.args.cases);
   if (!cases.length) {
     console.error("swarm: no case the simulation can run matches");
     return 2;
   }
-  if (v.hunt) {
+  if (cli.args.hunt) {
     const only = [...new Set(defects.map((d) => d.defect))];
-    const ok = await hunt(cases, Number(v.trials ?? 3), Number(v.budget ?? 200), seed, only);
+    const ok = await hunt(cases, cli.args.trials, cli.args.budget, seed, only);
     return ok ? 0 : 1;
   }
-  const seeds = Number(v.seeds ?? 100);
-  const minutes = v.minutes !== undefined ? Number(v.minutes) : undefined;
   console.log(
     `migtest swarm: ${cases.length} cases, ${minutes ? `${minutes} min` : `${seeds} plans`}, seed ${seed}` +
       (defects.length ? `, defects ${defects.map((d) => `${d.side}:${d.defect}`).join(",")}` : ""),
