@@ -13,7 +13,7 @@ import { errorMessage } from "../engine/error.ts";
 import { type Clock, hostClock } from "../engine/clock.ts";
 import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
 import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
-import { WaitAbort, waitFor } from "./wait.ts";
+import { type EventWait, type Probe, WaitAbort, waitFor, WaitTimeoutError } from "./wait.ts";
 import type { LackedField } from "../engine/testing/releases.ts";
 import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
 
@@ -243,18 +243,29 @@ export class MigrationPair {
     return lines.join("\n");
   }
 
-  /** waitFor with the pair's diagnostics: a timeout names what was awaited and what both sides did. */
-  wait<T>(
-    what: string,
-    probe: () => Promise<T | undefined | false>,
-    timeoutMs = this.ctx.waitMs,
-  ): Promise<T> {
+  /**
+   * waitFor (a condition, or an event such as `{ feed: side.qmp.feed, since, match }`) on the pair's clock,
+   * with the pair's diagnostics: a timeout names what was awaited, what was seen last and what both sides
+   * did.
+   */
+  wait<T>(what: string, on: Probe<T> | EventWait<T>, timeoutMs = this.ctx.waitMs): Promise<T> {
     // A closed pair (a case cut short by its limit or an interrupt) ends every wait at once: a probe's
     // QMP errors would otherwise be retried until the wait's own deadline.
-    const guarded = () => {
+    const open = () => {
       if (this.#closing) throw new FlowError(`stopped waiting for ${what}: the pair was closed`);
-      return probe();
     };
+    const guarded: Probe<T> | EventWait<T> = typeof on === "function"
+      ? (see) => {
+        open();
+        return on(see);
+      }
+      : {
+        ...on,
+        check: () => {
+          open();
+          on.check?.();
+        },
+      };
     return waitFor(what, guarded, {
       timeoutMs,
       intervalMs: 5,
@@ -291,13 +302,21 @@ export class MigrationPair {
     });
   }
 
-  /** An event on `side` (with data.status `status` when given), received at or after index `since`. */
+  /**
+   * An event on `side` (with data.status `status` when given), received at or after index `since`. Woken
+   * by the event's arrival (nothing is polled), on the side's QMP clock.
+   */
   async waitEvent(side: Side, event: string, status?: string, since = 0): Promise<void> {
     await side.qmp.waitEvent(event, status ? (e) => e.data?.status === status : undefined, {
       timeoutMs: this.ctx.waitMs,
       since,
+      matching: status && `status ${status}`,
+      diagnose: () => this.diagnose(),
     }).catch(async (e) => {
-      throw new FlowError(`${(e as Error).message}\n${await this.diagnose()}`);
+      // A timeout carries the diagnosis already; a side that closed its QMP gets it here.
+      throw new FlowError(
+        e instanceof WaitTimeoutError ? e.message : `${errorMessage(e)}\n${await this.diagnose()}`,
+      );
     });
   }
 

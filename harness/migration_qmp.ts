@@ -92,10 +92,11 @@ export function passesTimeoutMs(waitMs: number, caseTimeoutMs?: number): number 
 
 /** Waits until the source's dirty-sync-count reaches `passes`. */
 export async function waitPasses(p: MigrationPair, passes: number): Promise<void> {
-  await p.wait(`dirty-sync-count ≥ ${passes} on the source`, async () => {
+  await p.wait(`dirty-sync-count ≥ ${passes} on the source`, async (see) => {
     const s = await p.status(p.src);
     if (s.status === "failed") throw new FlowError(`source failed: ${s["error-desc"]}`);
     const count = (s.ram as Record<string, number> | undefined)?.["dirty-sync-count"] ?? 0;
+    see(`dirty-sync-count ${count}, status '${s.status}'`);
     if (count >= passes) return true;
     // An ended migration syncs no more: waiting on would only run into the timeout.
     if (s.status === "completed" || s.status === "cancelled") {

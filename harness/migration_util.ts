@@ -44,8 +44,9 @@ export async function waitGuestDirtying(p: MigrationPair): Promise<void> {
 
 /** wait_for_serial: the first `B` in the side's serial file; anything but A/B is an error. */
 export async function waitSerialB(p: MigrationPair, side: Side): Promise<void> {
-  await p.wait(`'B' on ${side.name}'s serial`, async () => {
+  await p.wait(`'B' on ${side.name}'s serial`, async (see) => {
     const text = await Deno.readTextFile(side.serialPath).catch(() => "");
+    see(text ? `the serial reads '${text.slice(-16)}' (${text.length} characters)` : "nothing on the serial");
     for (const ch of text) {
       if (ch === "B") return true;
       if (ch !== "A") throw new FlowError(`unexpected byte '${ch}' on ${side.name}'s serial`);

@@ -5,10 +5,11 @@
  * Every wait is bounded and its error names the side (`name`) and what was awaited, because these
  * messages end up in failure artifacts next to the transcript.
  */
-import { asError, errorMessage } from "../engine/error.ts";
+import { errorMessage } from "../engine/error.ts";
 import { bigintReviver, isObject } from "../engine/qmp/json.ts";
 import type { QmpConn } from "../engine/qmp/server.ts";
 import { type Clock, hostClock } from "../engine/clock.ts";
+import { type EventFeed, waitFor, WaitTimeoutError } from "./wait.ts";
 
 export interface QmpTranscriptEntry {
   /** Milliseconds since the epoch. */
@@ -61,6 +62,10 @@ export interface QmpWaitOptions {
 export interface QmpWaitEventOptions extends QmpWaitOptions {
   /** Only consider events with `index >= since` (default 0: all events received so far count). */
   since?: number;
+  /** What the predicate asks, for the timeout message ("status setup"). */
+  matching?: string;
+  /** Appended to a timeout's message (what both sides were doing). */
+  diagnose?: () => Promise<string> | string;
 }
 
 export class QmpCommandError extends Error {
@@ -75,7 +80,8 @@ export class QmpCommandError extends Error {
   }
 }
 
-export class QmpTimeoutError extends Error {
+/** A QMP wait that ran out of time: a reply, the greeting, an event. */
+export class QmpTimeoutError extends WaitTimeoutError {
   constructor(message: string) {
     super(message);
     this.name = "QmpTimeoutError";
@@ -126,13 +132,10 @@ interface Pending {
   reject(e: Error): void;
 }
 
-interface EventWaiter {
-  event: string;
-  predicate?: (e: QmpEvent) => boolean;
-  since: number;
-  resolve(e: QmpEvent): void;
-  reject(e: Error): void;
-  cancelTimer: () => void;
+interface EventWatcher {
+  what: string;
+  arrived(e: QmpEvent, index: number): void;
+  ended(e: Error): void;
 }
 
 export class QmpClient {
@@ -148,7 +151,7 @@ export class QmpClient {
   readonly #events: QmpEvent[] = [];
   readonly #listeners = new Set<(e: QmpEvent) => void>();
   readonly #pending = new Map<string, Pending>();
-  readonly #waiters = new Set<EventWaiter>();
+  readonly #waiters = new Set<EventWatcher>();
   #writes: Promise<void> = Promise.resolve();
   #nextId = 1;
   #closedReason: string | undefined;
@@ -306,38 +309,34 @@ export class QmpClient {
     opts?: QmpWaitEventOptions,
   ): Promise<QmpEvent> {
     const since = opts?.since ?? 0;
-    const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
-    return new Promise<QmpEvent>((resolve, reject) => {
-      try {
-        for (let i = since; i < this.#events.length; i++) {
-          const e = this.#events[i];
-          if (e.event === event && (!predicate || predicate(e))) return resolve(e);
-        }
-      } catch (err) {
-        return reject(err);
-      }
-      if (this.#closedReason) return reject(this.#closedError(`event ${event}`));
-      const w: EventWaiter = {
-        event,
-        predicate,
-        since,
-        resolve,
-        reject,
-        cancelTimer: this.#clock.timer(() => {
-          this.#waiters.delete(w);
-          const last = this.#events.slice(-5).map((e) => `#${e.index} ${e.event} ${brief(e.data, 120)}`);
-          reject(
-            new QmpTimeoutError(
-              `${this.name}: timed out after ${timeoutMs}ms waiting for event ${event}` +
-                (since > 0 ? ` (since #${since})` : "") +
-                `; ${this.#events.length} events seen, last: ${last.length ? last.join("; ") : "none"}`,
-            ),
-          );
-        }, timeoutMs),
-      };
-      this.#waiters.add(w);
+    const what = `event ${event}${opts?.matching ? ` with ${opts.matching}` : ""} on ${this.name}` +
+      (since > 0 ? ` (since #${since})` : "");
+    return waitFor(what, {
+      feed: this.feed,
+      since,
+      match: (e) => e.event === event && (!predicate || predicate(e)),
+    }, {
+      timeoutMs: opts?.timeoutMs ?? this.timeoutMs,
+      clock: this.#clock,
+      diagnose: opts?.diagnose,
+      timeoutError: (msg) => new QmpTimeoutError(msg),
     });
   }
+
+  /** The events as a wait watches them (harness/wait.ts): a watcher counts as awaited (`waiting`). */
+  readonly feed: EventFeed<QmpEvent> = {
+    events: this.#events,
+    watch: (what, arrived, ended) => {
+      if (this.#closedReason) {
+        ended(this.#closedError(what));
+        return () => {};
+      }
+      const w: EventWatcher = { what, arrived, ended };
+      this.#waiters.add(w);
+      return () => this.#waiters.delete(w);
+    },
+    describe: (e) => `${e.event} ${brief(e.data, 120)}`,
+  };
 
   /** Calls `cb` for every event received from now on; returns an unsubscribe function. */
   onEvent(cb: (e: QmpEvent) => void): () => void {
@@ -497,10 +496,7 @@ export class QmpClient {
     this.#greetingWaiter = undefined;
     for (const p of this.#pending.values()) p.reject(this.#closedError(p.command));
     this.#pending.clear();
-    for (const w of this.#waiters) {
-      w.cancelTimer();
-      w.reject(this.#closedError(`event ${w.event}`));
-    }
+    for (const w of [...this.#waiters]) w.ended(this.#closedError(w.what));
     this.#waiters.clear();
   }
 
@@ -556,21 +552,12 @@ export class QmpClient {
         this.#record("note", `event listener threw: ${errorMessage(err)}`);
       }
     }
-    for (const w of this.#waiters) {
-      if (w.event !== e.event || e.index < w.since) continue;
-      let hit: boolean;
+    for (const w of [...this.#waiters]) {
       try {
-        hit = !w.predicate || w.predicate(e);
+        w.arrived(e, e.index);
       } catch (err) {
-        this.#waiters.delete(w);
-        w.cancelTimer();
-        w.reject(asError(err));
-        continue;
+        this.#record("note", `event watcher threw: ${errorMessage(err)}`);
       }
-      if (!hit) continue;
-      this.#waiters.delete(w);
-      w.cancelTimer();
-      w.resolve(e);
     }
   }
 }

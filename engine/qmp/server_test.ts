@@ -490,7 +490,10 @@ Deno.test("events reach negotiated clients with timestamps; waitEvent sees past 
 
       const t = await c.waitEvent("NEVER", undefined, { timeoutMs: 30 }).then(() => null, (e: unknown) => e);
       assert.ok(t instanceof QmpTimeoutError);
-      assert.match(t.message, /^src: timed out after 30ms waiting for event NEVER; 7 events seen, last: /);
+      assert.match(
+        t.message,
+        /^timed out after 30 ms waiting for event NEVER on src; last seen: 7 events, the last: /,
+      );
       assert.match(t.message, /#6 SHUTDOWN \{"guest":false\}/);
       const later = await c.waitEvent("STOP", undefined, { timeoutMs: 20, since: 3 }).catch((e: Error) => e);
       assert.ok(later instanceof QmpTimeoutError && later.message.includes("(since #3)"));

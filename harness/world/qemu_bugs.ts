@@ -103,9 +103,10 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     accel: "tcg",
     // Before the multifd one: under TCG the primary deadlocks before the secondary's load can fail.
     // The flow's bounded wait for the primary's RESUME ends it; the diagnosis then finds the primary's
-    // QMP unanswered (the main loop waits for the BQL too).
+    // QMP unanswered (the main loop waits for the BQL too). The timeout's first line ends with what the
+    // wait saw last; the diagnosis follows on the next lines.
     symptom:
-      /waiting for the primary's RESUME after checkpoint 1\n\s*source: \(query-migrate failed: [^\n]*timed out/,
+      /waiting for the primary's RESUME after checkpoint 1(?:;[^\n]*)?\n\s*source: \(query-migrate failed: [^\n]*timed out/,
     fix: "colo: Hold the BQL while sending ram state",
   },
   {

@@ -58,15 +58,19 @@ export async function waitEventAt(
   timeoutMs: number,
   broke: () => string | null = () => null,
 ): Promise<number> {
-  return await p.wait(what, () => {
-    const i = side.qmp.events.findIndex((e, j) => j >= since && e.event === event);
-    if (i >= 0) return Promise.resolve(i);
-    const why = side.exitStatus
-      ? `${side.name} exited (status ${side.exitStatus.code}: ${stderrTail(side)})`
-      : broke();
-    if (why) return Promise.reject(new FlowError(`${why} before ${what}`));
-    return Promise.resolve(undefined);
+  const e = await p.wait(what, {
+    feed: side.qmp.feed,
+    since,
+    match: (e) => e.event === event,
+    // What no event tells: the side exited, or left COLO with an error (the wait cannot end well).
+    check: () => {
+      const why = side.exitStatus
+        ? `${side.name} exited (status ${side.exitStatus.code}: ${stderrTail(side)})`
+        : broke();
+      if (why) throw new FlowError(`${why} before ${what}`);
+    },
   }, timeoutMs);
+  return e.index;
 }
 
 /**
