@@ -52,7 +52,7 @@ import {
   saveSectionShort,
   SaveVMState,
 } from "./savevm.ts";
-import { parseWithVmdesc, type VmdescDevice, type VmJsonObject } from "./vmstate.ts";
+import { parseWithVmdesc, type VmdescDevice, type VmJsonObject } from "./vmdesc.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
 const MACHINE = "pc-q35-10.2";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { WORKLOAD_IDS } from "../../engine/guest/workload.ts";
 import { withReader } from "../../engine/testing/streams.ts";
-import type { VmdescDevice } from "../../engine/vmstate.ts";
+import type { VmdescDevice } from "../../engine/vmdesc.ts";
 import { DeviceDecoder, type DeviceSection } from "./devices.ts";
 import { analyzeStream } from "./stream.ts";
 import { engineStream, FIXTURE, rejects, withTempDir } from "./testing.ts";

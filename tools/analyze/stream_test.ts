@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { VmJsonObject } from "../../engine/vmstate.ts";
+import type { VmJsonObject } from "../../engine/vmdesc.ts";
 import { BytesLink } from "../../engine/transport/buffer.ts";
 import { fileIncoming } from "../../engine/transport/file.ts";
 import { analyzeStream } from "./stream.ts";
