@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { withReader } from "./testing/streams.ts";
+import { withReader } from "./testing/streams_test_util.ts";
 import { parseWithVmdesc, vmdescDevice, type VmJson, type VmJsonObject } from "./vmdesc.ts";
 import type { VMStateDescription } from "./vmstate.ts";
 import {

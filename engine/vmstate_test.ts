@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { QEMUFileWriter } from "./qemu_file.ts";
-import { encode, withReader } from "./testing/streams.ts";
+import { encode, withReader } from "./testing/streams_test_util.ts";
 import { memoryLinkPair } from "./transport/link.ts";
 import { vmdescDevice } from "./vmdesc.ts";
 import { loadState, saveState, type VMStateDescription } from "./vmstate.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { StreamError } from "./qemu_file.ts";
-import { encode } from "./testing/streams.ts";
+import { encode } from "./testing/streams_test_util.ts";
 import type { VmdescObject } from "./vmdesc.ts";
 import { saveState, type VMStateDescription } from "./vmstate.ts";
 

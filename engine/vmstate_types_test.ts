@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encode, withReader } from "./testing/streams.ts";
+import { encode, withReader } from "./testing/streams_test_util.ts";
 import { getInt, intFits, type IntType, putInt } from "./vmstate_types.ts";
 
 Deno.test("integers are big-endian, int64 two's complement", async () => {
