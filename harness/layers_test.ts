@@ -41,11 +41,16 @@ async function importGraph(): Promise<Map<string, string[]>> {
 const isTest = (f: string) => f.endsWith("_test.ts");
 const under = (f: string, dir: string) => f.startsWith(dir);
 
+/** An import as the rules name it. */
+const edge = (file: string, target: string) => `${file} imports ${target}`;
+
 /** A rule: files it applies to must not import targets it forbids. */
 interface Rule {
   what: string;
   applies(file: string, graph: Map<string, string[]>): boolean;
   forbids(target: string): boolean;
+  /** Imports (as `edge` names them) the rule lets through for now; each must still exist. */
+  allowed?: ReadonlySet<string>;
 }
 
 /** The files `roots` load, directly or not. */
@@ -73,11 +78,35 @@ const CORE = [
 ];
 const WORLD_IMPLEMENTATIONS = (t: string) => under(t, "harness/world/") && t !== "harness/world/world.ts";
 
+const ABOVE_THE_ENGINE = (t: string) => under(t, "harness/") || under(t, "cases/") || under(t, "tools/");
+
+/**
+ * Engine tests that still import the harness. Each target imports nothing but the engine, so it can move
+ * below them (the QMP client beside the server in engine/qmp/, `until` beside the in-process pair,
+ * check_guests_ram beside the a-b workload) once the reshaping of harness/ under way allows it. The list
+ * only shrinks: an entry whose import is gone fails "each import the rules let through exists".
+ */
+const ENGINE_IMPORTS_AWAITING_A_MOVE = new Set([
+  edge("engine/qmp/server_test.ts", "harness/qmp_client.ts"),
+  edge("engine/testing/qmp_fixture_test_util.ts", "harness/qmp_client.ts"),
+  edge("engine/colo/colo_qmp_test.ts", "harness/wait.ts"),
+  edge("engine/colo/colo_test.ts", "harness/wait.ts"),
+  edge("engine/migration_test.ts", "harness/wait.ts"),
+  edge("engine/guest/workload_test.ts", "harness/check/guests_ram.ts"),
+]);
+
 const RULES: Rule[] = [
   {
     what: "the engine process (the system under test) loads nothing of the harness, the cases or the tools",
     applies: (f, graph) => reachable(graph, ENGINE_ROOTS).has(f),
-    forbids: (t) => under(t, "harness/") || under(t, "cases/") || under(t, "tools/"),
+    forbids: ABOVE_THE_ENGINE,
+  },
+  {
+    what: "nothing under engine/, its tests and test helpers included, imports the harness, the cases or " +
+      "the tools",
+    applies: (f) => under(f, "engine/"),
+    forbids: ABOVE_THE_ENGINE,
+    allowed: ENGINE_IMPORTS_AWAITING_A_MOVE,
   },
   {
     what: "the harness core names no family: it imports no flow",
@@ -120,10 +149,21 @@ Deno.test("layers: every import follows the rules of ARCHITECTURE.md", async () 
   for (const [file, targets] of graph) {
     for (const rule of RULES) {
       if (!rule.applies(file, graph)) continue;
-      for (const t of targets) if (rule.forbids(t)) broken.push(`${file} imports ${t}: ${rule.what}`);
+      for (const t of targets) {
+        if (rule.forbids(t) && !rule.allowed?.has(edge(file, t))) {
+          broken.push(`${edge(file, t)}: ${rule.what}`);
+        }
+      }
     }
   }
   assert.deepEqual(broken, []);
+});
+
+Deno.test("layers: each import the rules let through exists (a fixed one leaves the list)", async () => {
+  const graph = await importGraph();
+  const present = new Set([...graph].flatMap(([file, targets]) => targets.map((t) => edge(file, t))));
+  const stale = RULES.flatMap((r) => [...r.allowed ?? []]).filter((e) => !present.has(e));
+  assert.deepEqual(stale, []);
 });
 
 /** The import circles of a graph, each as the path that closes it (Tarjan's components of size > 1). */
@@ -173,9 +213,15 @@ Deno.test("layers: the circle finder finds a circle and the rules catch a forbid
     r.applies("harness/flows/colo.ts", g) && r.forbids("harness/world/qemu_process.ts")
   );
   assert.equal(flowImportsWorld.length, 1);
-  const engine = new Map([["engine/main.ts", ["engine/ram.ts"]], ["engine/ram.ts", ["harness/wait.ts"]]]);
-  const engineImportsHarness = RULES.filter((r) =>
-    r.applies("engine/ram.ts", engine) && r.forbids("harness/wait.ts")
-  );
-  assert.equal(engineImportsHarness.length, 1);
+  const engine = new Map([
+    ["engine/main.ts", ["engine/ram.ts"]],
+    ["engine/ram.ts", ["harness/wait.ts"]],
+    ["engine/ram_test.ts", ["tools/analyze/source.ts"]],
+  ]);
+  const catching = (file: string, target: string) =>
+    RULES.filter((r) => r.applies(file, engine) && r.forbids(target) && !r.allowed?.has(edge(file, target)))
+      .length;
+  // What the engine process loads breaks both engine rules; an engine test, the one for all of engine/.
+  assert.equal(catching("engine/ram.ts", "harness/wait.ts"), 2);
+  assert.equal(catching("engine/ram_test.ts", "tools/analyze/source.ts"), 1);
 });
