@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { Engine } from "./engine.ts";
-import { InProcessPair } from "./testing/in_process.ts";
+import { InProcessPair } from "./testing/in_process_test_util.ts";
 import { until } from "../harness/wait.ts";
 
 /** Every test's pair: a source and a destination with MIGRATION events on. */

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
 import { memoryLinkPair } from "./transport/link.ts";
 import { readAll } from "./transport/buffer.ts";
-import { encode, withReader } from "./testing/streams.ts";
+import { encode, withReader } from "./testing/streams_test_util.ts";
 
 async function rejectsStream(p: Promise<unknown>, detail: RegExp, offset?: number): Promise<StreamError> {
   let caught: unknown;

@@ -15,7 +15,7 @@ import {
   type ZeroPageDetection,
 } from "./ram.ts";
 import { popcount32, RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
-import { encode, withReader } from "./testing/streams.ts";
+import { encode, withReader } from "./testing/streams_test_util.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
 

@@ -6,7 +6,9 @@ import { uuidToString } from "./uuid.ts";
 import type { Device } from "./guest/devices/device.ts";
 import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
-import { loadState, saveState, vmdescDevice } from "./vmstate.ts";
+import { vmdescDevice } from "./vmdesc.ts";
+import { loadState, saveState } from "./vmstate.ts";
+import { QEMU_VM_SUBSECTION } from "./vmstate_types.ts";
 
 export const QEMU_VM_FILE_MAGIC = 0x5145564d;
 export const QEMU_VM_FILE_VERSION_COMPAT = 0x00000002;
@@ -17,7 +19,8 @@ export const QEMU_VM_SECTION_START = 0x01;
 export const QEMU_VM_SECTION_PART = 0x02;
 export const QEMU_VM_SECTION_END = 0x03;
 export const QEMU_VM_SECTION_FULL = 0x04;
-export const QEMU_VM_SUBSECTION = 0x05;
+// The subsection marker lives with the vmstate codec (both vmstate.ts and vmdesc.ts read it).
+export { QEMU_VM_SUBSECTION };
 export const QEMU_VM_VMDESCRIPTION = 0x06;
 export const QEMU_VM_CONFIGURATION = 0x07;
 export const QEMU_VM_COMMAND = 0x08;

@@ -11,7 +11,7 @@ import {
   DEV_TIMER_LO,
 } from "./guest/regs.ts";
 import { QEMUFileReader, QEMUFileWriter, StreamError } from "./qemu_file.ts";
-import { encode, TestGuest, withReader } from "./testing/streams.ts";
+import { encode, TestGuest, withReader } from "./testing/streams_test_util.ts";
 import {
   RAM_IDSTR,
   RAM_SAVE_FLAG_CONTINUE,
@@ -52,7 +52,7 @@ import {
   saveSectionShort,
   SaveVMState,
 } from "./savevm.ts";
-import { parseWithVmdesc, type VmdescDevice, type VmJsonObject } from "./vmstate.ts";
+import { parseWithVmdesc, type VmdescDevice, type VmJsonObject } from "./vmdesc.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
 const MACHINE = "pc-q35-10.2";

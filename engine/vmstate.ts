@@ -7,19 +7,19 @@
  */
 import { errorMessage } from "./error.ts";
 import { type QEMUFileReader, type QEMUFileWriter, StreamError } from "./qemu_file.ts";
+import type { VmdescField, VmdescObject } from "./vmdesc.ts";
+import {
+  getInt,
+  intFits,
+  INTS,
+  type IntType,
+  isIntType,
+  putInt,
+  QEMU_VM_SUBSECTION,
+} from "./vmstate_types.ts";
 
-export type VMStateFieldType =
-  | "uint8"
-  | "uint16"
-  | "uint32"
-  | "uint64"
-  | "int8"
-  | "int16"
-  | "int32"
-  | "int64"
-  | "bool"
-  | "buffer"
-  | "struct";
+/** The integer types are the codec's (vmstate_types.ts), so the two cannot drift apart. */
+export type VMStateFieldType = IntType | "bool" | "buffer" | "struct";
 
 export interface VMStateField {
   /** Also the key of the value in the state object. */
@@ -52,109 +52,8 @@ export interface VMStateDescription<S = Record<string, unknown>> {
   postLoad?(s: S, versionId: number): void;
 }
 
-/** One field entry of the vmdesc JSON, keys in QEMU's order. */
-export interface VmdescField {
-  name: string;
-  array_len?: number;
-  index?: number;
-  type: string;
-  struct?: VmdescObject;
-  /** Bytes written for one element. */
-  size: number;
-}
-
-/** A vmsd as described in the vmdesc JSON (a struct, a subsection, or "configuration"). */
-export interface VmdescObject {
-  vmsd_name: string;
-  version: number;
-  fields: VmdescField[];
-  subsections?: VmdescObject[];
-}
-
-/** One element of the vmdesc "devices" array. */
-export interface VmdescDevice extends VmdescObject {
-  name: string;
-  instance_id: number;
-}
-
-/** What parseWithVmdesc returns. */
-export type VmJson = number | string | boolean | VmJson[] | { [key: string]: VmJson };
-export type VmJsonObject = { [key: string]: VmJson };
-
-export const QEMU_VM_SUBSECTION = 0x05;
-
 type Obj = Record<string, unknown>;
 type Vmsd = VMStateDescription<Obj>;
-
-const INTS = {
-  uint8: { width: 1, signed: false },
-  uint16: { width: 2, signed: false },
-  uint32: { width: 4, signed: false },
-  uint64: { width: 8, signed: false },
-  int8: { width: 1, signed: true },
-  int16: { width: 2, signed: true },
-  int32: { width: 4, signed: true },
-  int64: { width: 8, signed: true },
-} as const;
-type IntType = keyof typeof INTS;
-
-const TWO32 = 0x1_0000_0000;
-
-function isIntType(t: string): t is IntType {
-  return Object.hasOwn(INTS, t);
-}
-
-function intFits(t: IntType, v: number): boolean {
-  if (!Number.isSafeInteger(v)) return false;
-  const { width, signed } = INTS[t];
-  if (width === 8) return signed || v >= 0;
-  const span = 2 ** (width * 8);
-  return signed ? v >= -span / 2 && v < span / 2 : v >= 0 && v < span;
-}
-
-function putInt(w: QEMUFileWriter, t: IntType, v: number): void {
-  switch (INTS[t].width) {
-    case 1:
-      w.put8(v & 0xff);
-      break;
-    case 2:
-      w.putBe16(v & 0xffff);
-      break;
-    case 4:
-      w.putBe32(v >>> 0);
-      break;
-    default: {
-      // Two's complement split; exact for every safe integer.
-      const hi = Math.floor(v / TWO32);
-      w.putBe32(hi >>> 0);
-      w.putBe32(v - hi * TWO32);
-    }
-  }
-}
-
-/** Reads a buffered integer; 64-bit values come back as bigint so callers decide what "too big" means. */
-function getInt(r: QEMUFileReader, t: IntType): number | bigint {
-  const { width, signed } = INTS[t];
-  switch (width) {
-    case 1: {
-      const b = r.get8();
-      return signed ? (b << 24) >> 24 : b;
-    }
-    case 2: {
-      const v = r.getBe16();
-      return signed ? (v << 16) >> 16 : v;
-    }
-    case 4: {
-      const v = r.getBe32();
-      return signed ? v | 0 : v;
-    }
-    default: {
-      const [hi, lo] = r.getBe64Parts();
-      const u = (BigInt(hi) << 32n) | BigInt(lo);
-      return signed ? BigInt.asIntN(64, u) : u;
-    }
-  }
-}
 
 function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
@@ -261,10 +160,8 @@ function saveVmsd(w: QEMUFileWriter, vmsd: Vmsd, state: Obj): VmdescObject {
   return desc;
 }
 
-interface Written {
-  struct?: VmdescObject;
-  size: number;
-}
+/** What one element put on the wire, as its vmdesc entry tells it. */
+type Written = Pick<VmdescField, "struct" | "size">;
 
 function fieldDesc(
   name: string,
@@ -304,11 +201,6 @@ function saveElement(w: QEMUFileWriter, field: VMStateField, value: unknown, whe
       putInt(w, field.type, value);
   }
   return struct ? { struct, size: w.position - start } : { size: w.position - start };
-}
-
-/** The vmdesc "devices" element for a device saved with saveState, keys in QEMU's order. */
-export function vmdescDevice(idstr: string, instanceId: number, desc: VmdescObject): VmdescDevice {
-  return { name: idstr, instance_id: instanceId, ...desc };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -455,84 +347,4 @@ async function loadSubsections(r: QEMUFileReader, vmsd: Vmsd, state: Obj): Promi
     await r.need(4, `${name} version_id`);
     await loadVmsd(r, sub, state, r.getBe32());
   }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Schema-driven parsing (analyze-migration.py's VMSDFieldStruct)
-
-/**
- * Decodes one vmstate using only its vmdesc description: integers by type and size (64-bit values
- * beyond a safe integer as decimal strings), bool, struct recursively, anything else as `size` raw bytes
- * in hex; arrays become lists; each listed subsection (it must be on the wire) lands under its name.
- */
-export async function parseWithVmdesc(r: QEMUFileReader, desc: VmdescObject): Promise<VmJsonObject> {
-  const label = desc.vmsd_name ?? "(old-style device)";
-  if (!Array.isArray(desc.fields)) throw r.error(`vmdesc for ${label} has no fields`);
-  const out: VmJsonObject = {};
-  for (const f of desc.fields) {
-    const count = f.array_len ?? 1;
-    for (let i = 0; i < count; i++) {
-      const index = f.array_len !== undefined ? i : f.index;
-      const v = await parseField(r, f, `${label}.${f.name}${index === undefined ? "" : `[${index}]`}`);
-      if (index === undefined) {
-        out[f.name] = v;
-        continue;
-      }
-      const list = out[f.name];
-      if (Array.isArray(list)) list.push(v);
-      else out[f.name] = [v];
-    }
-  }
-  for (const sub of desc.subsections ?? []) {
-    await r.need(1, `${label} subsection ${sub.vmsd_name}`);
-    const at = r.position;
-    if (r.get8() !== QEMU_VM_SUBSECTION) throw r.error(`${label}: subsection ${sub.vmsd_name} not found`, at);
-    const name = await r.getCountedString(`${label} subsection name`);
-    if (name !== sub.vmsd_name) {
-      throw r.error(`${label}: expected subsection ${sub.vmsd_name}, found ${name}`, at);
-    }
-    await r.need(4, `${name} version_id`);
-    const version = r.getBe32();
-    if (version !== sub.version) {
-      throw r.error(`${name}: subsection version_id ${version} differs from the vmdesc's ${sub.version}`, at);
-    }
-    out[name] = await parseWithVmdesc(r, sub);
-  }
-  return out;
-}
-
-/**
- * VMStateInfo names that are plain big-endian integers on the wire: "int32 le" (VMSTATE_INT32_POSITIVE_LE,
- * whose "le" means the loader checks less-or-equal) and "timer" (a QEMUTimer's be64 expire time, -1 when
- * not armed).
- */
-const INT_ALIASES: Record<string, IntType> = { "int32 le": "int32", timer: "int64" };
-
-async function parseField(r: QEMUFileReader, f: VmdescField, where: string): Promise<VmJson> {
-  const named = f.type.endsWith(" equal") ? f.type.slice(0, -" equal".length) : f.type;
-  const base = Object.hasOwn(INT_ALIASES, named) ? INT_ALIASES[named] : named;
-  if (base === "struct") {
-    if (!f.struct) throw r.error(`${where}: struct field without a "struct" description`);
-    return await parseWithVmdesc(r, f.struct);
-  }
-  if (base === "capability") {
-    // u8 length + name: variable-sized, so the vmdesc "size" (of the first element) does not apply.
-    return await r.getCountedString(where);
-  }
-  const size = f.size;
-  if (!Number.isInteger(size) || size < 0) throw r.error(`${where}: bad size ${String(size)} in vmdesc`);
-  await r.need(size, where);
-  const at = r.position;
-  if (base === "bool" && size === 1) {
-    const b = r.get8();
-    if (b > 1) throw r.error(`${where}: invalid bool value ${b}`, at);
-    return b === 1;
-  }
-  if (isIntType(base) && INTS[base].width === size) {
-    const v = getInt(r, base);
-    return typeof v === "number" || (v <= Number.MAX_SAFE_INTEGER && v >= Number.MIN_SAFE_INTEGER)
-      ? Number(v)
-      : v.toString();
-  }
-  return Array.from(r.getBytes(size), (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -41,6 +41,9 @@ async function importGraph(): Promise<Map<string, string[]>> {
 const isTest = (f: string) => f.endsWith("_test.ts");
 const under = (f: string, dir: string) => f.startsWith(dir);
 
+/** An import as the rules name it. */
+const edge = (file: string, target: string) => `${file} imports ${target}`;
+
 /** A rule: files it applies to must not import targets it forbids. */
 interface Rule {
   what: string;
@@ -82,11 +85,35 @@ const familyDir = (f: string) => /^harness\/families\/[^/]+\//.exec(f)?.[0] ?? n
 /** A family's record types (harness/families/<family>/case.ts): data others may name. */
 const isRecordType = (t: string) => /^harness\/families\/[^/]+\/case\.ts$/.test(t);
 
+const ABOVE_THE_ENGINE = (t: string) => under(t, "harness/") || under(t, "cases/") || under(t, "tools/");
+
+/**
+ * Engine tests that still import the harness. Each target imports nothing but the engine, so it can move
+ * below them (the QMP client beside the server in engine/qmp/, `until` beside the in-process pair,
+ * check_guests_ram beside the a-b workload) once the reshaping of harness/ under way allows it. The list
+ * only shrinks: an entry whose import is gone fails "each import the rules let through exists".
+ */
+const ENGINE_IMPORTS_AWAITING_A_MOVE = new Set([
+  edge("engine/qmp/server_test.ts", "harness/qmp_client.ts"),
+  edge("engine/testing/qmp_fixture_test_util.ts", "harness/qmp_client.ts"),
+  edge("engine/colo/colo_qmp_test.ts", "harness/wait.ts"),
+  edge("engine/colo/colo_test.ts", "harness/wait.ts"),
+  edge("engine/migration_test.ts", "harness/wait.ts"),
+  edge("engine/guest/workload_test.ts", "harness/check/guests_ram.ts"),
+]);
+
 const RULES: Rule[] = [
   {
     what: "the engine process (the system under test) loads nothing of the harness, the cases or the tools",
     applies: (f, graph) => reachable(graph, ENGINE_ROOTS).has(f),
-    forbids: (t) => under(t, "harness/") || under(t, "cases/") || under(t, "tools/"),
+    forbids: ABOVE_THE_ENGINE,
+  },
+  {
+    what: "nothing under engine/, its tests and test helpers included, imports the harness, the cases or " +
+      "the tools",
+    applies: (f) => under(f, "engine/"),
+    forbids: ABOVE_THE_ENGINE,
+    allowed: ENGINE_IMPORTS_AWAITING_A_MOVE,
   },
   {
     what:
@@ -141,6 +168,13 @@ Deno.test("layers: every import follows the rules of ARCHITECTURE.md", async () 
     }
   }
   assert.deepEqual(broken, []);
+});
+
+Deno.test("layers: each import the rules let through exists (a fixed one leaves the list)", async () => {
+  const graph = await importGraph();
+  const present = new Set([...graph].flatMap(([file, targets]) => targets.map((t) => edge(file, t))));
+  const stale = RULES.flatMap((r) => [...r.allowed ?? []]).filter((e) => !present.has(e));
+  assert.deepEqual(stale, []);
 });
 
 /** The import circles of a graph, each as the path that closes it (Tarjan's components of size > 1). */

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import type { Engine } from "../engine.ts";
 import { engineCommands } from "../qmp/commands.ts";
 import { QmpError } from "../qmp/schema.ts";
-import { InProcessPair } from "../testing/in_process.ts";
+import { InProcessPair } from "../testing/in_process_test_util.ts";
 import { until } from "../../harness/wait.ts";
 
 function qmp(e: Engine) {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { StreamError } from "../qemu_file.ts";
 import { RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
-import { encode, withReader } from "../testing/streams.ts";
+import { encode, withReader } from "../testing/streams_test_util.ts";
 import {
   decodeInit,
   encodeInit,

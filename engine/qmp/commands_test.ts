@@ -2,7 +2,7 @@
  * The engine's QMP commands answer bad input the way QEMU does: a precise error, nothing changed.
  */
 import assert from "node:assert/strict";
-import { qmpError as error, withQmpEngine } from "../testing/qmp_fixture.ts";
+import { qmpError as error, withQmpEngine } from "../testing/qmp_fixture_test_util.ts";
 import { engineCommands } from "./commands.ts";
 
 Deno.test("qmp commands: argument and state errors", async (t) => {

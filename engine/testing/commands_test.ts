@@ -7,7 +7,7 @@ import type { Engine } from "../engine.ts";
 import { engineCommands } from "../qmp/commands.ts";
 import { memoryLinkPair } from "../transport/link.ts";
 import { testCommands } from "./commands.ts";
-import { qmpError, withQmpEngine } from "./qmp_fixture.ts";
+import { qmpError, withQmpEngine } from "./qmp_fixture_test_util.ts";
 
 Deno.test("x-test commands: only x-test- names, served beside the model's as main.ts does", async () => {
   const both = (e: Engine) => [...engineCommands(e), ...testCommands(e)];

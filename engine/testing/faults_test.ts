@@ -12,7 +12,7 @@ import {
   type StreamFaultKind,
   StreamFaults,
 } from "./faults.ts";
-import { encode } from "./streams.ts";
+import { encode } from "./streams_test_util.ts";
 
 /** x-test-inject-fault's checks, in the order the server runs them. */
 function parse(args: Record<string, unknown>): StreamFault {

@@ -4,7 +4,7 @@ import { QEMU_VM_EOF } from "../savevm.ts";
 import { loadState, saveState } from "../vmstate.ts";
 import type { Device } from "../guest/devices/device.ts";
 import { applyRelease, OLDER_RELEASES, RELEASE_NAMES } from "./releases.ts";
-import { encode, TestGuest, withReader } from "./streams.ts";
+import { encode, TestGuest, withReader } from "./streams_test_util.ts";
 
 function serialOf(g: TestGuest): Device {
   const d = g.devices.find((x) => x.idstr === "serial");

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { CliIo } from "../../engine/cli.ts";
 import { main } from "./analyze.ts";
 import { analyzeStream } from "./stream.ts";
-import { engineStream, FIXTURE, withTempDir } from "./testing.ts";
+import { engineStream, FIXTURE, withTempDir } from "./analyze_test_util.ts";
 import type { AnalysisResult } from "./types.ts";
 import { findVmdesc } from "./vmdesc.ts";
 

@@ -4,7 +4,7 @@
  * by field from that entry, as analyze-migration.py does. The engine's vmstate loader is not involved.
  */
 import { type QEMUFileReader, StreamError } from "../../engine/qemu_file.ts";
-import { parseWithVmdesc, type VmdescObject, type VmJsonObject } from "../../engine/vmstate.ts";
+import { parseWithVmdesc, type VmdescObject, type VmJsonObject } from "../../engine/vmdesc.ts";
 import { isRecord, type VmdescScan } from "./vmdesc.ts";
 import { errorMessage } from "../../engine/error.ts";
 

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { WORKLOAD_IDS } from "../../engine/guest/workload.ts";
-import { withReader } from "../../engine/testing/streams.ts";
-import type { VmdescDevice } from "../../engine/vmstate.ts";
+import { withReader } from "../../engine/testing/streams_test_util.ts";
+import type { VmdescDevice } from "../../engine/vmdesc.ts";
 import { DeviceDecoder, type DeviceSection } from "./devices.ts";
 import { analyzeStream } from "./stream.ts";
-import { engineStream, FIXTURE, rejects, withTempDir } from "./testing.ts";
+import { engineStream, FIXTURE, rejects, withTempDir } from "./analyze_test_util.ts";
 import type { VmdescScan } from "./vmdesc.ts";
 
 Deno.test("devices: our engine's devices decode to the devices' state", async () => {

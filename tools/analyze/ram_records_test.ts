@@ -17,11 +17,11 @@ import {
   saveFooter,
   saveSectionShort,
 } from "../../engine/savevm.ts";
-import { encode, withReader } from "../../engine/testing/streams.ts";
+import { encode, withReader } from "../../engine/testing/streams_test_util.ts";
 import type { QEMUFileWriter } from "../../engine/qemu_file.ts";
 import { RamRecords } from "./ram_records.ts";
 import { analyzeStream } from "./stream.ts";
-import { PAGE, rawRam, rejects, sha256, withTempDir, writeStream } from "./testing.ts";
+import { PAGE, rawRam, rejects, sha256, withTempDir, writeStream } from "./analyze_test_util.ts";
 
 Deno.test("ram records: XBZRLE pages, MULTIFD_FLUSH, CONTINUE across sections", async () => {
   await withTempDir(async (dir) => {

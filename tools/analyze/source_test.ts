@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { BytesLink, readAll } from "../../engine/transport/buffer.ts";
 import { bytesSource, fileSource, openSource } from "./source.ts";
-import { withTempDir } from "./testing.ts";
+import { withTempDir } from "./analyze_test_util.ts";
 
 const BYTES = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
 

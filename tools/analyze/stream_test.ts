@@ -1,9 +1,18 @@
 import assert from "node:assert/strict";
-import type { VmJsonObject } from "../../engine/vmstate.ts";
+import type { VmJsonObject } from "../../engine/vmdesc.ts";
 import { BytesLink } from "../../engine/transport/buffer.ts";
 import { fileIncoming } from "../../engine/transport/file.ts";
 import { analyzeStream } from "./stream.ts";
-import { engineStream, FIXTURE, MACHINE, PAGE, rejects, sha256, UUID, withTempDir } from "./testing.ts";
+import {
+  engineStream,
+  FIXTURE,
+  MACHINE,
+  PAGE,
+  rejects,
+  sha256,
+  UUID,
+  withTempDir,
+} from "./analyze_test_util.ts";
 import type { AnalysisResult } from "./types.ts";
 
 /** sha-256 of SeaBIOS's bios-256k.bin as shipped with Debian 12's QEMU 7.2: the pc.bios block. */

@@ -2,7 +2,7 @@
  * What the analyzer reports: the shapes of its JSON output (the CLI prints these as they are). Field names
  * are snake_case because they are the output format, as analyze-migration.py's are.
  */
-import type { VmdescDevice, VmdescObject, VmJsonObject } from "../../engine/vmstate.ts";
+import type { VmdescDevice, VmdescObject, VmJsonObject } from "../../engine/vmdesc.ts";
 
 export interface AnalyzeOptions {
   /** Where the stream starts in the file (a `file:` URI's offset). Default 0. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { QEMU_VM_EOF, QEMU_VM_VMDESCRIPTION } from "../../engine/savevm.ts";
 import { fileIncoming } from "../../engine/transport/file.ts";
 import { bytesSource } from "./source.ts";
-import { FIXTURE } from "./testing.ts";
+import { FIXTURE } from "./analyze_test_util.ts";
 import { findVmdesc, scanVmdesc } from "./vmdesc.ts";
 
 /** Where the QEMU fixture's vmdesc starts, and how long its JSON is. */

@@ -25,9 +25,9 @@ import {
   saveSectionShort,
   SaveVMState,
 } from "../../engine/savevm.ts";
-import { encode, TestGuest, withReader } from "../../engine/testing/streams.ts";
+import { encode, TestGuest, withReader } from "../../engine/testing/streams_test_util.ts";
 import { analyzeStream } from "./stream.ts";
-import { engineStream, MACHINE, PAGE, rawRam, withTempDir } from "./testing.ts";
+import { engineStream, MACHINE, PAGE, rawRam, withTempDir } from "./analyze_test_util.ts";
 
 /** The engine loader's StreamError for `bytes`, on a destination shaped like the test guest. */
 async function engineError(bytes: Uint8Array): Promise<StreamError> {

@@ -173,7 +173,8 @@ const FIRST_FAMILIES: readonly [prefix: string, families: readonly string[]][] =
   ["engine/ram_xbzrle.ts", ["precopy", "bad_stream"]],
   ["engine/page_cache.ts", ["precopy"]],
   ["engine/ram", ["precopy", "bad_stream", "multifd"]],
-  ["engine/vmstate.ts", ["cross-version", "bad_stream", "precopy"]],
+  // The walker and its integer codec (vmstate_types.ts) alike.
+  ["engine/vmstate", ["cross-version", "bad_stream", "precopy"]],
   ["engine/savevm.ts", ["bad_stream", "cross-version", "precopy"]],
   ["engine/incoming.ts", ["bad_stream", "cancel", "bad_dest"]],
   ["engine/migration.ts", ["cancel", "bad_stream", "bad_dest", "precopy"]],

@@ -41,7 +41,7 @@ import {
   saveSectionFull,
   saveSectionShort,
 } from "../../engine/savevm.ts";
-import { TestGuest } from "../../engine/testing/streams.ts";
+import { TestGuest } from "../../engine/testing/streams_test_util.ts";
 import { fileOutgoing } from "../../engine/transport/file.ts";
 import { parseUuid } from "../../engine/uuid.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Test helpers shared by the stream tests (the `_` prefix: not part of the engine). A writer or reader
+ * Test helpers shared by the stream tests (not part of the engine: only tests import it). A writer or reader
  * over an in-memory link, and a guest without a vCPU carrying the four real devices.
  */
 import { CpuDevice } from "../guest/devices/cpu.ts";
