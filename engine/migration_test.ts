@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { Engine } from "./engine.ts";
 import { InProcessPair } from "./testing/in_process_test_util.ts";
-import { until } from "../harness/wait.ts";
+import { until } from "./wait.ts";
 
 /** Every test's pair: a source and a destination with MIGRATION events on. */
 const pair = () => new InProcessPair({ capabilities: ["events"] });

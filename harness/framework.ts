@@ -11,9 +11,9 @@ import type { Capability, MigrationParameters } from "../engine/options.ts";
 import type { AnyCase, SocketCase } from "./case.ts";
 import { errorMessage } from "../engine/error.ts";
 import { type Clock, hostClock } from "../engine/clock.ts";
-import { formatTranscript, type QmpTranscriptEntry } from "./qmp_client.ts";
+import { formatTranscript, type QmpTranscriptEntry } from "../engine/qmp/client.ts";
 import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
-import { type EventWait, type Probe, WaitAbort, waitFor, WaitTimeoutError } from "./wait.ts";
+import { type EventWait, type Probe, WaitAbort, waitFor, WaitTimeoutError } from "../engine/wait.ts";
 import type { LackedField } from "../engine/testing/releases.ts";
 import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
 

@@ -10,7 +10,7 @@ import { ALL_CASES } from "../cases/all.ts";
 import { UsageError } from "../engine/cli.ts";
 import { listLines, parseMatrixArgs, runMatrix, summaryLines } from "./matrix.ts";
 import type { World } from "./world/world.ts";
-import { waitFor } from "./wait.ts";
+import { waitFor } from "../engine/wait.ts";
 
 const MATRIX = new URL("./matrix.ts", import.meta.url).pathname;
 const PERMS = ["--allow-run", "--allow-read", "--allow-write", "--allow-env", "--allow-net", "--allow-sys"];

@@ -5,7 +5,7 @@
 import type { MigrationParameters } from "../engine/options.ts";
 import type { FaultSpec, Outcome } from "./case.ts";
 import { FlowError, type MigrationPair } from "./framework.ts";
-import { QmpCommandError } from "./qmp_client.ts";
+import { QmpCommandError } from "../engine/qmp/client.ts";
 import type { Side } from "./world/world.ts";
 
 /** migrate_ensure_non_converge / migrate_ensure_converge. */

@@ -4,7 +4,7 @@
  * keeps running and passes check_guests_ram.
  */
 import { AB_END, AB_START } from "../engine/guest/workload.ts";
-import { checkGuestsRam } from "./check/guests_ram.ts";
+import { checkGuestsRam } from "../engine/guest/guests_ram.ts";
 import {
   changedFields,
   compareDeviceState,

@@ -8,7 +8,7 @@ import type { SideId } from "./case.ts";
 import { type CaseStats, exitWords, type FinalStatus, MigrationPair } from "./framework.ts";
 import { flowOf, knownBugIn, type MigrationCase, runFlow, startPair } from "./families/mod.ts";
 import type { Sample } from "./report/sampler.ts";
-import { formatTranscript } from "./qmp_client.ts";
+import { formatTranscript } from "../engine/qmp/client.ts";
 import { exactNameRegex } from "./select.ts";
 import { knownBugVerdict } from "./world/known_bug.ts";
 import { engineWorld } from "./world/engine.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { FlowError } from "../../harness/framework.ts";
-import { waitFor } from "../../harness/wait.ts";
+import { waitFor } from "../../engine/wait.ts";
 
 Deno.test("regression: a FlowError thrown by a probe ends the wait at once", async () => {
   const t0 = performance.now();

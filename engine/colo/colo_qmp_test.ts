@@ -7,7 +7,7 @@ import type { Engine } from "../engine.ts";
 import { engineCommands } from "../qmp/commands.ts";
 import { QmpError } from "../qmp/schema.ts";
 import { InProcessPair } from "../testing/in_process_test_util.ts";
-import { until } from "../../harness/wait.ts";
+import { until } from "../wait.ts";
 
 function qmp(e: Engine) {
   const table = new Map(engineCommands(e).map((c) => [c.name, c]));

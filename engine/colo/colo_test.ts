@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { InProcessPair } from "../testing/in_process_test_util.ts";
-import { until } from "../../harness/wait.ts";
+import { until } from "../wait.ts";
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));

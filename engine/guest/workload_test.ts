@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { checkGuestsRam } from "../../harness/check/guests_ram.ts";
+import { checkGuestsRam } from "./guests_ram.ts";
 import {
   CPU_INDEX,
   CPU_PASS,

@@ -11,7 +11,7 @@ import {
   type QmpEvent,
   QmpTimeoutError,
   type QmpTranscriptEntry,
-} from "../../harness/qmp_client.ts";
+} from "./client.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Fixtures

@@ -3,7 +3,7 @@
  * the error a command must answer with.
  */
 import assert from "node:assert/strict";
-import { QmpClient, QmpCommandError } from "../../harness/qmp_client.ts";
+import { QmpClient, QmpCommandError } from "../qmp/client.ts";
 import { Engine } from "../engine.ts";
 import { type QmpCommand, QmpServer } from "../qmp/server.ts";
 

@@ -5,7 +5,7 @@
  * gone is no longer asked, at most one request per side is in flight (a slow side is skipped, never
  * queued), and its commands stay out of the QMP transcript.
  */
-import { QmpCommandError, type QmpEvent, type QmpWaitOptions } from "../qmp_client.ts";
+import { QmpCommandError, type QmpEvent, type QmpWaitOptions } from "../../engine/qmp/client.ts";
 
 export type SampleSide = "source" | "target";
 

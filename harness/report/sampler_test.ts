@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PrecopyCase } from "../families/precopy/case.ts";
 import { runFlow, startPair } from "../families/mod.ts";
-import { QmpCommandError, type QmpEvent } from "../qmp_client.ts";
+import { QmpCommandError, type QmpEvent } from "../../engine/qmp/client.ts";
 import { engineWorld } from "../world/engine.ts";
 import { ramCounters, type SampledSide, Sampler, type SamplerQmp } from "./sampler.ts";
 

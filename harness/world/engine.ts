@@ -4,7 +4,7 @@
  * commands.
  */
 import type { RamSource } from "../check/ram_equal.ts";
-import type { QmpClient } from "../qmp_client.ts";
+import type { QmpClient } from "../../engine/qmp/client.ts";
 import { ProcessSide, type SideProcess } from "./process_side.ts";
 import { EngineProcess } from "./engine_process.ts";
 import type { Breakpoints, DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";

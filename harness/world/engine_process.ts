@@ -3,7 +3,7 @@
  * directory, its stderr kept, its QMP socket connected, and always reaped (SIGTERM, then SIGKILL).
  */
 import { Child, SpawnedProcess } from "./child.ts";
-import { QmpClient, type QmpTranscriptEntry } from "../qmp_client.ts";
+import { QmpClient, type QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 
 const ENGINE_MAIN = new URL("../../engine/main.ts", import.meta.url);
 const ENGINE_DIR = new URL("../../engine/", import.meta.url).pathname;

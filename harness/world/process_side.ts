@@ -2,7 +2,7 @@
  * What an engine side and a QEMU side share: a process with QMP, a serial file and an exit (a child
  * process, or the simulated world's engine in this process).
  */
-import type { QmpClient } from "../qmp_client.ts";
+import type { QmpClient } from "../../engine/qmp/client.ts";
 
 /** The process behind a side: spawned, with QMP connected, and a clean kill. */
 export interface SideProcess {

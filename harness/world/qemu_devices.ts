@@ -11,8 +11,8 @@
  * state is unavailable, with that reason.
  */
 import { analyzerStateToDevices, runAnalyzer } from "../analyzer.ts";
-import { WaitAbort, waitFor } from "../wait.ts";
-import type { QmpClient } from "../qmp_client.ts";
+import { WaitAbort, waitFor } from "../../engine/wait.ts";
+import type { QmpClient } from "../../engine/qmp/client.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
 import type { DeviceState, Unavailable } from "./world.ts";
 

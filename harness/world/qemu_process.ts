@@ -18,7 +18,7 @@
  *   `accel: ["tcg"]`.
  */
 import { Child, SpawnedProcess } from "./child.ts";
-import { QmpClient, type QmpTranscriptEntry } from "../qmp_client.ts";
+import { QmpClient, type QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 import { QtestClient } from "../qtest_client.ts";
 
 /** The x86 a-b boot sector (build: `deno task bootsect`). */

@@ -7,13 +7,13 @@
  * qemu-system-x86_64 on PATH). They force `-accel tcg`: KVM may be present but, nested, far slower.
  */
 import assert from "node:assert/strict";
-import { checkGuestsRam } from "../check/guests_ram.ts";
+import { checkGuestsRam } from "../../engine/guest/guests_ram.ts";
 import { AB_END, AB_START } from "../../engine/guest/workload.ts";
 import { BOOTSECT_IMAGE, qemuBinary, QemuProcess, type QemuSpawnOptions } from "./qemu_process.ts";
-import type { QmpTranscriptEntry } from "../qmp_client.ts";
+import type { QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 import { QtestClient, QtestCommandError } from "../qtest_client.ts";
 import { setTimeout as sleep } from "node:timers/promises";
-import { waitFor } from "../wait.ts";
+import { waitFor } from "../../engine/wait.ts";
 
 const PAGE = 4096;
 const WAIT_MS = 20_000;

@@ -16,7 +16,7 @@ import { parseMigrationUri } from "../../engine/transport/uri.ts";
 import { errorMessage } from "../../engine/error.ts";
 import type { Clock } from "../../engine/clock.ts";
 import type { AnyCase } from "../case.ts";
-import { QmpClient } from "../qmp_client.ts";
+import { QmpClient } from "../../engine/qmp/client.ts";
 import { EngineSide } from "./engine.ts";
 import type { SideProcess } from "./process_side.ts";
 import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";

@@ -10,7 +10,7 @@ import type { WorkloadSpec } from "../../engine/guest/workload.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
 import type { AnyCase, VcpuDuty } from "../case.ts";
-import type { QmpClient, QmpTranscriptEntry } from "../qmp_client.ts";
+import type { QmpClient, QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 
 export const WORLD_NAMES = ["engine", "qemu", "sim"] as const;
 export type WorldName = typeof WORLD_NAMES[number];

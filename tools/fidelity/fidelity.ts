@@ -9,7 +9,7 @@ import type { ParseArgsOptionsConfig } from "node:util";
 import { ALL_CASES } from "../../cases/all.ts";
 import { cannotRunIn, type MigrationCase } from "../../harness/families/mod.ts";
 import { type Tier, TIERS } from "../../harness/case.ts";
-import type { QmpTranscriptEntry } from "../../harness/qmp_client.ts";
+import type { QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 import { resultWord } from "../../harness/matrix.ts";
 import { type CaseResult, runCase } from "../../harness/runner.ts";
 import { selectCases } from "../../harness/select.ts";

@@ -3,7 +3,7 @@
  * runs compare: pure functions over the QMP transcript and the case's result, so the comparison is
  * tested without starting anything.
  */
-import type { QmpTranscriptEntry } from "../../harness/qmp_client.ts";
+import type { QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 
 /** One side's observable trace. */
 export interface SideTrace {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { QmpTranscriptEntry } from "../../harness/qmp_client.ts";
+import type { QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 import {
   classify,
   compareTraces,

@@ -14,7 +14,7 @@
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import { connectUri, CONVERGE, migrate, migrateIncoming } from "../../migration_qmp.ts";
 import { fillRam, isAbGuest, waitSerialB } from "../../migration_util.ts";
-import { WaitTimeoutError } from "../../wait.ts";
+import { WaitTimeoutError } from "../../../engine/wait.ts";
 import { isUnavailable, type Side } from "../../world/world.ts";
 import type { ColoCase } from "./case.ts";
 import {

@@ -3,7 +3,7 @@
  * that left COLO with an error (which ends a wait at once), and the bound of one checkpoint.
  */
 import { FlowError, type MigrationPair } from "../../framework.ts";
-import type { QmpEvent } from "../../qmp_client.ts";
+import type { QmpEvent } from "../../../engine/qmp/client.ts";
 import type { Side } from "../../world/world.ts";
 import type { ColoCase } from "./case.ts";
 

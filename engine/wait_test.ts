@@ -4,7 +4,7 @@
  * clock is the only time a wait reads.
  */
 import assert from "node:assert/strict";
-import type { Clock } from "../engine/clock.ts";
+import type { Clock } from "./clock.ts";
 import { type EventFeed, WaitAbort, waitFor, WaitTimeoutError } from "./wait.ts";
 
 /** Time that moves only when `settle` jumps it to the next timer, as the simulated world's does. */

@@ -7,8 +7,8 @@
  *   last probe error: <the last probe's error, when it failed>
  *   <the diagnosis, when the wait has one: what both sides were doing>
  */
-import { type Clock, hostClock } from "../engine/clock.ts";
-import { errorMessage } from "../engine/error.ts";
+import { type Clock, hostClock } from "./clock.ts";
+import { errorMessage } from "./error.ts";
 
 export class WaitTimeoutError extends Error {
   constructor(message: string) {

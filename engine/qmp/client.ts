@@ -5,11 +5,11 @@
  * Every wait is bounded and its error names the side (`name`) and what was awaited, because these
  * messages end up in failure artifacts next to the transcript.
  */
-import { errorMessage } from "../engine/error.ts";
-import { bigintReviver, isObject } from "../engine/qmp/json.ts";
-import type { QmpConn } from "../engine/qmp/server.ts";
-import { type Clock, hostClock } from "../engine/clock.ts";
-import { type EventFeed, waitFor, WaitTimeoutError } from "./wait.ts";
+import { errorMessage } from "../error.ts";
+import { bigintReviver, isObject } from "./json.ts";
+import type { QmpConn } from "./server.ts";
+import { type Clock, hostClock } from "../clock.ts";
+import { type EventFeed, waitFor, WaitTimeoutError } from "../wait.ts";
 
 export interface QmpTranscriptEntry {
   /** Milliseconds since the epoch. */
