@@ -1,8 +1,8 @@
 /**
  * The core of the flows (upstream's framework.c): start a source/destination pair in a private directory
  * in whichever world the run uses, set what the case asks of both sides, wait with timeouts whose errors
- * say what was awaited and what both sides were doing, and tear everything down. It names no family: the
- * flows in harness/flows/ use it.
+ * say what was awaited and what both sides were doing, and tear everything down. It names no family: what a
+ * family adds to the pair comes in as its hooks (PairHooks), and the flows in harness/families/ use it.
  */
 import assert from "node:assert/strict";
 import type { WorkloadSpec } from "../engine/guest/workload.ts";

@@ -66,7 +66,7 @@ export function caseProblems(c: AnyCase, lookup: FlowLookup): string[] {
   if (!TIERS.includes(c.tier)) bad("tier", `must be one of ${TIERS.join("|")}, got '${c.tier}'`);
   if (typeof c.why !== "string" || c.why.trim() === "") bad("why", "missing: say what bug class it guards");
   else if (c.why.includes("\n")) bad("why", "must be one line");
-  const flow = typeof c.flow === "string" ? lookup(c.flow) : undefined;
+  const flow = lookup(String(c.flow));
   if (!flow) {
     bad("flow", `unknown flow '${String(c.flow)}'`);
     return out;

@@ -36,9 +36,19 @@ export type Flow = MigrationCase["flow"];
 /** The record type of one flow. */
 export type CaseOf<F extends Flow> = Extract<MigrationCase, { flow: F }>;
 
-const BY_FLOW: ReadonlyMap<string, FlowDescriptor<AnyCase>> = new Map(
-  FLOWS.map((d): [string, FlowDescriptor<AnyCase>] => [d.flow, d]),
-);
+/** The descriptors by flow name; two families claiming one flow name stop the load. */
+export function indexFlows(
+  flows: readonly FlowDescriptor<AnyCase>[],
+): ReadonlyMap<string, FlowDescriptor<AnyCase>> {
+  const byFlow = new Map<string, FlowDescriptor<AnyCase>>();
+  for (const d of flows) {
+    if (byFlow.has(d.flow)) throw new TypeError(`two families declare the flow '${d.flow}'`);
+    byFlow.set(d.flow, d);
+  }
+  return byFlow;
+}
+
+const BY_FLOW = indexFlows(FLOWS);
 
 /** The descriptor of a flow by name, or undefined. */
 export function lookupFlow(flow: string): FlowDescriptor<AnyCase> | undefined {

@@ -1,0 +1,69 @@
+/**
+ * The registry: every case reaches its family, a flow name belongs to one family, and what a family
+ * declares of the worlds and the pair is what the worlds and the pair get.
+ */
+import assert from "node:assert/strict";
+import { ALL_CASES } from "../../cases/all.ts";
+import {
+  cannotRunIn,
+  caseNeeds,
+  FLOW_NAMES,
+  flowOf,
+  indexFlows,
+  lookupFlow,
+  type MigrationCase,
+  pairFamily,
+  validateCases,
+} from "./mod.ts";
+import { CaseTableError } from "../validate.ts";
+import { simWorld } from "../world/sim.ts";
+import { engineWorld } from "../world/engine.ts";
+
+function named(name: string): MigrationCase {
+  const c = ALL_CASES.find((c) => c.name === name);
+  assert.ok(c, `no case ${name}`);
+  return c;
+}
+
+Deno.test("registry: every case's flow has a descriptor; a flow name belongs to one family", () => {
+  for (const c of ALL_CASES) assert.equal(flowOf(c).flow, c.flow);
+  assert.equal(new Set(FLOW_NAMES).size, FLOW_NAMES.length);
+  assert.equal(lookupFlow("no-such-flow"), undefined);
+  const precopy = lookupFlow("precopy")!;
+  assert.throws(() => indexFlows([precopy, precopy]), /two families declare the flow 'precopy'/);
+  assert.throws(
+    () =>
+      validateCases([
+        { ...named("/migration/precopy/unix/plain"), flow: "postcopy" } as unknown as MigrationCase,
+      ]),
+    (e: unknown) => e instanceof CaseTableError && /flow: unknown flow 'postcopy'/.test(e.message),
+  );
+});
+
+Deno.test("registry: a family's needs reach the worlds (held moments, faults, the simulation's limits)", () => {
+  const kill = named("/migration/colo/plain/kill-primary/apply-middle");
+  assert.deepEqual(caseNeeds(kill), { heldAt: "killing the primary at colo-apply-middle", coloPair: true });
+  const file = caseNeeds(named("/migration/precopy/file"));
+  assert.match(file.notSimulated!, /host's filesystem/);
+  assert.deepEqual(file.qemu?.map((n) => `${n.side}:${n.kind}:${n.name}`), [
+    "src:transport:file",
+    "dst:transport:file",
+  ]);
+  assert.match(cannotRunIn(simWorld, named("/migration/precopy/file"))!, /host's filesystem/);
+  assert.equal(cannotRunIn(simWorld, kill), null);
+  assert.equal(cannotRunIn(engineWorld, named("/migration/precopy/file")), null);
+  const faulty = ALL_CASES.find((c) => "fault" in c && c.fault !== undefined)!;
+  assert.equal(caseNeeds(faulty).faults, true);
+  assert.equal(caseNeeds(named("/migration/precopy/unix/plain")).faults, false);
+});
+
+Deno.test("registry: the pair gets its family's hooks (socket, COLO pair, final queries)", () => {
+  const colo = pairFamily(named("/migration/colo/plain/primary_failover"));
+  assert.equal(colo.needs.coloPair, true);
+  assert.deepEqual(colo.hooks.finalQueries, ["query-colo-status"]);
+  const tcp = named("/migration/precopy/tcp/plain");
+  assert.equal(pairFamily(tcp).hooks.socket?.(tcp)?.transport, "tcp");
+  const file = named("/migration/precopy/file");
+  assert.equal(pairFamily(file).hooks.socket?.(file) ?? null, null);
+  assert.equal(pairFamily(file).needs.coloPair, undefined);
+});
