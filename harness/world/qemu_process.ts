@@ -20,12 +20,10 @@
 import { Child, SpawnedProcess } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 import { QtestClient } from "../qtest_client.ts";
+import type { SideId } from "../case.ts";
 
 /** The x86 a-b boot sector (build: `deno task bootsect`). */
 export const BOOTSECT_IMAGE = new URL("../../fixtures/guest/a-b-bootblock.img", import.meta.url).pathname;
-
-/** Which side of a migration a binary is for: upstream lets the two differ (cross-version tests). */
-export type QemuSide = "src" | "dst";
 
 function isExecutable(path: string): boolean {
   try {
@@ -40,7 +38,7 @@ function isExecutable(path: string): boolean {
  * The QEMU binary for `side`, as upstream picks it: QTEST_QEMU_BINARY_SRC / QTEST_QEMU_BINARY_DST, then
  * QTEST_QEMU_BINARY, then (our addition) `qemu-system-x86_64` on PATH. Undefined when none is found.
  */
-export function qemuBinary(side: QemuSide): string | undefined {
+export function qemuBinary(side: SideId): string | undefined {
   const specific = Deno.env.get(side === "src" ? "QTEST_QEMU_BINARY_SRC" : "QTEST_QEMU_BINARY_DST");
   if (specific) return specific;
   const generic = Deno.env.get("QTEST_QEMU_BINARY");
