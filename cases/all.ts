@@ -7,6 +7,7 @@ import { COLO_CASES } from "./colo.ts";
 import { CROSS_VERSION_CASES } from "./cross_version.ts";
 import { MISC_CASES } from "./misc.ts";
 import { MULTIFD_CASES } from "./multifd.ts";
+import { POSTCOPY_CASES } from "./postcopy.ts";
 import { PRECOPY_CASES } from "./precopy.ts";
 import { REGRESSION_CASES } from "./regressions/all.ts";
 
@@ -16,6 +17,7 @@ export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...CROSS_VERSION_CASES,
   ...MULTIFD_CASES,
   ...COLO_CASES,
+  ...POSTCOPY_CASES,
   ...CANCEL_CASES,
   ...MISC_CASES,
   ...BAD_STREAM_CASES,

@@ -91,6 +91,21 @@ const upstream: MigrationCase[] = [
   multifd("/migration/multifd/tcp/plain/zlib/default-level", { compression: "zlib" }),
   multifd("/migration/multifd/tcp/plain/zstd/default-level", { compression: "zstd" }),
   cancel,
+  // postcopy-ram on, never started: multifd with the capability runs as precopy (compression-tests.c,
+  // precopy-tests.c).
+  multifd("/migration/multifd+postcopy/tcp/plain/zstd", {
+    compression: "zstd",
+    level: 2,
+    caps: ["multifd", "postcopy-ram"],
+    why: "postcopy-ram on (the advise sent, never started) changes nothing of a multifd zstd precopy",
+  }),
+  {
+    ...cancel,
+    name: "/migration/multifd+postcopy/tcp/plain/cancel",
+    caps: ["multifd", "postcopy-ram"],
+    why:
+      "a cancelled multifd migration with postcopy-ram on ends the old destination and a new one completes",
+  },
 ];
 
 const COMPRESSIONS: Compression[] = ["none", "zlib", "zstd"];

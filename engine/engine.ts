@@ -82,7 +82,11 @@ export class Engine {
       serialPath: config.serialPath,
       initialState: config.incoming ? "inmigrate" : config.startPaused ? "prelaunch" : "running",
       emit: hooks.emit,
-      onGuestError: (m) => hooks.log(`guest error: ${m}`),
+      // A guest that hit an error (the versions program's stale read) has crashed: QEMU's panic event.
+      onGuestError: (m) => {
+        hooks.log(`guest error: ${m}`);
+        hooks.emit("GUEST_PANICKED", { action: "pause", "x-test-message": m });
+      },
       memPrealloc: config.memPrealloc,
       runMs: config.runMs,
       sleepMs: config.sleepMs,
@@ -125,7 +129,13 @@ export class Engine {
     };
   }
 
-  startOutgoing(addr: MigrationAddress): void {
+  startOutgoing(addr: MigrationAddress, resume = false): void {
+    const connect = this.#connector(addr);
+    if (resume) this.migration.resume(connect);
+    else this.migration.start(connect);
+  }
+
+  #connector(addr: MigrationAddress): Connector {
     let connect: Connector;
     if (addr.transport === "file") {
       connect = async () => {
@@ -139,7 +149,7 @@ export class Engine {
         openChannel: () => this.net.connect(addr),
       });
     }
-    this.migration.start(connect);
+    return connect;
   }
 
   async close(): Promise<void> {
@@ -152,7 +162,7 @@ export class Engine {
         // Already failing over.
       }
     }
-    this.migration.cancel();
+    this.migration.shutdown();
     await this.migration.join();
     await this.incoming.close();
     this.machine.close();

@@ -6,7 +6,8 @@ import { errorMessage } from "./error.ts";
 import type { Machine } from "./guest/machine.ts";
 import type { MigrationStatus } from "./migration_status.ts";
 import type { MigrationOptions } from "./options.ts";
-import { QEMUFileReader, StreamError } from "./qemu_file.ts";
+import { ChannelLostError, QEMUFileReader, StreamError } from "./qemu_file.ts";
+import { PostcopyIncoming } from "./postcopy_ram.ts";
 import { RamLoadState, registerRam } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
 import {
@@ -86,6 +87,20 @@ export class MigrationIncoming {
   #channelError: Error | null = null;
   #done: PromiseWithResolvers<void> = Promise.withResolvers();
   #bytes = 0;
+  /** The postcopy destination (its state stays "none" unless the source advises postcopy). */
+  #postcopy: PostcopyIncoming | null = null;
+  /** The return path of the current main channel (a recovery opens a new one). */
+  #rp: ReturnPathSender | null = null;
+  /** postcopy-preempt: the channel urgent pages arrive on. */
+  #preemptLink: Link | null = null;
+  /** postcopy-paused: the next main channel, from the listener migrate-recover opened. */
+  #recover: PromiseWithResolvers<{ link: Link; r: QEMUFileReader }> | null = null;
+  #recoverTriggered = false;
+  #closing = false;
+
+  get postcopy(): PostcopyIncoming | null {
+    return this.#postcopy;
+  }
 
   constructor(private readonly host: IncomingHost) {}
 
@@ -94,14 +109,42 @@ export class MigrationIncoming {
   }
 
   isActive(): boolean {
-    return this.status === "setup" || this.status === "active";
+    return ["setup", "active", "postcopy-active", "postcopy-paused", "postcopy-recover"].includes(
+      this.status,
+    );
   }
 
   /** yank: shut the migration channels down. */
   yank(): void {
     this.#link?.close();
     this.#main?.link.close();
+    this.#preemptLink?.close();
     void this.#multifd?.close();
+  }
+
+  /** migrate-pause on the destination: shut the channel of a postcopy that runs or recovers. */
+  pause(): void {
+    if (this.status !== "postcopy-active" && this.status !== "postcopy-recover") {
+      throw new Error(
+        "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
+      );
+    }
+    this.#link?.close();
+    this.#preemptLink?.close();
+  }
+
+  /** migrate-recover: listen for the source's new main channel of a paused postcopy. */
+  recover(addr: MigrationAddress): void {
+    if (this.status !== "postcopy-paused") {
+      throw new Error("Migrate recover can only be run when postcopy is paused.");
+    }
+    if (this.#recoverTriggered) throw new Error("Migrate recovery is triggered already");
+    if (addr.transport === "file") throw new Error("postcopy recovery needs a socket");
+    this.#listener?.close();
+    this.#listener = this.host.net.listen(addr);
+    this.#socketAddress = this.#listener.addresses;
+    this.#recoverTriggered = true;
+    void this.#acceptLoop();
   }
 
   #setStatus(s: MigrationStatus): void {
@@ -174,7 +217,8 @@ export class MigrationIncoming {
 
   async #acceptLoop(): Promise<void> {
     const listener = this.#listener!;
-    while (!this.#loading && this.status === "setup") {
+    // Until loading starts; with postcopy-preempt also its channel; in a recovery, the new channels.
+    while (listener === this.#listener && !["completed", "failed"].includes(this.status)) {
       let link: Link | null;
       try {
         link = await listener.accept();
@@ -193,8 +237,26 @@ export class MigrationIncoming {
       this.#setupDone = true;
       this.#multifd = this.#multifdSetup();
     }
-    this.#pending.add(link);
     const r = new QEMUFileReader(link);
+    // A paused postcopy's first new connection is its main channel (no header: the stream goes on).
+    if (this.#recover) {
+      const rec = this.#recover;
+      this.#recover = null;
+      this.#setStatus("postcopy-recover");
+      rec.resolve({ link, r });
+      return;
+    }
+    // postcopy-preempt: after the main channel (and every multifd channel), the next is the preempt
+    // channel; it carries page records only, no magic to tell it by.
+    if (
+      this.#main && this.host.options.cap("postcopy-preempt") && !this.#preemptLink &&
+      (!this.#multifd || this.#multifd.complete)
+    ) {
+      this.#preemptLink = link;
+      void this.#preemptThread(link, r);
+      return;
+    }
+    this.#pending.add(link);
     try {
       // Without multifd there is nothing to tell apart: the connection is the main channel, and a bad
       // magic is the loader's "Not a migration stream" (QEMU only peeks when multifd is on).
@@ -248,7 +310,8 @@ export class MigrationIncoming {
     if (this.status !== "setup") return;
     this.#loading = true;
     this.#cancelChannelTimer?.();
-    this.#listener?.close();
+    // The postcopy preempt channel comes later, on the same listener.
+    if (!this.host.options.cap("postcopy-preempt")) this.#listener?.close();
     this.#task = this.#process(this.#main.link, this.#main.r);
   }
 
@@ -264,13 +327,28 @@ export class MigrationIncoming {
     let rp: ReturnPathSender | null = null;
     let slice = this.host.machine.clock.now();
     let coloEnabled = false;
+    const postcopy = new PostcopyIncoming({
+      blocks: machine.blocks,
+      userfault: machine.userfault,
+      clock: machine.clock,
+      enabled: () => this.host.options.cap("postcopy-ram"),
+      log: this.host.log,
+    });
+    this.#postcopy = postcopy;
+    ram.postcopy = postcopy;
+    machine.onFault = (b, p) => postcopy.fault(b, p);
+    let listenThread: Promise<void> | null = null;
     try {
       const ctx: LoadVMContext = {
         local: this.host.config(),
         savevm,
-        openReturnPath: () => (rp = new ReturnPathSender(link)),
+        openReturnPath: () => {
+          rp = new ReturnPathSender(link);
+          this.#rp = rp;
+          postcopy.rp = rp;
+        },
         ping: (v) => {
-          rp?.pong(v).catch(() => {});
+          this.#rp?.pong(v).catch(() => {});
         },
         progress: async () => {
           this.#bytes = r.position;
@@ -282,10 +360,69 @@ export class MigrationIncoming {
         },
         enableColo: this.#coloCache ? () => (coloEnabled = true) : undefined,
         coloEnabled: () => coloEnabled,
+        postcopy: {
+          advise: (p) => postcopy.advise(p),
+          discard: (p) => postcopy.discard(p),
+          listen: () => {
+            if (!this.#rp) throw new Error("CMD_POSTCOPY_LISTEN without a return path to ask for pages on");
+            postcopy.listen();
+            this.#setStatus("postcopy-active");
+            // The listen thread loads the rest of the main stream from here, while this loader goes on
+            // with the package (the devices).
+            listenThread = this.#listenThread(loader, r);
+            listenThread.catch(() => {});
+          },
+          run: () => {
+            postcopy.run();
+            // From here the destination's dirty log is what its own guest writes (tests compare the rest).
+            for (const b of machine.blocks) b.clearDirtyLog();
+            if (this.host.autostart()) machine.start();
+            else machine.setRunstate("paused");
+          },
+          resume: async () => {
+            if (this.status !== "postcopy-recover") {
+              throw new Error(`POSTCOPY_RESUME in state ${this.status}, expected postcopy-recover`);
+            }
+            const rp = this.#rp;
+            await this.host.breakpoints.hit("postcopy-resume-ack");
+            if (this.status !== "postcopy-recover" || rp !== this.#rp) {
+              throw new ChannelLostError(
+                "the recovery's channel went while acknowledging the resume",
+                r.position,
+              );
+            }
+            this.#setStatus("postcopy-active");
+            // A path that broke under the ack is a lost channel: the listen thread pauses again.
+            await rp?.resumeAck().catch((e) => {
+              throw new ChannelLostError(`RESUME_ACK not sent: ${errorMessage(e)}`, r.position);
+            });
+            postcopy.resendRequests();
+          },
+          recvBitmap: async (idstr) => {
+            if (this.status !== "postcopy-recover") {
+              throw new Error(
+                `RECV_BITMAP: can only receive bitmap in postcopy-recover state (${this.status})`,
+              );
+            }
+            const block = machine.block(idstr);
+            if (!block) throw new Error(`RECV_BITMAP: RAM block '${idstr}' not found`);
+            const rp = this.#rp!;
+            await this.host.breakpoints.hit("postcopy-recv-bitmap", { block: idstr });
+            // A path that broke meanwhile loses the bitmap; the listen thread pauses on the channel.
+            await rp.recvBitmap(idstr, block.receivedmap, block.pages).catch(() => {});
+          },
+          listening: () => postcopy.running,
+        },
       };
       const loader = new VmStateLoader(ctx);
-      await loader.loadVmState(r);
+      const end = await loader.loadVmState(r);
       this.#bytes = r.position;
+      if (end === "quit") {
+        // Postcopy: the guest runs; the listen thread finishes the stream (and any recovery).
+        await listenThread;
+        this.#done.resolve();
+        return;
+      }
       if (coloEnabled) {
         await this.#runColo(link, r, loader, ctx);
         this.#done.resolve();
@@ -295,6 +432,7 @@ export class MigrationIncoming {
       // the COLO cache they write into may go.
       await this.#multifd?.close();
       this.#coloCache?.release();
+      this.#listener?.close();
       if (rp) await (rp as ReturnPathSender).shut(false).catch(() => {});
       this.#endTime = this.host.machine.clock.now();
       link.close();
@@ -307,11 +445,77 @@ export class MigrationIncoming {
         this.#setStatus("completed");
       }
     } catch (e) {
-      if (rp) await (rp as ReturnPathSender).shut(true).catch(() => {});
+      if (this.#rp) await this.#rp.shut(true).catch(() => {});
       // When a multifd channel broke, the main channel's error is only a consequence.
       this.#fail(this.#channelError ?? e);
+      // A postcopy destination that fails has a guest with pages it can never get: it cannot go on.
+      if (postcopy.running && !this.#closing) this.host.exit(1);
+    } finally {
+      postcopy.end();
     }
     this.#done.resolve();
+  }
+
+  /**
+   * postcopy_ram_listen_thread: the main stream after LISTEN, to EOF; a broken channel pauses it
+   * (postcopy_pause_incoming) until migrate-recover brings a new one.
+   */
+  async #listenThread(loader: VmStateLoader, r: QEMUFileReader): Promise<void> {
+    await Promise.resolve();
+    let reader = r;
+    while (true) {
+      try {
+        const end = await loader.loadSections(reader);
+        if (end === "quit") throw reader.error("POSTCOPY_RUN in the listen thread's stream");
+        break;
+      } catch (e) {
+        if (!(e instanceof ChannelLostError) || this.#closing || this.status === "failed") throw e;
+        this.host.log(`postcopy: ${e.message}: paused`);
+        const next = await this.#pauseIncoming();
+        reader = next.r;
+      }
+    }
+    this.#postcopy?.end();
+    this.#preemptLink?.close();
+    await this.#multifd?.close();
+    await this.#rp?.shut(false).catch(() => {});
+    this.#endTime = this.host.machine.clock.now();
+    this.#link?.close();
+    this.#link = null;
+    this.#listener?.close();
+    this.#setStatus("completed");
+  }
+
+  /** postcopy_pause_incoming: drop the channels, wait for migrate-recover's new main channel. */
+  async #pauseIncoming(): Promise<{ link: Link; r: QEMUFileReader }> {
+    this.#link?.close();
+    this.#preemptLink?.close();
+    this.#preemptLink = null;
+    this.#rp = null;
+    if (this.#postcopy) this.#postcopy.rp = null;
+    this.#recoverTriggered = false;
+    this.#recover = Promise.withResolvers();
+    this.#setStatus("postcopy-paused");
+    const next = await this.#recover.promise;
+    this.#link = next.link;
+    this.#rp = new ReturnPathSender(next.link);
+    this.#postcopy!.rp = this.#rp;
+    return next;
+  }
+
+  /** postcopy_preempt_thread: urgent pages, placed as they come. */
+  async #preemptThread(link: Link, r: QEMUFileReader): Promise<void> {
+    try {
+      await this.#ram!.loadPreemptChannel(r);
+    } catch (e) {
+      // A broken preempt channel is the main channel's pause too (the source pauses both).
+      if (e instanceof ChannelLostError || this.#closing) return;
+      this.#fail(e);
+      this.#link?.close();
+    } finally {
+      link.close();
+      if (this.#preemptLink === link) this.#preemptLink = null;
+    }
   }
 
   /** The secondary: checkpoints until a failover, then the secondary VM runs on its own. */
@@ -332,7 +536,9 @@ export class MigrationIncoming {
       multifd: this.#multifd,
       resetDevices: !defects["colo-no-device-reset"],
       releaseCacheEarly: defects["colo-cache-early-release"],
-      loadDevices: (br) => devices.loadSections(br),
+      loadDevices: async (br) => {
+        await devices.loadSections(br);
+      },
       setStatus: (s) => {
         if (s === "completed") this.#endTime = this.host.machine.clock.now();
         this.#setStatus(s);
@@ -362,6 +568,10 @@ export class MigrationIncoming {
 
   /** Stops listening and drops every channel (engine shutdown). */
   async close(): Promise<void> {
+    this.#closing = true;
+    this.#recover?.reject(new Error("the engine is shutting down"));
+    this.#recover?.promise.catch(() => {});
+    this.#preemptLink?.close();
     this.#cancelChannelTimer?.();
     this.#listener?.close();
     this.#link?.close();
@@ -386,6 +596,10 @@ export class MigrationIncoming {
         normal: this.#ram.counters.normal,
         duplicate: this.#ram.counters.zero,
       };
+    }
+    const pc = this.#postcopy;
+    if (pc && pc.state !== "none" && pc.state !== "advise" && this.host.options.cap("postcopy-blocktime")) {
+      Object.assign(out, pc.query());
     }
     if (this.status === "failed" && this.errorDesc) out["error-desc"] = this.errorDesc;
     return out;

@@ -23,10 +23,11 @@ import {
   saveHeader,
   SaveVMState,
 } from "./savevm.ts";
-import type { Link } from "./transport/link.ts";
 import type { Breakpoints } from "./testing/breakpoints.ts";
 import type { OutgoingFaultHooks } from "./testing/faults.ts";
 import { ColoPrimary } from "./colo/primary.ts";
+import { BitmapWait, PostcopyAbort, PostcopySource, savePostcopyAdvise } from "./migration_postcopy.ts";
+import type { Link } from "./transport/link.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { MultifdSendState } from "./multifd/send.ts";
 
@@ -88,17 +89,70 @@ export class MigrationState {
   #thread: Promise<void> | null = null;
   #vmWasRunning = false;
   #rpError: Error | null = null;
+  /** migrate-start-postcopy was given: switch at the next iteration. */
+  #startPostcopy = false;
+  #postcopy: PostcopySource | null = null;
+  /** migrate with resume: true while paused: the new connection. */
+  #resume: PromiseWithResolvers<Connector> | null = null;
+  /** The engine is shutting down: even postcopy ends. */
+  #shutdown = false;
 
   constructor(private readonly host: MigrationHost) {}
 
   isActive(): boolean {
-    return ["setup", "active", "pre-switchover", "device", "cancelling", "colo"].includes(this.status);
+    return [
+      "setup",
+      "active",
+      "pre-switchover",
+      "device",
+      "cancelling",
+      "colo",
+      "postcopy-active",
+      "postcopy-paused",
+      "postcopy-recover-setup",
+      "postcopy-recover",
+    ].includes(this.status);
+  }
+
+  /** migration_in_postcopy. */
+  inPostcopy(): boolean {
+    return this.status.startsWith("postcopy-");
   }
 
   /** yank: shut the migration channels down (the peer is presumed unreachable). */
   yank(): void {
     this.#link?.close();
     this.#multifd?.close();
+    this.#postcopy?.close();
+  }
+
+  /** migrate-start-postcopy. */
+  startPostcopy(): void {
+    if (!this.host.options.cap("postcopy-ram")) {
+      throw new Error("Enable postcopy with migrate_set_capability before the start of migration");
+    }
+    if (this.status === "none") throw new Error("Postcopy must be started after migration has been started");
+    this.#startPostcopy = true;
+    this.#wake.resolve();
+  }
+
+  /** migrate-pause on the source: only while postcopy runs or recovers. */
+  pause(): void {
+    if (this.status !== "postcopy-active" && this.status !== "postcopy-recover") {
+      throw new Error(
+        "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
+      );
+    }
+    this.#postcopy?.pause();
+    this.#wake.resolve();
+  }
+
+  /** migrate with resume: true: a paused postcopy reconnects. */
+  resume(connect: Connector): void {
+    if (this.status !== "postcopy-paused" || !this.#resume) {
+      throw new Error("Cannot resume if there is no paused migration");
+    }
+    this.#resume.resolve(connect);
   }
 
   #setStatus(s: MigrationStatus): void {
@@ -119,6 +173,8 @@ export class MigrationState {
     this.#startTime = this.#clock.now();
     this.#endTime = 0;
     this.#ram = null;
+    this.#startPostcopy = false;
+    this.#postcopy = null;
     this.#wake = Promise.withResolvers();
     this.#setStatus("setup");
     this.#thread = this.#run(connect);
@@ -129,8 +185,12 @@ export class MigrationState {
     await this.#thread;
   }
 
-  /** migrate_cancel: only a running migration is affected; cancelling twice is harmless. */
+  /**
+   * migrate_cancel: only a running migration is affected; cancelling twice is harmless. In postcopy the
+   * guest runs on the destination: the source cannot take it back, so it refuses.
+   */
   cancel(): void {
+    if (this.inPostcopy()) throw new Error("Postcopy migration in progress, cannot cancel.");
     if (!["setup", "active", "pre-switchover", "device"].includes(this.status)) return;
     this.#setStatus("cancelling");
     // Shutting the channel down unblocks a writer stuck on a slow or dead peer (qemu_file_shutdown).
@@ -148,7 +208,17 @@ export class MigrationState {
     this.#continue?.resolve();
   }
 
+  /** Engine shutdown: ends any migration, postcopy included. */
+  shutdown(): void {
+    this.#shutdown = true;
+    this.#postcopy?.close();
+    this.#resume?.reject(new PostcopyAbort("the engine is shutting down"));
+    if (!this.inPostcopy()) this.cancel();
+    this.#wake.resolve();
+  }
+
   #checkCancelled(): void {
+    if (this.#shutdown) throw new MigrationCancelled();
     if (this.status === "cancelling") throw new MigrationCancelled();
     if (this.#rpError) throw this.#rpError;
   }
@@ -161,6 +231,8 @@ export class MigrationState {
     let cancel = () => {};
     await Promise.race([new Promise<void>((r) => (cancel = this.#clock.timer(r, ms))), this.#wake.promise]);
     cancel();
+    // In postcopy a wake (a page request) only ends this sleep: the next one waits again.
+    if (this.#postcopy && !this.#shutdown) this.#wake = Promise.withResolvers();
   }
 
   async #run(connect: Connector): Promise<void> {
@@ -206,15 +278,18 @@ export class MigrationState {
       const cfg = faults.configuration(this.host.config());
       const cfgDesc = saveHeader(f, cfg);
       // COLO messages use the reverse direction of the main connection, so no return path alongside.
+      const postcopy = options.cap("postcopy-ram");
+      if (postcopy && !opened.returnPath) {
+        throw new Error("postcopy-ram needs a return path: not over a file");
+      }
       if (options.cap("x-colo")) saveCommand(f, MIG_CMD_ENABLE_COLO);
-      else if (options.cap("return-path") && opened.returnPath) {
+      else if ((options.cap("return-path") || postcopy) && opened.returnPath) {
         saveCommand(f, MIG_CMD_OPEN_RETURN_PATH);
         saveCommand(f, MIG_CMD_PING, new Uint8Array([0, 0, 0, 1]));
-        rp = new ReturnPathReader(opened.link, (e) => {
-          this.#rpError = e;
-          this.#wake.resolve();
-        });
+        rp = this.#openReturnPath(opened.link, null);
       }
+      // Postcopy may be asked for later: the destination refuses now if it cannot do it.
+      if (postcopy) savePostcopyAdvise(f, machine.blocks);
       await savevm.saveSetup(f);
       this.#passEvent();
       faults.afterSetup(f, machine.blocks);
@@ -247,11 +322,17 @@ export class MigrationState {
           pending = ram.pendingBytes();
         }
         if (pending <= this.#thresholdBytes) break;
+        // migrate-start-postcopy: the switch comes while there is still much to send.
+        if (this.#startPostcopy) break;
         await savevm.saveIterate(f, rateExceeded, (id) => faults.partFooterId(id));
         await f.flush();
         if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - this.#clock.now());
       }
 
+      if (this.#startPostcopy && ram.pendingBytes() > this.#thresholdBytes) {
+        await this.#runPostcopy(opened, f, rp!, ram, savevm);
+        return;
+      }
       // Switchover: stop the guest, optionally pause, then the rest of RAM and the devices.
       this.#downtimeStart = this.#clock.now();
       await machine.stop("finish-migrate");
@@ -302,7 +383,14 @@ export class MigrationState {
       this.#setStatus("completed");
     } catch (e) {
       this.#endTime = this.#clock.now();
-      if (this.status === "cancelling" || e instanceof MigrationCancelled) {
+      if (this.inPostcopy() && !(e instanceof MigrationCancelled) && !(e instanceof PostcopyAbort)) {
+        // The guest ran on the destination already: the source cannot take it back (it stays stopped).
+        this.errorDesc = errorMessage(e);
+        this.host.log(`postcopy failed: ${this.errorDesc}`);
+        this.#setStatus("failed");
+        return;
+      }
+      if (this.status === "cancelling" || e instanceof MigrationCancelled || e instanceof PostcopyAbort) {
         this.#setStatus("cancelled");
       } else {
         this.errorDesc = errorMessage(e);
@@ -315,8 +403,83 @@ export class MigrationState {
       this.#link?.close();
       this.#link = null;
       this.#multifd?.close();
+      this.#postcopy?.close();
       if (rp) await rp.shut;
     }
+  }
+
+  /** The return path, with postcopy's page requests and (in a recovery) the bitmap handshake. */
+  #openReturnPath(link: Link, bitmaps: BitmapWait | null): ReturnPathReader {
+    return new ReturnPathReader(link, (e) => {
+      this.#rpError = e;
+      this.#wake.resolve();
+    }, {
+      reqPages: (idstr, start, len) => this.#ram!.queueRequest(idstr, start, len),
+      bitmapSize: (idstr) =>
+        bitmaps ? bitmaps.bitmapSize(idstr) : new Error("RECV_BITMAP outside a recovery"),
+      recvBitmap: (idstr, bitmap) => {
+        if (!bitmaps) throw new Error("RECV_BITMAP outside a recovery");
+        bitmaps.bitmap(idstr, bitmap);
+      },
+      resumeAck: (v) => {
+        if (!bitmaps) throw new Error("RESUME_ACK outside a recovery");
+        bitmaps.resumeAck(v);
+      },
+    });
+  }
+
+  /** postcopy_start and the postcopy phase (migration_postcopy.ts), to completed or failed. */
+  async #runPostcopy(
+    opened: OutgoingChannels,
+    f: QEMUFileWriter,
+    rp: ReturnPathReader,
+    ram: RamSaveState,
+    savevm: SaveVMState,
+  ): Promise<void> {
+    const { machine, options } = this.host;
+    ram.onRequest = () => this.#wake.resolve();
+    const pc = new PostcopySource({
+      machine,
+      options,
+      clock: this.#clock,
+      ram,
+      savevm,
+      setStatus: (s) => this.#setStatus(s),
+      status: () => this.status,
+      log: (m) => this.host.log(m),
+      checkAbort: () => {
+        if (this.#shutdown || this.status === "cancelling") throw new PostcopyAbort("migration cancelled");
+      },
+      sleep: (ms) => this.#sleep(ms),
+      wake: () => this.#wake.resolve(),
+      breakpoint: (name) => this.host.breakpoints.hit(name),
+      waitResume: async () => {
+        this.#resume = Promise.withResolvers();
+        if (this.#shutdown) this.#resume.reject(new PostcopyAbort("the engine is shutting down"));
+        try {
+          const connect = await this.#resume.promise;
+          return async () => {
+            const o = await connect();
+            this.#link = o.link;
+            return { link: o.link, openChannel: o.openChannel };
+          };
+        } finally {
+          this.#resume = null;
+        }
+      },
+      openReturnPath: (link, bitmaps) => this.#openReturnPath(link, bitmaps),
+      downtime: (start, end) => {
+        this.#downtime = end - start;
+      },
+    }, { link: opened.link, f, rp, openChannel: opened.openChannel });
+    this.#postcopy = pc;
+    this.#downtimeStart = this.#clock.now();
+    await pc.start(this.#downtimeStart);
+    await pc.run();
+    this.#endTime = this.#clock.now();
+    this.#updateCounters(0, 0);
+    machine.setRunstate("postmigrate");
+    this.#setStatus("completed");
   }
 
   /** Connects the multifd channels and sends their handshakes (multifd_send_setup). */
@@ -389,6 +552,12 @@ export class MigrationState {
   }
 
   /** The source's query-migrate answer. */
+  /** The last migration's postcopy requests, and those for pages sent already; null before any. */
+  postcopyRequestStats(): { requests: number; requestsForSentPages: number } | null {
+    const ram = this.#ram;
+    return ram ? { requests: ram.postcopyRequests, requestsForSentPages: ram.requestsForSentPages } : null;
+  }
+
   query(): Record<string, unknown> {
     if (this.status === "none") return {};
     const out: Record<string, unknown> = { status: this.status };
@@ -397,8 +566,9 @@ export class MigrationState {
       out["total-time"] = Math.round(now - this.#startTime);
       out["setup-time"] = Math.round(this.#setupTime);
     }
-    if (this.status === "completed") out["downtime"] = Math.round(this.#downtime);
-    else if (this.isActive()) out["expected-downtime"] = Math.round(this.#expectedDowntime);
+    if (this.status === "completed" || (this.inPostcopy() && this.#downtime)) {
+      out["downtime"] = Math.round(this.#downtime);
+    } else if (this.isActive()) out["expected-downtime"] = Math.round(this.#expectedDowntime);
     const ram = this.#ram;
     if (ram) {
       const mf = this.#multifd;
@@ -415,7 +585,7 @@ export class MigrationState {
         "dirty-pages-rate": ram.dirtyPagesRate,
         mbps: this.#mbps,
         "dirty-sync-count": ram.dirtySyncCount,
-        "postcopy-requests": 0,
+        "postcopy-requests": ram.postcopyRequests,
         "page-size": TARGET_PAGE_SIZE,
         "multifd-bytes": multifdBytes,
         "pages-per-second": Math.round(this.#bandwidth * 1000 / TARGET_PAGE_SIZE),

@@ -39,6 +39,9 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "multifd",
   "xbzrle",
   "x-colo",
+  "postcopy-ram",
+  "postcopy-blocktime",
+  "postcopy-preempt",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
@@ -46,6 +49,8 @@ export const MULTIFD_COMPRESSION = ["none", "zlib", "zstd"] as const;
 
 export interface MigrationParameters {
   "max-bandwidth": number;
+  /** Bandwidth of the postcopy phase's background pages (0: unlimited); requested pages go regardless. */
+  "max-postcopy-bandwidth": number;
   "avail-switchover-bandwidth": number;
   "downtime-limit": number;
   "x-checkpoint-delay": number;
@@ -67,6 +72,7 @@ export interface MigrationParameters {
 
 export const DEFAULT_PARAMETERS: MigrationParameters = {
   "max-bandwidth": 134217728,
+  "max-postcopy-bandwidth": 0,
   "avail-switchover-bandwidth": 0,
   "downtime-limit": 300,
   "x-checkpoint-delay": 20000,
@@ -92,6 +98,11 @@ const INT64_MAX = Number.MAX_SAFE_INTEGER;
 /** Ranges from migrate_params_check; `what` completes QEMU's "Parameter 'x' expects ..." message. */
 const INT_RANGES: Partial<Record<keyof MigrationParameters, IntRange>> = {
   "max-bandwidth": { min: 0, max: INT64_MAX, what: "an integer in the range of 0 to 2^64-1 bytes/second" },
+  "max-postcopy-bandwidth": {
+    min: 0,
+    max: INT64_MAX,
+    what: "an integer in the range of 0 to 2^64-1 bytes/second",
+  },
   "avail-switchover-bandwidth": {
     min: 0,
     max: INT64_MAX,
@@ -171,6 +182,10 @@ export class MigrationOptions {
     }
     // migrate_caps_check: combinations QEMU refuses.
     if (next.get("multifd") && next.get("xbzrle")) return "Multifd is not compatible with xbzrle";
+    if (next.get("postcopy-preempt") && !next.get("postcopy-ram")) {
+      return "Postcopy preempt requires postcopy-ram";
+    }
+    if (next.get("postcopy-ram") && next.get("x-colo")) return "COLO is not compatible with postcopy-ram";
     for (const [k, v] of next) this.caps.set(k, v);
     return null;
   }

@@ -14,6 +14,9 @@ export class StreamError extends Error {
   }
 }
 
+/** The stream ended or its channel broke (not a malformed stream): postcopy pauses on this. */
+export class ChannelLostError extends StreamError {}
+
 const TWO32 = 0x1_0000_0000;
 
 /** Byte-level faults applied on the way out, for bad-stream and lost-peer cases. */
@@ -208,14 +211,14 @@ export class QEMUFileReader {
     }
     while (this.#end - this.#start < n) {
       const at = this.#base + this.#end;
-      if (this.#eof) throw this.error(`Unexpected end of stream while reading ${what}`, at);
+      if (this.#eof) throw new ChannelLostError(`Unexpected end of stream while reading ${what}`, at);
       let got: number | null;
       try {
         got = await this.link.read(this.#buf.subarray(this.#end));
       } catch (e) {
         // A reset connection is a stream error too: say where the stream stopped and what was expected.
         const why = errorMessage(e);
-        throw this.error(`${this.link.description}: ${why} while reading ${what}`, at);
+        throw new ChannelLostError(`${this.link.description}: ${why} while reading ${what}`, at);
       }
       if (got === null || got === 0) this.#eof = true;
       else this.#end += got;

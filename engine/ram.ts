@@ -11,6 +11,7 @@ import { RamRoute } from "./colo/ram_route.ts";
 import { RAM_SECTION_ID, type SaveCompleteOptions, type SaveStateEntry, type SaveVMState } from "./savevm.ts";
 import { ENCODING_FLAG_XBZRLE, type XbzrleSaveState } from "./ram_xbzrle.ts";
 import { xbzrleDecode } from "./xbzrle.ts";
+import type { PostcopyIncoming } from "./postcopy_ram.ts";
 
 export const RAM_SAVE_FLAG_FULL = 0x01;
 export const RAM_SAVE_FLAG_ZERO = 0x02;
@@ -45,8 +46,25 @@ export class RamSaveState {
   /** Where the page scan resumes (QEMU's last_seen_block / last_page). */
   #scanBlock = 0;
   #scanPage = 0;
-  /** CONTINUE tracking of the main channel; persists across sections (never reset by the sender). */
+  /**
+   * CONTINUE tracking per channel (main, and postcopy's preempt channel); persists across sections and is
+   * only reset when a postcopy recovery starts a new channel.
+   */
   #lastSentBlock: RamBlock | null = null;
+  #lastSentBlockUrgent: RamBlock | null = null;
+  /** In postcopy: pages go on the main channel (or the preempt channel), never multifd or XBZRLE. */
+  #postcopy = false;
+  /** Page requests from the destination not yet served (ram_save_queue_pages → src_page_requests). */
+  readonly #requests: { block: RamBlock; page: number; count: number }[] = [];
+  /** Requests received (query-migrate's postcopy-requests). */
+  postcopyRequests = 0;
+  /**
+   * Requested pages already sent (clean when asked for): the request crossed its page on the way, the
+   * window where a source that sends it again makes the destination place it twice.
+   */
+  requestsForSentPages = 0;
+  /** Set when a request is queued: the postcopy loop wakes for it. */
+  onRequest: (() => void) | null = null;
   /** Pages set in the migration bitmaps (migration_dirty_pages). */
   dirtyPages = 0;
   dirtySyncCount = 0;
@@ -108,6 +126,11 @@ export class RamSaveState {
     if (this.multifd) await this.#multifdFlushAndSync(f);
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += f.position - start;
+  }
+
+  /** Before postcopy: every multifd page is in the destination's memory before it starts listening. */
+  async flushMultifd(f: QEMUFileWriter): Promise<void> {
+    if (this.multifd) await this.#multifdFlushAndSync(f);
   }
 
   /** multifd_ram_flush_and_sync: every channel sends SYNC, then MULTIFD_FLUSH on the main channel. */
@@ -184,39 +207,21 @@ export class RamSaveState {
   }
 
   /**
-   * find_dirty_block + ram_save_host_page: the next dirty page from the scan position, cleared and sent.
-   * Wrapping past the last block ends a round: with multifd, flush and sync before the next round's page.
+   * ram_find_and_save_block: the next dirty page (find_dirty_block) sent; at a round's end, with multifd,
+   * flush and sync before the next round's page.
    */
   #sendNext(f: QEMUFileWriter): boolean | Promise<boolean> {
-    if (this.dirtyPages === 0) return false;
-    const n = this.blocks.length;
-    for (let tries = 0; tries <= n; tries++) {
-      const block = this.blocks[this.#scanBlock];
-      const page = block.findDirty(this.#scanPage);
-      if (page >= 0) {
-        block.testAndClearDirty(page);
-        // The bit is clear and the page not yet copied: a write here must dirty it again.
-        this.#interleave?.("ram-page-cleared");
-        this.dirtyPages--;
-        this.#scanPage = page + 1;
-        // Only the multifd paths wait; a main-channel page is sent without a promise per page.
-        if (this.#roundEnded && this.multifd) {
-          this.#roundEnded = false;
-          return this.#multifdFlushAndSync(f).then(() => this.#savePage(f, block, page)).then(() => true);
-        }
-        this.#roundEnded = false;
-        const queued = this.#savePage(f, block, page);
-        return queued ? queued.then(() => true) : true;
-      }
-      if (this.#scanBlock === n - 1) {
-        this.#roundEnded = true;
-        // XBZRLE only ever applies to pages sent once already (xbzrle_started after the first round).
-        if (this.xbzrle) this.xbzrle.started = true;
-      }
-      this.#scanBlock = (this.#scanBlock + 1) % n;
-      this.#scanPage = 0;
+    const next = this.#nextDirty();
+    if (!next) return false;
+    const { block, page } = next;
+    // Only the multifd paths wait; a main-channel page is sent without a promise per page.
+    if (this.#roundEnded && this.multifd) {
+      this.#roundEnded = false;
+      return this.#multifdFlushAndSync(f).then(() => this.#savePage(f, block, page)).then(() => true);
     }
-    throw new Error(`dirty page count ${this.dirtyPages} but no dirty bit set`);
+    this.#roundEnded = false;
+    const queued = this.#savePage(f, block, page);
+    return queued ? queued.then(() => true) : true;
   }
 
   /** Sends one page: a ZERO or PAGE record on the main channel, or a page queued for multifd. */
@@ -259,13 +264,217 @@ export class RamSaveState {
     return undefined;
   }
 
-  #header(f: QEMUFileWriter, block: RamBlock, page: number, flags: number): void {
-    const cont = block === this.#lastSentBlock;
+  #header(f: QEMUFileWriter, block: RamBlock, page: number, flags: number, urgent = false): void {
+    const last = urgent ? this.#lastSentBlockUrgent : this.#lastSentBlock;
+    const cont = block === last;
     f.putBe64(page * TARGET_PAGE_SIZE + flags + (cont ? RAM_SAVE_FLAG_CONTINUE : 0));
     if (!cont) {
       f.putCountedString(block.idstr);
-      this.#lastSentBlock = block;
+      if (urgent) this.#lastSentBlockUrgent = block;
+      else this.#lastSentBlock = block;
     }
+  }
+
+  // ---- postcopy (the source side of ram.c's postcopy paths) ----
+
+  /** ram_postcopy_send_discard_bitmap's ranges: after the last sync, every dirty run of pages, in bytes. */
+  discardRanges(): { block: RamBlock; ranges: [number, number][] }[] {
+    this.syncBitmap();
+    return this.blocks.map((block) => {
+      const ranges: [number, number][] = [];
+      let p = block.findDirty(0);
+      while (p >= 0) {
+        let end = p + 1;
+        while (end < block.pages && block.isDirty(end)) end++;
+        ranges.push([p * TARGET_PAGE_SIZE, (end - p) * TARGET_PAGE_SIZE]);
+        p = end < block.pages ? block.findDirty(end) : -1;
+      }
+      return { block, ranges };
+    });
+  }
+
+  /** postcopy_start: from now on pages are sent one by one on the main (or preempt) channel. */
+  enterPostcopy(): void {
+    this.#postcopy = true;
+    if (this.xbzrle) this.xbzrle.started = false;
+  }
+
+  get inPostcopy(): boolean {
+    return this.#postcopy;
+  }
+
+  /**
+   * ram_save_queue_pages: a destination's page request, checked against the block; the pages are sent
+   * before any background page, unless already sent (no longer dirty).
+   */
+  queueRequest(idstr: string, start: number, len: number): void {
+    const block = this.blocks.find((b) => b.idstr === idstr);
+    if (!block) throw new Error(`ram_save_queue_pages no block '${idstr}'`);
+    if (start % TARGET_PAGE_SIZE || len % TARGET_PAGE_SIZE || len === 0) {
+      throw new Error(
+        `MIG_RP_MSG_REQ_PAGES: Misaligned page request, start: 0x${start.toString(16)} len: ${len}`,
+      );
+    }
+    if (start + len > block.usedLength) {
+      throw new Error(
+        `ram_save_queue_pages request overrun, start=0x${start.toString(16)} len=0x${len.toString(16)} ` +
+          `blocklen=0x${block.usedLength.toString(16)}`,
+      );
+    }
+    this.postcopyRequests++;
+    this.#requests.push({ block, page: start / TARGET_PAGE_SIZE, count: len / TARGET_PAGE_SIZE });
+    this.onRequest?.();
+  }
+
+  get hasRequests(): boolean {
+    return this.#requests.length > 0;
+  }
+
+  /** get_queued_page: the next requested page still dirty (cleared now), or null. */
+  #takeRequested(): { block: RamBlock; page: number } | null {
+    while (this.#requests.length) {
+      const r = this.#requests[0];
+      const page = r.page;
+      r.page++;
+      if (--r.count === 0) this.#requests.shift();
+      // A page already sent (clean) needs nothing: it is on its way or there.
+      if (r.block.testAndClearDirty(page)) {
+        this.dirtyPages--;
+        return { block: r.block, page };
+      }
+      this.requestsForSentPages++;
+    }
+    return null;
+  }
+
+  /**
+   * Sends the requested pages, on `urgent` (the preempt channel, flushed after each page so the fault is
+   * served at once) or inline on the main channel. Returns how many were sent.
+   */
+  async sendRequested(f: QEMUFileWriter, urgent: QEMUFileWriter | null): Promise<number> {
+    let sent = 0;
+    while (true) {
+      const next = this.#takeRequested();
+      if (!next) break;
+      this.#interleave?.("ram-page-cleared");
+      this.#savePostcopyPage(urgent ?? f, next.block, next.page, urgent !== null);
+      sent++;
+      if (urgent) await urgent.flush();
+    }
+    // Inline, the requested pages go out now, not once a megabyte of background pages has piled up
+    // behind them in the buffer (QEMU's is 32 KiB).
+    if (sent && !urgent) await f.push();
+    return sent;
+  }
+
+  /**
+   * One PART section's worth of postcopy: requested pages first (also past the rate limit, as
+   * migration_rate_exceeded lets urgent requests through), then background pages from the scan position.
+   */
+  async postcopyIterate(
+    f: QEMUFileWriter,
+    urgent: QEMUFileWriter | null,
+    rateExceeded: () => boolean,
+  ): Promise<number> {
+    const t0 = this.now();
+    let sent = 0;
+    while (true) {
+      sent += await this.sendRequested(f, urgent);
+      if (rateExceeded() || this.dirtyPages === 0) break;
+      const next = this.#nextDirty();
+      if (!next) break;
+      this.#savePostcopyPage(f, next.block, next.page, false);
+      sent++;
+      // Every 64 pages the bytes go to the link and the return path gets its turn: a request is served
+      // within 64 background pages, as QEMU's migration thread looks at its queue before each page.
+      if (f.needsFlush || (sent & 63) === 0) await f.push();
+      if ((sent & 63) === 0 && this.now() - t0 > MAX_WAIT_MS) break;
+    }
+    f.putBe64(RAM_SAVE_FLAG_EOS);
+    this.counters.transferred += 8;
+    return sent;
+  }
+
+  /** ram_save_complete in postcopy: every page left, then EOS (the source is stopped: nothing dirties). */
+  async completePostcopy(f: QEMUFileWriter, urgent: QEMUFileWriter | null): Promise<void> {
+    while (true) {
+      await this.sendRequested(f, urgent);
+      const next = this.#nextDirty();
+      if (!next) break;
+      this.#savePostcopyPage(f, next.block, next.page, false);
+      if (f.needsFlush) await f.push();
+    }
+    f.putBe64(RAM_SAVE_FLAG_EOS);
+    this.counters.transferred += 8;
+  }
+
+  /**
+   * find_dirty_block: the next dirty page from the scan position, cleared; null when none is left.
+   * Wrapping past the last block ends a round (multifd flushes and syncs before the next round's page).
+   */
+  #nextDirty(): { block: RamBlock; page: number } | null {
+    if (this.dirtyPages === 0) return null;
+    const n = this.blocks.length;
+    for (let tries = 0; tries <= n; tries++) {
+      const block = this.blocks[this.#scanBlock];
+      const page = block.findDirty(this.#scanPage);
+      if (page >= 0) {
+        block.testAndClearDirty(page);
+        // The bit is clear and the page not yet copied: a write here must dirty it again.
+        this.#interleave?.("ram-page-cleared");
+        this.dirtyPages--;
+        this.#scanPage = page + 1;
+        return { block, page };
+      }
+      if (this.#scanBlock === n - 1) {
+        this.#roundEnded = true;
+        // XBZRLE only ever applies to pages sent once already (xbzrle_started after the first round).
+        if (this.xbzrle) this.xbzrle.started = true;
+      }
+      this.#scanBlock = (this.#scanBlock + 1) % n;
+      this.#scanPage = 0;
+    }
+    throw new Error(`dirty page count ${this.dirtyPages} but no dirty bit set`);
+  }
+
+  /** A postcopy page: a ZERO record (unless detection is off) or the raw page. */
+  #savePostcopyPage(f: QEMUFileWriter, block: RamBlock, page: number, urgent: boolean): void {
+    const data = block.page(page);
+    const start = f.position;
+    if (this.zeroPageDetection() !== "none" && isZeroPage(data)) {
+      this.#header(f, block, page, RAM_SAVE_FLAG_ZERO, urgent);
+      f.put8(0);
+      this.counters.duplicate++;
+    } else {
+      this.#header(f, block, page, RAM_SAVE_FLAG_PAGE, urgent);
+      f.putBytes(data);
+      this.counters.normal++;
+    }
+    this.counters.transferred += f.position - start;
+  }
+
+  /**
+   * ram_resume_prepare: a recovery starts new channels, so the next record on each names its block, and
+   * requests queued for the broken channel are dropped (the destination asks again).
+   */
+  resumePrepare(): void {
+    this.#lastSentBlock = null;
+    this.#lastSentBlockUrgent = null;
+    this.#requests.length = 0;
+  }
+
+  /**
+   * ram_dirty_bitmap_reload: the destination's received bitmap (little-endian words), complemented, is
+   * what is left to send. Pages written into a broken channel but never received are sent again.
+   */
+  reloadBitmap(idstr: string, bitmap: Uint8Array): void {
+    const block = this.blocks.find((b) => b.idstr === idstr);
+    if (!block) throw new Error(`ram_dirty_bitmap_reload: unknown block '${idstr}'`);
+    for (let p = 0; p < block.pages; p++) {
+      if ((bitmap[p >>> 3] >> (p & 7)) & 1) block.testAndClearDirty(p);
+      else block.setDirty(p);
+    }
+    this.dirtyPages = this.blocks.reduce((n, b) => n + b.countDirty(), 0);
   }
 }
 
@@ -305,6 +514,8 @@ export class RamLoadState {
   readonly #route: RamRoute;
   /** Called after each page record, e.g. to pause half-way through a checkpoint (test breakpoints). */
   onPage: (() => Promise<void> | undefined) | null = null;
+  /** The postcopy destination: once it listens, every page is placed through it (ram_load_postcopy). */
+  postcopy: PostcopyIncoming | null = null;
 
   constructor(
     readonly blocks: RamBlock[],
@@ -339,7 +550,8 @@ export class RamLoadState {
           if (!r.has(1)) await r.need(1, "zero page fill byte");
           const ch = r.get8();
           if (ch !== 0) throw r.error(`Found a zero page with value ${ch}`, at);
-          this.#route.zeroPage(block, index);
+          if (this.postcopy?.running) this.#place(r, block, index, null, at);
+          else this.#route.zeroPage(block, index);
           this.counters.zero++;
           {
             const w = this.onPage?.();
@@ -351,8 +563,11 @@ export class RamLoadState {
           const block = this.#continueBlock(r, flags, at) ?? await this.#targetBlock(r, at);
           const index = this.#pageIndex(r, block, addr, at);
           if (!r.has(TARGET_PAGE_SIZE)) await r.need(TARGET_PAGE_SIZE, "page data");
-          r.copyTo(this.#route.host(block, index));
-          this.#route.received(block, index);
+          if (this.postcopy?.running) this.#place(r, block, index, r.peek(TARGET_PAGE_SIZE), at);
+          else {
+            r.copyTo(this.#route.host(block, index));
+            this.#route.received(block, index);
+          }
           this.counters.normal++;
           {
             const w = this.onPage?.();
@@ -370,6 +585,12 @@ export class RamLoadState {
         case RAM_SAVE_FLAG_XBZRLE: {
           const block = this.#continueBlock(r, flags, at) ?? await this.#targetBlock(r, at);
           const index = this.#pageIndex(r, block, addr, at);
+          if (this.postcopy?.running) {
+            throw r.error(
+              `Unknown combination of migration flags: 0x${flags.toString(16)} (postcopy mode)`,
+              at,
+            );
+          }
           await r.need(3, "XBZRLE header");
           const enc = r.get8();
           if (enc !== ENCODING_FLAG_XBZRLE) {
@@ -398,6 +619,61 @@ export class RamLoadState {
         default:
           throw r.error(`Unknown combination of migration flags: 0x${flags.toString(16)}`, at);
       }
+    }
+  }
+
+  /** postcopy_place_page(_zero); the page's bytes are consumed from the reader when it has them. */
+  #place(r: QEMUFileReader, block: RamBlock, index: number, data: Uint8Array | null, at: number): void {
+    try {
+      this.postcopy!.place(block, index, data);
+    } catch (e) {
+      throw r.error((e as Error).message, at);
+    }
+    if (data) r.skip(TARGET_PAGE_SIZE);
+  }
+
+  /**
+   * The postcopy preempt channel (postcopy_preempt_thread → ram_load_postcopy on RAM_CHANNEL_POSTCOPY):
+   * page records with their own CONTINUE tracking, no sections, until EOS or the channel ends.
+   */
+  async loadPreemptChannel(r: QEMUFileReader): Promise<void> {
+    let last: RamBlock | null = null;
+    const mask = TARGET_PAGE_SIZE - 1;
+    while (true) {
+      const at = r.position;
+      await r.need(8, "RAM record header (preempt channel)");
+      const [hi, lo] = r.getBe64Parts();
+      const flags = lo & mask;
+      const addr = hi * 0x1_0000_0000 + (lo - flags);
+      const kind = flags & ~RAM_SAVE_FLAG_CONTINUE;
+      if (kind === RAM_SAVE_FLAG_EOS) return;
+      if (kind !== RAM_SAVE_FLAG_PAGE && kind !== RAM_SAVE_FLAG_ZERO) {
+        throw r.error(`Unknown combination of migration flags: 0x${flags.toString(16)} (postcopy mode)`, at);
+      }
+      let block: RamBlock;
+      if (flags & RAM_SAVE_FLAG_CONTINUE) {
+        if (!last) throw r.error("Ack, bad migration stream! (CONTINUE with no previous RAM block)", at);
+        block = last;
+      } else {
+        const idstr = await r.getCountedString("RAM block idstr");
+        const b = this.#block(idstr);
+        if (!b) throw r.error(`Can't find block ${idstr}`, at);
+        block = last = b;
+      }
+      const index = this.#pageIndex(r, block, addr, at);
+      if (!this.postcopy?.running) throw r.error("a page on the postcopy channel before LISTEN", at);
+      if (kind === RAM_SAVE_FLAG_ZERO) {
+        await r.need(1, "zero page fill byte");
+        const ch = r.get8();
+        if (ch !== 0) throw r.error(`Found a zero page with value ${ch}`, at);
+        this.#place(r, block, index, null, at);
+      } else {
+        await r.need(TARGET_PAGE_SIZE, "page data");
+        this.#place(r, block, index, r.peek(TARGET_PAGE_SIZE), at);
+      }
+      this.counters.normal++;
+      const w = this.onPage?.();
+      if (w) await w;
     }
   }
 

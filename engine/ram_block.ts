@@ -116,6 +116,14 @@ export class RamBlock {
     }
   }
 
+  isDirty(index: number): boolean {
+    return (this.bmap[index >>> 5] & (1 << (index & 31))) !== 0;
+  }
+
+  setDirty(index: number): void {
+    this.bmap[index >>> 5] = (this.bmap[index >>> 5] | (1 << (index & 31))) >>> 0;
+  }
+
   testAndClearDirty(index: number): boolean {
     const w = index >>> 5;
     const m = 1 << (index & 31);
@@ -128,6 +136,11 @@ export class RamBlock {
     let n = 0;
     for (let i = 0; i < this.bmap.length; i++) if (this.bmap[i]) n += popcount32(this.bmap[i]);
     return n;
+  }
+
+  /** A page dropped on the destination (a postcopy discard): it is no longer received. */
+  clearReceived(index: number): void {
+    this.receivedmap[index >>> 5] &= ~(1 << (index & 31));
   }
 
   /** Returns whether the page was already marked received, and marks it. */

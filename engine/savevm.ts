@@ -4,7 +4,9 @@
  */
 import { uuidToString } from "./uuid.ts";
 import type { Device } from "./guest/devices/device.ts";
-import type { QEMUFileReader, QEMUFileWriter } from "./qemu_file.ts";
+import { QEMUFileReader, type QEMUFileWriter, StreamError } from "./qemu_file.ts";
+import { BytesLink } from "./transport/buffer.ts";
+import { errorMessage } from "./error.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import { vmdescDevice } from "./vmdesc.ts";
 import { loadState, saveState } from "./vmstate.ts";
@@ -29,7 +31,14 @@ export const QEMU_VM_SECTION_FOOTER = 0x7e;
 export const MIG_CMD_INVALID = 0;
 export const MIG_CMD_OPEN_RETURN_PATH = 1;
 export const MIG_CMD_PING = 2;
+export const MIG_CMD_POSTCOPY_ADVISE = 3;
+export const MIG_CMD_POSTCOPY_LISTEN = 4;
+export const MIG_CMD_POSTCOPY_RUN = 5;
+export const MIG_CMD_POSTCOPY_RAM_DISCARD = 6;
+export const MIG_CMD_PACKAGED = 7;
 export const MIG_CMD_ENABLE_COLO = 8;
+export const MIG_CMD_POSTCOPY_RESUME = 9;
+export const MIG_CMD_RECV_BITMAP = 10;
 export const MIG_CMD_SWITCHOVER_START = 11;
 export const MIG_CMD_MAX = 12;
 
@@ -292,7 +301,31 @@ export interface LoadVMContext {
   enableColo?(): void;
   /** COLO was enabled: no vmdesc follows the initial EOF, the stream goes on with COLO messages. */
   coloEnabled?(): boolean;
+  /** The postcopy commands (absent: the destination refuses them). Each throws its refusal. */
+  postcopy?: PostcopyCommands;
 }
+
+/** What the destination does on postcopy's commands (savevm.c's loadvm_postcopy_handle_*). */
+export interface PostcopyCommands {
+  advise(payload: Uint8Array): void;
+  discard(payload: Uint8Array): void;
+  /** LISTEN: from here on the rest of the main stream is loaded by the listen "thread". */
+  listen(): void;
+  /** RUN: the guest starts; the loader that read it quits (LOADVM_QUIT). */
+  run(): void;
+  /** POSTCOPY_RESUME: a recovery's handshake ends. */
+  resume(): Promise<void>;
+  /** RECV_BITMAP: send the block's received bitmap on the return path. */
+  recvBitmap(idstr: string): Promise<void>;
+  /** The listen thread reads the main stream now (after LISTEN): this loader must not read on. */
+  listening(): boolean;
+}
+
+/** Largest PACKAGED blob accepted (MAX_VM_CMD_PACKAGED_SIZE). */
+export const MAX_VM_CMD_PACKAGED_SIZE = 0xffffffff;
+
+/** How a run of sections ended: at QEMU_VM_EOF, or by a command that quits the loader (RUN). */
+export type LoadEnd = "eof" | "quit";
 
 type SectionLoader = (r: QEMUFileReader, versionId: number) => Promise<void>;
 
@@ -310,14 +343,16 @@ export class VmStateLoader {
   }
 
   /** qemu_loadvm_state: header, configuration, then sections until EOF, then the vmdesc (unless COLO). */
-  async loadVmState(r: QEMUFileReader): Promise<void> {
+  async loadVmState(r: QEMUFileReader): Promise<LoadEnd> {
     await loadHeader(r, this.ctx.local);
-    await this.loadSections(r);
-    if (!this.ctx.coloEnabled?.()) await skipVmdesc(r);
+    const end = await this.loadSections(r);
+    // After RUN the listen thread owns the rest of the stream.
+    if (end === "eof" && !this.ctx.coloEnabled?.()) await skipVmdesc(r);
+    return end;
   }
 
-  /** qemu_loadvm_state_main: sections and commands until QEMU_VM_EOF. */
-  async loadSections(r: QEMUFileReader): Promise<void> {
+  /** qemu_loadvm_state_main: sections and commands until QEMU_VM_EOF, or a command that quits. */
+  async loadSections(r: QEMUFileReader): Promise<LoadEnd> {
     const ctx = this.ctx;
     while (true) {
       await ctx.progress?.();
@@ -361,14 +396,101 @@ export class VmStateLoader {
           break;
         }
         case QEMU_VM_COMMAND:
-          await loadCommand(r, ctx, at);
+          if (await this.#loadCommand(r, at) === "quit") return "quit";
           break;
         case QEMU_VM_EOF:
-          return;
+          return "eof";
         default:
           throw r.error(`Unknown savevm section type ${type}`, at);
       }
     }
+  }
+
+  /** loadvm_process_command; "quit" when the command ends this loader (RUN, or a package that ran). */
+  async #loadCommand(r: QEMUFileReader, at: number): Promise<LoadEnd | null> {
+    const ctx = this.ctx;
+    await r.need(4, "command header");
+    const cmd = r.getBe16();
+    const len = r.getBe16();
+    if (cmd >= MIG_CMD_MAX || cmd === MIG_CMD_INVALID) throw r.error(`Invalid command ${cmd}`, at);
+    const name = MIG_CMD_NAMES[cmd];
+    if (MIG_CMD_LEN[cmd] !== -1 && MIG_CMD_LEN[cmd] !== len) {
+      throw r.error(`${name} received bad length ${len}/${MIG_CMD_LEN[cmd]}`, at);
+    }
+    await r.need(len, `${name} payload`);
+    const payload = r.getBytes(len);
+    const postcopy = (): PostcopyCommands => {
+      if (!ctx.postcopy) {
+        throw r.error(`VM_COMMAND ${name} (0x${cmd.toString(16)}) not supported by this destination`, at);
+      }
+      return ctx.postcopy;
+    };
+    // The postcopy handlers' refusals are stream errors at this command.
+    const at_ = <T>(f: () => T): T => {
+      try {
+        return f();
+      } catch (e) {
+        if (e instanceof StreamError) throw e;
+        throw r.error(errorMessage(e), at);
+      }
+    };
+    switch (cmd) {
+      case MIG_CMD_OPEN_RETURN_PATH:
+        ctx.openReturnPath();
+        break;
+      case MIG_CMD_PING:
+        ctx.ping(new DataView(payload.buffer).getUint32(0));
+        break;
+      case MIG_CMD_SWITCHOVER_START:
+        break;
+      case MIG_CMD_ENABLE_COLO:
+        if (!ctx.enableColo) {
+          throw r.error("MIG_CMD_ENABLE_COLO received, but x-colo is not enabled on this destination", at);
+        }
+        ctx.enableColo();
+        break;
+      case MIG_CMD_POSTCOPY_ADVISE:
+        at_(() => postcopy().advise(payload));
+        break;
+      case MIG_CMD_POSTCOPY_RAM_DISCARD:
+        at_(() => postcopy().discard(payload));
+        break;
+      case MIG_CMD_POSTCOPY_LISTEN:
+        at_(() => postcopy().listen());
+        break;
+      case MIG_CMD_POSTCOPY_RUN:
+        at_(() => postcopy().run());
+        return "quit";
+      case MIG_CMD_POSTCOPY_RESUME: {
+        const pc = postcopy();
+        await at_(() => pc.resume());
+        break;
+      }
+      case MIG_CMD_RECV_BITMAP: {
+        const pc = postcopy();
+        if (len < 1 || payload[0] !== len - 1) throw r.error(`RECV_BITMAP: bad length ${len}`, at);
+        const idstr = new TextDecoder().decode(payload.subarray(1));
+        await at_(() => pc.recvBitmap(idstr));
+        break;
+      }
+      case MIG_CMD_PACKAGED: {
+        // loadvm_handle_cmd_packaged: the blob is read whole, then loaded as a stream of its own, so the
+        // main channel is free for the pages the device loads may fault on.
+        const size = new DataView(payload.buffer).getUint32(0);
+        if (size > MAX_VM_CMD_PACKAGED_SIZE) throw r.error(`Unreasonably large packaged state: ${size}`, at);
+        await r.need(size, "packaged state");
+        const blob = r.getBytes(size);
+        const end = await this.loadSections(new QEMUFileReader(new BytesLink(blob, "packaged state")));
+        if (end === "quit") return "quit";
+        if (ctx.postcopy?.listening()) {
+          throw r.error("the packaged state ended without POSTCOPY_RUN while the listen thread reads on", at);
+        }
+        return null;
+      }
+      default:
+        throw r.error(`VM_COMMAND ${name} (0x${cmd.toString(16)}) not supported by this destination`, at);
+    }
+    return null;
   }
 }
 
@@ -445,37 +567,6 @@ async function checkFooter(r: QEMUFileReader, sectionId: number, idstr: string):
       }`,
       at,
     );
-  }
-}
-
-async function loadCommand(r: QEMUFileReader, ctx: LoadVMContext, at: number): Promise<void> {
-  await r.need(4, "command header");
-  const cmd = r.getBe16();
-  const len = r.getBe16();
-  if (cmd >= MIG_CMD_MAX || cmd === MIG_CMD_INVALID) throw r.error(`Invalid command ${cmd}`, at);
-  const name = MIG_CMD_NAMES[cmd];
-  if (MIG_CMD_LEN[cmd] !== -1 && MIG_CMD_LEN[cmd] !== len) {
-    throw r.error(`${name} received bad length ${len}/${MIG_CMD_LEN[cmd]}`, at);
-  }
-  await r.need(len, `${name} payload`);
-  const payload = r.getBytes(len);
-  switch (cmd) {
-    case MIG_CMD_OPEN_RETURN_PATH:
-      ctx.openReturnPath();
-      break;
-    case MIG_CMD_PING:
-      ctx.ping(new DataView(payload.buffer).getUint32(0));
-      break;
-    case MIG_CMD_SWITCHOVER_START:
-      break;
-    case MIG_CMD_ENABLE_COLO:
-      if (!ctx.enableColo) {
-        throw r.error("MIG_CMD_ENABLE_COLO received, but x-colo is not enabled on this destination", at);
-      }
-      ctx.enableColo();
-      break;
-    default:
-      throw r.error(`VM_COMMAND ${name} (0x${cmd.toString(16)}) not supported by this destination`, at);
   }
 }
 

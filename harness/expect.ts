@@ -145,12 +145,18 @@ export async function finishByExpectation(
           return outcome.error.test(String((s as Record<string, unknown>)["error-desc"] ?? ""));
         });
         await expectSourceFailedAndAlive(p, srcWasRunning);
-        if (p.dst.exitStatus) await expectExitFailure(p);
-        else await p.dst.qmp.execute("query-status");
+        // It exits after a failed load, or stays waiting: a QMP connection that goes while asking is
+        // the exit under way.
+        const up = p.dst.exitStatus === null &&
+          await p.dst.qmp.execute("query-status").then(() => true, () => false);
+        if (!up) await expectExitFailure(p);
         return;
       }
       const s = await p.waitStatus(p.dst, "failed", ["completed"]);
-      expectError(outcome, String(s["error-desc"] ?? ""), "target");
+      // QEMU 10.0 keeps some causes out of error-desc ("load of migration failed: Invalid argument") and
+      // prints them on stderr ("RAM postcopy is disabled but have 16 byte advise"): either says it.
+      const desc = String(s["error-desc"] ?? "");
+      if (!outcome.error?.test(p.dst.stderr)) expectError(outcome, desc, "target");
       await expectSourceFailedAndAlive(p, srcWasRunning);
       // The destination stays usable: it still answers QMP.
       await p.dst.qmp.execute("query-status");

@@ -38,6 +38,11 @@ export interface CaseStats {
   dirtySyncCount?: number;
   /** A COLO case: checkpoints done, each one's latency (request → vmstate-loaded), the failover time. */
   colo?: { checkpoints: number; latencyMs: number[]; failoverMs?: number };
+  /**
+   * A postcopy case: the source's page requests, the destination's blocktime, and where the destination
+   * reports them (the model; QEMU from 10.1) its mean fault latency and latency buckets (2^k µs).
+   */
+  postcopy?: { requests: number; blocktimeMs: number; latencyNs?: number; latencyDist?: number[] };
 }
 
 /** A flow-level failure (the case's expectation was not met); inside a wait's probe it ends the wait. */
@@ -116,6 +121,14 @@ export class MigrationPair {
     return `${this.dir}/migsocket`;
   }
 
+  /**
+   * Spare sockets in the pair's directory, which the sides may listen and connect on: a postcopy
+   * recovery's new channel, a test peer, an address nobody listens on.
+   */
+  spareSocket(i: 1 | 2 | 3 | 4): string {
+    return `${this.dir}/migsocket-${i}`;
+  }
+
   get migfile(): string {
     return `${this.dir}/migfile`;
   }
@@ -138,7 +151,7 @@ export class MigrationPair {
     try {
       pair.src = await pair.#spawn("source", {});
       await pair.spawnTarget();
-      await pair.#setCaps(pair.src, [...(c.caps ?? []), ...(c.srcCaps ?? [])]);
+      await pair.setCaps(pair.src, [...(c.caps ?? []), ...(c.srcCaps ?? [])]);
       if (c.srcParams) await pair.setParams(pair.src, c.srcParams);
       for (const name of c.defects?.src ?? []) {
         await pair.src.qmp.execute("x-test-defect", { name, enabled: true });
@@ -179,7 +192,7 @@ export class MigrationPair {
       memPrealloc: c.memPrealloc,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
       interleavePercent: c.simInterleavePercent,
-      socketPaths: [this.migsocket],
+      socketPaths: [this.migsocket, ...([1, 2, 3, 4] as const).map((i) => this.spareSocket(i))],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,
       colo: this.family.needs.coloPair,
@@ -199,7 +212,7 @@ export class MigrationPair {
     });
     this.dst = dst;
     this.dstExited = false;
-    await this.#setCaps(dst, [...(this.c.caps ?? []), ...(this.c.dstCaps ?? [])]);
+    await this.setCaps(dst, [...(this.c.caps ?? []), ...(this.c.dstCaps ?? [])]);
     if (this.c.dstParams) await this.setParams(dst, this.c.dstParams);
     for (const name of this.c.defects?.dst ?? []) {
       await dst.qmp.execute("x-test-defect", { name, enabled: true });
@@ -208,7 +221,8 @@ export class MigrationPair {
     return dst;
   }
 
-  async #setCaps(side: Side, caps: Capability[]): Promise<void> {
+  /** Switches capabilities on (with `events`); the others keep their state. */
+  async setCaps(side: Side, caps: Capability[]): Promise<void> {
     const list = [...new Set(["events", ...caps])].map((capability) => ({ capability, state: true }));
     await side.qmp.execute("migrate-set-capabilities", { capabilities: list });
   }

@@ -73,6 +73,7 @@ const CORE = [
   "harness/case.ts",
   "harness/validate.ts",
   "harness/select.ts",
+  "harness/peer.ts",
 ];
 const WORLD_IMPLEMENTATIONS = (t: string) => under(t, "harness/world/") && t !== "harness/world/world.ts";
 const REGISTRY = "harness/families/mod.ts";

@@ -52,7 +52,8 @@ export function capsOf(c: AnyCase, side: "src" | "dst"): Capability[] {
   return [...(c.caps ?? []), ...((side === "src" ? c.srcCaps : c.dstCaps) ?? [])];
 }
 
-const NAME = /^\/migration(\/[A-Za-z0-9_.-]+)+$/;
+/** Upstream names use letters, digits, `_.-` and `+` (/migration/multifd+postcopy/...). */
+const NAME = /^\/migration(\/[A-Za-z0-9_.+-]+)+$/;
 
 /** Finds the descriptor of a flow by name (the registry's lookup), or undefined for an unknown flow. */
 export type FlowLookup = (flow: string) => FlowDescriptor<AnyCase> | undefined;

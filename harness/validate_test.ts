@@ -70,7 +70,7 @@ Deno.test("validate: name, tier, why and flow", () => {
   assertRejected({ ...PRECOPY, tier: "nightly" }, "tier", /smoke\|full\|slow/);
   assertRejected({ ...PRECOPY, why: "" }, "why", /missing/);
   assertRejected({ ...PRECOPY, why: "two\nlines" }, "why", /one line/);
-  assertRejected({ ...PRECOPY, flow: "postcopy" }, "flow", /unknown flow 'postcopy'/);
+  assertRejected({ ...PRECOPY, flow: "no-such-flow" }, "flow", /unknown flow 'no-such-flow'/);
 });
 
 Deno.test("validate: capabilities, parameters, machines and defects must exist", () => {

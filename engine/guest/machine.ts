@@ -10,6 +10,7 @@ import { SerialDevice } from "./devices/serial.ts";
 import { TimerDevice } from "./devices/timer.ts";
 import { CPU_WORDS, DEV_WORDS } from "./regs.ts";
 import { type Clock, hostClock } from "../clock.ts";
+import { Userfault } from "./userfault.ts";
 import { Vcpu, type VcpuDriver, type VcpuOptions } from "./vcpu.ts";
 import { seedRandomRegisters, WORKLOAD_IDS, type WorkloadSpec } from "./workload.ts";
 
@@ -51,6 +52,10 @@ export class Machine {
   readonly devRegs = new Int32Array(new SharedArrayBuffer(DEV_WORDS * 4));
   readonly vcpu: VcpuDriver;
   readonly clock: Clock;
+  /** The destination's userfaultfd in postcopy: which pages are mapped; a fault reaches `onFault`. */
+  readonly userfault: Userfault;
+  /** Where a vCPU fault on a missing page goes (the postcopy destination's fault thread). */
+  onFault: (block: number, page: number) => void = () => {};
   #runstate: RunState;
   #serialFile: Deno.FsFile | null = null;
 
@@ -75,7 +80,11 @@ export class Machine {
       new TimerDevice(this.devRegs),
       new QueueDevice(this.devRegs),
     ];
-    if (opts.workload.kind === "random" || opts.workload.kind === "zero-churn") {
+    this.userfault = new Userfault(this.blocks.map((b) => b.pages));
+    if (
+      opts.workload.kind === "random" || opts.workload.kind === "zero-churn" ||
+      opts.workload.kind === "versions"
+    ) {
       seedRandomRegisters(this.cpuRegs, opts.workload.seed);
     }
     this.#runstate = opts.initialState;
@@ -87,6 +96,8 @@ export class Machine {
       cpu: this.cpuRegs.buffer as SharedArrayBuffer,
       dev: this.devRegs.buffer as SharedArrayBuffer,
       workload: opts.workload,
+      userfault: this.userfault.shared(),
+      onFault: (block, page) => this.onFault(block, page),
       runMs: opts.runMs,
       sleepMs: opts.sleepMs,
       onSerial: (ch) => this.serial.transmit(ch),

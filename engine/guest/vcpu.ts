@@ -5,6 +5,7 @@
  */
 import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_WORDS } from "./regs.ts";
 import type { VcpuInit, VcpuMessage } from "./vcpu_worker.ts";
+import type { UserfaultShared } from "./userfault.ts";
 import type { WorkloadSpec } from "./workload.ts";
 
 export interface VcpuOptions {
@@ -12,6 +13,9 @@ export interface VcpuOptions {
   cpu: SharedArrayBuffer;
   dev: SharedArrayBuffer;
   workload: WorkloadSpec;
+  /** Postcopy: the mapped-page bitmaps the vCPU checks, and where a fault on a missing page is reported. */
+  userfault: UserfaultShared;
+  onFault(block: number, page: number): void;
   runMs?: number;
   sleepMs?: number;
   onSerial(ch: string): void;
@@ -47,6 +51,7 @@ export class Vcpu implements VcpuDriver {
       cpu: opts.cpu,
       dev: opts.dev,
       workload: opts.workload,
+      userfault: opts.userfault,
       runMs: opts.runMs ?? 2,
       sleepMs: opts.sleepMs ?? 2,
     };
@@ -59,6 +64,7 @@ export class Vcpu implements VcpuDriver {
 
   #onMessage(m: VcpuMessage): void {
     if (m.type === "serial") this.opts.onSerial(m.ch);
+    else if (m.type === "fault") this.opts.onFault(m.block, m.page);
     else if (m.type === "error") this.opts.onError(m.message);
     else {
       this.#parkedGen = m.gen;

@@ -6,6 +6,7 @@
 /// <reference lib="deno.worker" />
 import { errorMessage } from "../error.ts";
 import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN } from "./regs.ts";
+import { userfaultAccess, type UserfaultShared } from "./userfault.ts";
 import { createWorkload, type GuestMemory, type WorkloadSpec } from "./workload.ts";
 
 export interface VcpuInit {
@@ -14,16 +15,19 @@ export interface VcpuInit {
   cpu: SharedArrayBuffer;
   dev: SharedArrayBuffer;
   workload: WorkloadSpec;
+  userfault: UserfaultShared;
   /** Milliseconds of execution per slice and of sleep between slices (a duty cycle, so a guest leaves
    * CPU time to the migration threads of a 2-core machine). */
   runMs: number;
   sleepMs: number;
 }
 
-export type VcpuMessage = { type: "serial"; ch: string } | { type: "parked"; gen: number } | {
-  type: "error";
-  message: string;
-};
+export type VcpuMessage =
+  | { type: "serial"; ch: string }
+  | { type: "parked"; gen: number }
+  | { type: "error"; message: string }
+  /** A fault on a missing page (postcopy): the vCPU waits for it. */
+  | { type: "fault"; block: number; page: number };
 
 self.onmessage = (e: MessageEvent<VcpuInit>) => {
   const init = e.data;
@@ -37,6 +41,16 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
     cpu: new Int32Array(init.cpu),
     dev: new Int32Array(init.dev),
     serial: (ch) => post({ type: "serial", ch }),
+    // A vCPU blocked on a missing page wakes when it is placed, and gives the access up when stopped.
+    access: userfaultAccess(
+      init.userfault,
+      (block, page) => post({ type: "fault", block, page }),
+      (present, word, seen) => {
+        if (Atomics.load(ctrl, CTRL_CMD) !== CMD_RUN) return false;
+        Atomics.wait(present, word, seen, 5);
+        return true;
+      },
+    ),
   };
   try {
     const workload = createWorkload(init.workload, g);

@@ -27,6 +27,13 @@ export type WorkloadSpec =
    * again with the same file data, so a stale copy kept anywhere matches it again.
    */
   | { kind: "zero-churn"; seed: number; pages?: number; restore?: boolean }
+  /**
+   * Seeded read-check-writes over the first `pages` pages of pc.ram: each page holds its version, and the
+   * guest keeps its own record of every version it wrote (a journal in the pages after them). Reading
+   * any other version than the one last written — a stale or lost page on a postcopy destination — is a
+   * guest panic naming the page.
+   */
+  | { kind: "versions"; seed: number; pages?: number }
   /** Runs but writes nothing (the timer still advances). */
   | { kind: "idle" };
 
@@ -36,6 +43,7 @@ export const WORKLOAD_IDS: Record<WorkloadSpec["kind"], number> = {
   "random": 2,
   "idle": 3,
   "zero-churn": 4,
+  "versions": 5,
 };
 
 /** Upstream's x86 test range and page size (bootfile.h). */
@@ -49,6 +57,12 @@ export interface GuestMemory {
   cpu: Int32Array;
   dev: Int32Array;
   serial(ch: string): void;
+  /**
+   * Before touching a page: false when the page is missing (a postcopy destination, engine/guest/
+   * userfault.ts) and the vCPU must leave this step with its registers as they were before the access,
+   * to retry it. Absent: every page is always there.
+   */
+  access?(block: number, page: number): boolean;
 }
 
 export interface Workload {
@@ -94,6 +108,7 @@ class AbWorkload implements Workload {
           break;
         case 1: { // zero the first byte of every page
           const p = cpu[CPU_INDEX];
+          if (this.g.access && !this.g.access(0, p)) return;
           mem[p * AB_PAGE] = 0;
           markDirty(dirtyLog, p);
           budget--;
@@ -106,7 +121,12 @@ class AbWorkload implements Workload {
         default: { // increment forever, B every 64 passes
           let p = cpu[CPU_INDEX];
           const stop = Math.min(this.#end, p + budget);
+          const access = this.g.access;
           for (; p < stop; p++) {
+            if (access && !access(0, p)) {
+              cpu[CPU_INDEX] = p;
+              return;
+            }
             mem[p * AB_PAGE]++;
             markDirty(dirtyLog, p);
           }
@@ -163,13 +183,20 @@ class RandomWorkload implements Workload {
   step(budget: number): void {
     const { cpu, dev, blocks } = this.g;
     tickTimer(dev);
+    const rng = new Int32Array(4);
     for (let i = 0; i < budget; i++) {
+      rng.set(cpu.subarray(CPU_RNG, CPU_RNG + 4));
       const r = nextRandom(cpu);
       let page = (r % 100) < this.#hotPercent
         ? nextRandom(cpu) % this.#hotPages
         : nextRandom(cpu) % this.#total;
       let b = 0;
       while (page >= blocks[b].pages) page -= blocks[b++].pages;
+      if (this.g.access && !this.g.access(b, page)) {
+        // Retried from the same draw once the page is there.
+        cpu.set(rng, CPU_RNG);
+        return;
+      }
       this.#write(b, page);
       // Produce into the queue device and consume behind it, keeping 0 <= prod - cons <= RING_SIZE.
       dev[DEV_RING_INFLIGHT] = 1;
@@ -182,6 +209,7 @@ class RandomWorkload implements Workload {
 
   /** Hot or not, any page of RAM is the random writer's. */
   touch(block: number, page: number): void {
+    if (this.g.access && !this.g.access(block, page)) return;
     this.#write(block, page);
   }
 
@@ -206,13 +234,22 @@ class ZeroChurnWorkload implements Workload {
     const { cpu, dev } = this.g;
     tickTimer(dev);
     // Fewer, larger writes than the random writer: zeroing a page writes all of it.
-    for (let i = 0; i < budget >> 4; i++) this.#write(nextRandom(cpu) % this.#pages);
+    const rng = new Int32Array(4);
+    for (let i = 0; i < budget >> 4; i++) {
+      rng.set(cpu.subarray(CPU_RNG, CPU_RNG + 4));
+      const page = nextRandom(cpu) % this.#pages;
+      if (this.g.access && !this.g.access(0, page)) {
+        cpu.set(rng, CPU_RNG);
+        return;
+      }
+      this.#write(page);
+    }
     cpu[CPU_PASS] = cpu[CPU_PASS] + 1 | 0;
   }
 
   /** Only the first `pages` pages of pc.ram are the churner's. */
   touch(block: number, page: number): void {
-    if (block === 0 && page < this.#pages) this.#write(page);
+    if (block === 0 && page < this.#pages && (!this.g.access || this.g.access(0, page))) this.#write(page);
   }
 
   #write(page: number): void {
@@ -236,6 +273,62 @@ class ZeroChurnWorkload implements Workload {
   }
 }
 
+/**
+ * The versions program: page p (of the first `pages`) holds at offset 0 the number of times the guest
+ * wrote it; the journal (u32 per page, in the pages right after) holds the same number, written with it.
+ * Each write reads both first: they must agree, or the guest saw a page that is not its last write.
+ */
+class VersionsWorkload implements Workload {
+  readonly #pages: number;
+  readonly #view: DataView;
+  constructor(private readonly g: GuestMemory, spec: { pages?: number }) {
+    const ram = g.blocks[0];
+    this.#pages = Math.max(1, Math.min(spec.pages ?? 4096, Math.floor(ram.pages * 1024 / 1025) - 1));
+    this.#view = new DataView(ram.mem.buffer, ram.mem.byteOffset);
+  }
+
+  step(budget: number): void {
+    const { cpu, dev } = this.g;
+    tickTimer(dev);
+    const rng = new Int32Array(4);
+    for (let i = 0; i < budget; i++) {
+      rng.set(cpu.subarray(CPU_RNG, CPU_RNG + 4));
+      if (!this.#write(nextRandom(cpu) % this.#pages)) {
+        cpu.set(rng, CPU_RNG);
+        return;
+      }
+    }
+    cpu[CPU_PASS] = cpu[CPU_PASS] + 1 | 0;
+  }
+
+  touch(block: number, page: number): void {
+    if (block === 0 && page < this.#pages) this.#write(page);
+  }
+
+  /** One read-check-write; false when a page it needs is missing (nothing was done). */
+  #write(page: number): boolean {
+    const journalPage = this.#pages + (page >>> 10);
+    const access = this.g.access;
+    if (access && !(access(0, page) && access(0, journalPage))) return false;
+    const at = page * AB_PAGE;
+    const jat = journalPage * AB_PAGE + (page & 1023) * 4;
+    const seen = this.#view.getUint32(at);
+    const wrote = this.#view.getUint32(jat);
+    if (seen !== wrote) {
+      throw new Error(
+        `stale read: page ${page} (0x${at.toString(16)}) holds version ${seen}, but the guest's journal ` +
+          `(0x${jat.toString(16)}) says it last wrote version ${wrote}`,
+      );
+    }
+    this.#view.setUint32(at, seen + 1);
+    this.#view.setUint32(jat, seen + 1);
+    const log = this.g.blocks[0].dirtyLog;
+    markDirty(log, page);
+    markDirty(log, journalPage);
+    return true;
+  }
+}
+
 class IdleWorkload implements Workload {
   constructor(private readonly g: GuestMemory) {}
   step(): void {
@@ -251,6 +344,8 @@ export function createWorkload(spec: WorkloadSpec, g: GuestMemory): Workload {
       return new RandomWorkload(g, spec);
     case "zero-churn":
       return new ZeroChurnWorkload(g, spec);
+    case "versions":
+      return new VersionsWorkload(g, spec);
     case "idle":
       return new IdleWorkload(g);
   }

@@ -114,10 +114,54 @@ export function engineCommands(e: Engine): QmpCommand[] {
         resume: { type: "bool", optional: true },
       },
       handler: (args) => {
-        if (args.resume) throw new QmpError("Cannot resume if there is no paused migration");
+        if (args.resume) {
+          if (e.migration.status !== "postcopy-paused") {
+            throw new QmpError("Cannot resume if there is no paused migration");
+          }
+          try {
+            e.startOutgoing(address(args, "migrate"), true);
+          } catch (err) {
+            throw new QmpError((err as Error).message);
+          }
+          return;
+        }
         if (m.runstate === "inmigrate") throw new QmpError("Guest is waiting for an incoming migration");
         if (inProgress(e)) throw new QmpError("There's a migration process in progress");
         e.startOutgoing(address(args, "migrate"));
+      },
+    },
+    {
+      name: "migrate-start-postcopy",
+      handler: () => {
+        try {
+          e.migration.startPostcopy();
+        } catch (err) {
+          throw new QmpError((err as Error).message);
+        }
+      },
+    },
+    {
+      // Either side: shut the channels of a postcopy that runs or recovers; both sides pause.
+      name: "migrate-pause",
+      handler: () => {
+        const src = e.migration.status;
+        if (src === "postcopy-active" || src === "postcopy-recover") return e.migration.pause();
+        try {
+          e.incoming.pause();
+        } catch (err) {
+          throw new QmpError((err as Error).message);
+        }
+      },
+    },
+    {
+      name: "migrate-recover",
+      args: { uri: { type: "str" } },
+      handler: (args) => {
+        try {
+          e.incoming.recover(address(args, "migrate-recover"));
+        } catch (err) {
+          throw new QmpError((err as Error).message);
+        }
       },
     },
     {
@@ -185,7 +229,16 @@ export function engineCommands(e: Engine): QmpCommand[] {
       name: "query-migrate",
       handler: () => (e.incoming.started ? e.incoming.query() : e.migration.query()),
     },
-    { name: "migrate_cancel", handler: () => e.migration.cancel() },
+    {
+      name: "migrate_cancel",
+      handler: () => {
+        try {
+          e.migration.cancel();
+        } catch (err) {
+          throw new QmpError((err as Error).message);
+        }
+      },
+    },
     {
       name: "migrate-continue",
       args: { state: { type: { enum: MIGRATION_STATUSES } } },

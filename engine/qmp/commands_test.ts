@@ -61,9 +61,9 @@ Deno.test("qmp commands: argument and state errors", async (t) => {
       );
       assert.match(
         await error(qmp, "migrate-set-capabilities", {
-          capabilities: [{ capability: "events", state: true }, { capability: "postcopy-ram", state: true }],
+          capabilities: [{ capability: "events", state: true }, { capability: "mapped-ram", state: true }],
         }),
-        /Capability 'postcopy-ram' is not supported/,
+        /Capability 'mapped-ram' is not supported/,
       );
       const caps = await qmp.execute<{ capability: string; state: boolean }[]>("query-migrate-capabilities");
       assert.equal(caps.find((c) => c.capability === "events")?.state, false, "nothing applied on error");

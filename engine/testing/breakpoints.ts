@@ -18,6 +18,11 @@ export const BREAKPOINTS = [
   "colo-applied",
   // Secondary, multifd: a channel holds a packet of COLO-state pages before writing them to the cache.
   "colo-multifd-packet",
+  // Postcopy recovery, at each step of the handshake: the destination about to send a block's received
+  // bitmap; the source holding every bitmap, before POSTCOPY_RESUME; the destination about to ack it.
+  "postcopy-recv-bitmap",
+  "postcopy-bitmaps-reloaded",
+  "postcopy-resume-ack",
 ] as const;
 export type BreakpointName = typeof BREAKPOINTS[number];
 

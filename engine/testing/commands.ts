@@ -178,6 +178,30 @@ export function testCommands(e: Engine): QmpCommand[] {
     },
     { name: "x-test-device-state", handler: () => ({ devices: m.deviceState() }) },
     {
+      // The pages the guest wrote since its dirty log was last cleared (on a postcopy destination: since
+      // RUN), one bit per page as the log's little-endian words: what may differ from the source.
+      name: "x-test-guest-written",
+      handler: () => ({
+        blocks: m.blocks.map((b) => ({
+          idstr: b.idstr,
+          pages: b.pages,
+          bitmap: new Uint8Array(Int32Array.from(b.dirtyLog, (_, i) => Atomics.load(b.dirtyLog, i)).buffer)
+            .toBase64(),
+        })),
+      }),
+    },
+    {
+      // Postcopy's statistics on either side: the destination's faults (faults, those on discarded pages,
+      // resolved, pages placed, blocktime), the source's requests for pages it had sent already.
+      name: "x-test-postcopy-stats",
+      handler: () => {
+        const pc = e.incoming.postcopy;
+        const source = e.migration.postcopyRequestStats();
+        if (!pc && !source) throw new QmpError("no postcopy on this side (neither incoming nor outgoing)");
+        return { ...(pc ? { destination: pc.stats() } : {}), ...(source ? { source } : {}) };
+      },
+    },
+    {
       name: "x-test-inject-fault",
       args: INJECT_FAULT_ARGS,
       handler: (args) => e.faults.inject(parseStreamFault(args)),

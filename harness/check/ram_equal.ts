@@ -111,3 +111,30 @@ export async function compareRam(a: RamSource, b: RamSource): Promise<RamEqualRe
   if (mismatches > SHOWN) lines.push(`... and ${mismatches - SHOWN} more differing page(s)`);
   return { mismatches, lines };
 }
+
+/**
+ * `source` with the pages set in `masked` (one bit per page, by block) left out of the comparison: their
+ * digests read as zeros, so two masked sources agree on them whatever they hold. For a postcopy
+ * destination whose guest has run: the pages it wrote itself since it started.
+ */
+export function withoutPages(source: RamSource, masked: Map<string, Uint8Array>): RamSource {
+  return {
+    name: source.name,
+    readPage: source.readPage?.bind(source),
+    async digests() {
+      const d = await source.digests();
+      return {
+        ...d,
+        blocks: d.blocks.map((b) => {
+          const bits = masked.get(b.idstr);
+          if (!bits) return b;
+          const g = Uint8Array.fromBase64(b.digests);
+          for (let p = 0; p < b.pages; p++) {
+            if ((bits[p >>> 3] >> (p & 7)) & 1) g.fill(0, p * DIGEST, (p + 1) * DIGEST);
+          }
+          return { ...b, digests: g.toBase64() };
+        }),
+      };
+    },
+  };
+}

@@ -16,6 +16,7 @@ import { COLO } from "./colo/mod.ts";
 import { FILE } from "./file/mod.ts";
 import { MISC } from "./misc/mod.ts";
 import { MULTIFD } from "./multifd/mod.ts";
+import { POSTCOPY } from "./postcopy/mod.ts";
 import { PRECOPY } from "./precopy/mod.ts";
 
 /** Every family's flows, one line a family. */
@@ -27,6 +28,7 @@ const FLOWS = [
   ...MULTIFD,
   ...ANALYZE,
   ...COLO,
+  ...POSTCOPY,
 ] as const;
 
 /** A case of any family: the union of every family's record type, discriminated by `flow`. */

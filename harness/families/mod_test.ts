@@ -34,9 +34,9 @@ Deno.test("registry: every case's flow has a descriptor; a flow name belongs to 
   assert.throws(
     () =>
       validateCases([
-        { ...named("/migration/precopy/unix/plain"), flow: "postcopy" } as unknown as MigrationCase,
+        { ...named("/migration/precopy/unix/plain"), flow: "no-such-flow" } as unknown as MigrationCase,
       ]),
-    (e: unknown) => e instanceof CaseTableError && /flow: unknown flow 'postcopy'/.test(e.message),
+    (e: unknown) => e instanceof CaseTableError && /flow: unknown flow 'no-such-flow'/.test(e.message),
   );
 });
 
@@ -52,6 +52,13 @@ Deno.test("registry: a family's needs reach the worlds (held moments, faults, th
   assert.match(cannotRunIn(simWorld, named("/migration/precopy/file"))!, /host's filesystem/);
   assert.equal(cannotRunIn(simWorld, kill), null);
   assert.equal(cannotRunIn(engineWorld, named("/migration/precopy/file")), null);
+  // An interleaving the case must bring about: the simulation schedules it, real processes only by chance.
+  const window = named("/migration/postcopy/faults/request-crosses-page");
+  assert.match(
+    cannotRunIn(engineWorld, window)!,
+    /request-crosses-page: between real processes .* --backend sim/,
+  );
+  assert.equal(cannotRunIn(simWorld, window), null);
   const faulty = ALL_CASES.find((c) => "fault" in c && c.fault !== undefined)!;
   assert.equal(caseNeeds(faulty).faults, true);
   assert.equal(caseNeeds(named("/migration/precopy/unix/plain")).faults, false);

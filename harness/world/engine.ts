@@ -7,7 +7,7 @@ import type { RamSource } from "../check/ram_equal.ts";
 import type { QmpClient } from "../../engine/qmp/client.ts";
 import { ProcessSide, type SideProcess } from "./process_side.ts";
 import { EngineProcess } from "./engine_process.ts";
-import type { Breakpoints, DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
+import type { Breakpoints, DeviceState, PostcopyStats, Side, SideSpec, Unavailable, World } from "./world.ts";
 
 /** A RAM source over a digest command and a read command of the engine (guest RAM or COLO cache). */
 function engineRamSource(
@@ -37,6 +37,17 @@ export class EngineSide<P extends SideProcess = EngineProcess> extends ProcessSi
       digest: "x-test-colo-cache-digest",
       read: "x-test-colo-cache-read",
     });
+  }
+
+  postcopyStats(): Promise<PostcopyStats> {
+    return this.qmp.execute<PostcopyStats>("x-test-postcopy-stats");
+  }
+
+  async guestWritten(): Promise<Map<string, Uint8Array>> {
+    const r = await this.qmp.execute<{ blocks: { idstr: string; pages: number; bitmap: string }[] }>(
+      "x-test-guest-written",
+    );
+    return new Map(r.blocks.map((b) => [b.idstr, Uint8Array.fromBase64(b.bitmap)]));
   }
 
   async readRam(offset: number, size: number): Promise<Uint8Array> {
@@ -77,7 +88,11 @@ export class EngineSide<P extends SideProcess = EngineProcess> extends ProcessSi
 
 export const engineWorld: World = {
   name: "engine",
-  cannotRun: () => null,
+  cannotRun: (_c, needs) =>
+    needs.scheduled
+      ? `${needs.scheduled}: between real processes it comes only by chance (the simulated world ` +
+        "schedules it: --backend sim)"
+      : null,
   async spawn(spec: SideSpec): Promise<Side> {
     const process = await EngineProcess.spawn({
       name: spec.name,

@@ -3,6 +3,7 @@
  * process, or the simulated world's engine in this process).
  */
 import type { QmpClient } from "../../engine/qmp/client.ts";
+import { hostNetwork, type Network } from "../../engine/transport/socket.ts";
 
 /** The process behind a side: spawned, with QMP connected, and a clean kill. */
 export interface SideProcess {
@@ -40,5 +41,10 @@ export abstract class ProcessSide<P extends SideProcess> {
   }
   kill(): Promise<Deno.CommandStatus> {
     return this.process.kill();
+  }
+
+  /** A process side's channels are the host's sockets. */
+  network(): Network {
+    return hostNetwork;
   }
 }

@@ -42,6 +42,8 @@ export function modelOnlyReason(c: AnyCase, needs: CaseNeeds): string | null {
   if (needs.heldAt) {
     return `${needs.heldAt} needs the side held at that moment: breakpoints are the model's (x-test-breakpoint)`;
   }
+  if (needs.modelCounters) return `${needs.modelCounters}: counters only the model keeps (x-test)`;
+  if (needs.scheduled) return `${needs.scheduled}: an interleaving only the simulated world schedules`;
   if (needs.faults || c.defects || c.guards) {
     return "fault injection and known defects are x-test features of the model engine";
   }
@@ -63,6 +65,7 @@ const SINCE: Record<string, string> = {
   channels: "8.2",
   "zero-page-detection": "9.0",
   "mapped-ram": "9.0",
+  "postcopy-recover-setup": "9.1",
 };
 
 const LEVEL_PARAMS = new Set(["multifd-zlib-level", "multifd-zstd-level"]);
@@ -79,7 +82,12 @@ export function qemuNeeds(c: AnyCase, family: CaseNeeds): QemuNeed[] {
     { side: "dst" as const, caps: [...(c.caps ?? []), ...(c.dstCaps ?? [])], params: c.dstParams ?? {} },
   ];
   for (const { side, caps, params } of sides) {
+    const all = new Set([
+      ...caps,
+      ...needs.flatMap((n) => n.side === side && n.kind === "capability" ? [n.name] : []),
+    ]);
     for (const name of new Set(caps)) needs.push({ side, kind: "capability", name });
+    if (all.size > 1) needs.push({ side, kind: "capability-set", name: [...all].join("+") });
     for (const [name, value] of Object.entries(params)) {
       needs.push({ side, kind: "parameter", name });
       if (name === "multifd-compression" && typeof value === "string") {
@@ -106,6 +114,10 @@ function describeNeed(n: QemuNeed): string {
       return `multifd-compression '${n.name}' (a build option)`;
     case "applies-level":
       return `${n.name} ${n.value} applied`;
+    case "status":
+      return `migration status '${n.name}'${since}`;
+    case "capability-set":
+      return `capabilities ${n.name.split("+").join(" with ")}`;
   }
 }
 
@@ -129,6 +141,17 @@ function unmet(n: QemuNeed, p: QemuProbe): string | null {
       if (p.levelReadBack[n.name] === n.value) return null;
       return `accepts ${n.name} but does not apply it (set to ${PROBE_LEVEL}, it reads back ` +
         `${p.levelReadBack[n.name]})`;
+    case "status":
+      return p.statuses.includes(n.name) ? null : `has no migration status '${n.name}'`;
+    case "capability-set": {
+      const names = n.name.split("+");
+      for (const [set, error] of Object.entries(p.refusedCapabilitySets)) {
+        if (set.split("+").every((c) => names.includes(c))) {
+          return `refuses ${set.split("+").join(" with ")}: ${error}`;
+        }
+      }
+      return null;
+    }
   }
 }
 
@@ -292,6 +315,18 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
 
   coloCache(): Unavailable {
     return { unavailable: "QEMU has no command that reads the COLO cache" };
+  }
+
+  postcopyStats(): Promise<Unavailable> {
+    return Promise.resolve({
+      unavailable: "QEMU keeps no per-page postcopy counters (they are the model's)",
+    });
+  }
+
+  guestWritten(): Promise<Unavailable> {
+    return Promise.resolve({
+      unavailable: "QEMU does not say which pages its guest wrote (no dirty log query)",
+    });
   }
 
   readRam(offset: number, size: number): Promise<Uint8Array> {

@@ -48,7 +48,18 @@ export interface QemuProbe {
   /** Accelerators that work: "tcg" when built in, "kvm" when it is enabled with /dev/kvm here. */
   accels: string[];
   machines: QemuMachineType[];
+  /** The migration statuses query-migrate can report (MigrationStatus in the schema). */
+  statuses: string[];
+  /**
+   * Capabilities this binary refuses together in some order, by set (CAPABILITY_SETS, joined by "+"),
+   * with its error: QEMU 10.0 refuses multifd once postcopy-ram is on ("Postcopy is not yet compatible
+   * with multifd").
+   */
+  refusedCapabilitySets: Record<string, string>;
 }
+
+/** Capability sets whose acceptance differs between versions: each is tried at once on the probe. */
+export const CAPABILITY_SETS: readonly (readonly string[])[] = [["multifd", "postcopy-ram"]];
 
 /** The value the level probe sets: not the default (1) of either level. */
 export const PROBE_LEVEL = 7;
@@ -70,6 +81,22 @@ const REQUESTS: [string, string, Record<string, unknown>?][] = [
     { [name]: PROBE_LEVEL },
   ]),
   ["params-after", "query-migrate-parameters"],
+  // One call per capability, in each order, then all off again (a case turns them on one call at a
+  // time, the family's and the case's own).
+  ...CAPABILITY_SETS.flatMap((set) =>
+    [set, [...set].reverse()].flatMap((order, o) => [
+      ...order.map((capability, i): [string, string, Record<string, unknown>] => [
+        `caps-${set.join("+")}-${o}-${i}`,
+        "migrate-set-capabilities",
+        { capabilities: [{ capability, state: true }] },
+      ]),
+      [
+        `caps-${set.join("+")}-${o}-off`,
+        "migrate-set-capabilities",
+        { capabilities: set.map((capability) => ({ capability, state: false })) },
+      ] as [string, string, Record<string, unknown>],
+    ])
+  ),
 ];
 
 type Answers = Map<string, { return?: unknown; error?: unknown }>;
@@ -105,6 +132,11 @@ class Schema {
       if (isObject(m) && typeof m.name === "string" && typeof m.type === "string") out.set(m.name, m.type);
     }
     return out;
+  }
+
+  /** A command's return type. */
+  commandReturn(command: string): string | undefined {
+    return str(this.#byName.get(command)?.["ret-type"]);
   }
 
   /** An enum's values (older schemas list `values`, newer ones `members` too). */
@@ -177,6 +209,15 @@ export function probeFromAnswers(binary: string, answers: Answers, tcgStarts: bo
       ]),
     ),
     accels,
+    statuses: schema.enumValues(schema.members(schema.commandReturn("query-migrate")).get("status")),
+    refusedCapabilitySets: Object.fromEntries(CAPABILITY_SETS.flatMap((set) => {
+      const name = set.join("+");
+      const a = [0, 1].flatMap((o) => set.map((_, i) => answers.get(`caps-${name}-${o}-${i}`)))
+        .find((a) => a?.error !== undefined);
+      if (!a) return [];
+      const desc = isObject(a.error) ? str(a.error.desc) : undefined;
+      return [[name, desc ?? JSON.stringify(a.error)]];
+    })),
     machines: list(ret("machines")).flatMap((m) =>
       isObject(m) && typeof m.name === "string"
         ? [{ name: m.name, ...(typeof m.alias === "string" ? { alias: m.alias } : {}) }]

@@ -39,6 +39,8 @@ function assertAgreesWithHistory(p: QemuProbe): void {
   assert.equal(p.migrateArgs.includes("channels"), atLeast("8.2"), "migrate channels");
   assert.equal(p.migrateIncomingArgs.includes("exit-on-error"), atLeast("9.1"), "exit-on-error");
   assert.equal(p.parameters.includes("zero-page-detection"), atLeast("9.0"), "zero-page-detection");
+  assert.ok(p.statuses.includes("postcopy-recover") && p.statuses.includes("completed"), "statuses");
+  assert.equal(p.statuses.includes("postcopy-recover-setup"), atLeast("9.1"), "postcopy-recover-setup");
 }
 
 Deno.test({
@@ -51,6 +53,7 @@ Deno.test({
       // What this harness found on 7.2: the levels are accepted and read back as 1.
       assert.deepEqual(p.appliedLevels, []);
       assert.deepEqual(p.levelReadBack, { "multifd-zlib-level": 1, "multifd-zstd-level": 1 });
+      assert.deepEqual(p.refusedCapabilitySets, {});
     }
     // Cached per path and mtime: the same answer without a second QEMU.
     const t0 = performance.now();
@@ -69,6 +72,10 @@ Deno.test({
     assert.deepEqual(p.appliedLevels, ["multifd-zlib-level", "multifd-zstd-level"]);
     assert.ok(p.capabilities.includes("mapped-ram"));
     assert.ok(p.machines.some((m) => m.name === "pc-i440fx-7.2"), "10.0 still knows 7.2's machine type");
+    // Found by this harness: 10.0 refuses multifd with postcopy-ram (7.2 takes them and then aborts).
+    assert.deepEqual(p.refusedCapabilitySets, {
+      "multifd+postcopy-ram": "Postcopy is not yet compatible with multifd",
+    });
   },
 });
 

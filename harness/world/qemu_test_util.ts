@@ -13,6 +13,8 @@ const COMMON_CAPS = [
   "return-path",
   "pause-before-switchover",
   "multifd",
+  "postcopy-blocktime",
+  "postcopy-preempt",
   "validate-uuid",
 ];
 const COMMON_PARAMS = [
@@ -42,8 +44,28 @@ export function fakeProbe72(binary = "/usr/bin/qemu-system-x86_64"): QemuProbe {
     levelReadBack: { "multifd-zlib-level": 1, "multifd-zstd-level": 1 },
     accels: ["tcg", "kvm"],
     machines: [...i440fx(["7.0", "7.1"]), { name: "pc-i440fx-7.2", alias: "pc" }, { name: "none" }],
+    statuses: STATUSES_72,
+    refusedCapabilitySets: {},
   };
 }
+
+/** 7.2's MigrationStatus (10.0 adds postcopy-recover-setup). */
+const STATUSES_72 = [
+  "none",
+  "setup",
+  "cancelling",
+  "cancelled",
+  "active",
+  "postcopy-active",
+  "postcopy-paused",
+  "postcopy-recover",
+  "completed",
+  "failed",
+  "colo",
+  "pre-switchover",
+  "device",
+  "wait-unplug",
+];
 
 export function fakeProbe100(binary = "/opt/qemu-10.0/usr/bin/qemu-system-x86_64"): QemuProbe {
   return {
@@ -65,5 +87,7 @@ export function fakeProbe100(binary = "/opt/qemu-10.0/usr/bin/qemu-system-x86_64
       { name: "pc-i440fx-10.0", alias: "pc" },
       { name: "none" },
     ],
+    statuses: [...STATUSES_72, "postcopy-recover-setup"],
+    refusedCapabilitySets: { "multifd+postcopy-ram": "Postcopy is not yet compatible with multifd" },
   };
 }

@@ -21,6 +21,7 @@ import { EngineSide } from "./engine.ts";
 import type { SideProcess } from "./process_side.ts";
 import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";
 import { type SimLinkFault, SimNetwork } from "./sim/net.ts";
+import type { Network } from "../../engine/transport/socket.ts";
 import { SimConnection } from "./sim/link.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
 import type { CaseNeeds, Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
@@ -268,6 +269,11 @@ class SimSide extends EngineSide<SimProcess> {
 
   get trace(): WorldTrace {
     return this.process.pair;
+  }
+
+  /** The simulated network: test peers connect and listen in memory, as the sides do. */
+  override network(): Network {
+    return this.process.pair.net.forSide("harness");
   }
 
   override captureMainChannel(): Promise<Unavailable> {

@@ -11,6 +11,14 @@ import type { RamSource } from "../check/ram_equal.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
 import type { AnyCase, VcpuDuty } from "../case.ts";
 import type { QmpClient, QmpTranscriptEntry } from "../../engine/qmp/client.ts";
+import type { Network } from "../../engine/transport/socket.ts";
+import type { PostcopyIncomingStats } from "../../engine/postcopy_ram.ts";
+
+/** Postcopy's counters: the source's requests, the destination's faults (either side absent if not one). */
+export interface PostcopyStats {
+  source?: { requests: number; requestsForSentPages: number };
+  destination?: PostcopyIncomingStats;
+}
 
 export const WORLD_NAMES = ["engine", "qemu", "sim"] as const;
 export type WorldName = typeof WORLD_NAMES[number];
@@ -102,6 +110,15 @@ export interface Side {
   ram(): RamSource;
   /** The secondary's COLO cache as the RAM checker reads it. */
   coloCache(): RamSource | Unavailable;
+  /**
+   * The pages the side's guest wrote since its dirty log was last cleared, by block: on a postcopy
+   * destination, since it started running (bit k of byte k>>3 is page k).
+   */
+  guestWritten(): Promise<Map<string, Uint8Array> | Unavailable>;
+  /** Postcopy's counters on this side (the model's x-test-postcopy-stats). */
+  postcopyStats(): Promise<PostcopyStats | Unavailable>;
+  /** The network the side's migration channels use (the host's, or the simulated world's): test peers. */
+  network(): Network;
   /** Guest-physical bytes of pc.ram. */
   readRam(offset: number, size: number): Promise<Uint8Array>;
   writeRam(offset: number, data: Uint8Array): Promise<void>;
@@ -155,7 +172,11 @@ export type QemuNeed =
   | { side: "src" | "dst"; kind: "capability"; name: string }
   | { side: "src" | "dst"; kind: "parameter"; name: string }
   | { side: "src" | "dst"; kind: "compression"; name: string }
-  | { side: "src" | "dst"; kind: "applies-level"; name: string; value: unknown };
+  | { side: "src" | "dst"; kind: "applies-level"; name: string; value: unknown }
+  /** A status query-migrate can report (a state the case waits for). */
+  | { side: "src" | "dst"; kind: "status"; name: string }
+  /** These capabilities set together (names joined by "+"): a version may refuse the combination. */
+  | { side: "src" | "dst"; kind: "capability-set"; name: string };
 
 /**
  * What a case needs of a world beyond its base fields (capabilities, parameters, machine, workload,
@@ -178,6 +199,13 @@ export interface CaseNeeds {
   notSimulated?: string;
   /** The sides run as a COLO pair (QMP out-of-band, a snapshot disk, KVM first on QEMU). */
   coloPair?: boolean;
+  /** Counters only the model keeps (its x-test statistics), said as what they count. */
+  modelCounters?: string;
+  /**
+   * An interleaving the case must bring about, said as what it is: real threads give it only by chance,
+   * so only the simulated world, which schedules it, can promise a verdict that does not hang on timing.
+   */
+  scheduled?: string;
 }
 
 /** A backend that runs sides. */

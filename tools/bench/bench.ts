@@ -8,6 +8,8 @@
  * 3. The wall time of the whole smoke tier.
  * 4. The simulated world: seeds per minute beside the same case between engine processes, and replay
  *    agreement (tools/bench/sim.ts). `--only sim` runs just that part.
+ * 5. Postcopy beside real QEMU (tools/bench/postcopy.ts): the same case in both worlds, QEMU's figures as
+ *    the baseline. `--only postcopy` runs just that part.
  *
  * The measurements are in measure.ts, the statistics in stats.ts; this file runs them and prints.
  * `--html FILE` also writes the ratios as bars (harness/report/html.ts); the printed lines stay the same.
@@ -26,14 +28,19 @@ import {
 } from "./measure.ts";
 import { fmt, gb, mean, median, pct } from "./stats.ts";
 import { replayAgreement, SIM_BENCH_CASES, simRate } from "./sim.ts";
+import { type PostcopyRun, postcopyRuns } from "./postcopy.ts";
+import { engineWorld } from "../../harness/world/engine.ts";
+import { worldByName } from "../../harness/world/worlds.ts";
 
-const USAGE = `usage: deno task bench [--only sim] [--html FILE]
+const USAGE = `usage: deno task bench [--only sim|postcopy] [--html FILE]
 
 Throughput measured against a baseline taken in the same run: engine precopy and multifd against a raw
 unix socket between two Deno processes, the compressed modes against node:zlib alone, QMP latency under
-load, COLO checkpoints, the smoke tier's wall time, and the simulated world's seeds per minute.
+load, COLO checkpoints, the smoke tier's wall time, postcopy beside real QEMU (when a binary is there),
+and the simulated world's seeds per minute.
 
   --only sim    only the simulated world's part (seeds per minute, replay agreement)
+  --only postcopy  only postcopy, the model beside QEMU (QTEST_QEMU_BINARY or the installed one)
   --html FILE   also write the ratios as bars to FILE (the printed lines stay the same)
   --help        this text
 `;
@@ -48,16 +55,66 @@ const flags = cliOrExit(
   Deno.args,
   ({ values: v }) => ({
     html: v.html,
-    only: v.only === undefined ? undefined : parseChoice(v.only, ["sim"], "--only"),
+    only: v.only === undefined ? undefined : parseChoice(v.only, ["sim", "postcopy"], "--only"),
   }),
 );
 const startedAt = new Date();
 const ratios: BenchRatio[] = [];
 const notes: string[] = [];
 
-if (flags.only !== "sim") await processBench();
-await simBench();
+if (flags.only === undefined) await processBench();
+if (flags.only !== "sim") await postcopyBench();
+if (flags.only !== "postcopy") await simBench();
 if (flags.html) await Deno.writeTextFile(flags.html, renderBenchHtml({ startedAt, ratios, notes }));
+
+/**
+ * Postcopy: upstream's /migration/postcopy/plain (the a-b guest) in the engine world and on QEMU, the
+ * model's figures as ratios of QEMU's; then the model alone with the versions guest, which faults more.
+ */
+async function postcopyBench(): Promise<void> {
+  const name = "/migration/postcopy/plain";
+  const line = (who: string, r: PostcopyRun[]) => {
+    const m = (f: (x: PostcopyRun) => number | undefined) => {
+      const v = r.map(f).filter((x): x is number => x !== undefined);
+      return v.length ? median(v) : undefined;
+    };
+    const lat = m((x) => x.latencyUs);
+    return `${who}: total ${m((x) => x.totalMs)?.toFixed(0)} ms, downtime ${
+      m((x) => x.downtimeMs)?.toFixed(0)
+    } ms, ` +
+      `${m((x) => x.requests)?.toFixed(0)} page requests, blocktime ${
+        m((x) => x.blocktimeMs)?.toFixed(0)
+      } ms` +
+      (lat !== undefined
+        ? `, fault latency mean ${lat.toFixed(0)} µs, p99 < ${m((x) => x.latencyP99Us)} µs`
+        : "");
+  };
+  const model = await postcopyRuns(name, engineWorld, RUNS, 8000);
+  if ("skipped" in model) throw new Error(`postcopy bench: ${model.skipped}`);
+  notes.push(`postcopy ${name}, model (median of ${RUNS}): ${line("model", model)}`);
+  console.log(notes.at(-1));
+  const qemu = await postcopyRuns(name, worldByName("qemu"), RUNS, 8000);
+  if ("skipped" in qemu) {
+    notes.push(`postcopy beside QEMU: not run (${qemu.skipped})`);
+  } else {
+    notes.push(`postcopy ${name}, QEMU (median of ${RUNS}): ${line("QEMU", qemu)}`);
+    const total = (r: PostcopyRun[]) => median(r.map((x) => x.totalMs));
+    ratios.push({
+      name: `postcopy ${name}, total time`,
+      baseline: "real QEMU, same case",
+      ratio: total(model) / total(qemu),
+      lowerIsBetter: true,
+      detail: `${total(model).toFixed(0)} ms vs ${total(qemu).toFixed(0)} ms`,
+    });
+  }
+  console.log(notes.at(-1));
+  const versions = await postcopyRuns("/migration/postcopy/faults/versions", engineWorld, RUNS, 8100);
+  if ("skipped" in versions) throw new Error(`postcopy bench: ${versions.skipped}`);
+  notes.push(
+    `postcopy versions guest (32 MiB it checks, 2 MB/s background), model: ${line("model", versions)}`,
+  );
+  console.log(notes.at(-1));
+}
 
 async function simBench(): Promise<void> {
   const SEEDS = 30;

@@ -84,8 +84,8 @@ const ram: Mutant[] = [
   {
     name: "ram-continue-after-block-switch",
     file: "engine/ram.ts",
-    find: "const cont = block === this.#lastSentBlock;",
-    replace: "const cont = this.#lastSentBlock !== null;",
+    find: "const cont = block === last;",
+    replace: "const cont = last !== null;",
     why: "the sender sets RAM_SAVE_FLAG_CONTINUE whenever some block was sent before, also after the scan " +
       "moved to another block (last_sent_block not compared): the page lands in the previous block",
     ci: true,
@@ -631,14 +631,74 @@ const failure: Mutant[] = [
   {
     name: "fail-cancel-reported-as-failed",
     file: "engine/migration.ts",
-    find: 'if (this.status === "cancelling" || e instanceof MigrationCancelled) {',
-    replace: "if (e instanceof MigrationCancelled) {",
+    find:
+      'if (this.status === "cancelling" || e instanceof MigrationCancelled || e instanceof PostcopyAbort) {',
+    replace: "if (e instanceof MigrationCancelled || e instanceof PostcopyAbort) {",
     why: "a cancel that interrupts a blocked write ends in 'failed' instead of 'cancelled' (the status " +
       "seen by migrate_cancel's caller)",
   },
 ];
 
-export const BATTERY: readonly Mutant[] = [...ram, ...multifd, ...colo, ...xbzrle, ...vmstate, ...failure];
+const postcopy: Mutant[] = [
+  {
+    name: "postcopy-discard-keeps-page",
+    file: "engine/postcopy_ram.ts",
+    find: "        block.clearReceived(p);\n",
+    replace: "",
+    why: "a discard that leaves the page mapped (ram_discard_range failing silently): the destination's " +
+      "guest reads the stale copy without faulting, and the page's resend meets EEXIST",
+  },
+  {
+    name: "postcopy-discard-run-short",
+    file: "engine/ram.ts",
+    find: "ranges.push([p * TARGET_PAGE_SIZE, (end - p) * TARGET_PAGE_SIZE]);",
+    replace: "ranges.push([p * TARGET_PAGE_SIZE, (end - p - 1) * TARGET_PAGE_SIZE]);",
+    why: "each run of dirty pages discarded one page short (the host-page chunking bugs of " +
+      "postcopy_chunk_hostpages): the run's last page keeps its stale copy on the destination",
+  },
+  {
+    name: "postcopy-request-resends-clean-page",
+    file: "engine/ram.ts",
+    find: "      if (r.block.testAndClearDirty(page)) {",
+    replace: "      if (r.block.testAndClearDirty(page) || true) {",
+    why: "get_queued_page sending a requested page that was sent already (its dirty bit clear): the " +
+      "destination places it twice (UFFDIO_COPY's EEXIST fails the migration)",
+  },
+  {
+    name: "postcopy-recv-bitmap-bit-order",
+    file: "engine/ram.ts",
+    find: "if ((bitmap[p >>> 3] >> (p & 7)) & 1) block.testAndClearDirty(p);",
+    replace: "if ((bitmap[p >>> 3] >> (7 - (p & 7))) & 1) block.testAndClearDirty(p);",
+    why: "the received bitmap read in the wrong bit order on resume (the bitmap_to_le/from_le class): " +
+      "received pages sent again and pages never received left clean",
+  },
+  {
+    name: "postcopy-request-lost",
+    file: "engine/postcopy_ram.ts",
+    find: "    if (!rp) return;\n    const named",
+    replace: "    if (!rp || block === this.#lastReqBlock) return;\n    const named",
+    why: "a page request in the block of the previous one never sent (the REQ_PAGES / REQ_PAGES_ID " +
+      "distinction mishandled): the faulting guest waits until the background stream brings the page",
+  },
+  {
+    name: "postcopy-multifd-not-flushed",
+    file: "engine/migration_postcopy.ts",
+    find: "      await ram.flushMultifd(f);\n",
+    replace: "",
+    why: "postcopy starts without flushing multifd (the multifd+postcopy switch): a page still queued on " +
+      "a multifd channel lands after the discard or after the destination placed a newer copy",
+  },
+];
+
+export const BATTERY: readonly Mutant[] = [
+  ...ram,
+  ...multifd,
+  ...colo,
+  ...xbzrle,
+  ...vmstate,
+  ...failure,
+  ...postcopy,
+];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */
 export const SUBSETS: Record<string, (m: Mutant) => boolean> = {

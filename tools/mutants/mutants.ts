@@ -172,6 +172,8 @@ const FIRST_FAMILIES: readonly [prefix: string, families: readonly string[]][] =
   ["engine/xbzrle.ts", ["precopy", "bad_stream"]],
   ["engine/ram_xbzrle.ts", ["precopy", "bad_stream"]],
   ["engine/page_cache.ts", ["precopy"]],
+  ["engine/postcopy_ram.ts", ["postcopy", "multifd\\+postcopy"]],
+  ["engine/migration_postcopy.ts", ["postcopy", "multifd\\+postcopy"]],
   ["engine/ram", ["precopy", "bad_stream", "multifd"]],
   // The walker and its integer codec (vmstate_types.ts) alike.
   ["engine/vmstate", ["cross-version", "bad_stream", "precopy"]],

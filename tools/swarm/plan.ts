@@ -95,9 +95,8 @@ export function planArb(cases: readonly string[]): fc.Arbitrary<SwarmPlan> {
  */
 export function applyVariant(c: MigrationCase, v: Variant): { case: MigrationCase; applied: Variant } {
   if ("expect" in c && c.expect !== undefined && c.expect !== "succeed") return { case: c, applied: {} };
-  if (c.flow !== "precopy" && c.flow !== "colo" && c.flow !== "converge-after-raise") {
-    return { case: c, applied: {} };
-  }
+  const flows = ["precopy", "colo", "converge-after-raise", "postcopy"];
+  if (!flows.includes(c.flow)) return { case: c, applied: {} };
   const caps = c.caps ?? [];
   const multifd = caps.includes("multifd");
   const applied: Variant = {};
@@ -105,7 +104,9 @@ export function applyVariant(c: MigrationCase, v: Variant): { case: MigrationCas
   if (multifd && v.channels !== undefined) {
     params["multifd-channels"] = applied.channels = v.channels;
   }
-  if (multifd && v.compression !== undefined && c.flow !== "colo") {
+  // Postcopy: multifd's channel count and zero pages, XBZRLE in its precopy phase; compression stays with
+  // the precopy families.
+  if (multifd && v.compression !== undefined && c.flow !== "colo" && c.flow !== "postcopy") {
     params["multifd-compression"] = applied.compression = v.compression;
   }
   if (v.zeroPageDetection !== undefined) {
@@ -128,6 +129,7 @@ export function applyVariant(c: MigrationCase, v: Variant): { case: MigrationCas
     ("iterations" in out && (out.iterations ?? 1) > 1);
   if (
     v.machine && workload !== "a-b" && (out.machine ?? "pc") === "pc" && !needsPasses &&
+    out.flow !== "postcopy" &&
     !("fillRandom" in out && out.fillRandom)
   ) {
     out = { ...out, machine: v.machine };

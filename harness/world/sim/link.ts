@@ -13,12 +13,50 @@ const MS_PER_BYTE = 1 / 4e6;
 /** Virtual cost of any delivery (a wakeup). */
 const DELIVERY_MS = 0.002;
 
+/**
+ * Bytes in order as a list of chunks, taken from the front by an index: a direction can hold hundreds of
+ * thousands of small writes, and Array#shift on that many is quadratic.
+ */
+class Chunks {
+  #list: Uint8Array[] = [];
+  #head = 0;
+  bytes = 0;
+
+  push(c: Uint8Array): void {
+    this.#list.push(c);
+    this.bytes += c.length;
+  }
+
+  /** Moves up to n bytes to `into` (or drops them), in chunks; returns how many moved. */
+  take(n: number, into: ((part: Uint8Array) => void) | null): number {
+    let moved = 0;
+    while (moved < n && this.#head < this.#list.length) {
+      const c = this.#list[this.#head];
+      const k = Math.min(c.length, n - moved);
+      into?.(c.subarray(0, k));
+      if (k === c.length) this.#head++;
+      else this.#list[this.#head] = c.subarray(k);
+      moved += k;
+    }
+    this.bytes -= moved;
+    if (this.#head > 1024 && this.#head * 2 > this.#list.length) {
+      this.#list = this.#list.slice(this.#head);
+      this.#head = 0;
+    }
+    return moved;
+  }
+
+  clear(): void {
+    this.#list = [];
+    this.#head = 0;
+    this.bytes = 0;
+  }
+}
+
 /** One direction of a connection, and the scheduler's actor that delivers it. */
 class SimPipe implements SimActor {
-  readonly #inflight: Uint8Array[] = [];
-  #inflightBytes = 0;
-  readonly #arrived: Uint8Array[] = [];
-  #arrivedBytes = 0;
+  readonly #inflight = new Chunks();
+  readonly #arrived = new Chunks();
   /** The writer's end closed: what is in flight still arrives, then end of stream. */
   #writerClosed = false;
   #eof = false;
@@ -37,30 +75,19 @@ class SimPipe implements SimActor {
   ) {}
 
   ready(): boolean {
-    return !this.#readerClosed && (this.#inflightBytes > 0 || (this.#writerClosed && !this.#eof));
+    return !this.#readerClosed && (this.#inflight.bytes > 0 || (this.#writerClosed && !this.#eof));
   }
 
   step(sim: Simulation): number {
-    if (this.#inflightBytes === 0) {
+    if (this.#inflight.bytes === 0) {
       this.#eof = true;
       this.#wakeReader();
       return DELIVERY_MS + this.latencyMs;
     }
-    const max = Math.min(this.#inflightBytes, sim.knobs.maxChunk);
+    const max = Math.min(this.#inflight.bytes, sim.knobs.maxChunk);
     // Mostly whole chunks, sometimes a short read of a few bytes (a header split across reads).
     const n = sim.int(0, 7) === 0 ? sim.int(1, Math.min(max, 16)) : sim.int(1, max);
-    let left = n;
-    while (left > 0) {
-      const c = this.#inflight[0];
-      const take = Math.min(c.length, left);
-      const part = c.subarray(0, take);
-      this.#arrived.push(part);
-      if (take === c.length) this.#inflight.shift();
-      else this.#inflight[0] = c.subarray(take);
-      left -= take;
-    }
-    this.#inflightBytes -= n;
-    this.#arrivedBytes += n;
+    this.#inflight.take(n, (part) => this.#arrived.push(part));
     this.#wakeReader();
     this.onDelivered?.(n);
     return DELIVERY_MS + this.latencyMs + n * MS_PER_BYTE;
@@ -70,33 +97,28 @@ class SimPipe implements SimActor {
     let off = 0;
     while (off < p.length) {
       if (this.#writerClosed || this.#readerClosed) throw new LinkClosedError(what);
-      const room = this.capacity - this.#inflightBytes - this.#arrivedBytes;
-      if (room <= 0) {
+      const room = this.capacity - this.#inflight.bytes - this.#arrived.bytes;
+      // As a socket wakes its writer only once a third of its buffer is free, not per byte read.
+      if (room < Math.min(p.length - off, Math.ceil(this.capacity / 3))) {
         await new Promise<void>((r) => this.#writeWaiters.push(r));
         continue;
       }
       const n = Math.min(room, p.length - off);
       this.#inflight.push(p.slice(off, off + n));
-      this.#inflightBytes += n;
       off += n;
     }
   }
 
   async read(p: Uint8Array): Promise<number | null> {
-    while (this.#arrivedBytes === 0) {
+    while (this.#arrived.bytes === 0) {
       if (this.#eof || this.#readerClosed) return null;
       await new Promise<void>((r) => (this.#readWaiter = r));
     }
     let n = 0;
-    while (n < p.length && this.#arrived.length > 0) {
-      const c = this.#arrived[0];
-      const take = Math.min(c.length, p.length - n);
-      p.set(c.subarray(0, take), n);
-      n += take;
-      if (take === c.length) this.#arrived.shift();
-      else this.#arrived[0] = c.subarray(take);
-    }
-    this.#arrivedBytes -= n;
+    this.#arrived.take(p.length, (part) => {
+      p.set(part, n);
+      n += part.length;
+    });
     this.#wakeWriters();
     return n;
   }
@@ -108,9 +130,8 @@ class SimPipe implements SimActor {
 
   closeReader(): void {
     this.#readerClosed = true;
-    this.#inflight.length = 0;
-    this.#arrived.length = 0;
-    this.#inflightBytes = this.#arrivedBytes = 0;
+    this.#inflight.clear();
+    this.#arrived.clear();
     this.#wakeReader();
     this.#wakeWriters();
   }
@@ -125,7 +146,7 @@ class SimPipe implements SimActor {
   /** What the direction holds, for a failure report. */
   describe(): string {
     const state = this.#readerClosed ? "closed" : this.#eof ? "eof" : this.#writerClosed ? "closing" : "open";
-    return `${this.label}: ${this.#inflightBytes} B in flight, ${this.#arrivedBytes} B unread, ${state}`;
+    return `${this.label}: ${this.#inflight.bytes} B in flight, ${this.#arrived.bytes} B unread, ${state}`;
   }
 
   #wakeReader(): void {

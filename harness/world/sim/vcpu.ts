@@ -7,6 +7,7 @@
  */
 import { createWorkload, type GuestMemory, type Workload } from "../../../engine/guest/workload.ts";
 import type { VcpuDriver, VcpuOptions } from "../../../engine/guest/vcpu.ts";
+import { userfaultAccess } from "../../../engine/guest/userfault.ts";
 import { errorMessage } from "../../../engine/error.ts";
 import type { Simulation } from "./scheduler.ts";
 
@@ -37,6 +38,8 @@ export class SimVcpu implements VcpuDriver {
       cpu: new Int32Array(opts.cpu),
       dev: new Int32Array(opts.dev),
       serial: (ch) => opts.onSerial(ch),
+      // A missing page ends the step; the next step retries it (the page may have been placed by then).
+      access: userfaultAccess(opts.userfault, (block, page) => opts.onFault(block, page), null),
     };
     // At an interleave point a running guest writes a few pages at once, as another core would, and
     // the page the point names, if any (a hot page the guest keeps writing, in the middle of its send).
