@@ -5,6 +5,7 @@ import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";
 import { CROSS_VERSION_CASES } from "./cross_version.ts";
+import { FILE_CASES } from "./file.ts";
 import { MISC_CASES } from "./misc.ts";
 import { MULTIFD_CASES } from "./multifd.ts";
 import { POSTCOPY_CASES } from "./postcopy.ts";
@@ -16,6 +17,7 @@ export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...PRECOPY_CASES,
   ...CROSS_VERSION_CASES,
   ...MULTIFD_CASES,
+  ...FILE_CASES,
   ...COLO_CASES,
   ...POSTCOPY_CASES,
   ...CANCEL_CASES,

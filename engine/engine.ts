@@ -11,7 +11,7 @@ import type { WorkloadSpec } from "./guest/workload.ts";
 import { MigrationIncoming } from "./incoming.ts";
 import { type Connector, MigrationState } from "./migration.ts";
 import { MigrationOptions } from "./options.ts";
-import type { ConfigurationInfo } from "./savevm.ts";
+import { type ConfigurationInfo, VALIDATED_CAPABILITIES } from "./savevm.ts";
 import { parseUuid } from "./uuid.ts";
 import { fileOutgoing } from "./transport/file.ts";
 import { hostNetwork, type Network } from "./transport/socket.ts";
@@ -112,7 +112,11 @@ export class Engine {
       ...host,
       uuid: () => this.uuid ?? new Uint8Array(16),
       defects: this.defects,
-      config: () => ({ machineType: this.machine.fixture.type, uuid: this.uuid }),
+      config: () => ({
+        machineType: this.machine.fixture.type,
+        uuid: this.uuid,
+        capabilities: this.validatedCapabilities(),
+      }),
       faults: () => this.faults.incoming(),
       autostart: () => this.autostart,
       net: this.net,
@@ -126,7 +130,13 @@ export class Engine {
     return {
       machineType: this.machine.fixture.type,
       uuid: this.options.cap("validate-uuid") ? this.uuid : null,
+      capabilities: this.validatedCapabilities(),
     };
+  }
+
+  /** The enabled capabilities source and destination must agree on (configuration/capabilities). */
+  validatedCapabilities(): string[] {
+    return VALIDATED_CAPABILITIES.filter((c) => this.options.cap(c));
   }
 
   startOutgoing(addr: MigrationAddress, resume = false): void {
@@ -140,7 +150,15 @@ export class Engine {
     if (addr.transport === "file") {
       connect = async () => {
         const link = await fileOutgoing(addr.path, addr.offset);
-        return { link, returnPath: false, finish: () => link.truncateToEnd() };
+        return {
+          link,
+          returnPath: false,
+          finish: () => link.truncateToEnd(),
+          // With mapped-ram, each multifd channel opens the file for itself (file_send_channel_create).
+          openChannel: this.options.cap("mapped-ram")
+            ? () => fileOutgoing(addr.path, addr.offset)
+            : undefined,
+        };
       };
     } else {
       connect = async () => ({

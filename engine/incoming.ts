@@ -22,7 +22,7 @@ import { defectsOf } from "./testing/defects.ts";
 import type { IncomingFaultHooks } from "./testing/faults.ts";
 import { ColoCache } from "./colo/cache.ts";
 import { ColoSecondary } from "./colo/secondary.ts";
-import { fileIncoming } from "./transport/file.ts";
+import { fileIncoming, type SeekableLink } from "./transport/file.ts";
 import type { Link } from "./transport/link.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { decodeInit, MULTIFD_INIT_SIZE, MULTIFD_MAGIC } from "./multifd/packet.ts";
@@ -64,6 +64,8 @@ export class MigrationIncoming {
   exitOnError = true;
   #listener: MigrationListener | null = null;
   #link: Link | null = null;
+  /** mapped-ram: the file's main handle, then one per multifd channel (closed with the main link). */
+  #fileReaders: SeekableLink[] | null = null;
   #socketAddress: SocketAddress[] = [];
   #startTime = 0;
   #endTime = 0;
@@ -116,7 +118,7 @@ export class MigrationIncoming {
 
   /** yank: shut the migration channels down. */
   yank(): void {
-    this.#link?.close();
+    this.#closeLink();
     this.#main?.link.close();
     this.#preemptLink?.close();
     void this.#multifd?.close();
@@ -129,7 +131,7 @@ export class MigrationIncoming {
         "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
       );
     }
-    this.#link?.close();
+    this.#closeLink();
     this.#preemptLink?.close();
   }
 
@@ -147,6 +149,11 @@ export class MigrationIncoming {
     void this.#acceptLoop();
   }
 
+  #closeLink(): void {
+    this.#link?.close();
+    for (const l of this.#fileReaders ?? []) l.close();
+  }
+
   #setStatus(s: MigrationStatus): void {
     if (this.status === s) return;
     this.status = s;
@@ -157,14 +164,24 @@ export class MigrationIncoming {
   start(addr: MigrationAddress): void {
     if (addr.transport === "file") {
       this.#setStatus("setup");
-      if (this.host.options.cap("multifd")) {
+      const { options } = this.host;
+      if (options.cap("multifd") && !options.cap("mapped-ram")) {
         this.#task = Promise.resolve(
-          this.#fail(new Error("multifd on a file: URI needs mapped-ram (not modelled)")),
+          this.#fail(new Error("Migration requires multi-channel URIs (e.g. tcp)")),
         );
         return;
       }
-      this.#task = fileIncoming(addr.path, addr.offset).then(
-        (link) => this.#process(link, new QEMUFileReader(link)),
+      // With mapped-ram and multifd, each channel opens the file and reads its share of the pages.
+      const readers = options.cap("mapped-ram") && options.cap("multifd")
+        ? options.params["multifd-channels"]
+        : 0;
+      this.#task = Promise.all(
+        Array.from({ length: 1 + readers }, () => fileIncoming(addr.path, addr.offset)),
+      ).then(
+        ([link, ...channels]) => {
+          this.#fileReaders = options.cap("mapped-ram") ? [link, ...channels] : null;
+          return this.#process(link, new QEMUFileReader(link));
+        },
         (e) => this.#fail(new Error(`Failed to open ${addr.path}: ${errorMessage(e)}`)),
       );
       return;
@@ -321,6 +338,7 @@ export class MigrationIncoming {
     this.#setStatus("active");
     const machine = this.host.machine;
     const ram = new RamLoadState(machine.blocks, this.#multifd, this.#coloCache);
+    ram.mappedRam = this.#fileReaders;
     this.#ram = ram;
     const savevm = new SaveVMState(machine.devices);
     registerRam(savevm, ram);
@@ -480,7 +498,7 @@ export class MigrationIncoming {
     await this.#multifd?.close();
     await this.#rp?.shut(false).catch(() => {});
     this.#endTime = this.host.machine.clock.now();
-    this.#link?.close();
+    this.#closeLink();
     this.#link = null;
     this.#listener?.close();
     this.#setStatus("completed");
@@ -488,7 +506,7 @@ export class MigrationIncoming {
 
   /** postcopy_pause_incoming: drop the channels, wait for migrate-recover's new main channel. */
   async #pauseIncoming(): Promise<{ link: Link; r: QEMUFileReader }> {
-    this.#link?.close();
+    this.#closeLink();
     this.#preemptLink?.close();
     this.#preemptLink = null;
     this.#rp = null;
@@ -511,7 +529,7 @@ export class MigrationIncoming {
       // A broken preempt channel is the main channel's pause too (the source pauses both).
       if (e instanceof ChannelLostError || this.#closing) return;
       this.#fail(e);
-      this.#link?.close();
+      this.#closeLink();
     } finally {
       link.close();
       if (this.#preemptLink === link) this.#preemptLink = null;
@@ -554,7 +572,7 @@ export class MigrationIncoming {
     this.#endTime = this.host.machine.clock.now();
     this.errorDesc = e instanceof StreamError ? `load of migration failed: ${e.message}` : errorMessage(e);
     this.host.log(this.errorDesc);
-    this.#link?.close();
+    this.#closeLink();
     this.#link = null;
     this.#main?.link.close();
     for (const l of this.#pending) l.close();
@@ -574,7 +592,7 @@ export class MigrationIncoming {
     this.#preemptLink?.close();
     this.#cancelChannelTimer?.();
     this.#listener?.close();
-    this.#link?.close();
+    this.#closeLink();
     this.#main?.link.close();
     for (const l of this.#pending) l.close();
     await this.#multifd?.close();

@@ -28,6 +28,9 @@ import type { OutgoingFaultHooks } from "./testing/faults.ts";
 import { ColoPrimary } from "./colo/primary.ts";
 import { BitmapWait, PostcopyAbort, PostcopySource, savePostcopyAdvise } from "./migration_postcopy.ts";
 import type { Link } from "./transport/link.ts";
+import { isSeekable } from "./transport/file.ts";
+import { MappedRamSave } from "./ram_mapped.ts";
+import type { MigrationAddress } from "./transport/uri.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { MultifdSendState } from "./multifd/send.ts";
 
@@ -65,6 +68,27 @@ export interface OutgoingChannels {
 }
 export type Connector = () => Promise<OutgoingChannels>;
 
+/**
+ * migration_channels_and_transport_compatible (and, for `migrate`, migrate_prepare's compression check):
+ * mapped-ram needs a seekable transport, multifd several channels (a file has them only with mapped-ram).
+ * Returns QEMU's error, or null.
+ */
+export function transportCompatible(
+  addr: MigrationAddress,
+  options: MigrationOptions,
+  outgoing: boolean,
+): string | null {
+  const mapped = options.cap("mapped-ram");
+  if (mapped && addr.transport !== "file") return "Migration requires seekable transport (e.g. file)";
+  if (options.cap("multifd") && addr.transport === "file" && !mapped) {
+    return "Migration requires multi-channel URIs (e.g. tcp)";
+  }
+  if (outgoing && mapped && options.cap("multifd") && options.params["multifd-compression"] !== "none") {
+    return "Cannot use compression with mapped-ram";
+  }
+  return null;
+}
+
 export class MigrationState {
   status: MigrationStatus = "none";
   errorDesc: string | null = null;
@@ -73,6 +97,7 @@ export class MigrationState {
 
   #ram: RamSaveState | null = null;
   #f: QEMUFileWriter | null = null;
+  #mappedRam: MappedRamSave | null = null;
   #link: Link | null = null;
   #multifd: MultifdSendState | null = null;
   #startTime = 0;
@@ -254,7 +279,13 @@ export class MigrationState {
       const f = new QEMUFileWriter(faults.mainChannel(opened.link));
       f.faults = faults.output();
       this.#f = f;
-      const multifd = options.cap("multifd") ? await this.#multifdSetup(opened, faults) : null;
+      let mappedRam: MappedRamSave | null = null;
+      if (options.cap("mapped-ram")) {
+        if (!isSeekable(opened.link)) throw new Error("Migration requires seekable transport (e.g. file)");
+        mappedRam = new MappedRamSave(opened.link);
+      }
+      this.#mappedRam = mappedRam;
+      const multifd = options.cap("multifd") ? await this.#multifdSetup(opened, faults, mappedRam) : null;
       this.#multifd = multifd;
       this.#checkCancelled();
       const interleave = machine.clock.interleave?.bind(machine.clock);
@@ -268,6 +299,7 @@ export class MigrationState {
             ? new XbzrleSaveState(options.params["xbzrle-cache-size"], interleave)
             : null,
           interleave,
+          mappedRam,
         },
       );
       this.#ram = ram;
@@ -301,7 +333,7 @@ export class MigrationState {
       // Iterations until the remaining dirty memory fits in the downtime at the measured bandwidth.
       let slotStart = this.#clock.now();
       // Main channel and multifd channels both count against the rate limit.
-      const sent = () => f.position + (multifd?.bytes ?? 0);
+      const sent = () => f.position + (multifd?.bytes ?? 0) + (mappedRam?.bytes ?? 0);
       let slotBytes = sent();
       const rateExceeded = () => {
         const limit = options.params["max-bandwidth"] / (1000 / BUFFER_DELAY_MS);
@@ -483,11 +515,13 @@ export class MigrationState {
   }
 
   /** Connects the multifd channels and sends their handshakes (multifd_send_setup). */
-  async #multifdSetup(opened: OutgoingChannels, faults: OutgoingFaultHooks): Promise<MultifdSendState> {
+  async #multifdSetup(
+    opened: OutgoingChannels,
+    faults: OutgoingFaultHooks,
+    mappedRam: MappedRamSave | null,
+  ): Promise<MultifdSendState> {
     const { options } = this.host;
-    if (!opened.openChannel) {
-      throw new Error("multifd on a file: URI needs mapped-ram, which this engine does not model");
-    }
+    if (!opened.openChannel) throw new Error("Migration requires multi-channel URIs (e.g. tcp)");
     const n = faults.multifdChannels(options.params["multifd-channels"]);
     const settled = await Promise.allSettled(Array.from({ length: n }, () => opened.openChannel!()));
     const links = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
@@ -507,6 +541,7 @@ export class MigrationState {
         : options.params["multifd-zlib-level"],
       detectZeroPages: options.params["zero-page-detection"] === "multifd",
       faults,
+      mappedRam: mappedRam ?? undefined,
     });
     this.#multifd = m;
     await m.setup();
@@ -573,7 +608,7 @@ export class MigrationState {
     if (ram) {
       const mf = this.#multifd;
       const multifdBytes = mf?.bytes ?? 0;
-      const transferred = (this.#f?.position ?? 0) + multifdBytes;
+      const transferred = (this.#f?.position ?? 0) + multifdBytes + (this.#mappedRam?.bytes ?? 0);
       const normal = ram.counters.normal + (mf?.normalPages ?? 0);
       out["ram"] = {
         transferred,

@@ -42,6 +42,7 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "postcopy-ram",
   "postcopy-blocktime",
   "postcopy-preempt",
+  "mapped-ram",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
@@ -186,6 +187,12 @@ export class MigrationOptions {
       return "Postcopy preempt requires postcopy-ram";
     }
     if (next.get("postcopy-ram") && next.get("x-colo")) return "COLO is not compatible with postcopy-ram";
+    if (next.get("mapped-ram") && next.get("xbzrle")) {
+      return "Mapped-ram migration is incompatible with xbzrle";
+    }
+    if (next.get("mapped-ram") && next.get("postcopy-ram")) {
+      return "Mapped-ram migration is incompatible with postcopy";
+    }
     for (const [k, v] of next) this.caps.set(k, v);
     return null;
   }

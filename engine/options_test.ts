@@ -103,11 +103,29 @@ Deno.test("options: setCapabilities is all-or-nothing", async (t) => {
       o.setCapabilities([
         { capability: "return-path", state: true },
         { capability: "validate-uuid", state: true },
-        { capability: "mapped-ram", state: true },
+        { capability: "x-ignore-shared", state: true },
       ]),
-      "Capability 'mapped-ram' is not supported by the migtest engine",
+      "Capability 'x-ignore-shared' is not supported by the migtest engine",
     );
     assert.ok(o.queryCapabilities().every((c) => !c.state));
+  });
+  await t.step("mapped-ram excludes xbzrle and postcopy-ram (migrate_caps_check's texts)", () => {
+    const o = new MigrationOptions();
+    assert.equal(
+      o.setCapabilities([{ capability: "mapped-ram", state: true }, { capability: "xbzrle", state: true }]),
+      "Mapped-ram migration is incompatible with xbzrle",
+    );
+    assert.equal(
+      o.setCapabilities([{ capability: "mapped-ram", state: true }, {
+        capability: "postcopy-ram",
+        state: true,
+      }]),
+      "Mapped-ram migration is incompatible with postcopy",
+    );
+    assert.equal(
+      o.setCapabilities([{ capability: "mapped-ram", state: true }, { capability: "multifd", state: true }]),
+      null,
+    );
   });
   await t.step("postcopy-preempt needs postcopy-ram; postcopy-ram and x-colo exclude each other", () => {
     const o = new MigrationOptions();
@@ -166,7 +184,7 @@ Deno.test("options: setCapabilities is all-or-nothing", async (t) => {
     // A later failing call leaves the earlier state alone.
     assert.notEqual(
       o.setCapabilities([{ capability: "return-path", state: false }, {
-        capability: "mapped-ram",
+        capability: "x-ignore-shared",
         state: true,
       }]),
       null,

@@ -4,6 +4,7 @@
  * that errors can say where in the stream they happened.
  */
 import { asError, errorMessage } from "./error.ts";
+import { isSeekable } from "./transport/file.ts";
 import type { Link } from "./transport/link.ts";
 
 /** A malformed or truncated incoming stream; `offset` is the stream position where it was detected. */
@@ -283,6 +284,19 @@ export class QEMUFileReader {
   }
   skip(n: number): void {
     this.#start += n;
+  }
+
+  /**
+   * qemu_set_offset on a seekable channel: the stream goes on at absolute file offset `at`; what was
+   * buffered is dropped. Stream offsets keep counting from the file's base offset.
+   */
+  async seekTo(at: number): Promise<void> {
+    const link = this.link;
+    if (!isSeekable(link)) throw this.error(`${link.description} is not seekable`);
+    await link.seek(at);
+    this.#base = at - link.base;
+    this.#start = this.#end = 0;
+    this.#eof = false;
   }
 
   /** Reads a u8-counted string (idstr). */

@@ -12,6 +12,8 @@ import { RAM_SECTION_ID, type SaveCompleteOptions, type SaveStateEntry, type Sav
 import { ENCODING_FLAG_XBZRLE, type XbzrleSaveState } from "./ram_xbzrle.ts";
 import { xbzrleDecode } from "./xbzrle.ts";
 import type { PostcopyIncoming } from "./postcopy_ram.ts";
+import { loadBlock, type MappedRamSave } from "./ram_mapped.ts";
+import type { SeekableLink } from "./transport/file.ts";
 
 export const RAM_SAVE_FLAG_FULL = 0x01;
 export const RAM_SAVE_FLAG_ZERO = 0x02;
@@ -80,6 +82,8 @@ export class RamSaveState {
   #lastStage = false;
   readonly multifd: MultifdSendState | null;
   readonly xbzrle: XbzrleSaveState | null;
+  /** mapped-ram: pages go to their fixed offsets in the file, not into the stream. */
+  readonly mappedRam: MappedRamSave | null;
 
   readonly #interleave?: (point: string, page?: number) => void;
 
@@ -94,9 +98,12 @@ export class RamSaveState {
       xbzrle?: XbzrleSaveState | null;
       /** Where the simulated world may let the guest write in the middle of sending a page. */
       interleave?: (point: string, page?: number) => void;
+      /** With mapped-ram, each block's layout follows it in the block list; pages are written in place. */
+      mappedRam?: MappedRamSave | null;
     } = {},
   ) {
     this.#interleave = opts.interleave;
+    this.mappedRam = opts.mappedRam ?? null;
     this.multifd = opts.multifd ?? null;
     this.xbzrle = opts.xbzrle ?? null;
     this.#periodStart = now();
@@ -122,6 +129,7 @@ export class RamSaveState {
     for (const b of this.blocks) {
       f.putCountedString(b.idstr);
       f.putBe64(b.usedLength);
+      if (this.mappedRam) await this.mappedRam.setupBlock(f, b);
     }
     if (this.multifd) await this.#multifdFlushAndSync(f);
     f.putBe64(RAM_SAVE_FLAG_EOS);
@@ -133,9 +141,13 @@ export class RamSaveState {
     if (this.multifd) await this.#multifdFlushAndSync(f);
   }
 
-  /** multifd_ram_flush_and_sync: every channel sends SYNC, then MULTIFD_FLUSH on the main channel. */
+  /**
+   * multifd_ram_flush_and_sync: every channel sends SYNC, then MULTIFD_FLUSH on the main channel. With
+   * mapped-ram the channels are only waited for (MULTIFD_SYNC_LOCAL): no packet, no flag.
+   */
   async #multifdFlushAndSync(f: QEMUFileWriter): Promise<void> {
     await this.multifd!.sync();
+    if (this.mappedRam) return;
     f.putBe64(RAM_SAVE_FLAG_MULTIFD_FLUSH);
     this.counters.transferred += 8;
     // The flag must reach the destination now: its channels are parked at the barrier until it does,
@@ -177,6 +189,7 @@ export class RamSaveState {
       if (f.needsFlush) await f.push();
       if ((sent & 63) === 0 && this.now() - t0 > MAX_WAIT_MS) break;
     }
+    await this.mappedRam?.flush();
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += 8;
     return sent;
@@ -202,6 +215,8 @@ export class RamSaveState {
       if (f.needsFlush) await f.push();
     }
     if (this.multifd) await this.#multifdFlushAndSync(f);
+    // After the channels are done: their pages' bits are set (ram_save_file_bmap).
+    await this.mappedRam?.writeBitmaps();
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += 8;
   }
@@ -232,6 +247,11 @@ export class RamSaveState {
     const mainZero = detection !== "none" && (!this.multifd || detection === "legacy");
     const addr = block.offset + page * TARGET_PAGE_SIZE;
     if (mainZero && isZeroPage(data)) {
+      if (this.mappedRam) {
+        this.mappedRam.zeroPage(block, page);
+        this.counters.duplicate++;
+        return undefined;
+      }
       const start = f.position;
       this.#header(f, block, page, RAM_SAVE_FLAG_ZERO);
       f.put8(0);
@@ -241,6 +261,11 @@ export class RamSaveState {
       return undefined;
     }
     if (this.multifd) return this.multifd.queuePage(block, page);
+    if (this.mappedRam) {
+      this.counters.normal++;
+      this.counters.transferred += TARGET_PAGE_SIZE;
+      return this.mappedRam.page(block, page);
+    }
     const start = f.position;
     let raw = data;
     if (this.xbzrle?.started) {
@@ -390,6 +415,7 @@ export class RamSaveState {
       if (f.needsFlush || (sent & 63) === 0) await f.push();
       if ((sent & 63) === 0 && this.now() - t0 > MAX_WAIT_MS) break;
     }
+    await this.mappedRam?.flush();
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += 8;
     return sent;
@@ -516,6 +542,11 @@ export class RamLoadState {
   onPage: (() => Promise<void> | undefined) | null = null;
   /** The postcopy destination: once it listens, every page is placed through it (ram_load_postcopy). */
   postcopy: PostcopyIncoming | null = null;
+  /**
+   * mapped-ram: the file's readers (the main channel's first, then the multifd channels'): each block's
+   * pages are read from their offsets when the block list names it.
+   */
+  mappedRam: SeekableLink[] | null = null;
 
   constructor(
     readonly blocks: RamBlock[],
@@ -696,9 +727,22 @@ export class RamLoadState {
           idAt,
         );
       }
+      if (this.mappedRam) await this.#loadMapped(r, block, this.mappedRam);
       remaining -= len;
       if (remaining < 0) throw r.error("RAM block list overruns the announced total size", idAt);
     }
+  }
+
+  /** A block's pages from the file, through the route (guest RAM, or the COLO cache too). */
+  async #loadMapped(r: QEMUFileReader, block: RamBlock, readers: SeekableLink[]): Promise<void> {
+    await loadBlock(r, block, readers, (first, data) => {
+      for (let i = 0; i < data.length / TARGET_PAGE_SIZE; i++) {
+        const page = data.subarray(i * TARGET_PAGE_SIZE, (i + 1) * TARGET_PAGE_SIZE);
+        this.#route.host(block, first + i).set(page);
+        this.#route.received(block, first + i);
+        this.counters.normal++;
+      }
+    });
   }
 
   /** The common case without a wait: a CONTINUE record on the last block. */

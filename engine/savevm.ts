@@ -3,6 +3,7 @@
  * sections with footers, commands, EOF and the JSON vmdesc; and the destination's loadvm main loop.
  */
 import { uuidToString } from "./uuid.ts";
+import { CAPABILITIES } from "./options.ts";
 import type { Device } from "./guest/devices/device.ts";
 import { QEMUFileReader, type QEMUFileWriter, StreamError } from "./qemu_file.ts";
 import { BytesLink } from "./transport/buffer.ts";
@@ -67,7 +68,15 @@ export interface ConfigurationInfo {
   machineType: string;
   /** 16 bytes; sent in the configuration/uuid subsection when validate-uuid is on. */
   uuid: Uint8Array | null;
+  /**
+   * The enabled capabilities both sides must agree on (should_validate_capability: x-ignore-shared,
+   * mapped-ram); sent in configuration/capabilities when there is any, checked against the local ones.
+   */
+  capabilities?: readonly string[];
 }
+
+/** What should_validate_capability names, in QAPI order. */
+export const VALIDATED_CAPABILITIES = ["x-ignore-shared", "mapped-ram"] as const;
 
 export type VmdescObject = Record<string, unknown>;
 
@@ -202,17 +211,35 @@ export function saveHeader(f: QEMUFileWriter, cfg: ConfigurationInfo): VmdescObj
       { name: "name", type: "buffer", size: name.length },
     ],
   };
+  const subsections: VmdescObject[] = [];
+  const caps = cfg.capabilities ?? [];
+  if (caps.length) {
+    f.put8(QEMU_VM_SUBSECTION);
+    f.putCountedString("configuration/capabilities");
+    f.putBe32(1);
+    f.putBe32(caps.length);
+    for (const c of caps) f.putCountedString(c);
+    subsections.push({
+      vmsd_name: "configuration/capabilities",
+      version: 1,
+      fields: [
+        { name: "caps_count", type: "uint32", size: 4 },
+        { name: "capabilities", array_len: caps.length, type: "capability", size: 4 },
+      ],
+    });
+  }
   if (cfg.uuid) {
     f.put8(QEMU_VM_SUBSECTION);
     f.putCountedString("configuration/uuid");
     f.putBe32(1);
     f.putBytes(cfg.uuid);
-    desc.subsections = [{
+    subsections.push({
       vmsd_name: "configuration/uuid",
       version: 1,
       fields: [{ name: "uuid", type: "buffer", size: 16 }],
-    }];
+    });
   }
+  if (subsections.length) desc.subsections = subsections;
   return desc;
 }
 
@@ -523,6 +550,7 @@ async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<
   await r.need(len, "configuration.name");
   const machineType = new TextDecoder().decode(r.getBytes(len));
   let uuid: Uint8Array | null = null;
+  let received: string[] = [];
   while (true) {
     await r.need(1, "configuration subsection or next section");
     if (r.peek(1)[0] !== QEMU_VM_SUBSECTION) break;
@@ -534,6 +562,19 @@ async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<
     if (name === "configuration/uuid") {
       await r.need(16, "configuration/uuid");
       uuid = r.getBytes(16);
+    } else if (name === "configuration/capabilities") {
+      await r.need(4, "configuration/capabilities.caps_count");
+      const count = r.getBe32();
+      if (count > 255) throw r.error(`configuration/capabilities: ${count} capabilities`, subAt);
+      received = [];
+      for (let i = 0; i < count; i++) {
+        const capAt = r.position;
+        const cap = await r.getCountedString("capability name");
+        if (!(CAPABILITIES as readonly string[]).includes(cap)) {
+          throw r.error(`get_capability: Received unknown capability ${cap}`, capAt);
+        }
+        received.push(cap);
+      }
     } else if (name === "configuration/target-page-bits") {
       await r.need(4, name);
       const bits = r.getBe32();
@@ -547,6 +588,16 @@ async function loadHeader(r: QEMUFileReader, local: ConfigurationInfo): Promise<
   if (machineType !== local.machineType) {
     throw r.error(`Machine type received is '${machineType}' and local is '${local.machineType}'`, at);
   }
+  // configuration_validate_capabilities: every mismatch is reported, then the load fails.
+  const localCaps = local.capabilities ?? [];
+  const mismatches = VALIDATED_CAPABILITIES.flatMap((c) => {
+    const src = received.includes(c);
+    const dst = localCaps.includes(c);
+    return src === dst ? [] : [
+      `Capability ${c} is ${dst ? "on" : "off"}, but received capability is ${src ? "on" : "off"}`,
+    ];
+  });
+  if (mismatches.length) throw r.error(mismatches.join("; "), at);
   if (uuid && local.uuid && uuid.some((b, i) => b !== local.uuid![i])) {
     throw r.error(`UUID received is ${uuidToString(uuid)} and local is ${uuidToString(local.uuid)}`, at);
   }

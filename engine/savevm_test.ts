@@ -253,6 +253,50 @@ Deno.test("savevm: UUID validation", async (t) => {
   });
 });
 
+Deno.test("savevm: configuration/capabilities (mapped-ram) as QEMU 10.0 writes and checks it", async (t) => {
+  const mapped = { machineType: MACHINE, uuid: null, capabilities: ["mapped-ram"] };
+  await t.step("the subsection's bytes", async () => {
+    const bytes = await encode((w) => void saveHeader(w, mapped));
+    // From QEMU 10.0.2's own file: SUBSECTION, "configuration/capabilities", version 1, count 1, the name.
+    const sub = new TextEncoder().encode("configuration/capabilities");
+    const want = [
+      5,
+      sub.length,
+      ...sub,
+      0,
+      0,
+      0,
+      1,
+      0,
+      0,
+      0,
+      1,
+      10,
+      ...new TextEncoder().encode("mapped-ram"),
+    ];
+    assert.deepEqual([...bytes.subarray(bytes.length - want.length)], want);
+  });
+  await t.step("both on, or both off: no error", async () => {
+    const { bytes } = await buildStream(sourceGuest(), mapped);
+    assert.equal((await load(bytes, mapped)).error, null);
+    const plain = await buildStream(sourceGuest());
+    assert.equal(
+      (await load(plain.bytes, { machineType: MACHINE, uuid: null, capabilities: [] })).error,
+      null,
+    );
+  });
+  await t.step("one side only: QEMU's error, either way", async () => {
+    const { bytes } = await buildStream(sourceGuest(), mapped);
+    await loadError(bytes, /^Capability mapped-ram is off, but received capability is on$/, 8);
+    const plain = await buildStream(sourceGuest());
+    await loadError(plain.bytes, /^Capability mapped-ram is on, but received capability is off$/, 8, mapped);
+  });
+  await t.step("an unknown capability name", async () => {
+    const bytes = await encode((w) => void saveHeader(w, { ...mapped, capabilities: ["warp-drive"] }));
+    await loadError(bytes, /^get_capability: Received unknown capability warp-drive$/);
+  });
+});
+
 /** Magic, version and a configuration section for MACHINE, then whatever `rest` writes. */
 function afterHeader(rest: (w: QEMUFileWriter) => void): Promise<Uint8Array> {
   return encode((w) => {

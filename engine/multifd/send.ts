@@ -7,6 +7,8 @@ import { errorMessage } from "../error.ts";
 import { type OutputFaults, QEMUFileWriter } from "../qemu_file.ts";
 import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from "../ram_block.ts";
 import type { Link } from "../transport/link.ts";
+import { isSeekable } from "../transport/file.ts";
+import { copyRun, type MappedRamSave } from "../ram_mapped.ts";
 import type { MultifdCompressor, MultifdMethod } from "./compression.ts";
 import { encodeInit, MULTIFD_FLAG_SYNC, MULTIFD_PAGE_COUNT, writePacket } from "./packet.ts";
 
@@ -28,6 +30,11 @@ export interface MultifdSendOptions {
   detectZeroPages: boolean;
   /** Test faults (x-test-inject-fault). */
   faults?: MultifdSendFaultHooks;
+  /**
+   * mapped-ram (multifd_file_nocomp): the channels are the file opened once each; a batch's pages are
+   * written at their offsets, no packets, no handshake, and zero pages only clear their bits.
+   */
+  mappedRam?: MappedRamSave;
 }
 
 class SendChannel {
@@ -49,6 +56,8 @@ export class MultifdSendState {
   /** Pages sent with data, and zero pages sent as offsets only. */
   normalPages = 0;
   zeroPages = 0;
+  /** Bytes the channels wrote at page offsets (mapped-ram). */
+  #fileBytes = 0;
 
   constructor(links: Link[], private readonly opts: MultifdSendOptions) {
     this.#channels = links.map((l, i) => {
@@ -60,11 +69,12 @@ export class MultifdSendState {
 
   /** Bytes written on all channels (multifd-bytes). */
   get bytes(): number {
-    return this.#channels.reduce((n, c) => n + c.f.position, 0);
+    return this.#fileBytes + this.#channels.reduce((n, c) => n + c.f.position, 0);
   }
 
   /** multifd_send_initial_packet on every channel. */
   async setup(): Promise<void> {
+    if (this.opts.mappedRam) return;
     await Promise.all(this.#channels.map(async (c) => {
       c.f.putBytes(encodeInit(this.opts.uuid, this.opts.faults?.multifdChannelId(c.id) ?? c.id));
       await c.f.flush();
@@ -93,6 +103,10 @@ export class MultifdSendState {
   /** multifd_send_sync_main: flush, then each channel sends SYNC after its pending packet. */
   async sync(): Promise<void> {
     await this.flush();
+    if (this.opts.mappedRam) {
+      await Promise.all(this.#channels.map((c) => c.busy));
+      return this.#check();
+    }
     await Promise.all(this.#channels.map(async (c) => {
       await c.busy;
       this.#check();
@@ -144,6 +158,7 @@ export class MultifdSendState {
     }
     this.normalPages += normal.length;
     this.zeroPages += zero.length;
+    if (this.opts.mappedRam) return this.#writeInPlace(ch, block, normal, zero, this.opts.mappedRam);
     const packetNum = this.#packetNum++;
     const wireOffsets = [...normal, ...zero];
     this.opts.faults?.multifdPacket(block, wireOffsets, normal.length);
@@ -167,6 +182,39 @@ export class MultifdSendState {
       if (payload) c.f.putBytes(payload);
       else for (const off of normal) c.f.putBytes(block.mem.subarray(off, off + TARGET_PAGE_SIZE));
       await c.f.flush();
+    })().catch((e) => {
+      this.#error ??= new Error(`multifd channel ${c.id}: ${errorMessage(e)}`);
+    }).finally(() => (c.busy = null));
+  }
+
+  /** file_write_ramblock_iov: the batch's pages at their file offsets, in contiguous runs; then their bits. */
+  #writeInPlace(
+    c: SendChannel,
+    block: RamBlock,
+    normal: number[],
+    zero: number[],
+    mapped: MappedRamSave,
+  ): void {
+    const mb = mapped.of(block);
+    for (const off of zero) mb.clear(off / TARGET_PAGE_SIZE);
+    const link = c.f.link;
+    if (!isSeekable(link)) throw new Error(`multifd channel ${c.id}: ${link.description} is not seekable`);
+    // Copied now, as the packet path copies into its buffer: the guest may change a page from here on
+    // (it is then dirty and sent again).
+    const runs: { first: number; data: Uint8Array }[] = [];
+    const pages = normal.map((off) => off / TARGET_PAGE_SIZE).sort((a, b) => a - b);
+    for (let i = 0; i < pages.length;) {
+      let n = 1;
+      while (i + n < pages.length && pages[i + n] === pages[i] + n) n++;
+      runs.push({ first: pages[i], data: copyRun(block, pages[i], n) });
+      i += n;
+    }
+    c.busy = (async () => {
+      for (const run of runs) {
+        await link.pwrite(run.data, mb.pageOffset(run.first));
+        this.#fileBytes += run.data.length;
+      }
+      for (const p of pages) mb.set(p);
     })().catch((e) => {
       this.#error ??= new Error(`multifd channel ${c.id}: ${errorMessage(e)}`);
     }).finally(() => (c.busy = null));

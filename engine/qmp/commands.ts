@@ -3,6 +3,7 @@
  * QEMU's names, arguments and errors. The `x-test-` commands are in engine/testing/commands.ts.
  */
 import { MIGRATION_STATUSES } from "../migration_status.ts";
+import { transportCompatible } from "../migration.ts";
 import type { Engine } from "../engine.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
 import { uuidToString } from "../uuid.ts";
@@ -127,7 +128,10 @@ export function engineCommands(e: Engine): QmpCommand[] {
         }
         if (m.runstate === "inmigrate") throw new QmpError("Guest is waiting for an incoming migration");
         if (inProgress(e)) throw new QmpError("There's a migration process in progress");
-        e.startOutgoing(address(args, "migrate"));
+        const addr = address(args, "migrate");
+        const bad = transportCompatible(addr, e.options, true);
+        if (bad) throw new QmpError(bad);
+        e.startOutgoing(addr);
       },
     },
     {
@@ -175,6 +179,8 @@ export function engineCommands(e: Engine): QmpCommand[] {
         if (!e.deferredIncoming) throw new QmpError("'-incoming' was not specified on the command line");
         if (e.incoming.started) throw new QmpError("The incoming migration has already been started");
         const addr = address(args, "migrate-incoming");
+        const bad = transportCompatible(addr, e.options, false);
+        if (bad) throw new QmpError(bad);
         e.incoming.exitOnError = args["exit-on-error"] !== false;
         try {
           e.incoming.start(addr);

@@ -61,9 +61,12 @@ Deno.test("qmp commands: argument and state errors", async (t) => {
       );
       assert.match(
         await error(qmp, "migrate-set-capabilities", {
-          capabilities: [{ capability: "events", state: true }, { capability: "mapped-ram", state: true }],
+          capabilities: [{ capability: "events", state: true }, {
+            capability: "x-ignore-shared",
+            state: true,
+          }],
         }),
-        /Capability 'mapped-ram' is not supported/,
+        /Capability 'x-ignore-shared' is not supported/,
       );
       const caps = await qmp.execute<{ capability: string; state: boolean }[]>("query-migrate-capabilities");
       assert.equal(caps.find((c) => c.capability === "events")?.state, false, "nothing applied on error");

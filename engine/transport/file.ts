@@ -1,49 +1,131 @@
 /**
  * The `file:` transport (migration/file.c): the stream is written to, or read from, a file starting at
- * `offset`; bytes before the offset are left alone.
+ * `offset`; bytes before the offset are left alone. The file is seekable (QIO_CHANNEL_FEATURE_SEEKABLE):
+ * mapped-ram moves the stream past each RAM block's page area and writes or reads pages at their fixed
+ * offsets (pwrite/pread) without moving the stream.
  */
 import type { Link } from "./link.ts";
 
-class FileLink implements Link {
+/** A Link over a file that can also seek and do positioned I/O (QEMU's seekable QIOChannelFile). */
+export interface SeekableLink extends Link {
+  /** The URI's offset= (stream offsets in errors count from here). */
+  readonly base: number;
+  /** Absolute file offset of the next streamed byte. */
+  tell(): number;
+  /** Moves the stream to absolute offset `at` (qemu_set_offset). */
+  seek(at: number): Promise<void>;
+  /** Writes all of `p` at absolute offset `at`; the stream's position does not move. */
+  pwrite(p: Uint8Array, at: number): Promise<void>;
+  /** Reads `p.length` bytes at absolute offset `at`; fewer only at the end of the file. */
+  pread(p: Uint8Array, at: number): Promise<number>;
+}
+
+export function isSeekable(link: Link): link is SeekableLink {
+  return "pwrite" in link && "seek" in link;
+}
+
+class FileLink implements SeekableLink {
   #closed = false;
-  #written = 0;
+  #pos: number;
+  /** The furthest byte written, streamed or positioned: where a writer cuts the file. */
+  #extent: number;
+  /** Positioned I/O uses its own handle (as pread/pwrite leave the stream's offset alone), one at a time. */
+  #positioned: Deno.FsFile | null = null;
+  #queue: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly file: Deno.FsFile,
-    readonly description: string,
-    private readonly offset: number,
-  ) {}
+    private readonly path: string,
+    readonly base: number,
+    private readonly writable: boolean,
+  ) {
+    this.#pos = base;
+    this.#extent = base;
+  }
+
+  get description(): string {
+    return `file:${this.path}`;
+  }
 
   async read(p: Uint8Array): Promise<number | null> {
     if (this.#closed) return null;
-    return await this.file.read(p);
+    const n = await this.file.read(p);
+    if (n) this.#pos += n;
+    return n;
   }
 
   async write(p: Uint8Array): Promise<void> {
     let off = 0;
     while (off < p.length) off += await this.file.write(p.subarray(off));
-    this.#written += p.length;
+    this.#pos += p.length;
+    this.#extent = Math.max(this.#extent, this.#pos);
   }
 
-  /** Writers cut the file at the end of the stream so an older, longer stream leaves no tail. */
+  tell(): number {
+    return this.#pos;
+  }
+
+  async seek(at: number): Promise<void> {
+    this.#pos = await this.file.seek(at, Deno.SeekMode.Start);
+  }
+
+  pwrite(p: Uint8Array, at: number): Promise<void> {
+    return this.#serial(async (f) => {
+      await f.seek(at, Deno.SeekMode.Start);
+      let off = 0;
+      while (off < p.length) off += await f.write(p.subarray(off));
+      this.#extent = Math.max(this.#extent, at + p.length);
+    });
+  }
+
+  pread(p: Uint8Array, at: number): Promise<number> {
+    return this.#serial(async (f) => {
+      await f.seek(at, Deno.SeekMode.Start);
+      let got = 0;
+      while (got < p.length) {
+        const n = await f.read(p.subarray(got));
+        if (n === null) break;
+        got += n;
+      }
+      return got;
+    });
+  }
+
+  #serial<T>(op: (f: Deno.FsFile) => Promise<T>): Promise<T> {
+    const run = this.#queue.then(async () => {
+      if (this.#closed) throw new Error(`${this.description}: channel closed`);
+      this.#positioned ??= await Deno.open(this.path, { read: true, write: this.writable });
+      return await op(this.#positioned);
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Writers cut the file at the furthest byte written so an older, longer stream leaves no tail. */
   truncateToEnd(): void {
-    this.file.truncateSync(this.offset + this.#written);
+    this.file.truncateSync(this.#extent);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.file.close();
+    // A positioned operation in flight keeps its handle until it settles.
+    void this.#queue.then(() => this.#positioned?.close());
   }
 }
 
-export async function fileOutgoing(path: string, offset: number): Promise<Link & { truncateToEnd(): void }> {
+export async function fileOutgoing(
+  path: string,
+  offset: number,
+): Promise<SeekableLink & { truncateToEnd(): void }> {
   const file = await Deno.open(path, { write: true, create: true, mode: 0o600 });
   await file.seek(offset, Deno.SeekMode.Start);
-  return new FileLink(file, `file:${path}`, offset);
+  return new FileLink(file, path, offset, true);
 }
 
-export async function fileIncoming(path: string, offset: number): Promise<Link> {
+export async function fileIncoming(path: string, offset: number): Promise<SeekableLink> {
   const file = await Deno.open(path, { read: true });
   await file.seek(offset, Deno.SeekMode.Start);
-  return new FileLink(file, `file:${path}`, offset);
+  return new FileLink(file, path, offset, false);
 }

@@ -51,6 +51,18 @@ const COLO_MULTIFD = [
 
 export const QEMU_BUGS: readonly QemuBug[] = [
   {
+    id: "qemu-mapped-ram-params-check-reads-old-value",
+    summary: "migrate_params_check refuses compression with mapped-ram by reading the current parameters, " +
+      "not the new ones: setting multifd-compression zlib is accepted, and every later " +
+      "migrate-set-parameters, however unrelated, fails (the check is in options.c since 9.0)",
+    cases: ["/migration/multifd/file/mapped-ram/zlib"],
+    side: "src",
+    range: { from: "10.0", through: "10.0" },
+    // The flow's next set (the convergence parameters) is the one refused.
+    symptom:
+      /migrate-set-parameters failed: GenericError: Mapped-ram only available for non-compressed non-TLS/,
+  },
+  {
     id: "qemu-postcopy-cancel-accepted",
     summary: "migrate_cancel in postcopy-active, -paused or -recover is accepted (the source goes " +
       "'cancelling') although the guest already runs on the destination and cannot come back; 10.0 " +

@@ -18,6 +18,14 @@ import {
 } from "../../engine/ram.ts";
 import { TARGET_PAGE_SIZE } from "../../engine/ram_block.ts";
 import { ENCODING_FLAG_XBZRLE } from "../../engine/ram_xbzrle.ts";
+import {
+  bitmapBytes,
+  decodeHeader,
+  MAPPED_RAM_FILE_OFFSET_ALIGNMENT,
+  MAPPED_RAM_HDR_SIZE,
+  MAPPED_RAM_HDR_VERSION,
+} from "../../engine/ram_mapped.ts";
+import type { SeekableLink } from "../../engine/transport/file.ts";
 import type { RamBlockResult, RamResult } from "./types.ts";
 
 interface RamBlockState {
@@ -41,6 +49,8 @@ export class RamRecords {
   result: RamResult | null = null;
   /** x-ignore-shared: each listed block is followed by its guest address. */
   ignoreShared = false;
+  /** mapped-ram (from the configuration's capabilities): each listed block has a header; pages are in place. */
+  mappedRam: SeekableLink | null = null;
   #blocks = new Map<string, RamBlockState>();
   #lastBlock: RamBlockState | null = null;
   #pageSize: number;
@@ -140,14 +150,63 @@ export class RamRecords {
         result.addr = r.getBe64(`address of RAM block ${idstr}`);
       }
       ram.blocks.push(result);
-      this.#blocks.set(idstr, {
+      const state: RamBlockState = {
         result,
         seen: new Uint8Array(Math.ceil(pageCount / 8)),
         mem: this.#keepContents ? new Uint8Array(length) : null,
-      });
+      };
+      this.#blocks.set(idstr, state);
+      if (this.mappedRam) await this.#mappedBlock(r, this.mappedRam, state);
       remaining -= length;
       if (remaining < 0) throw r.error("RAM block list overruns the announced total size", idAt);
     }
+  }
+
+  /**
+   * A mapped-ram block: its header in the stream, its bitmap and pages at their file offsets (read here,
+   * not through the engine's loader); the stream goes on after the pages' area.
+   */
+  async #mappedBlock(r: QEMUFileReader, file: SeekableLink, block: RamBlockState): Promise<void> {
+    const res = block.result;
+    const at = r.position;
+    await r.need(MAPPED_RAM_HDR_SIZE, `mapped-ram header of RAM block ${res.idstr}`);
+    const h = decodeHeader(r.getBytes(MAPPED_RAM_HDR_SIZE));
+    if (h.version !== MAPPED_RAM_HDR_VERSION) {
+      throw r.error(`RAM block ${res.idstr}: mapped-ram header version ${h.version}`, at);
+    }
+    if (h.pageSize !== this.#pageSize) {
+      throw r.error(
+        `RAM block ${res.idstr}: mapped-ram page size ${h.pageSize}, stream's ${this.#pageSize}`,
+        at,
+      );
+    }
+    if (h.pagesOffset % MAPPED_RAM_FILE_OFFSET_ALIGNMENT !== 0 || h.bitmapOffset >= h.pagesOffset) {
+      throw r.error(
+        `RAM block ${res.idstr}: bitmap at 0x${h.bitmapOffset.toString(16)}, pages at ` +
+          `0x${h.pagesOffset.toString(16)} (pages must start on a 1 MiB boundary past the bitmap)`,
+        at,
+      );
+    }
+    const bitmap = new Uint8Array(bitmapBytes(res.page_count));
+    if (await file.pread(bitmap, h.bitmapOffset) !== bitmap.length) {
+      throw r.error(`RAM block ${res.idstr}: bitmap at 0x${h.bitmapOffset.toString(16)} is past the end`, at);
+    }
+    let present = 0;
+    for (let p = 0; p < res.page_count; p++) {
+      if (!(bitmap[p >> 3] & (1 << (p & 7)))) continue;
+      present++;
+      block.seen[p >> 3] |= 1 << (p & 7);
+      if (block.mem) {
+        const page = block.mem.subarray(p * this.#pageSize, (p + 1) * this.#pageSize);
+        if (await file.pread(page, h.pagesOffset + p * this.#pageSize) !== page.length) {
+          throw r.error(`RAM block ${res.idstr}: page ${p} is past the end of the file`, at);
+        }
+      }
+    }
+    res.pages_sent = present;
+    res.pages.normal = present;
+    res.mapped_ram = { bitmap_offset: h.bitmapOffset, pages_offset: h.pagesOffset, pages_present: present };
+    await r.seekTo(h.pagesOffset + res.length);
   }
 
   async #page(r: QEMUFileReader, kind: number, flags: number, addr: number, at: number): Promise<void> {

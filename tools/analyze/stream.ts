@@ -38,6 +38,7 @@ import type { Link } from "../../engine/transport/link.ts";
 import { DeviceDecoder } from "./devices.ts";
 import { RamRecords } from "./ram_records.ts";
 import { openSource } from "./source.ts";
+import { isSeekable } from "../../engine/transport/file.ts";
 import type { AnalysisResult, AnalyzeOptions, ConfigurationResult, SectionRecord } from "./types.ts";
 import { scanVmdesc, type VmdescScan } from "./vmdesc.ts";
 
@@ -141,7 +142,13 @@ export class StreamParser {
           cfg.capabilities = caps;
           if (caps.includes("x-ignore-shared")) this.ram.ignoreShared = true;
           if (caps.includes("mapped-ram")) {
-            throw r.error("mapped-ram streams (RAM at fixed file offsets) are not supported", subAt);
+            if (!isSeekable(r.link)) {
+              throw r.error(
+                "a mapped-ram stream (RAM at fixed file offsets) is read from a file only",
+                subAt,
+              );
+            }
+            this.ram.mappedRam = r.link;
           }
           break;
         }

@@ -82,6 +82,8 @@ export interface RamBlockResult {
   pages_sent: number;
   /** Guest physical address (x-ignore-shared streams only). */
   addr?: number;
+  /** mapped-ram streams: where the block's bitmap and pages are in the file, and how many pages it holds. */
+  mapped_ram?: { bitmap_offset: number; pages_offset: number; pages_present: number };
   /** With `ram: true`: sha-256 (hex) of the block as the destination would hold it, or null if unknowable. */
   sha256?: string | null;
   sha256_note?: string;

@@ -2,8 +2,8 @@
 import { QEMU_VM_FILE_MAGIC } from "../../../engine/savevm.ts";
 import type { FileCase } from "./case.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
-import { finishByExpectation } from "../../expect.ts";
-import { CONVERGE, migrate, migrateIncoming } from "../../migration_qmp.ts";
+import { expectTargetFailed, finishByExpectation } from "../../expect.ts";
+import { CONVERGE, expectError, migrate, migrateIncoming } from "../../migration_qmp.ts";
 import { isAbGuest, waitSerialB } from "../../migration_util.ts";
 
 /** The first `n` bytes of a file (fewer if it is shorter). */
@@ -41,6 +41,16 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
     if (magic !== QEMU_VM_FILE_MAGIC) {
       throw new FlowError(`no QEVM magic at offset ${offset} (found 0x${magic.toString(16)})`);
     }
+  }
+  if (c.expect === "fail") {
+    // The file is whole and the destination refuses it: it stays up (exit-on-error off, where it has
+    // it) with the cause in error-desc or on stderr; the saved source stays as it was.
+    await migrateIncoming(p, uri, false);
+    await expectTargetFailed(p);
+    const st = p.dstExitsOnError ? {} : await p.dst.qmp.execute<Record<string, unknown>>("query-migrate");
+    if (!c.error?.test(p.dst.stderr)) expectError(c, String(st["error-desc"] ?? ""), "target");
+    await p.src.qmp.execute("query-status");
+    return;
   }
   await migrateIncoming(p, uri);
   await finishByExpectation(p, c, false);

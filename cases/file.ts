@@ -1,0 +1,103 @@
+/**
+ * mapped-ram file cases (upstream file-tests.c): the source saves to a file whose RAM pages sit at fixed
+ * offsets, with or without multifd, stopped or live; the destination loads it. Plus what upstream does
+ * not cover: the capability on one side only, and the combinations QEMU refuses before anything is
+ * written. (The plain file: cases are with the precopy ones.)
+ */
+import type { MigrationCase } from "../harness/families/mod.ts";
+
+/** MULTIFD_TEST_CHANNELS upstream. */
+const CHANNELS = 4;
+const MULTIFD = { "multifd-channels": CHANNELS };
+
+const upstream: MigrationCase[] = [
+  {
+    name: "/migration/precopy/file/mapped-ram",
+    tier: "full",
+    flow: "file",
+    caps: ["mapped-ram"],
+    stopSrc: true,
+    why: "every page lands at its fixed offset and its bitmap bit says whether it is there: a page " +
+      "written at the wrong offset, a bit left unset or a zero page not cleared loads a different guest",
+  },
+  {
+    name: "/migration/precopy/file/mapped-ram/live",
+    tier: "full",
+    flow: "file",
+    caps: ["mapped-ram"],
+    stopSrc: false,
+    why: "a running guest: a page dirtied after it was written is written again over its old copy, and " +
+      "a page that turned zero must lose its bit, or the load gives the older page",
+  },
+  {
+    name: "/migration/multifd/file/mapped-ram",
+    tier: "full",
+    flow: "file",
+    caps: ["mapped-ram", "multifd"],
+    srcParams: MULTIFD,
+    dstParams: MULTIFD,
+    stopSrc: true,
+    why: "multifd channels write their pages in parallel at their own offsets (no packets) and read " +
+      "them back in parallel: a channel's write at a wrong offset or a bit set before its write fails",
+  },
+  {
+    name: "/migration/multifd/file/mapped-ram/live",
+    tier: "full",
+    flow: "file",
+    caps: ["mapped-ram", "multifd"],
+    srcParams: MULTIFD,
+    dstParams: MULTIFD,
+    stopSrc: false,
+    why: "multifd channels rewriting pages a running guest dirties again, synced at each round's end " +
+      "without a flag on the main channel",
+  },
+];
+
+const beyond: MigrationCase[] = [
+  {
+    name: "/migration/precopy/file/mapped-ram/dst-without",
+    tier: "full",
+    flow: "file",
+    srcCaps: ["mapped-ram"],
+    stopSrc: true,
+    expect: "fail",
+    error: /Capability mapped-ram is off, but received capability is on/,
+    why: "a destination without mapped-ram must refuse the file from its configuration section, " +
+      "not read page offsets as a stream, and stay usable",
+  },
+  {
+    name: "/migration/precopy/file/mapped-ram/offset",
+    tier: "full",
+    flow: "file",
+    caps: ["mapped-ram", "multifd"],
+    srcParams: MULTIFD,
+    dstParams: MULTIFD,
+    fileOffset: 4096,
+    stopSrc: true,
+    why: "with file:...,offset=N the header's bitmap and page offsets are absolute file offsets past N, " +
+      "and the bytes before N stay untouched",
+  },
+  {
+    name: "/migration/multifd/file/mapped-ram/zlib",
+    tier: "full",
+    flow: "file",
+    caps: ["mapped-ram", "multifd"],
+    srcParams: { ...MULTIFD, "multifd-compression": "zlib" },
+    stopSrc: true,
+    expect: "qmp-error",
+    error: /Cannot use compression with mapped-ram/,
+    why: "mapped-ram writes raw pages at fixed offsets: migrate refuses multifd compression with it",
+  },
+  {
+    name: "/migration/multifd/file/plain",
+    tier: "full",
+    flow: "file",
+    caps: ["multifd"],
+    stopSrc: true,
+    expect: "qmp-error",
+    error: /Migration requires multi-channel URIs \(e\.g\. tcp\)/,
+    why: "multifd on a file needs mapped-ram: migrate refuses it rather than writing one stream",
+  },
+];
+
+export const FILE_CASES: MigrationCase[] = [...upstream, ...beyond];
