@@ -13,7 +13,7 @@ import { type Connector, MigrationState } from "./migration.ts";
 import { MigrationOptions } from "./options.ts";
 import { type ConfigurationInfo, VALIDATED_CAPABILITIES } from "./savevm.ts";
 import { parseUuid } from "./uuid.ts";
-import { fileOutgoing } from "./transport/file.ts";
+import { type FileStore, hostFiles } from "./transport/file.ts";
 import { hostNetwork, type Network } from "./transport/socket.ts";
 import type { Clock } from "./clock.ts";
 import type { VcpuDriver, VcpuOptions } from "./guest/vcpu.ts";
@@ -45,6 +45,7 @@ export interface EngineHooks {
   /** The simulated world's time, sockets and vCPU (default: the host's clock and sockets, a Worker). */
   clock?: Clock;
   net?: Network;
+  files?: FileStore;
   createVcpu?(opts: VcpuOptions): VcpuDriver;
 }
 
@@ -64,10 +65,12 @@ export class Engine {
   readonly defects = new Set<string>();
   readonly breakpoints: Breakpoints;
   readonly net: Network;
+  readonly files: FileStore;
 
   constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
     this.uuid = config.uuid ? parseUuid(config.uuid) : null;
     this.net = hooks.net ?? hostNetwork;
+    this.files = hooks.files ?? hostFiles;
     for (const d of config.defects ?? []) {
       if (!isDefect(d)) {
         throw new Error(`unknown defect '${d}' (known: ${Object.keys(KNOWN_DEFECTS).join(", ")})`);
@@ -120,6 +123,7 @@ export class Engine {
       faults: () => this.faults.incoming(),
       autostart: () => this.autostart,
       net: this.net,
+      files: this.files,
       exit: hooks.exit,
       abort: hooks.abort,
     });
@@ -149,14 +153,14 @@ export class Engine {
     let connect: Connector;
     if (addr.transport === "file") {
       connect = async () => {
-        const link = await fileOutgoing(addr.path, addr.offset);
+        const link = await this.files.outgoing(addr.path, addr.offset);
         return {
           link,
           returnPath: false,
           finish: () => link.truncateToEnd(),
           // With mapped-ram, each multifd channel opens the file for itself (file_send_channel_create).
           openChannel: this.options.cap("mapped-ram")
-            ? () => fileOutgoing(addr.path, addr.offset)
+            ? () => this.files.outgoing(addr.path, addr.offset)
             : undefined,
         };
       };

@@ -22,7 +22,7 @@ import { defectsOf } from "./testing/defects.ts";
 import type { IncomingFaultHooks } from "./testing/faults.ts";
 import { ColoCache } from "./colo/cache.ts";
 import { ColoSecondary } from "./colo/secondary.ts";
-import { fileIncoming, type SeekableLink } from "./transport/file.ts";
+import type { FileStore, SeekableLink } from "./transport/file.ts";
 import type { Link } from "./transport/link.ts";
 import { multifdMethod } from "./multifd/methods.ts";
 import { decodeInit, MULTIFD_INIT_SIZE, MULTIFD_MAGIC } from "./multifd/packet.ts";
@@ -52,6 +52,7 @@ export interface IncomingHost {
   /** Whether the guest starts when the load completes (false with -S until `cont`). */
   autostart(): boolean;
   net: Network;
+  files: FileStore;
   /** exit-on-error: the process ends with EXIT_FAILURE after a failed load. */
   exit(code: number): void;
   /** A memory-safety failure: end the process at once, as a crash would (absent in in-process tests). */
@@ -176,7 +177,7 @@ export class MigrationIncoming {
         ? options.params["multifd-channels"]
         : 0;
       this.#task = Promise.all(
-        Array.from({ length: 1 + readers }, () => fileIncoming(addr.path, addr.offset)),
+        Array.from({ length: 1 + readers }, () => this.host.files.incoming(addr.path, addr.offset)),
       ).then(
         ([link, ...channels]) => {
           this.#fileReaders = options.cap("mapped-ram") ? [link, ...channels] : null;

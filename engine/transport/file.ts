@@ -20,6 +20,20 @@ export interface SeekableLink extends Link {
   pread(p: Uint8Array, at: number): Promise<number>;
 }
 
+/** A file the source writes: cut at the furthest byte written when the migration ends. */
+export type OutgoingFile = SeekableLink & { truncateToEnd(): void };
+
+/** Where `file:` paths live: the host's filesystem (below), or the simulated world's files in memory. */
+export interface FileStore {
+  outgoing(path: string, offset: number): Promise<OutgoingFile>;
+  incoming(path: string, offset: number): Promise<SeekableLink>;
+}
+
+export const hostFiles: FileStore = {
+  outgoing: (path, offset) => fileOutgoing(path, offset),
+  incoming: (path, offset) => fileIncoming(path, offset),
+};
+
 export function isSeekable(link: Link): link is SeekableLink {
   return "pwrite" in link && "seek" in link;
 }
@@ -115,10 +129,7 @@ class FileLink implements SeekableLink {
   }
 }
 
-export async function fileOutgoing(
-  path: string,
-  offset: number,
-): Promise<SeekableLink & { truncateToEnd(): void }> {
+export async function fileOutgoing(path: string, offset: number): Promise<OutgoingFile> {
   const file = await Deno.open(path, { write: true, create: true, mode: 0o600 });
   await file.seek(offset, Deno.SeekMode.Start);
   return new FileLink(file, path, offset, true);

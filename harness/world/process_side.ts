@@ -3,6 +3,7 @@
  * process, or the simulated world's engine in this process).
  */
 import type { QmpClient } from "../../engine/qmp/client.ts";
+import { type FileStore, hostFiles } from "../../engine/transport/file.ts";
 import { hostNetwork, type Network } from "../../engine/transport/socket.ts";
 
 /** The process behind a side: spawned, with QMP connected, and a clean kill. */
@@ -46,5 +47,10 @@ export abstract class ProcessSide<P extends SideProcess> {
   /** A process side's channels are the host's sockets. */
   network(): Network {
     return hostNetwork;
+  }
+
+  /** A process side's file: paths are the host's files. */
+  files(): FileStore {
+    return hostFiles;
   }
 }

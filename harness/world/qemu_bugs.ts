@@ -104,12 +104,15 @@ export const QEMU_BUGS: readonly QemuBug[] = [
   },
   {
     id: "qemu-multifd-postcopy-preempt-hang",
-    summary: "multifd with postcopy-preempt: the destination's multifd channel 0 sees end-of-file, its QMP " +
-      "stops answering and the precopy phase never reaches the guest's marker",
+    summary: "multifd with postcopy-preempt: the destination takes the preempt channel for an extra " +
+      "multifd one ('Extra incoming migration connection; ignoring'); its multifd channel 0 sees " +
+      "end-of-file and either its QMP stops answering (the precopy phase never reaches the guest's " +
+      "marker) or it dies after the switch (.ci/run 2026-12-06)",
     cases: ["/migration/multifd+postcopy/preempt/plain"],
     side: "dst",
     range: { from: "7.2", through: "7.2" },
-    symptom: /waiting for the dirty-memory marker on the target/,
+    symptom:
+      /waiting for the dirty-memory marker on the target|target stderr: [^\n]*Extra incoming migration connection; ignoring/,
   },
   {
     id: "qemu-multifd-refused-channels-abort",

@@ -328,3 +328,17 @@ Deno.test("qemu world: a status a version lacks and capabilities it refuses toge
   assert.match(cannot(byName("/migration/multifd+postcopy/tcp/plain/cancel"), V100) ?? "", /refuses multifd/);
   assert.equal(cannot(byName("/migration/postcopy/plain"), V100), null);
 });
+
+Deno.test("qemu world: the 7.2 multifd+preempt bug's symptom, a hang or the destination gone", () => {
+  const c = byName("/migration/multifd+postcopy/preempt/plain");
+  const bug = knownQemuBug(c, { src: fakeProbe72(), dst: fakeProbe72(), accel: "tcg", machine: "pc" });
+  assert.equal(bug?.id, "qemu-multifd-postcopy-preempt-hang");
+  assert.ok(bug!.symptom.test("timed out after 20000 ms waiting for the dirty-memory marker on the target"));
+  // .ci/run 2026-12-06: the destination went after the switch; its stderr names the confusion.
+  assert.ok(bug!.symptom.test(
+    "connection closed by target while waiting for event RESUME on target (since #2) (end of stream)\n" +
+      "  target stderr: qemu-system-x86_64: socket_accept_incoming_migration: Extra incoming migration " +
+      "connection; ignoring",
+  ));
+  assert.ok(!bug!.symptom.test("connection closed by target while waiting for event RESUME on target"));
+});

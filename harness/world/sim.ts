@@ -23,6 +23,8 @@ import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";
 import { type SimLinkFault, SimNetwork } from "./sim/net.ts";
 import type { Network } from "../../engine/transport/socket.ts";
 import { SimConnection } from "./sim/link.ts";
+import { SimFiles } from "./sim/files.ts";
+import type { FileStore } from "../../engine/transport/file.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
 import type { CaseNeeds, Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
 
@@ -30,6 +32,8 @@ import type { CaseNeeds, Side, SideSpec, Unavailable, World, WorldTrace } from "
 class SimPair implements WorldTrace {
   readonly sim: Simulation;
   readonly net: SimNetwork;
+  /** The pair's file: paths, in memory (both sides and the flow see the same files). */
+  readonly files = new SimFiles();
   readonly alive = new Set<SimProcess>();
 
   constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault, interleavePercent?: number) {
@@ -109,6 +113,7 @@ class SimProcess implements SideProcess {
       },
       clock: sim.engineClock,
       net: pair.net.forSide(spec.name),
+      files: pair.files,
       createVcpu: (o) => new SimVcpu(sim, spec.name, o),
     });
     this.#server = QmpServer.unbound({
@@ -274,6 +279,11 @@ class SimSide extends EngineSide<SimProcess> {
   /** The simulated network: test peers connect and listen in memory, as the sides do. */
   override network(): Network {
     return this.process.pair.net.forSide("harness");
+  }
+
+  /** The simulated files: the flow reads and writes the pair's file: paths in memory, as the sides do. */
+  override files(): FileStore {
+    return this.process.pair.files;
   }
 
   override captureMainChannel(): Promise<Unavailable> {

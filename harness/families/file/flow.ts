@@ -1,29 +1,39 @@
 /** The file flow (upstream's file-tests.c, test_file_common): save to a file, then load it. */
 import { QEMU_VM_FILE_MAGIC } from "../../../engine/savevm.ts";
 import type { FileCase } from "./case.ts";
+import type { FileStore } from "../../../engine/transport/file.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import { expectTargetFailed, finishByExpectation } from "../../expect.ts";
 import { CONVERGE, expectError, migrate, migrateIncoming } from "../../migration_qmp.ts";
 import { isAbGuest, waitSerialB } from "../../migration_util.ts";
 
-/** The first `n` bytes of a file (fewer if it is shorter). */
-async function head(path: string, n: number): Promise<Uint8Array> {
-  using f = await Deno.open(path);
-  const buf = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const r = await f.read(buf.subarray(got));
-    if (r === null) break;
-    got += r;
+/** The first `n` bytes of a file (fewer if it is shorter), where the side's files live. */
+async function head(files: FileStore, path: string, n: number): Promise<Uint8Array> {
+  const f = await files.incoming(path, 0);
+  try {
+    const buf = new Uint8Array(n);
+    return buf.subarray(0, await f.pread(buf, 0));
+  } finally {
+    f.close();
   }
-  return buf.subarray(0, got);
+}
+
+/** Writes `bytes` at the start of a file, where the side's files live. */
+async function writeHead(files: FileStore, path: string, bytes: Uint8Array): Promise<void> {
+  const f = await files.outgoing(path, 0);
+  try {
+    await f.write(bytes);
+  } finally {
+    f.close();
+  }
 }
 
 /** test_file_common: the source (optionally stopped first) saves to a file; the destination loads it. */
 export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
   const uri = c.fileOffset !== undefined ? `file:${p.migfile},offset=${c.fileOffset}` : `file:${p.migfile}`;
   const offset = typeof c.fileOffset === "number" ? c.fileOffset : 0;
-  if (offset > 0) await Deno.writeFile(p.migfile, new Uint8Array(offset).fill(0x58));
+  const files = p.src.files();
+  if (offset > 0) await writeHead(files, p.migfile, new Uint8Array(offset).fill(0x58));
   if (isAbGuest(p)) await waitSerialB(p, p.src);
   if (c.stopSrc !== false) {
     await p.src.qmp.execute("stop");
@@ -33,7 +43,7 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
   if (!await migrate(p, uri, { outcome: c })) return;
   await p.waitStatus(p.src, "completed");
   if (offset > 0) {
-    const bytes = await head(p.migfile, offset + 4);
+    const bytes = await head(files, p.migfile, offset + 4);
     if (!bytes.subarray(0, offset).every((b) => b === 0x58)) {
       throw new FlowError(`bytes before offset ${offset} were changed`);
     }

@@ -14,8 +14,6 @@ export const file = defineFlow<FileCase>({
       kind: "transport",
       name: "file",
     }],
-    notSimulated:
-      "file: streams go through the host's filesystem, whose completions the scheduler does not own",
   }),
   run: fileFlow,
 });
