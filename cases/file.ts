@@ -54,6 +54,25 @@ const upstream: MigrationCase[] = [
 ];
 
 const beyond: MigrationCase[] = [
+  ...([["precopy", ["mapped-ram"], {}], ["multifd", ["mapped-ram", "multifd"], MULTIFD]] as const).map((
+    [kind, caps, params],
+  ): MigrationCase => ({
+    name: `/migration/${kind}/file/mapped-ram/zero-churn`,
+    tier: "full",
+    flow: "file",
+    caps: [...caps],
+    srcParams: params,
+    dstParams: params,
+    stopSrc: false,
+    workload: { kind: "zero-churn", seed: 0, pages: 512 },
+    // In the simulation the guest writes during the pass at every seed (a seed may draw a slow vCPU).
+    simInterleavePercent: 100,
+    why: "a live guest turns pages zero after they were written: each must lose its bitmap bit (the " +
+      `${
+        kind === "multifd" ? "channel's zero-page detection" : "main thread's save_zero_page"
+      } clears it), ` +
+      "or the load reads the older copy still in the file",
+  })),
   {
     name: "/migration/precopy/file/mapped-ram/dst-without",
     tier: "full",

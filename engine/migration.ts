@@ -3,6 +3,7 @@
  * iterations under a rate limit, convergence, switchover), cancel, and query-migrate.
  */
 import type { Clock } from "./clock.ts";
+import { BUFFER_DELAY_MS, slotEnded } from "./rate_limit.ts";
 import type { MigrationStatus } from "./migration_status.ts";
 import { errorMessage } from "./error.ts";
 import type { Machine } from "./guest/machine.ts";
@@ -35,7 +36,7 @@ import { multifdMethod } from "./multifd/methods.ts";
 import { MultifdSendState } from "./multifd/send.ts";
 
 /** BUFFER_DELAY: the rate-limit and counter period. */
-export const BUFFER_DELAY_MS = 100;
+export { BUFFER_DELAY_MS };
 /** How long the source waits for the destination's SHUT at the end. */
 const RETURN_PATH_SHUT_TIMEOUT_MS = 30_000;
 
@@ -342,7 +343,7 @@ export class MigrationState {
       while (true) {
         this.#checkCancelled();
         const now = this.#clock.now();
-        if (now - slotStart >= BUFFER_DELAY_MS) {
+        if (slotEnded(now, slotStart)) {
           this.#updateCounters(sent() - slotBytes, now - slotStart);
           slotStart = now;
           slotBytes = sent();

@@ -5,6 +5,7 @@
  * go first, on the preempt channel when there is one; a broken channel pauses it (postcopy-paused)
  * until `migrate` with `resume: true` reconnects and the received bitmaps tell what is left to send.
  */
+import { BUFFER_DELAY_MS, slotEnded } from "./rate_limit.ts";
 import type { Clock } from "./clock.ts";
 import { errorMessage } from "./error.ts";
 import type { Machine } from "./guest/machine.ts";
@@ -38,9 +39,6 @@ import type { Link } from "./transport/link.ts";
 
 /** MAX_DISCARDS_PER_COMMAND: ranges per POSTCOPY_RAM_DISCARD command. */
 const MAX_DISCARDS_PER_COMMAND = 12;
-/** The rate-limit period (BUFFER_DELAY). */
-const BUFFER_DELAY_MS = 100;
-
 /** The migration was cancelled or the engine is going away. */
 export class PostcopyAbort extends Error {}
 
@@ -259,7 +257,7 @@ export class PostcopySource {
     const rateExceeded = () => limit() > 0 && sent() - slotBytes >= limit();
     while (ram.dirtyPages > 0) {
       this.#check();
-      if (clock.now() - slotStart >= BUFFER_DELAY_MS) {
+      if (slotEnded(clock.now(), slotStart)) {
         slotStart = clock.now();
         slotBytes = sent();
       }

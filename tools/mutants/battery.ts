@@ -109,8 +109,8 @@ const ram: Mutant[] = [
   {
     name: "ram-rate-limit-ignores-multifd",
     file: "engine/migration.ts",
-    find: "const sent = () => f.position + (multifd?.bytes ?? 0);",
-    replace: "const sent = () => f.position;",
+    find: "const sent = () => f.position + (multifd?.bytes ?? 0) + (mappedRam?.bytes ?? 0);",
+    replace: "const sent = () => f.position + (mappedRam?.bytes ?? 0);",
     why: "the rate limit counts only the main channel, not the multifd channels' bytes (QEMU counted " +
       "multifd bytes apart and the limit did not apply to them): max-bandwidth has no effect with multifd",
   },
@@ -690,6 +690,52 @@ const postcopy: Mutant[] = [
   },
 ];
 
+const mappedRam: Mutant[] = [
+  {
+    name: "mapped-ram-page-wrong-offset",
+    file: "engine/ram_mapped.ts",
+    find: "await this.link.pwrite(buf, run.mb.pageOffset(run.first));",
+    replace: "await this.link.pwrite(buf, run.mb.pageOffset(run.first + 1));",
+    why: "the main thread writes a run of pages one page past its offset (file_write_ramblock_iov's " +
+      "offset arithmetic): the load reads each page from where its neighbour was written",
+  },
+  {
+    name: "mapped-ram-multifd-page-wrong-offset",
+    file: "engine/multifd/send.ts",
+    find: "await link.pwrite(run.data, mb.pageOffset(run.first));",
+    replace: "await link.pwrite(run.data, mb.pageOffset(run.first) + 512);",
+    why: "a multifd channel writes its pages at a misaligned offset (the block's pages_offset mixed up): " +
+      "the pages the load reads are torn across two",
+  },
+  {
+    name: "mapped-ram-zero-bit-kept",
+    file: "engine/ram_mapped.ts",
+    find: "    this.of(block).clear(page);\n",
+    replace: "",
+    why: "a page that turned zero keeps its bit (save_zero_page's clear_bit lost): the load reads the " +
+      "older, non-zero copy still in the file",
+  },
+  {
+    name: "mapped-ram-bitmap-before-channels",
+    file: "engine/ram.ts",
+    find: "    if (this.multifd) await this.#multifdFlushAndSync(f);\n" +
+      "    // After the channels are done: their pages' bits are set (ram_save_file_bmap).\n" +
+      "    await this.mappedRam?.writeBitmaps();\n",
+    replace:
+      "    await this.mappedRam?.writeBitmaps();\n    if (this.multifd) await this.#multifdFlushAndSync(f);\n",
+    why: "the bitmap written before the multifd channels finished (ram_save_file_bmap ahead of the sync): " +
+      "the last batches' bits are missing and the load leaves those pages zero",
+  },
+  {
+    name: "mapped-ram-capabilities-not-validated",
+    file: "engine/savevm.ts",
+    find: "  if (mismatches.length) throw r.error(",
+    replace: "  if (mismatches.length && false) throw r.error(",
+    why: "configuration_validate_capabilities skipped: a destination without mapped-ram reads the page " +
+      "offsets' header as RAM records instead of refusing the file",
+  },
+];
+
 export const BATTERY: readonly Mutant[] = [
   ...ram,
   ...multifd,
@@ -698,6 +744,7 @@ export const BATTERY: readonly Mutant[] = [
   ...vmstate,
   ...failure,
   ...postcopy,
+  ...mappedRam,
 ];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */
