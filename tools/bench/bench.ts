@@ -10,6 +10,8 @@
  *    agreement (tools/bench/sim.ts). `--only sim` runs just that part.
  * 5. Postcopy beside real QEMU (tools/bench/postcopy.ts): the same case in both worlds, QEMU's figures as
  *    the baseline. `--only postcopy` runs just that part.
+ * 6. File migration (tools/bench/file.ts): the plain file: stream against mapped-ram, in the engine world
+ *    and on QEMU where it has mapped-ram. `--only file` runs just that part.
  *
  * The measurements are in measure.ts, the statistics in stats.ts; this file runs them and prints.
  * `--html FILE` also writes the ratios as bars (harness/report/html.ts); the printed lines stay the same.
@@ -29,10 +31,11 @@ import {
 import { fmt, gb, mean, median, pct } from "./stats.ts";
 import { replayAgreement, SIM_BENCH_CASES, simRate } from "./sim.ts";
 import { type PostcopyRun, postcopyRuns } from "./postcopy.ts";
+import { FILE_BENCH_CASES, type FileRun, fileRuns } from "./file.ts";
 import { engineWorld } from "../../harness/world/engine.ts";
 import { worldByName } from "../../harness/world/worlds.ts";
 
-const USAGE = `usage: deno task bench [--only sim|postcopy] [--html FILE]
+const USAGE = `usage: deno task bench [--only sim|postcopy|file] [--html FILE]
 
 Throughput measured against a baseline taken in the same run: engine precopy and multifd against a raw
 unix socket between two Deno processes, the compressed modes against node:zlib alone, QMP latency under
@@ -41,6 +44,7 @@ and the simulated world's seeds per minute.
 
   --only sim    only the simulated world's part (seeds per minute, replay agreement)
   --only postcopy  only postcopy, the model beside QEMU (QTEST_QEMU_BINARY or the installed one)
+  --only file   only file migration: the plain stream against mapped-ram, the model beside QEMU
   --html FILE   also write the ratios as bars to FILE (the printed lines stay the same)
   --help        this text
 `;
@@ -55,7 +59,7 @@ const flags = cliOrExit(
   Deno.args,
   ({ values: v }) => ({
     html: v.html,
-    only: v.only === undefined ? undefined : parseChoice(v.only, ["sim", "postcopy"], "--only"),
+    only: v.only === undefined ? undefined : parseChoice(v.only, ["sim", "postcopy", "file"], "--only"),
   }),
 );
 const startedAt = new Date();
@@ -63,8 +67,9 @@ const ratios: BenchRatio[] = [];
 const notes: string[] = [];
 
 if (flags.only === undefined) await processBench();
-if (flags.only !== "sim") await postcopyBench();
-if (flags.only !== "postcopy") await simBench();
+if (flags.only === undefined || flags.only === "postcopy") await postcopyBench();
+if (flags.only === undefined || flags.only === "file") await fileBench();
+if (flags.only === undefined || flags.only === "sim") await simBench();
 if (flags.html) await Deno.writeTextFile(flags.html, renderBenchHtml({ startedAt, ratios, notes }));
 
 /**
@@ -114,6 +119,54 @@ async function postcopyBench(): Promise<void> {
     `postcopy versions guest (32 MiB it checks, 2 MB/s background), model: ${line("model", versions)}`,
   );
   console.log(notes.at(-1));
+}
+
+/**
+ * File migration: the plain stream against mapped-ram (main thread, multifd) in the engine world and on
+ * QEMU where it has mapped-ram; mapped-ram's save time as a ratio of the plain stream's, and the model's
+ * as a ratio of QEMU's.
+ */
+async function fileBench(): Promise<void> {
+  const total = (r: FileRun[]) => median(r.map((x) => x.totalMs));
+  const mib = (r: FileRun[]) => (median(r.map((x) => x.transferredBytes)) / 2 ** 20).toFixed(1);
+  const model = new Map<string, FileRun[]>();
+  for (const name of FILE_BENCH_CASES) {
+    const runs = await fileRuns(name, engineWorld, RUNS, 8200);
+    if ("skipped" in runs) throw new Error(`file bench: ${runs.skipped}`);
+    model.set(name, runs);
+    notes.push(
+      `file ${name}, model (median of ${RUNS}): save ${total(runs).toFixed(0)} ms, ${mib(runs)} MiB`,
+    );
+    console.log(notes.at(-1));
+  }
+  const stream = model.get(FILE_BENCH_CASES[0])!;
+  for (const name of FILE_BENCH_CASES.slice(1)) {
+    ratios.push({
+      name: `file ${name}, save time`,
+      baseline: `the model's plain file: stream (${FILE_BENCH_CASES[0]})`,
+      ratio: total(model.get(name)!) / total(stream),
+      lowerIsBetter: true,
+      detail: `${total(model.get(name)!).toFixed(0)} ms vs ${total(stream).toFixed(0)} ms`,
+    });
+  }
+  for (const name of FILE_BENCH_CASES) {
+    const qemu = await fileRuns(name, worldByName("qemu"), RUNS, 8200);
+    if ("skipped" in qemu) {
+      notes.push(`file ${name} beside QEMU: not run (${qemu.skipped})`);
+    } else {
+      notes.push(
+        `file ${name}, QEMU (median of ${RUNS}): save ${total(qemu).toFixed(0)} ms, ${mib(qemu)} MiB`,
+      );
+      ratios.push({
+        name: `file ${name}, save time`,
+        baseline: "real QEMU, same case",
+        ratio: total(model.get(name)!) / total(qemu),
+        lowerIsBetter: true,
+        detail: `${total(model.get(name)!).toFixed(0)} ms vs ${total(qemu).toFixed(0)} ms`,
+      });
+    }
+    console.log(notes.at(-1));
+  }
 }
 
 async function simBench(): Promise<void> {
