@@ -41,6 +41,18 @@ const upstream: MigrationCase[] = [
       "them back in parallel: a channel's write at a wrong offset or a bit set before its write fails",
   },
   {
+    name: "/migration/multifd/file/mapped-ram/dio",
+    tier: "smoke",
+    flow: "file",
+    caps: ["mapped-ram", "multifd"],
+    srcParams: { ...MULTIFD, "direct-io": true },
+    dstParams: { ...MULTIFD, "direct-io": true },
+    stopSrc: true,
+    why: "direct-io opens the channels' handles with O_DIRECT: every page write and read must be block " +
+      "aligned (the model refuses an unaligned one with EINVAL), the main channel's unaligned stream " +
+      "stays on a handle of its own",
+  },
+  {
     name: "/migration/multifd/file/mapped-ram/live",
     tier: "full",
     flow: "file",

@@ -160,7 +160,7 @@ export class Engine {
           finish: () => link.truncateToEnd(),
           // With mapped-ram, each multifd channel opens the file for itself (file_send_channel_create).
           openChannel: this.options.cap("mapped-ram")
-            ? () => this.files.outgoing(addr.path, addr.offset)
+            ? () => this.files.outgoing(addr.path, addr.offset, { direct: this.options.params["direct-io"] })
             : undefined,
         };
       };

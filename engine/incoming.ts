@@ -176,8 +176,14 @@ export class MigrationIncoming {
       const readers = options.cap("mapped-ram") && options.cap("multifd")
         ? options.params["multifd-channels"]
         : 0;
+      // Under direct-io the channels' handles are O_DIRECT; the main channel's never is (its reads are not
+      // aligned), as QEMU keeps a second descriptor for the channels.
+      const direct = options.params["direct-io"];
       this.#task = Promise.all(
-        Array.from({ length: 1 + readers }, () => this.host.files.incoming(addr.path, addr.offset)),
+        Array.from(
+          { length: 1 + readers },
+          (_, i) => this.host.files.incoming(addr.path, addr.offset, { direct: i > 0 && direct }),
+        ),
       ).then(
         ([link, ...channels]) => {
           this.#fileReaders = options.cap("mapped-ram") ? [link, ...channels] : null;

@@ -69,6 +69,11 @@ export interface MigrationParameters {
   "announce-max": number;
   "announce-rounds": number;
   "announce-step": number;
+  /**
+   * O_DIRECT on the multifd channels of a mapped-ram file migration (QEMU 9.1 on; it takes effect only
+   * with mapped-ram and multifd, as migrate_direct_io says).
+   */
+  "direct-io": boolean;
 }
 
 export const DEFAULT_PARAMETERS: MigrationParameters = {
@@ -91,6 +96,7 @@ export const DEFAULT_PARAMETERS: MigrationParameters = {
   "announce-max": 550,
   "announce-rounds": 5,
   "announce-step": 100,
+  "direct-io": false,
 };
 
 type IntRange = { min: number; max: number; what: string };
@@ -135,11 +141,11 @@ const ENUMS: Partial<Record<keyof MigrationParameters, readonly string[]>> = {
 };
 
 /** QMP argument types for migrate-set-parameters (all optional). */
-export function parameterArgTypes(): Record<string, "int" | { enum: string[] }> {
-  const out: Record<string, "int" | { enum: string[] }> = {};
+export function parameterArgTypes(): Record<string, "int" | "bool" | { enum: string[] }> {
+  const out: Record<string, "int" | "bool" | { enum: string[] }> = {};
   for (const k of Object.keys(DEFAULT_PARAMETERS) as (keyof MigrationParameters)[]) {
     const e = ENUMS[k];
-    out[k] = e ? { enum: [...e] } : "int";
+    out[k] = e ? { enum: [...e] } : typeof DEFAULT_PARAMETERS[k] === "boolean" ? "bool" : "int";
   }
   return out;
 }

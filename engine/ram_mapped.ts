@@ -177,9 +177,10 @@ export class MappedRamSave {
 
 /**
  * The load side of one block (parse_ramblock_mapped_ram): its header from the stream, its bitmap, and
- * every page the bitmap marks read from its offset, in runs of at most 1 MiB spread over `readers` (the
- * multifd channels read in parallel, each through its own handle); then the stream moves past the
- * pages' area. `place` takes each run into guest RAM (or the COLO route).
+ * every page the bitmap marks read from its offset, in runs of at most 1 MiB; `readers` are the main
+ * channel's handle, then the multifd channels' (which read the pages in parallel, each through its own
+ * handle); then the stream moves past the pages' area. `place` takes each run into guest RAM (or the COLO
+ * route).
  */
 export async function loadBlock(
   r: QEMUFileReader,
@@ -218,8 +219,11 @@ export async function loadBlock(
   }
   const mb = new MappedRamBlock(block, header, bitmap);
   const runs = mb.runs(MAPPED_RAM_LOAD_BUF_SIZE / TARGET_PAGE_SIZE);
-  await Promise.all(readers.map(async (link, i) => {
-    for (let k = i; k < runs.length; k += readers.length) {
+  // With multifd the channels read the pages (through their O_DIRECT handles under direct-io); the main
+  // channel only the header and the bitmap.
+  const pageReaders = readers.length > 1 ? readers.slice(1) : readers;
+  await Promise.all(pageReaders.map(async (link, i) => {
+    for (let k = i; k < runs.length; k += pageReaders.length) {
       const [first, count] = runs[k];
       const buf = new Uint8Array(count * TARGET_PAGE_SIZE);
       const n = await link.pread(buf, mb.pageOffset(first));

@@ -23,16 +23,37 @@ export interface SeekableLink extends Link {
 /** A file the source writes: cut at the furthest byte written when the migration ends. */
 export type OutgoingFile = SeekableLink & { truncateToEnd(): void };
 
+/**
+ * How a file is opened. `direct`: the multifd channels' handle under direct-io, which QEMU opens with
+ * O_DIRECT. Deno cannot pass O_DIRECT, so the model enforces its rule instead: every read and write at an
+ * offset and of a length that are multiples of the block size, or EINVAL (checkDirect).
+ */
+export interface FileOpenOptions {
+  direct?: boolean;
+}
+
 /** Where `file:` paths live: the host's filesystem (below), or the simulated world's files in memory. */
 export interface FileStore {
-  outgoing(path: string, offset: number): Promise<OutgoingFile>;
-  incoming(path: string, offset: number): Promise<SeekableLink>;
+  outgoing(path: string, offset: number, opts?: FileOpenOptions): Promise<OutgoingFile>;
+  incoming(path: string, offset: number, opts?: FileOpenOptions): Promise<SeekableLink>;
 }
 
 export const hostFiles: FileStore = {
-  outgoing: (path, offset) => fileOutgoing(path, offset),
-  incoming: (path, offset) => fileIncoming(path, offset),
+  outgoing: (path, offset, opts) => fileOutgoing(path, offset, opts),
+  incoming: (path, offset, opts) => fileIncoming(path, offset, opts),
 };
+
+/** The block size O_DIRECT aligns to here (the page size; QEMU's pages and their area are aligned so). */
+export const DIRECT_IO_ALIGN = 4096;
+
+/** O_DIRECT's rule for a positioned read or write of `len` bytes at `at`: aligned, or EINVAL. */
+export function checkDirect(description: string, len: number, at: number): void {
+  if (at % DIRECT_IO_ALIGN === 0 && len % DIRECT_IO_ALIGN === 0) return;
+  throw new Error(
+    `${description}: Invalid argument (os error 22): direct I/O of ${len} bytes at offset ${at} is not ` +
+      `${DIRECT_IO_ALIGN}-byte aligned`,
+  );
+}
 
 export function isSeekable(link: Link): link is SeekableLink {
   return "pwrite" in link && "seek" in link;
@@ -52,6 +73,7 @@ class FileLink implements SeekableLink {
     private readonly path: string,
     readonly base: number,
     private readonly writable: boolean,
+    private readonly direct = false,
   ) {
     this.#pos = base;
     this.#extent = base;
@@ -63,12 +85,14 @@ class FileLink implements SeekableLink {
 
   async read(p: Uint8Array): Promise<number | null> {
     if (this.#closed) return null;
+    if (this.direct) checkDirect(this.description, p.length, this.#pos);
     const n = await this.file.read(p);
     if (n) this.#pos += n;
     return n;
   }
 
   async write(p: Uint8Array): Promise<void> {
+    if (this.direct) checkDirect(this.description, p.length, this.#pos);
     let off = 0;
     while (off < p.length) off += await this.file.write(p.subarray(off));
     this.#pos += p.length;
@@ -83,8 +107,9 @@ class FileLink implements SeekableLink {
     this.#pos = await this.file.seek(at, Deno.SeekMode.Start);
   }
 
-  pwrite(p: Uint8Array, at: number): Promise<void> {
-    return this.#serial(async (f) => {
+  async pwrite(p: Uint8Array, at: number): Promise<void> {
+    if (this.direct) checkDirect(this.description, p.length, at);
+    return await this.#serial(async (f) => {
       await f.seek(at, Deno.SeekMode.Start);
       let off = 0;
       while (off < p.length) off += await f.write(p.subarray(off));
@@ -92,8 +117,9 @@ class FileLink implements SeekableLink {
     });
   }
 
-  pread(p: Uint8Array, at: number): Promise<number> {
-    return this.#serial(async (f) => {
+  async pread(p: Uint8Array, at: number): Promise<number> {
+    if (this.direct) checkDirect(this.description, p.length, at);
+    return await this.#serial(async (f) => {
       await f.seek(at, Deno.SeekMode.Start);
       let got = 0;
       while (got < p.length) {
@@ -129,14 +155,22 @@ class FileLink implements SeekableLink {
   }
 }
 
-export async function fileOutgoing(path: string, offset: number): Promise<OutgoingFile> {
+export async function fileOutgoing(
+  path: string,
+  offset: number,
+  opts: FileOpenOptions = {},
+): Promise<OutgoingFile> {
   const file = await Deno.open(path, { write: true, create: true, mode: 0o600 });
   await file.seek(offset, Deno.SeekMode.Start);
-  return new FileLink(file, path, offset, true);
+  return new FileLink(file, path, offset, true, opts.direct);
 }
 
-export async function fileIncoming(path: string, offset: number): Promise<SeekableLink> {
+export async function fileIncoming(
+  path: string,
+  offset: number,
+  opts: FileOpenOptions = {},
+): Promise<SeekableLink> {
   const file = await Deno.open(path, { read: true });
   await file.seek(offset, Deno.SeekMode.Start);
-  return new FileLink(file, path, offset, false);
+  return new FileLink(file, path, offset, false, opts.direct);
 }

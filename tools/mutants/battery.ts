@@ -727,6 +727,14 @@ const mappedRam: Mutant[] = [
       "the last batches' bits are missing and the load leaves those pages zero",
   },
   {
+    name: "mapped-ram-direct-io-main-channel",
+    file: "engine/incoming.ts",
+    find: "{ direct: i > 0 && direct }",
+    replace: "{ direct }",
+    why: "direct-io applied to the main channel's handle too (one descriptor for everything, which QEMU " +
+      "avoids with a second one): the stream's small unaligned reads fail with EINVAL",
+  },
+  {
     name: "mapped-ram-capabilities-not-validated",
     file: "engine/savevm.ts",
     find: "  if (mismatches.length) throw r.error(",

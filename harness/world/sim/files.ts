@@ -3,7 +3,13 @@
  * flow. Every operation completes at once (no real I/O), so a file migration is a function of the seed
  * like everything else in the simulation; the scheduler decides between the stream's other steps.
  */
-import type { FileStore, OutgoingFile, SeekableLink } from "../../../engine/transport/file.ts";
+import {
+  checkDirect,
+  type FileOpenOptions,
+  type FileStore,
+  type OutgoingFile,
+  type SeekableLink,
+} from "../../../engine/transport/file.ts";
 
 class SimFile {
   data = new Uint8Array(0);
@@ -32,11 +38,25 @@ class SimFile {
   }
 }
 
+/** `fn` now, as a settled promise (a refused operation rejects, as a real file's would). */
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
 class SimFileLink implements OutgoingFile {
   #pos: number;
   #extent: number;
   #closed = false;
-  constructor(private readonly file: SimFile, private readonly path: string, readonly base: number) {
+  constructor(
+    private readonly file: SimFile,
+    private readonly path: string,
+    readonly base: number,
+    private readonly direct = false,
+  ) {
     this.#pos = base;
     this.#extent = base;
   }
@@ -48,16 +68,21 @@ class SimFileLink implements OutgoingFile {
   }
   read(p: Uint8Array): Promise<number | null> {
     if (this.#closed) return Promise.resolve(null);
-    const n = this.file.read(p, this.#pos);
-    this.#pos += n;
-    return Promise.resolve(n === 0 && p.length > 0 ? null : n);
+    return settle(() => {
+      if (this.direct) checkDirect(this.description, p.length, this.#pos);
+      const n = this.file.read(p, this.#pos);
+      this.#pos += n;
+      return n === 0 && p.length > 0 ? null : n;
+    });
   }
   write(p: Uint8Array): Promise<void> {
-    this.#check();
-    this.file.write(p, this.#pos);
-    this.#pos += p.length;
-    this.#extent = Math.max(this.#extent, this.#pos);
-    return Promise.resolve();
+    return settle(() => {
+      this.#check();
+      if (this.direct) checkDirect(this.description, p.length, this.#pos);
+      this.file.write(p, this.#pos);
+      this.#pos += p.length;
+      this.#extent = Math.max(this.#extent, this.#pos);
+    });
   }
   tell(): number {
     return this.#pos;
@@ -67,14 +92,19 @@ class SimFileLink implements OutgoingFile {
     return Promise.resolve();
   }
   pwrite(p: Uint8Array, at: number): Promise<void> {
-    this.#check();
-    this.file.write(p, at);
-    this.#extent = Math.max(this.#extent, at + p.length);
-    return Promise.resolve();
+    return settle(() => {
+      this.#check();
+      if (this.direct) checkDirect(this.description, p.length, at);
+      this.file.write(p, at);
+      this.#extent = Math.max(this.#extent, at + p.length);
+    });
   }
   pread(p: Uint8Array, at: number): Promise<number> {
-    this.#check();
-    return Promise.resolve(this.file.read(p, at));
+    return settle(() => {
+      this.#check();
+      if (this.direct) checkDirect(this.description, p.length, at);
+      return this.file.read(p, at);
+    });
   }
   truncateToEnd(): void {
     this.file.truncate(this.#extent);
@@ -87,15 +117,15 @@ class SimFileLink implements OutgoingFile {
 export class SimFiles implements FileStore {
   readonly #files = new Map<string, SimFile>();
 
-  outgoing(path: string, offset: number): Promise<OutgoingFile> {
+  outgoing(path: string, offset: number, opts: FileOpenOptions = {}): Promise<OutgoingFile> {
     let f = this.#files.get(path);
     if (!f) this.#files.set(path, f = new SimFile());
-    return Promise.resolve(new SimFileLink(f, path, offset));
+    return Promise.resolve(new SimFileLink(f, path, offset, opts.direct));
   }
 
-  incoming(path: string, offset: number): Promise<SeekableLink> {
+  incoming(path: string, offset: number, opts: FileOpenOptions = {}): Promise<SeekableLink> {
     const f = this.#files.get(path);
     if (!f) return Promise.reject(new Error(`No such file or directory (os error 2): open '${path}'`));
-    return Promise.resolve(new SimFileLink(f, path, offset));
+    return Promise.resolve(new SimFileLink(f, path, offset, opts.direct));
   }
 }
