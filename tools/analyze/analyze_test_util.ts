@@ -42,7 +42,8 @@ import {
   saveSectionShort,
 } from "../../engine/savevm.ts";
 import { TestGuest } from "../../engine/testing/streams_test_util.ts";
-import { fileOutgoing } from "../../engine/transport/file.ts";
+import { fileOutgoing, type SeekableLink } from "../../engine/transport/file.ts";
+import { MappedRamSave } from "../../engine/ram_mapped.ts";
 import { parseUuid } from "../../engine/uuid.ts";
 
 export const PAGE = TARGET_PAGE_SIZE;
@@ -63,12 +64,12 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
 /** Runs `fn` on a writer over a `file:` link to `path` and returns the file's bytes. */
 export async function writeStream(
   path: string,
-  fn: (f: QEMUFileWriter) => void | Promise<void>,
+  fn: (f: QEMUFileWriter, link: SeekableLink) => void | Promise<void>,
 ): Promise<Uint8Array> {
   const link = await fileOutgoing(path, 0);
   try {
     const f = new QEMUFileWriter(link, 16384);
-    await fn(f);
+    await fn(f, link);
     await f.flush();
     link.truncateToEnd();
   } finally {
@@ -124,12 +125,23 @@ export interface EngineStream {
   ram: RamSaveState;
 }
 
-/** A full precopy stream as the migration thread writes it, through the `file:` transport. */
-export async function engineStream(path: string, withDevices = true): Promise<EngineStream> {
+/**
+ * A full precopy stream as the migration thread writes it, through the `file:` transport; with
+ * `mappedRam`, its pages at their fixed offsets (the capability announced in the configuration).
+ */
+export async function engineStream(
+  path: string,
+  withDevices = true,
+  mappedRam = false,
+): Promise<EngineStream> {
   const { blocks, devices } = guest();
-  const ram = new RamSaveState(blocks, () => "legacy", () => 0);
-  const bytes = await writeStream(path, async (f) => {
-    const cfg = saveHeader(f, { machineType: MACHINE, uuid: parseUuid(UUID) });
+  let ram = new RamSaveState(blocks, () => "legacy", () => 0);
+  const bytes = await writeStream(path, async (f, link) => {
+    if (mappedRam) {
+      ram = new RamSaveState(blocks, () => "legacy", () => 0, { mappedRam: new MappedRamSave(link) });
+    }
+    const capabilities = mappedRam ? ["mapped-ram"] : [];
+    const cfg = saveHeader(f, { machineType: MACHINE, uuid: parseUuid(UUID), capabilities });
     saveCommand(f, MIG_CMD_OPEN_RETURN_PATH);
     saveCommand(f, MIG_CMD_PING, new Uint8Array([0, 0, 0, 1]));
     saveSectionFull(f, QEMU_VM_SECTION_START, RAM_SECTION_ID, RAM_IDSTR, 0, RAM_VERSION_ID);

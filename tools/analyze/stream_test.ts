@@ -154,6 +154,28 @@ Deno.test("stream: a stream read from a link gives the same analysis as its file
 // ---------------------------------------------------------------------------------------------------
 // Streams from our engine
 
+Deno.test("stream: a mapped-ram file from our engine: headers, bitmaps, pages read in place", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/mapped.mig`;
+    const src = await engineStream(path, true, true);
+    const res = await analyzeStream(path, { ram: true });
+    assert.deepEqual(res.warnings, []);
+    assert.deepEqual(res.configuration?.capabilities, ["mapped-ram"]);
+    assert.equal(res.trailing_bytes, 0);
+    for (const b of src.blocks) {
+      const got = res.ram!.blocks.find((x) => x.idstr === b.idstr)!;
+      const nonZero = Array.from({ length: b.pages }, (_, p) => b.page(p).some((x) => x !== 0)).filter(
+        Boolean,
+      );
+      assert.equal(got.mapped_ram?.pages_present, nonZero.length, `${b.idstr}: zero pages have no bit`);
+      assert.equal(got.mapped_ram!.pages_offset % 0x100000, 0);
+      assert.equal(got.sha256, await sha256(b.mem), `${b.idstr} as the destination would hold it`);
+    }
+    // Bytes in memory cannot be read at offsets the stream does not reach in order: refused by name.
+    await rejects(analyzeStream(await Deno.readFile(path)), /mapped-ram stream .* is read from a file only/);
+  });
+});
+
 Deno.test("stream: a stream from our engine", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/engine.mig`;
