@@ -3,10 +3,8 @@
  * channels writing in parallel), each case run in the engine world and, where the binary has mapped-ram
  * (QEMU 9.0 on), in the QEMU world: the save's total time and the bytes it wrote.
  */
-import { ALL_CASES } from "../../cases/all.ts";
-import { caseNeeds } from "../../harness/families/mod.ts";
-import { runCase } from "../../harness/runner.ts";
 import type { World } from "../../harness/world/world.ts";
+import { caseRuns } from "./case_runs.ts";
 
 export const FILE_BENCH_CASES = [
   "/migration/precopy/file",
@@ -20,22 +18,14 @@ export interface FileRun {
 }
 
 /** `runs` runs of the case in `world` (seeds from `seed`), or why the world cannot run it. */
-export async function fileRuns(
+export function fileRuns(
   name: string,
   world: World,
   runs: number,
   seed: number,
 ): Promise<FileRun[] | { skipped: string }> {
-  const c = ALL_CASES.find((x) => x.name === name);
-  if (!c) throw new Error(`no case ${name}`);
-  await world.prepare?.();
-  const why = world.cannotRun(c, caseNeeds(c));
-  if (why) return { skipped: why };
-  const out: FileRun[] = [];
-  for (let i = 0; i < runs; i++) {
-    const r = await runCase(c, { seed: seed + i, world, artifactsDir: null });
-    if (!r.ok || r.xfail) return { skipped: `${name} failed: ${r.error?.message ?? r.xfail?.id}` };
-    out.push({ totalMs: r.stats.totalTimeMs ?? NaN, transferredBytes: r.stats.transferredBytes ?? NaN });
-  }
-  return out;
+  return caseRuns(name, world, runs, seed, (r) => ({
+    totalMs: r.stats.totalTimeMs ?? NaN,
+    transferredBytes: r.stats.transferredBytes ?? NaN,
+  }));
 }

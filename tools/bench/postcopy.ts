@@ -4,10 +4,8 @@
  * total time, downtime, page requests, the destination's blocktime and, where it reports one (the model;
  * QEMU from 10.1), the fault latency (request → page installed).
  */
-import { ALL_CASES } from "../../cases/all.ts";
-import { caseNeeds } from "../../harness/families/mod.ts";
-import { runCase } from "../../harness/runner.ts";
 import type { World } from "../../harness/world/world.ts";
+import { caseRuns } from "./case_runs.ts";
 
 export interface PostcopyRun {
   totalMs: number;
@@ -36,31 +34,22 @@ export function p99Bucket(dist: readonly number[]): number | undefined {
  * `runs` runs of the case in `world` (seeds from `seed`); why the world cannot run it instead, or the
  * first failure's message.
  */
-export async function postcopyRuns(
+export function postcopyRuns(
   name: string,
   world: World,
   runs: number,
   seed: number,
 ): Promise<PostcopyRun[] | { skipped: string }> {
-  const c = ALL_CASES.find((x) => x.name === name);
-  if (!c) throw new Error(`no case ${name}`);
-  await world.prepare?.();
-  const why = world.cannotRun(c, caseNeeds(c));
-  if (why) return { skipped: why };
-  const out: PostcopyRun[] = [];
-  for (let i = 0; i < runs; i++) {
-    const r = await runCase(c, { seed: seed + i, world, artifactsDir: null });
-    if (!r.ok || r.xfail) return { skipped: `${name} failed: ${r.error?.message ?? r.xfail?.id}` };
+  return caseRuns(name, world, runs, seed, (r) => {
     const pc = r.stats.postcopy;
     if (!pc) throw new Error(`${name} recorded no postcopy statistics`);
-    out.push({
+    return {
       totalMs: r.stats.totalTimeMs ?? NaN,
       downtimeMs: r.stats.downtimeMs ?? NaN,
       requests: pc.requests,
       blocktimeMs: pc.blocktimeMs,
       ...(pc.latencyNs !== undefined ? { latencyUs: pc.latencyNs / 1000 } : {}),
       ...(pc.latencyDist ? { latencyP99Us: p99Bucket(pc.latencyDist) } : {}),
-    });
-  }
-  return out;
+    };
+  });
 }
