@@ -696,6 +696,7 @@ const mappedRam: Mutant[] = [
     file: "engine/ram_mapped.ts",
     find: "await this.link.pwrite(buf, run.mb.pageOffset(run.first));",
     replace: "await this.link.pwrite(buf, run.mb.pageOffset(run.first + 1));",
+    ci: true,
     why: "the main thread writes a run of pages one page past its offset (file_write_ramblock_iov's " +
       "offset arithmetic): the load reads each page from where its neighbour was written",
   },
