@@ -179,18 +179,22 @@ export class MigrationIncoming {
       // Under direct-io the channels' handles are O_DIRECT; the main channel's never is (its reads are not
       // aligned), as QEMU keeps a second descriptor for the channels.
       const direct = options.params["direct-io"];
-      this.#task = Promise.all(
+      this.#task = Promise.allSettled(
         Array.from(
           { length: 1 + readers },
           (_, i) => this.host.files.incoming(addr.path, addr.offset, { direct: i > 0 && direct }),
         ),
-      ).then(
-        ([link, ...channels]) => {
-          this.#fileReaders = options.cap("mapped-ram") ? [link, ...channels] : null;
-          return this.#process(link, new QEMUFileReader(link));
-        },
-        (e) => this.#fail(new Error(`Failed to open ${addr.path}: ${errorMessage(e)}`)),
-      );
+      ).then((opened) => {
+        const links = opened.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+        const failed = opened.find((o) => o.status === "rejected");
+        if (failed) {
+          // No handle outlives a failed open of another.
+          for (const l of links) l.close();
+          return this.#fail(new Error(`Failed to open ${addr.path}: ${errorMessage(failed.reason)}`));
+        }
+        this.#fileReaders = options.cap("mapped-ram") ? links : null;
+        return this.#process(links[0], new QEMUFileReader(links[0]));
+      });
       return;
     }
     this.#listener = this.host.net.listen(addr);
