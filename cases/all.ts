@@ -6,6 +6,7 @@ import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";
 import { CROSS_VERSION_CASES } from "./cross_version.ts";
 import { FILE_CASES } from "./file.ts";
+import { TLS_CASES } from "./tls.ts";
 import { MISC_CASES } from "./misc.ts";
 import { MULTIFD_CASES } from "./multifd.ts";
 import { POSTCOPY_CASES } from "./postcopy.ts";
@@ -18,6 +19,7 @@ export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...CROSS_VERSION_CASES,
   ...MULTIFD_CASES,
   ...FILE_CASES,
+  ...TLS_CASES,
   ...COLO_CASES,
   ...POSTCOPY_CASES,
   ...CANCEL_CASES,

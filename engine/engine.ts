@@ -14,6 +14,9 @@ import { MigrationOptions } from "./options.ts";
 import { type ConfigurationInfo, VALIDATED_CAPABILITIES } from "./savevm.ts";
 import { parseUuid } from "./uuid.ts";
 import { type FileStore, hostFiles } from "./transport/file.ts";
+import { nodeTls, type TlsChannels } from "./transport/tls.ts";
+import type { AuthzSimple, QomObject, TlsCredsX509 } from "./crypto/tls_creds.ts";
+import type { Link } from "./transport/link.ts";
 import { hostNetwork, type Network } from "./transport/socket.ts";
 import type { Clock } from "./clock.ts";
 import type { VcpuDriver, VcpuOptions } from "./guest/vcpu.ts";
@@ -46,6 +49,7 @@ export interface EngineHooks {
   clock?: Clock;
   net?: Network;
   files?: FileStore;
+  tls?: TlsChannels;
   createVcpu?(opts: VcpuOptions): VcpuDriver;
 }
 
@@ -66,11 +70,15 @@ export class Engine {
   readonly breakpoints: Breakpoints;
   readonly net: Network;
   readonly files: FileStore;
+  readonly tls: TlsChannels;
+  /** Objects made by object-add (TLS credentials, authz), by id. */
+  readonly objects = new Map<string, QomObject>();
 
   constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
     this.uuid = config.uuid ? parseUuid(config.uuid) : null;
     this.net = hooks.net ?? hostNetwork;
     this.files = hooks.files ?? hostFiles;
+    this.tls = hooks.tls ?? nodeTls;
     for (const d of config.defects ?? []) {
       if (!isDefect(d)) {
         throw new Error(`unknown defect '${d}' (known: ${Object.keys(KNOWN_DEFECTS).join(", ")})`);
@@ -124,6 +132,7 @@ export class Engine {
       autostart: () => this.autostart,
       net: this.net,
       files: this.files,
+      secure: (link) => this.secureIncoming(link),
       exit: hooks.exit,
       abort: hooks.abort,
     });
@@ -165,13 +174,43 @@ export class Engine {
         };
       };
     } else {
-      connect = async () => ({
-        link: await this.net.connect(addr),
-        returnPath: true,
-        openChannel: () => this.net.connect(addr),
-      });
+      // With tls-creds every channel (main, multifd, postcopy's) is a TLS session (migration_tls_channel_connect).
+      const open = async () => {
+        const tls = this.#tlsEnd("client");
+        const hostname = this.options.params["tls-hostname"] || (addr.transport === "tcp" ? addr.host : null);
+        const link = await this.net.connect(addr);
+        return tls ? await this.tls.client(link, { ...tls, hostname }) : link;
+      };
+      connect = async () => ({ link: await open(), returnPath: true, openChannel: open });
     }
     return connect;
+  }
+
+  /**
+   * The TLS settings of a new channel, or null without tls-creds (migration_tls_get_creds): the
+   * credentials must exist and be for this endpoint; the server's authz comes from tls-authz.
+   */
+  #tlsEnd(endpoint: "client" | "server"): { creds: TlsCredsX509; authz: AuthzSimple | null } | null {
+    const id = this.options.params["tls-creds"];
+    if (!id) return null;
+    const creds = this.objects.get(id);
+    if (!creds) throw new Error(`No TLS credentials with id '${id}'`);
+    if (creds.type !== "tls-creds-x509") throw new Error(`Object with id '${id}' is not TLS credentials`);
+    if (creds.endpoint !== endpoint) {
+      throw new Error(`Expected TLS credentials for a ${endpoint} endpoint`);
+    }
+    const authzId = this.options.params["tls-authz"];
+    const authz = authzId ? this.objects.get(authzId) : undefined;
+    if (authzId && authz?.type !== "authz-simple") {
+      throw new Error(`No authorization object with id '${authzId}'`);
+    }
+    return { creds, authz: authz?.type === "authz-simple" ? authz : null };
+  }
+
+  /** The destination's side of a new channel: a TLS session when tls-creds is set, else the channel. */
+  async secureIncoming(link: Link): Promise<Link> {
+    const tls = this.#tlsEnd("server");
+    return tls ? await this.tls.server(link, tls) : link;
   }
 
   async close(): Promise<void> {

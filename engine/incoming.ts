@@ -53,6 +53,8 @@ export interface IncomingHost {
   autostart(): boolean;
   net: Network;
   files: FileStore;
+  /** A new channel as the load reads it: a TLS session when tls-creds is set (it may refuse the peer). */
+  secure(link: Link): Promise<Link>;
   /** exit-on-error: the process ends with EXIT_FAILURE after a failed load. */
   exit(code: number): void;
   /** A memory-safety failure: end the process at once, as a crash would (absent in in-process tests). */
@@ -254,7 +256,11 @@ export class MigrationIncoming {
         return this.#fail(new Error(`accept failed: ${errorMessage(e)}`));
       }
       if (!link) return;
-      this.#onConnection(link);
+      // A peer TLS refuses is logged and dropped; the destination keeps listening (as QEMU's does).
+      this.host.secure(link).then(
+        (l) => this.#onConnection(l),
+        (e) => this.host.log(`TLS handshake failed: ${errorMessage(e)}`),
+      );
     }
   }
 

@@ -74,7 +74,16 @@ export interface MigrationParameters {
    * with mapped-ram and multifd, as migrate_direct_io says).
    */
   "direct-io": boolean;
+  /** The id of the tls-creds object the channels use; "" (or null when set): no TLS. */
+  "tls-creds": string;
+  /** The name the source checks the destination's certificate against; "": the URI's host. */
+  "tls-hostname": string;
+  /** The id of the authz object the destination checks a client's certificate with; "": none. */
+  "tls-authz": string;
 }
+
+/** The string parameters, which QMP also takes as null (QAPI's StrOrNull: reset to ""). */
+export const STR_PARAMETERS = ["tls-creds", "tls-hostname", "tls-authz"] as const;
 
 export const DEFAULT_PARAMETERS: MigrationParameters = {
   "max-bandwidth": 134217728,
@@ -97,6 +106,9 @@ export const DEFAULT_PARAMETERS: MigrationParameters = {
   "announce-rounds": 5,
   "announce-step": 100,
   "direct-io": false,
+  "tls-creds": "",
+  "tls-hostname": "",
+  "tls-authz": "",
 };
 
 type IntRange = { min: number; max: number; what: string };
@@ -141,11 +153,13 @@ const ENUMS: Partial<Record<keyof MigrationParameters, readonly string[]>> = {
 };
 
 /** QMP argument types for migrate-set-parameters (all optional). */
-export function parameterArgTypes(): Record<string, "int" | "bool" | { enum: string[] }> {
-  const out: Record<string, "int" | "bool" | { enum: string[] }> = {};
+export function parameterArgTypes(): Record<string, "int" | "bool" | "any" | { enum: string[] }> {
+  const out: Record<string, "int" | "bool" | "any" | { enum: string[] }> = {};
   for (const k of Object.keys(DEFAULT_PARAMETERS) as (keyof MigrationParameters)[]) {
     const e = ENUMS[k];
-    out[k] = e ? { enum: [...e] } : typeof DEFAULT_PARAMETERS[k] === "boolean" ? "bool" : "int";
+    const d = DEFAULT_PARAMETERS[k];
+    // StrOrNull: checked in checkParameters.
+    out[k] = e ? { enum: [...e] } : typeof d === "boolean" ? "bool" : typeof d === "string" ? "any" : "int";
   }
   return out;
 }
@@ -153,6 +167,9 @@ export function parameterArgTypes(): Record<string, "int" | "bool" | { enum: str
 /** Validates a partial parameter update; returns the error message QEMU would give, or null. */
 export function checkParameters(update: Partial<Record<string, unknown>>): string | null {
   for (const [k, v] of Object.entries(update)) {
+    if ((STR_PARAMETERS as readonly string[]).includes(k) && v !== null && typeof v !== "string") {
+      return `Invalid parameter type for '${k}', expected: StrOrNull`;
+    }
     const range = INT_RANGES[k as keyof MigrationParameters];
     if (range && typeof v === "number") {
       const underscored = k.replaceAll("-", "_");

@@ -21,8 +21,10 @@ export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
 /**
  * How the migration must end. "complete-or-fail": a fault the run may or may not hit (the swarm's
  * connection reset at a seeded byte) — it completes and passes every check, or fails cleanly.
+ * "refused": the destination refuses the connection (a TLS peer it does not accept) and keeps listening:
+ * the source fails and keeps its guest, the destination loaded nothing and still answers.
  */
-export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error" | "complete-or-fail";
+export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error" | "complete-or-fail" | "refused";
 
 /** A fault injected into one side's stream (x-test-inject-fault; engine/testing/faults.ts). */
 export interface FaultSpec {
@@ -81,8 +83,28 @@ export interface CaseBase {
   guards?: { side: SideId; defect: DefectName };
 }
 
+/**
+ * TLS with x509 credentials (upstream's tls-tests.c): one CA, the server's certificate for `serverName`,
+ * the client's for CN "ACME QEMU Client" (or the hostile one, or none); object-add on both sides, then
+ * tls-creds (and tls-hostname, tls-authz) as the parameters say.
+ */
+export interface TlsSpec {
+  /** The server certificate's name (IP or DNS); default 127.0.0.1. */
+  serverName?: string;
+  /** The client's certificate: friendly (default), hostile ("ACME Hostile Client") or none (anonymous). */
+  client?: "friendly" | "hostile" | "none";
+  /** The destination's verify-peer (default true): whether it asks for and checks a client certificate. */
+  verifyPeer?: boolean;
+  /** tls-hostname on the source (the name it checks the server's certificate against). */
+  hostname?: string;
+  /** tls-authz on the destination: only CN=ACME QEMU Client may connect. */
+  authz?: boolean;
+}
+
 /** A migration over a socket. */
 export interface SocketCase {
+  /** Every channel a TLS session (x509). */
+  tls?: TlsSpec;
   transport?: "unix" | "tcp";
   /** Start the destination with `-incoming defer` and send migrate-incoming from the flow. */
   defer?: boolean;
@@ -95,6 +117,8 @@ export interface Outcome {
   expect?: Expect;
   /** What the error (error-desc, QMP error or destination stderr) must match; only with a failure. */
   error?: RegExp;
+  /** What the source's error-desc must match, where its own error says why (a TLS check it made). */
+  srcError?: RegExp;
 }
 
 /**

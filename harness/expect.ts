@@ -31,6 +31,16 @@ export async function expectSourceFailedAndAlive(p: MigrationPair, wasRunning: b
   }
 }
 
+/** The source's error-desc says what `srcError` wants (the check the source itself failed). */
+async function expectSourceError(p: MigrationPair, outcome: Outcome): Promise<void> {
+  if (!outcome.srcError) return;
+  const st = await p.src.qmp.execute<Record<string, unknown>>("query-migrate");
+  const desc = String(st["error-desc"] ?? "");
+  if (!outcome.srcError.test(desc)) {
+    throw new FlowError(`source error-desc '${desc}' does not match ${outcome.srcError}`);
+  }
+}
+
 /** Where the target ends: completed, failed, or exited (with exit-on-error). */
 async function targetEnd(p: MigrationPair): Promise<"completed" | "failed" | "exited"> {
   return await p.wait("the target to complete, fail or exit", async () => {
@@ -145,6 +155,7 @@ export async function finishByExpectation(
           return outcome.error.test(String((s as Record<string, unknown>)["error-desc"] ?? ""));
         });
         await expectSourceFailedAndAlive(p, srcWasRunning);
+        await expectSourceError(p, outcome);
         // It exits after a failed load, or stays waiting: a QMP connection that goes while asking is
         // the exit under way.
         const up = p.dst.exitStatus === null &&
@@ -158,6 +169,7 @@ export async function finishByExpectation(
       const desc = String(s["error-desc"] ?? "");
       if (!outcome.error?.test(p.dst.stderr)) expectError(outcome, desc, "target");
       await expectSourceFailedAndAlive(p, srcWasRunning);
+      await expectSourceError(p, outcome);
       // The destination stays usable: it still answers QMP.
       await p.dst.qmp.execute("query-status");
       return;
@@ -166,6 +178,26 @@ export async function finishByExpectation(
       await expectExitFailure(p);
       expectError(outcome, p.dst.stderr, "target stderr");
       await expectSourceFailedAndAlive(p, srcWasRunning);
+      await expectSourceError(p, outcome);
+      return;
+    }
+    case "refused": {
+      // The source fails; the destination dropped the connection and listens on, having loaded nothing.
+      await expectSourceFailedAndAlive(p, srcWasRunning);
+      await expectSourceError(p, outcome);
+      await p.wait("the target to say why it refused the connection", () => {
+        if (p.dst.exitStatus) {
+          throw new FlowError(`target exited (status ${p.dst.exitStatus.code}) after refusing`);
+        }
+        return !outcome.error || outcome.error.test(p.dst.stderr);
+      });
+      const st = await p.dst.qmp.execute<Record<string, unknown>>("query-migrate");
+      const status = String(st.status ?? "none");
+      if (status !== "setup" && status !== "none") {
+        throw new FlowError(
+          `target is '${status}' after refusing the connection, expected 'setup' (still listening)`,
+        );
+      }
       return;
     }
     case "qmp-error":

@@ -15,6 +15,7 @@ import { formatTranscript, type QmpTranscriptEntry } from "../engine/qmp/client.
 import { DEFAULT_SAMPLE_MS, type Sample, Sampler } from "./report/sampler.ts";
 import { type EventWait, type Probe, WaitAbort, waitFor, WaitTimeoutError } from "../engine/wait.ts";
 import type { LackedField } from "../engine/testing/releases.ts";
+import { setupTls } from "./tls.ts";
 import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
 
 export interface CaseContext {
@@ -153,6 +154,8 @@ export class MigrationPair {
       await pair.spawnTarget();
       await pair.setCaps(pair.src, [...(c.caps ?? []), ...(c.srcCaps ?? [])]);
       if (c.srcParams) await pair.setParams(pair.src, c.srcParams);
+      const tls = pair.socket?.tls;
+      if (tls) await setupTls(pair, pair.src, tls);
       for (const name of c.defects?.src ?? []) {
         await pair.src.qmp.execute("x-test-defect", { name, enabled: true });
       }
@@ -214,6 +217,7 @@ export class MigrationPair {
     this.dstExited = false;
     await this.setCaps(dst, [...(this.c.caps ?? []), ...(this.c.dstCaps ?? [])]);
     if (this.c.dstParams) await this.setParams(dst, this.c.dstParams);
+    if (socket?.tls) await setupTls(this, dst, socket.tls);
     for (const name of this.c.defects?.dst ?? []) {
       await dst.qmp.execute("x-test-defect", { name, enabled: true });
     }

@@ -37,8 +37,9 @@ export const SOCKET_FIELDS: Record<keyof SocketCase, true> = {
   transport: true,
   defer: true,
   exitOnError: true,
+  tls: true,
 };
-export const OUTCOME_FIELDS: Record<keyof Outcome, true> = { expect: true, error: true };
+export const OUTCOME_FIELDS: Record<keyof Outcome, true> = { expect: true, error: true, srcError: true };
 
 export class CaseTableError extends Error {
   constructor(readonly problems: string[]) {
@@ -127,7 +128,10 @@ export function socketProblems(c: SocketCase, bad: Problem): void {
 /** The problems of an outcome's fields. */
 export function outcomeProblems(c: Outcome, bad: Problem): void {
   if (c.error !== undefined && (c.expect ?? "succeed") === "succeed") {
-    bad("error", "only a failing case (expect fail|fail-dest-exits|qmp-error) has an error to match");
+    bad("error", "only a failing case (expect fail|fail-dest-exits|qmp-error|refused) has an error to match");
+  }
+  if (c.srcError !== undefined && !["fail", "fail-dest-exits", "refused"].includes(c.expect ?? "succeed")) {
+    bad("srcError", "only a case whose source fails (expect fail|fail-dest-exits|refused) has its error");
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { MIGRATION_STATUSES } from "../migration_status.ts";
 import { transportCompatible } from "../migration.ts";
+import { createObject } from "../crypto/tls_creds.ts";
 import type { Engine } from "../engine.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
 import { uuidToString } from "../uuid.ts";
@@ -190,6 +191,31 @@ export function engineCommands(e: Engine): QmpCommand[] {
       },
     },
     {
+      // user_creatable_add_qapi: the TLS credentials and authz objects (engine/crypto/tls_creds.ts).
+      name: "object-add",
+      args: "any",
+      handler: (args) => {
+        const id = args.id;
+        if (typeof id === "string" && e.objects.has(id)) {
+          throw new QmpError(`attempt to add duplicate property '${id}' to object (type 'container')`);
+        }
+        let o;
+        try {
+          o = createObject(args);
+        } catch (err) {
+          throw err instanceof QmpError ? err : new QmpError((err as Error).message);
+        }
+        e.objects.set(o.id, o);
+      },
+    },
+    {
+      name: "object-del",
+      args: { id: { type: "str" } },
+      handler: (args) => {
+        if (!e.objects.delete(String(args.id))) throw new QmpError(`object '${String(args.id)}' not found`);
+      },
+    },
+    {
       name: "migrate-set-capabilities",
       args: { capabilities: { type: "array" } },
       handler: (args) => {
@@ -224,12 +250,14 @@ export function engineCommands(e: Engine): QmpCommand[] {
             }
           }
         }
-        Object.assign(e.options.params, args as Partial<MigrationParameters>);
+        // StrOrNull: null resets a string parameter.
+        const update = Object.fromEntries(Object.entries(args).map(([k, v]) => [k, v === null ? "" : v]));
+        Object.assign(e.options.params, update as Partial<MigrationParameters>);
       },
     },
     {
       name: "query-migrate-parameters",
-      handler: () => ({ ...e.options.params, "tls-creds": "", "tls-hostname": "", "tls-authz": "" }),
+      handler: () => ({ ...e.options.params }),
     },
     {
       name: "query-migrate",

@@ -54,6 +54,28 @@ Deno.test("qmp commands: argument and state errors", async (t) => {
       assert.equal(p["downtime-limit"], 300);
       assert.equal(p["multifd-channels"], 2);
     });
+    await t.step("TLS parameters: StrOrNull, null resets; objects: duplicate and unknown ids", async () => {
+      assert.match(
+        await error(qmp, "migrate-set-parameters", { "tls-creds": 5 }),
+        /Invalid parameter type for 'tls-creds', expected: StrOrNull/,
+      );
+      await qmp.execute("migrate-set-parameters", { "tls-creds": "c0", "tls-hostname": "qemu.org" });
+      await qmp.execute("migrate-set-parameters", { "tls-creds": null });
+      const p = await qmp.execute<Record<string, unknown>>("query-migrate-parameters");
+      assert.equal(p["tls-creds"], "");
+      assert.equal(p["tls-hostname"], "qemu.org");
+      await qmp.execute("object-add", { "qom-type": "authz-simple", id: "z0", identity: "CN=x" });
+      assert.match(
+        await error(qmp, "object-add", { "qom-type": "authz-simple", id: "z0", identity: "CN=x" }),
+        /attempt to add duplicate property 'z0' to object \(type 'container'\)/,
+      );
+      await qmp.execute("object-del", { id: "z0" });
+      assert.match(await error(qmp, "object-del", { id: "z0" }), /object 'z0' not found/);
+      assert.match(
+        await error(qmp, "object-add", { "qom-type": "tls-creds-x509", id: "c", dir: "/nonexistent" }),
+        /Unable to access credentials \/nonexistent\/ca-cert.pem: No such file or directory/,
+      );
+    });
     await t.step("capabilities: unknown, unmodelled, malformed", async () => {
       assert.match(
         await error(qmp, "migrate-set-capabilities", { capabilities: [{ capability: "warp", state: true }] }),

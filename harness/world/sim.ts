@@ -24,6 +24,7 @@ import { type SimLinkFault, SimNetwork } from "./sim/net.ts";
 import type { Network } from "../../engine/transport/socket.ts";
 import { SimConnection } from "./sim/link.ts";
 import { SimFiles } from "./sim/files.ts";
+import { simTls } from "./sim/tls.ts";
 import type { FileStore } from "../../engine/transport/file.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
 import type { CaseNeeds, Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
@@ -114,6 +115,7 @@ class SimProcess implements SideProcess {
       clock: sim.engineClock,
       net: pair.net.forSide(spec.name),
       files: pair.files,
+      tls: simTls,
       createVcpu: (o) => new SimVcpu(sim, spec.name, o),
     });
     this.#server = QmpServer.unbound({

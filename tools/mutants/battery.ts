@@ -745,6 +745,44 @@ const mappedRam: Mutant[] = [
   },
 ];
 
+const tls: Mutant[] = [
+  {
+    name: "tls-verify-peer-ignored-without-cert",
+    file: "engine/crypto/tls_session.ts",
+    find:
+      '  if (!creds.verifyPeer) return null;\n  if (!peer) return "Verify failed: No certificate was found.";\n  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (authz)',
+    replace:
+      '  if (!creds.verifyPeer || !peer) return null;\n  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (authz)',
+    why: "verify-peer honoured only when the client sends a certificate (the anonymous session let " +
+      "through): a client with no certificate migrates into a destination that demands one",
+  },
+  {
+    name: "tls-authz-skipped",
+    file: "engine/crypto/tls_session.ts",
+    find: "  if (authz) {",
+    replace: "  if (authz && false) {",
+    why: "the authz check after the handshake skipped (qcrypto_tls_session_check_credentials without " +
+      "its authz step): any client the CA signed gets in",
+  },
+  {
+    name: "tls-hostname-not-checked",
+    file: "engine/crypto/tls_session.ts",
+    find: "  return matches ? null : `Certificate does not match the hostname ${hostname}`;",
+    replace: "  return null;",
+    why: "the server's certificate checked against the CA but not against the name the source " +
+      "connected to: any certificate from the CA passes as the destination",
+  },
+  {
+    name: "tls-main-channel-only",
+    file: "engine/engine.ts",
+    find: "connect = async () => ({ link: await open(), returnPath: true, openChannel: open });",
+    replace: "connect = async () => ({\n        link: await open(),\n        returnPath: true,\n" +
+      "        openChannel: () => this.net.connect(addr),\n      });",
+    why: "TLS on the main channel only (multifd_tls_channel_connect not called): the multifd channels " +
+      "carry the guest's pages in the clear, and a destination that expects TLS cannot read them",
+  },
+];
+
 export const BATTERY: readonly Mutant[] = [
   ...ram,
   ...multifd,
@@ -754,6 +792,7 @@ export const BATTERY: readonly Mutant[] = [
   ...failure,
   ...postcopy,
   ...mappedRam,
+  ...tls,
 ];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */

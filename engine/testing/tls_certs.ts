@@ -1,0 +1,104 @@
+/**
+ * Credentials for one run, in upstream's layout (tests/unit/crypto-tls-x509-helpers.c): one directory
+ * holding `ca-cert.pem`, `server-cert.pem`/`server-key.pem` and, unless the client is anonymous,
+ * `client-cert.pem`/`client-key.pem`, all signed by one CA (CN qemu-CA), valid from now for a day, files
+ * 0600. The `openssl` command makes them (P-256 keys: fast, and QEMU's GnuTLS takes them).
+ */
+export interface X509Spec {
+  /** The server certificate's name: an IP address (CN and SAN IP) or a DNS name (CN and SAN DNS). */
+  serverName: string;
+  /** The client certificate's CN (upstream: "ACME QEMU Client", or "ACME Hostile Client"); null: none. */
+  clientName: string | null;
+}
+
+const EXTENSIONS = `[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = critical,serverAuth
+subjectAltName = @server_san
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = critical,clientAuth
+`;
+
+async function openssl(dir: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+}
+
+/** Writes the credentials into `dir` (created 0700); returns `dir`. */
+export async function makeX509Credentials(dir: string, spec: X509Spec): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const ip = /^[0-9.]+$/.test(spec.serverName);
+  const san = ip ? `IP.1 = ${spec.serverName}` : `DNS.1 = ${spec.serverName}`;
+  await Deno.writeTextFile(`${dir}/x509.cnf`, `${EXTENSIONS}[server_san]\n${san}\n`, { mode: 0o600 });
+  const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await openssl(
+    dir,
+    "req",
+    "-x509",
+    ...key,
+    "-keyout",
+    "ca-key.pem",
+    "-out",
+    "ca-cert.pem",
+    "-subj",
+    "/CN=qemu-CA",
+    "-days",
+    "1",
+    "-config",
+    "x509.cnf",
+    "-extensions",
+    "ca",
+  );
+  const leaf = async (name: string, cn: string, ext: string) => {
+    await openssl(
+      dir,
+      "req",
+      "-new",
+      ...key,
+      "-keyout",
+      `${name}-key.pem`,
+      "-out",
+      `${name}.csr`,
+      "-subj",
+      `/CN=${cn}`,
+      "-config",
+      "x509.cnf",
+    );
+    await openssl(
+      dir,
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca-cert.pem",
+      "-CAkey",
+      "ca-key.pem",
+      "-CAcreateserial",
+      "-days",
+      "1",
+      "-extfile",
+      "x509.cnf",
+      "-extensions",
+      ext,
+      "-out",
+      `${name}-cert.pem`,
+    );
+    await Deno.remove(`${dir}/${name}.csr`);
+  };
+  await leaf("server", spec.serverName, "server");
+  if (spec.clientName !== null) await leaf("client", spec.clientName, "client");
+  for await (const e of Deno.readDir(dir)) await Deno.chmod(`${dir}/${e.name}`, 0o600);
+  return dir;
+}

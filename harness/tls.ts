@@ -1,0 +1,57 @@
+/**
+ * A case's TLS (SocketCase.tls): the run's credentials in the pair's directory (upstream's layout, made
+ * once per pair, gone with the directory), and on each side the objects and parameters upstream's
+ * tls-tests.c hooks set: the source a client credential and tls-creds (tls-hostname if asked), the
+ * destination a server credential with its verify-peer, tls-creds, and tls-authz when asked.
+ */
+import type { TlsSpec } from "./case.ts";
+import type { MigrationParameters } from "../engine/options.ts";
+import type { MigrationPair } from "./framework.ts";
+import type { Side } from "./world/world.ts";
+import { makeX509Credentials } from "../engine/testing/tls_certs.ts";
+
+/** The client CN tls-authz lets in (upstream's QCRYPTO_TLS_TEST_CLIENT_NAME). */
+export const FRIENDLY_CLIENT = "ACME QEMU Client";
+const HOSTILE_CLIENT = "ACME Hostile Client";
+
+const made = new WeakMap<MigrationPair, Promise<string>>();
+
+/** The pair's credential directory, made on first use. */
+function credentials(p: MigrationPair, spec: TlsSpec): Promise<string> {
+  let dir = made.get(p);
+  if (!dir) {
+    const client = spec.client ?? "friendly";
+    dir = makeX509Credentials(`${p.dir}/tls`, {
+      serverName: spec.serverName ?? "127.0.0.1",
+      clientName: client === "none" ? null : client === "hostile" ? HOSTILE_CLIENT : FRIENDLY_CLIENT,
+    });
+    made.set(p, dir);
+  }
+  return dir;
+}
+
+/** object-add and the TLS parameters on `side` (the source or the destination). */
+export async function setupTls(p: MigrationPair, side: Side, spec: TlsSpec): Promise<void> {
+  const dir = await credentials(p, spec);
+  const src = side === p.src;
+  const id = src ? "tlscredsx509client0" : "tlscredsx509server0";
+  await side.qmp.execute("object-add", {
+    "qom-type": "tls-creds-x509",
+    id,
+    endpoint: src ? "client" : "server",
+    dir,
+    "verify-peer": src ? true : spec.verifyPeer ?? true,
+    "sanity-check": true,
+  });
+  const params: Partial<MigrationParameters> = { "tls-creds": id };
+  if (src && spec.hostname !== undefined) params["tls-hostname"] = spec.hostname;
+  if (!src && spec.authz) {
+    await side.qmp.execute("object-add", {
+      "qom-type": "authz-simple",
+      id: "tlsauthz0",
+      identity: `CN=${FRIENDLY_CLIENT}`,
+    });
+    params["tls-authz"] = "tlsauthz0";
+  }
+  await p.setParams(side, params);
+}
