@@ -136,8 +136,13 @@ export async function saveDeviceState(
       })
       : Promise.resolve();
   await setCaps(false);
-  // A case may have throttled the bandwidth (non-converge): the save must not crawl at its rate.
-  await qmp.execute("migrate-set-parameters", { "max-bandwidth": 1n << 40n });
+  // A case may have throttled the bandwidth (non-converge): the save must not crawl at its rate. A file
+  // is no TLS peer: a case's tls-creds is cleared for the save.
+  const tlsCreds = typeof params["tls-creds"] === "string" ? params["tls-creds"] : "";
+  await qmp.execute("migrate-set-parameters", {
+    "max-bandwidth": 1n << 40n,
+    ...(tlsCreds ? { "tls-creds": "" } : {}),
+  });
   try {
     await qmp.execute("migrate", { uri: `file:${file}` });
     await waitFor(`${side.name}'s device-state save to ${file} to complete`, async () => {
@@ -149,7 +154,10 @@ export async function saveDeviceState(
     }, { timeoutMs: SAVE_TIMEOUT_MS, intervalMs: 20 });
     return analyzerStateToDevices(await runAnalyzer(file, dir, ["--dump", "state"]));
   } finally {
-    await qmp.execute("migrate-set-parameters", { "max-bandwidth": params["max-bandwidth"] });
+    await qmp.execute("migrate-set-parameters", {
+      "max-bandwidth": params["max-bandwidth"],
+      ...(tlsCreds ? { "tls-creds": tlsCreds } : {}),
+    });
     await setCaps(true);
     await Deno.remove(file).catch(() => {});
   }
