@@ -6,7 +6,6 @@
  */
 import type { TlsSpec } from "./case.ts";
 import type { MigrationParameters } from "../engine/options.ts";
-import type { MigrationPair } from "./framework.ts";
 import type { Side } from "./world/world.ts";
 import { makeX509Credentials } from "../engine/testing/tls_certs.ts";
 
@@ -14,10 +13,18 @@ import { makeX509Credentials } from "../engine/testing/tls_certs.ts";
 export const FRIENDLY_CLIENT = "ACME QEMU Client";
 const HOSTILE_CLIENT = "ACME Hostile Client";
 
-const made = new WeakMap<MigrationPair, Promise<string>>();
+/** What of the pair TLS needs (the framework's MigrationPair, which calls this). */
+export interface TlsPair {
+  /** The pair's directory (removed with the pair: no credential outlives the run). */
+  readonly dir: string;
+  readonly src: Side;
+  setParams(side: Side, params: Partial<MigrationParameters>): Promise<void>;
+}
+
+const made = new WeakMap<TlsPair, Promise<string>>();
 
 /** The pair's credential directory, made on first use. */
-function credentials(p: MigrationPair, spec: TlsSpec): Promise<string> {
+function credentials(p: TlsPair, spec: TlsSpec): Promise<string> {
   let dir = made.get(p);
   if (!dir) {
     const client = spec.client ?? "friendly";
@@ -31,7 +38,7 @@ function credentials(p: MigrationPair, spec: TlsSpec): Promise<string> {
 }
 
 /** object-add and the TLS parameters on `side` (the source or the destination). */
-export async function setupTls(p: MigrationPair, side: Side, spec: TlsSpec): Promise<void> {
+export async function setupTls(p: TlsPair, side: Side, spec: TlsSpec): Promise<void> {
   const dir = await credentials(p, spec);
   const src = side === p.src;
   const id = src ? "tlscredsx509client0" : "tlscredsx509server0";
