@@ -98,6 +98,8 @@ export class MigrationIncoming {
   #rp: ReturnPathSender | null = null;
   /** postcopy-preempt: the channel urgent pages arrive on. */
   #preemptLink: Link | null = null;
+  /** The preempt thread: the load completes only after it read its channel's EOS (no page in flight lost). */
+  #preemptTask: Promise<void> | null = null;
   /** postcopy-paused: the next main channel, from the listener migrate-recover opened. */
   #recover: PromiseWithResolvers<{ link: Link; r: QEMUFileReader }> | null = null;
   #recoverTriggered = false;
@@ -287,7 +289,7 @@ export class MigrationIncoming {
       (!this.#multifd || this.#multifd.complete)
     ) {
       this.#preemptLink = link;
-      void this.#preemptThread(link, r);
+      this.#preemptTask = this.#preemptThread(link, r);
       return;
     }
     this.#pending.add(link);
@@ -510,6 +512,8 @@ export class MigrationIncoming {
         reader = next.r;
       }
     }
+    // postcopy_ram_incoming_cleanup joins the preempt thread: its pages are placed before the end.
+    await this.#preemptTask;
     this.#postcopy?.end();
     this.#preemptLink?.close();
     await this.#multifd?.close();

@@ -278,13 +278,16 @@ export class PostcopySource {
     this.#check();
     saveSectionShort(f, QEMU_VM_SECTION_END, RAM_SECTION_ID);
     await ram.completePostcopy(f, this.#preempt?.f ?? null);
-    saveFooter(f, RAM_SECTION_ID);
-    f.put8(QEMU_VM_EOF);
-    await f.flush();
+    // The preempt channel ends before the main stream does: once the destination has read EOF there it
+    // completes and closes its channels, and an EOS written after that would break on a closed socket
+    // (and pause a migration that had finished).
     if (this.#preempt) {
       this.#preempt.f.putBe64(RAM_SAVE_FLAG_EOS);
       await this.#preempt.f.flush();
     }
+    saveFooter(f, RAM_SECTION_ID);
+    f.put8(QEMU_VM_EOF);
+    await f.flush();
     const flag = await this.#ch.rp.shut;
     if (flag instanceof Error) {
       if (this.#ch.rp.lostChannel) throw flag;
