@@ -46,6 +46,13 @@ const X509: Record<string, X509> = {
     tls: { client: "none", verifyPeer: false },
     why: "without verify-peer the destination accepts a client with no certificate",
   },
+  "foreign-ca-client": {
+    tls: { client: "foreign" },
+    expect: "refused",
+    error: /known issuer/,
+    why: "beyond upstream: a client certificate with the friendly name but signed by another CA is " +
+      "refused by its chain (the name alone proves nothing); the destination keeps listening",
+  },
   "reject-anon-client": {
     tls: { client: "none" },
     expect: "refused",

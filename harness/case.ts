@@ -91,8 +91,11 @@ export interface CaseBase {
 export interface TlsSpec {
   /** The server certificate's name (IP or DNS); default 127.0.0.1. */
   serverName?: string;
-  /** The client's certificate: friendly (default), hostile ("ACME Hostile Client") or none (anonymous). */
-  client?: "friendly" | "hostile" | "none";
+  /**
+   * The client's certificate: friendly (default), hostile ("ACME Hostile Client"), foreign (the friendly
+   * name, signed by another CA) or none (anonymous).
+   */
+  client?: "friendly" | "hostile" | "foreign" | "none";
   /** The destination's verify-peer (default true): whether it asks for and checks a client certificate. */
   verifyPeer?: boolean;
   /** tls-hostname on the source (the name it checks the server's certificate against). */

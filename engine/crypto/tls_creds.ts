@@ -106,6 +106,9 @@ function sanityCheck(c: TlsCredsX509): void {
     throw new Error(`Unable to import certificate ${path}: ${(e as Error).message}`);
   }
   if (!mine.verify(ca.publicKey)) {
-    throw new Error(`Certificate ${path} is not signed by the CA certificate ${c.dir}/ca-cert.pem`);
+    throw new Error(
+      `Our own certificate ${path} failed validation against ${c.dir}/ca-cert.pem: The certificate ` +
+        "hasn't got a known issuer",
+    );
   }
 }

@@ -9,6 +9,8 @@ export interface X509Spec {
   serverName: string;
   /** The client certificate's CN (upstream: "ACME QEMU Client", or "ACME Hostile Client"); null: none. */
   clientName: string | null;
+  /** The client certificate signed by a CA of its own (same name, other key), not the one both trust. */
+  clientForeignCa?: boolean;
 }
 
 const EXTENSIONS = `[req]
@@ -42,25 +44,19 @@ export async function makeX509Credentials(dir: string, spec: X509Spec): Promise<
   const san = ip ? `IP.1 = ${spec.serverName}` : `DNS.1 = ${spec.serverName}`;
   await Deno.writeTextFile(`${dir}/x509.cnf`, `${EXTENSIONS}[server_san]\n${san}\n`, { mode: 0o600 });
   const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await openssl(
-    dir,
-    "req",
-    "-x509",
-    ...key,
-    "-keyout",
-    "ca-key.pem",
-    "-out",
-    "ca-cert.pem",
-    "-subj",
-    "/CN=qemu-CA",
-    "-days",
-    "1",
-    "-config",
-    "x509.cnf",
-    "-extensions",
-    "ca",
-  );
-  const leaf = async (name: string, cn: string, ext: string) => {
+  const conf = ["-config", "x509.cnf"];
+  const ca = (name: string) =>
+    openssl(dir, "req", "-x509", ...key, "-keyout", `${name}-key.pem`, "-out", `${name}-cert.pem`, ...[
+      "-subj",
+      "/CN=qemu-CA",
+      "-days",
+      "1",
+      ...conf,
+      "-extensions",
+      "ca",
+    ]);
+  const leaf = async (name: string, cn: string, ext: string, signer = "ca") => {
+    const csr = `${name}.csr`;
     await openssl(
       dir,
       "req",
@@ -69,36 +65,23 @@ export async function makeX509Credentials(dir: string, spec: X509Spec): Promise<
       "-keyout",
       `${name}-key.pem`,
       "-out",
-      `${name}.csr`,
+      csr,
       "-subj",
       `/CN=${cn}`,
-      "-config",
-      "x509.cnf",
+      ...conf,
     );
-    await openssl(
-      dir,
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca-cert.pem",
-      "-CAkey",
-      "ca-key.pem",
-      "-CAcreateserial",
-      "-days",
-      "1",
-      "-extfile",
-      "x509.cnf",
-      "-extensions",
-      ext,
-      "-out",
-      `${name}-cert.pem`,
-    );
-    await Deno.remove(`${dir}/${name}.csr`);
+    const by = ["-CA", `${signer}-cert.pem`, "-CAkey", `${signer}-key.pem`, "-CAcreateserial"];
+    const ext1 = ["-days", "1", "-extfile", "x509.cnf", "-extensions", ext];
+    await openssl(dir, "x509", "-req", "-in", csr, ...by, ...ext1, "-out", `${name}-cert.pem`);
+    await Deno.remove(`${dir}/${csr}`);
   };
+  await ca("ca");
   await leaf("server", spec.serverName, "server");
-  if (spec.clientName !== null) await leaf("client", spec.clientName, "client");
+  if (spec.clientName !== null) {
+    // A foreign client: the same CA name, another key; the destination trusts only ca-cert.pem.
+    if (spec.clientForeignCa) await ca("foreign-ca");
+    await leaf("client", spec.clientName, "client", spec.clientForeignCa ? "foreign-ca" : "ca");
+  }
   for await (const e of Deno.readDir(dir)) await Deno.chmod(`${dir}/${e.name}`, 0o600);
   return dir;
 }

@@ -65,8 +65,9 @@ export async function checkPostcopy(p: MigrationPair, c: PostcopyCase, dstSince:
 /**
  * Where the model keeps postcopy's counters: every fault reached the source as a request (a lost request
  * leaves a guest waiting until the background stream happens to bring its page; recoveries send open
- * requests again, so the source may count more), and each window the case exists for opened at least
- * once (else it passed without testing its why).
+ * requests again, so the source may count more, and lose the ones on the broken path whose pages came
+ * before the recovery, so with a recovery fewer only is logged), and each window the case exists for
+ * opened at least once (else it passed without testing its why).
  */
 async function checkCounters(p: MigrationPair, c: PostcopyCase): Promise<void> {
   const [src, dst] = [await p.src.postcopyStats(), await p.dst.postcopyStats()];
@@ -80,7 +81,15 @@ async function checkCounters(p: MigrationPair, c: PostcopyCase): Promise<void> {
   }
   const requests = src.source?.requests ?? 0;
   const faults = dst.destination?.faults ?? 0;
-  if (faults > requests) {
+  if (faults > requests && c.recovery) {
+    // A request on the return path as it broke is lost with it, and the recovery asks again only for
+    // the pages still missing then: one the stream brought meanwhile is never asked for (as in QEMU;
+    // sim seed 2 of recovery/versions: two requests written just before migrate-pause).
+    p.ctx.log(
+      `postcopy: ${faults - requests} of ${faults} fault(s) never reached the source as a request: on the ` +
+        "return path when it broke, their pages came with the stream before the recovery",
+    );
+  } else if (faults > requests) {
     throw new FlowError(
       `the target's guest faulted on ${faults} page(s) but the source got ${requests} request(s): ` +
         `${faults - requests} request(s) lost on the way (the guest waited for the background stream)`,
