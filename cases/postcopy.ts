@@ -65,6 +65,42 @@ const upstream: PostcopyCase[] = [
   ),
 ];
 
+/** Upstream's postcopy TLS paths: every channel (main, preempt, the recovery's new ones) a PSK session. */
+const PSK = { tls: { psk: "match" as const } };
+const tls: PostcopyCase[] = [
+  postcopy("/migration/postcopy/tls/psk", "postcopy with every channel a TLS session (PSK)", PSK),
+  postcopy(
+    "/migration/postcopy/recovery/tls/psk",
+    "a recovery's new channel is a TLS session too, and the stream resumes inside it",
+    { ...PSK, recovery: "plain" },
+  ),
+  postcopy(
+    "/migration/postcopy/preempt/tls/psk",
+    "the preempt channel is a TLS session of its own, its pages decrypted apart from the main stream",
+    { ...PSK, preempt: true },
+  ),
+  postcopy(
+    "/migration/postcopy/preempt/recovery/tls/psk",
+    "a recovery re-establishes both the main and the preempt channel as TLS sessions",
+    { ...PSK, preempt: true, recovery: "plain" },
+  ),
+  postcopy(
+    "/migration/multifd+postcopy/tcp/tls/psk/match",
+    "multifd channels and then postcopy, every channel a TLS session",
+    { ...PSK, caps: ["multifd"] },
+  ),
+  postcopy(
+    "/migration/multifd+postcopy/recovery/tls/psk",
+    "multifd before the switch, then a recovery of the postcopy channel, all over TLS",
+    { ...PSK, caps: ["multifd"], recovery: "plain" },
+  ),
+  postcopy(
+    "/migration/multifd+postcopy/preempt/recovery/tls/psk",
+    "multifd, the preempt channel and a recovery of both, all over TLS",
+    { ...PSK, caps: ["multifd"], preempt: true, recovery: "plain" },
+  ),
+];
+
 const beyond: PostcopyCase[] = [
   postcopy(
     "/migration/postcopy/unix/plain",
@@ -142,4 +178,4 @@ const beyond: PostcopyCase[] = [
   ),
 ];
 
-export const POSTCOPY_CASES: MigrationCase[] = [...upstream, ...beyond];
+export const POSTCOPY_CASES: MigrationCase[] = [...upstream, ...tls, ...beyond];

@@ -1,5 +1,5 @@
 /**
- * TLS cases (upstream tls-tests.c, x509): the channels as TLS sessions with one CA's certificates made
+ * TLS cases (upstream tls-tests.c, x509 and PSK): the channels as TLS sessions with one CA's certificates made
  * for the run; the source checks the server's certificate against the name it connects to, the
  * destination asks for and checks the client's, and with tls-authz its name. Each refusal must leave
  * the source failed with its guest running and the destination as QEMU leaves it: listening on when it
@@ -75,6 +75,45 @@ function x509(path: string, kind: string, transport: "tcp" | "unix", multifd = f
 
 const precopy = Object.keys(X509).map((k) => x509(`/migration/precopy/tcp/tls/x509/${k}`, k, "tcp"));
 
+const noHostname: PrecopyCase = {
+  name: "/migration/precopy/tcp/tls/no-hostname",
+  tier: "full",
+  flow: "precopy",
+  transport: "tcp",
+  tls: { serverName: "", authz: true },
+  srcParams: { "tls-hostname": null },
+  expect: "fail-dest-exits",
+  srcError: /Cannot get client distinguished name: The requested data were not available\./,
+  why: "a server certificate with no name at all, tls-hostname null (JSON null accepted, meaning the " +
+    "URI's host): the source finds no distinguished name to check and hangs up; the destination quits",
+};
+
+/** Upstream's PSK hooks: keys.psk on both sides, or another key on the destination. */
+function psk(path: string, transport: "tcp" | "unix", match: boolean, multifd = false): PrecopyCase {
+  return {
+    name: path,
+    tier: path === "/migration/precopy/tcp/tls/psk/match" ? "smoke" : "full",
+    flow: "precopy",
+    transport,
+    tls: { psk: match ? "match" : "mismatch" },
+    ...(multifd ? { defer: true, caps: ["multifd"], srcParams: MULTIFD, dstParams: MULTIFD } : {}),
+    ...(match ? { why: "pre-shared keys: every channel a TLS session keyed by keys.psk, no certificates" } : {
+      expect: "refused",
+      error: /TLS handshake failed: An illegal parameter has been received\./,
+      why: "the destination's keys.psk holds another key for the same username: the handshake fails " +
+        "on both ends, the source keeps its guest and the destination keeps listening",
+    }),
+  };
+}
+
+const pskCases = [
+  psk("/migration/precopy/tcp/tls/psk/match", "tcp", true),
+  psk("/migration/precopy/tcp/tls/psk/mismatch", "tcp", false),
+  psk("/migration/precopy/unix/tls/psk", "unix", true),
+  psk("/migration/multifd/tcp/tls/psk/match", "tcp", true, true),
+  psk("/migration/multifd/tcp/tls/psk/mismatch", "tcp", false, true),
+];
+
 const unix: MigrationCase[] = [
   {
     ...x509("/migration/precopy/unix/tls/x509/default-host", "default-host", "unix"),
@@ -89,6 +128,12 @@ const unix: MigrationCase[] = [
 const multifd = ["default-host", "override-host", "allow-anon-client", "reject-anon-client"].map((k) =>
   x509(`/migration/multifd/tcp/tls/x509/${k}`, k, "tcp", true)
 );
+multifd.push({
+  ...x509("/migration/multifd/tcp/tls/x509/mismatch-host", "mismatch-host", "tcp", true),
+  expect: "refused",
+  why: "a server certificate for another address with multifd: the source refuses it and fails; the " +
+    "destination, still waiting for its multifd channels, does not quit",
+});
 
 const plain: MigrationCase = {
   name: "/migration/precopy/tcp/no-tls",
@@ -100,4 +145,4 @@ const plain: MigrationCase = {
   why: "tls-creds cleared on both sides: a plain stream, no TLS on either end",
 };
 
-export const TLS_CASES: MigrationCase[] = [...precopy, ...unix, ...multifd, plain];
+export const TLS_CASES: MigrationCase[] = [...precopy, noHostname, ...unix, ...multifd, ...pskCases, plain];

@@ -15,7 +15,7 @@ import { type ConfigurationInfo, VALIDATED_CAPABILITIES } from "./savevm.ts";
 import { parseUuid } from "./uuid.ts";
 import { type FileStore, hostFiles } from "./transport/file.ts";
 import { nodeTls, type TlsChannels } from "./transport/tls.ts";
-import type { AuthzSimple, QomObject, TlsCredsX509 } from "./crypto/tls_creds.ts";
+import type { AuthzSimple, QomObject, TlsCreds } from "./crypto/tls_creds.ts";
 import type { Link } from "./transport/link.ts";
 import { hostNetwork, type Network } from "./transport/socket.ts";
 import type { Clock } from "./clock.ts";
@@ -190,12 +190,12 @@ export class Engine {
    * The TLS settings of a new channel, or null without tls-creds (migration_tls_get_creds): the
    * credentials must exist and be for this endpoint; the server's authz comes from tls-authz.
    */
-  #tlsEnd(endpoint: "client" | "server"): { creds: TlsCredsX509; authz: AuthzSimple | null } | null {
+  #tlsEnd(endpoint: "client" | "server"): { creds: TlsCreds; authz: AuthzSimple | null } | null {
     const id = this.options.params["tls-creds"];
     if (!id) return null;
     const creds = this.objects.get(id);
     if (!creds) throw new Error(`No TLS credentials with id '${id}'`);
-    if (creds.type !== "tls-creds-x509") throw new Error(`Object with id '${id}' is not TLS credentials`);
+    if (creds.type === "authz-simple") throw new Error(`Object with id '${id}' is not TLS credentials`);
     if (creds.endpoint !== endpoint) {
       throw new Error(`Expected TLS credentials for a ${endpoint} endpoint`);
     }

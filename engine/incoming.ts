@@ -260,14 +260,14 @@ export class MigrationIncoming {
       if (!link) return;
       // A peer TLS refuses is logged and dropped; the destination keeps listening (as QEMU's does).
       this.host.secure(link).then(
-        (l) => this.#onConnection(l),
+        (l) => this.#onConnection(l, listener),
         (e) => this.host.log(`TLS handshake failed: ${errorMessage(e)}`),
       );
     }
   }
 
   /** migration_ioc_process_incoming: tell the channel's kind by its first four bytes. */
-  async #onConnection(link: Link): Promise<void> {
+  async #onConnection(link: Link, from: MigrationListener | null = null): Promise<void> {
     // Capabilities and parameters count as of the first connection (they may be set after -incoming).
     if (!this.#setupDone) {
       this.#setupDone = true;
@@ -276,6 +276,13 @@ export class MigrationIncoming {
     const r = new QEMUFileReader(link);
     // A paused postcopy's first new connection is its main channel (no header: the stream goes on).
     if (this.#recover) {
+      // Only migrate-recover's listener brings the new main channel: a connection the old listener
+      // accepted before the pause (a preempt channel still in its TLS handshake) is from the broken one.
+      if (!this.#recoverTriggered || from !== this.#listener) {
+        this.host.log("postcopy: dropping a connection made before the pause");
+        link.close();
+        return;
+      }
       const rec = this.#recover;
       this.#recover = null;
       this.#setStatus("postcopy-recover");
@@ -303,8 +310,14 @@ export class MigrationIncoming {
         this.#maybeStart();
         return;
       }
-      await r.need(4, "channel magic");
-      const magic = new DataView(r.peek(4).slice().buffer).getUint32(0);
+      // A TLS channel cannot be peeked at (no QIO_CHANNEL_FEATURE_READ_MSG_PEEK): the first connection is
+      // the main channel, every later one a multifd channel, whose handshake then checks its own magic.
+      const peek = !this.host.options.params["tls-creds"];
+      const magic = peek
+        ? await r.need(4, "channel magic").then(() => new DataView(r.peek(4).slice().buffer).getUint32(0))
+        : this.#main
+        ? MULTIFD_MAGIC
+        : QEMU_VM_FILE_MAGIC;
       if (magic === QEMU_VM_FILE_MAGIC) {
         if (this.#main) throw r.error("a second main channel connected");
         this.#main = { link, r };

@@ -85,6 +85,11 @@ export interface MigrationParameters {
 /** The string parameters, which QMP also takes as null (QAPI's StrOrNull: reset to ""). */
 export const STR_PARAMETERS = ["tls-creds", "tls-hostname", "tls-authz"] as const;
 
+/** What migrate-set-parameters takes: any subset, the string ones also as null (MigrateSetParameters). */
+export type SetParameters =
+  & Partial<Omit<MigrationParameters, typeof STR_PARAMETERS[number]>>
+  & { [K in typeof STR_PARAMETERS[number]]?: string | null };
+
 export const DEFAULT_PARAMETERS: MigrationParameters = {
   "max-bandwidth": 134217728,
   "max-postcopy-bandwidth": 0,

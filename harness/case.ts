@@ -7,7 +7,7 @@
  * validates the tables in cases/ when they load.
  */
 import type { WorkloadSpec } from "../engine/guest/workload.ts";
-import type { Capability, MigrationParameters } from "../engine/options.ts";
+import type { Capability, SetParameters } from "../engine/options.ts";
 import type { DefectName } from "../engine/testing/defects.ts";
 import type { StreamFaultKind } from "../engine/testing/faults.ts";
 
@@ -58,8 +58,8 @@ export interface CaseBase {
   caps?: Capability[];
   srcCaps?: Capability[];
   dstCaps?: Capability[];
-  srcParams?: Partial<MigrationParameters>;
-  dstParams?: Partial<MigrationParameters>;
+  srcParams?: SetParameters;
+  dstParams?: SetParameters;
   uuid?: { src?: string; dst?: string };
   /** The vCPU's duty cycle (ms running / ms asleep per slice; default 2/2). */
   vcpu?: VcpuDuty;
@@ -89,6 +89,8 @@ export interface CaseBase {
  * tls-creds (and tls-hostname, tls-authz) as the parameters say.
  */
 export interface TlsSpec {
+  /** Pre-shared keys (tls-creds-psk) instead of certificates: both sides' keys.psk agree, or not. */
+  psk?: "match" | "mismatch";
   /** The server certificate's name (IP or DNS); default 127.0.0.1. */
   serverName?: string;
   /**
@@ -106,7 +108,7 @@ export interface TlsSpec {
 
 /** A migration over a socket. */
 export interface SocketCase {
-  /** Every channel a TLS session (x509). */
+  /** Every channel a TLS session (x509 or PSK). */
   tls?: TlsSpec;
   transport?: "unix" | "tcp";
   /** Start the destination with `-incoming defer` and send migrate-incoming from the flow. */

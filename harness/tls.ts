@@ -5,9 +5,9 @@
  * destination a server credential with its verify-peer, tls-creds, and tls-authz when asked.
  */
 import type { TlsSpec } from "./case.ts";
-import type { MigrationParameters } from "../engine/options.ts";
+import type { SetParameters } from "../engine/options.ts";
 import type { Side } from "./world/world.ts";
-import { makeX509Credentials } from "../engine/testing/tls_certs.ts";
+import { makePskCredentials, makeX509Credentials, PSK_KEYS } from "../engine/testing/tls_certs.ts";
 
 /** The client CN tls-authz lets in (upstream's QCRYPTO_TLS_TEST_CLIENT_NAME). */
 export const FRIENDLY_CLIENT = "ACME QEMU Client";
@@ -18,7 +18,7 @@ export interface TlsPair {
   /** The pair's directory (removed with the pair: no credential outlives the run). */
   readonly dir: string;
   readonly src: Side;
-  setParams(side: Side, params: Partial<MigrationParameters>): Promise<void>;
+  setParams(side: Side, params: SetParameters): Promise<void>;
 }
 
 const made = new WeakMap<TlsPair, Promise<string>>();
@@ -38,8 +38,30 @@ function credentials(p: TlsPair, spec: TlsSpec): Promise<string> {
   return dir;
 }
 
+/**
+ * PSK as upstream's psk hooks: keys.psk with the key in the pair's directory; in the mismatch case the
+ * destination reads another directory whose file holds another key for the same username.
+ */
+async function setupPsk(p: TlsPair, side: Side, spec: TlsSpec): Promise<void> {
+  const src = side === p.src;
+  const other = !src && spec.psk === "mismatch";
+  const dir = await makePskCredentials(
+    `${p.dir}/${other ? "tls-psk-mismatch" : "tls-psk"}`,
+    other ? PSK_KEYS.mismatch : PSK_KEYS.match,
+  );
+  await side.qmp.execute("object-add", {
+    "qom-type": "tls-creds-psk",
+    id: "tlscredspsk0",
+    endpoint: src ? "client" : "server",
+    dir,
+    ...(src ? { username: "qemu" } : {}),
+  });
+  await p.setParams(side, { "tls-creds": "tlscredspsk0" });
+}
+
 /** object-add and the TLS parameters on `side` (the source or the destination). */
 export async function setupTls(p: TlsPair, side: Side, spec: TlsSpec): Promise<void> {
+  if (spec.psk) return await setupPsk(p, side, spec);
   const dir = await credentials(p, spec);
   const src = side === p.src;
   const id = src ? "tlscredsx509client0" : "tlscredsx509server0";
@@ -53,7 +75,7 @@ export async function setupTls(p: TlsPair, side: Side, spec: TlsSpec): Promise<v
     // sanity check would refuse it at object-add ("Our own certificate … failed validation").
     "sanity-check": !(src && spec.client === "foreign"),
   });
-  const params: Partial<MigrationParameters> = { "tls-creds": id };
+  const params: SetParameters = { "tls-creds": id };
   if (src && spec.hostname !== undefined) params["tls-hostname"] = spec.hostname;
   if (!src && spec.authz) {
     await side.qmp.execute("object-add", {

@@ -27,9 +27,28 @@ export interface AuthzSimple {
   identity: string;
 }
 
-export type QomObject = TlsCredsX509 | AuthzSimple;
+/**
+ * Pre-shared keys (crypto/tlscredspsk.c): `dir/keys.psk` holds `username:hexkey` lines. A client uses
+ * its username's key (default "qemu"); a server takes any username the file lists.
+ */
+export interface TlsCredsPsk {
+  type: "tls-creds-psk";
+  id: string;
+  endpoint: "client" | "server";
+  dir: string;
+  username: string;
+  /** The file's keys by username, as hex. */
+  keys: Map<string, string>;
+}
 
-export const QOM_TYPES = ["tls-creds-x509", "authz-simple"] as const;
+export type TlsCreds = TlsCredsX509 | TlsCredsPsk;
+
+export type QomObject = TlsCreds | AuthzSimple;
+
+export const QOM_TYPES = ["tls-creds-x509", "tls-creds-psk", "authz-simple"] as const;
+
+/** The username a PSK client uses when none is given, as in QEMU. */
+export const PSK_DEFAULT_USERNAME = "qemu";
 
 const X509_ARGS: QmpArgSpec = {
   "qom-type": { type: "str" },
@@ -38,6 +57,14 @@ const X509_ARGS: QmpArgSpec = {
   dir: { type: "str", optional: true },
   "verify-peer": { type: "bool", optional: true },
   "sanity-check": { type: "bool", optional: true },
+  priority: { type: "str", optional: true },
+};
+const PSK_ARGS: QmpArgSpec = {
+  "qom-type": { type: "str" },
+  id: { type: "str" },
+  endpoint: { type: { enum: ["client", "server"] }, optional: true },
+  dir: { type: "str", optional: true },
+  username: { type: "str", optional: true },
   priority: { type: "str", optional: true },
 };
 const AUTHZ_ARGS: QmpArgSpec = {
@@ -65,6 +92,7 @@ export function createObject(args: Record<string, unknown>): QomObject {
     validateArgs(AUTHZ_ARGS, args);
     return { type, id: String(args.id), identity: String(args.identity ?? "") };
   }
+  if (type === "tls-creds-psk") return createPsk(args);
   if (type !== "tls-creds-x509") {
     throw new Error(`Parameter 'qom-type' does not accept value '${String(type)}'`);
   }
@@ -87,6 +115,27 @@ export function createObject(args: Record<string, unknown>): QomObject {
   };
   if (args["sanity-check"] === true) sanityCheck(creds);
   return creds;
+}
+
+function createPsk(args: Record<string, unknown>): TlsCredsPsk {
+  validateArgs(PSK_ARGS, args);
+  const endpoint = (args.endpoint ?? "client") as "client" | "server";
+  const dir = String(args.dir ?? "");
+  const keys = new Map<string, string>();
+  for (const line of readCred(dir, "keys.psk", true)!.split("\n")) {
+    const i = line.indexOf(":");
+    if (i <= 0) continue;
+    const key = line.slice(i + 1).trim();
+    if (!/^(?:[0-9a-fA-F]{2})+$/.test(key)) {
+      throw new Error(`Malformed key for username '${line.slice(0, i)}' in ${dir}/keys.psk`);
+    }
+    keys.set(line.slice(0, i), key.toLowerCase());
+  }
+  const username = String(args.username ?? PSK_DEFAULT_USERNAME);
+  if (endpoint === "client" && !keys.has(username)) {
+    throw new Error(`Cannot find PSK key for username '${username}' in ${dir}/keys.psk`);
+  }
+  return { type: "tls-creds-psk", id: String(args.id), endpoint, dir, username, keys };
 }
 
 /** qcrypto_tls_creds_x509_sanity_check's core: the certificates parse and ours is signed by the CA. */

@@ -26,8 +26,15 @@ function signedByCa(creds: TlsCredsX509, peer: X509Certificate): boolean {
 
 /** The certificate's distinguished name as QEMU's authz compares it ("CN=ACME QEMU Client"). */
 export function distinguishedName(c: CertData): string {
-  return parse(c).subject.split("\n").reverse().join(",");
+  // An empty subject comes back undefined.
+  return (parse(c).subject ?? "").split("\n").reverse().join(",");
 }
+
+/**
+ * The peer's distinguished name, which QEMU reads from every peer certificate after its chain (and
+ * words as the client's whichever end reads it): a certificate with an empty subject has none.
+ */
+const NO_DN = "Cannot get client distinguished name: The requested data were not available.";
 
 /**
  * The client's check of the server (the migration source's): the chain, then the name the source
@@ -42,6 +49,7 @@ export function checkServer(
   if (!peer) return "Verify failed: No certificate was found.";
   const cert = parse(peer);
   if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn't got a known issuer.";
+  if (distinguishedName(peer) === "") return NO_DN;
   if (hostname === null || hostname === "") return "No hostname for certificate validation";
   const matches = isIP(hostname) ? cert.checkIP(hostname) : cert.checkHost(hostname, { subject: "default" });
   return matches ? null : `Certificate does not match the hostname ${hostname}`;
@@ -60,6 +68,7 @@ export function checkClient(
   if (!peer) return "Verify failed: No certificate was found.";
   const cert = parse(peer);
   if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn't got a known issuer.";
+  if (distinguishedName(peer) === "") return NO_DN;
   if (authz) {
     const dn = distinguishedName(peer);
     if (dn !== authz.identity) return `TLS x509 authz check for ${dn} is denied`;

@@ -5,7 +5,10 @@
  * 0600. The `openssl` command makes them (P-256 keys: fast, and QEMU's GnuTLS takes them).
  */
 export interface X509Spec {
-  /** The server certificate's name: an IP address (CN and SAN IP) or a DNS name (CN and SAN DNS). */
+  /**
+   * The server certificate's name: an IP address (CN and SAN IP) or a DNS name (CN and SAN DNS); "":
+   * none, an empty subject and no SAN (upstream's no-hostname case).
+   */
   serverName: string;
   /** The client certificate's CN (upstream: "ACME QEMU Client", or "ACME Hostile Client"); null: none. */
   clientName: string | null;
@@ -24,6 +27,10 @@ basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = critical,serverAuth
 subjectAltName = @server_san
+[server_anon]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = critical,serverAuth
 [client]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
@@ -41,8 +48,9 @@ async function openssl(dir: string, ...args: string[]): Promise<void> {
 export async function makeX509Credentials(dir: string, spec: X509Spec): Promise<string> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const ip = /^[0-9.]+$/.test(spec.serverName);
-  const san = ip ? `IP.1 = ${spec.serverName}` : `DNS.1 = ${spec.serverName}`;
-  await Deno.writeTextFile(`${dir}/x509.cnf`, `${EXTENSIONS}[server_san]\n${san}\n`, { mode: 0o600 });
+  const anon = spec.serverName === "";
+  const san = anon ? "" : `[server_san]\n${ip ? "IP" : "DNS"}.1 = ${spec.serverName}\n`;
+  await Deno.writeTextFile(`${dir}/x509.cnf`, EXTENSIONS + san, { mode: 0o600 });
   const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   const conf = ["-config", "x509.cnf"];
   const ca = (name: string) =>
@@ -67,7 +75,7 @@ export async function makeX509Credentials(dir: string, spec: X509Spec): Promise<
       "-out",
       csr,
       "-subj",
-      `/CN=${cn}`,
+      cn === "" ? "/" : `/CN=${cn}`,
       ...conf,
     );
     const by = ["-CA", `${signer}-cert.pem`, "-CAkey", `${signer}-key.pem`, "-CAcreateserial"];
@@ -76,12 +84,22 @@ export async function makeX509Credentials(dir: string, spec: X509Spec): Promise<
     await Deno.remove(`${dir}/${csr}`);
   };
   await ca("ca");
-  await leaf("server", spec.serverName, "server");
+  await leaf("server", spec.serverName, anon ? "server_anon" : "server");
   if (spec.clientName !== null) {
     // A foreign client: the same CA name, another key; the destination trusts only ca-cert.pem.
     if (spec.clientForeignCa) await ca("foreign-ca");
     await leaf("client", spec.clientName, "client", spec.clientForeignCa ? "foreign-ca" : "ca");
   }
   for await (const e of Deno.readDir(dir)) await Deno.chmod(`${dir}/${e.name}`, 0o600);
+  return dir;
+}
+
+/** Upstream's PSK key (tests/unit/crypto-tls-psk-helpers.c) and the one its mismatch case uses. */
+export const PSK_KEYS = { match: "009d5638c40fde0c", mismatch: "10ffa6a2c42f0388" } as const;
+
+/** Writes `dir/keys.psk` (dir created 0700, the file 0600) with `username:key`; returns `dir`. */
+export async function makePskCredentials(dir: string, key: string, username = "qemu"): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await Deno.writeTextFile(`${dir}/keys.psk`, `${username}:${key}\n`, { mode: 0o600 });
   return dir;
 }

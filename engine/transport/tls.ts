@@ -7,14 +7,15 @@
 import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import * as tls from "node:tls";
-import type { AuthzSimple, TlsCredsX509 } from "../crypto/tls_creds.ts";
+import type { AuthzSimple, TlsCreds } from "../crypto/tls_creds.ts";
 import { checkClient, checkServer } from "../crypto/tls_session.ts";
 import { errorMessage } from "../error.ts";
 import { type Link, LinkClosedError } from "./link.ts";
+import { pskClient, pskServer } from "./tls_psk.ts";
 
 /** One end's settings: its credentials; the client the name it checks, the server the authz. */
 export interface TlsEnd {
-  creds: TlsCredsX509;
+  creds: TlsCreds;
   hostname?: string | null;
   authz?: AuthzSimple | null;
 }
@@ -144,6 +145,15 @@ function peerDer(socket: tls.TLSSocket): Uint8Array | null {
   return c && c.raw ? new Uint8Array(c.raw) : null;
 }
 
+/** A check's verdict; a certificate it could not even read is a refusal too, never a session left open. */
+export function judged(check: () => string | null): string | null {
+  try {
+    return check();
+  } catch (e) {
+    return `Verify failed: ${errorMessage(e)}`;
+  }
+}
+
 /** A check that failed ends the session and the channel, with its message. */
 function refuse(socket: tls.TLSSocket, link: Link, why: string): never {
   socket.destroy();
@@ -151,10 +161,14 @@ function refuse(socket: tls.TLSSocket, link: Link, why: string): never {
   throw new Error(why);
 }
 
-/** node:tls over the Link; the chain, name and authz checked explicitly once the handshake is done. */
+/**
+ * node:tls over the Link for x509, the chain, name and authz checked explicitly once the handshake is
+ * done; an openssl child for PSK, which node:tls lacks (tls_psk.ts).
+ */
 export const nodeTls: TlsChannels = {
   async client(link, end) {
     const c = end.creds;
+    if (c.type === "tls-creds-psk") return await pskClient(link, c);
     const socket = tls.connect({
       socket: duplexOf(link),
       ca: c.ca,
@@ -169,12 +183,13 @@ export const nodeTls: TlsChannels = {
       link.close();
       throw e;
     }
-    const why = checkServer(c, peerDer(socket), end.hostname ?? null);
+    const why = judged(() => checkServer(c, peerDer(socket), end.hostname ?? null));
     if (why) refuse(socket, link, why);
     return new TlsLink(socket, `tls:${link.description}`);
   },
   async server(link, end) {
     const c = end.creds;
+    if (c.type === "tls-creds-psk") return await pskServer(link, c);
     const socket = new tls.TLSSocket(duplexOf(link), {
       isServer: true,
       ca: c.ca,
@@ -193,7 +208,7 @@ export const nodeTls: TlsChannels = {
       link.close();
       throw e;
     }
-    const why = checkClient(c, peerDer(socket), end.authz ?? null);
+    const why = judged(() => checkClient(c, peerDer(socket), end.authz ?? null));
     if (why) refuse(socket, link, why);
     return new TlsLink(socket, `tls:${link.description}`);
   },

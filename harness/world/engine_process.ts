@@ -48,6 +48,8 @@ export class EngineProcess extends SpawnedProcess {
       `--allow-net=${nets.join(",")}`,
       `--allow-read=${opts.dir},${ENGINE_DIR},${FIXTURES_DIR}`,
       `--allow-write=${opts.dir}`,
+      // TLS with pre-shared keys runs an openssl child as its record layer (engine/transport/tls_psk.ts).
+      "--allow-run=openssl",
       // Extra `deno run` flags for the engines, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof to profile them.
       ...(Deno.env.get("MIGTEST_ENGINE_FLAGS")?.split(/\s+/).filter(Boolean) ?? []),
       ENGINE_MAIN.pathname,

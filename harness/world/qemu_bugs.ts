@@ -97,7 +97,7 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     id: "qemu-multifd-postcopy-yank-abort",
     summary: "multifd with postcopy-ram (which 10.0 refuses outright): at the switch the destination " +
       "aborts in yank_unregister_instance (Assertion `QLIST_EMPTY(&entry->yankfns)' failed)",
-    cases: ["/migration/multifd+postcopy/plain"],
+    cases: ["/migration/multifd+postcopy/plain", "/migration/multifd+postcopy/tcp/tls/psk/match"],
     side: "dst",
     range: { from: "7.2", through: "7.2" },
     symptom: /yank_unregister_instance: Assertion/,
@@ -108,11 +108,24 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       "multifd one ('Extra incoming migration connection; ignoring'); its multifd channel 0 sees " +
       "end-of-file and either its QMP stops answering (the precopy phase never reaches the guest's " +
       "marker) or it dies after the switch (.ci/run 2026-12-06)",
-    cases: ["/migration/multifd+postcopy/preempt/plain"],
+    cases: [
+      "/migration/multifd+postcopy/preempt/plain",
+      "/migration/multifd+postcopy/preempt/recovery/tls/psk",
+    ],
     side: "dst",
     range: { from: "7.2", through: "7.2" },
     symptom:
       /waiting for the dirty-memory marker on the target|target stderr: [^\n]*Extra incoming migration connection; ignoring/,
+  },
+  {
+    id: "qemu-multifd-postcopy-recovery-repauses",
+    summary: "multifd with postcopy-ram over TLS: the recovery's handshake completes, then the destination " +
+      "reports 'Detected IO failure for postcopy. Migration paused.' again ('Cannot read from TLS " +
+      "channel: Input/output error') and the source never completes",
+    cases: ["/migration/multifd+postcopy/recovery/tls/psk"],
+    side: "dst",
+    range: { from: "7.2", through: "7.2" },
+    symptom: /waiting for source migration status 'completed'/,
   },
   {
     id: "qemu-multifd-refused-channels-abort",

@@ -14,6 +14,11 @@ import type { QmpTranscriptEntry } from "../../engine/qmp/client.ts";
 import { QtestClient, QtestCommandError } from "../qtest_client.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 import { waitFor } from "../../engine/wait.ts";
+import { createObject } from "../../engine/crypto/tls_creds.ts";
+import { makePskCredentials, makeX509Credentials, PSK_KEYS } from "../../engine/testing/tls_certs.ts";
+import { ConnLink, type Link } from "../../engine/transport/link.ts";
+import { nodeTls } from "../../engine/transport/tls.ts";
+import { pskClient, pskServer } from "../../engine/transport/tls_psk.ts";
 
 const PAGE = 4096;
 const WAIT_MS = 20_000;
@@ -303,3 +308,123 @@ Deno.test("qtest client against the engine: writeq/readq round trip, read, readb
     assert.equal(status.code, 0, `engine exited with ${status.code}:\n${log}`);
   }
 });
+
+/** The engine's TLS ends under test against QEMU's: x509 through node:tls, PSK through openssl. */
+const TLS_KINDS = ["x509", "psk"] as const;
+
+async function tlsObjects(dir: string, kind: typeof TLS_KINDS[number], endpoint: "client" | "server") {
+  const id = `tls-${kind}-${endpoint}`;
+  const qom = kind === "x509"
+    ? { "qom-type": "tls-creds-x509", id, endpoint, dir: `${dir}/x509`, "verify-peer": true }
+    : {
+      "qom-type": "tls-creds-psk",
+      id,
+      endpoint,
+      dir: `${dir}/psk`,
+      ...(endpoint === "client" ? { username: "qemu" } : {}),
+    };
+  if (kind === "x509") {
+    await makeX509Credentials(`${dir}/x509`, { serverName: "127.0.0.1", clientName: "ACME QEMU Client" });
+  } else await makePskCredentials(`${dir}/psk`, PSK_KEYS.match);
+  return { id, qom };
+}
+
+/** Opens the engine's end of a TLS session; a PSK session's child is waited for by `finished`. */
+async function engineTls(
+  link: ConnLink,
+  qom: Record<string, unknown>,
+): Promise<{ tls: Link; finished: Promise<void> }> {
+  const creds = createObject({
+    ...qom,
+    id: "engine",
+    endpoint: qom.endpoint === "client" ? "server" : "client",
+  });
+  if (creds.type === "authz-simple") throw new Error("not credentials");
+  if (creds.type === "tls-creds-psk") {
+    const s = creds.endpoint === "server" ? await pskServer(link, creds) : await pskClient(link, creds);
+    return { tls: s, finished: s.finished };
+  }
+  const tls = creds.endpoint === "server"
+    ? await nodeTls.server(link, { creds })
+    : await nodeTls.client(link, { creds, hostname: "127.0.0.1" });
+  return { tls, finished: Promise.resolve() };
+}
+
+for (const kind of TLS_KINDS) {
+  Deno.test({
+    name:
+      `qemu ↔ engine TLS (${kind}): a QEMU source's stream decrypted by the engine's TLS server${SKIP_NOTE}`,
+    ignore: NO_QEMU,
+    async fn() {
+      const run = await Run.create();
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      try {
+        const src = await run.spawn("source", { startPaused: true });
+        const { id, qom } = await tlsObjects(run.dir, kind, "client");
+        await src.qmp.execute("object-add", qom);
+        await src.qmp.execute("migrate-set-parameters", { "tls-creds": id });
+        // The engine's server reads the same credential files QEMU's client was given.
+        const serverQom = kind === "x509" ? { ...qom, dir: `${run.dir}/x509` } : qom;
+        await src.qmp.execute("migrate", { uri: `tcp:127.0.0.1:${listener.addr.port}` });
+        const conn = await listener.accept();
+        const { tls, finished } = await engineTls(new ConnLink(conn, "qemu-source"), {
+          ...serverQom,
+          endpoint: "client",
+        });
+        const head = new Uint8Array(8);
+        for (let n = 0; n < 8;) {
+          n += (await tls.read(head.subarray(n))) ?? assert.fail("stream ended in its header");
+        }
+        const v = new DataView(head.buffer);
+        assert.equal(v.getUint32(0), 0x5145564d, "QEMU_VM_FILE_MAGIC, decrypted");
+        assert.equal(v.getUint32(4), 3, "QEMU_VM_FILE_VERSION");
+        tls.close();
+        await finished;
+        await waitFor("source: the migration to fail after the engine hung up", async () => {
+          const info = await src.qmp.execute<MigrationInfo>("query-migrate");
+          return info.status === "failed";
+        }, { timeoutMs: WAIT_MS, intervalMs: 10 });
+      } finally {
+        listener.close();
+        await run.close();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      `qemu ↔ engine TLS (${kind}): the engine's TLS client reaches a QEMU destination's loader${SKIP_NOTE}`,
+    ignore: NO_QEMU,
+    async fn() {
+      const run = await Run.create();
+      try {
+        const dst = await run.spawn("target", { incoming: "defer" });
+        const { id, qom } = await tlsObjects(run.dir, kind, "server");
+        await dst.qmp.execute("object-add", qom);
+        await dst.qmp.execute("migrate-set-parameters", { "tls-creds": id });
+        await dst.qmp.execute("migrate-incoming", { uri: "tcp:127.0.0.1:0" });
+        const listening = await dst.qmp.execute<MigrationInfo>("query-migrate");
+        const port = Number(listening["socket-address"]?.find((a) => a.type === "inet")?.port);
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        const { tls, finished } = await engineTls(new ConnLink(conn, "qemu-target"), qom);
+        // A valid header, then a byte that is not the configuration section QEMU requires first: its
+        // loader must say so, which it can only do having read the header through the session.
+        await tls.write(new Uint8Array([0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3, 0xee]));
+        await waitFor(
+          "target: its loader to miss the configuration section",
+          () => /Configuration section missing/.test(dst.stderr),
+          {
+            timeoutMs: WAIT_MS,
+            intervalMs: 10,
+            diagnose: () => dst.stderr,
+          },
+        );
+        assert.doesNotMatch(dst.stderr, /TLS/);
+        tls.close();
+        await finished;
+      } finally {
+        await run.close();
+      }
+    },
+  });
+}

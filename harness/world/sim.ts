@@ -115,7 +115,7 @@ class SimProcess implements SideProcess {
       clock: sim.engineClock,
       net: pair.net.forSide(spec.name),
       files: pair.files,
-      tls: simTls,
+      tls: simTls(sim.engineClock),
       createVcpu: (o) => new SimVcpu(sim, spec.name, o),
     });
     this.#server = QmpServer.unbound({

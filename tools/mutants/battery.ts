@@ -750,9 +750,9 @@ const tls: Mutant[] = [
     name: "tls-verify-peer-ignored-without-cert",
     file: "engine/crypto/tls_session.ts",
     find:
-      '  if (!creds.verifyPeer) return null;\n  if (!peer) return "Verify failed: No certificate was found.";\n  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (authz)',
+      '  if (!creds.verifyPeer) return null;\n  if (!peer) return "Verify failed: No certificate was found.";\n  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (distinguishedName(peer) === "") return NO_DN;\n  if (authz)',
     replace:
-      '  if (!creds.verifyPeer || !peer) return null;\n  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (authz)',
+      '  if (!creds.verifyPeer || !peer) return null;\n  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (distinguishedName(peer) === "") return NO_DN;\n  if (authz)',
     why: "verify-peer honoured only when the client sends a certificate (the anonymous session let " +
       "through): a client with no certificate migrates into a destination that demands one",
   },
@@ -760,8 +760,8 @@ const tls: Mutant[] = [
     name: "tls-client-chain-not-checked",
     file: "engine/crypto/tls_session.ts",
     find:
-      '  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (authz)',
-    replace: "  const cert = parse(peer);\n  if (authz)",
+      '  const cert = parse(peer);\n  if (!signedByCa(creds, cert)) return "Verify failed: The certificate hasn\'t got a known issuer.";\n  if (distinguishedName(peer) === "") return NO_DN;\n  if (authz)',
+    replace: '  const cert = parse(peer);\n  if (distinguishedName(peer) === "") return NO_DN;\n  if (authz)',
     why: "the server takes a client certificate without checking who signed it (what Deno's TLS server " +
       "does by itself): a certificate with the right name from any CA gets in",
   },
@@ -789,6 +789,30 @@ const tls: Mutant[] = [
       "        openChannel: () => this.net.connect(addr),\n      });",
     why: "TLS on the main channel only (multifd_tls_channel_connect not called): the multifd channels " +
       "carry the guest's pages in the clear, and a destination that expects TLS cannot read them",
+  },
+  {
+    name: "tls-psk-key-misread",
+    file: "engine/crypto/tls_creds.ts",
+    find: "    keys.set(line.slice(0, i), key.toLowerCase());",
+    replace: '    keys.set(line.slice(0, i), "00");',
+    why: "keys.psk parsed wrong (each username gets the same key, not its own): a source holding " +
+      "another key completes its handshake and migrates into the destination",
+  },
+  {
+    name: "tls-empty-dn-accepted",
+    file: "engine/crypto/tls_session.ts",
+    find: '  if (distinguishedName(peer) === "") return NO_DN;\n  if (hostname === null',
+    replace: "  if (hostname === null",
+    why: "the peer's distinguished name not required: a server certificate that names nobody is " +
+      "checked against the host alone (QEMU refuses it before the name check)",
+  },
+  {
+    name: "tls-multifd-channel-peeked",
+    file: "engine/incoming.ts",
+    find: '      const peek = !this.host.options.params["tls-creds"];',
+    replace: "      const peek = true;",
+    why: "the destination peeks at a TLS channel's first bytes as if it were plain: a main channel the " +
+      "source hung up on after its certificate check ends the destination, which must keep waiting",
   },
 ];
 
