@@ -5,6 +5,7 @@ import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";
 import { CROSS_VERSION_CASES } from "./cross_version.ts";
+import { FD_CASES } from "./fd.ts";
 import { FILE_CASES } from "./file.ts";
 import { TLS_CASES } from "./tls.ts";
 import { MISC_CASES } from "./misc.ts";
@@ -19,6 +20,7 @@ export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...CROSS_VERSION_CASES,
   ...MULTIFD_CASES,
   ...FILE_CASES,
+  ...FD_CASES,
   ...TLS_CASES,
   ...COLO_CASES,
   ...POSTCOPY_CASES,

@@ -15,6 +15,8 @@ import { type ConfigurationInfo, VALIDATED_CAPABILITIES } from "./savevm.ts";
 import { parseUuid } from "./uuid.ts";
 import { type FileStore, hostFiles } from "./transport/file.ts";
 import { nodeTls, type TlsChannels } from "./transport/tls.ts";
+import { type FdHost, fdsetFiles, MonitorFds } from "./monitor/fds.ts";
+import { libcFds } from "./os/fd_host.ts";
 import type { AuthzSimple, QomObject, TlsCreds } from "./crypto/tls_creds.ts";
 import type { Link } from "./transport/link.ts";
 import { hostNetwork, type Network } from "./transport/socket.ts";
@@ -50,6 +52,8 @@ export interface EngineHooks {
   net?: Network;
   files?: FileStore;
   tls?: TlsChannels;
+  /** What a descriptor passed to the monitor is (default: this process's own, through libc). */
+  fds?: FdHost;
   createVcpu?(opts: VcpuOptions): VcpuDriver;
 }
 
@@ -71,13 +75,16 @@ export class Engine {
   readonly net: Network;
   readonly files: FileStore;
   readonly tls: TlsChannels;
+  /** Descriptors given with getfd and add-fd. */
+  readonly fds: MonitorFds;
   /** Objects made by object-add (TLS credentials, authz), by id. */
   readonly objects = new Map<string, QomObject>();
 
   constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
     this.uuid = config.uuid ? parseUuid(config.uuid) : null;
     this.net = hooks.net ?? hostNetwork;
-    this.files = hooks.files ?? hostFiles;
+    this.fds = new MonitorFds(hooks.fds ?? libcFds);
+    this.files = fdsetFiles(hooks.files ?? hostFiles, this.fds);
     this.tls = hooks.tls ?? nodeTls;
     for (const d of config.defects ?? []) {
       if (!isDefect(d)) {
@@ -132,6 +139,7 @@ export class Engine {
       autostart: () => this.autostart,
       net: this.net,
       files: this.files,
+      fds: this.fds,
       secure: (link) => this.secureIncoming(link),
       exit: hooks.exit,
       abort: hooks.abort,
@@ -173,6 +181,10 @@ export class Engine {
             : undefined,
         };
       };
+    } else if (addr.transport === "fd") {
+      // fd: one channel, the socket getfd named (its return path shares it); no further channels.
+      const link = this.fds.host.link(addr.fd, `fd:${addr.name}`);
+      connect = () => Promise.resolve({ link, returnPath: true });
     } else {
       // With tls-creds every channel (main, multifd, postcopy's) is a TLS session (migration_tls_channel_connect).
       const open = async () => {

@@ -28,6 +28,7 @@ import { multifdMethod } from "./multifd/methods.ts";
 import { decodeInit, MULTIFD_INIT_SIZE, MULTIFD_MAGIC } from "./multifd/packet.ts";
 import { MultifdRecvState } from "./multifd/recv.ts";
 import type { MigrationListener, Network } from "./transport/socket.ts";
+import type { MonitorFds } from "./monitor/fds.ts";
 import type { MigrationAddress, SocketAddress } from "./transport/uri.ts";
 
 /** The destination yields to its control loop at least this often while loading. */
@@ -53,6 +54,8 @@ export interface IncomingHost {
   autostart(): boolean;
   net: Network;
   files: FileStore;
+  /** Descriptors the monitor was given (fd: channels). */
+  fds: MonitorFds;
   /** A new channel as the load reads it: a TLS session when tls-creds is set (it may refuse the peer). */
   secure(link: Link): Promise<Link>;
   /** exit-on-error: the process ends with EXIT_FAILURE after a failed load. */
@@ -199,6 +202,11 @@ export class MigrationIncoming {
         this.#fileReaders = options.cap("mapped-ram") ? links : null;
         return this.#process(links[0], new QEMUFileReader(links[0]));
       });
+      return;
+    }
+    if (addr.transport === "fd") {
+      // fd: the channel is connected already (fd_start_incoming_migration): nothing to listen on.
+      this.acceptLink(this.host.fds.host.link(addr.fd, `fd:${addr.name}`));
       return;
     }
     this.#listener = this.host.net.listen(addr);

@@ -14,6 +14,7 @@ import { errorMessage } from "./error.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { engineCommands } from "./qmp/commands.ts";
 import { QmpServer } from "./qmp/server.ts";
+import { FdMonitorListener } from "./os/fd_monitor.ts";
 import { testCommands } from "./testing/commands.ts";
 import { QtestServer } from "./testing/qtest.ts";
 import { parseMigrationUri } from "./transport/uri.ts";
@@ -24,6 +25,8 @@ The engine process, started like a QEMU binary (the harness starts two of them a
 
   --qmp unix:PATH       the QMP socket to listen on (required)
   --qtest unix:PATH     a qtest socket too (guest memory reads and writes)
+  --qmp-fd unix:PATH    a second QMP monitor that takes file descriptors (SCM_RIGHTS) for getfd and
+                        add-fd, as QEMU's monitors do (needs --allow-ffi)
   --name NAME           the name in its log lines (default engine; the harness says source or target)
   --incoming URI|defer  be a destination: listen on URI, or wait for migrate-incoming
   -S                    do not run the guest until 'cont'
@@ -58,6 +61,7 @@ const values = cliOrExit(
       name: { type: "string", default: "engine" },
       qmp: { type: "string" },
       qtest: { type: "string" },
+      "qmp-fd": { type: "string" },
       incoming: { type: "string" },
       machine: { type: "string", default: "pc" },
       workload: { type: "string", default: '{"kind":"a-b"}' },
@@ -88,6 +92,7 @@ const values = cliOrExit(
       ...v,
       qmpPath: unixPath(v.qmp, "qmp"),
       qtestPath: v.qtest === undefined ? undefined : unixPath(v.qtest, "qtest"),
+      qmpFdPath: v["qmp-fd"] === undefined ? undefined : unixPath(v["qmp-fd"], "qmp-fd"),
       workloadSpec: workload,
       runMs: v["run-ms"] === undefined ? undefined : parseNonNegative(v["run-ms"], "--run-ms"),
       sleepMs: v["sleep-ms"] === undefined ? undefined : parseNonNegative(v["sleep-ms"], "--sleep-ms"),
@@ -99,6 +104,7 @@ const name = values.name;
 const log = (msg: string) => console.error(`${new Date().toISOString()} ${name}: ${msg}`);
 let server: QmpServer | null = null;
 let qtest: QtestServer | null = null;
+let fdMonitor: FdMonitorListener | null = null;
 let engine: Engine;
 let exiting = false;
 
@@ -109,6 +115,7 @@ async function shutdown(code: number): Promise<never> {
     // Close QMP last so a client sees the final events before the socket goes away.
     await Promise.race([engine?.close(), new Promise((r) => setTimeout(r, 2000))]);
     await qtest?.close();
+    await fdMonitor?.close();
     await server?.close();
   }
   Deno.exit(code);
@@ -145,7 +152,15 @@ try {
 server = QmpServer.listen({
   path: values.qmpPath,
   commands: [...engineCommands(engine), ...testCommands(engine)],
+  onClientGone: (id) => engine.fds.clientGone(id),
 });
+if (values.qmpFdPath) {
+  try {
+    fdMonitor = new FdMonitorListener(values.qmpFdPath, server);
+  } catch (e) {
+    fail(`--qmp-fd ${values.qmpFdPath}: ${errorMessage(e)}`);
+  }
+}
 if (values.qtestPath) qtest = new QtestServer(values.qtestPath, engine.machine);
 
 if (values.incoming && values.incoming !== "defer") {

@@ -81,7 +81,7 @@ export function transportCompatible(
 ): string | null {
   const mapped = options.cap("mapped-ram");
   if (mapped && addr.transport !== "file") return "Migration requires seekable transport (e.g. file)";
-  if (options.cap("multifd") && addr.transport === "file" && !mapped) {
+  if (options.cap("multifd") && (addr.transport === "file" || addr.transport === "fd") && !mapped) {
     return "Migration requires multi-channel URIs (e.g. tcp)";
   }
   if (outgoing && mapped && options.cap("multifd") && options.params["multifd-compression"] !== "none") {

@@ -18,6 +18,7 @@ function qmp(e: Engine) {
       id: undefined,
       oob: false,
       signal: new AbortController().signal,
+      takeFd: () => undefined,
     };
     return await table.get(name)!.handler(args, ctx);
   };

@@ -224,6 +224,11 @@ export class QmpClient {
     return client;
   }
 
+  /** The array this client appends its transcript to, for another client of the same side to share. */
+  transcriptSink(): QmpTranscriptEntry[] {
+    return this.#transcript;
+  }
+
   /** Something is awaited of the server: a reply, an event, the greeting. */
   get waiting(): boolean {
     return this.#pending.size > 0 || this.#waiters.size > 0 || this.#greetingWaiter !== undefined;

@@ -10,7 +10,7 @@ import { checkParameters, type MigrationParameters, parameterArgTypes } from "..
 import { uuidToString } from "../uuid.ts";
 import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
 import { QmpError } from "./schema.ts";
-import type { QmpCommand } from "./server.ts";
+import type { QmpCommand, QmpCommandContext } from "./server.ts";
 
 /** A migration is under way: outgoing at all, incoming once a stream is loading (in setup, QEMU still
  * lets the destination set capabilities, which upstream's `-incoming URI` tests rely on). */
@@ -55,6 +55,67 @@ function address(args: Record<string, unknown>, command: string): MigrationAddre
   }
 }
 
+/** fd:NAME takes the descriptor the asking monitor connection named (monitor_get_fd), at once. */
+function takeNamedFd(e: Engine, addr: MigrationAddress, clientId: number): MigrationAddress {
+  if (addr.transport !== "fd") return addr;
+  try {
+    return { ...addr, fd: e.fds.take(clientId, addr.name) };
+  } catch (err) {
+    throw new QmpError((err as Error).message);
+  }
+}
+
+/** The descriptor that came with getfd/add-fd, or QEMU's error when none did. */
+function receivedFd(e: Engine, ctx: QmpCommandContext): number {
+  const fd = ctx.takeFd((f) => e.fds.host.close(f));
+  if (fd === undefined) throw new QmpError("No file descriptor supplied via SCM_RIGHTS");
+  return fd;
+}
+
+/** The monitor's descriptor commands (monitor/fds.c). */
+function fdCommands(e: Engine): QmpCommand[] {
+  const wrap = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw err instanceof QmpError ? err : new QmpError((err as Error).message);
+    }
+  };
+  return [
+    {
+      name: "getfd",
+      args: { fdname: { type: "str" } },
+      handler: (args, ctx) => wrap(() => e.fds.getfd(ctx.clientId, String(args.fdname), receivedFd(e, ctx))),
+    },
+    {
+      name: "closefd",
+      args: { fdname: { type: "str" } },
+      handler: (args, ctx) => wrap(() => e.fds.closefd(ctx.clientId, String(args.fdname))),
+    },
+    {
+      name: "add-fd",
+      args: { "fdset-id": { type: "int", optional: true }, opaque: { type: "str", optional: true } },
+      handler: (args, ctx) =>
+        wrap(() =>
+          e.fds.addFd(
+            receivedFd(e, ctx),
+            args["fdset-id"] === undefined ? undefined : Number(args["fdset-id"]),
+            args.opaque === undefined ? undefined : String(args.opaque),
+          )
+        ),
+    },
+    {
+      name: "remove-fd",
+      args: { "fdset-id": { type: "int" }, fd: { type: "int", optional: true } },
+      handler: (args) =>
+        wrap(() =>
+          e.fds.removeFd(Number(args["fdset-id"]), args.fd === undefined ? undefined : Number(args.fd))
+        ),
+    },
+    { name: "query-fdsets", handler: () => e.fds.query() },
+  ];
+}
+
 /** The COLO role of this engine, while COLO is running. */
 function coloSide(e: Engine) {
   const side = e.migration.colo ?? e.incoming.colo;
@@ -65,6 +126,7 @@ function coloSide(e: Engine) {
 export function engineCommands(e: Engine): QmpCommand[] {
   const m = e.machine;
   return [
+    ...fdCommands(e),
     {
       name: "query-status",
       handler: () => ({ running: m.running, singlestep: false, status: m.runstate }),
@@ -115,7 +177,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
         detach: { type: "bool", optional: true },
         resume: { type: "bool", optional: true },
       },
-      handler: (args) => {
+      handler: (args, ctx) => {
         if (args.resume) {
           if (e.migration.status !== "postcopy-paused") {
             throw new QmpError("Cannot resume if there is no paused migration");
@@ -132,7 +194,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
         const addr = address(args, "migrate");
         const bad = transportCompatible(addr, e.options, true);
         if (bad) throw new QmpError(bad);
-        e.startOutgoing(addr);
+        e.startOutgoing(takeNamedFd(e, addr, ctx.clientId));
       },
     },
     {
@@ -176,15 +238,16 @@ export function engineCommands(e: Engine): QmpCommand[] {
         channels: { type: "array", optional: true },
         "exit-on-error": { type: "bool", optional: true },
       },
-      handler: (args) => {
+      handler: (args, ctx) => {
         if (!e.deferredIncoming) throw new QmpError("'-incoming' was not specified on the command line");
         if (e.incoming.started) throw new QmpError("The incoming migration has already been started");
         const addr = address(args, "migrate-incoming");
         const bad = transportCompatible(addr, e.options, false);
         if (bad) throw new QmpError(bad);
         e.incoming.exitOnError = args["exit-on-error"] !== false;
+        const resolved = takeNamedFd(e, addr, ctx.clientId);
         try {
-          e.incoming.start(addr);
+          e.incoming.start(resolved);
         } catch (err) {
           throw new QmpError(`Failed to listen on ${String(args.uri)}: ${(err as Error).message}`);
         }

@@ -23,6 +23,11 @@ export interface QmpCommandContext {
   oob: boolean;
   /** Aborted when the client disconnects or the server closes; long handlers must honor it. */
   signal: AbortSignal;
+  /**
+   * The last descriptor that came with the request (SCM_RIGHTS), now the handler's; earlier ones that
+   * came with it are closed by `dispose`. Undefined when none came (or the connection cannot carry any).
+   */
+  takeFd(dispose: (fd: number) => void): number | undefined;
 }
 
 export interface QmpCommand {
@@ -42,8 +47,11 @@ export interface QmpTrafficEntry {
   text: string;
 }
 
-/** What the server needs of a client's connection (a Deno.Conn, or the simulated world's link). */
-export type QmpConn = Pick<Deno.Conn, "read" | "write" | "close">;
+/**
+ * What the server needs of a client's connection (a Deno.Conn, or the simulated world's link); one that
+ * carries descriptors (a raw unix socket, engine/os/fd_conn.ts) hands over those that came.
+ */
+export type QmpConn = Pick<Deno.Conn, "read" | "write" | "close"> & { takeFds?(): number[] };
 
 export interface QmpServerOptions {
   /** Unix socket path; a stale socket file there is replaced, as QEMU does. */
@@ -57,6 +65,8 @@ export interface QmpServerOptions {
   package?: string;
   /** Called with every line received (one JSON value) and sent, per client. */
   onTraffic?: (entry: QmpTrafficEntry) => void;
+  /** Called when a client's connection has ended (its named descriptors go with it). */
+  onClientGone?: (clientId: number) => void;
 }
 
 export interface QmpTimestamp {
@@ -250,6 +260,12 @@ class Connection {
         id: hasId ? msg.id : undefined,
         oob,
         signal: this.abort.signal,
+        takeFd: (dispose) => {
+          const fds = this.conn.takeFds?.() ?? [];
+          const last = fds.pop();
+          for (const f of fds) dispose(f);
+          return last;
+        },
       };
       result = cmd.handler(args, ctx);
     } catch (e) {
@@ -272,6 +288,7 @@ export class QmpServer {
   readonly #acceptLoop: Promise<void>;
   readonly #greeting: string;
   readonly #onTraffic?: (entry: QmpTrafficEntry) => void;
+  readonly #onClientGone?: (clientId: number) => void;
   #nextId = 1;
   #closing: Promise<void> | undefined;
 
@@ -280,6 +297,7 @@ export class QmpServer {
     this.clock = opts.clock ?? hostClock;
     this.#epochMs = opts.epochMs ?? performance.timeOrigin;
     this.#onTraffic = opts.onTraffic;
+    this.#onClientGone = opts.onClientGone;
     const v = opts.version ?? { major: 7, minor: 2, micro: 0 };
     this.#greeting = qmpStringify({
       QMP: {
@@ -414,6 +432,7 @@ export class QmpServer {
     this.#conns.add(c);
     c.done.then(() => {
       if (!this.#closing) this.#conns.delete(c);
+      this.#onClientGone?.(id);
     });
   }
 }

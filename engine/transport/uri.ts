@@ -1,11 +1,13 @@
 /**
  * Migration URIs (migration/migration.c migrate_uri_parse): `unix:PATH`, `tcp:HOST:PORT`,
- * `file:PATH[,offset=N]`. Everything stays on this machine: TCP hosts must be loopback.
+ * `file:PATH[,offset=N]` (PATH may be `/dev/fdset/N`), `fd:NAME`. Everything stays on this machine: TCP hosts must be loopback.
  */
 export type MigrationAddress =
   | { transport: "unix"; path: string }
   | { transport: "tcp"; host: string; port: number }
-  | { transport: "file"; path: string; offset: number };
+  | { transport: "file"; path: string; offset: number }
+  /** fd:NAME, a socket the monitor was given by `getfd`; `fd` is set once the command took it. */
+  | { transport: "fd"; name: string; fd: number };
 
 /** A `socket-address` entry as query-migrate reports it. */
 export type SocketAddress = { type: "unix"; path: string } | { type: "inet"; host: string; port: string };
@@ -47,6 +49,11 @@ export function parseMigrationUri(uri: string): MigrationAddress {
       if (!Number.isSafeInteger(offset)) throw new UriError(`file URI has bad offset ${m[1]}`);
     }
     return { transport: "file", path, offset };
+  }
+  if (uri.startsWith("fd:")) {
+    const name = uri.slice(3);
+    if (!name) throw new UriError(`Invalid migration URI '${uri}': empty file descriptor name`);
+    return { transport: "fd", name, fd: -1 };
   }
   const scheme = uri.includes(":") ? uri.slice(0, uri.indexOf(":")) : uri;
   throw new UriError(`unknown migration protocol: ${scheme}`);

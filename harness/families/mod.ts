@@ -13,6 +13,7 @@ import type { CaseNeeds, KnownBug, World } from "../world/world.ts";
 import { ANALYZE } from "./analyze/mod.ts";
 import { CANCEL } from "./cancel/mod.ts";
 import { COLO } from "./colo/mod.ts";
+import { FD } from "./fd/mod.ts";
 import { FILE } from "./file/mod.ts";
 import { MISC } from "./misc/mod.ts";
 import { MULTIFD } from "./multifd/mod.ts";
@@ -23,6 +24,7 @@ import { PRECOPY } from "./precopy/mod.ts";
 const FLOWS = [
   ...PRECOPY,
   ...FILE,
+  ...FD,
   ...CANCEL,
   ...MISC,
   ...MULTIFD,

@@ -32,6 +32,8 @@ export interface EngineSpawnOptions {
 export class EngineProcess extends SpawnedProcess {
   readonly qmpPath: string;
   readonly serialPath: string;
+  /** The engine's --qmp-fd monitor (descriptors passed with getfd and add-fd). */
+  readonly fdMonitorPath: string;
   readonly logPath: string;
   protected readonly child: Child;
   qmp!: QmpClient;
@@ -40,6 +42,7 @@ export class EngineProcess extends SpawnedProcess {
     super();
     this.qmpPath = `${opts.dir}/${opts.name}.qmp`;
     this.serialPath = `${opts.dir}/${opts.name}_serial`;
+    this.fdMonitorPath = `${opts.dir}/${opts.name}.fdqmp`;
     this.logPath = `${opts.dir}/${opts.name}.log`;
     const nets = ["127.0.0.1", `unix:${this.qmpPath}`, ...(opts.socketPaths ?? []).map((p) => `unix:${p}`)];
     const args = [
@@ -50,6 +53,8 @@ export class EngineProcess extends SpawnedProcess {
       `--allow-write=${opts.dir}`,
       // TLS with pre-shared keys runs an openssl child as its record layer (engine/transport/tls_psk.ts).
       "--allow-run=openssl",
+      // The --qmp-fd monitor takes descriptors over a socket held through libc (engine/os/libc.ts).
+      "--allow-ffi",
       // Extra `deno run` flags for the engines, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof to profile them.
       ...(Deno.env.get("MIGTEST_ENGINE_FLAGS")?.split(/\s+/).filter(Boolean) ?? []),
       ENGINE_MAIN.pathname,
@@ -57,6 +62,8 @@ export class EngineProcess extends SpawnedProcess {
       opts.name,
       "--qmp",
       `unix:${this.qmpPath}`,
+      "--qmp-fd",
+      `unix:${this.fdMonitorPath}`,
       "--serial",
       `file:${this.serialPath}`,
       "--machine",

@@ -5,6 +5,7 @@
 import type { QmpClient } from "../../engine/qmp/client.ts";
 import { type FileStore, hostFiles } from "../../engine/transport/file.ts";
 import { hostNetwork, type Network } from "../../engine/transport/socket.ts";
+import { osFds } from "../fds.ts";
 
 /** The process behind a side: spawned, with QMP connected, and a clean kill. */
 export interface SideProcess {
@@ -15,11 +16,20 @@ export interface SideProcess {
   sigkill(): Promise<Deno.CommandStatus>;
   readonly qmp: QmpClient;
   readonly serialPath: string;
+  /** The monitor socket that takes descriptors (the engine's --qmp-fd, QEMU's second monitor). */
+  readonly fdMonitorPath: string;
   kill(): Promise<Deno.CommandStatus>;
 }
 
 export abstract class ProcessSide<P extends SideProcess> {
+  #fds: ReturnType<typeof osFds> | null = null;
   constructor(readonly process: P, readonly name: "source" | "target") {}
+
+  /** Descriptors passed the way QEMU takes them: this process's own, over the fd monitor socket. */
+  fds(): ReturnType<typeof osFds> {
+    this.#fds ??= osFds(this.process.fdMonitorPath, this.name, this.qmp.transcriptSink(), this.qmp.timeoutMs);
+    return this.#fds;
+  }
 
   get qmp(): QmpClient {
     return this.process.qmp;
@@ -37,11 +47,13 @@ export abstract class ProcessSide<P extends SideProcess> {
   waitExit(timeoutMs: number): Promise<Deno.CommandStatus> {
     return this.process.waitExit(timeoutMs);
   }
-  sigkill(): Promise<Deno.CommandStatus> {
-    return this.process.sigkill();
+  async sigkill(): Promise<Deno.CommandStatus> {
+    await this.#fds?.dispose();
+    return await this.process.sigkill();
   }
-  kill(): Promise<Deno.CommandStatus> {
-    return this.process.kill();
+  async kill(): Promise<Deno.CommandStatus> {
+    await this.#fds?.dispose();
+    return await this.process.kill();
   }
 
   /** A process side's channels are the host's sockets. */

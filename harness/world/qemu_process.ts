@@ -138,6 +138,8 @@ export class QemuProcess extends SpawnedProcess {
   readonly qtestPath: string;
   readonly serialPath: string;
   readonly logPath: string;
+  /** A second monitor for descriptors passed with commands (getfd, add-fd), as a management layer has. */
+  readonly fdMonitorPath: string;
   readonly imagePath: string;
   readonly binary: string;
   /** The full command line (binary excluded). */
@@ -153,6 +155,7 @@ export class QemuProcess extends SpawnedProcess {
     this.qtestPath = `${dir}/${name}.qtest`;
     this.serialPath = `${dir}/${name}_serial`;
     this.logPath = `${dir}/${name}.log`;
+    this.fdMonitorPath = `${dir}/${name}.fdqmp`;
     this.imagePath = `${dir}/${name}-bootsect.img`;
     const binary = opts.binary ?? qemuBinary(name === "target" ? "dst" : "src");
     if (!binary) {
@@ -182,6 +185,10 @@ export class QemuProcess extends SpawnedProcess {
       `socket,path=${this.qmpPath},server=on,wait=off,id=qmp`,
       "-mon",
       "chardev=qmp,mode=control",
+      "-chardev",
+      `socket,path=${this.fdMonitorPath},server=on,wait=off,id=fdmon`,
+      "-mon",
+      "chardev=fdmon,mode=control",
       "-qtest",
       `unix:${this.qtestPath}`,
       "-qtest-log",

@@ -25,6 +25,8 @@ import type { Network } from "../../engine/transport/socket.ts";
 import { SimConnection } from "./sim/link.ts";
 import { SimFiles } from "./sim/files.ts";
 import { simTls } from "./sim/tls.ts";
+import { SimFdTable, withFds } from "./sim/fds.ts";
+import type { FdMonitor } from "../fds.ts";
 import type { FileStore } from "../../engine/transport/file.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
 import type { CaseNeeds, Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
@@ -35,11 +37,14 @@ class SimPair implements WorldTrace {
   readonly net: SimNetwork;
   /** The pair's file: paths, in memory (both sides and the flow see the same files). */
   readonly files = new SimFiles();
+  /** The pair's descriptors (stand-ins for the OS's: sockets and open files passed with getfd, add-fd). */
+  readonly fds: SimFdTable;
   readonly alive = new Set<SimProcess>();
 
   constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault, interleavePercent?: number) {
     this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined, interleavePercent });
     this.net = new SimNetwork(this.sim, dir, fault);
+    this.fds = new SimFdTable(this.net, this.files);
     // A deadlock ends the flow's waits at once: every connection resets (the report says why).
     this.sim.onStall(() => {
       this.net.resetAll();
@@ -81,9 +86,16 @@ const SIGKILL_STATUS: Deno.CommandStatus = { success: false, code: 137, signal: 
 class SimProcess implements SideProcess {
   readonly engine: Engine;
   readonly serialPath: string;
+  readonly fdMonitorPath: string;
   readonly #server: QmpServer;
   readonly #qmpConn: SimConnection;
   #qmp: QmpClient | null = null;
+  /** The descriptor-passing monitor: its connection, what rides on it, its client once used. */
+  readonly #fdConn: SimConnection;
+  readonly #fdQueue: number[] = [];
+  #fdMonitor: Promise<FdMonitor> | null = null;
+  #fdQmp: QmpClient | null = null;
+  #fdUnwatch: (() => void) | null = null;
   #stderr = "";
   #exit: Deno.CommandStatus | null = null;
   #exitWaiters: ((s: Deno.CommandStatus) => void)[] = [];
@@ -92,6 +104,7 @@ class SimProcess implements SideProcess {
   constructor(readonly pair: SimPair, readonly spec: SideSpec) {
     const { sim } = pair;
     this.serialPath = `${spec.dir}/${spec.name}_serial`;
+    this.fdMonitorPath = `${spec.dir}/${spec.name}.fdqmp`;
     this.engine = new Engine({
       name: spec.name,
       machine: spec.machine,
@@ -116,6 +129,7 @@ class SimProcess implements SideProcess {
       net: pair.net.forSide(spec.name),
       files: pair.files,
       tls: simTls(sim.engineClock),
+      fds: pair.fds,
       createVcpu: (o) => new SimVcpu(sim, spec.name, o),
     });
     this.#server = QmpServer.unbound({
@@ -125,6 +139,7 @@ class SimProcess implements SideProcess {
       epochMs: SIM_EPOCH_MS,
       // Every QMP message goes into the trace, with the pair's (random) directory named alike.
       onTraffic: (e) => sim.traceLine(`qmp ${spec.name} ${e.dir} ${e.text.replaceAll(spec.dir, "$DIR")}`),
+      onClientGone: (id) => this.engine.fds.clientGone(id),
     });
     this.#qmpConn = new SimConnection(sim, `qmp-${spec.name}`, {
       capacity: 1 << 20,
@@ -132,6 +147,12 @@ class SimProcess implements SideProcess {
       names: ["harness", spec.name],
     });
     this.#server.connect(this.#qmpConn.b);
+    this.#fdConn = new SimConnection(sim, `fdqmp-${spec.name}`, {
+      capacity: 1 << 20,
+      latencyMs: sim.knobs.qmpLatencyMs,
+      names: ["harness", spec.name],
+    });
+    this.#server.connect(withFds(this.#fdConn.b, this.#fdQueue));
     if (spec.incoming && spec.incoming !== "defer") {
       this.engine.incoming.start(parseMigrationUri(spec.incoming));
     }
@@ -155,6 +176,29 @@ class SimProcess implements SideProcess {
 
   get name(): string {
     return this.spec.name;
+  }
+
+  /** The fd monitor's client (made on first use); descriptors ride along as SCM_RIGHTS would carry them. */
+  fdMonitor(): Promise<FdMonitor> {
+    this.#fdMonitor ??= (async () => {
+      const { sim } = this.pair;
+      const client = await sim.flowWait(QmpClient.over(this.#fdConn.a, this.fdMonitorPath, {
+        name: `${this.spec.name}-fd`,
+        transcript: this.spec.transcript,
+        timeoutMs: this.spec.timeoutMs,
+        clock: sim.flowClock,
+      }));
+      this.#fdQmp = client;
+      this.#fdUnwatch = sim.watchFlow(() => client.waiting);
+      return {
+        execute: <T>(cmd: string, args?: Record<string, unknown>, fds: number[] = []) => {
+          this.#fdQueue.push(...this.pair.fds.pass(fds));
+          return client.execute<T>(cmd, args);
+        },
+        close: () => client.close(),
+      };
+    })();
+    return this.#fdMonitor;
   }
 
   get qmp(): QmpClient {
@@ -253,8 +297,12 @@ class SimProcess implements SideProcess {
   async #release(): Promise<Deno.CommandStatus> {
     this.#unwatch?.();
     this.#unwatch = null;
+    this.#fdUnwatch?.();
+    this.#fdUnwatch = null;
     await this.#qmp?.close();
+    await this.#fdQmp?.close();
     this.#qmpConn.dispose();
+    this.#fdConn.dispose();
     await Deno.writeTextFile(`${this.spec.dir}/${this.spec.name}.log`, this.#stderr).catch(() => {});
     if (this.pair.alive.size === 0) await closePair(this.spec.dir, this.pair);
     return this.#exit!;
@@ -286,6 +334,18 @@ class SimSide extends EngineSide<SimProcess> {
   /** The simulated files: the flow reads and writes the pair's file: paths in memory, as the sides do. */
   override files(): FileStore {
     return this.process.pair.files;
+  }
+
+  /** The simulated descriptors: the pair's table, passed over the side's simulated fd monitor. */
+  override fds(): ReturnType<EngineSide["fds"]> {
+    const t = this.process.pair.fds;
+    return {
+      monitor: () => this.process.fdMonitor(),
+      socketPair: () => t.socketPair(),
+      openFile: (path, f) => t.openFile(path, f),
+      close: (fd) => t.close(fd),
+      dispose: () => Promise.resolve(),
+    };
   }
 
   override captureMainChannel(): Promise<Unavailable> {

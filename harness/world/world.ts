@@ -11,6 +11,7 @@ import type { RamSource } from "../check/ram_equal.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
 import type { AnyCase, VcpuDuty } from "../case.ts";
 import type { QmpClient, QmpTranscriptEntry } from "../../engine/qmp/client.ts";
+import type { SideFds } from "../fds.ts";
 import type { FileStore } from "../../engine/transport/file.ts";
 import type { Network } from "../../engine/transport/socket.ts";
 import type { PostcopyIncomingStats } from "../../engine/postcopy_ram.ts";
@@ -122,6 +123,8 @@ export interface Side {
   network(): Network;
   /** Where the side's file: paths live (the host's filesystem, or the simulated world's memory). */
   files(): FileStore;
+  /** Descriptors passed to the side's monitor (getfd, add-fd), as upstream's fd and fdset tests pass them. */
+  fds(): SideFds;
   /** Guest-physical bytes of pc.ram. */
   readRam(offset: number, size: number): Promise<Uint8Array>;
   writeRam(offset: number, data: Uint8Array): Promise<void>;

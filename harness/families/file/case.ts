@@ -8,4 +8,10 @@ export interface FileCase extends CaseBase, Outcome {
   fileOffset?: number | string;
   /** Stop the source before saving (upstream's stop_src; default true). */
   stopSrc?: boolean;
+  /**
+   * The file through fdset 1 (`file:/dev/fdset/1`): each side is given `fds` descriptors of it with
+   * add-fd (the source's write-only, the destination's read-only), `direct` setting O_DIRECT on the
+   * second, as upstream's fdset tests do; afterwards the source's fdset is removed and must be gone.
+   */
+  fdset?: { fds: number; direct?: boolean };
 }

@@ -3,6 +3,7 @@ import { QEMU_VM_FILE_MAGIC } from "../../../engine/savevm.ts";
 import type { FileCase } from "./case.ts";
 import type { FileStore } from "../../../engine/transport/file.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
+import type { Side } from "../../world/world.ts";
 import { expectTargetFailed, finishByExpectation } from "../../expect.ts";
 import { CONVERGE, expectError, migrate, migrateIncoming } from "../../migration_qmp.ts";
 import { isAbGuest, waitSerialB } from "../../migration_util.ts";
@@ -28,9 +29,34 @@ async function writeHead(files: FileStore, path: string, bytes: Uint8Array): Pro
   }
 }
 
+/** The fdset the file goes through, as upstream's fdset tests number it. */
+const FDSET = 1;
+
+/** add-fd of `fdset.fds` descriptors of the file to fdset 1 on `side` (O_DIRECT on the second if asked). */
+async function addFdset(p: MigrationPair, side: Side, write: boolean, fdset: NonNullable<FileCase["fdset"]>) {
+  const fds = side.fds();
+  const mon = await fds.monitor();
+  for (let i = 0; i < fdset.fds; i++) {
+    const fd = fds.openFile(p.migfile, { write, create: write, direct: fdset.direct === true && i === 1 });
+    try {
+      await mon.execute("add-fd", { "fdset-id": FDSET }, [fd]);
+    } finally {
+      fds.close(fd);
+    }
+  }
+}
+
+/** Upstream's end hook: remove-fd of the whole set, after which query-fdsets lists nothing. */
+async function removeFdset(side: Side): Promise<void> {
+  await side.qmp.execute("remove-fd", { "fdset-id": FDSET });
+  const left = await side.qmp.execute<unknown[]>("query-fdsets");
+  if (left.length) throw new FlowError(`${side.name}: query-fdsets after remove-fd: ${JSON.stringify(left)}`);
+}
+
 /** test_file_common: the source (optionally stopped first) saves to a file; the destination loads it. */
 export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
-  const uri = c.fileOffset !== undefined ? `file:${p.migfile},offset=${c.fileOffset}` : `file:${p.migfile}`;
+  const path = c.fdset ? `/dev/fdset/${FDSET}` : p.migfile;
+  const uri = c.fileOffset !== undefined ? `file:${path},offset=${c.fileOffset}` : `file:${path}`;
   const offset = typeof c.fileOffset === "number" ? c.fileOffset : 0;
   const files = p.src.files();
   if (offset > 0) await writeHead(files, p.migfile, new Uint8Array(offset).fill(0x58));
@@ -40,6 +66,7 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
     await p.waitEvent(p.src, "STOP");
   }
   await p.setParams(p.src, CONVERGE);
+  if (c.fdset) await addFdset(p, p.src, true, c.fdset);
   if (!await migrate(p, uri, { outcome: c })) return;
   await p.waitStatus(p.src, "completed");
   if (offset > 0) {
@@ -62,6 +89,8 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
     await p.src.qmp.execute("query-status");
     return;
   }
+  if (c.fdset) await addFdset(p, p.dst, false, c.fdset);
   await migrateIncoming(p, uri);
   await finishByExpectation(p, c, false);
+  if (c.fdset) await removeFdset(p.src);
 }

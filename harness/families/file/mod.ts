@@ -6,7 +6,7 @@ import { fileFlow } from "./flow.ts";
 
 export const file = defineFlow<FileCase>({
   flow: "file",
-  fields: { ...OUTCOME_FIELDS, flow: true, fileOffset: true, stopSrc: true },
+  fields: { ...OUTCOME_FIELDS, flow: true, fileOffset: true, stopSrc: true, fdset: true },
   problems: (c, bad) => outcomeProblems(c, bad),
   needs: () => ({
     qemu: [{ side: "src", kind: "transport", name: "file" }, {

@@ -144,6 +144,17 @@ export class SimNetwork {
     } else l.queue.push(theirs);
     return Promise.resolve(withDescription(conn.a, key));
   }
+
+  /** socketpair(2): a connection no listener made, torn down with the pair's others. */
+  socketPair(label: string): [Link, Link] {
+    const conn = new SimConnection(this.sim, `${label}#${this.#count++}`, {
+      capacity: this.sim.knobs.linkCapacity,
+      weight: this.sim.linkWeight(),
+      names: ["a", "b"],
+    });
+    this.#conns.push({ conn, sides: new Set(["source", "target"]) });
+    return [withDescription(conn.a, label), withDescription(conn.b, label)];
+  }
 }
 
 function withDescription(end: SimEnd, description: string): Link {
