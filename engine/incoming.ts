@@ -103,6 +103,13 @@ export class MigrationIncoming {
   #preemptLink: Link | null = null;
   /** The preempt thread: the load completes only after it read its channel's EOS (no page in flight lost). */
   #preemptTask: Promise<void> | null = null;
+  /**
+   * The preempt thread exists from LISTEN on (postcopy_ram_incoming_setup) and waits for its channel,
+   * which may come before LISTEN is loaded (held here until then) or after it (awaited here): either
+   * way nothing reads it before LISTEN, and the end of the migration joins it once it has come.
+   */
+  #preemptEarly: { link: Link; r: QEMUFileReader } | null = null;
+  #preemptWaiter: PromiseWithResolvers<{ link: Link; r: QEMUFileReader } | null> | null = null;
   /** postcopy-paused: the next main channel, from the listener migrate-recover opened. */
   #recover: PromiseWithResolvers<{ link: Link; r: QEMUFileReader }> | null = null;
   #recoverTriggered = false;
@@ -304,7 +311,10 @@ export class MigrationIncoming {
       (!this.#multifd || this.#multifd.complete)
     ) {
       this.#preemptLink = link;
-      this.#preemptTask = this.#preemptThread(link, r);
+      const waiter = this.#preemptWaiter;
+      this.#preemptWaiter = null;
+      if (waiter) waiter.resolve({ link, r });
+      else this.#preemptEarly = { link, r };
       return;
     }
     this.#pending.add(link);
@@ -424,6 +434,7 @@ export class MigrationIncoming {
           listen: () => {
             if (!this.#rp) throw new Error("CMD_POSTCOPY_LISTEN without a return path to ask for pages on");
             postcopy.listen();
+            if (this.host.options.cap("postcopy-preempt")) this.#startPreemptThread();
             this.#setStatus("postcopy-active");
             // The listen thread loads the rest of the main stream from here, while this loader goes on
             // with the package (the devices).
@@ -551,6 +562,7 @@ export class MigrationIncoming {
     this.#closeLink();
     this.#preemptLink?.close();
     this.#preemptLink = null;
+    this.#abandonPreemptWait();
     this.#rp = null;
     if (this.#postcopy) this.#postcopy.rp = null;
     this.#recoverTriggered = false;
@@ -560,7 +572,30 @@ export class MigrationIncoming {
     this.#link = next.link;
     this.#rp = new ReturnPathSender(next.link);
     this.#postcopy!.rp = this.#rp;
+    // The recovery brings a new preempt channel too; the thread waits for it as at LISTEN.
+    if (this.host.options.cap("postcopy-preempt")) this.#startPreemptThread();
     return next;
+  }
+
+  /** At LISTEN, and after a recovery: the preempt thread, on its channel once that has come. */
+  #startPreemptThread(): void {
+    const early = this.#preemptEarly;
+    this.#preemptEarly = null;
+    if (early) {
+      this.#preemptTask = this.#preemptThread(early.link, early.r);
+      return;
+    }
+    const waiter = Promise.withResolvers<{ link: Link; r: QEMUFileReader } | null>();
+    this.#preemptWaiter = waiter;
+    this.#preemptTask = waiter.promise.then((c) => (c ? this.#preemptThread(c.link, c.r) : undefined));
+  }
+
+  /** Nothing more will come for a waiting preempt thread (the migration failed, paused or closes). */
+  #abandonPreemptWait(): void {
+    this.#preemptWaiter?.resolve(null);
+    this.#preemptWaiter = null;
+    this.#preemptEarly?.link.close();
+    this.#preemptEarly = null;
   }
 
   /** postcopy_preempt_thread: urgent pages, placed as they come. */
@@ -610,6 +645,7 @@ export class MigrationIncoming {
 
   #fail(e: unknown): void {
     if (this.status === "failed") return;
+    this.#abandonPreemptWait();
     this.#cancelChannelTimer?.();
     this.#endTime = this.host.machine.clock.now();
     this.errorDesc = e instanceof StreamError ? `load of migration failed: ${e.message}` : errorMessage(e);
@@ -629,6 +665,7 @@ export class MigrationIncoming {
   /** Stops listening and drops every channel (engine shutdown). */
   async close(): Promise<void> {
     this.#closing = true;
+    this.#abandonPreemptWait();
     this.#recover?.reject(new Error("the engine is shutting down"));
     this.#recover?.promise.catch(() => {});
     this.#preemptLink?.close();

@@ -206,6 +206,17 @@ export class MigrationState {
     this.#thread = this.#run(connect);
   }
 
+  /**
+   * migrate_fd_error before anything started (the channel could not be had): setup, then failed with
+   * the reason, as QEMU reports an fd: name or an fdset it cannot find.
+   */
+  failToStart(why: string): void {
+    this.errorDesc = why;
+    this.#startTime = this.#endTime = this.#clock.now();
+    this.#setStatus("setup");
+    this.#setStatus("failed");
+  }
+
   /** Resolves when the current migration thread has finished (for orderly shutdown). */
   async join(): Promise<void> {
     await this.#thread;

@@ -104,17 +104,28 @@ export class MonitorFds {
   }
 
   /**
-   * qemu_open of `/dev/fdset/N` (monitor_fdset_dup_fd_add): a duplicate of the set's first descriptor
-   * with the access mode asked for and the same O_DIRECT, or QEMU's errno text.
+   * qemu_open of `/dev/fdset/N` with open(2) `flags` (monitor_fdset_dup_fd_add): the set's first
+   * descriptor with that access mode and the same O_DIRECT, duplicated; or QEMU's error.
    */
-  open(path: string, mode: number, direct: boolean): number {
+  open(path: string, flags: number): number {
+    return this.host.dup(this.#find(path, flags));
+  }
+
+  /** What open would take, without taking it: the migrate command's own check before it starts. */
+  check(path: string, flags: number): void {
+    this.#find(path, flags);
+  }
+
+  #find(path: string, flags: number): number {
     const m = /^\/dev\/fdset\/(\d+)$/.exec(path);
-    if (!m) throw new Error(`Could not open '${path}': not an fdset`);
-    const fds = this.#sets.get(Number(m[1]));
-    if (!fds) throw new Error(`Could not open '${path}': No such file or directory`);
-    const f = fds.find((x) => this.host.accessMode(x.fd) === mode && this.host.isDirect(x.fd) === direct);
-    if (!f) throw new Error(`Could not open '${path}': Permission denied`);
-    return this.host.dup(f.fd);
+    const fds = m ? this.#sets.get(Number(m[1])) : undefined;
+    if (!fds) throw new Error(`Failed to find fdset ${path}`);
+    const direct = (flags & O_DIRECT) !== 0;
+    const f = fds.find((x) =>
+      this.host.accessMode(x.fd) === (flags & O_ACCMODE) && this.host.isDirect(x.fd) === direct
+    );
+    if (!f) throw new Error(`Failed to find file descriptor with matching flags=0x${flags.toString(16)}`);
+    return f.fd;
   }
 }
 
@@ -123,19 +134,27 @@ export function isFdsetPath(path: string): boolean {
   return path.startsWith("/dev/fdset/");
 }
 
-const O_RDONLY = 0;
-const O_WRONLY = 1;
+const O_ACCMODE = 3;
+const O_DIRECT = 0o40000;
+/** The flags migration/file.c opens its file with: the source O_CREAT|O_WRONLY, the destination O_RDONLY. */
+export const FILE_OUT_FLAGS = 0o101;
+export const FILE_IN_FLAGS = 0;
 
-/** `files` with `/dev/fdset/N` opened from the monitor's fdsets (qemu_open), writers O_WRONLY, readers O_RDONLY. */
+/** The open flags of a `file:` channel (plus O_DIRECT for direct-io's channels). */
+export function fileFlags(outgoing: boolean, direct = false): number {
+  return (outgoing ? FILE_OUT_FLAGS : FILE_IN_FLAGS) | (direct ? O_DIRECT : 0);
+}
+
+/** `files` with `/dev/fdset/N` opened from the monitor's fdsets (qemu_open). */
 export function fdsetFiles(files: FileStore, fds: MonitorFds): FileStore {
+  const open = (path: string, outgoing: boolean, offset: number, direct = false) =>
+    Promise.resolve().then(() =>
+      fds.host.file(fds.open(path, fileFlags(outgoing, direct)), `file:${path}`, offset)
+    );
   return {
     outgoing: (path, offset, opts) =>
-      isFdsetPath(path)
-        ? fds.host.file(fds.open(path, O_WRONLY, opts?.direct ?? false), `file:${path}`, offset)
-        : files.outgoing(path, offset, opts),
+      isFdsetPath(path) ? open(path, true, offset, opts?.direct) : files.outgoing(path, offset, opts),
     incoming: (path, offset, opts) =>
-      isFdsetPath(path)
-        ? fds.host.file(fds.open(path, O_RDONLY, opts?.direct ?? false), `file:${path}`, offset)
-        : files.incoming(path, offset, opts),
+      isFdsetPath(path) ? open(path, false, offset, opts?.direct) : files.incoming(path, offset, opts),
   };
 }

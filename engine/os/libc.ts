@@ -55,6 +55,15 @@ function libc(): Libc {
 }
 
 /**
+ * Loads libc now. The library stays loaded for the process's life; a test module that passes
+ * descriptors calls this at its top level, so the resource sanitizer does not count the load against
+ * the first test that happens to need it.
+ */
+export function preloadLibc(): void {
+  libc();
+}
+
+/**
  * errno of the calling thread. A `nonblocking` call runs on another thread, so its errno is lost: those
  * calls report a generic failure, which is all their callers need (the peer is gone).
  */

@@ -11,6 +11,7 @@ import { uuidToString } from "../uuid.ts";
 import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
 import { QmpError } from "./schema.ts";
 import type { QmpCommand, QmpCommandContext } from "./server.ts";
+import { fileFlags, isFdsetPath } from "../monitor/fds.ts";
 
 /** A migration is under way: outgoing at all, incoming once a stream is loading (in setup, QEMU still
  * lets the destination set capabilities, which upstream's `-incoming URI` tests rely on). */
@@ -194,7 +195,15 @@ export function engineCommands(e: Engine): QmpCommand[] {
         const addr = address(args, "migrate");
         const bad = transportCompatible(addr, e.options, true);
         if (bad) throw new QmpError(bad);
-        e.startOutgoing(takeNamedFd(e, addr, ctx.clientId));
+        let channel: MigrationAddress;
+        try {
+          channel = takeNamedFd(e, addr, ctx.clientId);
+          if (addr.transport === "file" && isFdsetPath(addr.path)) e.fds.check(addr.path, fileFlags(true));
+        } catch (err) {
+          e.migration.failToStart((err as Error).message);
+          throw new QmpError((err as Error).message);
+        }
+        e.startOutgoing(channel);
       },
     },
     {

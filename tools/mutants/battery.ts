@@ -816,6 +816,33 @@ const tls: Mutant[] = [
   },
 ];
 
+const fds: Mutant[] = [
+  {
+    name: "fd-name-kept-after-migrate",
+    file: "engine/monitor/fds.ts",
+    find: "    m!.delete(name);\n    return fd;",
+    replace: "    return fd;",
+    why: "migrate fd:NAME uses the descriptor but leaves the name (monitor_get_fd not removing it): a " +
+      "later closefd closes the channel under the migration, a later getfd reuses a live name",
+  },
+  {
+    name: "fdset-direct-ignored",
+    file: "engine/monitor/fds.ts",
+    find: " && this.host.isDirect(x.fd) === direct",
+    replace: "",
+    why: "an fdset open that ignores O_DIRECT takes the set's first descriptor for every channel: the " +
+      "main channel's unaligned stream goes through an O_DIRECT descriptor and fails with EINVAL",
+  },
+  {
+    name: "fdset-access-mode-ignored",
+    file: "engine/monitor/fds.ts",
+    find: "this.host.accessMode(x.fd) === (flags & O_ACCMODE) && ",
+    replace: "",
+    why: "an fdset open that ignores the access mode hands a writer a read-only descriptor (or a reader " +
+      "a write-only one): the failure comes later, at the first write, instead of at migrate",
+  },
+];
+
 export const BATTERY: readonly Mutant[] = [
   ...ram,
   ...multifd,
@@ -826,6 +853,7 @@ export const BATTERY: readonly Mutant[] = [
   ...postcopy,
   ...mappedRam,
   ...tls,
+  ...fds,
 ];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */

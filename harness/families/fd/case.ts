@@ -9,4 +9,6 @@ export interface FdCase extends CaseBase, Outcome {
   flow: "fd";
   /** The name getfd gives the descriptor on both sides (upstream: fd-mig). */
   fdName?: string;
+  /** The name the source's migrate asks for, if not the one it was given (a bad name). */
+  migrateName?: string;
 }

@@ -6,7 +6,8 @@
 import type { FdCase } from "./case.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import { finishByExpectation } from "../../expect.ts";
-import { CONVERGE } from "../../migration_qmp.ts";
+import { CONVERGE, expectError } from "../../migration_qmp.ts";
+import { expectFailedToStart } from "../file/flow.ts";
 import { isAbGuest, waitSerialB } from "../../migration_util.ts";
 import { QmpCommandError } from "../../../engine/qmp/client.ts";
 
@@ -23,10 +24,21 @@ export async function fdFlow(p: MigrationPair, c: FdCase): Promise<void> {
     srcFds.close(a);
     srcFds.close(b);
   }
+  if (c.expect === "qmp-error") {
+    // A name the source was not given: refused at once, recorded as failed; the name it has stays.
+    // (The destination never starts loading: its end of the pair is only held.)
+    const uri = `fd:${c.migrateName ?? name}`;
+    const refused = await srcMon.execute("migrate", { uri }).then(() => null, (e) => e);
+    if (!(refused instanceof QmpCommandError)) throw new FlowError(`migrate ${uri} was not refused`);
+    expectError(c, refused.desc, "migrate");
+    await expectFailedToStart(p);
+    await srcMon.execute("closefd", { fdname: name });
+    return;
+  }
   await dstMon.execute("migrate-incoming", { uri: `fd:${name}` });
   if (isAbGuest(p)) await waitSerialB(p, p.src);
   await p.setParams(p.src, CONVERGE);
-  await srcMon.execute("migrate", { uri: `fd:${name}` });
+  await srcMon.execute("migrate", { uri: `fd:${c.migrateName ?? name}` });
   await finishByExpectation(p, c, true);
   // The migration took the named descriptor on each side: closefd finds nothing (upstream's end hook).
   for (const [side, mon] of [[p.src, srcMon], [p.dst, dstMon]] as const) {

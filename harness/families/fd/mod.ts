@@ -6,7 +6,7 @@ import { fdFlow } from "./flow.ts";
 
 export const fd = defineFlow<FdCase>({
   flow: "fd",
-  fields: { ...OUTCOME_FIELDS, flow: true, fdName: true },
+  fields: { ...OUTCOME_FIELDS, flow: true, fdName: true, migrateName: true },
   problems: (c, bad) => outcomeProblems(c, bad),
   // Every QEMU that migrates takes fd: URIs and getfd (no probe needed).
   needs: () => ({}),

@@ -13,5 +13,12 @@ export interface FileCase extends CaseBase, Outcome {
    * add-fd (the source's write-only, the destination's read-only), `direct` setting O_DIRECT on the
    * second, as upstream's fdset tests do; afterwards the source's fdset is removed and must be gone.
    */
-  fdset?: { fds: number; direct?: boolean };
+  fdset?: {
+    fds: number;
+    direct?: boolean;
+    /** O_DIRECT on the first descriptor instead of the second (the open must match flags, not order). */
+    directFirst?: boolean;
+    /** The source's descriptors opened read-only: none matches what a writer opens (a bad fdset). */
+    srcReadOnly?: boolean;
+  };
 }

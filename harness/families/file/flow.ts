@@ -37,7 +37,11 @@ async function addFdset(p: MigrationPair, side: Side, write: boolean, fdset: Non
   const fds = side.fds();
   const mon = await fds.monitor();
   for (let i = 0; i < fdset.fds; i++) {
-    const fd = fds.openFile(p.migfile, { write, create: write, direct: fdset.direct === true && i === 1 });
+    const fd = fds.openFile(p.migfile, {
+      write,
+      create: write,
+      direct: fdset.direct === true && i === (fdset.directFirst ? 0 : 1),
+    });
     try {
       await mon.execute("add-fd", { "fdset-id": FDSET }, [fd]);
     } finally {
@@ -53,6 +57,19 @@ async function removeFdset(side: Side): Promise<void> {
   if (left.length) throw new FlowError(`${side.name}: query-fdsets after remove-fd: ${JSON.stringify(left)}`);
 }
 
+/**
+ * A migration refused before it started (the channel could not be had): QEMU's source records it as
+ * failed, with the same reason, and its guest runs on.
+ */
+export async function expectFailedToStart(p: MigrationPair): Promise<void> {
+  const s = await p.status(p.src);
+  if (s.status !== "failed" || !s["error-desc"]) {
+    throw new FlowError(`source: after the refused migrate, query-migrate says ${JSON.stringify(s)}`);
+  }
+  const st = await p.src.qmp.execute<{ status: string }>("query-status");
+  if (st.status !== "running") throw new FlowError(`source: the guest is '${st.status}' after the refusal`);
+}
+
 /** test_file_common: the source (optionally stopped first) saves to a file; the destination loads it. */
 export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
   const path = c.fdset ? `/dev/fdset/${FDSET}` : p.migfile;
@@ -66,8 +83,11 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
     await p.waitEvent(p.src, "STOP");
   }
   await p.setParams(p.src, CONVERGE);
-  if (c.fdset) await addFdset(p, p.src, true, c.fdset);
-  if (!await migrate(p, uri, { outcome: c })) return;
+  if (c.fdset) await addFdset(p, p.src, !c.fdset.srcReadOnly, c.fdset);
+  if (!await migrate(p, uri, { outcome: c })) {
+    if (c.fdset) await expectFailedToStart(p);
+    return;
+  }
   await p.waitStatus(p.src, "completed");
   if (offset > 0) {
     const bytes = await head(files, p.migfile, offset + 4);
