@@ -206,3 +206,16 @@ export async function finishByExpectation(
       return await completeOrFail(p, srcWasRunning);
   }
 }
+
+/**
+ * A migration refused before it started (the channel could not be had): QEMU's source records it as
+ * failed, with the same reason, and its guest runs on.
+ */
+export async function expectFailedToStart(p: MigrationPair): Promise<void> {
+  const s = await p.status(p.src);
+  if (s.status !== "failed" || !s["error-desc"]) {
+    throw new FlowError(`source: after the refused migrate, query-migrate says ${JSON.stringify(s)}`);
+  }
+  const st = await p.src.qmp.execute<{ status: string }>("query-status");
+  if (st.status !== "running") throw new FlowError(`source: the guest is '${st.status}' after the refusal`);
+}

@@ -80,7 +80,6 @@ Deno.test("uri: file refuses bad offsets and options", () => {
 Deno.test("uri: unknown schemes", () => {
   refused("exec:cat > /tmp/x", "unknown migration protocol: exec");
   refused("rdma:127.0.0.1:4444", "unknown migration protocol: rdma");
-  refused("fd:3", "unknown migration protocol: fd");
   refused("vsock:2:1234", "unknown migration protocol: vsock");
   refused("/tmp/plain-path", "unknown migration protocol: /tmp/plain-path");
   refused("", "unknown migration protocol: ");

@@ -12,6 +12,8 @@
  *    the baseline. `--only postcopy` runs just that part.
  * 6. File migration (tools/bench/file.ts): the plain file: stream against mapped-ram, in the engine world
  *    and on QEMU where it has mapped-ram. `--only file` runs just that part.
+ * 7. TLS: the 256 MiB precopy and multifd over x509 and PSK sessions against the same without TLS.
+ *    `--only tls` runs just that part.
  *
  * The measurements are in measure.ts, the statistics in stats.ts; this file runs them and prints.
  * `--html FILE` also writes the ratios as bars (harness/report/html.ts); the printed lines stay the same.
@@ -35,7 +37,7 @@ import { FILE_BENCH_CASES, type FileRun, fileRuns } from "./file.ts";
 import { engineWorld } from "../../harness/world/engine.ts";
 import { worldByName } from "../../harness/world/worlds.ts";
 
-const USAGE = `usage: deno task bench [--only sim|postcopy|file] [--html FILE]
+const USAGE = `usage: deno task bench [--only sim|postcopy|file|tls] [--html FILE]
 
 Throughput measured against a baseline taken in the same run: engine precopy and multifd against a raw
 unix socket between two Deno processes, the compressed modes against node:zlib alone, QMP latency under
@@ -45,6 +47,7 @@ and the simulated world's seeds per minute.
   --only sim    only the simulated world's part (seeds per minute, replay agreement)
   --only postcopy  only postcopy, the model beside QEMU (QTEST_QEMU_BINARY or the installed one)
   --only file   only file migration: the plain stream against mapped-ram, the model beside QEMU
+  --only tls    only TLS: precopy and multifd over x509 and PSK against the same in the clear
   --html FILE   also write the ratios as bars to FILE (the printed lines stay the same)
   --help        this text
 `;
@@ -59,7 +62,9 @@ const flags = cliOrExit(
   Deno.args,
   ({ values: v }) => ({
     html: v.html,
-    only: v.only === undefined ? undefined : parseChoice(v.only, ["sim", "postcopy", "file"], "--only"),
+    only: v.only === undefined
+      ? undefined
+      : parseChoice(v.only, ["sim", "postcopy", "file", "tls"], "--only"),
   }),
 );
 const startedAt = new Date();
@@ -69,6 +74,7 @@ const notes: string[] = [];
 if (flags.only === undefined) await processBench();
 if (flags.only === undefined || flags.only === "postcopy") await postcopyBench();
 if (flags.only === undefined || flags.only === "file") await fileBench();
+if (flags.only === undefined || flags.only === "tls") await tlsBench();
 if (flags.only === undefined || flags.only === "sim") await simBench();
 if (flags.html) await Deno.writeTextFile(flags.html, renderBenchHtml({ startedAt, ratios, notes }));
 
@@ -166,6 +172,41 @@ async function fileBench(): Promise<void> {
       });
     }
     console.log(notes.at(-1));
+  }
+}
+
+/**
+ * TLS's cost in the model: the 256 MiB non-live precopy (and multifd, 4 channels) over a unix socket with
+ * every channel an x509 session (node:tls in process) or a PSK one (an openssl child per channel), as a
+ * ratio of the same migration in the clear, measured in this run.
+ */
+async function tlsBench(): Promise<void> {
+  const kinds = [
+    ["none", undefined],
+    ["x509", { serverName: "qemu.org", hostname: "qemu.org" }],
+    ["psk", { psk: "match" }],
+  ] as const;
+  for (const channels of [0, 4]) {
+    const what = channels ? `multifd nocomp, ${channels} channels` : "precopy";
+    const by = new Map<string, number>();
+    for (const [kind, tls] of kinds) {
+      const runs: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        runs.push((await enginePrecopyThroughput(9000 + 10 * channels + i, { channels, tls })).bps);
+      }
+      by.set(kind, median(runs));
+      notes.push(`TLS ${kind}, ${what}, 256 MiB random RAM (median of ${RUNS}): ${gb(median(runs))}`);
+      console.log(notes.at(-1));
+    }
+    const plain = by.get("none")!;
+    for (const kind of ["x509", "psk"]) {
+      ratios.push({
+        name: `${what} over TLS ${kind}`,
+        baseline: `the same in the clear`,
+        ratio: by.get(kind)! / plain,
+        detail: `${gb(by.get(kind)!)} of ${gb(plain)}`,
+      });
+    }
   }
 }
 

@@ -9,6 +9,7 @@ import type { MigrationParameters } from "../../engine/options.ts";
 import { startPair } from "../../harness/families/mod.ts";
 import { connectUri, migrateIncoming } from "../../harness/migration_qmp.ts";
 import { engineWorld } from "../../harness/world/engine.ts";
+import type { TlsSpec } from "../../harness/case.ts";
 
 /** Bytes the raw baseline pushes through the socket. */
 const RAW_BYTES = 512 << 20;
@@ -57,7 +58,7 @@ export interface EngineRun {
 /** Non-live precopy of the 256 MiB guest over a unix socket, unlimited bandwidth, migrate → completed. */
 export async function enginePrecopyThroughput(
   seed: number,
-  opts: { channels?: number; compression?: string; entropyBits?: number } = {},
+  opts: { channels?: number; compression?: string; entropyBits?: number; tls?: TlsSpec } = {},
 ): Promise<EngineRun> {
   const params: Partial<MigrationParameters> = {};
   if (opts.channels) {
@@ -79,6 +80,7 @@ export async function enginePrecopyThroughput(
     srcParams: params,
     dstParams: params,
     defer: !!opts.channels,
+    ...(opts.tls ? { tls: opts.tls } : {}),
   }, { seed, world: engineWorld, waitMs: 60_000, sampleMs: 0, log: () => {} });
   try {
     if (opts.channels) await migrateIncoming(pair, `unix:${pair.migsocket}`);

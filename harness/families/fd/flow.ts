@@ -5,9 +5,8 @@
  */
 import type { FdCase } from "./case.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
-import { finishByExpectation } from "../../expect.ts";
+import { expectFailedToStart, finishByExpectation } from "../../expect.ts";
 import { CONVERGE, expectError } from "../../migration_qmp.ts";
-import { expectFailedToStart } from "../file/flow.ts";
 import { isAbGuest, waitSerialB } from "../../migration_util.ts";
 import { QmpCommandError } from "../../../engine/qmp/client.ts";
 

@@ -4,7 +4,7 @@ import type { FileCase } from "./case.ts";
 import type { FileStore } from "../../../engine/transport/file.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import type { Side } from "../../world/world.ts";
-import { expectTargetFailed, finishByExpectation } from "../../expect.ts";
+import { expectFailedToStart, expectTargetFailed, finishByExpectation } from "../../expect.ts";
 import { CONVERGE, expectError, migrate, migrateIncoming } from "../../migration_qmp.ts";
 import { isAbGuest, waitSerialB } from "../../migration_util.ts";
 
@@ -55,19 +55,6 @@ async function removeFdset(side: Side): Promise<void> {
   await side.qmp.execute("remove-fd", { "fdset-id": FDSET });
   const left = await side.qmp.execute<unknown[]>("query-fdsets");
   if (left.length) throw new FlowError(`${side.name}: query-fdsets after remove-fd: ${JSON.stringify(left)}`);
-}
-
-/**
- * A migration refused before it started (the channel could not be had): QEMU's source records it as
- * failed, with the same reason, and its guest runs on.
- */
-export async function expectFailedToStart(p: MigrationPair): Promise<void> {
-  const s = await p.status(p.src);
-  if (s.status !== "failed" || !s["error-desc"]) {
-    throw new FlowError(`source: after the refused migrate, query-migrate says ${JSON.stringify(s)}`);
-  }
-  const st = await p.src.qmp.execute<{ status: string }>("query-status");
-  if (st.status !== "running") throw new FlowError(`source: the guest is '${st.status}' after the refusal`);
 }
 
 /** test_file_common: the source (optionally stopped first) saves to a file; the destination loads it. */
