@@ -25,6 +25,27 @@ const base: MigrationCase[] = [
     why: "a stream saved to a file and loaded from it gives the same guest (no return path, no peer)",
   },
   {
+    name: "/migration/precopy/tcp/plain/switchover-ack",
+    tier: "full",
+    flow: "precopy",
+    transport: "tcp",
+    live: true,
+    caps: ["return-path", "switchover-ack"],
+    why: "switchover-ack on both sides: the destination acks over the return path as soon as it opens " +
+      "(no device here needs to approve), and the live source switches over only once the ack came",
+  },
+  {
+    name: "/migration/precopy/tcp/plain/switchover-ack/held",
+    tier: "full",
+    flow: "precopy",
+    transport: "tcp",
+    live: true,
+    caps: ["return-path", "switchover-ack"],
+    holdSwitchoverAck: true,
+    why: "beyond upstream: the destination's ack held back (as a device not ready would hold it): the " +
+      "source converges but must keep iterating, 'active', until the ack comes, then complete",
+  },
+  {
     name: "/migration/precopy/file/offset",
     tier: "full",
     flow: "file",

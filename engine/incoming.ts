@@ -414,6 +414,9 @@ export class MigrationIncoming {
           rp = new ReturnPathSender(link);
           this.#rp = rp;
           postcopy.rp = rp;
+          // No device here needs to approve the switchover: the ack goes as soon as there is a path to
+          // send it on (loadvm_process_command, OPEN_RETURN_PATH).
+          if (this.host.options.cap("switchover-ack")) void this.#sendSwitchoverAck(rp);
         },
         ping: (v) => {
           this.#rp?.pong(v).catch(() => {});
@@ -575,6 +578,15 @@ export class MigrationIncoming {
     // The recovery brings a new preempt channel too; the thread waits for it as at LISTEN.
     if (this.host.options.cap("postcopy-preempt")) this.#startPreemptThread();
     return next;
+  }
+
+  async #sendSwitchoverAck(rp: ReturnPathSender): Promise<void> {
+    try {
+      await this.host.breakpoints.hit("switchover-ack");
+      await rp.switchoverAck();
+    } catch (e) {
+      this.host.log(`could not send the switchover ack: ${errorMessage(e)}`);
+    }
   }
 
   /** At LISTEN, and after a recovery: the preempt thread, on its channel once that has come. */

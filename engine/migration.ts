@@ -114,6 +114,9 @@ export class MigrationState {
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #thread: Promise<void> | null = null;
   #vmWasRunning = false;
+  /** The destination's RP_SWITCHOVER_ACK came (switchover-ack). */
+  #switchoverAcked = false;
+  #ackArrived: PromiseWithResolvers<void> = Promise.withResolvers();
   #rpError: Error | null = null;
   /** migrate-start-postcopy was given: switch at the next iteration. */
   #startPostcopy = false;
@@ -272,9 +275,22 @@ export class MigrationState {
     if (this.#postcopy && !this.#shutdown) this.#wake = Promise.withResolvers();
   }
 
+  /** Sleeps at most `ms`, less if the switchover ack comes (or a cancel or return-path error wakes). */
+  async #sleepUntilAck(ms: number): Promise<void> {
+    let cancel = () => {};
+    await Promise.race([
+      new Promise<void>((r) => (cancel = this.#clock.timer(r, Math.max(ms, 1)))),
+      this.#ackArrived.promise,
+      this.#wake.promise,
+    ]);
+    cancel();
+  }
+
   async #run(connect: Connector): Promise<void> {
     const { machine, options } = this.host;
     this.#vmWasRunning = machine.running;
+    this.#switchoverAcked = false;
+    this.#ackArrived = Promise.withResolvers();
     let finish: (() => void) | undefined;
     let rp: ReturnPathReader | null = null;
     try {
@@ -365,12 +381,15 @@ export class MigrationState {
           this.#passEvent();
           pending = ram.pendingBytes();
         }
-        if (pending <= this.#thresholdBytes) break;
+        const converged = pending <= this.#thresholdBytes;
+        if (converged && this.#canSwitchover()) break;
         // migrate-start-postcopy: the switch comes while there is still much to send.
         if (this.#startPostcopy) break;
         await savevm.saveIterate(f, rateExceeded, (id) => faults.partFooterId(id));
         await f.flush();
         if (rateExceeded()) await this.#sleep(slotStart + BUFFER_DELAY_MS - this.#clock.now());
+        // Converged but not acked: the pages the guest dirties meanwhile go on, a slot at a time.
+        else if (converged) await this.#sleepUntilAck(slotStart + BUFFER_DELAY_MS - this.#clock.now());
       }
 
       if (this.#startPostcopy && ram.pendingBytes() > this.#thresholdBytes) {
@@ -469,7 +488,19 @@ export class MigrationState {
         if (!bitmaps) throw new Error("RESUME_ACK outside a recovery");
         bitmaps.resumeAck(v);
       },
+      switchoverAck: () => {
+        this.#switchoverAcked = true;
+        this.#ackArrived.resolve();
+      },
     });
+  }
+
+  /**
+   * migration_can_switchover: with switchover-ack a live guest waits for the destination's ack; a
+   * stopped one does not need it.
+   */
+  #canSwitchover(): boolean {
+    return !this.host.options.cap("switchover-ack") || !this.#vmWasRunning || this.#switchoverAcked;
   }
 
   /** postcopy_start and the postcopy phase (migration_postcopy.ts), to completed or failed. */

@@ -43,6 +43,7 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "postcopy-blocktime",
   "postcopy-preempt",
   "mapped-ram",
+  "switchover-ack",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
@@ -215,6 +216,9 @@ export class MigrationOptions {
       return "Postcopy preempt requires postcopy-ram";
     }
     if (next.get("postcopy-ram") && next.get("x-colo")) return "COLO is not compatible with postcopy-ram";
+    if (next.get("switchover-ack") && !next.get("return-path")) {
+      return "Capability 'switchover-ack' requires capability 'return-path'";
+    }
     if (next.get("mapped-ram") && next.get("xbzrle")) {
       return "Mapped-ram migration is incompatible with xbzrle";
     }

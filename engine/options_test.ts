@@ -160,7 +160,9 @@ Deno.test("options: setCapabilities is all-or-nothing", async (t) => {
       const err = o.setCapabilities([{ capability: c, state: true }]);
       // postcopy-preempt alone is refused for what it needs, not for being unmodelled.
       if (c === "postcopy-preempt") assert.equal(err, "Postcopy preempt requires postcopy-ram");
-      else if (MODELLED_CAPABILITIES.has(c)) assert.equal(err, null, c);
+      else if (c === "switchover-ack") {
+        assert.equal(err, "Capability 'switchover-ack' requires capability 'return-path'");
+      } else if (MODELLED_CAPABILITIES.has(c)) assert.equal(err, null, c);
       else assert.equal(err, `Capability '${c}' is not supported by the migtest engine`);
       assert.equal(o.setCapabilities([{ capability: c, state: false }]), null);
       assert.equal(o.cap(c), false);
@@ -215,4 +217,27 @@ Deno.test("options: parameters start at QEMU's defaults", () => {
   // Each instance owns its copy.
   o.params["downtime-limit"] = 1;
   assert.equal(new MigrationOptions().params["downtime-limit"], 300);
+});
+
+Deno.test("options: switchover-ack needs return-path, set together or not at all, in QEMU's words", () => {
+  const o = new MigrationOptions();
+  const needs = "Capability 'switchover-ack' requires capability 'return-path'";
+  assert.equal(o.setCapabilities([{ capability: "switchover-ack", state: true }]), needs);
+  assert.equal(o.cap("switchover-ack"), false);
+  assert.equal(
+    o.setCapabilities([{ capability: "return-path", state: true }, {
+      capability: "switchover-ack",
+      state: true,
+    }]),
+    null,
+  );
+  assert.equal(o.setCapabilities([{ capability: "return-path", state: false }]), needs);
+  assert.equal(o.cap("return-path"), true, "the refused change left both on");
+  assert.equal(
+    o.setCapabilities([{ capability: "return-path", state: false }, {
+      capability: "switchover-ack",
+      state: false,
+    }]),
+    null,
+  );
 });

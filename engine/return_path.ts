@@ -15,6 +15,8 @@ export const MIG_RP_MSG_REQ_PAGES_ID = 3;
 export const MIG_RP_MSG_REQ_PAGES = 4;
 export const MIG_RP_MSG_RECV_BITMAP = 5;
 export const MIG_RP_MSG_RESUME_ACK = 6;
+/** The destination lets the source switch over (switchover-ack; no payload). */
+export const MIG_RP_MSG_SWITCHOVER_ACK = 7;
 export const MIG_RP_MSG_MAX = 8;
 
 /** MIGRATION_RESUME_ACK_VALUE. */
@@ -106,6 +108,10 @@ export class ReturnPathSender {
   resumeAck(): Promise<void> {
     return this.#value(MIG_RP_MSG_RESUME_ACK, MIGRATION_RESUME_ACK_VALUE);
   }
+
+  switchoverAck(): Promise<void> {
+    return this.#send((f) => this.#message(MIG_RP_MSG_SWITCHOVER_ACK, new Uint8Array(0), f));
+  }
 }
 
 /** What the source does with postcopy's return-path messages. */
@@ -116,6 +122,8 @@ export interface ReturnPathHandlers {
   bitmapSize?(idstr: string): number | Error;
   recvBitmap?(idstr: string, bitmap: Uint8Array): void;
   resumeAck?(value: number): void;
+  /** The destination allows the switchover (switchover-ack). */
+  switchoverAck?(): void;
 }
 
 /** Source side: reads return-path messages until SHUT or the connection ends. */
@@ -212,6 +220,10 @@ export class ReturnPathReader {
         case MIG_RP_MSG_RESUME_ACK:
           if (!h.resumeAck || len !== 4) throw bad();
           h.resumeAck(value);
+          break;
+        case MIG_RP_MSG_SWITCHOVER_ACK:
+          if (len !== 0) throw bad();
+          h.switchoverAck?.();
           break;
         default:
           throw bad();

@@ -23,6 +23,9 @@ export const BREAKPOINTS = [
   "postcopy-recv-bitmap",
   "postcopy-bitmaps-reloaded",
   "postcopy-resume-ack",
+  // switchover-ack: the destination about to send RP_SWITCHOVER_ACK (held: a device not yet ready, as
+  // VFIO's would be).
+  "switchover-ack",
 ] as const;
 export type BreakpointName = typeof BREAKPOINTS[number];
 

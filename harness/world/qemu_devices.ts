@@ -30,6 +30,8 @@ const OFF_FOR_SAVE = new Set([
   "multifd",
   "pause-before-switchover",
   "return-path",
+  // Needs return-path: off with it (one migrate-set-capabilities, so QEMU checks the pair together).
+  "switchover-ack",
   "xbzrle",
   "postcopy-ram",
   "mapped-ram",

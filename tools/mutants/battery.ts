@@ -843,6 +843,17 @@ const fds: Mutant[] = [
   },
 ];
 
+const switchover: Mutant[] = [
+  {
+    name: "switchover-before-ack",
+    file: "engine/migration.ts",
+    find: "    return !this.host.options.cap(\"switchover-ack\") || !this.#vmWasRunning || this.#switchoverAcked;",
+    replace: "    return true;",
+    why: "the source switches over once converged without waiting for the destination's " +
+      "RP_SWITCHOVER_ACK: a device that needed more time (VFIO's) is stopped before it is ready",
+  },
+];
+
 export const BATTERY: readonly Mutant[] = [
   ...ram,
   ...multifd,
@@ -854,6 +865,7 @@ export const BATTERY: readonly Mutant[] = [
   ...mappedRam,
   ...tls,
   ...fds,
+  ...switchover,
 ];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */

@@ -21,6 +21,12 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
    * them, its RAM sent about twice at most (the first pass, and once more for the write).
    */
   writeOnce?: boolean;
+  /**
+   * switchover-ack held: the destination's ack waits at its breakpoint (a device not ready yet) while the
+   * source, converged, must not switch over; released, the migration completes. Needs the model's
+   * breakpoints.
+   */
+  holdSwitchoverAck?: boolean;
   /** A fault in the source's outgoing stream (main channel or a multifd channel). */
   fault?: FaultSpec;
   /** Faults injected on the destination (before migrate-incoming). */

@@ -4,6 +4,7 @@
  */
 import type { ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
+import { type Breakpoints, isUnavailable } from "../../world/world.ts";
 import { expectConvergesWithin, expectRamSentAtMost, finishByExpectation } from "../../expect.ts";
 import {
   connectUri,
@@ -60,6 +61,7 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   }
   // Data in every page, so that the first pass takes time (a zero guest's first pass is over at once).
   if (c.writeOnce) await fillRam(p, p.ctx.seed);
+  const held = c.holdSwitchoverAck ? await holdSwitchoverAck(p) : null;
   if (!await migrate(p, await connectUri(p), { outcome: c, channels: c.migrateChannels })) return;
   if (c.writeOnce) {
     // After the setup's sync (which clears the dirty log), every page is written once more.
@@ -72,9 +74,38 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
     await waitForDirtyMem(p);
     await p.setParams(p.src, CONVERGE);
   }
+  if (held) await expectNoSwitchoverUntilAck(p, held);
   await finishByExpectation(p, c, srcRunning);
   if (c.expectXbzrlePages) await expectXbzrlePages(p);
   if (c.writeOnce) await expectRamSentAtMost(p, 2.5, WRITE_ONCE_WHY);
+}
+
+/** Arms the destination's switchover-ack breakpoint before the migration starts. */
+async function holdSwitchoverAck(p: MigrationPair): Promise<Breakpoints> {
+  const bps = p.dst.breakpoints();
+  if (isUnavailable(bps)) throw new FlowError(`switchover-ack: ${bps.unavailable}`);
+  await bps.arm("switchover-ack");
+  return bps;
+}
+
+/**
+ * The ack held at the destination: the source, converged, iterates on (two more dirty syncs) and stays
+ * 'active' — no switchover without the ack; then the ack goes and the migration may complete.
+ */
+async function expectNoSwitchoverUntilAck(p: MigrationPair, bps: Breakpoints): Promise<void> {
+  await p.dst.qmp.waitEvent("X_TEST_BREAKPOINT", (e) => e.data?.name === "switchover-ack", {
+    timeoutMs: p.ctx.waitMs,
+    matching: "breakpoint switchover-ack",
+    diagnose: () => p.diagnose(),
+  });
+  const ram = async () => (await p.status(p.src)).ram as Record<string, number> | undefined;
+  const syncs = (await ram())?.["dirty-sync-count"] ?? 0;
+  await waitPasses(p, syncs + 2);
+  const s = await p.status(p.src);
+  if (s.status !== "active") {
+    throw new FlowError(`the source is '${s.status}' while the destination still holds its switchover ack`);
+  }
+  await bps.continue("switchover-ack", { disarm: true });
 }
 
 /** A live migration that cannot converge keeps iterating; raising the bandwidth lets it complete. */

@@ -35,6 +35,7 @@ export const precopy = defineFlow<PrecopyCase>({
     dstFaults: true,
     expectXbzrlePages: true,
     release: true,
+    holdSwitchoverAck: true,
   },
   problems(c, bad) {
     socketProblems(c, bad);
@@ -59,6 +60,7 @@ export const precopy = defineFlow<PrecopyCase>({
     }
   },
   needs: (c) => ({
+    ...(c.holdSwitchoverAck ? { heldAt: "holding the destination's switchover ack" } : {}),
     faults: c.fault !== undefined || c.dstFaults !== undefined,
     olderRelease: c.release !== undefined,
     guestControl: c.fillRandom || c.writeOnce,
