@@ -25,6 +25,16 @@ const base: MigrationCase[] = [
     why: "a stream saved to a file and loaded from it gives the same guest (no return path, no peer)",
   },
   {
+    name: "/migration/auto_converge",
+    tier: "full",
+    flow: "auto-converge",
+    transport: "unix",
+    caps: ["auto-converge", "pause-before-switchover"],
+    why: "a guest that dirties faster than the link sends: the source must throttle the vCPU, from " +
+      "cpu-throttle-initial up by cpu-throttle-increment, never past max-cpu-throttle, keep syncing while " +
+      "throttled, and still reach the switchover once the settings allow it",
+  },
+  {
     name: "/migration/precopy/tcp/plain/switchover-ack",
     tier: "full",
     flow: "precopy",

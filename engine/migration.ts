@@ -28,6 +28,7 @@ import type { Breakpoints } from "./testing/breakpoints.ts";
 import type { OutgoingFaultHooks } from "./testing/faults.ts";
 import { ColoPrimary } from "./colo/primary.ts";
 import { BitmapWait, PostcopyAbort, PostcopySource, savePostcopyAdvise } from "./migration_postcopy.ts";
+import { AutoConverge, THROTTLE_SYNC_MS } from "./cpu_throttle.ts";
 import type { Link } from "./transport/link.ts";
 import { isSeekable } from "./transport/file.ts";
 import { MappedRamSave } from "./ram_mapped.ts";
@@ -114,6 +115,8 @@ export class MigrationState {
   #wake: PromiseWithResolvers<void> = Promise.withResolvers();
   #thread: Promise<void> | null = null;
   #vmWasRunning = false;
+  /** auto-converge, while a migration with it runs. */
+  #autoConverge: AutoConverge | null = null;
   /** The destination's RP_SWITCHOVER_ACK came (switchover-ack). */
   #switchoverAcked = false;
   #ackArrived: PromiseWithResolvers<void> = Promise.withResolvers();
@@ -291,6 +294,7 @@ export class MigrationState {
     this.#vmWasRunning = machine.running;
     this.#switchoverAcked = false;
     this.#ackArrived = Promise.withResolvers();
+    this.#autoConverge = null;
     let finish: (() => void) | undefined;
     let rp: ReturnPathReader | null = null;
     try {
@@ -363,6 +367,11 @@ export class MigrationState {
       // Main channel and multifd channels both count against the rate limit.
       const sent = () => f.position + (multifd?.bytes ?? 0) + (mappedRam?.bytes ?? 0);
       let slotBytes = sent();
+      if (options.cap("auto-converge")) {
+        const ac = new AutoConverge((pct) => machine.vcpu.setThrottle(pct));
+        this.#autoConverge = ac;
+        ram.onSyncPeriod = (dirtied) => ac.period(dirtied, sent(), options.params);
+      }
       const rateExceeded = () => {
         const limit = options.params["max-bandwidth"] / (1000 / BUFFER_DELAY_MS);
         return limit > 0 && sent() - slotBytes >= limit;
@@ -374,6 +383,12 @@ export class MigrationState {
           this.#updateCounters(sent() - slotBytes, now - slotStart);
           slotStart = now;
           slotBytes = sent();
+        }
+        // While throttled, the dirty log is synced at least every few seconds, so the throttle follows the
+        // guest even when a pass takes long (the CPU throttle's periodic sync, QEMU 9.2 on).
+        if ((this.#autoConverge?.percentage ?? 0) > 0 && now - ram.lastSync >= THROTTLE_SYNC_MS) {
+          ram.syncBitmap();
+          this.#passEvent();
         }
         let pending = ram.pendingBytes();
         if (pending < this.#thresholdBytes) {
@@ -463,6 +478,7 @@ export class MigrationState {
       // A failed or cancelled migration gives the guest back (migration_iteration_finish).
       if (this.#vmWasRunning && !machine.running) machine.start();
     } finally {
+      this.#autoConverge?.stop();
       this.#link?.close();
       this.#link = null;
       this.#multifd?.close();
@@ -674,6 +690,9 @@ export class MigrationState {
       };
     }
     if (ram?.xbzrle) out["xbzrle-cache"] = ram.xbzrle.query();
+    if (this.host.options.cap("auto-converge") && this.isActive()) {
+      out["cpu-throttle-percentage"] = this.#autoConverge?.percentage ?? 0;
+    }
     if (this.status === "failed" && this.errorDesc) out["error-desc"] = this.errorDesc;
     return out;
   }

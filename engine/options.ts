@@ -44,6 +44,7 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "postcopy-preempt",
   "mapped-ram",
   "switchover-ack",
+  "auto-converge",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
@@ -66,6 +67,8 @@ export interface MigrationParameters {
   "cpu-throttle-initial": number;
   "cpu-throttle-increment": number;
   "max-cpu-throttle": number;
+  /** auto-converge raises the throttle by no more than the dirty rate needs (cpu-throttle-tailslow). */
+  "cpu-throttle-tailslow": boolean;
   "announce-initial": number;
   "announce-max": number;
   "announce-rounds": number;
@@ -107,6 +110,7 @@ export const DEFAULT_PARAMETERS: MigrationParameters = {
   "cpu-throttle-initial": 20,
   "cpu-throttle-increment": 10,
   "max-cpu-throttle": 99,
+  "cpu-throttle-tailslow": false,
   "announce-initial": 50,
   "announce-max": 550,
   "announce-rounds": 5,

@@ -70,6 +70,10 @@ export class RamSaveState {
   /** Pages set in the migration bitmaps (migration_dirty_pages). */
   dirtyPages = 0;
   dirtySyncCount = 0;
+  /** When the dirty log was last synced. */
+  lastSync = 0;
+  /** Called at the end of each sync period (a second or more) with the bytes dirtied in it (auto-converge). */
+  onSyncPeriod: ((dirtiedBytes: number) => void) | null = null;
   /** dirty-pages-rate, recomputed at a sync at most once per second (as migration_bitmap_sync does). */
   dirtyPagesRate = 0;
   #periodStart: number;
@@ -163,8 +167,10 @@ export class RamSaveState {
     this.#periodDirtied += added;
     this.dirtySyncCount++;
     const t = this.now();
+    this.lastSync = t;
     if (t - this.#periodStart >= 1000) {
       this.dirtyPagesRate = Math.round(this.#periodDirtied * 1000 / (t - this.#periodStart));
+      this.onSyncPeriod?.(this.#periodDirtied * TARGET_PAGE_SIZE);
       this.#periodStart = t;
       this.#periodDirtied = 0;
     }

@@ -7,6 +7,8 @@
 /** Control block: the main thread writes CMD, the worker acknowledges parking with ACK_GEN. */
 export const CTRL_CMD = 0;
 export const CTRL_GEN = 1;
+/** auto-converge's throttle in percent: the vCPU sleeps that share of its time (cpu_throttle_set). */
+export const CTRL_THROTTLE = 2;
 export const CTRL_WORDS = 4;
 export const CMD_STOP = 0;
 export const CMD_RUN = 1;

@@ -3,7 +3,7 @@
  * started with `cont` and parked with `stop`. `stop()` resolves only once the worker is parked, so RAM,
  * CPU and device registers are stable until the next `cont`.
  */
-import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_WORDS } from "./regs.ts";
+import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_THROTTLE, CTRL_WORDS } from "./regs.ts";
 import type { VcpuInit, VcpuMessage } from "./vcpu_worker.ts";
 import type { UserfaultShared } from "./userfault.ts";
 import type { WorkloadSpec } from "./workload.ts";
@@ -22,11 +22,13 @@ export interface VcpuOptions {
   onError(message: string): void;
 }
 
-/** What the machine needs of its vCPU: run, park (resolving once parked), end. */
+/** What the machine needs of its vCPU: run, park (resolving once parked), slow down, end. */
 export interface VcpuDriver {
   readonly running: boolean;
   cont(): void;
   stop(): Promise<void>;
+  /** cpu_throttle_set: the vCPU sleeps `pct` % of its time (0: not throttled). */
+  setThrottle(pct: number): void;
   terminate(): void;
 }
 
@@ -90,6 +92,10 @@ export class Vcpu implements VcpuDriver {
     Atomics.notify(this.#ctrl, CTRL_CMD);
     if (this.#parkedGen >= gen) return Promise.resolve();
     return new Promise((resolve) => this.#parkWaiters.push({ gen, resolve }));
+  }
+
+  setThrottle(pct: number): void {
+    Atomics.store(this.#ctrl, CTRL_THROTTLE, pct);
   }
 
   terminate(): void {

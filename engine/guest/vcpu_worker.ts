@@ -5,7 +5,7 @@
  */
 /// <reference lib="deno.worker" />
 import { errorMessage } from "../error.ts";
-import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN } from "./regs.ts";
+import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_THROTTLE } from "./regs.ts";
 import { userfaultAccess, type UserfaultShared } from "./userfault.ts";
 import { createWorkload, type GuestMemory, type WorkloadSpec } from "./workload.ts";
 
@@ -71,7 +71,10 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
       while (Atomics.load(ctrl, CTRL_CMD) === CMD_RUN && performance.now() - t0 < init.runMs) {
         workload.step(1024);
       }
-      if (init.sleepMs > 0) Atomics.wait(ctrl, CTRL_CMD, CMD_RUN, init.sleepMs);
+      // Throttled, the vCPU also sleeps pct/(100-pct) of each slice it ran (cpu_throttle_thread).
+      const pct = Atomics.load(ctrl, CTRL_THROTTLE);
+      const sleep = init.sleepMs + (pct > 0 ? init.runMs * pct / (100 - pct) : 0);
+      if (sleep > 0) Atomics.wait(ctrl, CTRL_CMD, CMD_RUN, sleep);
     }
   } catch (err) {
     post({ type: "error", message: errorMessage(err) });

@@ -845,9 +845,18 @@ const fds: Mutant[] = [
 
 const switchover: Mutant[] = [
   {
+    name: "auto-converge-never-throttles",
+    file: "engine/cpu_throttle.ts",
+    find: "    if (dirtiedBytes <= threshold) return;",
+    replace: "    if (dirtiedBytes <= threshold || true) return;",
+    why: "auto-converge that never finds the dirty rate too high (migration_trigger_throttle not " +
+      "comparing against what was sent): the vCPU is never slowed and the guest never converges by it",
+  },
+  {
     name: "switchover-before-ack",
     file: "engine/migration.ts",
-    find: "    return !this.host.options.cap(\"switchover-ack\") || !this.#vmWasRunning || this.#switchoverAcked;",
+    find:
+      '    return !this.host.options.cap("switchover-ack") || !this.#vmWasRunning || this.#switchoverAcked;',
     replace: "    return true;",
     why: "the source switches over once converged without waiting for the destination's " +
       "RP_SWITCHOVER_ACK: a device that needed more time (VFIO's) is stopped before it is ready",

@@ -177,6 +177,7 @@ const FIRST_FAMILIES: readonly [prefix: string, families: readonly string[]][] =
   ["engine/ram_mapped.ts", ["precopy/file", "multifd/file"]],
   ["engine/crypto/", ["precopy/tcp/tls", "precopy/unix/tls", "multifd/tcp/tls"]],
   ["engine/transport/tls", ["precopy/tcp/tls", "precopy/unix/tls", "multifd/tcp/tls"]],
+  ["engine/cpu_throttle.ts", ["auto_converge"]],
   ["engine/monitor/", ["precopy/fd", "precopy/file/offset/fdset", "multifd/file/mapped-ram/fdset"]],
   ["engine/ram", ["precopy", "bad_stream", "multifd"]],
   // The walker and its integer codec (vmstate_types.ts) alike.

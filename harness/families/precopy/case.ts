@@ -51,3 +51,12 @@ export interface ConvergeAfterRaiseCase extends CaseBase, SocketCase {
   expectDirtyPagesRate?: boolean;
   expectXbzrlePages?: boolean;
 }
+
+/**
+ * upstream's test_auto_converge: a live migration that cannot converge, with auto-converge: the source
+ * throttles the vCPU (from cpu-throttle-initial, by cpu-throttle-increment, up to max-cpu-throttle) and,
+ * throttled, syncs its dirty log periodically; given converge settings it reaches pre-switchover.
+ */
+export interface AutoConvergeCase extends CaseBase, SocketCase {
+  flow: "auto-converge";
+}

@@ -2,7 +2,7 @@
  * Precopy flows (upstream's precopy-tests.c): test_precopy_common, live with the marker technique or
  * with the source stopped; and a live migration that cannot converge until bandwidth is raised.
  */
-import type { ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
+import type { AutoConvergeCase, ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import { type Breakpoints, isUnavailable } from "../../world/world.ts";
 import { expectConvergesWithin, expectRamSentAtMost, finishByExpectation } from "../../expect.ts";
@@ -155,4 +155,60 @@ export async function convergeAfterRaiseFlow(p: MigrationPair, c: ConvergeAfterR
   await p.setParams(p.src, CONVERGE);
   await finishByExpectation(p, {}, true);
   if (c.expectXbzrlePages) await expectXbzrlePages(p);
+}
+
+/** upstream's auto_converge settings: a gentle start, big steps, a ceiling. */
+const THROTTLE = { "cpu-throttle-initial": 5, "cpu-throttle-increment": 25, "max-cpu-throttle": 95 };
+/** Upstream allows 10 s for the periodic sync to show (the throttle syncs every 5 s). */
+const PERIODIC_SYNC_MS = 10_000;
+
+/**
+ * test_auto_converge: non-converging, the throttle must start (at least cpu-throttle-initial), a
+ * throttled source must sync its dirty log again within 10 s even though a pass takes far longer, and
+ * with converge settings it reaches pre-switchover with the throttle never past max-cpu-throttle.
+ */
+export async function autoConvergeFlow(p: MigrationPair, c: AutoConvergeCase): Promise<void> {
+  if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
+  // Non-converging (1 ms of downtime never fits a dirtying guest) but with passes of about a second, so
+  // the sync periods the throttle is decided at come within seconds (upstream's slow test waits longer).
+  await p.setParams(p.src, { ...THROTTLE, "max-bandwidth": 100_000_000, "downtime-limit": 1 });
+  if (isAbGuest(p)) await waitSerialB(p, p.src);
+  else await waitGuestDirtying(p);
+  await migrate(p, await connectUri(p));
+  const info = async () => {
+    const s = await p.status(p.src);
+    if (s.status === "failed") throw new FlowError(`source failed: ${s["error-desc"]}`);
+    const ram = s.ram as Record<string, number> | undefined;
+    return { s, pct: Number(s["cpu-throttle-percentage"] ?? 0), syncs: ram?.["dirty-sync-count"] ?? 0 };
+  };
+  await p.wait("cpu-throttle-percentage ≥ cpu-throttle-initial (5) on the source", async (see) => {
+    const { s, pct } = await info();
+    see(`status '${s.status}', cpu-throttle-percentage ${pct}`);
+    return pct >= THROTTLE["cpu-throttle-initial"];
+  });
+  await waitPasses(p, 2);
+  const before = (await info()).syncs;
+  const t0 = performance.now();
+  await p.wait(
+    `a dirty sync after the ${before}th within ${PERIODIC_SYNC_MS / 1000} s (periodic sync)`,
+    async () => {
+      if ((await info()).syncs > before) return true;
+      if (performance.now() - t0 > PERIODIC_SYNC_MS) {
+        throw new FlowError(
+          `no dirty sync in ${PERIODIC_SYNC_MS} ms while throttled (dirty-sync-count ${before})`,
+        );
+      }
+      return false;
+    },
+  );
+  await p.setParams(p.src, CONVERGE);
+  await p.waitStatus(p.src, "pre-switchover");
+  const { pct } = await info();
+  if (pct > THROTTLE["max-cpu-throttle"]) {
+    throw new FlowError(
+      `cpu-throttle-percentage ${pct} past max-cpu-throttle ${THROTTLE["max-cpu-throttle"]}`,
+    );
+  }
+  // finishByExpectation sends migrate-continue from pre-switchover and checks the migrated guest.
+  await finishByExpectation(p, {}, true);
 }

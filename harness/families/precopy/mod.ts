@@ -17,8 +17,8 @@ import {
   xbzrlePagesProblems,
 } from "../../validate.ts";
 import type { Side } from "../../world/world.ts";
-import type { ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
-import { convergeAfterRaiseFlow, precopyFlow } from "./flow.ts";
+import type { AutoConvergeCase, ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
+import { autoConvergeFlow, convergeAfterRaiseFlow, precopyFlow } from "./flow.ts";
 
 export const precopy = defineFlow<PrecopyCase>({
   flow: "precopy",
@@ -98,10 +98,21 @@ export const convergeAfterRaise = defineFlow<ConvergeAfterRaiseCase>({
   run: convergeAfterRaiseFlow,
 });
 
+export const autoConverge = defineFlow<AutoConvergeCase>({
+  flow: "auto-converge",
+  fields: { ...SOCKET_FIELDS, flow: true },
+  problems(c, bad) {
+    socketProblems(c, bad);
+  },
+  needs: () => ({}),
+  socket: (c) => c,
+  run: autoConvergeFlow,
+});
+
 /** x-test-release: the side runs an older release of the devices; the fields that release lacks. */
 async function applyRelease(side: Side, name: ReleaseName): Promise<LackedField[]> {
   return (await side.qmp.execute<{ lacks: LackedField[] }>("x-test-release", { name })).lacks;
 }
 
 /** The precopy family's flows (one entry of the registry). */
-export const PRECOPY = [precopy, convergeAfterRaise] as const;
+export const PRECOPY = [precopy, convergeAfterRaise, autoConverge] as const;

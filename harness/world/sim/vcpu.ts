@@ -23,7 +23,9 @@ export class SimVcpu implements VcpuDriver {
   /** Page writes done so far (a figure for the trace and the bench). */
   writes = 0;
   /** Writes per virtual ms: the seed's speed, scaled by the side's duty cycle against the default 2/2. */
-  readonly #speed: number;
+  readonly #fullSpeed: number;
+  /** auto-converge's throttle: the vCPU gets (100 - pct) % of its time. */
+  #throttle = 0;
 
   constructor(
     private readonly sim: Simulation,
@@ -49,7 +51,7 @@ export class SimVcpu implements VcpuDriver {
       if (page !== undefined) this.#touch(page);
     });
     const [run, sleep] = [opts.runMs ?? 2, opts.sleepMs ?? 2];
-    this.#speed = sim.knobs.vcpuWritesPerMs * (run / (run + sleep)) / 0.5;
+    this.#fullSpeed = sim.knobs.vcpuWritesPerMs * (run / (run + sleep)) / 0.5;
     try {
       this.#workload = createWorkload(opts.workload, g);
     } catch (e) {
@@ -62,6 +64,14 @@ export class SimVcpu implements VcpuDriver {
 
   get running(): boolean {
     return this.#running;
+  }
+
+  get #speed(): number {
+    return this.#fullSpeed * (100 - this.#throttle) / 100;
+  }
+
+  setThrottle(pct: number): void {
+    this.#throttle = pct;
   }
 
   cont(): void {
