@@ -380,9 +380,11 @@ for (const kind of TLS_KINDS) {
         assert.equal(v.getUint32(4), 3, "QEMU_VM_FILE_VERSION");
         tls.close();
         await finished;
-        await waitFor("source: the migration to fail after the engine hung up", async () => {
+        // A paused guest's stream is small: it may all have been taken into the session's buffers
+        // before the hang-up, and the source then completes rather than fails. Either way it ends.
+        await waitFor("source: the migration to end after the engine hung up", async () => {
           const info = await src.qmp.execute<MigrationInfo>("query-migrate");
-          return info.status === "failed";
+          return info.status === "failed" || info.status === "completed";
         }, { timeoutMs: WAIT_MS, intervalMs: 10 });
       } finally {
         listener.close();
