@@ -190,7 +190,11 @@ async function timedOut(
   return opts.timeoutError ? opts.timeoutError(msg) : new WaitTimeoutError(msg);
 }
 
-/** `waitFor` on a plain predicate polled every 2 ms: for tests that drive engines in this process. */
-export async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
+/**
+ * `waitFor` on a plain predicate polled every 2 ms: for tests that drive engines in this process. The
+ * bound is generous: `deno task test` runs its files in parallel on a busy CI machine, where a few rounds
+ * of an in-process migration took over 10 s (.ci/run, 2026-12-06); only a failing test waits it out.
+ */
+export async function until(what: string, pred: () => boolean, timeoutMs = 60_000): Promise<void> {
   await waitFor(what, pred, { timeoutMs, intervalMs: 2 });
 }
