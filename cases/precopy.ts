@@ -11,6 +11,37 @@ const base: MigrationCase[] = [
     why: "pages dirtied after they were sent must be sent again (the marker proves a second pass happened)",
   },
   {
+    name: "/migration/precopy/unix/suspend/live",
+    tier: "smoke",
+    flow: "precopy",
+    transport: "unix",
+    live: true,
+    workload: { kind: "a-b", suspendMe: true },
+    why: "a guest asleep in ACPI S3, migrated live: the destination must resume it into 'suspended' (not " +
+      "running: the run state travels in the global state), and system_wakeup must then boot it again",
+  },
+  {
+    name: "/migration/precopy/unix/suspend/notlive",
+    tier: "smoke",
+    flow: "precopy",
+    transport: "unix",
+    workload: { kind: "a-b", suspendMe: true },
+    why: "a suspended guest stopped before migrating: stop makes it 'paused' remembering it slept " +
+      "(vm_was_suspended); the destination stays paused, and cont puts it back to sleep, not to run",
+  },
+  {
+    name: "/migration/precopy/unix/suspend/source-cont",
+    tier: "full",
+    flow: "precopy",
+    transport: "unix",
+    live: true,
+    workload: { kind: "a-b", suspendMe: true },
+    contSourceAfter: true,
+    why: "beyond upstream: a suspended guest migrated out, then `cont` on the source (a management layer " +
+      "taking the guest back when the destination cannot start): it must return to 'suspended' — found " +
+      "aborting QEMU 10.0 (no run state transition from postmigrate to suspended)",
+  },
+  {
     name: "/migration/precopy/tcp/plain",
     tier: "smoke",
     flow: "precopy",

@@ -131,6 +131,7 @@ const TOOLS: Record<string, { usage: string; says?: string }> = {
   },
   mutants: { usage: "usage: deno task mutants [options]" },
   actionlint: { usage: "usage: deno task actionlint [FILE...]" },
+  upstream: { usage: "usage: deno task upstream [--qemu NAME=PATH]... [--write FILE | --check FILE]" },
 };
 
 const ROOT = new URL("../", import.meta.url);

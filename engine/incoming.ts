@@ -448,8 +448,7 @@ export class MigrationIncoming {
             postcopy.run();
             // From here the destination's dirty log is what its own guest writes (tests compare the rest).
             for (const b of machine.blocks) b.clearDirtyLog();
-            if (this.host.autostart()) machine.start();
-            else machine.setRunstate("paused");
+            machine.resumeIncoming(this.host.autostart());
           },
           resume: async () => {
             if (this.status !== "postcopy-recover") {
@@ -509,13 +508,8 @@ export class MigrationIncoming {
       this.#endTime = this.host.machine.clock.now();
       link.close();
       this.#link = null;
-      if (this.host.autostart()) {
-        this.#setStatus("completed");
-        machine.start();
-      } else {
-        machine.setRunstate("paused");
-        this.#setStatus("completed");
-      }
+      this.#setStatus("completed");
+      machine.resumeIncoming(this.host.autostart());
     } catch (e) {
       if (this.#rp) await this.#rp.shut(true).catch(() => {});
       // When a multifd channel broke, the main channel's error is only a consequence.

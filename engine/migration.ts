@@ -291,7 +291,8 @@ export class MigrationState {
 
   async #run(connect: Connector): Promise<void> {
     const { machine, options } = this.host;
-    this.#vmWasRunning = machine.running;
+    // vm_old_state is live: running, or suspended (a suspended guest is given back suspended).
+    this.#vmWasRunning = machine.live;
     this.#switchoverAcked = false;
     this.#ackArrived = Promise.withResolvers();
     this.#autoConverge = null;
@@ -413,6 +414,7 @@ export class MigrationState {
       }
       // Switchover: stop the guest, optionally pause, then the rest of RAM and the devices.
       this.#downtimeStart = this.#clock.now();
+      machine.globalState.store(machine.runstate, machine.wasSuspended);
       await machine.stop("finish-migrate");
       this.#checkCancelled();
       if (options.cap("pause-before-switchover")) {
@@ -476,7 +478,7 @@ export class MigrationState {
         this.#setStatus("failed");
       }
       // A failed or cancelled migration gives the guest back (migration_iteration_finish).
-      if (this.#vmWasRunning && !machine.running) machine.start();
+      if (this.#vmWasRunning && !machine.live) machine.start();
     } finally {
       this.#autoConverge?.stop();
       this.#link?.close();

@@ -163,6 +163,7 @@ export class PostcopySource {
   async start(downtimeStart: number): Promise<void> {
     const { machine, ram, savevm } = this.host;
     const f = this.#ch.f;
+    machine.globalState.store(machine.runstate, machine.wasSuspended);
     await machine.stop("finish-migrate");
     this.host.checkAbort();
     this.host.setStatus("postcopy-active");

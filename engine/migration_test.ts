@@ -110,3 +110,36 @@ Deno.test("in-process live precopy with xbzrle: deltas after the first round, RA
   assert.ok(x.pages > 0, `no page went as XBZRLE: ${JSON.stringify(x)}`);
   assert.equal(x["cache-size"], 1 << 20);
 });
+
+Deno.test("in-process: a suspended guest migrates suspended, and only system_wakeup runs it again", async () => {
+  await using p = new InProcessPair({ machine: "pc", workload: { kind: "a-b", suspendMe: true } });
+  const { src: s, dst: d } = p;
+  await until("the source guest suspended", () => s.engine.machine.runstate === "suspended");
+  assert.ok(s.events.some((e) => e.event === "SUSPEND"));
+  d.engine.autostart = true; // `cont` during inmigrate
+  p.migrate();
+  await s.engine.migration.join();
+  await d.engine.incoming.join();
+  assertMigrated(s.engine, d.engine);
+  // The destination resumed (RESUME) into "suspended": its guest does not run until woken.
+  assert.equal(d.engine.machine.runstate, "suspended");
+  assert.ok(d.events.some((e) => e.event === "RESUME"));
+  assert.equal(d.engine.machine.vcpu.running, false);
+  d.engine.machine.wakeup();
+  assert.equal(d.engine.machine.runstate, "running");
+  assert.ok(d.events.some((e) => e.event === "WAKEUP"));
+  assert.throws(() => d.engine.machine.wakeup(), /Unable to wake up: guest is not in suspended state/);
+  assert.equal(s.engine.machine.runstate, "postmigrate");
+});
+
+Deno.test("in-process: stop while suspended pauses, start goes back to suspended", async () => {
+  await using p = new InProcessPair({ machine: "pc", workload: { kind: "a-b", suspendMe: true } });
+  const m = p.src.engine.machine;
+  await until("the guest suspended", () => m.runstate === "suspended");
+  await m.stop();
+  assert.equal(m.runstate, "paused");
+  assert.throws(() => m.wakeup(), /not in suspended state/);
+  m.start();
+  assert.equal(m.runstate, "suspended");
+  assert.equal(m.vcpu.running, false);
+});

@@ -10,19 +10,13 @@ import { SerialDevice } from "./devices/serial.ts";
 import { TimerDevice } from "./devices/timer.ts";
 import { CPU_WORDS, DEV_WORDS } from "./regs.ts";
 import { type Clock, hostClock } from "../clock.ts";
+import { GlobalStateDevice, incomingRunstate } from "../global_state.ts";
+import type { RunState } from "../runstate.ts";
 import { Userfault } from "./userfault.ts";
 import { Vcpu, type VcpuDriver, type VcpuOptions } from "./vcpu.ts";
 import { seedRandomRegisters, WORKLOAD_IDS, type WorkloadSpec } from "./workload.ts";
 
-export type RunState =
-  | "prelaunch"
-  | "running"
-  | "paused"
-  | "inmigrate"
-  | "postmigrate"
-  | "finish-migrate"
-  | "colo";
-
+export type { RunState };
 export interface MachineOptions {
   fixture: MachineFixture;
   workload: WorkloadSpec;
@@ -48,6 +42,8 @@ export class Machine {
   readonly blocks: RamBlock[];
   readonly devices: Device[];
   readonly serial: SerialDevice;
+  /** The run state a migration carries (last of the devices: the order is the model's own). */
+  readonly globalState = new GlobalStateDevice();
   readonly cpuRegs = new Int32Array(new SharedArrayBuffer(CPU_WORDS * 4));
   readonly devRegs = new Int32Array(new SharedArrayBuffer(DEV_WORDS * 4));
   readonly vcpu: VcpuDriver;
@@ -57,6 +53,11 @@ export class Machine {
   /** Where a vCPU fault on a missing page goes (the postcopy destination's fault thread). */
   onFault: (block: number, page: number) => void = () => {};
   #runstate: RunState;
+  /**
+   * vm_was_suspended: stopped while suspended, so that the next start goes back to "suspended", not
+   * "running" (QEMU 9.0 on). A migrated guest carries it in the global state.
+   */
+  wasSuspended = false;
   #serialFile: Deno.FsFile | null = null;
 
   constructor(private readonly opts: MachineOptions) {
@@ -79,6 +80,7 @@ export class Machine {
       this.serial,
       new TimerDevice(this.devRegs),
       new QueueDevice(this.devRegs),
+      this.globalState,
     ];
     this.userfault = new Userfault(this.blocks.map((b) => b.pages));
     if (
@@ -101,6 +103,7 @@ export class Machine {
       runMs: opts.runMs,
       sleepMs: opts.sleepMs,
       onSerial: (ch) => this.serial.transmit(ch),
+      onSuspend: () => void this.#guestSuspend(),
       onError: (m) => opts.onGuestError(m),
     });
   }
@@ -111,6 +114,11 @@ export class Machine {
 
   get running(): boolean {
     return this.#runstate === "running";
+  }
+
+  /** runstate_is_live: running, or suspended (the VM is up; only its vCPU sleeps). */
+  get live(): boolean {
+    return this.#runstate === "running" || this.#runstate === "suspended";
   }
 
   /** Total RAM bytes (the MEM_SIZE announced in the stream). */
@@ -126,22 +134,67 @@ export class Machine {
     return this.devices.find((d) => d.idstr === idstr && d.instanceId === instanceId);
   }
 
-  /** vm_stop: parks the vCPU and emits STOP if the guest was running. */
+  /**
+   * vm_stop: parks the vCPU and emits STOP if the guest was live. A suspended guest stops too (its vCPU
+   * is parked already) and remembers it was suspended.
+   */
   async stop(next: RunState = "paused"): Promise<void> {
-    const wasRunning = this.running;
+    const was = this.#runstate;
     this.#runstate = next;
-    if (wasRunning) {
+    if (was === "running") {
       await this.vcpu.stop();
+      this.opts.emit("STOP");
+    } else if (was === "suspended") {
+      this.wasSuspended = true;
       this.opts.emit("STOP");
     }
   }
 
-  /** vm_start: resumes the vCPU and emits RESUME. */
+  /** vm_start: resumes the vCPU and emits RESUME; a guest stopped while suspended goes back to sleep. */
   start(): void {
-    if (this.running) return;
+    if (this.live) return;
+    this.opts.emit("RESUME");
+    if (this.wasSuspended) {
+      this.wasSuspended = false;
+      this.#runstate = "suspended";
+      return;
+    }
     this.#runstate = "running";
     this.vcpu.cont();
-    this.opts.emit("RESUME");
+  }
+
+  /** qemu_system_suspend: the guest entered S3; its vCPU parks and SUSPEND goes out. */
+  async #guestSuspend(): Promise<void> {
+    if (this.#runstate !== "running") return;
+    this.#runstate = "suspended";
+    await this.vcpu.stop();
+    this.opts.emit("SUSPEND");
+  }
+
+  /**
+   * system_wakeup: only a suspended guest wakes; the machine resets (the guest boots again from its
+   * reset vector, RAM kept) and runs, and WAKEUP goes out.
+   */
+  wakeup(): void {
+    if (this.#runstate !== "suspended") {
+      throw new Error("Unable to wake up: guest is not in suspended state");
+    }
+    this.resetDevices();
+    this.#runstate = "running";
+    this.vcpu.cont();
+    this.opts.emit("WAKEUP");
+  }
+
+  /**
+   * The end of an incoming migration (process_incoming_migration_bh): the run state the source sent
+   * decides, with autostart, whether the guest starts, and a guest suspended there stays suspended.
+   */
+  resumeIncoming(autostart: boolean): void {
+    const got = this.globalState.received;
+    if (got) this.wasSuspended = got.wasSuspended || got.runstate === "suspended";
+    const next = incomingRunstate(this.globalState, autostart);
+    if (next === "start") this.start();
+    else this.setRunstate(next);
   }
 
   setRunstate(s: RunState): void {
@@ -158,7 +211,12 @@ export class Machine {
     const out: Record<string, Record<string, unknown>> = {};
     for (const d of this.devices) {
       d.vmsd.preSave?.(d.state);
-      out[`${d.idstr}/${d.instanceId}`] = structuredClone(d.state);
+      // Byte buffers as hex, so the JSON reads as bytes.
+      out[`${d.idstr}/${d.instanceId}`] = Object.fromEntries(
+        Object.entries(structuredClone(d.state)).map((
+          [k, v],
+        ) => [k, v instanceof Uint8Array ? v.toHex() : v]),
+      );
     }
     return out;
   }

@@ -19,6 +19,8 @@ export interface VcpuOptions {
   runMs?: number;
   sleepMs?: number;
   onSerial(ch: string): void;
+  /** The guest asked for ACPI S3 (its program halts until a reset). */
+  onSuspend?(): void;
   onError(message: string): void;
 }
 
@@ -66,6 +68,7 @@ export class Vcpu implements VcpuDriver {
 
   #onMessage(m: VcpuMessage): void {
     if (m.type === "serial") this.opts.onSerial(m.ch);
+    else if (m.type === "suspend") this.opts.onSuspend?.();
     else if (m.type === "fault") this.opts.onFault(m.block, m.page);
     else if (m.type === "error") this.opts.onError(m.message);
     else {

@@ -24,6 +24,7 @@ export interface VcpuInit {
 
 export type VcpuMessage =
   | { type: "serial"; ch: string }
+  | { type: "suspend" }
   | { type: "parked"; gen: number }
   | { type: "error"; message: string }
   /** A fault on a missing page (postcopy): the vCPU waits for it. */
@@ -41,6 +42,7 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
     cpu: new Int32Array(init.cpu),
     dev: new Int32Array(init.dev),
     serial: (ch) => post({ type: "serial", ch }),
+    suspend: () => post({ type: "suspend" }),
     // A vCPU blocked on a missing page wakes when it is placed, and gives the access up when stopped.
     access: userfaultAccess(
       init.userfault,

@@ -16,8 +16,12 @@ import {
 } from "./regs.ts";
 
 export type WorkloadSpec =
-  /** QEMU's a-b boot sector: zero then increment the first byte of every page in [1 MiB, 100 MiB). */
-  | { kind: "a-b" }
+  /**
+   * QEMU's a-b boot sector: zero then increment the first byte of every page in [1 MiB, 100 MiB). With
+   * `suspendMe` (upstream's suspend_me), after its first 'B' it sets a flag at 1 MiB + 4 and enters
+   * ACPI S3; woken, it boots again ('A', zeroing, passes) and, the flag set, never sleeps again.
+   */
+  | { kind: "a-b"; suspendMe?: boolean }
   /** Seeded random 32-bit writes; `hotPercent` of them land in the first `hotPages` pages of RAM. */
   | { kind: "random"; seed: number; hotPages?: number; hotPercent?: number }
   /**
@@ -50,6 +54,10 @@ export const WORKLOAD_IDS: Record<WorkloadSpec["kind"], number> = {
 export const AB_START = 1 << 20;
 export const AB_END = 100 << 20;
 export const AB_PAGE = 4096;
+/** Where the suspending a-b guest records that it slept once (not a page start: the loop never writes it). */
+export const AB_SUSPENDED_FLAG = AB_START + 4;
+/** The a-b program's phase while asleep in S3 (a reset sets phase 0 again). */
+const AB_ASLEEP = 3;
 
 export interface GuestMemory {
   /** pc.ram first, then the other blocks. */
@@ -57,6 +65,8 @@ export interface GuestMemory {
   cpu: Int32Array;
   dev: Int32Array;
   serial(ch: string): void;
+  /** The program asks for ACPI S3 (it is halted until the machine resets). */
+  suspend?(): void;
   /**
    * Before touching a page: false when the page is missing (a postcopy destination, engine/guest/
    * userfault.ts) and the vCPU must leave this step with its registers as they were before the access,
@@ -89,15 +99,34 @@ function tickTimer(dev: Int32Array): void {
 class AbWorkload implements Workload {
   readonly #start = AB_START / AB_PAGE;
   readonly #end: number;
-  constructor(private readonly g: GuestMemory) {
+  constructor(private readonly g: GuestMemory, private readonly suspendMe = false) {
     const ram = g.blocks[0];
     if (ram.mem.length < AB_END) throw new Error(`a-b needs at least ${AB_END} bytes of pc.ram`);
     this.#end = AB_END / AB_PAGE;
   }
 
+  /**
+   * After a 'B': the flag, then S3 (cpu_index already at the next page, so a wakeup's reset, not this
+   * state, decides where it goes on). False when the flag's page is missing (a postcopy destination):
+   * the pass goes on and the next 'B' tries again.
+   */
+  #sleep(next: number): boolean {
+    const { cpu } = this.g;
+    const { mem, dirtyLog } = this.g.blocks[0];
+    const flagPage = AB_SUSPENDED_FLAG / AB_PAGE;
+    if (this.g.access && !this.g.access(0, flagPage)) return false;
+    mem[AB_SUSPENDED_FLAG] = 1;
+    markDirty(dirtyLog, flagPage);
+    cpu[CPU_INDEX] = next;
+    cpu[CPU_PHASE] = AB_ASLEEP;
+    this.g.suspend?.();
+    return true;
+  }
+
   step(budget: number): void {
     const { cpu, dev } = this.g;
     const { mem, dirtyLog } = this.g.blocks[0];
+    if (cpu[CPU_PHASE] === AB_ASLEEP) return;
     tickTimer(dev);
     while (budget > 0) {
       switch (cpu[CPU_PHASE]) {
@@ -135,7 +164,10 @@ class AbWorkload implements Workload {
             p = this.#start;
             const pass = (cpu[CPU_PASS] + 1) | 0;
             cpu[CPU_PASS] = pass;
-            if ((pass & 63) === 0) this.g.serial("B");
+            if ((pass & 63) === 0) {
+              this.g.serial("B");
+              if (this.suspendMe && mem[AB_SUSPENDED_FLAG] === 0 && this.#sleep(p)) return;
+            }
           }
           cpu[CPU_INDEX] = p;
         }
@@ -339,7 +371,7 @@ class IdleWorkload implements Workload {
 export function createWorkload(spec: WorkloadSpec, g: GuestMemory): Workload {
   switch (spec.kind) {
     case "a-b":
-      return new AbWorkload(g);
+      return new AbWorkload(g, spec.suspendMe);
     case "random":
       return new RandomWorkload(g, spec);
     case "zero-churn":

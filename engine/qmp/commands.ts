@@ -165,6 +165,16 @@ export function engineCommands(e: Engine): QmpCommand[] {
       },
     },
     {
+      name: "system_wakeup",
+      handler: () => {
+        try {
+          m.wakeup();
+        } catch (err) {
+          throw new QmpError((err as Error).message);
+        }
+      },
+    },
+    {
       name: "quit",
       handler: () => {
         e.machine.clock.timer(() => e.hooks.exit(0), 10);

@@ -287,6 +287,15 @@ export function staysUpAfterFailedLoad(probe: QemuProbe): boolean {
   return probe.migrateIncomingArgs.includes("exit-on-error");
 }
 
+/**
+ * Found by this harness (QEMU 10.0.2): a guest that slept, saved out by a migration, is in postmigrate
+ * remembering it was suspended; `cont` then aborts QEMU ("invalid runstate transition: 'postmigrate' ->
+ * 'suspended'"). The device-state read is such a save, so it would kill the side it reads.
+ */
+const SUSPENDED_SAVE_ABORTS = "reading the devices saves the side out by a migration, and a guest that " +
+  "slept then aborts on cont (QEMU: invalid runstate transition 'postmigrate' -> 'suspended'; see " +
+  "/migration/precopy/unix/suspend/source-cont)";
+
 /** Why this binary's device state cannot be read (no `file:` to save it to), or null. */
 export function deviceStateUnavailable(probe: QemuProbe): string | null {
   if (probe.transports.includes("file")) return null;
@@ -304,6 +313,8 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
     name: "source" | "target",
     readonly dir: string,
     readonly probe: QemuProbe,
+    /** The guest suspends itself (the suspending a-b sector). */
+    readonly suspendMe = false,
   ) {
     super(process, name);
     this.staysUpAfterFailedLoad = staysUpAfterFailedLoad(probe);
@@ -351,6 +362,7 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
   async deviceState(): Promise<DeviceState | Unavailable> {
     const why = deviceStateUnavailable(this.probe);
     if (why) return { unavailable: why };
+    if (this.suspendMe) return { unavailable: SUSPENDED_SAVE_ABORTS };
     return await readDeviceState(this.process, `${this.dir}/${this.name}-devices.mig`, this.dir);
   }
 
@@ -441,8 +453,10 @@ export function createQemuWorld(
         accel: spec.colo ? s.coloAccel ?? s.accel : s.accel,
         oob: spec.colo,
         snapshot: spec.colo,
+        suspendMe: spec.workload.kind === "a-b" && spec.workload.suspendMe === true,
       });
-      return new QemuSide(process, spec.name, spec.dir, probe);
+      const suspendMe = spec.workload.kind === "a-b" && spec.workload.suspendMe === true;
+      return new QemuSide(process, spec.name, spec.dir, probe, suspendMe);
     },
   };
 }

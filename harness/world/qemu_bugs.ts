@@ -51,6 +51,32 @@ const COLO_MULTIFD = [
 
 export const QEMU_BUGS: readonly QemuBug[] = [
   {
+    id: "qemu-suspended-runstate-lost",
+    summary: "a guest migrated while suspended (ACPI S3) wakes: the source asked for a wakeup before it " +
+      "saved its run state, so the destination runs it; and `stop` on a suspended guest neither stops " +
+      "it nor says STOP (fixed in 9.0 by 'migration: preserve suspended runstate' and 'cpus: stop vm in " +
+      "suspended runstate', with the vm_was_suspended flag carried in the global state)",
+    cases: [
+      "/migration/precopy/unix/suspend/live",
+      "/migration/precopy/unix/suspend/notlive",
+      "/migration/precopy/unix/suspend/source-cont",
+    ],
+    side: "either",
+    range: { from: "7.2", through: "8.2" },
+    symptom: /the target resumed into 'running'|waiting for event STOP on source/,
+    fix: "9.0",
+  },
+  {
+    id: "qemu-cont-after-suspended-migration-aborts",
+    summary: "a guest that was suspended when it migrated out leaves the source in postmigrate " +
+      "remembering it slept (vm_was_suspended); `cont` there then asks for the transition postmigrate -> " +
+      "suspended, which the run state table lacks, and QEMU aborts ('invalid runstate transition')",
+    cases: ["/migration/precopy/unix/suspend/source-cont"],
+    side: "src",
+    range: { from: "10.0", through: "10.0" },
+    symptom: /connection closed by source while waiting for cont|invalid runstate transition/,
+  },
+  {
     id: "qemu-mapped-ram-params-check-reads-old-value",
     summary: "migrate_params_check refuses compression with mapped-ram by reading the current parameters, " +
       "not the new ones: setting multifd-compression zlib is accepted, and every later " +

@@ -24,6 +24,9 @@ import type { SideId } from "../case.ts";
 
 /** The x86 a-b boot sector (build: `deno task bootsect`). */
 export const BOOTSECT_IMAGE = new URL("../../fixtures/guest/a-b-bootblock.img", import.meta.url).pathname;
+/** The same sector built with SUSPEND_ME: it enters ACPI S3 after its first 'B' (upstream's suspend_me). */
+export const SUSPEND_BOOTSECT_IMAGE =
+  new URL("../../fixtures/guest/a-b-suspend-bootblock.img", import.meta.url).pathname;
 
 function isExecutable(path: string): boolean {
   try {
@@ -124,6 +127,8 @@ export interface QemuSpawnOptions {
   dataDirs?: string[];
   /** Appended last. */
   extraArgs?: string[];
+  /** Boot the suspending a-b sector (SUSPEND_BOOTSECT_IMAGE). */
+  suspendMe?: boolean;
   /** Negotiate QMP's `oob` capability (COLO's yank is exec-oob, as upstream's colo-tests.c). */
   oob?: boolean;
   /**
@@ -213,7 +218,8 @@ export class QemuProcess extends SpawnedProcess {
     });
     let p: QemuProcess;
     try {
-      await Deno.copyFile(BOOTSECT_IMAGE, `${opts.dir}/${opts.name}-bootsect.img`);
+      const image = opts.suspendMe ? SUSPEND_BOOTSECT_IMAGE : BOOTSECT_IMAGE;
+      await Deno.copyFile(image, `${opts.dir}/${opts.name}-bootsect.img`);
       p = new QemuProcess(opts);
     } catch (e) {
       await listener.close();

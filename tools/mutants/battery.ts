@@ -581,7 +581,7 @@ const failure: Mutant[] = [
   {
     name: "fail-source-guest-not-given-back",
     file: "engine/migration.ts",
-    find: "      if (this.#vmWasRunning && !machine.running) machine.start();\n",
+    find: "      if (this.#vmWasRunning && !machine.live) machine.start();\n",
     replace: "",
     why: "a failed or cancelled migration leaves the source guest stopped (migration_iteration_finish " +
       "not restarting the VM)",
@@ -863,6 +863,27 @@ const switchover: Mutant[] = [
   },
 ];
 
+/** Guest suspend: the run state a migration must carry. */
+const suspend: Mutant[] = [
+  {
+    name: "suspended-state-not-carried",
+    file: "engine/incoming.ts",
+    find: '      this.#setStatus("completed");\n      machine.resumeIncoming(this.host.autostart());',
+    replace: '      this.#setStatus("completed");\n      if (this.host.autostart()) machine.start();\n' +
+      '      else machine.setRunstate("paused");',
+    why: "the destination ignores the global state and starts the guest as autostart says (QEMU before " +
+      "9.0): a guest migrated while suspended wakes up running on the destination",
+  },
+  {
+    name: "stop-forgets-suspended",
+    file: "engine/guest/machine.ts",
+    find: '      this.wasSuspended = true;\n      this.opts.emit("STOP");',
+    replace: '      this.opts.emit("STOP");',
+    why: "stop on a suspended guest forgets that it slept (vm_was_suspended): the next start or the " +
+      "destination after a stopped migration runs a guest that should be asleep",
+  },
+];
+
 export const BATTERY: readonly Mutant[] = [
   ...ram,
   ...multifd,
@@ -875,6 +896,7 @@ export const BATTERY: readonly Mutant[] = [
   ...tls,
   ...fds,
   ...switchover,
+  ...suspend,
 ];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */

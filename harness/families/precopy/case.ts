@@ -27,6 +27,11 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
    * breakpoints.
    */
   holdSwitchoverAck?: boolean;
+  /**
+   * After completion, `cont` on the source (what libvirt does when the destination cannot start after
+   * all): a source whose guest was suspended must go back to "suspended", not run nor die.
+   */
+  contSourceAfter?: boolean;
   /** A fault in the source's outgoing stream (main channel or a multifd channel). */
   fault?: FaultSpec;
   /** Faults injected on the destination (before migrate-incoming). */

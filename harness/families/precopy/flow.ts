@@ -18,9 +18,11 @@ import {
 import {
   fillRam,
   isAbGuest,
+  suspendsGuest,
   waitForDirtyMem,
   waitGuestDirtying,
   waitSerialB,
+  waitSourceGuest,
   writeMarker,
 } from "../../migration_util.ts";
 
@@ -49,10 +51,10 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   if (c.live) {
     // A write-once case keeps its own bounded bandwidth and downtime: it must take passes.
     if (!c.writeOnce) await p.setParams(p.src, marker ? NON_CONVERGE : CONVERGE);
-    if (ab) await waitSerialB(p, p.src);
+    if (ab) await waitSourceGuest(p);
     if (marker) await writeMarker(p);
   } else {
-    if (ab) await waitSerialB(p, p.src);
+    if (ab) await waitSourceGuest(p);
     await p.src.qmp.execute("stop");
     await p.waitEvent(p.src, "STOP");
     srcRunning = false;
@@ -76,8 +78,21 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   }
   if (held) await expectNoSwitchoverUntilAck(p, held);
   await finishByExpectation(p, c, srcRunning);
+  if (c.contSourceAfter) await expectSourceContinues(p);
   if (c.expectXbzrlePages) await expectXbzrlePages(p);
   if (c.writeOnce) await expectRamSentAtMost(p, 2.5, WRITE_ONCE_WHY);
+}
+
+/** `cont` on the migrated-out source: RESUME, and a guest that slept is asleep again, not running. */
+async function expectSourceContinues(p: MigrationPair): Promise<void> {
+  const since = p.src.qmp.events.length;
+  await p.src.qmp.execute("cont");
+  await p.waitEvent(p.src, "RESUME", undefined, since);
+  const st = await p.src.qmp.execute<{ status: string }>("query-status");
+  const want = suspendsGuest(p) ? "suspended" : "running";
+  if (st.status !== want) {
+    throw new FlowError(`after cont the source is '${st.status}', expected '${want}'`);
+  }
 }
 
 /** Arms the destination's switchover-ack breakpoint before the migration starts. */

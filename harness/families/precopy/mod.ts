@@ -36,6 +36,7 @@ export const precopy = defineFlow<PrecopyCase>({
     expectXbzrlePages: true,
     release: true,
     holdSwitchoverAck: true,
+    contSourceAfter: true,
   },
   problems(c, bad) {
     socketProblems(c, bad);
@@ -43,6 +44,9 @@ export const precopy = defineFlow<PrecopyCase>({
     xbzrlePagesProblems(c, bad);
     if (c.iterations !== undefined && !c.live) bad("iterations", "only a live case iterates");
     if (c.fillRandom && c.live) bad("fillRandom", "fills the stopped source: not with live");
+    if (c.contSourceAfter && (c.expect ?? "succeed") !== "succeed") {
+      bad("contSourceAfter", "continues the source after a completed migration: expect succeed");
+    }
     if (c.writeOnce && !c.live) {
       bad("writeOnce", "writes the running guest's RAM during the migration: live only");
     }

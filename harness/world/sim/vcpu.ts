@@ -40,6 +40,7 @@ export class SimVcpu implements VcpuDriver {
       cpu: new Int32Array(opts.cpu),
       dev: new Int32Array(opts.dev),
       serial: (ch) => opts.onSerial(ch),
+      suspend: () => opts.onSuspend?.(),
       // A missing page ends the step; the next step retries it (the page may have been placed by then).
       access: userfaultAccess(opts.userfault, (block, page) => opts.onFault(block, page), null),
     };
