@@ -49,6 +49,13 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
 export const MULTIFD_COMPRESSION = ["none", "zlib", "zstd"] as const;
+/**
+ * QEMU's other multifd methods, each a build option over an accelerator or its library (Intel QAT,
+ * Intel IAA through QPL, HiSilicon's UADK). The model has none of them and refuses them as a QEMU built
+ * without them does; cases name them so that a QEMU that has one runs them.
+ */
+export const HARDWARE_COMPRESSION = ["qatzip", "qpl", "uadk"] as const;
+export type HardwareCompression = typeof HARDWARE_COMPRESSION[number];
 
 export interface MigrationParameters {
   "max-bandwidth": number;
@@ -91,8 +98,9 @@ export const STR_PARAMETERS = ["tls-creds", "tls-hostname", "tls-authz"] as cons
 
 /** What migrate-set-parameters takes: any subset, the string ones also as null (MigrateSetParameters). */
 export type SetParameters =
-  & Partial<Omit<MigrationParameters, typeof STR_PARAMETERS[number]>>
-  & { [K in typeof STR_PARAMETERS[number]]?: string | null };
+  & Partial<Omit<MigrationParameters, typeof STR_PARAMETERS[number] | "multifd-compression">>
+  & { [K in typeof STR_PARAMETERS[number]]?: string | null }
+  & { "multifd-compression"?: MigrationParameters["multifd-compression"] | HardwareCompression };
 
 export const DEFAULT_PARAMETERS: MigrationParameters = {
   "max-bandwidth": 134217728,

@@ -153,9 +153,12 @@ const WORLDS = WORLD_NAMES.map((n) => worldByName(n));
 export function listLines(cases: readonly MigrationCase[]): string[] {
   return cases.map((c) => {
     const worlds = WORLDS.filter((w) => cannotRunIn(w, c) === null).map((w) => w.name).join(",") || "-";
+    // Why the model cannot run it, where it cannot (hardware it has none of): never a silent gap.
+    const engineWhy = cannotRunIn(worldByName("engine"), c);
+    const notModel = engineWhy && cannotRunIn(worldByName("sim"), c) ? engineWhy : null;
     return `${c.tier.padEnd(5)} ${familyOf(c.name).padEnd(11)} ${
       worlds.padEnd(11)
-    } ${c.name}\n      ${c.why}`;
+    } ${c.name}\n      ${c.why}${notModel ? `\n      not on the model: ${notModel}` : ""}`;
   });
 }
 

@@ -7,7 +7,16 @@ import type { RamSource } from "../check/ram_equal.ts";
 import type { QmpClient } from "../../engine/qmp/client.ts";
 import { ProcessSide, type SideProcess } from "./process_side.ts";
 import { EngineProcess } from "./engine_process.ts";
-import type { Breakpoints, DeviceState, PostcopyStats, Side, SideSpec, Unavailable, World } from "./world.ts";
+import {
+  type Breakpoints,
+  type DeviceState,
+  modelCannotRun,
+  type PostcopyStats,
+  type Side,
+  type SideSpec,
+  type Unavailable,
+  type World,
+} from "./world.ts";
 
 /** A RAM source over a digest command and a read command of the engine (guest RAM or COLO cache). */
 function engineRamSource(
@@ -88,11 +97,12 @@ export class EngineSide<P extends SideProcess = EngineProcess> extends ProcessSi
 
 export const engineWorld: World = {
   name: "engine",
-  cannotRun: (_c, needs) =>
-    needs.scheduled
-      ? `${needs.scheduled}: between real processes it comes only by chance (the simulated world ` +
-        "schedules it: --backend sim)"
-      : null,
+  cannotRun: (c, needs) =>
+    modelCannotRun(c, needs) ??
+      (needs.scheduled
+        ? `${needs.scheduled}: between real processes it comes only by chance (the simulated world ` +
+          "schedules it: --backend sim)"
+        : null),
   async spawn(spec: SideSpec): Promise<Side> {
     const process = await EngineProcess.spawn({
       name: spec.name,

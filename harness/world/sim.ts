@@ -29,7 +29,15 @@ import { SimFdTable, withFds } from "./sim/fds.ts";
 import type { FdMonitor } from "../fds.ts";
 import type { FileStore } from "../../engine/transport/file.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
-import type { CaseNeeds, Side, SideSpec, Unavailable, World, WorldTrace } from "./world.ts";
+import {
+  type CaseNeeds,
+  modelCannotRun,
+  type Side,
+  type SideSpec,
+  type Unavailable,
+  type World,
+  type WorldTrace,
+} from "./world.ts";
 
 /** One pair's simulation: its scheduler, its network, the sides alive in it. */
 class SimPair implements WorldTrace {
@@ -354,8 +362,8 @@ class SimSide extends EngineSide<SimProcess> {
 }
 
 /** Why the simulation cannot run the case (its family says what it does outside), or null. */
-export function simCannotRun(_c: AnyCase, needs: CaseNeeds): string | null {
-  return needs.notSimulated ?? null;
+export function simCannotRun(c: AnyCase, needs: CaseNeeds): string | null {
+  return modelCannotRun(c, needs) ?? needs.notSimulated ?? null;
 }
 
 /**

@@ -15,6 +15,7 @@ import type { SideFds } from "../fds.ts";
 import type { FileStore } from "../../engine/transport/file.ts";
 import type { Network } from "../../engine/transport/socket.ts";
 import type { PostcopyIncomingStats } from "../../engine/postcopy_ram.ts";
+import { HARDWARE_COMPRESSION, type HardwareCompression } from "../../engine/options.ts";
 
 /** Postcopy's counters: the source's requests, the destination's faults (either side absent if not one). */
 export interface PostcopyStats {
@@ -203,6 +204,11 @@ export interface CaseNeeds {
   qemu?: QemuNeed[];
   /** Why the simulated world cannot run the case (its I/O goes outside the scheduler). */
   notSimulated?: string;
+  /**
+   * Hardware the model has none of (an RDMA link), said as what it is and why: the engine and the
+   * simulated world skip the case with it; QEMU runs it where its build and the host have it.
+   */
+  notModelled?: string;
   /** The sides run as a COLO pair (QMP out-of-band, a snapshot disk, KVM first on QEMU). */
   coloPair?: boolean;
   /** Counters only the model keeps (its x-test statistics), said as what they count. */
@@ -213,6 +219,28 @@ export interface CaseNeeds {
    */
   scheduled?: string;
 }
+
+/**
+ * Why the model (the engine, in its processes or simulated) cannot run the case: hardware it does not
+ * model, from the family's needs or the case's own multifd-compression. Null when it can.
+ */
+export function modelCannotRun(c: AnyCase, needs: CaseNeeds): string | null {
+  if (needs.notModelled) return needs.notModelled;
+  for (const params of [c.srcParams, c.dstParams]) {
+    const method = params?.["multifd-compression"];
+    if (method && (HARDWARE_COMPRESSION as readonly string[]).includes(method)) {
+      return `multifd-compression ${method} is ${HARDWARE_WHAT[method as HardwareCompression]}: the model ` +
+        "has no such device (it refuses the method, as a QEMU built without it does); a QEMU built with it runs the case";
+    }
+  }
+  return null;
+}
+
+const HARDWARE_WHAT: Record<HardwareCompression, string> = {
+  qatzip: "QATzip on an Intel QuickAssist (QAT) device (QEMU's CONFIG_QATZIP)",
+  qpl: "Intel's Query Processing Library on an In-Memory Analytics Accelerator (IAA; CONFIG_QPL)",
+  uadk: "HiSilicon's UADK on a Kunpeng accelerator (CONFIG_UADK)",
+};
 
 /** A backend that runs sides. */
 export interface World {
