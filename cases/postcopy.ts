@@ -28,6 +28,12 @@ const upstream: PostcopyCase[] = [
     { tier: "smoke" },
   ),
   postcopy(
+    "/migration/postcopy/suspend",
+    "a guest asleep in ACPI S3 when postcopy starts: the destination runs with pages missing, so it must " +
+      "resume into 'suspended' (not running), and woken it boots again, faulting the pages it touches",
+    { workload: { kind: "a-b", suspendMe: true } },
+  ),
+  postcopy(
     "/migration/postcopy/recovery/plain",
     "a paused postcopy resumes on a new channel: the received bitmaps decide what is sent again, nothing " +
       "lost or duplicated across the break",

@@ -198,7 +198,7 @@ export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
  * A guest migrated while suspended resumes into "suspended" (QEMU 9.0's fix: before it, the migration
  * woke it): it must not run until system_wakeup, after which it boots again ('A', then 'B').
  */
-async function wakeSuspendedTarget(p: MigrationPair): Promise<void> {
+export async function wakeSuspendedTarget(p: MigrationPair): Promise<void> {
   const st = await p.dst.qmp.execute<{ status: string; running: boolean }>("query-status");
   if (st.status !== "suspended" || st.running) {
     throw new FlowError(

@@ -60,6 +60,7 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       "/migration/precopy/unix/suspend/live",
       "/migration/precopy/unix/suspend/notlive",
       "/migration/precopy/unix/suspend/source-cont",
+      "/migration/postcopy/suspend",
     ],
     side: "either",
     range: { from: "7.2", through: "8.2" },

@@ -5,7 +5,13 @@
  */
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import { compareRam, withoutPages } from "../../check/ram_equal.ts";
-import { checkGuestRuns, isAbGuest, waitSerialB } from "../../migration_util.ts";
+import {
+  checkGuestRuns,
+  isAbGuest,
+  suspendsGuest,
+  waitSerialB,
+  wakeSuspendedTarget,
+} from "../../migration_util.ts";
 import { isUnavailable } from "../../world/world.ts";
 import type { PostcopyCase, PostcopyWindow } from "./case.ts";
 
@@ -42,6 +48,8 @@ export async function checkPostcopy(p: MigrationPair, c: PostcopyCase, dstSince:
       }`,
     );
   }
+  // A guest that slept through the switch sleeps on the destination until woken (upstream's postcopy/suspend).
+  if (suspendsGuest(p)) await wakeSuspendedTarget(p);
   // The guest runs on the destination: for a-b, its pattern advances and its invariant holds (this stops
   // it); any other guest is stopped here.
   if (isAbGuest(p)) {

@@ -10,7 +10,7 @@ import {
   isAbGuest,
   waitForDirtyMem,
   waitGuestDirtying,
-  waitSerialB,
+  waitSourceGuest,
   writeMarker,
 } from "../../migration_util.ts";
 import type { PostcopyCase } from "./case.ts";
@@ -27,7 +27,7 @@ export async function postcopyFlow(p: MigrationPair, c: PostcopyCase): Promise<v
   await p.setParams(p.src, { ...NON_CONVERGE, ...c.srcParams });
   const ab = isAbGuest(p);
   if (ab) {
-    await waitSerialB(p, p.src);
+    await waitSourceGuest(p);
     await writeMarker(p);
   } else await waitGuestDirtying(p);
   if (!await migrate(p, await connectUri(p), { outcome: c })) return;
