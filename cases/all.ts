@@ -5,6 +5,7 @@ import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";
 import { CROSS_VERSION_CASES } from "./cross_version.ts";
+import { DIRTYRATE_CASES } from "./dirtyrate.ts";
 import { FD_CASES } from "./fd.ts";
 import { FILE_CASES } from "./file.ts";
 import { TLS_CASES } from "./tls.ts";
@@ -26,6 +27,7 @@ export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...POSTCOPY_CASES,
   ...CANCEL_CASES,
   ...MISC_CASES,
+  ...DIRTYRATE_CASES,
   ...BAD_STREAM_CASES,
   ...REGRESSION_CASES,
 ]);

@@ -11,6 +11,30 @@ const base: MigrationCase[] = [
     why: "pages dirtied after they were sent must be sent again (the marker proves a second pass happened)",
   },
   {
+    name: "/migration/dirty_ring",
+    tier: "full",
+    flow: "precopy",
+    transport: "unix",
+    live: true,
+    dirtyRingSize: 4096,
+    why: "the vCPU logs its writes on KVM's dirty ring, not the bitmap: each sync must reap the ring first " +
+      "(a page still on the ring is dirty too), and a full ring stalls the vCPU until it is reaped",
+  },
+  {
+    name: "/migration/dirty_ring/random",
+    tier: "full",
+    flow: "precopy",
+    transport: "unix",
+    live: true,
+    dirtyRingSize: 1024,
+    workload: { kind: "random", seed: 0, hotPercent: 0 },
+    why:
+      "beyond upstream: random writes over all of RAM on a small dirty ring: at each sync many pages sit " +
+      "on the ring, written once and not yet reaped — a sync that does not reap it first never sends them " +
+      "(caught between engine processes; the simulated links send in zero virtual time, so no write falls " +
+      "between a page's send and the stop)",
+  },
+  {
     name: "/migration/precopy/unix/suspend/live",
     tier: "smoke",
     flow: "precopy",

@@ -2,6 +2,8 @@
  * One engine: the guest plus both migration roles, independent of how it is controlled. main.ts puts it
  * in a process behind QMP; unit tests can drive two of them in one process.
  */
+import { DirtyRate } from "./dirtyrate.ts";
+import { DirtyLimit } from "./dirtylimit.ts";
 import { machineFixture } from "../fixtures/machines.ts";
 import { Breakpoints } from "./testing/breakpoints.ts";
 import { isDefect, KNOWN_DEFECTS } from "./testing/defects.ts";
@@ -37,6 +39,8 @@ export interface EngineConfig {
   runMs?: number;
   sleepMs?: number;
   memPrealloc?: boolean;
+  /** The vCPU's dirty ring size (KVM's dirty-ring-size), or none: the dirty bitmap. */
+  dirtyRingSize?: number;
   /** Known defects to switch on (engine/defects.ts). */
   defects?: string[];
 }
@@ -79,6 +83,10 @@ export class Engine {
   readonly fds: MonitorFds;
   /** Objects made by object-add (TLS credentials, authz), by id. */
   readonly objects = new Map<string, QomObject>();
+  /** calc-dirty-rate's measurement. */
+  readonly dirtyRate: DirtyRate;
+  /** set-vcpu-dirty-limit's throttle. */
+  readonly dirtyLimit: DirtyLimit;
 
   constructor(readonly config: EngineConfig, readonly hooks: EngineHooks) {
     this.uuid = config.uuid ? parseUuid(config.uuid) : null;
@@ -106,12 +114,16 @@ export class Engine {
         hooks.emit("GUEST_PANICKED", { action: "pause", "x-test-message": m });
       },
       memPrealloc: config.memPrealloc,
+      dirtyRingSize: config.dirtyRingSize,
       runMs: config.runMs,
       sleepMs: config.sleepMs,
       clock: hooks.clock,
       createVcpu: hooks.createVcpu,
     });
     if (this.machine.running) this.machine.vcpu.cont();
+    this.options.dirtyRing = this.machine.dirtyRing !== null;
+    this.dirtyRate = new DirtyRate(this.machine);
+    this.dirtyLimit = new DirtyLimit(this.machine);
     this.breakpoints = new Breakpoints(hooks.emit);
     const host = {
       breakpoints: this.breakpoints,
@@ -238,6 +250,8 @@ export class Engine {
     this.migration.shutdown();
     await this.migration.join();
     await this.incoming.close();
+    this.dirtyRate.close();
+    this.dirtyLimit.close();
     this.machine.close();
   }
 }

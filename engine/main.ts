@@ -8,6 +8,7 @@
  *
  * It exits 0 on `quit` or SIGTERM, and 1 after a failed incoming migration with exit-on-error.
  */
+import { dirtyRingSizeProblem } from "./guest/dirty_ring.ts";
 import { cliOrExit, parseNonNegative, UsageError } from "./cli.ts";
 import { Engine } from "./engine.ts";
 import { errorMessage } from "./error.ts";
@@ -37,6 +38,7 @@ The engine process, started like a QEMU binary (the harness starts two of them a
   --run-ms MS           the vCPU's duty cycle: runs MS milliseconds,
   --sleep-ms MS         then sleeps MS milliseconds
   --mem-prealloc        allocate guest RAM up front
+  --dirty-ring-size N   log written pages on a per-vCPU dirty ring of N entries (KVM's dirty-ring-size)
   --defect NAME         switch a known defect on (repeatable; engine/testing/defects.ts)
   --help                this text
 
@@ -71,6 +73,7 @@ const values = cliOrExit(
       "sleep-ms": { type: "string" },
       S: { type: "boolean", short: "S", default: false },
       "mem-prealloc": { type: "boolean", default: false },
+      "dirty-ring-size": { type: "string" },
       defect: { type: "string", multiple: true },
     },
   },
@@ -96,9 +99,18 @@ const values = cliOrExit(
       workloadSpec: workload,
       runMs: v["run-ms"] === undefined ? undefined : parseNonNegative(v["run-ms"], "--run-ms"),
       sleepMs: v["sleep-ms"] === undefined ? undefined : parseNonNegative(v["sleep-ms"], "--sleep-ms"),
+      dirtyRingSize: v["dirty-ring-size"] === undefined ? undefined : dirtyRingSize(v["dirty-ring-size"]),
     };
   },
 );
+
+/** --dirty-ring-size: KVM's bounds, said as QEMU's accelerator property would be refused. */
+function dirtyRingSize(text: string): number {
+  const n = Number(text);
+  const bad = dirtyRingSizeProblem(n);
+  if (bad) throw new UsageError(`--${bad}`);
+  return n;
+}
 
 const name = values.name;
 const log = (msg: string) => console.error(`${new Date().toISOString()} ${name}: ${msg}`);
@@ -133,6 +145,7 @@ try {
     runMs: values.runMs,
     sleepMs: values.sleepMs,
     memPrealloc: values["mem-prealloc"],
+    dirtyRingSize: values.dirtyRingSize,
     defects: values.defect,
   }, {
     emit: (event, data) => server?.emit(event, data),

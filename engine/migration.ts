@@ -333,6 +333,7 @@ export class MigrationState {
             : null,
           interleave,
           mappedRam,
+          flushDirtyRing: machine.dirtyRing ? () => void machine.dirtyRing!.reap() : undefined,
         },
       );
       this.#ram = ram;

@@ -114,8 +114,9 @@ Deno.test("in-process live precopy with xbzrle: deltas after the first round, RA
 Deno.test("in-process: a suspended guest migrates suspended, and only system_wakeup runs it again", async () => {
   await using p = new InProcessPair({ machine: "pc", workload: { kind: "a-b", suspendMe: true } });
   const { src: s, dst: d } = p;
-  await until("the source guest suspended", () => s.engine.machine.runstate === "suspended");
-  assert.ok(s.events.some((e) => e.event === "SUSPEND"));
+  // SUSPEND goes out once the vCPU has parked (qemu_system_suspend).
+  await until("the source guest's SUSPEND", () => s.events.some((e) => e.event === "SUSPEND"));
+  assert.equal(s.engine.machine.runstate, "suspended");
   d.engine.autostart = true; // `cont` during inmigrate
   p.migrate();
   await s.engine.migration.join();
@@ -135,7 +136,7 @@ Deno.test("in-process: a suspended guest migrates suspended, and only system_wak
 Deno.test("in-process: stop while suspended pauses, start goes back to suspended", async () => {
   await using p = new InProcessPair({ machine: "pc", workload: { kind: "a-b", suspendMe: true } });
   const m = p.src.engine.machine;
-  await until("the guest suspended", () => m.runstate === "suspended");
+  await until("the guest's SUSPEND", () => p.src.events.some((e) => e.event === "SUSPEND"));
   await m.stop();
   assert.equal(m.runstate, "paused");
   assert.throws(() => m.wakeup(), /not in suspended state/);

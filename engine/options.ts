@@ -211,11 +211,18 @@ export class MigrationOptions {
   }
 
   /** Applies a migrate-set-capabilities list; returns an error message or null (nothing applied then). */
+  /** The vCPU logs on a dirty ring (KVM's dirty-ring-size): what dirty-limit needs. */
+  dirtyRing = false;
+
   setCapabilities(list: { capability: string; state: boolean }[]): string | null {
     const next = new Map(this.caps);
     for (const { capability, state } of list) {
       if (!this.caps.has(capability as Capability)) {
         return `Parameter 'capability' does not accept value '${capability}'`;
+      }
+      // migrate_caps_check: the dirty limit throttles vCPUs by their dirty rings.
+      if (state && capability === "dirty-limit" && !this.dirtyRing) {
+        return "dirty-limit requires KVM with accelerator property 'dirty-ring-size' set";
       }
       if (state && !MODELLED_CAPABILITIES.has(capability as Capability)) {
         return `Capability '${capability}' is not supported by the migtest engine`;

@@ -90,6 +90,7 @@ export class RamSaveState {
   readonly mappedRam: MappedRamSave | null;
 
   readonly #interleave?: (point: string, page?: number) => void;
+  readonly #flushDirtyRing?: () => void;
 
   constructor(
     readonly blocks: RamBlock[],
@@ -104,9 +105,12 @@ export class RamSaveState {
       interleave?: (point: string, page?: number) => void;
       /** With mapped-ram, each block's layout follows it in the block list; pages are written in place. */
       mappedRam?: MappedRamSave | null;
+      /** kvm_dirty_ring_flush: the vCPU's dirty ring reaped into the bitmaps before each sync. */
+      flushDirtyRing?: () => void;
     } = {},
   ) {
     this.#interleave = opts.interleave;
+    this.#flushDirtyRing = opts.flushDirtyRing;
     this.mappedRam = opts.mappedRam ?? null;
     this.multifd = opts.multifd ?? null;
     this.xbzrle = opts.xbzrle ?? null;
@@ -161,6 +165,7 @@ export class RamSaveState {
 
   /** migration_bitmap_sync: pull the vCPU dirty log into the migration bitmaps. */
   syncBitmap(): void {
+    this.#flushDirtyRing?.();
     let added = 0;
     for (const b of this.blocks) added += b.syncDirtyLog();
     this.dirtyPages += added;

@@ -15,6 +15,7 @@ import {
   type ZeroPageDetection,
 } from "./ram.ts";
 import { popcount32, RamBlock, TARGET_PAGE_SIZE } from "./ram_block.ts";
+import { DirtyRing } from "./guest/dirty_ring.ts";
 import { encode, withReader } from "./testing/streams_test_util.ts";
 
 const PAGE = TARGET_PAGE_SIZE;
@@ -642,4 +643,18 @@ Deno.test("ram: every truncated prefix of a valid stream is a truncation error a
   assert.ok(e instanceof StreamError);
   assert.equal(e.detail, "Unexpected end of stream while reading RAM record header");
   assert.equal(e.offset, m.bytes.length);
+});
+
+Deno.test("ram: each bitmap sync reaps the vCPU's dirty ring first (kvm_dirty_ring_flush)", () => {
+  const block = new RamBlock({ idstr: "pc.ram", size: 64 * PAGE });
+  const ring = new DirtyRing(DirtyRing.create(1024, [block.pages]), [block.dirtyLog]);
+  const save = new RamSaveState([block], () => "legacy", () => 0, { flushDirtyRing: () => void ring.reap() });
+  save.syncBitmap();
+  const before = save.dirtyPages;
+  // Pages written after the first sync sit on the ring, not in the dirty bitmap, until reaped.
+  for (const p of [3, 17, 40]) ring.mark(0, p);
+  save.syncBitmap();
+  assert.equal(ring.pending, 0);
+  assert.ok([3, 17, 40].every((p) => block.isDirty(p)), "a page still on the ring was missed by the sync");
+  assert.ok(save.dirtyPages >= before);
 });

@@ -68,6 +68,11 @@ export interface CaseBase {
   /** -mem-prealloc on both sides (guest RAM faulted in at start). */
   memPrealloc?: boolean;
   /**
+   * `-accel kvm,dirty-ring-size=N` on both sides (upstream's use_dirty_ring): the vCPU logs written pages
+   * on a ring of N entries instead of the dirty bitmap. QEMU needs KVM for it.
+   */
+  dirtyRingSize?: number;
+  /**
    * The simulated world: the least percent of the engine's interleave points (Clock.interleave) at which
    * a running guest writes, whatever the seed draws (it may draw more). For a case that exists to race
    * the guest against one step of migration code, so that no seed of the matrix runs it without the race

@@ -193,6 +193,7 @@ export class MigrationPair {
       startPaused: opts.startPaused,
       uuid: name === "source" ? c.uuid?.src : c.uuid?.dst,
       memPrealloc: c.memPrealloc,
+      dirtyRingSize: c.dirtyRingSize,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
       interleavePercent: c.simInterleavePercent,
       socketPaths: [this.migsocket, ...([1, 2, 3, 4] as const).map((i) => this.spareSocket(i))],

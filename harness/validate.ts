@@ -28,6 +28,7 @@ const BASE: Record<keyof CaseBase, true> = {
   vcpu: true,
   dstVcpu: true,
   memPrealloc: true,
+  dirtyRingSize: true,
   simInterleavePercent: true,
   defects: true,
   guards: true,

@@ -4,6 +4,7 @@
 import type { MachineFixture } from "../../fixtures/machines.ts";
 import { RamBlock } from "../ram_block.ts";
 import { CpuDevice } from "./devices/cpu.ts";
+import { DirtyRing } from "./dirty_ring.ts";
 import type { Device } from "./devices/device.ts";
 import { QueueDevice } from "./devices/queue.ts";
 import { SerialDevice } from "./devices/serial.ts";
@@ -28,6 +29,8 @@ export interface MachineOptions {
   onGuestError(message: string): void;
   /** -mem-prealloc: fault every page in at start, so the first migration does not pay for it. */
   memPrealloc?: boolean;
+  /** The vCPU logs written pages on a dirty ring of this many entries (KVM's dirty-ring-size). */
+  dirtyRingSize?: number;
   /** vCPU duty cycle (ms running / ms sleeping per slice). */
   runMs?: number;
   sleepMs?: number;
@@ -50,6 +53,8 @@ export class Machine {
   readonly clock: Clock;
   /** The destination's userfaultfd in postcopy: which pages are mapped; a fault reaches `onFault`. */
   readonly userfault: Userfault;
+  /** The vCPU's dirty ring (main thread's view), or null when it logs into the dirty bitmaps. */
+  readonly dirtyRing: DirtyRing | null;
   /** Where a vCPU fault on a missing page goes (the postcopy destination's fault thread). */
   onFault: (block: number, page: number) => void = () => {};
   #runstate: RunState;
@@ -90,7 +95,12 @@ export class Machine {
       seedRandomRegisters(this.cpuRegs, opts.workload.seed);
     }
     this.#runstate = opts.initialState;
+    const ring = opts.dirtyRingSize
+      ? DirtyRing.create(opts.dirtyRingSize, this.blocks.map((b) => b.pages))
+      : null;
+    this.dirtyRing = ring ? new DirtyRing(ring, this.blocks.map((b) => b.dirtyLog)) : null;
     this.vcpu = (opts.createVcpu ?? ((o) => new Vcpu(o)))({
+      dirtyRing: ring ?? undefined,
       blocks: this.blocks.map((b) => ({
         mem: b.mem.buffer as SharedArrayBuffer,
         dirtyLog: b.dirtyLog.buffer as SharedArrayBuffer,

@@ -7,12 +7,15 @@ import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_THROTTLE, CTRL_WO
 import type { VcpuInit, VcpuMessage } from "./vcpu_worker.ts";
 import type { UserfaultShared } from "./userfault.ts";
 import type { WorkloadSpec } from "./workload.ts";
+import type { DirtyRingShared } from "./dirty_ring.ts";
 
 export interface VcpuOptions {
   blocks: { mem: SharedArrayBuffer; dirtyLog: SharedArrayBuffer }[];
   cpu: SharedArrayBuffer;
   dev: SharedArrayBuffer;
   workload: WorkloadSpec;
+  /** The dirty ring the vCPU logs written pages on, else the blocks' dirty bitmaps. */
+  dirtyRing?: DirtyRingShared;
   /** Postcopy: the mapped-page bitmaps the vCPU checks, and where a fault on a missing page is reported. */
   userfault: UserfaultShared;
   onFault(block: number, page: number): void;
@@ -29,7 +32,7 @@ export interface VcpuDriver {
   readonly running: boolean;
   cont(): void;
   stop(): Promise<void>;
-  /** cpu_throttle_set: the vCPU sleeps `pct` % of its time (0: not throttled). */
+  /** cpu_throttle_set: the vCPU sleeps `pct` % of its time (0: not throttled; fractions count). */
   setThrottle(pct: number): void;
   terminate(): void;
 }
@@ -55,6 +58,7 @@ export class Vcpu implements VcpuDriver {
       cpu: opts.cpu,
       dev: opts.dev,
       workload: opts.workload,
+      dirtyRing: opts.dirtyRing,
       userfault: opts.userfault,
       runMs: opts.runMs ?? 2,
       sleepMs: opts.sleepMs ?? 2,
@@ -98,7 +102,8 @@ export class Vcpu implements VcpuDriver {
   }
 
   setThrottle(pct: number): void {
-    Atomics.store(this.#ctrl, CTRL_THROTTLE, pct);
+    // Hundredths of a percent: the dirty limit sets fractions.
+    Atomics.store(this.#ctrl, CTRL_THROTTLE, Math.round(pct * 100));
   }
 
   terminate(): void {

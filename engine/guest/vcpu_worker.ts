@@ -7,6 +7,7 @@
 import { errorMessage } from "../error.ts";
 import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_THROTTLE } from "./regs.ts";
 import { userfaultAccess, type UserfaultShared } from "./userfault.ts";
+import { DirtyRing, type DirtyRingShared } from "./dirty_ring.ts";
 import { createWorkload, type GuestMemory, type WorkloadSpec } from "./workload.ts";
 
 export interface VcpuInit {
@@ -15,6 +16,7 @@ export interface VcpuInit {
   cpu: SharedArrayBuffer;
   dev: SharedArrayBuffer;
   workload: WorkloadSpec;
+  dirtyRing?: DirtyRingShared;
   userfault: UserfaultShared;
   /** Milliseconds of execution per slice and of sleep between slices (a duty cycle, so a guest leaves
    * CPU time to the migration threads of a 2-core machine). */
@@ -30,6 +32,13 @@ export type VcpuMessage =
   /** A fault on a missing page (postcopy): the vCPU waits for it. */
   | { type: "fault"; block: number; page: number };
 
+/** With a dirty ring, written pages go onto it (GuestMemory.mark); else into the bitmaps. */
+function ringMark(init: VcpuInit): Pick<GuestMemory, "mark"> {
+  if (!init.dirtyRing) return {};
+  const ring = new DirtyRing(init.dirtyRing, init.blocks.map((b) => new Int32Array(b.dirtyLog)));
+  return { mark: (block, page) => ring.mark(block, page) };
+}
+
 self.onmessage = (e: MessageEvent<VcpuInit>) => {
   const init = e.data;
   const ctrl = new Int32Array(init.ctrl);
@@ -43,6 +52,7 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
     dev: new Int32Array(init.dev),
     serial: (ch) => post({ type: "serial", ch }),
     suspend: () => post({ type: "suspend" }),
+    ...ringMark(init),
     // A vCPU blocked on a missing page wakes when it is placed, and gives the access up when stopped.
     access: userfaultAccess(
       init.userfault,
@@ -74,7 +84,7 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
         workload.step(1024);
       }
       // Throttled, the vCPU also sleeps pct/(100-pct) of each slice it ran (cpu_throttle_thread).
-      const pct = Atomics.load(ctrl, CTRL_THROTTLE);
+      const pct = Atomics.load(ctrl, CTRL_THROTTLE) / 100;
       const sleep = init.sleepMs + (pct > 0 ? init.runMs * pct / (100 - pct) : 0);
       if (sleep > 0) Atomics.wait(ctrl, CTRL_CMD, CMD_RUN, sleep);
     }

@@ -67,6 +67,8 @@ export interface GuestMemory {
   serial(ch: string): void;
   /** The program asks for ACPI S3 (it is halted until the machine resets). */
   suspend?(): void;
+  /** Logs a written page another way than the block's dirty bitmap (the vCPU's dirty ring). */
+  mark?(block: number, page: number): void;
   /**
    * Before touching a page: false when the page is missing (a postcopy destination, engine/guest/
    * userfault.ts) and the vCPU must leave this step with its registers as they were before the access,
@@ -86,8 +88,10 @@ export interface Workload {
   touch?(block: number, page: number): void;
 }
 
-function markDirty(log: Int32Array, page: number): void {
-  Atomics.or(log, page >>> 5, 1 << (page & 31));
+/** After a write: the dirty log's bit (KVM's dirty bitmap), or the vCPU's dirty ring when it has one. */
+function markDirty(g: GuestMemory, block: number, page: number): void {
+  if (g.mark) g.mark(block, page);
+  else Atomics.or(g.blocks[block].dirtyLog, page >>> 5, 1 << (page & 31));
 }
 
 function tickTimer(dev: Int32Array): void {
@@ -112,11 +116,11 @@ class AbWorkload implements Workload {
    */
   #sleep(next: number): boolean {
     const { cpu } = this.g;
-    const { mem, dirtyLog } = this.g.blocks[0];
+    const { mem } = this.g.blocks[0];
     const flagPage = AB_SUSPENDED_FLAG / AB_PAGE;
     if (this.g.access && !this.g.access(0, flagPage)) return false;
     mem[AB_SUSPENDED_FLAG] = 1;
-    markDirty(dirtyLog, flagPage);
+    markDirty(this.g, 0, flagPage);
     cpu[CPU_INDEX] = next;
     cpu[CPU_PHASE] = AB_ASLEEP;
     this.g.suspend?.();
@@ -125,7 +129,7 @@ class AbWorkload implements Workload {
 
   step(budget: number): void {
     const { cpu, dev } = this.g;
-    const { mem, dirtyLog } = this.g.blocks[0];
+    const { mem } = this.g.blocks[0];
     if (cpu[CPU_PHASE] === AB_ASLEEP) return;
     tickTimer(dev);
     while (budget > 0) {
@@ -139,7 +143,7 @@ class AbWorkload implements Workload {
           const p = cpu[CPU_INDEX];
           if (this.g.access && !this.g.access(0, p)) return;
           mem[p * AB_PAGE] = 0;
-          markDirty(dirtyLog, p);
+          markDirty(this.g, 0, p);
           budget--;
           if (p + 1 >= this.#end) {
             cpu[CPU_PHASE] = 2;
@@ -157,7 +161,7 @@ class AbWorkload implements Workload {
               return;
             }
             mem[p * AB_PAGE]++;
-            markDirty(dirtyLog, p);
+            markDirty(this.g, 0, p);
           }
           budget -= stop - cpu[CPU_INDEX];
           if (p >= this.#end) {
@@ -247,10 +251,10 @@ class RandomWorkload implements Workload {
 
   #write(block: number, page: number): void {
     const cpu = this.g.cpu;
-    const { mem, dirtyLog } = this.g.blocks[block];
+    const { mem } = this.g.blocks[block];
     const word = nextRandom(cpu) & 1023;
     new DataView(mem.buffer, mem.byteOffset).setUint32(page * AB_PAGE + word * 4, nextRandom(cpu) | 1);
-    markDirty(dirtyLog, page);
+    markDirty(this.g, block, page);
   }
 }
 
@@ -285,7 +289,7 @@ class ZeroChurnWorkload implements Workload {
   }
 
   #write(page: number): void {
-    const { mem, dirtyLog } = this.g.blocks[0];
+    const { mem } = this.g.blocks[0];
     const cpu = this.g.cpu;
     const op = nextRandom(cpu);
     if (this.#restore && op % 3 === 2) {
@@ -301,7 +305,7 @@ class ZeroChurnWorkload implements Workload {
         nextRandom(cpu) | 1,
       );
     }
-    markDirty(dirtyLog, page);
+    markDirty(this.g, 0, page);
   }
 }
 
@@ -354,9 +358,8 @@ class VersionsWorkload implements Workload {
     }
     this.#view.setUint32(at, seen + 1);
     this.#view.setUint32(jat, seen + 1);
-    const log = this.g.blocks[0].dirtyLog;
-    markDirty(log, page);
-    markDirty(log, journalPage);
+    markDirty(this.g, 0, page);
+    markDirty(this.g, 0, journalPage);
     return true;
   }
 }

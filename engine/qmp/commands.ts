@@ -2,6 +2,8 @@
  * The QMP commands of an engine that QEMU has too (qapi/migration.json, qapi/run-state.json, misc), with
  * QEMU's names, arguments and errors. The `x-test-` commands are in engine/testing/commands.ts.
  */
+import { dirtyRateCommands } from "../dirtyrate.ts";
+import { dirtyLimitCommands } from "../dirtylimit.ts";
 import { MIGRATION_STATUSES } from "../migration_status.ts";
 import { transportCompatible } from "../migration.ts";
 import { createObject } from "../crypto/tls_creds.ts";
@@ -128,6 +130,8 @@ export function engineCommands(e: Engine): QmpCommand[] {
   const m = e.machine;
   return [
     ...fdCommands(e),
+    ...dirtyRateCommands(e.dirtyRate),
+    ...dirtyLimitCommands(e.dirtyLimit),
     {
       name: "query-status",
       handler: () => ({ running: m.running, singlestep: false, status: m.runstate }),

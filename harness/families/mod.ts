@@ -13,6 +13,7 @@ import type { CaseNeeds, KnownBug, World } from "../world/world.ts";
 import { ANALYZE } from "./analyze/mod.ts";
 import { CANCEL } from "./cancel/mod.ts";
 import { COLO } from "./colo/mod.ts";
+import { DIRTYRATE } from "./dirtyrate/mod.ts";
 import { FD } from "./fd/mod.ts";
 import { FILE } from "./file/mod.ts";
 import { MISC } from "./misc/mod.ts";
@@ -31,6 +32,7 @@ const FLOWS = [
   ...ANALYZE,
   ...COLO,
   ...POSTCOPY,
+  ...DIRTYRATE,
 ] as const;
 
 /** A case of any family: the union of every family's record type, discriminated by `flow`. */

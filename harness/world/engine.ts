@@ -99,6 +99,7 @@ export const engineWorld: World = {
   name: "engine",
   cannotRun: (c, needs) =>
     modelCannotRun(c, needs) ??
+      (needs.timed ? `${needs.timed} (the simulated world measures in virtual time: --backend sim)` : null) ??
       (needs.scheduled
         ? `${needs.scheduled}: between real processes it comes only by chance (the simulated world ` +
           "schedules it: --backend sim)"
@@ -113,6 +114,7 @@ export const engineWorld: World = {
       startPaused: spec.startPaused,
       uuid: spec.uuid,
       memPrealloc: spec.memPrealloc,
+      dirtyRingSize: spec.dirtyRingSize,
       vcpu: spec.vcpu,
       socketPaths: spec.socketPaths,
       transcript: spec.transcript,

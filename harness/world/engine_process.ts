@@ -20,6 +20,7 @@ export interface EngineSpawnOptions {
   startPaused?: boolean;
   uuid?: string;
   memPrealloc?: boolean;
+  dirtyRingSize?: number;
   vcpu?: { runMs: number; sleepMs: number };
   /** Unix socket paths the engine may use besides its QMP socket (the migration socket). */
   socketPaths?: string[];
@@ -75,6 +76,7 @@ export class EngineProcess extends SpawnedProcess {
     if (opts.startPaused) args.push("-S");
     if (opts.uuid) args.push("--uuid", opts.uuid);
     if (opts.memPrealloc) args.push("--mem-prealloc");
+    if (opts.dirtyRingSize) args.push("--dirty-ring-size", String(opts.dirtyRingSize));
     if (opts.vcpu) args.push("--run-ms", String(opts.vcpu.runMs), "--sleep-ms", String(opts.vcpu.sleepMs));
     this.child = new Child(opts.name, Deno.execPath(), args, { NO_COLOR: "1" });
   }

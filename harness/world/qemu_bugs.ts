@@ -51,6 +51,20 @@ const COLO_MULTIFD = [
 
 export const QEMU_BUGS: readonly QemuBug[] = [
   {
+    id: "qemu-calc-dirty-rate-mode-segfault",
+    summary: "calc-dirty-rate with mode dirty-ring, or dirty-bitmap with sample-pages, on a VM without " +
+      "KVM's dirty ring (TCG here) kills QEMU with a segfault instead of refusing it ('mode dirty-ring is " +
+      "not enabled', 'sample-pages is used only in page-sampling mode'); 10.0 refuses both",
+    cases: [
+      "/migration/dirty_rate/bad/sample-pages-mode",
+      "/migration/dirty_rate/bad/dirty-ring-not-enabled",
+    ],
+    side: "src",
+    range: { from: "7.2", through: "7.2" },
+    accel: "tcg",
+    symptom: /connection closed by source while waiting for calc-dirty-rate/,
+  },
+  {
     id: "qemu-suspended-runstate-lost",
     summary: "a guest migrated while suspended (ACPI S3) wakes: the source asked for a wakeup before it " +
       "saved its run state, so the destination runs it; `stop` on a suspended guest neither stops it nor " +

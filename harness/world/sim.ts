@@ -122,6 +122,7 @@ class SimProcess implements SideProcess {
       serialPath: this.serialPath,
       uuid: spec.uuid,
       memPrealloc: spec.memPrealloc,
+      dirtyRingSize: spec.dirtyRingSize,
       runMs: spec.vcpu?.runMs,
       sleepMs: spec.vcpu?.sleepMs,
     }, {

@@ -66,6 +66,8 @@ export interface SideSpec {
   startPaused?: boolean;
   uuid?: string;
   memPrealloc?: boolean;
+  /** The vCPU's dirty ring (entries), or none: the dirty bitmap. */
+  dirtyRingSize?: number;
   vcpu?: VcpuDuty;
   /** The simulated world's least interleave percent (the case's simInterleavePercent); others ignore it. */
   interleavePercent?: number;
@@ -209,6 +211,11 @@ export interface CaseNeeds {
    * simulated world skip the case with it; QEMU runs it where its build and the host have it.
    */
   notModelled?: string;
+  /**
+   * The verdict is a rate or a duration in the world's time, said as what it is: between real processes
+   * it would depend on the machine's load, so the engine world leaves it to the simulated one.
+   */
+  timed?: string;
   /** The sides run as a COLO pair (QMP out-of-band, a snapshot disk, KVM first on QEMU). */
   coloPair?: boolean;
   /** Counters only the model keeps (its x-test statistics), said as what they count. */

@@ -863,6 +863,18 @@ const switchover: Mutant[] = [
   },
 ];
 
+/** The dirty limit: a quota that must slow the vCPU. */
+const dirtyLimit: Mutant[] = [
+  {
+    name: "dirty-limit-never-throttles",
+    file: "engine/dirtylimit.ts",
+    find: "    this.machine.vcpu.setThrottle(this.#pct);\n  }",
+    replace: "  }",
+    why: "set-vcpu-dirty-limit records the quota and measures the rate but never throttles the vCPU: " +
+      "query-vcpu-dirty-limit says limited while the guest dirties as fast as ever",
+  },
+];
+
 /** Guest suspend: the run state a migration must carry. */
 const suspend: Mutant[] = [
   {
@@ -897,6 +909,7 @@ export const BATTERY: readonly Mutant[] = [
   ...fds,
   ...switchover,
   ...suspend,
+  ...dirtyLimit,
 ];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */

@@ -7,9 +7,16 @@
  */
 import { createWorkload, type GuestMemory, type Workload } from "../../../engine/guest/workload.ts";
 import type { VcpuDriver, VcpuOptions } from "../../../engine/guest/vcpu.ts";
+import { DirtyRing } from "../../../engine/guest/dirty_ring.ts";
 import { userfaultAccess } from "../../../engine/guest/userfault.ts";
 import { errorMessage } from "../../../engine/error.ts";
 import type { Simulation } from "./scheduler.ts";
+
+/** The vCPU's dirty ring, stepped in this thread like the rest of the guest. */
+function ringMarker(opts: VcpuOptions): (block: number, page: number) => void {
+  const ring = new DirtyRing(opts.dirtyRing!, opts.blocks.map((b) => new Int32Array(b.dirtyLog)));
+  return (block, page) => ring.mark(block, page);
+}
 
 /** The longest stretch of guest time one step covers (virtual ms). */
 const MAX_STEP_MS = 0.05;
@@ -41,6 +48,7 @@ export class SimVcpu implements VcpuDriver {
       dev: new Int32Array(opts.dev),
       serial: (ch) => opts.onSerial(ch),
       suspend: () => opts.onSuspend?.(),
+      ...(opts.dirtyRing ? { mark: ringMarker(opts) } : {}),
       // A missing page ends the step; the next step retries it (the page may have been placed by then).
       access: userfaultAccess(opts.userfault, (block, page) => opts.onFault(block, page), null),
     };
