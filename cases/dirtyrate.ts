@@ -9,6 +9,18 @@ const NO_RING = "dirty page limit feature requires KVM with accelerator property
 
 export const DIRTYRATE_CASES: MigrationCase[] = [
   {
+    // Upstream registers it without the /migration prefix.
+    name: "/dirty_limit",
+    tier: "full",
+    flow: "dirty-limit",
+    transport: "unix",
+    dirtyRingSize: 4096,
+    srcCaps: ["dirty-limit", "pause-before-switchover"],
+    why:
+      "a migration that does not converge limits the vCPU (dirty-limit), a cancel lifts the limit, a new " +
+      "migration applies it again at vcpu-dirty-limit, and the remaining RAM fits the downtime at the end",
+  },
+  {
     name: "/migration/vcpu_dirty_limit",
     tier: "full",
     flow: "vcpu-dirty-limit",

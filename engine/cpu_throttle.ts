@@ -17,24 +17,38 @@ export interface ThrottleParams {
   "max-cpu-throttle": number;
 }
 
+/**
+ * migration_trigger_throttle's test, shared by auto-converge and dirty-limit: at the end of a sync period,
+ * the guest dirtied more than throttle-trigger-threshold percent of what was sent in it, the second time
+ * (the count is not reset by a calm period, as in QEMU).
+ */
+export class ThrottleTrigger {
+  #highPeriods = 0;
+  #sentBefore = 0;
+  /** Returns the threshold in bytes when this period triggers, else null. */
+  period(dirtiedBytes: number, sentTotal: number, thresholdPct: number): number | null {
+    const sent = sentTotal - this.#sentBefore;
+    this.#sentBefore = sentTotal;
+    const threshold = sent * thresholdPct / 100;
+    if (dirtiedBytes <= threshold) return null;
+    if (++this.#highPeriods < 2) return null;
+    this.#highPeriods = 0;
+    return threshold;
+  }
+}
+
 export class AutoConverge {
   /** The vCPU's throttle now, in percent (query-migrate's cpu-throttle-percentage). */
   percentage = 0;
-  #highPeriods = 0;
-  #sentBefore = 0;
+  readonly #trigger = new ThrottleTrigger();
 
   /** `throttle` slows the vCPU to run (100 - pct) % of the time. */
   constructor(private readonly throttle: (pct: number) => void) {}
 
   /** A sync period ended: the guest dirtied `dirtiedBytes`, and `sentTotal` bytes went out so far. */
   period(dirtiedBytes: number, sentTotal: number, p: ThrottleParams): void {
-    const sent = sentTotal - this.#sentBefore;
-    this.#sentBefore = sentTotal;
-    const threshold = sent * p["throttle-trigger-threshold"] / 100;
-    if (dirtiedBytes <= threshold) return;
-    if (++this.#highPeriods < 2) return;
-    this.#highPeriods = 0;
-    this.#slowDown(dirtiedBytes, threshold, p);
+    const threshold = this.#trigger.period(dirtiedBytes, sentTotal, p["throttle-trigger-threshold"]);
+    if (threshold !== null) this.#slowDown(dirtiedBytes, threshold, p);
   }
 
   #slowDown(dirtiedBytes: number, threshold: number, p: ThrottleParams): void {

@@ -27,10 +27,14 @@ export class DirtyLimit {
   /** The quota in MB/s, or null when the vCPU is not limited. */
   #quota: number | null = null;
   #current = 0;
+  /** The highest rate seen (dirtylimit_dirty_ring_full_time's max_dirtyrate). */
+  #maxRate = 0;
   #pct = 0;
   #cancel: (() => void) | null = null;
+  /** Set by a migration with the dirty-limit capability, which owns the limit until it ends. */
+  #migration: { periodMs: number } | null = null;
 
-  constructor(private readonly machine: Machine, private readonly periodMs = () => PERIOD_MS) {}
+  constructor(private readonly machine: Machine) {}
 
   get inService(): boolean {
     return this.#quota !== null;
@@ -43,22 +47,59 @@ export class DirtyLimit {
 
   set(cpuIndex: number | undefined, rate: number): void {
     if (!this.machine.dirtyRing) throw new Error(NEEDS_RING);
+    if (this.#migration) throw new Error("can't set dirty page rate limit while migration is running");
     if (cpuIndex !== undefined && (cpuIndex < 0 || cpuIndex >= VCPUS)) {
       throw new Error("incorrect cpu index specified");
     }
     if (rate === 0) return this.cancel(cpuIndex);
+    this.#limit(rate);
+  }
+
+  #limit(rate: number): void {
     const start = this.#quota === null;
     this.#quota = rate;
-    if (start) this.#schedule(this.machine.dirtyRing.pushes);
+    if (start) this.#schedule(this.machine.dirtyRing!.pushes);
+  }
+
+  /**
+   * migration_dirty_limit_guest: a migration that does not converge limits every vCPU to
+   * vcpu-dirty-limit, measured every x-vcpu-dirty-limit-period, until it ends.
+   */
+  startForMigration(quota: number, periodMs: number): void {
+    this.#migration = { periodMs };
+    if (this.#quota !== quota) this.#limit(quota);
+  }
+
+  /** The migration ended (migration_cleanup): its limit is lifted. */
+  stopForMigration(): void {
+    if (!this.#migration) return;
+    this.#migration = null;
+    this.cancel();
+  }
+
+  /**
+   * query-migrate's dirty-limit-throttle-time-per-round and dirty-limit-ring-full-time (µs): how long the
+   * vCPU sleeps for each time its ring fills, and how long filling it takes at the highest rate seen.
+   */
+  migrationInfo(): { throttleUs: number; ringFullUs: number } | null {
+    const ring = this.machine.dirtyRing;
+    if (!this.#migration || this.#quota === null || !ring) return null;
+    const ringFullUs = this.#maxRate > 0
+      ? Math.round(ring.size * TARGET_PAGE_SIZE / MiB * 1e6 / this.#maxRate)
+      : 0;
+    const throttleUs = this.#pct >= 100 ? 0 : Math.round(ringFullUs * this.#pct / (100 - this.#pct));
+    return { throttleUs, ringFullUs };
   }
 
   cancel(cpuIndex?: number): void {
     if (!this.machine.dirtyRing) return;
+    if (this.#migration) throw new Error("can't cancel dirty page rate limit while migration is running");
     if (cpuIndex !== undefined && (cpuIndex < 0 || cpuIndex >= VCPUS)) {
       throw new Error("incorrect cpu index specified");
     }
     this.#quota = null;
     this.#current = 0;
+    this.#maxRate = 0;
     this.#pct = 0;
     this.machine.vcpu.setThrottle(0);
     this.#cancel?.();
@@ -79,9 +120,10 @@ export class DirtyLimit {
       const pushes = ring.pushes;
       const seconds = Math.max(clock.now() - t0, 1) / 1000;
       this.#current = Math.round((pushes - pushes0) * TARGET_PAGE_SIZE / MiB / seconds);
+      this.#maxRate = Math.max(this.#maxRate, this.#current);
       this.#adjust();
       this.#schedule(pushes);
-    }, this.periodMs());
+    }, this.#migration?.periodMs ?? PERIOD_MS);
   }
 
   #adjust(): void {

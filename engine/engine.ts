@@ -127,6 +127,7 @@ export class Engine {
     this.breakpoints = new Breakpoints(hooks.emit);
     const host = {
       breakpoints: this.breakpoints,
+      dirtyLimit: this.dirtyLimit,
       machine: this.machine,
       options: this.options,
       emit: hooks.emit,

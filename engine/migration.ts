@@ -28,7 +28,8 @@ import type { Breakpoints } from "./testing/breakpoints.ts";
 import type { OutgoingFaultHooks } from "./testing/faults.ts";
 import { ColoPrimary } from "./colo/primary.ts";
 import { BitmapWait, PostcopyAbort, PostcopySource, savePostcopyAdvise } from "./migration_postcopy.ts";
-import { AutoConverge, THROTTLE_SYNC_MS } from "./cpu_throttle.ts";
+import { AutoConverge, THROTTLE_SYNC_MS, ThrottleTrigger } from "./cpu_throttle.ts";
+import type { DirtyLimit } from "./dirtylimit.ts";
 import type { Link } from "./transport/link.ts";
 import { isSeekable } from "./transport/file.ts";
 import { MappedRamSave } from "./ram_mapped.ts";
@@ -58,6 +59,8 @@ export interface MigrationHost {
   faults(): OutgoingFaultHooks;
   emit(event: string, data?: Record<string, unknown>): void;
   log(msg: string): void;
+  /** The vCPU dirty limit a migration with dirty-limit applies when it does not converge. */
+  dirtyLimit?: DirtyLimit;
 }
 
 /** Opens the outgoing channel; `returnPath` says whether the transport can carry one. */
@@ -374,6 +377,17 @@ export class MigrationState {
         this.#autoConverge = ac;
         ram.onSyncPeriod = (dirtied) => ac.period(dirtied, sent(), options.params);
       }
+      const dl = this.host.dirtyLimit;
+      if (options.cap("dirty-limit") && dl) {
+        const trigger = new ThrottleTrigger();
+        ram.onSyncPeriod = (dirtied) => {
+          if (trigger.period(dirtied, sent(), options.params["throttle-trigger-threshold"]) === null) return;
+          dl.startForMigration(
+            options.params["vcpu-dirty-limit"],
+            options.params["x-vcpu-dirty-limit-period"],
+          );
+        };
+      }
       const rateExceeded = () => {
         const limit = options.params["max-bandwidth"] / (1000 / BUFFER_DELAY_MS);
         return limit > 0 && sent() - slotBytes >= limit;
@@ -482,6 +496,7 @@ export class MigrationState {
       if (this.#vmWasRunning && !machine.live) machine.start();
     } finally {
       this.#autoConverge?.stop();
+      this.host.dirtyLimit?.stopForMigration();
       this.#link?.close();
       this.#link = null;
       this.#multifd?.close();
@@ -695,6 +710,11 @@ export class MigrationState {
     if (ram?.xbzrle) out["xbzrle-cache"] = ram.xbzrle.query();
     if (this.host.options.cap("auto-converge") && this.isActive()) {
       out["cpu-throttle-percentage"] = this.#autoConverge?.percentage ?? 0;
+    }
+    const limited = this.host.options.cap("dirty-limit") ? this.host.dirtyLimit?.migrationInfo() : null;
+    if (limited) {
+      out["dirty-limit-throttle-time-per-round"] = limited.throttleUs;
+      out["dirty-limit-ring-full-time"] = limited.ringFullUs;
     }
     if (this.status === "failed" && this.errorDesc) out["error-desc"] = this.errorDesc;
     return out;

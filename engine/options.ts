@@ -45,6 +45,7 @@ export const MODELLED_CAPABILITIES: ReadonlySet<Capability> = new Set<Capability
   "mapped-ram",
   "switchover-ack",
   "auto-converge",
+  "dirty-limit",
 ]);
 
 export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
@@ -85,6 +86,10 @@ export interface MigrationParameters {
    * with mapped-ram and multifd, as migrate_direct_io says).
    */
   "direct-io": boolean;
+  /** dirty-limit's quota for every vCPU, MB/s (QEMU 8.1 on). */
+  "vcpu-dirty-limit": number;
+  /** How often dirty-limit measures the vCPUs' rates and adjusts their throttle, ms. */
+  "x-vcpu-dirty-limit-period": number;
   /** The id of the tls-creds object the channels use; "" (or null when set): no TLS. */
   "tls-creds": string;
   /** The name the source checks the destination's certificate against; "": the URI's host. */
@@ -110,6 +115,8 @@ export const DEFAULT_PARAMETERS: MigrationParameters = {
   "x-checkpoint-delay": 20000,
   "multifd-channels": 2,
   "multifd-compression": "none",
+  "vcpu-dirty-limit": 1,
+  "x-vcpu-dirty-limit-period": 1000,
   "multifd-zlib-level": 1,
   "multifd-zstd-level": 1,
   "xbzrle-cache-size": 67108864,
@@ -188,6 +195,16 @@ export function checkParameters(update: Partial<Record<string, unknown>>): strin
     if ((STR_PARAMETERS as readonly string[]).includes(k) && v !== null && typeof v !== "string") {
       return `Invalid parameter type for '${k}', expected: StrOrNull`;
     }
+    // migrate_params_check's own words for these two.
+    if (k === "vcpu-dirty-limit" && typeof v === "number" && v < 1) {
+      return "Parameter 'vcpu_dirty_limit' must be greater than 1 MB/s";
+    }
+    if (
+      k === "x-vcpu-dirty-limit-period" && typeof v === "number" &&
+      !(Number.isInteger(v) && v >= 1 && v <= 1000)
+    ) {
+      return "Parameter 'x-vcpu-dirty-limit-period' expects a value between 1 and 1000";
+    }
     const range = INT_RANGES[k as keyof MigrationParameters];
     if (range && typeof v === "number") {
       const underscored = k.replaceAll("-", "_");
@@ -210,10 +227,10 @@ export class MigrationOptions {
     return this.caps.get(c) ?? false;
   }
 
-  /** Applies a migrate-set-capabilities list; returns an error message or null (nothing applied then). */
   /** The vCPU logs on a dirty ring (KVM's dirty-ring-size): what dirty-limit needs. */
   dirtyRing = false;
 
+  /** Applies a migrate-set-capabilities list; returns an error message or null (nothing applied then). */
   setCapabilities(list: { capability: string; state: boolean }[]): string | null {
     const next = new Map(this.caps);
     for (const { capability, state } of list) {
@@ -231,6 +248,9 @@ export class MigrationOptions {
     }
     // migrate_caps_check: combinations QEMU refuses.
     if (next.get("multifd") && next.get("xbzrle")) return "Multifd is not compatible with xbzrle";
+    if (next.get("dirty-limit") && next.get("auto-converge")) {
+      return "dirty-limit conflicts with auto-converge either of then available currently";
+    }
     if (next.get("postcopy-preempt") && !next.get("postcopy-ram")) {
       return "Postcopy preempt requires postcopy-ram";
     }

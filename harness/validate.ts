@@ -54,8 +54,11 @@ export function capsOf(c: AnyCase, side: "src" | "dst"): Capability[] {
   return [...(c.caps ?? []), ...((side === "src" ? c.srcCaps : c.dstCaps) ?? [])];
 }
 
-/** Upstream names use letters, digits, `_.-` and `+` (/migration/multifd+postcopy/...). */
-const NAME = /^\/migration(\/[A-Za-z0-9_.+-]+)+$/;
+/**
+ * Upstream names use letters, digits, `_.-` and `+` (/migration/multifd+postcopy/...); one, /dirty_limit,
+ * is registered without the /migration prefix upstream, and keeps its name here.
+ */
+const NAME = /^(\/migration(\/[A-Za-z0-9_.+-]+)+|\/dirty_limit)$/;
 
 /** Finds the descriptor of a flow by name (the registry's lookup), or undefined for an unknown flow. */
 export type FlowLookup = (flow: string) => FlowDescriptor<AnyCase> | undefined;

@@ -847,8 +847,8 @@ const switchover: Mutant[] = [
   {
     name: "auto-converge-never-throttles",
     file: "engine/cpu_throttle.ts",
-    find: "    if (dirtiedBytes <= threshold) return;",
-    replace: "    if (dirtiedBytes <= threshold || true) return;",
+    find: "    if (dirtiedBytes <= threshold) return null;",
+    replace: "    if (dirtiedBytes <= threshold || true) return null;",
     why: "auto-converge that never finds the dirty rate too high (migration_trigger_throttle not " +
       "comparing against what was sent): the vCPU is never slowed and the guest never converges by it",
   },
@@ -872,6 +872,15 @@ const dirtyLimit: Mutant[] = [
     replace: "  }",
     why: "set-vcpu-dirty-limit records the quota and measures the rate but never throttles the vCPU: " +
       "query-vcpu-dirty-limit says limited while the guest dirties as fast as ever",
+  },
+  {
+    name: "dirty-limit-migration-ignored",
+    file: "engine/migration.ts",
+    find:
+      '          if (trigger.period(dirtied, sent(), options.params["throttle-trigger-threshold"]) === null) return;\n',
+    replace: "          return;\n",
+    why: "a migration with the dirty-limit capability never limits the vCPU when it does not converge " +
+      "(migration_dirty_limit_guest never called): the capability is accepted and does nothing",
   },
 ];
 

@@ -2,7 +2,7 @@
  * The dirty-rate family's records (upstream's test_vcpu_dirty_limit in precopy-tests.c, and what the
  * commands must refuse): one VM measuring and limiting its own dirty page rate, no migration.
  */
-import type { CaseBase } from "../../case.ts";
+import type { CaseBase, SocketCase } from "../../case.ts";
 
 /** A QMP command the source must refuse, and what its error must say. */
 export interface Refusal {
@@ -35,4 +35,14 @@ export interface DirtyRateCase extends CaseBase {
  */
 export interface VcpuDirtyLimitCase extends CaseBase {
   flow: "vcpu-dirty-limit";
+}
+
+/**
+ * upstream's test_dirty_limit: a migration that cannot converge, with the dirty-limit capability: the
+ * source limits the vCPU to vcpu-dirty-limit (its throttle time per round then > 0), a cancel lifts it,
+ * a second migration to a new destination limits it again, and with converge settings the remaining
+ * RAM fits in the downtime at pre-switchover.
+ */
+export interface DirtyLimitCase extends CaseBase, SocketCase {
+  flow: "dirty-limit";
 }

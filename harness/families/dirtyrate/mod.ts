@@ -1,7 +1,8 @@
 /** The dirty-rate family: one VM measuring (calc-dirty-rate) and limiting (set-vcpu-dirty-limit) itself. */
 import { defineFlow } from "../../family.ts";
-import type { DirtyRateCase, VcpuDirtyLimitCase } from "./case.ts";
-import { dirtyRateFlow, vcpuDirtyLimitFlow } from "./flow.ts";
+import { SOCKET_FIELDS, socketProblems } from "../../validate.ts";
+import type { DirtyLimitCase, DirtyRateCase, VcpuDirtyLimitCase } from "./case.ts";
+import { dirtyLimitFlow, dirtyRateFlow, vcpuDirtyLimitFlow } from "./flow.ts";
 
 function refusedCapabilities(c: DirtyRateCase): string[] {
   return (c.refusals ?? []).flatMap((r) => {
@@ -45,5 +46,22 @@ export const vcpuDirtyLimit = defineFlow<VcpuDirtyLimitCase>({
   run: vcpuDirtyLimitFlow,
 });
 
+export const dirtyLimit = defineFlow<DirtyLimitCase>({
+  flow: "dirty-limit",
+  fields: { ...SOCKET_FIELDS, flow: true },
+  problems(c, bad) {
+    socketProblems(c, bad);
+    if (!c.dirtyRingSize) {
+      bad("dirtyRingSize", "dirty-limit throttles by the vCPU's dirty ring: it needs one");
+    }
+    if (!(c.srcCaps ?? []).includes("dirty-limit")) {
+      bad("srcCaps", "the flow is the dirty-limit capability's");
+    }
+  },
+  needs: () => ({ timed: TIMED }),
+  socket: (c) => c,
+  run: dirtyLimitFlow,
+});
+
 /** The dirty-rate family's flows (one entry of the registry). */
-export const DIRTYRATE = [dirtyRate, vcpuDirtyLimit] as const;
+export const DIRTYRATE = [dirtyRate, vcpuDirtyLimit, dirtyLimit] as const;

@@ -56,6 +56,8 @@ export class SimVcpu implements VcpuDriver {
     // the page the point names, if any (a hot page the guest keeps writing, in the middle of its send).
     this.#leave = sim.addGuest((page) => {
       if (!this.#running) return;
+      // A throttled vCPU sleeps that share of its time: it is that much less often running at the point.
+      if (this.#throttle > 0 && sim.int(0, 9999) < this.#throttle * 100) return;
       this.#run(sim.int(1, sim.knobs.vcpuMaxWrites));
       if (page !== undefined) this.#touch(page);
     });
