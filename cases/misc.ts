@@ -6,6 +6,27 @@ const UUID_B = "22222222-2222-2222-2222-222222222222";
 
 export const MISC_CASES: MigrationCase[] = [
   {
+    name: "/migration/validate_uri/channels/both_set",
+    tier: "full",
+    flow: "precopy",
+    transport: "tcp",
+    migrateAddress: "both",
+    expect: "qmp-error",
+    // QEMU 10.0 says the same for both and neither; 9.x named the two arguments mutually exclusive.
+    error: /'uri' and 'channels' arguments are mutually exclusive|need either 'uri' or 'channels' argument/,
+    why: "migrate with both uri and channels must be refused before anything starts (one address only)",
+  },
+  {
+    name: "/migration/validate_uri/channels/none_set",
+    tier: "full",
+    flow: "precopy",
+    transport: "tcp",
+    migrateAddress: "none",
+    expect: "qmp-error",
+    error: /need either 'uri' or 'channels' argument/,
+    why: "migrate with neither uri nor channels must be refused, naming what is missing",
+  },
+  {
     name: "/migration/bad_dest",
     tier: "full",
     flow: "bad-dest",

@@ -39,11 +39,19 @@ export function expectError(outcome: Outcome, text: string, where: string): void
 export async function migrate(
   p: MigrationPair,
   uri: string,
-  opts: { outcome?: Outcome; channels?: boolean } = {},
+  opts: { outcome?: Outcome; channels?: boolean; address?: "both" | "none" } = {},
 ): Promise<boolean> {
   const qmpError = opts.outcome?.expect === "qmp-error";
+  // Upstream's validate_uri cases: both forms of the address, or neither (QMP must refuse either).
+  const args = opts.address === "both"
+    ? { uri, channels: uriToChannels(uri) }
+    : opts.address === "none"
+    ? {}
+    : opts.channels
+    ? { channels: uriToChannels(uri) }
+    : { uri };
   try {
-    await p.src.qmp.execute("migrate", opts.channels ? { channels: uriToChannels(uri) } : { uri });
+    await p.src.qmp.execute("migrate", args);
   } catch (e) {
     if (qmpError && e instanceof QmpCommandError) {
       expectError(opts.outcome!, e.desc, "migrate");

@@ -11,6 +11,8 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
   iterations?: number;
   /** `migrate` with the `channels` argument instead of `uri` (upstream's .../channels/... cases). */
   migrateChannels?: boolean;
+  /** `migrate` with both `uri` and `channels`, or neither: a QMP error (upstream's validate_uri cases). */
+  migrateAddress?: "both" | "none";
   /** Fill the stopped source's RAM with seeded random bytes before migrating (incompressible guest). */
   fillRandom?: boolean;
   /**

@@ -64,7 +64,8 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   // Data in every page, so that the first pass takes time (a zero guest's first pass is over at once).
   if (c.writeOnce) await fillRam(p, p.ctx.seed);
   const held = c.holdSwitchoverAck ? await holdSwitchoverAck(p) : null;
-  if (!await migrate(p, await connectUri(p), { outcome: c, channels: c.migrateChannels })) return;
+  const address = c.migrateAddress;
+  if (!await migrate(p, await connectUri(p), { outcome: c, channels: c.migrateChannels, address })) return;
   if (c.writeOnce) {
     // After the setup's sync (which clears the dirty log), every page is written once more.
     await waitPasses(p, 1);

@@ -29,6 +29,7 @@ export const precopy = defineFlow<PrecopyCase>({
     live: true,
     iterations: true,
     migrateChannels: true,
+    migrateAddress: true,
     fillRandom: true,
     writeOnce: true,
     fault: true,
@@ -44,6 +45,9 @@ export const precopy = defineFlow<PrecopyCase>({
     xbzrlePagesProblems(c, bad);
     if (c.iterations !== undefined && !c.live) bad("iterations", "only a live case iterates");
     if (c.fillRandom && c.live) bad("fillRandom", "fills the stopped source: not with live");
+    if (c.migrateAddress && c.expect !== "qmp-error") {
+      bad("migrateAddress", "both forms of the address, or neither, must be refused: expect qmp-error");
+    }
     if (c.contSourceAfter && (c.expect ?? "succeed") !== "succeed") {
       bad("contSourceAfter", "continues the source after a completed migration: expect succeed");
     }
@@ -68,7 +72,9 @@ export const precopy = defineFlow<PrecopyCase>({
     faults: c.fault !== undefined || c.dstFaults !== undefined,
     olderRelease: c.release !== undefined,
     guestControl: c.fillRandom || c.writeOnce,
-    qemu: c.migrateChannels ? [{ side: "src", kind: "migrate-arg", name: "channels" }] : [],
+    qemu: c.migrateChannels || c.migrateAddress
+      ? [{ side: "src", kind: "migrate-arg", name: "channels" }]
+      : [],
   }),
   socket: (c) => c,
   async setupSource(p, c) {
