@@ -4,6 +4,7 @@ import { validateCases } from "../harness/families/mod.ts";
 import { BAD_STREAM_CASES } from "./bad_stream.ts";
 import { CANCEL_CASES } from "./cancel.ts";
 import { COLO_CASES } from "./colo.ts";
+import { CPR_CASES } from "./cpr.ts";
 import { CROSS_VERSION_CASES } from "./cross_version.ts";
 import { DIRTYRATE_CASES } from "./dirtyrate.ts";
 import { FD_CASES } from "./fd.ts";
@@ -27,6 +28,7 @@ export const ALL_CASES: readonly MigrationCase[] = validateCases([
   ...POSTCOPY_CASES,
   ...CANCEL_CASES,
   ...MISC_CASES,
+  ...CPR_CASES,
   ...DIRTYRATE_CASES,
   ...BAD_STREAM_CASES,
   ...REGRESSION_CASES,

@@ -30,6 +30,27 @@ const upstream: MigrationCase[] = [
       "a page that turned zero must lose its bit, or the load gives the older page",
   },
   {
+    name: "/migration/multifd/file/mapped-ram/ignore-shared",
+    tier: "full",
+    flow: "file",
+    // As upstream: no shared memory and no multifd despite the path; the capability alone changes the
+    // block list (each block's address before its mapped-ram header).
+    caps: ["mapped-ram", "x-ignore-shared"],
+    stopSrc: true,
+    why: "x-ignore-shared puts each block's address before its mapped-ram header: a loader that reads " +
+      "the header first takes the address for it and refuses the file",
+  },
+  {
+    name: "/migration/multifd/file/mapped-ram/ignore-shared/shmem",
+    tier: "full",
+    flow: "file",
+    caps: ["mapped-ram", "x-ignore-shared"],
+    sharedMemory: true,
+    stopSrc: true,
+    why: "a block in shared memory has a header with no place in the file (both offsets 0) and no " +
+      "bitmap: a source that reserves or writes one, or a loader that reads pages for it, fails",
+  },
+  {
     name: "/migration/multifd/file/mapped-ram",
     tier: "full",
     flow: "file",

@@ -33,6 +33,31 @@ export const MISC_CASES: MigrationCase[] = [
     why: "nothing listens on tcp:127.0.0.1:0: the source fails and keeps running",
   },
   {
+    name: "/migration/ignore-shared",
+    tier: "full",
+    flow: "precopy",
+    // Live, as upstream: the source's guest keeps writing the shared memory the destination maps.
+    live: true,
+    sharedMemory: true,
+    caps: ["x-ignore-shared"],
+    maxRamSentMiB: 4,
+    why: "with x-ignore-shared the guest's RAM in shared memory must not go on the wire (under 4 MiB " +
+      "sent) and the destination, mapping that memory, must run on from it: a shared block sent, or one " +
+      "the destination clears or loads over, fails",
+  },
+  {
+    name: "/migration/ignore-shared/random",
+    tier: "full",
+    flow: "precopy",
+    live: true,
+    sharedMemory: true,
+    caps: ["x-ignore-shared"],
+    workload: { kind: "random", seed: 0 },
+    maxRamSentMiB: 4,
+    why: "a guest writing every block: only the shared one is left out, the others (vga.vram) are " +
+      "migrated page for page; a model that leaves out a private block, or sends the shared one, fails",
+  },
+  {
     name: "/migration/validate_uuid",
     tier: "full",
     flow: "precopy",
@@ -75,7 +100,7 @@ MISC_CASES.push({
   tier: "smoke",
   flow: "analyze-script",
   uuid: { src: UUID_A },
-  srcCaps: ["validate-uuid"],
-  why: "the stream analyzer parses what the engine saves: configuration with its uuid subsection, RAM, " +
-    "and every device through the vmdesc (x-ignore-shared, upstream's other capability here, is not modelled)",
+  srcCaps: ["validate-uuid", "x-ignore-shared"],
+  why: "the stream analyzer parses what the engine saves: configuration with its uuid and capabilities " +
+    "subsections, RAM with x-ignore-shared's block addresses, and every device through the vmdesc",
 });

@@ -25,6 +25,7 @@ import { hostNetwork, type Network } from "./transport/socket.ts";
 import type { Clock } from "./clock.ts";
 import type { VcpuDriver, VcpuOptions } from "./guest/vcpu.ts";
 import type { MigrationAddress } from "./transport/uri.ts";
+import type { HostMemory, MemoryBackendFile } from "./hostmem.ts";
 
 export interface EngineConfig {
   name: string;
@@ -41,6 +42,8 @@ export interface EngineConfig {
   memPrealloc?: boolean;
   /** The vCPU's dirty ring size (KVM's dirty-ring-size), or none: the dirty bitmap. */
   dirtyRingSize?: number;
+  /** The main RAM in a memory backend's file (`-machine memory-backend`). */
+  memoryBackend?: MemoryBackendFile;
   /** Known defects to switch on (engine/defects.ts). */
   defects?: string[];
 }
@@ -59,6 +62,8 @@ export interface EngineHooks {
   /** What a descriptor passed to the monitor is (default: this process's own, through libc). */
   fds?: FdHost;
   createVcpu?(opts: VcpuOptions): VcpuDriver;
+  /** How a memory backend's file is mapped (default: this host's mmap). */
+  hostMemory?: HostMemory;
 }
 
 export class Engine {
@@ -115,6 +120,8 @@ export class Engine {
       },
       memPrealloc: config.memPrealloc,
       dirtyRingSize: config.dirtyRingSize,
+      memoryBackend: config.memoryBackend,
+      hostMemory: hooks.hostMemory,
       runMs: config.runMs,
       sleepMs: config.sleepMs,
       clock: hooks.clock,

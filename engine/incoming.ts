@@ -8,7 +8,7 @@ import type { MigrationStatus } from "./migration_status.ts";
 import type { MigrationOptions } from "./options.ts";
 import { ChannelLostError, QEMUFileReader, StreamError } from "./qemu_file.ts";
 import { PostcopyIncoming } from "./postcopy_ram.ts";
-import { RamLoadState, registerRam } from "./ram.ts";
+import { ramblockIsIgnored, RamLoadState, registerRam } from "./ram.ts";
 import { ReturnPathSender } from "./return_path.ts";
 import {
   type ConfigurationInfo,
@@ -387,7 +387,12 @@ export class MigrationIncoming {
     this.#startTime = this.host.machine.clock.now();
     this.#setStatus("active");
     const machine = this.host.machine;
-    const ram = new RamLoadState(machine.blocks, this.#multifd, this.#coloCache);
+    const ram = new RamLoadState(
+      machine.blocks,
+      this.#multifd,
+      this.#coloCache,
+      this.host.options.cap("x-ignore-shared"),
+    );
     ram.mappedRam = this.#fileReaders;
     this.#ram = ram;
     const savevm = new SaveVMState(machine.devices);
@@ -400,6 +405,7 @@ export class MigrationIncoming {
       userfault: machine.userfault,
       clock: machine.clock,
       enabled: () => this.host.options.cap("postcopy-ram"),
+      ignored: (b) => ramblockIsIgnored(b, this.host.options.cap("x-ignore-shared")),
       log: this.host.log,
     });
     this.#postcopy = postcopy;

@@ -12,6 +12,7 @@ import { dirtyRingSizeProblem } from "./guest/dirty_ring.ts";
 import { cliOrExit, parseNonNegative, UsageError } from "./cli.ts";
 import { Engine } from "./engine.ts";
 import { errorMessage } from "./error.ts";
+import { type MemoryBackendFile, parseMemoryBackend } from "./hostmem.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { engineCommands } from "./qmp/commands.ts";
 import { QmpServer } from "./qmp/server.ts";
@@ -39,6 +40,9 @@ The engine process, started like a QEMU binary (the harness starts two of them a
   --sleep-ms MS         then sleeps MS milliseconds
   --mem-prealloc        allocate guest RAM up front
   --dirty-ring-size N   log written pages on a per-vCPU dirty ring of N entries (KVM's dirty-ring-size)
+  --memory-backend id=ID,mem-path=PATH[,share=on|off]
+                        the main RAM in a file (QEMU's memory-backend-file as -machine memory-backend);
+                        share=on maps it shared, so another process mapping PATH sees the same memory
   --defect NAME         switch a known defect on (repeatable; engine/testing/defects.ts)
   --help                this text
 
@@ -74,6 +78,7 @@ const values = cliOrExit(
       S: { type: "boolean", short: "S", default: false },
       "mem-prealloc": { type: "boolean", default: false },
       "dirty-ring-size": { type: "string" },
+      "memory-backend": { type: "string" },
       defect: { type: "string", multiple: true },
     },
   },
@@ -100,6 +105,7 @@ const values = cliOrExit(
       runMs: v["run-ms"] === undefined ? undefined : parseNonNegative(v["run-ms"], "--run-ms"),
       sleepMs: v["sleep-ms"] === undefined ? undefined : parseNonNegative(v["sleep-ms"], "--sleep-ms"),
       dirtyRingSize: v["dirty-ring-size"] === undefined ? undefined : dirtyRingSize(v["dirty-ring-size"]),
+      memoryBackend: v["memory-backend"] === undefined ? undefined : memoryBackend(v["memory-backend"]),
     };
   },
 );
@@ -110,6 +116,15 @@ function dirtyRingSize(text: string): number {
   const bad = dirtyRingSizeProblem(n);
   if (bad) throw new UsageError(`--${bad}`);
   return n;
+}
+
+/** --memory-backend: QEMU's words for a bad property. */
+function memoryBackend(text: string): MemoryBackendFile {
+  try {
+    return parseMemoryBackend(text);
+  } catch (e) {
+    throw new UsageError(`--memory-backend: ${errorMessage(e)}`);
+  }
 }
 
 const name = values.name;
@@ -146,6 +161,7 @@ try {
     sleepMs: values.sleepMs,
     memPrealloc: values["mem-prealloc"],
     dirtyRingSize: values.dirtyRingSize,
+    memoryBackend: values.memoryBackend,
     defects: values.defect,
   }, {
     emit: (event, data) => server?.emit(event, data),

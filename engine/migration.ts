@@ -94,6 +94,19 @@ export function transportCompatible(
   return null;
 }
 
+/** migrate_prepare's refusal of what a cpr mode cannot be combined with, or null. */
+export function cprConflict(options: MigrationOptions): string | null {
+  if (options.params.mode === "normal") return null;
+  const conflict = options.cap("postcopy-ram")
+    ? "postcopy"
+    : options.cap("background-snapshot")
+    ? "background snapshot"
+    : options.cap("x-colo")
+    ? "COLO"
+    : null;
+  return conflict ? `Cannot use ${conflict} with CPR` : null;
+}
+
 export class MigrationState {
   status: MigrationStatus = "none";
   errorDesc: string | null = null;
@@ -292,6 +305,13 @@ export class MigrationState {
     cancel();
   }
 
+  /** migration_stop_vm: the downtime starts, the run state is kept for the destination, the VM stops. */
+  async #stopVm(machine: Machine): Promise<void> {
+    this.#downtimeStart = this.#clock.now();
+    machine.globalState.store(machine.runstate, machine.wasSuspended);
+    await machine.stop("finish-migrate");
+  }
+
   async #run(connect: Connector): Promise<void> {
     const { machine, options } = this.host;
     // vm_old_state is live: running, or suspended (a suspended guest is given back suspended).
@@ -321,6 +341,10 @@ export class MigrationState {
         mappedRam = new MappedRamSave(opened.link);
       }
       this.#mappedRam = mappedRam;
+      // cpr-reboot (migrate_fd_connect): the VM stops before any RAM is saved, so RAM and devices cannot
+      // drift apart: the image is what a restarted QEMU resumes from.
+      const cpr = options.params.mode !== "normal";
+      if (cpr) await this.#stopVm(machine);
       const multifd = options.cap("multifd") ? await this.#multifdSetup(opened, faults, mappedRam) : null;
       this.#multifd = multifd;
       this.#checkCancelled();
@@ -337,6 +361,7 @@ export class MigrationState {
           interleave,
           mappedRam,
           flushDirtyRing: machine.dirtyRing ? () => void machine.dirtyRing!.reap() : undefined,
+          ignoreShared: options.cap("x-ignore-shared"),
         },
       );
       this.#ram = ram;
@@ -428,9 +453,7 @@ export class MigrationState {
         return;
       }
       // Switchover: stop the guest, optionally pause, then the rest of RAM and the devices.
-      this.#downtimeStart = this.#clock.now();
-      machine.globalState.store(machine.runstate, machine.wasSuspended);
-      await machine.stop("finish-migrate");
+      if (!cpr) await this.#stopVm(machine);
       this.#checkCancelled();
       if (options.cap("pause-before-switchover")) {
         this.#continue = Promise.withResolvers();

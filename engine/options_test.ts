@@ -103,9 +103,9 @@ Deno.test("options: setCapabilities is all-or-nothing", async (t) => {
       o.setCapabilities([
         { capability: "return-path", state: true },
         { capability: "validate-uuid", state: true },
-        { capability: "x-ignore-shared", state: true },
+        { capability: "background-snapshot", state: true },
       ]),
-      "Capability 'x-ignore-shared' is not supported by the migtest engine",
+      "Capability 'background-snapshot' is not supported by the migtest engine",
     );
     assert.ok(o.queryCapabilities().every((c) => !c.state));
   });
@@ -189,7 +189,7 @@ Deno.test("options: setCapabilities is all-or-nothing", async (t) => {
     // A later failing call leaves the earlier state alone.
     assert.notEqual(
       o.setCapabilities([{ capability: "return-path", state: false }, {
-        capability: "x-ignore-shared",
+        capability: "background-snapshot",
         state: true,
       }]),
       null,

@@ -29,6 +29,8 @@ export interface PostcopyIncomingHost {
   clock: Clock;
   /** Whether postcopy-ram is on here (a 16-byte advise needs it). */
   enabled(): boolean;
+  /** A block x-ignore-shared leaves out (mapped from shared memory, never sent): not registered. */
+  ignored?(block: RamBlock): boolean;
   log(msg: string): void;
 }
 
@@ -144,7 +146,12 @@ export class PostcopyIncoming {
   listen(): void {
     if (this.state !== "advise" && this.state !== "discard") throw this.#wrongState("CMD_POSTCOPY_LISTEN");
     this.state = "listening";
-    this.host.userfault.arm(this.host.blocks.map((b) => b.receivedmap));
+    // Only the blocks that are migrated fault (postcopy_ram_incoming_setup: foreach_not_ignored_block).
+    this.host.userfault.arm(
+      this.host.blocks.map((b) =>
+        this.host.ignored?.(b) ? new Uint32Array(b.receivedmap.length).fill(~0) : b.receivedmap
+      ),
+    );
   }
 
   /** RUN: the guest may start (the caller starts it). */

@@ -92,8 +92,14 @@ export class RamSaveState {
   readonly #interleave?: (point: string, page?: number) => void;
   readonly #flushDirtyRing?: () => void;
 
+  /** The blocks migrated (RAMBLOCK_FOREACH_NOT_IGNORED): tracked, scanned and sent. */
+  readonly blocks: RamBlock[];
+  /** Every migratable block (RAMBLOCK_FOREACH_MIGRATABLE): the block list names them all. */
+  readonly #listed: RamBlock[];
+  readonly #ignoreShared: boolean;
+
   constructor(
-    readonly blocks: RamBlock[],
+    listed: RamBlock[],
     private readonly zeroPageDetection: () => ZeroPageDetection,
     private readonly now: () => number = () => performance.now(),
     opts: {
@@ -107,8 +113,13 @@ export class RamSaveState {
       mappedRam?: MappedRamSave | null;
       /** kvm_dirty_ring_flush: the vCPU's dirty ring reaped into the bitmaps before each sync. */
       flushDirtyRing?: () => void;
+      /** x-ignore-shared: blocks in shared memory are listed (with their address) but never sent. */
+      ignoreShared?: boolean;
     } = {},
   ) {
+    this.#listed = listed;
+    this.#ignoreShared = opts.ignoreShared ?? false;
+    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, this.#ignoreShared));
     this.#interleave = opts.interleave;
     this.#flushDirtyRing = opts.flushDirtyRing;
     this.mappedRam = opts.mappedRam ?? null;
@@ -117,6 +128,7 @@ export class RamSaveState {
     this.#periodStart = now();
   }
 
+  /** ram_bytes_total: the migrated blocks' RAM (query-migrate's total). */
   get totalBytes(): number {
     return this.blocks.reduce((n, b) => n + b.usedLength, 0);
   }
@@ -133,11 +145,13 @@ export class RamSaveState {
     }
     this.syncBitmap();
     const start = f.position;
-    f.putBe64(this.totalBytes + RAM_SAVE_FLAG_MEM_SIZE);
-    for (const b of this.blocks) {
+    // ram_bytes_total_with_ignored: the destination checks it against all of its RAM.
+    f.putBe64(this.#listed.reduce((n, b) => n + b.usedLength, 0) + RAM_SAVE_FLAG_MEM_SIZE);
+    for (const b of this.#listed) {
       f.putCountedString(b.idstr);
       f.putBe64(b.usedLength);
-      if (this.mappedRam) await this.mappedRam.setupBlock(f, b);
+      if (this.#ignoreShared) f.putBe64(b.addr);
+      if (this.mappedRam) await this.mappedRam.setupBlock(f, b, ramblockIsIgnored(b, this.#ignoreShared));
     }
     if (this.multifd) await this.#multifdFlushAndSync(f);
     f.putBe64(RAM_SAVE_FLAG_EOS);
@@ -516,6 +530,14 @@ export class RamSaveState {
 }
 
 /**
+ * ramblock_is_ignored: with x-ignore-shared, a block in shared memory is not migrated: the destination
+ * maps the same memory (every block here is migratable).
+ */
+export function ramblockIsIgnored(block: RamBlock, ignoreShared: boolean): boolean {
+  return ignoreShared && block.share;
+}
+
+/**
  * ram_mig_init: registers the "ram" live section (register_savevm_live) with this role's steps, the save
  * steps of a source or the load step of a destination.
  */
@@ -564,6 +586,8 @@ export class RamLoadState {
     readonly multifd: MultifdRecvState | null = null,
     /** x-colo: received pages go to guest RAM and the cache in precopy, to the cache only in COLO state. */
     readonly colo: ColoCache | null = null,
+    /** x-ignore-shared: the block list carries addresses, and shared blocks are not to be sent. */
+    readonly ignoreShared = false,
   ) {
     this.#route = new RamRoute("main", colo);
   }
@@ -738,6 +762,14 @@ export class RamLoadState {
           idAt,
         );
       }
+      if (this.ignoreShared) {
+        await r.need(8, `address of RAM block ${idstr}`);
+        const addr = r.getBe64(`address of RAM block ${idstr}`);
+        // The destination maps the same memory: it must be where the source had it.
+        if (ramblockIsIgnored(block, true) && addr !== block.addr) {
+          throw r.error(`Mismatched GPAs for block ${idstr} ${addr}!= ${block.addr}`, idAt);
+        }
+      }
       if (this.mappedRam) await this.#loadMapped(r, block, this.mappedRam);
       remaining -= len;
       if (remaining < 0) throw r.error("RAM block list overruns the announced total size", idAt);
@@ -753,7 +785,7 @@ export class RamLoadState {
         this.#route.received(block, first + i);
         this.counters.normal++;
       }
-    });
+    }, this.ignoreShared);
   }
 
   /** The common case without a wait: a CONTINUE record on the last block. */
@@ -769,6 +801,9 @@ export class RamLoadState {
     const idstr = await r.getCountedString("RAM block idstr");
     const block = this.#block(idstr);
     if (!block) throw r.error(`Can't find block ${idstr}`, at);
+    if (ramblockIsIgnored(block, this.ignoreShared)) {
+      throw r.error(`block ${idstr} should not be migrated !`, at);
+    }
     this.#lastRecvBlock = block;
     return block;
   }

@@ -6,6 +6,8 @@
  * log with an atomic exchange in `syncDirtyLog`. Because the vCPU marks a page *after* writing it, a bit
  * taken by the sync always covers a write that is already visible, and a later write sets the bit again.
  */
+import { type HostRam, type RamShare, viewRam } from "./hostmem.ts";
+
 export const TARGET_PAGE_SIZE = 4096;
 export const TARGET_PAGE_BITS = 12;
 
@@ -13,13 +15,15 @@ export interface RamBlockSpec {
   idstr: string;
   /** used_length in bytes; a multiple of the page size. */
   size: number;
+  /** The guest-physical address of the block's region (mr->addr; x-ignore-shared sends it). */
+  addr?: number;
 }
 
 /** The shareable parts of a block, handed to the vCPU worker. */
 export interface SharedRamBlock {
   idstr: string;
   size: number;
-  mem: SharedArrayBuffer;
+  mem: RamShare;
   dirtyLog: SharedArrayBuffer;
 }
 
@@ -37,8 +41,17 @@ export class RamBlock {
   readonly receivedmap: Uint32Array;
   /** Sum of all earlier blocks' lengths: the block's ram_addr (used to key the XBZRLE cache). */
   offset = 0;
+  /** Guest-physical address of its region (mr->addr). */
+  readonly addr: number;
+  /** Its memory is a shared mapping of a file (qemu_ram_is_shared): x-ignore-shared leaves it out. */
+  readonly share: boolean;
+  readonly #memShare: RamShare;
 
-  constructor(spec: RamBlockSpec, shared?: SharedRamBlock) {
+  /**
+   * A block of fresh memory; or a view of a block another thread holds (`shared`); or a memory
+   * backend's mapping (`backend`).
+   */
+  constructor(spec: RamBlockSpec, shared?: SharedRamBlock, backend?: { ram: HostRam; share: boolean }) {
     if (spec.size <= 0 || spec.size % TARGET_PAGE_SIZE !== 0) {
       throw new Error(
         `RAM block ${spec.idstr}: size ${spec.size} is not a positive multiple of the page size`,
@@ -48,7 +61,13 @@ export class RamBlock {
     this.usedLength = spec.size;
     this.pages = spec.size / TARGET_PAGE_SIZE;
     const words = Math.ceil(this.pages / 32);
-    this.mem = new Uint8Array(shared?.mem ?? new SharedArrayBuffer(spec.size));
+    this.addr = spec.addr ?? 0;
+    this.share = backend?.share ?? false;
+    this.#memShare = backend?.ram.share ?? shared?.mem ?? new SharedArrayBuffer(spec.size);
+    this.mem = backend?.ram.mem ?? viewRam(this.#memShare);
+    if (this.mem.length !== spec.size) {
+      throw new Error(`RAM block ${spec.idstr}: its memory is ${this.mem.length} bytes, not ${spec.size}`);
+    }
     this.dirtyLog = new Int32Array(shared?.dirtyLog ?? new SharedArrayBuffer(words * 4));
     this.bmap = new Uint32Array(words);
     this.receivedmap = new Uint32Array(words);
@@ -58,7 +77,7 @@ export class RamBlock {
     return {
       idstr: this.idstr,
       size: this.usedLength,
-      mem: this.mem.buffer as SharedArrayBuffer,
+      mem: this.#memShare,
       dirtyLog: this.dirtyLog.buffer as SharedArrayBuffer,
     };
   }

@@ -127,8 +127,16 @@ export class MappedRamSave {
     return mb;
   }
 
-  /** After the block's idstr and length: its header, then the stream moves past its pages' area. */
-  async setupBlock(f: QEMUFileWriter, block: RamBlock): Promise<void> {
+  /**
+   * After the block's idstr and length: its header, then the stream moves past its pages' area. A block
+   * x-ignore-shared leaves out gets a header with both offsets 0 and no area (QEMU 11.0's layout; before,
+   * QEMU failed to write such a file: "Failed to write bitmap to file: ... Bad address").
+   */
+  async setupBlock(f: QEMUFileWriter, block: RamBlock, ignored = false): Promise<void> {
+    if (ignored) {
+      f.putBytes(encodeHeader({ ...planBlock(0, 0), bitmapOffset: 0, pagesOffset: 0 }));
+      return;
+    }
     await f.flush();
     const header = planBlock(this.link.tell(), block.usedLength);
     this.#blocks.set(block, new MappedRamBlock(block, header));
@@ -187,7 +195,9 @@ export async function loadBlock(
   block: RamBlock,
   readers: SeekableLink[],
   place: (first: number, data: Uint8Array) => void,
-): Promise<MappedRamBlock> {
+  /** x-ignore-shared is on: a header with both offsets 0 is a block left out (it has nothing here). */
+  ignoreShared = false,
+): Promise<MappedRamBlock | null> {
   const at = r.position;
   await r.need(MAPPED_RAM_HDR_SIZE, "mapped-ram header").catch(() => {
     throw r.error(
@@ -209,6 +219,7 @@ export async function loadBlock(
       at,
     );
   }
+  if (ignoreShared && header.bitmapOffset === 0 && header.pagesOffset === 0) return null;
   if (header.pagesOffset % TARGET_PAGE_SIZE !== 0) {
     throw r.error(`Error reading ramblock ${block.idstr} pages, region has bad alignment`, at);
   }

@@ -73,6 +73,12 @@ export interface CaseBase {
    */
   dirtyRingSize?: number;
   /**
+   * The guest's main RAM in one file both sides map shared (upstream's use_shmem: a memory-backend-file
+   * with share=on as the machine's memory-backend). With x-ignore-shared the destination maps the
+   * source's RAM instead of receiving it.
+   */
+  sharedMemory?: boolean;
+  /**
    * The simulated world: the least percent of the engine's interleave points (Clock.interleave) at which
    * a running guest writes, whatever the seed draws (it may draw more). For a case that exists to race
    * the guest against one step of migration code, so that no seed of the matrix runs it without the race

@@ -194,6 +194,7 @@ export class MigrationPair {
       uuid: name === "source" ? c.uuid?.src : c.uuid?.dst,
       memPrealloc: c.memPrealloc,
       dirtyRingSize: c.dirtyRingSize,
+      memoryBackend: c.sharedMemory ? { id: "mem0", memPath: `${this.dir}/shmem`, share: true } : undefined,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
       interleavePercent: c.simInterleavePercent,
       socketPaths: [this.migsocket, ...([1, 2, 3, 4] as const).map((i) => this.spareSocket(i))],

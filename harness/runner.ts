@@ -172,12 +172,14 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   const onSignal = () => abort("interrupted");
   if (opts.signal?.aborted) onSignal();
   opts.signal?.addEventListener("abort", onSignal);
+  const bug = opts.knownBug !== undefined ? opts.knownBug : (opts.world ? knownBugIn(opts.world, c) : null);
   try {
     pair = await startPair(run, {
       seed: opts.seed,
       world: opts.world ?? engineWorld,
       tmpRoot: opts.tmpRoot,
-      waitMs: opts.waitMs ?? 30_000,
+      // A known hang ends its waits sooner: they fail the same way, without the full 30 s each.
+      waitMs: Math.min(opts.waitMs ?? 30_000, bug?.hangMs ?? Infinity),
       log,
     });
     cut.signal.throwIfAborted();
@@ -234,7 +236,6 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
   }
   await pair?.removeDir();
   const timeMs = performance.now() - t0;
-  const bug = opts.knownBug !== undefined ? opts.knownBug : (opts.world ? knownBugIn(opts.world, c) : null);
   const verdict = knownBugVerdict(bug, error);
   if (verdict.kind === "xfail") {
     log(`XFAIL ${c.name}: known bug ${bug!.id} (${bug!.versions}): ${bug!.summary}`);

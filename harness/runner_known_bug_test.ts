@@ -50,3 +50,27 @@ Deno.test("known bug: a different failure is a plain failure", async () => {
   assert.equal(r.xfail, undefined);
   assert.match(r.error!.message, /guest RAM differs/);
 });
+
+Deno.test("known bug: a known hang ends its waits after hangMs, with the same failure, as XFAIL", async () => {
+  const hung: PrecopyCase = {
+    ...corrupted,
+    name: "/migration/test/known-hang",
+    caps: ["multifd"],
+    srcParams: { "multifd-channels": 2 },
+    dstParams: { "multifd-channels": 2 },
+    fault: undefined,
+    // The destination's channel 0 holds its first packet for ten minutes: the migration never completes.
+    dstFaults: [{ kind: "multifd-channel-delay", channel: 0, delayMs: 600_000 }],
+  };
+  const hang: KnownBug = {
+    id: "test-hang",
+    summary: "a multifd channel that never delivers",
+    versions: "test",
+    symptom: /timed out after 1500 ms waiting for source migration status 'completed'/,
+    hangMs: 1500,
+  };
+  const t0 = performance.now();
+  const r = await runCase(hung, { seed: 1, artifactsDir: null, knownBug: hang });
+  assert.equal(r.xfail?.id, "test-hang", r.error?.message);
+  assert.ok(performance.now() - t0 < 20_000, "the waits took the usual 30 s");
+});

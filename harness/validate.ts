@@ -29,6 +29,7 @@ const BASE: Record<keyof CaseBase, true> = {
   dstVcpu: true,
   memPrealloc: true,
   dirtyRingSize: true,
+  sharedMemory: true,
   simInterleavePercent: true,
   defects: true,
   guards: true,

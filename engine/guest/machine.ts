@@ -3,6 +3,7 @@
  */
 import type { MachineFixture } from "../../fixtures/machines.ts";
 import { RamBlock } from "../ram_block.ts";
+import { type HostMemory, hostMemory, type MemoryBackendFile } from "../hostmem.ts";
 import { CpuDevice } from "./devices/cpu.ts";
 import { DirtyRing } from "./dirty_ring.ts";
 import type { Device } from "./devices/device.ts";
@@ -29,6 +30,13 @@ export interface MachineOptions {
   onGuestError(message: string): void;
   /** -mem-prealloc: fault every page in at start, so the first migration does not pay for it. */
   memPrealloc?: boolean;
+  /**
+   * The main RAM from a memory backend (`-machine memory-backend=ID`): the fixture's first block, named
+   * after the backend as QEMU names it, held in the backend's file.
+   */
+  memoryBackend?: MemoryBackendFile;
+  /** Maps a backend's file (default: this host's mmap; the simulated world shares one buffer per path). */
+  hostMemory?: HostMemory;
   /** The vCPU logs written pages on a dirty ring of this many entries (KVM's dirty-ring-size). */
   dirtyRingSize?: number;
   /** vCPU duty cycle (ms running / ms sleeping per slice). */
@@ -68,12 +76,23 @@ export class Machine {
   constructor(private readonly opts: MachineOptions) {
     this.fixture = opts.fixture;
     this.clock = opts.clock ?? hostClock;
-    this.blocks = opts.fixture.blocks.map((b) => new RamBlock(b));
+    const backend = opts.memoryBackend;
+    this.blocks = opts.fixture.blocks.map((b, i) =>
+      i === 0 && backend
+        ? new RamBlock({ ...b, idstr: backend.id }, undefined, {
+          ram: (opts.hostMemory ?? hostMemory).map(backend, b.size),
+          share: backend.share,
+        })
+        : new RamBlock(b)
+    );
     let offset = 0;
-    for (const b of this.blocks) {
+    for (const [i, b] of this.blocks.entries()) {
       b.offset = offset;
       offset += b.usedLength;
-      if (opts.memPrealloc) { for (let p = 0; p < b.usedLength; p += b.pageSize) b.mem[p] = 0; }
+      // A backend's file is already there (and may be another process's RAM): nothing to fault in.
+      if (opts.memPrealloc && !(i === 0 && backend)) {
+        for (let p = 0; p < b.usedLength; p += b.pageSize) b.mem[p] = 0;
+      }
     }
     if (opts.serialPath) {
       this.#serialFile = Deno.openSync(opts.serialPath, { write: true, create: true, append: true });
@@ -101,10 +120,7 @@ export class Machine {
     this.dirtyRing = ring ? new DirtyRing(ring, this.blocks.map((b) => b.dirtyLog)) : null;
     this.vcpu = (opts.createVcpu ?? ((o) => new Vcpu(o)))({
       dirtyRing: ring ?? undefined,
-      blocks: this.blocks.map((b) => ({
-        mem: b.mem.buffer as SharedArrayBuffer,
-        dirtyLog: b.dirtyLog.buffer as SharedArrayBuffer,
-      })),
+      blocks: this.blocks.map((b) => b.shared()),
       cpu: this.cpuRegs.buffer as SharedArrayBuffer,
       dev: this.devRegs.buffer as SharedArrayBuffer,
       workload: opts.workload,

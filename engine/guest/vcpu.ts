@@ -8,9 +8,11 @@ import type { VcpuInit, VcpuMessage } from "./vcpu_worker.ts";
 import type { UserfaultShared } from "./userfault.ts";
 import type { WorkloadSpec } from "./workload.ts";
 import type { DirtyRingShared } from "./dirty_ring.ts";
+import type { RamShare } from "../hostmem.ts";
 
 export interface VcpuOptions {
-  blocks: { mem: SharedArrayBuffer; dirtyLog: SharedArrayBuffer }[];
+  /** Each block's memory (a buffer, or a backend's file the vCPU thread maps too) and dirty log. */
+  blocks: { mem: RamShare; dirtyLog: SharedArrayBuffer }[];
   cpu: SharedArrayBuffer;
   dev: SharedArrayBuffer;
   workload: WorkloadSpec;

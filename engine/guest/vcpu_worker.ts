@@ -8,10 +8,11 @@ import { errorMessage } from "../error.ts";
 import { CMD_QUIT, CMD_RUN, CMD_STOP, CTRL_CMD, CTRL_GEN, CTRL_THROTTLE } from "./regs.ts";
 import { userfaultAccess, type UserfaultShared } from "./userfault.ts";
 import { DirtyRing, type DirtyRingShared } from "./dirty_ring.ts";
+import { type RamShare, viewRam } from "../hostmem.ts";
 import { createWorkload, type GuestMemory, type WorkloadSpec } from "./workload.ts";
 
 export interface VcpuInit {
-  blocks: { mem: SharedArrayBuffer; dirtyLog: SharedArrayBuffer }[];
+  blocks: { mem: RamShare; dirtyLog: SharedArrayBuffer }[];
   ctrl: SharedArrayBuffer;
   cpu: SharedArrayBuffer;
   dev: SharedArrayBuffer;
@@ -45,7 +46,7 @@ self.onmessage = (e: MessageEvent<VcpuInit>) => {
   const post = (m: VcpuMessage) => self.postMessage(m);
   const g: GuestMemory = {
     blocks: init.blocks.map((b) => {
-      const mem = new Uint8Array(b.mem);
+      const mem = viewRam(b.mem);
       return { mem, dirtyLog: new Int32Array(b.dirtyLog), pages: mem.length / 4096 };
     }),
     cpu: new Int32Array(init.cpu),

@@ -2,7 +2,8 @@
  * The few libc calls Deno has no API for: unix sockets whose raw descriptors we hold, and descriptors
  * passed over them (SCM_RIGHTS), which QEMU's `getfd`/`add-fd` receive on the monitor socket. Calls
  * that can block (accept, recvmsg, read, write, pread, pwrite) run off the event loop (`nonblocking`);
- * shutdown() wakes a thread blocked on a socket, which close() alone does not on Linux.
+ * shutdown() wakes a thread blocked on a socket, which close() alone does not on Linux. And mmap(2) of a
+ * file, for guest RAM that two processes share (a memory-backend-file with share=on).
  */
 
 const AF_UNIX = 1;
@@ -42,6 +43,7 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
@@ -267,4 +269,35 @@ export function ftruncate(fd: number, size: number): void {
 /** The file's size (lseek to its end). */
 export function fileSize(fd: number): number {
   return check(libc().lseek(fd, 0n, 2), `lseek fd ${fd}`);
+}
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+
+/**
+ * The file at `path` mapped MAP_SHARED, read-write, `size` bytes: every mapping of the same file, in any
+ * process or thread, is the same memory. An empty file is sized first; one of another size is refused
+ * (QEMU's file_ram_alloc). The mapping lasts as long as the process, as guest RAM does in QEMU: nothing
+ * may touch the returned buffer after an munmap, so there is none.
+ */
+export function mapFileShared(path: string, size: number): ArrayBuffer {
+  const fd = openFile(path, O_RDWR | O_CREAT);
+  try {
+    const have = fileSize(fd);
+    if (have === 0) ftruncate(fd, size);
+    else if (have !== size) {
+      throw new Error(
+        `backing store size 0x${have.toString(16)} does not match 'size' option 0x${size.toString(16)}`,
+      );
+    }
+    const p = libc().mmap(null, BigInt(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+    // MAP_FAILED is (void *)-1.
+    if (p === null || BigInt(Deno.UnsafePointer.value(p)) === 0xffff_ffff_ffff_ffffn) {
+      throw new Error(`mmap of '${path}' failed: ${strerror(errno())}`);
+    }
+    return Deno.UnsafePointerView.getArrayBuffer(p, size);
+  } finally {
+    closeFd(fd);
+  }
 }

@@ -5,7 +5,7 @@
 import { dirtyRateCommands } from "../dirtyrate.ts";
 import { dirtyLimitCommands } from "../dirtylimit.ts";
 import { MIGRATION_STATUSES } from "../migration_status.ts";
-import { transportCompatible } from "../migration.ts";
+import { cprConflict, transportCompatible } from "../migration.ts";
 import { createObject } from "../crypto/tls_creds.ts";
 import type { Engine } from "../engine.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
@@ -207,7 +207,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
         if (m.runstate === "inmigrate") throw new QmpError("Guest is waiting for an incoming migration");
         if (inProgress(e)) throw new QmpError("There's a migration process in progress");
         const addr = address(args, "migrate");
-        const bad = transportCompatible(addr, e.options, true);
+        const bad = transportCompatible(addr, e.options, true) ?? cprConflict(e.options);
         if (bad) throw new QmpError(bad);
         let channel: MigrationAddress;
         try {

@@ -84,11 +84,11 @@ Deno.test("qmp commands: argument and state errors", async (t) => {
       assert.match(
         await error(qmp, "migrate-set-capabilities", {
           capabilities: [{ capability: "events", state: true }, {
-            capability: "x-ignore-shared",
+            capability: "background-snapshot",
             state: true,
           }],
         }),
-        /Capability 'x-ignore-shared' is not supported/,
+        /Capability 'background-snapshot' is not supported/,
       );
       const caps = await qmp.execute<{ capability: string; state: boolean }[]>("query-migrate-capabilities");
       assert.equal(caps.find((c) => c.capability === "events")?.state, false, "nothing applied on error");

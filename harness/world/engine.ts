@@ -37,6 +37,15 @@ function engineRamSource(
 export class EngineSide<P extends SideProcess = EngineProcess> extends ProcessSide<P> implements Side {
   readonly staysUpAfterFailedLoad = true;
 
+  constructor(
+    process: P,
+    name: "source" | "target",
+    /** The block that holds guest-physical RAM from 0: pc.ram, or the memory backend's (named by its id). */
+    readonly mainBlock = "pc.ram",
+  ) {
+    super(process, name);
+  }
+
   ram(): RamSource {
     return engineRamSource(this.name, this.qmp, { digest: "x-test-ram-digest", read: "x-test-ram-read" });
   }
@@ -60,16 +69,24 @@ export class EngineSide<P extends SideProcess = EngineProcess> extends ProcessSi
   }
 
   async readRam(offset: number, size: number): Promise<Uint8Array> {
-    const r = await this.qmp.execute<{ data: string }>("x-test-ram-read", { block: "pc.ram", offset, size });
+    const r = await this.qmp.execute<{ data: string }>("x-test-ram-read", {
+      block: this.mainBlock,
+      offset,
+      size,
+    });
     return Uint8Array.fromBase64(r.data);
   }
 
   async writeRam(offset: number, data: Uint8Array): Promise<void> {
-    await this.qmp.execute("x-test-ram-write", { block: "pc.ram", offset, data: data.toBase64() });
+    await this.qmp.execute("x-test-ram-write", { block: this.mainBlock, offset, data: data.toBase64() });
   }
 
   async firstBytes(start: number, end: number): Promise<Uint8Array> {
-    const r = await this.qmp.execute<{ data: string }>("x-test-page-bytes", { block: "pc.ram", start, end });
+    const r = await this.qmp.execute<{ data: string }>("x-test-page-bytes", {
+      block: this.mainBlock,
+      start,
+      end,
+    });
     return Uint8Array.fromBase64(r.data);
   }
 
@@ -115,12 +132,13 @@ export const engineWorld: World = {
       uuid: spec.uuid,
       memPrealloc: spec.memPrealloc,
       dirtyRingSize: spec.dirtyRingSize,
+      memoryBackend: spec.memoryBackend,
       vcpu: spec.vcpu,
       socketPaths: spec.socketPaths,
       transcript: spec.transcript,
       timeoutMs: spec.timeoutMs,
       oob: spec.colo,
     });
-    return new EngineSide(process, spec.name);
+    return new EngineSide(process, spec.name, spec.memoryBackend?.id);
   },
 };

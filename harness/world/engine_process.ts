@@ -4,6 +4,7 @@
  */
 import { Child, SpawnedProcess } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "../../engine/qmp/client.ts";
+import type { MemoryBackendFile } from "../../engine/hostmem.ts";
 
 const ENGINE_MAIN = new URL("../../engine/main.ts", import.meta.url);
 const ENGINE_DIR = new URL("../../engine/", import.meta.url).pathname;
@@ -21,6 +22,7 @@ export interface EngineSpawnOptions {
   uuid?: string;
   memPrealloc?: boolean;
   dirtyRingSize?: number;
+  memoryBackend?: MemoryBackendFile;
   vcpu?: { runMs: number; sleepMs: number };
   /** Unix socket paths the engine may use besides its QMP socket (the migration socket). */
   socketPaths?: string[];
@@ -77,6 +79,10 @@ export class EngineProcess extends SpawnedProcess {
     if (opts.uuid) args.push("--uuid", opts.uuid);
     if (opts.memPrealloc) args.push("--mem-prealloc");
     if (opts.dirtyRingSize) args.push("--dirty-ring-size", String(opts.dirtyRingSize));
+    if (opts.memoryBackend) {
+      const b = opts.memoryBackend;
+      args.push("--memory-backend", `id=${b.id},mem-path=${b.memPath},share=${b.share ? "on" : "off"}`);
+    }
     if (opts.vcpu) args.push("--run-ms", String(opts.vcpu.runMs), "--sleep-ms", String(opts.vcpu.sleepMs));
     this.child = new Child(opts.name, Deno.execPath(), args, { NO_COLOR: "1" });
   }

@@ -509,6 +509,7 @@ export function createQemuWorld(
         oob: spec.colo,
         snapshot: spec.colo,
         suspendMe: spec.workload.kind === "a-b" && spec.workload.suspendMe === true,
+        memoryBackend: spec.memoryBackend,
       });
       const suspendMe = spec.workload.kind === "a-b" && spec.workload.suspendMe === true;
       const kvm = spec.dirtyRingSize !== undefined ||

@@ -34,6 +34,8 @@ export interface QemuBug {
   accel?: string;
   /** Only when the pair's machine type matches. */
   machine?: RegExp;
+  /** A hang: the case's waits give up after this many ms (KnownBug.hangMs). */
+  hangMs?: number;
 }
 
 /** Upstream's COLO cases of one kind: {primary,secondary}_failover[_checkpoint]. */
@@ -50,6 +52,33 @@ const COLO_MULTIFD = [
 ];
 
 export const QEMU_BUGS: readonly QemuBug[] = [
+  {
+    id: "qemu-mapped-ram-ignore-shared-write",
+    summary: "mapped-ram with x-ignore-shared and a block in shared memory: the source writes a bitmap " +
+      "for the block it leaves out, which has none, and fails ('Unable to write to file: Bad address'); " +
+      "fixed upstream by 'migration: Fix writing mapped_ram + ignore_shared snapshots' (Dec 2025, for " +
+      "11.0: such a block's header has both offsets 0 and no place in the file)",
+    cases: ["/migration/multifd/file/mapped-ram/ignore-shared/shmem"],
+    side: "src",
+    range: { from: "9.0", through: "10.2" },
+    symptom: /Unable to write to file: Bad address/,
+    fix: "11.0",
+  },
+  {
+    id: "qemu-mapped-ram-ignore-shared-read",
+    summary: "mapped-ram with x-ignore-shared: the source puts each block's address before its mapped-ram " +
+      "header, the destination reads the header first and takes the address for it ('Error reading " +
+      "ramblock pc.ram pages, region has bad alignment'); fixed upstream by 'migration: Fix reading " +
+      "mapped_ram + ignore_shared snapshots' (Dec 2025, for 11.0), which added the upstream case",
+    cases: [
+      "/migration/multifd/file/mapped-ram/ignore-shared",
+      "/migration/multifd/file/mapped-ram/ignore-shared/shmem",
+    ],
+    side: "dst",
+    range: { from: "9.0", through: "10.2" },
+    symptom: /region has bad alignment|Mapped-ram header|load of migration failed/,
+    fix: "11.0",
+  },
   {
     id: "qemu-calc-dirty-rate-mode-segfault",
     summary: "calc-dirty-rate with mode dirty-ring, or dirty-bitmap with sample-pages, on a VM without " +
@@ -79,6 +108,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     side: "either",
     range: { from: "7.2", through: "8.2" },
     // A 7.2 destination of a 10.0 source takes the "suspended" it is sent as is and says no RESUME on cont.
+    // Seen as a wait that times out; where it is fixed the wait takes about 2 s.
+    hangMs: 10_000,
     symptom:
       /the target resumed into 'running'|waiting for event STOP on source|waiting for event RESUME on target/,
     fix: "9.0",
@@ -157,6 +188,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     ],
     side: "dst",
     range: { from: "7.2", through: "7.2" },
+    // Seen as a wait that times out; where it is fixed the wait takes about 2 s.
+    hangMs: 10_000,
     symptom:
       /waiting for the dirty-memory marker on the target|target stderr: [^\n]*Extra incoming migration connection; ignoring/,
   },
@@ -168,6 +201,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     cases: ["/migration/multifd+postcopy/recovery/tls/psk"],
     side: "dst",
     range: { from: "7.2", through: "7.2" },
+    // Seen as a wait that times out; where it is fixed the wait takes about 2 s.
+    hangMs: 10_000,
     symptom: /waiting for source migration status 'completed'/,
   },
   {
@@ -190,6 +225,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     side: "dst",
     range: { from: "7.2", through: "7.2" },
     // The case waits for an error that never comes.
+    // Seen as a wait that times out; where it is fixed the wait takes about 2 s.
+    hangMs: 10_000,
     symptom: /waiting for the target to report the error \(stderr or query-migrate\)/,
   },
   {
@@ -201,6 +238,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     side: "dst",
     range: { from: "10.0", through: "10.0" },
     peer: { from: "7.2", through: "7.2" },
+    // Seen as a wait that times out; where it is fixed the wait takes about 2 s.
+    hangMs: 10_000,
     symptom: /waiting for target migration status 'failed'/,
   },
   {
@@ -319,6 +358,7 @@ export function knownQemuBug(
         (b.peer ? `, the ${role(side === "src" ? "dst" : "src")} ${versionText(peer.version)}` : ""),
       symptom: b.symptom,
       ...(b.intermittent ? { intermittent: true } : {}),
+      ...(b.hangMs ? { hangMs: b.hangMs } : {}),
       ...(b.fix ? { fix: b.fix } : {}),
     };
   }

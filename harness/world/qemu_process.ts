@@ -19,6 +19,7 @@
  */
 import { Child, SpawnedProcess } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "../../engine/qmp/client.ts";
+import type { MemoryBackendFile } from "../../engine/hostmem.ts";
 import { QtestClient } from "../qtest_client.ts";
 import type { SideId } from "../case.ts";
 
@@ -119,6 +120,8 @@ export interface QemuSpawnOptions {
   timeoutMs: number;
   /** Guest RAM (default 150, as upstream for x86). */
   memoryMiB?: number;
+  /** Guest RAM from this memory-backend-file (`-machine memory-backend=ID`), sized as `-m`. */
+  memoryBackend?: MemoryBackendFile;
   /** `-machine` value, options included (default "pc", an alias of the newest pc-i440fx type). */
   machine?: string;
   /** `-accel` values in order of preference (default ["kvm", "tcg"], as upstream). */
@@ -202,6 +205,16 @@ export class QemuProcess extends SpawnedProcess {
       "none",
       "-nodefaults",
     ];
+    if (opts.memoryBackend) {
+      const b = opts.memoryBackend;
+      args.push(
+        "-object",
+        `memory-backend-file,id=${b.id},size=${opts.memoryMiB ?? 150}M,mem-path=${b.memPath},` +
+          `share=${b.share ? "on" : "off"}`,
+        "-machine",
+        `memory-backend=${b.id}`,
+      );
+    }
     if (opts.incoming) args.push("-incoming", opts.incoming);
     if (opts.startPaused) args.push("-S");
     if (opts.uuid) args.push("-uuid", opts.uuid);

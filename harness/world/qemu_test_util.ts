@@ -16,6 +16,7 @@ const COMMON_CAPS = [
   "postcopy-blocktime",
   "postcopy-preempt",
   "validate-uuid",
+  "x-ignore-shared",
 ];
 const COMMON_PARAMS = [
   "multifd-channels",

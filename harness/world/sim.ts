@@ -29,6 +29,7 @@ import { SimFdTable, withFds } from "./sim/fds.ts";
 import type { FdMonitor } from "../fds.ts";
 import type { FileStore } from "../../engine/transport/file.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
+import { memoryRegistry } from "../../engine/hostmem.ts";
 import {
   type CaseNeeds,
   modelCannotRun,
@@ -47,6 +48,8 @@ class SimPair implements WorldTrace {
   readonly files = new SimFiles();
   /** The pair's descriptors (stand-ins for the OS's: sockets and open files passed with getfd, add-fd). */
   readonly fds: SimFdTable;
+  /** The pair's shared memory files (a memory backend with share=on: one buffer both sides map). */
+  readonly hostMemory = memoryRegistry();
   readonly alive = new Set<SimProcess>();
 
   constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault, interleavePercent?: number) {
@@ -123,6 +126,7 @@ class SimProcess implements SideProcess {
       uuid: spec.uuid,
       memPrealloc: spec.memPrealloc,
       dirtyRingSize: spec.dirtyRingSize,
+      memoryBackend: spec.memoryBackend,
       runMs: spec.vcpu?.runMs,
       sleepMs: spec.vcpu?.sleepMs,
     }, {
@@ -140,6 +144,7 @@ class SimProcess implements SideProcess {
       tls: simTls(sim.engineClock),
       fds: pair.fds,
       createVcpu: (o) => new SimVcpu(sim, spec.name, o),
+      hostMemory: pair.hostMemory,
     });
     this.#server = QmpServer.unbound({
       path: `${spec.dir}/${spec.name}.qmp`,
@@ -323,6 +328,7 @@ async function closePair(dir: string, pair: SimPair): Promise<void> {
   await pair.sim.close();
   if (RECORD_TO && pair.sim.lines) await Deno.writeTextFile(RECORD_TO, pair.sim.lines.join("\n") + "\n");
   pair.net.dispose();
+  pair.hostMemory.clear();
 }
 
 /** A side of the simulation: the engine world's side (same x-test commands) on the virtual clock. */
@@ -395,5 +401,5 @@ async function spawnSimSide(spec: SideSpec, opts: { knobs?: SimKnobs; fault?: Si
     await p.kill();
     throw e;
   }
-  return new SimSide(p, spec.name);
+  return new SimSide(p, spec.name, spec.memoryBackend?.id);
 }

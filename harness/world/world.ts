@@ -7,6 +7,7 @@
  */
 import type { Clock } from "../../engine/clock.ts";
 import type { WorkloadSpec } from "../../engine/guest/workload.ts";
+import type { MemoryBackendFile } from "../../engine/hostmem.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
 import type { AnyCase, VcpuDuty } from "../case.ts";
@@ -68,6 +69,8 @@ export interface SideSpec {
   memPrealloc?: boolean;
   /** The vCPU's dirty ring (entries), or none: the dirty bitmap. */
   dirtyRingSize?: number;
+  /** The main RAM in this memory backend's file (the same file on both sides: shared memory). */
+  memoryBackend?: MemoryBackendFile;
   vcpu?: VcpuDuty;
   /** The simulated world's least interleave percent (the case's simInterleavePercent); others ignore it. */
   interleavePercent?: number;
@@ -172,6 +175,12 @@ export interface KnownBug {
    * reported as a pass with a note naming the bug, not as XPASS (see known_bug.ts).
    */
   intermittent?: boolean;
+  /**
+   * The bug is a hang, seen as a wait that never ends: the case's waits give up after this many ms
+   * instead of the usual 30 s (the same wait fails with the same message, sooner). Several times what the
+   * wait takes where the bug is fixed, so that a fix still shows as XPASS.
+   */
+  hangMs?: number;
 }
 
 /** Something a case needs of one side's QEMU binary beyond what every QEMU that migrates has. */

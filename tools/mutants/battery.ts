@@ -117,8 +117,8 @@ const ram: Mutant[] = [
   {
     name: "ram-stop-window-guest-runs",
     file: "engine/migration.ts",
-    find: '      await machine.stop("finish-migrate");\n',
-    replace: '      await machine.stop("finish-migrate");\n      machine.start();\n',
+    find: '    await machine.stop("finish-migrate");\n  }\n',
+    replace: '    await machine.stop("finish-migrate");\n    machine.start();\n  }\n',
     why: "the guest resumes during the stop window (a runstate change racing the completion): pages it " +
       "writes after the final sync never reach the destination",
     ci: true,
@@ -905,6 +905,34 @@ const suspend: Mutant[] = [
   },
 ];
 
+/** x-ignore-shared: shared memory is mapped by the destination, everything else is migrated. */
+const ignoreShared: Mutant[] = [
+  {
+    name: "ignore-shared-block-sent",
+    file: "engine/ram.ts",
+    find: "    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, this.#ignoreShared));",
+    replace: "    this.blocks = listed;",
+    why: "the source tracks and sends a block x-ignore-shared leaves out: the shared RAM crosses the " +
+      "wire (upstream's check: under 4 MiB sent) and the destination overwrites memory it maps",
+  },
+  {
+    name: "ignore-shared-private-block-left-out",
+    file: "engine/ram.ts",
+    find: "  return ignoreShared && block.share;",
+    replace: "  return ignoreShared;",
+    why: "x-ignore-shared leaves out every block, shared or not (ramblock_is_ignored without " +
+      "qemu_ram_is_shared): private RAM such as vga.vram never reaches the destination",
+  },
+  {
+    name: "cpr-reboot-saves-running-guest",
+    file: "engine/migration.ts",
+    find: '      const cpr = options.params.mode !== "normal";',
+    replace: "      const cpr = false;",
+    why: "mode cpr-reboot migrates like a normal live migration (migrate_fd_connect not stopping the VM " +
+      "for cpr): RAM saved from a running guest, while the restarted QEMU resumes from the image",
+  },
+];
+
 export const BATTERY: readonly Mutant[] = [
   ...ram,
   ...multifd,
@@ -919,6 +947,7 @@ export const BATTERY: readonly Mutant[] = [
   ...switchover,
   ...suspend,
   ...dirtyLimit,
+  ...ignoreShared,
 ];
 
 /** The fixed fast subset CI runs (`--subset ci`): mutants the full tier catches in its first cases. */

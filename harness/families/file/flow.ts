@@ -57,6 +57,24 @@ async function removeFdset(side: Side): Promise<void> {
   if (left.length) throw new FlowError(`${side.name}: query-fdsets after remove-fd: ${JSON.stringify(left)}`);
 }
 
+/**
+ * cpr-reboot with a running guest: the source stops before the migration goes active, so no RAM is
+ * saved from a running guest (the image is what a restarted QEMU resumes from).
+ */
+function expectStoppedFirst(p: MigrationPair, since: number): void {
+  const events = p.src.qmp.events.slice(since);
+  const stop = events.findIndex((e) => e.event === "STOP");
+  const active = events.findIndex((e) => e.event === "MIGRATION" && e.data?.status === "active");
+  if (stop < 0 || active < 0 || stop > active) {
+    throw new FlowError(
+      "cpr-reboot: the running source must stop before the migration goes active (before any RAM is " +
+        `saved); its events since migrate: ${
+          events.map((e) => `${e.event}${e.data?.status ? `(${e.data.status})` : ""}`).join(" ")
+        }`,
+    );
+  }
+}
+
 /** test_file_common: the source (optionally stopped first) saves to a file; the destination loads it. */
 export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
   const path = c.fdset ? `/dev/fdset/${FDSET}` : p.migfile;
@@ -71,11 +89,13 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
   }
   await p.setParams(p.src, CONVERGE);
   if (c.fdset) await addFdset(p, p.src, !c.fdset.srcReadOnly, c.fdset);
+  const since = p.src.qmp.events.length;
   if (!await migrate(p, uri, { outcome: c })) {
     if (c.fdset) await expectFailedToStart(p);
     return;
   }
   await p.waitStatus(p.src, "completed");
+  if (c.stopSrc === false && c.srcParams?.mode === "cpr-reboot") expectStoppedFirst(p, since);
   if (offset > 0) {
     const bytes = await head(files, p.migfile, offset + 4);
     if (!bytes.subarray(0, offset).every((b) => b === 0x58)) {

@@ -34,6 +34,11 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
    * all): a source whose guest was suspended must go back to "suspended", not run nor die.
    */
   contSourceAfter?: boolean;
+  /**
+   * After completion the source's query-migrate ram.transferred must be under this many MiB (upstream's
+   * ignore-shared: shared RAM is not sent, so under 4 MiB of a 128 MiB guest goes on the wire).
+   */
+  maxRamSentMiB?: number;
   /** A fault in the source's outgoing stream (main channel or a multifd channel). */
   fault?: FaultSpec;
   /** Faults injected on the destination (before migrate-incoming). */

@@ -38,6 +38,7 @@ export const precopy = defineFlow<PrecopyCase>({
     release: true,
     holdSwitchoverAck: true,
     contSourceAfter: true,
+    maxRamSentMiB: true,
   },
   problems(c, bad) {
     socketProblems(c, bad);
@@ -56,6 +57,9 @@ export const precopy = defineFlow<PrecopyCase>({
     }
     if (c.writeOnce && c.workload?.kind !== "idle") {
       bad("writeOnce", "needs the idle workload (a guest that writes nothing after the write)");
+    }
+    if (c.maxRamSentMiB !== undefined && (c.expect ?? "succeed") !== "succeed") {
+      bad("maxRamSentMiB", "bounds what a completed migration sent: expect succeed");
     }
     if (c.fault) faultProblems(c, c.fault, "fault", "src", bad);
     for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);

@@ -10,6 +10,7 @@ import type { VcpuDriver, VcpuOptions } from "../../../engine/guest/vcpu.ts";
 import { DirtyRing } from "../../../engine/guest/dirty_ring.ts";
 import { userfaultAccess } from "../../../engine/guest/userfault.ts";
 import { errorMessage } from "../../../engine/error.ts";
+import { viewRam } from "../../../engine/hostmem.ts";
 import type { Simulation } from "./scheduler.ts";
 
 /** The vCPU's dirty ring, stepped in this thread like the rest of the guest. */
@@ -33,6 +34,8 @@ export class SimVcpu implements VcpuDriver {
   readonly #fullSpeed: number;
   /** auto-converge's throttle: the vCPU gets (100 - pct) % of its time. */
   #throttle = 0;
+  /** Each block's page count. */
+  readonly #pages: number[];
 
   constructor(
     private readonly sim: Simulation,
@@ -41,7 +44,7 @@ export class SimVcpu implements VcpuDriver {
   ) {
     const g: GuestMemory = {
       blocks: opts.blocks.map((b) => {
-        const mem = new Uint8Array(b.mem);
+        const mem = viewRam(b.mem);
         return { mem, dirtyLog: new Int32Array(b.dirtyLog), pages: mem.length / 4096 };
       }),
       cpu: new Int32Array(opts.cpu),
@@ -52,6 +55,7 @@ export class SimVcpu implements VcpuDriver {
       // A missing page ends the step; the next step retries it (the page may have been placed by then).
       access: userfaultAccess(opts.userfault, (block, page) => opts.onFault(block, page), null),
     };
+    this.#pages = g.blocks.map((b) => b.pages);
     // At an interleave point a running guest writes a few pages at once, as another core would, and
     // the page the point names, if any (a hot page the guest keeps writing, in the middle of its send).
     this.#leave = sim.addGuest((page) => {
@@ -140,7 +144,7 @@ export class SimVcpu implements VcpuDriver {
     if (!this.#workload?.touch) return;
     let page = Math.floor(addr / 4096);
     for (let b = 0; b < this.opts.blocks.length; b++) {
-      const pages = this.opts.blocks[b].mem.byteLength / 4096;
+      const pages = this.#pages[b];
       if (page < pages) {
         try {
           this.#workload.touch(b, page);
