@@ -121,7 +121,10 @@ export interface TlsSpec {
 export interface SocketCase {
   /** Every channel a TLS session (x509 or PSK). */
   tls?: TlsSpec;
-  transport?: "unix" | "tcp";
+  /** unix (default), tcp on 127.0.0.1, or rdma on the host's RDMA link (port 29200, as upstream). */
+  transport?: "unix" | "tcp" | "rdma";
+  /** rdma over the link's global IPv6 address instead of its IPv4 one (upstream's rdma/plain/ipv6). */
+  ipv6?: boolean;
   /** Start the destination with `-incoming defer` and send migrate-incoming from the flow. */
   defer?: boolean;
   /** migrate-incoming exit-on-error (only with defer); default true like QEMU. */

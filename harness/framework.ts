@@ -17,6 +17,7 @@ import { type EventWait, type Probe, WaitAbort, waitFor, WaitTimeoutError } from
 import type { LackedField } from "../engine/testing/releases.ts";
 import { setupTls } from "./tls.ts";
 import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
+import { rdmaAddress } from "./world/rdma.ts";
 
 export interface CaseContext {
   seed: number;
@@ -136,7 +137,14 @@ export class MigrationPair {
 
   /** The socket the destination listens on (unix or tcp port 0), as the case's transport says. */
   incomingUri(): string {
-    return this.socket?.transport === "tcp" ? "tcp:127.0.0.1:0" : `unix:${this.migsocket}`;
+    const s = this.socket;
+    if (s?.transport === "rdma") {
+      // Upstream's port; the address is the link's (a world that runs the case has checked there is one).
+      const r = rdmaAddress(s.ipv6 === true);
+      if ("none" in r) throw new FlowError(`rdma: ${r.none}`);
+      return `rdma:${r.addr}:29200`;
+    }
+    return s?.transport === "tcp" ? "tcp:127.0.0.1:0" : `unix:${this.migsocket}`;
   }
 
   /** The socket the case chooses, or null (its flow sends migrate-incoming itself). */

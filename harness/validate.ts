@@ -40,6 +40,7 @@ export const SOCKET_FIELDS: Record<keyof SocketCase, true> = {
   defer: true,
   exitOnError: true,
   tls: true,
+  ipv6: true,
 };
 export const OUTCOME_FIELDS: Record<keyof Outcome, true> = { expect: true, error: true, srcError: true };
 
@@ -125,6 +126,7 @@ export function caseProblems(c: AnyCase, lookup: FlowLookup): string[] {
 
 /** The problems of a socket case's fields (a family whose records have them calls this first). */
 export function socketProblems(c: SocketCase, bad: Problem): void {
+  if (c.ipv6 && c.transport !== "rdma") bad("ipv6", "picks the RDMA link's address family: only with rdma");
   if (c.exitOnError !== undefined && !c.defer) {
     bad("exitOnError", "is a migrate-incoming argument: it needs defer");
   }

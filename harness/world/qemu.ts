@@ -19,6 +19,7 @@ import {
 import { ProcessSide } from "./process_side.ts";
 import { QEMU_UNCOMPARED_FIELDS, readDeviceState } from "./qemu_devices.ts";
 import { qemuBinary, QemuProcess } from "./qemu_process.ts";
+import { rdmaAddress } from "./rdma.ts";
 import type {
   Breakpoints,
   CaseNeeds,
@@ -216,6 +217,10 @@ export function qemuCannotRun(c: AnyCase, family: CaseNeeds, setup: QemuSetup | 
     if (!needs.length) return null;
     return `needs ${[...new Set(needs.map(describeNeed))].join(", ")}: the QEMU binaries were not probed ` +
       "(the world was not prepared)";
+  }
+  if (family.rdmaLink) {
+    const r = rdmaAddress(family.rdmaLink === "IPv6");
+    if ("none" in r) return `needs an RDMA link (${family.rdmaLink}): ${r.none}`;
   }
   if (c.dirtyRingSize) {
     for (const side of ["src", "dst"] as const) {

@@ -220,6 +220,8 @@ export interface CaseNeeds {
    * simulated world skip the case with it; QEMU runs it where its build and the host have it.
    */
   notModelled?: string;
+  /** An RDMA link on the host, its address of this family (the rdma: transport listens there). */
+  rdmaLink?: "IPv4" | "IPv6";
   /**
    * The verdict is a rate or a duration in the world's time, said as what it is: between real processes
    * it would depend on the machine's load, so the engine world leaves it to the simulated one.

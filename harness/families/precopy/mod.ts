@@ -73,6 +73,14 @@ export const precopy = defineFlow<PrecopyCase>({
   },
   needs: (c) => ({
     ...(c.holdSwitchoverAck ? { heldAt: "holding the destination's switchover ack" } : {}),
+    ...(c.transport === "rdma"
+      ? {
+        notModelled: "the rdma: transport needs an RDMA link (InfiniBand, RoCE or soft-RoCE) and QEMU's " +
+          "CONFIG_RDMA: the model has no RDMA transport (it refuses rdma: URIs); a QEMU with RDMA on a host " +
+          "with a link runs the case",
+        rdmaLink: c.ipv6 ? "IPv6" as const : "IPv4" as const,
+      }
+      : {}),
     faults: c.fault !== undefined || c.dstFaults !== undefined,
     olderRelease: c.release !== undefined,
     guestControl: c.fillRandom || c.writeOnce,
