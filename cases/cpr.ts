@@ -1,18 +1,19 @@
 /**
- * The cpr modes (upstream cpr-tests.c): a QEMU stopped, saved and restarted from the image, its RAM
- * kept in shared memory rather than in the file. cpr-transfer and cpr-exec pass the memory's
- * descriptors to a new QEMU: not modelled (the engine refuses the mode).
+ * The cpr modes (upstream cpr-tests.c): cpr-reboot, a QEMU stopped, saved and restarted from the image,
+ * its RAM kept in shared memory rather than in the file; cpr-transfer, a new QEMU started beside the old
+ * one and handed the descriptors of its RAM on a cpr channel. (cpr-exec is QEMU 10.2's.)
  */
 import type { MigrationCase } from "../harness/families/mod.ts";
 
 const CPR_REBOOT = { mode: "cpr-reboot" as const };
+const CPR_TRANSFER = { mode: "cpr-transfer" as const };
 
 export const CPR_CASES: MigrationCase[] = [
   {
     name: "/migration/mode/reboot",
     tier: "full",
     flow: "file",
-    sharedMemory: true,
+    memType: "shmem",
     caps: ["x-ignore-shared"],
     srcParams: CPR_REBOOT,
     dstParams: CPR_REBOOT,
@@ -24,7 +25,7 @@ export const CPR_CASES: MigrationCase[] = [
     name: "/migration/mode/reboot/live",
     tier: "full",
     flow: "file",
-    sharedMemory: true,
+    memType: "shmem",
     caps: ["x-ignore-shared"],
     srcParams: CPR_REBOOT,
     dstParams: CPR_REBOOT,
@@ -52,5 +53,36 @@ export const CPR_CASES: MigrationCase[] = [
     error: /Cannot use postcopy with CPR/,
     why: "cpr-reboot with postcopy: the migrate command must be refused (a restarted QEMU cannot fetch " +
       "pages from a source that is gone)",
+  },
+  {
+    name: "/migration/mode/transfer",
+    tier: "full",
+    flow: "cpr-transfer",
+    memType: "memfd",
+    auxRamShare: true,
+    srcParams: CPR_TRANSFER,
+    why: "cpr-transfer hands the new process every RAM block as a descriptor (the CPR state) and sends " +
+      "no page: a block not passed, or mapped as fresh memory, or a page sent anyway, gives a guest that " +
+      "differs or a refused stream",
+  },
+  {
+    name: "/migration/mode/transfer/defer",
+    tier: "full",
+    flow: "cpr-transfer",
+    memType: "memfd",
+    auxRamShare: true,
+    srcParams: CPR_TRANSFER,
+    defer: true,
+    why: "the target hangs up the cpr channel only once migrate-incoming has it listening: a source that " +
+      "connects the main channel before that fails",
+  },
+  {
+    name: "/migration/mode/transfer/bad/no-cpr-channel",
+    tier: "full",
+    flow: "precopy",
+    srcParams: CPR_TRANSFER,
+    expect: "qmp-error",
+    error: /missing 'cpr' migration channel/,
+    why: "mode cpr-transfer without a cpr channel must be refused by migrate, before anything starts",
   },
 ];

@@ -45,7 +45,7 @@ const upstream: MigrationCase[] = [
     tier: "full",
     flow: "file",
     caps: ["mapped-ram", "x-ignore-shared"],
-    sharedMemory: true,
+    memType: "shmem",
     stopSrc: true,
     why: "a block in shared memory has a header with no place in the file (both offsets 0) and no " +
       "bitmap: a source that reserves or writes one, or a loader that reads pages for it, fails",

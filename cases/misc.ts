@@ -38,7 +38,7 @@ export const MISC_CASES: MigrationCase[] = [
     flow: "precopy",
     // Live, as upstream: the source's guest keeps writing the shared memory the destination maps.
     live: true,
-    sharedMemory: true,
+    memType: "shmem",
     caps: ["x-ignore-shared"],
     maxRamSentMiB: 4,
     why: "with x-ignore-shared the guest's RAM in shared memory must not go on the wire (under 4 MiB " +
@@ -50,7 +50,7 @@ export const MISC_CASES: MigrationCase[] = [
     tier: "full",
     flow: "precopy",
     live: true,
-    sharedMemory: true,
+    memType: "shmem",
     caps: ["x-ignore-shared"],
     workload: { kind: "random", seed: 0 },
     maxRamSentMiB: 4,

@@ -25,7 +25,9 @@ import { hostNetwork, type Network } from "./transport/socket.ts";
 import type { Clock } from "./clock.ts";
 import type { VcpuDriver, VcpuOptions } from "./guest/vcpu.ts";
 import type { MigrationAddress } from "./transport/uri.ts";
-import type { HostMemory, MemoryBackendFile } from "./hostmem.ts";
+import type { HostMemory, MemoryBackend } from "./hostmem.ts";
+import { type CprChannel, type CprFd, encodeCprState } from "./cpr.ts";
+import { libcCprChannel } from "./os/cpr_channel.ts";
 
 export interface EngineConfig {
   name: string;
@@ -43,7 +45,14 @@ export interface EngineConfig {
   /** The vCPU's dirty ring size (KVM's dirty-ring-size), or none: the dirty bitmap. */
   dirtyRingSize?: number;
   /** The main RAM in a memory backend's file (`-machine memory-backend`). */
-  memoryBackend?: MemoryBackendFile;
+  memoryBackend?: MemoryBackend;
+  /** -machine aux-ram-share=on: every other RAM block a shared memfd (what cpr-transfer needs). */
+  auxRamShare?: boolean;
+  /**
+   * cpr-transfer's target (`-incoming cpr,...`): the RAM descriptors the CPR state passed, by block name;
+   * this process maps the source's memory from them and its incoming mode is cpr-transfer.
+   */
+  cprIncoming?: ReadonlyMap<string, number>;
   /** Known defects to switch on (engine/defects.ts). */
   defects?: string[];
 }
@@ -64,6 +73,10 @@ export interface EngineHooks {
   createVcpu?(opts: VcpuOptions): VcpuDriver;
   /** How a memory backend's file is mapped (default: this host's mmap). */
   hostMemory?: HostMemory;
+  /** The cpr channel's host side (default: unix sockets through libc). */
+  cprChannel?: CprChannel;
+  /** cpr-transfer's target: hangs up the cpr channel (called once the main channel listens). */
+  cprHangUp?(): void;
 }
 
 export class Engine {
@@ -122,6 +135,8 @@ export class Engine {
       dirtyRingSize: config.dirtyRingSize,
       memoryBackend: config.memoryBackend,
       hostMemory: hooks.hostMemory,
+      auxRamShare: config.auxRamShare,
+      preserved: config.cprIncoming,
       runMs: config.runMs,
       sleepMs: config.sleepMs,
       clock: hooks.clock,
@@ -163,6 +178,12 @@ export class Engine {
       secure: (link) => this.secureIncoming(link),
       exit: hooks.exit,
       abort: hooks.abort,
+      cprTransfer: config.cprIncoming !== undefined,
+      listening: () => {
+        const h = hooks.cprHangUp;
+        hooks.cprHangUp = undefined;
+        h?.();
+      },
     });
   }
 
@@ -178,6 +199,35 @@ export class Engine {
   /** The enabled capabilities source and destination must agree on (configuration/capabilities). */
   validatedCapabilities(): string[] {
     return VALIDATED_CAPABILITIES.filter((c) => this.options.cap(c));
+  }
+
+  /**
+   * cpr-transfer (qmp_migrate with a cpr channel): every RAM block must have a descriptor to pass; the
+   * CPR state goes out first, and the main channel is connected once the target has hung up the cpr
+   * channel (it listens then). Throws QEMU's words when a block cannot be passed or the channel fails.
+   */
+  async startOutgoingCpr(addr: MigrationAddress, cprPath: string): Promise<void> {
+    const blocks = [...this.machine.blocks].reverse();
+    for (const b of blocks) {
+      if (b.fd === null) {
+        throw new Error(
+          `Memory region ${b.idstr} is not compatible with CPR. share=on is required for memory-backend ` +
+            "objects, and aux-ram-share=on is required.",
+        );
+      }
+    }
+    // QEMU's list has the last block first (it inserts at the head).
+    const fds: CprFd[] = blocks.map((b) => ({ name: b.idstr, id: 0, fd: b.fd! }));
+    const { hangup } = await (this.hooks.cprChannel ?? libcCprChannel).send(
+      cprPath,
+      encodeCprState(fds),
+      fds.map((f) => f.fd),
+    );
+    const main = this.#connector(addr);
+    this.migration.start(async () => {
+      await hangup;
+      return main();
+    });
   }
 
   startOutgoing(addr: MigrationAddress, resume = false): void {

@@ -1,35 +1,52 @@
 /**
- * Host memory backends (QEMU's backends/hostmem-file.c): guest RAM held in a file the host maps, given
- * to the machine as its main RAM (`-object memory-backend-file,id=mem0,mem-path=PATH,share=on`). With
- * share=on every process that maps the file sees the same memory, which is what x-ignore-shared and the
- * cpr modes build on: a destination on the same host maps the source's RAM instead of receiving it.
+ * Host memory backends (QEMU's backends/hostmem-file.c and hostmem-memfd.c): guest RAM held in a file
+ * the host maps (`-object memory-backend-file,id=mem0,mem-path=PATH,share=on`) or in a memfd
+ * (`memory-backend-memfd`, always shared), given to the machine as its main RAM. With share=on every
+ * process that maps the file sees the same memory, which is what x-ignore-shared and cpr-reboot build
+ * on; a memfd's descriptor is what cpr-transfer passes to the new process, which maps the same RAM.
  */
-import { mapFileShared } from "./os/libc.ts";
+import { mapFd, mapFileShared, memfdCreate } from "./os/libc.ts";
 
-/** `--memory-backend id=ID,mem-path=PATH[,share=on|off]`. */
+/** `--memory-backend id=ID,mem-path=PATH[,share=on|off]`, or `type=memfd,id=ID`. */
+export type MemoryBackend = MemoryBackendFile | MemoryBackendMemfd;
+
 export interface MemoryBackendFile {
+  type?: "file";
   id: string;
   memPath: string;
   /** share=on: a shared mapping (qemu_ram_is_shared); off: a private copy of the file's contents. */
   share: boolean;
 }
 
-/** How another thread reaches the same memory: a shareable buffer, or the file to map again. */
-export type RamShare = SharedArrayBuffer | { memPath: string; size: number };
+/** Anonymous shared memory with a descriptor (memfd_create): what cpr-transfer hands over. */
+export interface MemoryBackendMemfd {
+  type: "memfd";
+  id: string;
+  share: true;
+}
+
+/** How another thread reaches the same memory: a shareable buffer, the file, or the descriptor to map again. */
+export type RamShare = SharedArrayBuffer | { memPath: string; size: number } | { fd: number; size: number };
 
 /** A backend's memory as the machine holds it. */
 export interface HostRam {
   mem: Uint8Array;
   share: RamShare;
+  /** The descriptor behind it (a memfd's), which cpr-transfer passes on; absent for the others. */
+  fd?: number;
 }
 
-/** Maps a backend's file (the engine process: mmap; the simulated world: one buffer per path). */
+/**
+ * Maps a backend's memory (the engine process: mmap; the simulated world: one buffer per path or
+ * descriptor), or a descriptor passed by the previous process (cpr-transfer's target).
+ */
 export interface HostMemory {
-  map(backend: MemoryBackendFile, size: number): HostRam;
+  map(backend: MemoryBackend, size: number): HostRam;
+  adopt(fd: number, size: number): HostRam;
 }
 
-/** Parses `id=mem0,mem-path=/dev/shm/x,share=on` (QEMU's property names); throws what is wrong. */
-export function parseMemoryBackend(text: string): MemoryBackendFile {
+/** Parses `id=mem0,mem-path=/dev/shm/x,share=on` or `type=memfd,id=ram0` (QEMU's names); throws what is wrong. */
+export function parseMemoryBackend(text: string): MemoryBackend {
   const props = new Map<string, string>();
   for (const part of text.split(",")) {
     const eq = part.indexOf("=");
@@ -37,9 +54,21 @@ export function parseMemoryBackend(text: string): MemoryBackendFile {
     props.set(part.slice(0, eq), part.slice(eq + 1));
   }
   for (const k of props.keys()) {
-    if (!["id", "mem-path", "share"].includes(k)) throw new Error(`memory backend: unknown property '${k}'`);
+    if (!["type", "id", "mem-path", "share"].includes(k)) {
+      throw new Error(`memory backend: unknown property '${k}'`);
+    }
+  }
+  const type = props.get("type") ?? "file";
+  if (type !== "file" && type !== "memfd") {
+    throw new Error(`memory backend: type '${type}' is not file or memfd`);
   }
   const id = props.get("id");
+  if (type === "memfd") {
+    if (!id) throw new Error("memory backend: Parameter 'id' is missing");
+    if (props.has("mem-path")) throw new Error("memory backend: a memfd has no 'mem-path'");
+    if (props.get("share") === "off") throw new Error("memory backend: a memfd here is always share=on");
+    return { type: "memfd", id, share: true };
+  }
   const memPath = props.get("mem-path");
   if (!id) throw new Error("memory backend: Parameter 'id' is missing");
   if (!memPath) throw new Error("memory backend: property 'mem-path' is required");
@@ -52,8 +81,9 @@ export function parseMemoryBackend(text: string): MemoryBackendFile {
 
 /** The memory behind a RamShare, in this thread (a vCPU thread maps the file itself). */
 export function viewRam(share: RamShare): Uint8Array {
+  if (share instanceof SharedArrayBuffer) return new Uint8Array(share);
   return new Uint8Array(
-    share instanceof SharedArrayBuffer ? share : mapFileShared(share.memPath, share.size),
+    "fd" in share ? mapFd(share.fd, share.size) : mapFileShared(share.memPath, share.size),
   );
 }
 
@@ -74,6 +104,7 @@ function privateCopy(contents: Uint8Array | null, size: number, path: string): H
 /** This host's: share=on maps the file MAP_SHARED (the vCPU thread maps it again). */
 export const hostMemory: HostMemory = {
   map(b, size) {
+    if (b.type === "memfd") return hostMemory.adopt(memfdCreate(b.id, size), size);
     if (!b.share) {
       let contents: Uint8Array | null = null;
       try {
@@ -85,6 +116,8 @@ export const hostMemory: HostMemory = {
     }
     return { mem: new Uint8Array(mapFileShared(b.memPath, size)), share: { memPath: b.memPath, size } };
   },
+  // The descriptor stays open: it is the memory's name for the vCPU thread and for a later cpr-transfer.
+  adopt: (fd, size) => ({ mem: new Uint8Array(mapFd(fd, size)), share: { fd, size }, fd }),
 };
 
 /**
@@ -93,8 +126,21 @@ export const hostMemory: HostMemory = {
  */
 export function memoryRegistry(): HostMemory & { clear(): void } {
   const files = new Map<string, SharedArrayBuffer>();
+  /** The simulated memfds, by descriptor (numbers of the simulated host's own, from 1000 up). */
+  const memfds = new Map<number, SharedArrayBuffer>();
+  const adopt = (fd: number, size: number): HostRam => {
+    const sab = memfds.get(fd);
+    if (!sab) throw new Error(`fd ${fd} is no memory the simulated host made`);
+    if (sab.byteLength !== size) throw new Error(`fd ${fd} is ${sab.byteLength} bytes, not ${size}`);
+    return { mem: new Uint8Array(sab), share: sab, fd };
+  };
   return {
     map(b, size) {
+      if (b.type === "memfd") {
+        const fd = 1000 + memfds.size;
+        memfds.set(fd, new SharedArrayBuffer(size));
+        return adopt(fd, size);
+      }
       const have = files.get(b.memPath);
       if (!b.share) return privateCopy(have ? new Uint8Array(have) : null, size, b.memPath);
       if (have && have.byteLength !== size) return privateCopy(new Uint8Array(have), size, b.memPath);
@@ -102,6 +148,10 @@ export function memoryRegistry(): HostMemory & { clear(): void } {
       files.set(b.memPath, sab);
       return { mem: new Uint8Array(sab), share: sab };
     },
-    clear: () => files.clear(),
+    adopt,
+    clear: () => {
+      files.clear();
+      memfds.clear();
+    },
   };
 }

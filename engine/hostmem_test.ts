@@ -11,6 +11,9 @@ Deno.test("hostmem: --memory-backend takes QEMU's property names and says what i
     share: true,
   });
   assert.equal(parseMemoryBackend("id=m,mem-path=/x").share, false);
+  assert.deepEqual(parseMemoryBackend("type=memfd,id=ram0"), { type: "memfd", id: "ram0", share: true });
+  assert.throws(() => parseMemoryBackend("type=memfd,id=r,mem-path=/x"), /a memfd has no 'mem-path'/);
+  assert.throws(() => parseMemoryBackend("type=hugetlb,id=r"), /type 'hugetlb' is not file or memfd/);
   assert.throws(() => parseMemoryBackend("mem-path=/x"), /Parameter 'id' is missing/);
   assert.throws(() => parseMemoryBackend("id=m"), /'mem-path' is required/);
   assert.throws(() => parseMemoryBackend("id=m,mem-path=/x,share=yes"), /'share' expects 'on' or 'off'/);

@@ -62,6 +62,10 @@ export interface IncomingHost {
   exit(code: number): void;
   /** A memory-safety failure: end the process at once, as a crash would (absent in in-process tests). */
   abort?(msg: string): never;
+  /** This process came from a cpr-transfer (its incoming mode): every RAM block is mapped, none is loaded. */
+  cprTransfer?: boolean;
+  /** The main channel listens: cpr-transfer's target hangs up the cpr channel, so the source connects. */
+  listening?(): void;
 }
 
 export class MigrationIncoming {
@@ -220,6 +224,7 @@ export class MigrationIncoming {
     this.#socketAddress = this.#listener.addresses;
     this.#setStatus("setup");
     this.#task = this.#acceptLoop();
+    this.host.listening?.();
   }
 
   /** Takes an already-connected channel: in-process tests, and what QEMU's fd: transport does. */
@@ -392,6 +397,7 @@ export class MigrationIncoming {
       this.#multifd,
       this.#coloCache,
       this.host.options.cap("x-ignore-shared"),
+      this.host.cprTransfer ?? false,
     );
     ram.mappedRam = this.#fileReaders;
     this.#ram = ram;
@@ -405,7 +411,7 @@ export class MigrationIncoming {
       userfault: machine.userfault,
       clock: machine.clock,
       enabled: () => this.host.options.cap("postcopy-ram"),
-      ignored: (b) => ramblockIsIgnored(b, this.host.options.cap("x-ignore-shared")),
+      ignored: (b) => ramblockIsIgnored(b, this.host.options.cap("x-ignore-shared"), this.host.cprTransfer),
       log: this.host.log,
     });
     this.#postcopy = postcopy;

@@ -12,7 +12,9 @@ import { dirtyRingSizeProblem } from "./guest/dirty_ring.ts";
 import { cliOrExit, parseNonNegative, UsageError } from "./cli.ts";
 import { Engine } from "./engine.ts";
 import { errorMessage } from "./error.ts";
-import { type MemoryBackendFile, parseMemoryBackend } from "./hostmem.ts";
+import { type MemoryBackend, parseMemoryBackend } from "./hostmem.ts";
+import type { CprFd } from "./cpr.ts";
+import { receiveCprState } from "./os/cpr_channel.ts";
 import type { WorkloadSpec } from "./guest/workload.ts";
 import { engineCommands } from "./qmp/commands.ts";
 import { QmpServer } from "./qmp/server.ts";
@@ -40,7 +42,11 @@ The engine process, started like a QEMU binary (the harness starts two of them a
   --sleep-ms MS         then sleeps MS milliseconds
   --mem-prealloc        allocate guest RAM up front
   --dirty-ring-size N   log written pages on a per-vCPU dirty ring of N entries (KVM's dirty-ring-size)
-  --memory-backend id=ID,mem-path=PATH[,share=on|off]
+  --incoming cpr,addr.transport=socket,addr.type=unix,addr.path=PATH
+                        cpr-transfer's target: load the CPR state there first (the source's RAM
+                        descriptors), then start (a second --incoming gives the main channel)
+  --aux-ram-share       every RAM block a shared memfd (QEMU's -machine aux-ram-share=on)
+  --memory-backend id=ID,mem-path=PATH[,share=on|off] | type=memfd,id=ID
                         the main RAM in a file (QEMU's memory-backend-file as -machine memory-backend);
                         share=on maps it shared, so another process mapping PATH sees the same memory
   --defect NAME         switch a known defect on (repeatable; engine/testing/defects.ts)
@@ -68,7 +74,7 @@ const values = cliOrExit(
       qmp: { type: "string" },
       qtest: { type: "string" },
       "qmp-fd": { type: "string" },
-      incoming: { type: "string" },
+      incoming: { type: "string", multiple: true },
       machine: { type: "string", default: "pc" },
       workload: { type: "string", default: '{"kind":"a-b"}' },
       serial: { type: "string" },
@@ -79,6 +85,7 @@ const values = cliOrExit(
       "mem-prealloc": { type: "boolean", default: false },
       "dirty-ring-size": { type: "string" },
       "memory-backend": { type: "string" },
+      "aux-ram-share": { type: "boolean", default: false },
       defect: { type: "string", multiple: true },
     },
   },
@@ -96,8 +103,16 @@ const values = cliOrExit(
     } catch (e) {
       throw new UsageError(`--workload is not JSON: ${errorMessage(e)}`);
     }
+    // -incoming may come twice: the main channel (a URI or defer) and cpr-transfer's cpr channel.
+    const cprs = (v.incoming ?? []).filter((i) => i.startsWith("cpr,"));
+    const mains = (v.incoming ?? []).filter((i) => !i.startsWith("cpr,"));
+    if (cprs.length > 1 || mains.length > 1) {
+      throw new UsageError("--incoming: one main channel and one cpr channel at most");
+    }
     return {
       ...v,
+      incoming: mains[0],
+      cprPath: cprs.length ? cprChannelPath(cprs[0]) : undefined,
       qmpPath: unixPath(v.qmp, "qmp"),
       qtestPath: v.qtest === undefined ? undefined : unixPath(v.qtest, "qtest"),
       qmpFdPath: v["qmp-fd"] === undefined ? undefined : unixPath(v["qmp-fd"], "qmp-fd"),
@@ -110,6 +125,23 @@ const values = cliOrExit(
   },
 );
 
+/** `cpr,addr.transport=socket,addr.type=unix,addr.path=PATH` (QEMU's keyval form of the cpr channel). */
+function cprChannelPath(text: string): string {
+  const props = new Map(
+    text.split(",").slice(1).map((kv) => {
+      const eq = kv.indexOf("=");
+      return [kv.slice(0, eq), kv.slice(eq + 1)] as const;
+    }),
+  );
+  const path = props.get("addr.path");
+  if (props.get("addr.transport") !== "socket" || props.get("addr.type") !== "unix" || !path) {
+    throw new UsageError(
+      `--incoming ${text}: the cpr channel must be addr.transport=socket,addr.type=unix,addr.path=PATH`,
+    );
+  }
+  return path;
+}
+
 /** --dirty-ring-size: KVM's bounds, said as QEMU's accelerator property would be refused. */
 function dirtyRingSize(text: string): number {
   const n = Number(text);
@@ -119,7 +151,7 @@ function dirtyRingSize(text: string): number {
 }
 
 /** --memory-backend: QEMU's words for a bad property. */
-function memoryBackend(text: string): MemoryBackendFile {
+function memoryBackend(text: string): MemoryBackend {
   try {
     return parseMemoryBackend(text);
   } catch (e) {
@@ -148,6 +180,18 @@ async function shutdown(code: number): Promise<never> {
   Deno.exit(code);
 }
 
+// cpr-transfer's target loads the CPR state before anything else, as QEMU does before its monitors
+// exist: the source's descriptors of guest RAM, mapped instead of fresh memory.
+let cpr: { fds: CprFd[]; hangUp(): void } | null = null;
+if (values.cprPath) {
+  try {
+    cpr = await receiveCprState(values.cprPath);
+  } catch (e) {
+    fail(`cpr channel ${values.cprPath}: ${errorMessage(e)}`);
+  }
+  log(`cpr state: ${cpr!.fds.map((f) => f.name).join(", ")}`);
+}
+
 try {
   engine = new Engine({
     name,
@@ -162,8 +206,11 @@ try {
     memPrealloc: values["mem-prealloc"],
     dirtyRingSize: values.dirtyRingSize,
     memoryBackend: values.memoryBackend,
+    auxRamShare: values["aux-ram-share"],
+    cprIncoming: cpr ? new Map(cpr.fds.map((f) => [f.name, f.fd])) : undefined,
     defects: values.defect,
   }, {
+    cprHangUp: cpr ? () => cpr!.hangUp() : undefined,
     emit: (event, data) => server?.emit(event, data),
     log,
     exit: (code) => void shutdown(code),

@@ -362,6 +362,7 @@ export class MigrationState {
           mappedRam,
           flushDirtyRing: machine.dirtyRing ? () => void machine.dirtyRing!.reap() : undefined,
           ignoreShared: options.cap("x-ignore-shared"),
+          cprTransfer: options.params.mode === "cpr-transfer",
         },
       );
       this.#ram = ram;

@@ -53,7 +53,7 @@ export const ZERO_PAGE_DETECTION = ["none", "legacy", "multifd"] as const;
 /**
  * MigMode (QEMU 8.2 on; cpr-transfer 10.0): normal; cpr-reboot, where the VM stops before anything is
  * saved, for a QEMU restarted from the image (its RAM best kept in shared memory with x-ignore-shared);
- * cpr-transfer, whose cpr channel passes the memory's descriptors to a new QEMU (not modelled).
+ * cpr-transfer, whose cpr channel passes the memory's descriptors to a new QEMU started beside it.
  */
 export const MIG_MODE = ["normal", "cpr-reboot", "cpr-transfer"] as const;
 export const MULTIFD_COMPRESSION = ["none", "zlib", "zstd"] as const;
@@ -204,10 +204,6 @@ export function checkParameters(update: Partial<Record<string, unknown>>): strin
   for (const [k, v] of Object.entries(update)) {
     if ((STR_PARAMETERS as readonly string[]).includes(k) && v !== null && typeof v !== "string") {
       return `Invalid parameter type for '${k}', expected: StrOrNull`;
-    }
-    // Refused rather than silently migrating as another mode (as an unmodelled capability is).
-    if (k === "mode" && v === "cpr-transfer") {
-      return "Migration mode 'cpr-transfer' is not supported by the migtest engine";
     }
     // migrate_params_check's own words for these two.
     if (k === "vcpu-dirty-limit" && typeof v === "number" && v < 1) {

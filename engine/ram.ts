@@ -97,6 +97,7 @@ export class RamSaveState {
   /** Every migratable block (RAMBLOCK_FOREACH_MIGRATABLE): the block list names them all. */
   readonly #listed: RamBlock[];
   readonly #ignoreShared: boolean;
+  readonly #cprTransfer: boolean;
 
   constructor(
     listed: RamBlock[],
@@ -115,11 +116,14 @@ export class RamSaveState {
       flushDirtyRing?: () => void;
       /** x-ignore-shared: blocks in shared memory are listed (with their address) but never sent. */
       ignoreShared?: boolean;
+      /** mode cpr-transfer: the target has every block's memory already; none is sent. */
+      cprTransfer?: boolean;
     } = {},
   ) {
     this.#listed = listed;
     this.#ignoreShared = opts.ignoreShared ?? false;
-    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, this.#ignoreShared));
+    this.#cprTransfer = opts.cprTransfer ?? false;
+    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, this.#ignoreShared, this.#cprTransfer));
     this.#interleave = opts.interleave;
     this.#flushDirtyRing = opts.flushDirtyRing;
     this.mappedRam = opts.mappedRam ?? null;
@@ -151,7 +155,8 @@ export class RamSaveState {
       f.putCountedString(b.idstr);
       f.putBe64(b.usedLength);
       if (this.#ignoreShared) f.putBe64(b.addr);
-      if (this.mappedRam) await this.mappedRam.setupBlock(f, b, ramblockIsIgnored(b, this.#ignoreShared));
+      const ignored = ramblockIsIgnored(b, this.#ignoreShared, this.#cprTransfer);
+      if (this.mappedRam) await this.mappedRam.setupBlock(f, b, ignored);
     }
     if (this.multifd) await this.#multifdFlushAndSync(f);
     f.putBe64(RAM_SAVE_FLAG_EOS);
@@ -530,11 +535,12 @@ export class RamSaveState {
 }
 
 /**
- * ramblock_is_ignored: with x-ignore-shared, a block in shared memory is not migrated: the destination
- * maps the same memory (every block here is migratable).
+ * migrate_ram_is_ignored: with x-ignore-shared, a block in shared memory is not migrated: the
+ * destination maps the same memory; in cpr-transfer no block is (the target maps every block from the
+ * descriptors the CPR state passed). Every block here is migratable.
  */
-export function ramblockIsIgnored(block: RamBlock, ignoreShared: boolean): boolean {
-  return ignoreShared && block.share;
+export function ramblockIsIgnored(block: RamBlock, ignoreShared: boolean, cprTransfer = false): boolean {
+  return cprTransfer || (ignoreShared && block.share);
 }
 
 /**
@@ -588,6 +594,8 @@ export class RamLoadState {
     readonly colo: ColoCache | null = null,
     /** x-ignore-shared: the block list carries addresses, and shared blocks are not to be sent. */
     readonly ignoreShared = false,
+    /** The migration is a cpr-transfer (the target's incoming mode): every block is mapped, none sent. */
+    readonly cprTransfer = false,
   ) {
     this.#route = new RamRoute("main", colo);
   }
@@ -801,7 +809,7 @@ export class RamLoadState {
     const idstr = await r.getCountedString("RAM block idstr");
     const block = this.#block(idstr);
     if (!block) throw r.error(`Can't find block ${idstr}`, at);
-    if (ramblockIsIgnored(block, this.ignoreShared)) {
+    if (ramblockIsIgnored(block, this.ignoreShared, this.cprTransfer)) {
       throw r.error(`block ${idstr} should not be migrated !`, at);
     }
     this.#lastRecvBlock = block;

@@ -45,6 +45,8 @@ export class RamBlock {
   readonly addr: number;
   /** Its memory is a shared mapping of a file (qemu_ram_is_shared): x-ignore-shared leaves it out. */
   readonly share: boolean;
+  /** The descriptor behind its memory (a memfd's): what cpr-transfer passes on; null when there is none. */
+  readonly fd: number | null;
   readonly #memShare: RamShare;
 
   /**
@@ -63,6 +65,7 @@ export class RamBlock {
     const words = Math.ceil(this.pages / 32);
     this.addr = spec.addr ?? 0;
     this.share = backend?.share ?? false;
+    this.fd = backend?.ram.fd ?? null;
     this.#memShare = backend?.ram.share ?? shared?.mem ?? new SharedArrayBuffer(spec.size);
     this.mem = backend?.ram.mem ?? viewRam(this.#memShare);
     if (this.mem.length !== spec.size) {

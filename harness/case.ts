@@ -73,11 +73,14 @@ export interface CaseBase {
    */
   dirtyRingSize?: number;
   /**
-   * The guest's main RAM in one file both sides map shared (upstream's use_shmem: a memory-backend-file
-   * with share=on as the machine's memory-backend). With x-ignore-shared the destination maps the
-   * source's RAM instead of receiving it.
+   * Where the guest's main RAM lives (upstream's MigrateStart.mem_type): "shmem", one file both sides map
+   * shared (a memory-backend-file with share=on as the machine's memory-backend; with x-ignore-shared the
+   * destination maps the source's RAM instead of receiving it); "memfd", a memory-backend-memfd (its
+   * descriptor is what cpr-transfer passes on). Default: anonymous memory of each side's own.
    */
-  sharedMemory?: boolean;
+  memType?: "shmem" | "memfd";
+  /** -machine aux-ram-share=on on both sides: every other RAM block a shared memfd too (cpr-transfer). */
+  auxRamShare?: boolean;
   /**
    * The simulated world: the least percent of the engine's interleave points (Clock.interleave) at which
    * a running guest writes, whatever the seed draws (it may draw more). For a case that exists to race

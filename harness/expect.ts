@@ -102,6 +102,20 @@ export async function expectRamSentAtMost(p: MigrationPair, times: number, why: 
   }
 }
 
+/** The source's ram.transferred under `mib` MiB; `why` says what it means when it is not. */
+export async function expectRamSentUnder(p: MigrationPair, mib: number, why: string): Promise<void> {
+  const ram = (await p.status(p.src)).ram as Record<string, number> | undefined;
+  if (!ram) throw new FlowError("the source's query-migrate has no 'ram' member");
+  const sent = ram.transferred / (1 << 20);
+  p.ctx.log(`ram transferred ${sent.toFixed(2)} MiB (${ram.normal} pages in full)`);
+  if (!(sent < mib)) {
+    throw new FlowError(
+      `the source sent ${sent.toFixed(2)} MiB of RAM (${ram.normal} pages in full), under ${mib} MiB ` +
+        `expected: ${why}`,
+    );
+  }
+}
+
 /**
  * Waits for the source to complete within `passes` dirty-sync passes; fails, naming the figures, once it
  * has run more without completing. `why` says what the guest did that bounds it.

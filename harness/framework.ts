@@ -73,6 +73,11 @@ export interface PairHooks<C extends AnyCase = AnyCase> {
   setupTarget?(p: MigrationPair, c: C): Promise<void>;
   /** QMP queries, besides query-migrate, whose answers go into a failed case's final status. */
   readonly finalQueries?: readonly string[];
+  /**
+   * The flow starts the destination itself (spawnTarget), once it can come up: cpr-transfer's target
+   * loads the source's CPR state before its monitor exists.
+   */
+  readonly targetLater?: boolean;
 }
 
 /** The case's family as the pair sees it: its hooks and what it needs of the world. */
@@ -101,6 +106,8 @@ export class MigrationPair {
   targetBefore: DeviceState | Unavailable | null = null;
   #sampler: Sampler | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
+  /** The latest spawnTarget, settled or not (undefined when it failed: it ended its own process). */
+  #spawning: Promise<Side | undefined> | null = null;
 
   private constructor(
     readonly c: AnyCase,
@@ -159,7 +166,7 @@ export class MigrationPair {
     const pair = new MigrationPair(c, ctx, dir, family);
     try {
       pair.src = await pair.#spawn("source", {});
-      await pair.spawnTarget();
+      if (!family.hooks.targetLater) await pair.spawnTarget();
       await pair.setCaps(pair.src, [...(c.caps ?? []), ...(c.srcCaps ?? [])]);
       if (c.srcParams) await pair.setParams(pair.src, c.srcParams);
       const tls = pair.socket?.tls;
@@ -188,7 +195,10 @@ export class MigrationPair {
     return this.#sampler?.samples ?? [];
   }
 
-  #spawn(name: "source" | "target", opts: { incoming?: string; startPaused?: boolean }): Promise<Side> {
+  #spawn(
+    name: "source" | "target",
+    opts: { incoming?: string; startPaused?: boolean; cprChannel?: string },
+  ): Promise<Side> {
     const c = this.c;
     const w: WorkloadSpec = c.workload ?? { kind: "a-b" };
     return this.ctx.world.spawn({
@@ -202,7 +212,13 @@ export class MigrationPair {
       uuid: name === "source" ? c.uuid?.src : c.uuid?.dst,
       memPrealloc: c.memPrealloc,
       dirtyRingSize: c.dirtyRingSize,
-      memoryBackend: c.sharedMemory ? { id: "mem0", memPath: `${this.dir}/shmem`, share: true } : undefined,
+      memoryBackend: c.memType === "shmem"
+        ? { id: "mem0", memPath: `${this.dir}/shmem`, share: true }
+        : c.memType === "memfd"
+        ? { type: "memfd", id: "mem0", share: true }
+        : undefined,
+      auxRamShare: c.auxRamShare,
+      cprChannel: opts.cprChannel,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
       interleavePercent: c.simInterleavePercent,
       socketPaths: [this.migsocket, ...([1, 2, 3, 4] as const).map((i) => this.spareSocket(i))],
@@ -216,15 +232,27 @@ export class MigrationPair {
    * Starts (or restarts, after a cancelled migration) the destination, paused (-S) so RAM can be
    * compared. A socket case listens at once unless it defers; every other flow sends migrate-incoming.
    */
-  async spawnTarget(): Promise<Side> {
+  async spawnTarget(opts: { cprChannel?: string; setup?: boolean } = {}): Promise<Side> {
     const socket = this.socket;
     const listens = socket !== null && !socket.defer;
-    const dst = await this.#spawn("target", {
+    const spawning = this.#spawn("target", {
       incoming: listens ? this.incomingUri() : "defer",
       startPaused: true,
+      cprChannel: opts.cprChannel,
     });
+    // A target that comes up late (cpr-transfer's) is still the pair's to end, even if the case fails first.
+    this.#spawning = spawning.catch(() => undefined);
+    const dst = await spawning;
     this.dst = dst;
     this.dstExited = false;
+    if (opts.setup === false) return dst;
+    await this.setTargetUp(dst);
+    return dst;
+  }
+
+  /** The target's capabilities, parameters, TLS, defects and its family's own setup. */
+  async setTargetUp(dst: Side): Promise<void> {
+    const socket = this.socket;
     await this.setCaps(dst, [...(this.c.caps ?? []), ...(this.c.dstCaps ?? [])]);
     if (this.c.dstParams) await this.setParams(dst, this.c.dstParams);
     if (socket?.tls) await setupTls(this, dst, socket.tls);
@@ -232,7 +260,6 @@ export class MigrationPair {
       await dst.qmp.execute("x-test-defect", { name, enabled: true });
     }
     await this.family.hooks.setupTarget?.(this, this.c);
-    return dst;
   }
 
   /** Switches capabilities on (with `events`); the others keep their state. */
@@ -367,7 +394,8 @@ export class MigrationPair {
    */
   close(): Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> {
     this.#sampler?.stop();
-    this.#closing ??= Promise.all([this.src?.kill(), this.dst?.kill()]).then(async ([src, dst]) => {
+    const killDst = this.#spawning ? this.#spawning.then((s) => s?.kill()) : this.dst?.kill();
+    this.#closing ??= Promise.all([this.src?.kill(), killDst]).then(async ([src, dst]) => {
       // The sides are gone, so the sampler's requests in flight have ended: nothing outlives the case.
       await this.#sampler?.settled();
       return { src, dst };

@@ -36,10 +36,15 @@ export function expectError(outcome: Outcome, text: string, where: string): void
  * migrate_qmp: `migrate` on the source. With a `qmp-error` outcome the command must fail (with the
  * expected error) and false is returned; otherwise it must succeed and true is returned.
  */
+/** cpr-transfer's second channel: the unix socket the target loads the CPR state from. */
+function cprChannel(path: string): Record<string, unknown> {
+  return { "channel-type": "cpr", addr: { transport: "socket", type: "unix", path } };
+}
+
 export async function migrate(
   p: MigrationPair,
   uri: string,
-  opts: { outcome?: Outcome; channels?: boolean; address?: "both" | "none" } = {},
+  opts: { outcome?: Outcome; channels?: boolean; address?: "both" | "none"; cprChannel?: string } = {},
 ): Promise<boolean> {
   const qmpError = opts.outcome?.expect === "qmp-error";
   // Upstream's validate_uri cases: both forms of the address, or neither (QMP must refuse either).
@@ -48,7 +53,7 @@ export async function migrate(
     : opts.address === "none"
     ? {}
     : opts.channels
-    ? { channels: uriToChannels(uri) }
+    ? { channels: [...uriToChannels(uri), ...(opts.cprChannel ? [cprChannel(opts.cprChannel)] : [])] }
     : { uri };
   try {
     await p.src.qmp.execute("migrate", args);

@@ -3,7 +3,7 @@
  */
 import type { MachineFixture } from "../../fixtures/machines.ts";
 import { RamBlock } from "../ram_block.ts";
-import { type HostMemory, hostMemory, type MemoryBackendFile } from "../hostmem.ts";
+import { type HostMemory, hostMemory, type MemoryBackend } from "../hostmem.ts";
 import { CpuDevice } from "./devices/cpu.ts";
 import { DirtyRing } from "./dirty_ring.ts";
 import type { Device } from "./devices/device.ts";
@@ -34,9 +34,19 @@ export interface MachineOptions {
    * The main RAM from a memory backend (`-machine memory-backend=ID`): the fixture's first block, named
    * after the backend as QEMU names it, held in the backend's file.
    */
-  memoryBackend?: MemoryBackendFile;
+  memoryBackend?: MemoryBackend;
   /** Maps a backend's file (default: this host's mmap; the simulated world shares one buffer per path). */
   hostMemory?: HostMemory;
+  /**
+   * -machine aux-ram-share=on: every block not from a backend is a shared memfd too (QEMU 10.0), so that
+   * cpr-transfer can pass all of RAM on.
+   */
+  auxRamShare?: boolean;
+  /**
+   * cpr-transfer's target: the blocks' memory as the previous process passed it (descriptors by block
+   * name, from the CPR state); each block maps its own instead of fresh memory.
+   */
+  preserved?: ReadonlyMap<string, number>;
   /** The vCPU logs written pages on a dirty ring of this many entries (KVM's dirty-ring-size). */
   dirtyRingSize?: number;
   /** vCPU duty cycle (ms running / ms sleeping per slice). */
@@ -77,20 +87,33 @@ export class Machine {
     this.fixture = opts.fixture;
     this.clock = opts.clock ?? hostClock;
     const backend = opts.memoryBackend;
-    this.blocks = opts.fixture.blocks.map((b, i) =>
-      i === 0 && backend
-        ? new RamBlock({ ...b, idstr: backend.id }, undefined, {
-          ram: (opts.hostMemory ?? hostMemory).map(backend, b.size),
-          share: backend.share,
-        })
-        : new RamBlock(b)
-    );
+    const host = opts.hostMemory ?? hostMemory;
+    this.blocks = opts.fixture.blocks.map((b, i) => {
+      const spec = i === 0 && backend ? { ...b, idstr: backend.id } : b;
+      const fd = opts.preserved?.get(spec.idstr);
+      if (opts.preserved && fd === undefined) {
+        throw new Error(`cpr: no descriptor was passed for RAM block ${spec.idstr}`);
+      }
+      if (fd !== undefined) {
+        return new RamBlock(spec, undefined, { ram: host.adopt(fd, b.size), share: true });
+      }
+      if (i === 0 && backend) {
+        return new RamBlock(spec, undefined, { ram: host.map(backend, b.size), share: backend.share });
+      }
+      if (opts.auxRamShare) {
+        return new RamBlock(spec, undefined, {
+          ram: host.map({ type: "memfd", id: spec.idstr, share: true }, b.size),
+          share: true,
+        });
+      }
+      return new RamBlock(spec);
+    });
     let offset = 0;
     for (const [i, b] of this.blocks.entries()) {
       b.offset = offset;
       offset += b.usedLength;
       // A backend's file is already there (and may be another process's RAM): nothing to fault in.
-      if (opts.memPrealloc && !(i === 0 && backend)) {
+      if (opts.memPrealloc && !(i === 0 && backend) && b.fd === null) {
         for (let p = 0; p < b.usedLength; p += b.pageSize) b.mem[p] = 0;
       }
     }

@@ -11,6 +11,7 @@ const SOCK_STREAM = 1;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
+const SHUT_WR = 1;
 const SHUT_RDWR = 2;
 const SUN_PATH_MAX = 108;
 export const O_RDONLY = 0;
@@ -44,6 +45,7 @@ const SYMBOLS = {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
@@ -274,6 +276,7 @@ export function fileSize(fd: number): number {
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
+const MFD_CLOEXEC = 1;
 
 /**
  * The file at `path` mapped MAP_SHARED, read-write, `size` bytes: every mapping of the same file, in any
@@ -291,13 +294,30 @@ export function mapFileShared(path: string, size: number): ArrayBuffer {
         `backing store size 0x${have.toString(16)} does not match 'size' option 0x${size.toString(16)}`,
       );
     }
-    const p = libc().mmap(null, BigInt(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
-    // MAP_FAILED is (void *)-1.
-    if (p === null || BigInt(Deno.UnsafePointer.value(p)) === 0xffff_ffff_ffff_ffffn) {
-      throw new Error(`mmap of '${path}' failed: ${strerror(errno())}`);
-    }
-    return Deno.UnsafePointerView.getArrayBuffer(p, size);
+    return mapFd(fd, size, `'${path}'`);
   } finally {
     closeFd(fd);
   }
+}
+
+/** `size` bytes of descriptor `fd` mapped MAP_SHARED, read-write (the mapping outlives the descriptor). */
+export function mapFd(fd: number, size: number, what = `fd ${fd}`): ArrayBuffer {
+  const p = libc().mmap(null, BigInt(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+  // MAP_FAILED is (void *)-1.
+  if (p === null || BigInt(Deno.UnsafePointer.value(p)) === 0xffff_ffff_ffff_ffffn) {
+    throw new Error(`mmap of ${what} failed: ${strerror(errno())}`);
+  }
+  return Deno.UnsafePointerView.getArrayBuffer(p, size);
+}
+
+/** memfd_create(2) of `size` bytes: anonymous memory with a descriptor, which SCM_RIGHTS can pass on. */
+export function memfdCreate(name: string, size: number): number {
+  const fd = check(libc().memfd_create(cString(name), MFD_CLOEXEC), `memfd_create ${name}`);
+  ftruncate(fd, size);
+  return fd;
+}
+
+/** Closes the writing half only: the peer reads end of stream, and can still answer. */
+export function shutdownWrite(fd: number): void {
+  libc().shutdown(fd, SHUT_WR);
 }

@@ -10,6 +10,7 @@ import { createObject } from "../crypto/tls_creds.ts";
 import type { Engine } from "../engine.ts";
 import { checkParameters, type MigrationParameters, parameterArgTypes } from "../options.ts";
 import { uuidToString } from "../uuid.ts";
+import { errorMessage } from "../error.ts";
 import { type MigrationAddress, parseMigrationUri, UriError } from "../transport/uri.ts";
 import { QmpError } from "./schema.ts";
 import type { QmpCommand, QmpCommandContext } from "./server.ts";
@@ -21,12 +22,15 @@ function inProgress(e: Engine): boolean {
   return e.migration.isActive() || e.incoming.status === "active";
 }
 
-/** The `channels` argument: one main channel with a socket or file address. */
+/** The `channels` argument: one main channel with a socket or file address (and perhaps a cpr one). */
 function channelsToAddress(channels: unknown): MigrationAddress {
-  if (!Array.isArray(channels) || channels.length !== 1) {
+  const main = Array.isArray(channels)
+    ? channels.filter((c) => (c as Record<string, unknown>)["channel-type"] !== "cpr")
+    : [];
+  if (!Array.isArray(channels) || main.length !== 1) {
     throw new QmpError("Channel list must have exactly one main channel");
   }
-  const ch = channels[0] as Record<string, unknown>;
+  const ch = main[0] as Record<string, unknown>;
   if (ch["channel-type"] !== "main") throw new QmpError("Channel list has no main entry");
   const addr = (ch.addr ?? {}) as Record<string, unknown>;
   if (addr.transport === "socket" && addr.type === "inet") {
@@ -39,6 +43,20 @@ function channelsToAddress(channels: unknown): MigrationAddress {
     );
   }
   throw new QmpError(`Unsupported channel address transport '${String(addr.transport)}'`);
+}
+
+/** The path of the `cpr` channel in `channels` (a unix socket), or null when there is none. */
+function cprChannelPath(args: Record<string, unknown>): string | null {
+  if (!Array.isArray(args.channels)) return null;
+  const ch = args.channels.find((c) => (c as Record<string, unknown>)["channel-type"] === "cpr") as
+    | Record<string, unknown>
+    | undefined;
+  if (!ch) return null;
+  const addr = (ch.addr ?? {}) as Record<string, unknown>;
+  if (addr.transport !== "socket" || addr.type !== "unix" || typeof addr.path !== "string") {
+    throw new QmpError("the cpr channel must be a unix socket here (socket, type unix, path)");
+  }
+  return addr.path;
 }
 
 function address(args: Record<string, unknown>, command: string): MigrationAddress {
@@ -192,7 +210,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
         detach: { type: "bool", optional: true },
         resume: { type: "bool", optional: true },
       },
-      handler: (args, ctx) => {
+      handler: async (args, ctx) => {
         if (args.resume) {
           if (e.migration.status !== "postcopy-paused") {
             throw new QmpError("Cannot resume if there is no paused migration");
@@ -209,6 +227,16 @@ export function engineCommands(e: Engine): QmpCommand[] {
         const addr = address(args, "migrate");
         const bad = transportCompatible(addr, e.options, true) ?? cprConflict(e.options);
         if (bad) throw new QmpError(bad);
+        if (e.options.params.mode === "cpr-transfer") {
+          const cprPath = cprChannelPath(args);
+          if (!cprPath) throw new QmpError("missing 'cpr' migration channel");
+          try {
+            await e.startOutgoingCpr(addr, cprPath);
+          } catch (err) {
+            throw new QmpError(errorMessage(err));
+          }
+          return;
+        }
         let channel: MigrationAddress;
         try {
           channel = takeNamedFd(e, addr, ctx.clientId);

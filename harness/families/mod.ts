@@ -13,6 +13,7 @@ import type { CaseNeeds, KnownBug, World } from "../world/world.ts";
 import { ANALYZE } from "./analyze/mod.ts";
 import { CANCEL } from "./cancel/mod.ts";
 import { COLO } from "./colo/mod.ts";
+import { CPR } from "./cpr/mod.ts";
 import { DIRTYRATE } from "./dirtyrate/mod.ts";
 import { FD } from "./fd/mod.ts";
 import { FILE } from "./file/mod.ts";
@@ -33,6 +34,7 @@ const FLOWS = [
   ...COLO,
   ...POSTCOPY,
   ...DIRTYRATE,
+  ...CPR,
 ] as const;
 
 /** A case of any family: the union of every family's record type, discriminated by `flow`. */

@@ -133,6 +133,8 @@ export const engineWorld: World = {
       memPrealloc: spec.memPrealloc,
       dirtyRingSize: spec.dirtyRingSize,
       memoryBackend: spec.memoryBackend,
+      auxRamShare: spec.auxRamShare,
+      cprChannel: spec.cprChannel,
       vcpu: spec.vcpu,
       socketPaths: spec.socketPaths,
       transcript: spec.transcript,

@@ -4,7 +4,7 @@
  */
 import { Child, SpawnedProcess } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "../../engine/qmp/client.ts";
-import type { MemoryBackendFile } from "../../engine/hostmem.ts";
+import type { MemoryBackend } from "../../engine/hostmem.ts";
 
 const ENGINE_MAIN = new URL("../../engine/main.ts", import.meta.url);
 const ENGINE_DIR = new URL("../../engine/", import.meta.url).pathname;
@@ -22,7 +22,9 @@ export interface EngineSpawnOptions {
   uuid?: string;
   memPrealloc?: boolean;
   dirtyRingSize?: number;
-  memoryBackend?: MemoryBackendFile;
+  memoryBackend?: MemoryBackend;
+  auxRamShare?: boolean;
+  cprChannel?: string;
   vcpu?: { runMs: number; sleepMs: number };
   /** Unix socket paths the engine may use besides its QMP socket (the migration socket). */
   socketPaths?: string[];
@@ -75,13 +77,22 @@ export class EngineProcess extends SpawnedProcess {
       opts.workload,
     ];
     if (opts.incoming) args.push("--incoming", opts.incoming);
+    if (opts.cprChannel) {
+      args.push("--incoming", `cpr,addr.transport=socket,addr.type=unix,addr.path=${opts.cprChannel}`);
+    }
+    if (opts.auxRamShare) args.push("--aux-ram-share");
     if (opts.startPaused) args.push("-S");
     if (opts.uuid) args.push("--uuid", opts.uuid);
     if (opts.memPrealloc) args.push("--mem-prealloc");
     if (opts.dirtyRingSize) args.push("--dirty-ring-size", String(opts.dirtyRingSize));
     if (opts.memoryBackend) {
       const b = opts.memoryBackend;
-      args.push("--memory-backend", `id=${b.id},mem-path=${b.memPath},share=${b.share ? "on" : "off"}`);
+      args.push(
+        "--memory-backend",
+        b.type === "memfd"
+          ? `type=memfd,id=${b.id}`
+          : `id=${b.id},mem-path=${b.memPath},share=${b.share ? "on" : "off"}`,
+      );
     }
     if (opts.vcpu) args.push("--run-ms", String(opts.vcpu.runMs), "--sleep-ms", String(opts.vcpu.sleepMs));
     this.child = new Child(opts.name, Deno.execPath(), args, { NO_COLOR: "1" });

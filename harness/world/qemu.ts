@@ -515,6 +515,8 @@ export function createQemuWorld(
         snapshot: spec.colo,
         suspendMe: spec.workload.kind === "a-b" && spec.workload.suspendMe === true,
         memoryBackend: spec.memoryBackend,
+        auxRamShare: spec.auxRamShare,
+        cprChannel: spec.cprChannel,
       });
       const suspendMe = spec.workload.kind === "a-b" && spec.workload.suspendMe === true;
       const kvm = spec.dirtyRingSize !== undefined ||

@@ -19,7 +19,7 @@
  */
 import { Child, SpawnedProcess } from "./child.ts";
 import { QmpClient, type QmpTranscriptEntry } from "../../engine/qmp/client.ts";
-import type { MemoryBackendFile } from "../../engine/hostmem.ts";
+import type { MemoryBackend } from "../../engine/hostmem.ts";
 import { QtestClient } from "../qtest_client.ts";
 import type { SideId } from "../case.ts";
 
@@ -121,7 +121,11 @@ export interface QemuSpawnOptions {
   /** Guest RAM (default 150, as upstream for x86). */
   memoryMiB?: number;
   /** Guest RAM from this memory-backend-file (`-machine memory-backend=ID`), sized as `-m`. */
-  memoryBackend?: MemoryBackendFile;
+  memoryBackend?: MemoryBackend;
+  /** -machine aux-ram-share=on (QEMU 10.0 on). */
+  auxRamShare?: boolean;
+  /** cpr-transfer's target: `-incoming cpr,...` on this unix socket, before the main channel's. */
+  cprChannel?: string;
   /** `-machine` value, options included (default "pc", an alias of the newest pc-i440fx type). */
   machine?: string;
   /** `-accel` values in order of preference (default ["kvm", "tcg"], as upstream). */
@@ -207,13 +211,21 @@ export class QemuProcess extends SpawnedProcess {
     ];
     if (opts.memoryBackend) {
       const b = opts.memoryBackend;
+      const size = `${opts.memoryMiB ?? 150}M`;
       args.push(
         "-object",
-        `memory-backend-file,id=${b.id},size=${opts.memoryMiB ?? 150}M,mem-path=${b.memPath},` +
-          `share=${b.share ? "on" : "off"}`,
+        b.type === "memfd"
+          ? `memory-backend-memfd,id=${b.id},size=${size}`
+          : `memory-backend-file,id=${b.id},size=${size},mem-path=${b.memPath},share=${
+            b.share ? "on" : "off"
+          }`,
         "-machine",
         `memory-backend=${b.id}`,
       );
+    }
+    if (opts.auxRamShare) args.push("-machine", "aux-ram-share=on");
+    if (opts.cprChannel) {
+      args.push("-incoming", `cpr,addr.transport=socket,addr.type=unix,addr.path=${opts.cprChannel}`);
     }
     if (opts.incoming) args.push("-incoming", opts.incoming);
     if (opts.startPaused) args.push("-S");

@@ -127,6 +127,7 @@ class SimProcess implements SideProcess {
       memPrealloc: spec.memPrealloc,
       dirtyRingSize: spec.dirtyRingSize,
       memoryBackend: spec.memoryBackend,
+      auxRamShare: spec.auxRamShare,
       runMs: spec.vcpu?.runMs,
       sleepMs: spec.vcpu?.sleepMs,
     }, {

@@ -7,7 +7,7 @@
  */
 import type { Clock } from "../../engine/clock.ts";
 import type { WorkloadSpec } from "../../engine/guest/workload.ts";
-import type { MemoryBackendFile } from "../../engine/hostmem.ts";
+import type { MemoryBackend } from "../../engine/hostmem.ts";
 import type { RamSource } from "../check/ram_equal.ts";
 import type { UncomparedField } from "../check/device_equal.ts";
 import type { AnyCase, VcpuDuty } from "../case.ts";
@@ -69,8 +69,15 @@ export interface SideSpec {
   memPrealloc?: boolean;
   /** The vCPU's dirty ring (entries), or none: the dirty bitmap. */
   dirtyRingSize?: number;
-  /** The main RAM in this memory backend's file (the same file on both sides: shared memory). */
-  memoryBackend?: MemoryBackendFile;
+  /** The main RAM in this memory backend (a file both sides map, or a memfd). */
+  memoryBackend?: MemoryBackend;
+  /** -machine aux-ram-share=on: every other RAM block a shared memfd. */
+  auxRamShare?: boolean;
+  /**
+   * cpr-transfer's target: `-incoming cpr,...` on this unix socket. The side loads the source's CPR state
+   * there before anything else, so its monitor answers only once the source has migrated.
+   */
+  cprChannel?: string;
   vcpu?: VcpuDuty;
   /** The simulated world's least interleave percent (the case's simInterleavePercent); others ignore it. */
   interleavePercent?: number;

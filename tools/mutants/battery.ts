@@ -910,16 +910,17 @@ const ignoreShared: Mutant[] = [
   {
     name: "ignore-shared-block-sent",
     file: "engine/ram.ts",
-    find: "    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, this.#ignoreShared));",
-    replace: "    this.blocks = listed;",
+    find:
+      "    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, this.#ignoreShared, this.#cprTransfer));",
+    replace: "    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, false, this.#cprTransfer));",
     why: "the source tracks and sends a block x-ignore-shared leaves out: the shared RAM crosses the " +
       "wire (upstream's check: under 4 MiB sent) and the destination overwrites memory it maps",
   },
   {
     name: "ignore-shared-private-block-left-out",
     file: "engine/ram.ts",
-    find: "  return ignoreShared && block.share;",
-    replace: "  return ignoreShared;",
+    find: "  return cprTransfer || (ignoreShared && block.share);",
+    replace: "  return cprTransfer || ignoreShared;",
     why: "x-ignore-shared leaves out every block, shared or not (ramblock_is_ignored without " +
       "qemu_ram_is_shared): private RAM such as vga.vram never reaches the destination",
   },
@@ -930,6 +931,31 @@ const ignoreShared: Mutant[] = [
     replace: "      const cpr = false;",
     why: "mode cpr-reboot migrates like a normal live migration (migrate_fd_connect not stopping the VM " +
       "for cpr): RAM saved from a running guest, while the restarted QEMU resumes from the image",
+  },
+  {
+    name: "cpr-transfer-target-fresh-memory",
+    file: "engine/guest/machine.ts",
+    find: "        return new RamBlock(spec, undefined, { ram: host.adopt(fd, b.size), share: true });\n",
+    replace:
+      '        return new RamBlock(spec, undefined, { ram: host.map({ type: "memfd", id: spec.idstr, share: true }, b.size), share: true });\n',
+    why: "cpr-transfer's target takes the CPR state but maps fresh memory instead of the descriptors it " +
+      "was passed: with no page sent, the guest resumes on empty RAM",
+  },
+  {
+    name: "cpr-transfer-sends-ram",
+    file: "engine/migration.ts",
+    find: '          cprTransfer: options.params.mode === "cpr-transfer",\n',
+    replace: "",
+    why: "cpr-transfer's source migrates RAM as in normal mode (migrate_ram_is_ignored without the mode): " +
+      "pages cross into memory the target already maps",
+  },
+  {
+    name: "cpr-transfer-no-hangup-wait",
+    file: "engine/engine.ts",
+    find: "      await hangup;\n",
+    replace: "",
+    why: "the source connects the main channel without waiting for the target to hang up the cpr channel: " +
+      "a target that listens only after migrate-incoming is not there yet",
   },
 ];
 

@@ -5,7 +5,12 @@
 import type { AutoConvergeCase, ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import { type Breakpoints, isUnavailable } from "../../world/world.ts";
-import { expectConvergesWithin, expectRamSentAtMost, finishByExpectation } from "../../expect.ts";
+import {
+  expectConvergesWithin,
+  expectRamSentAtMost,
+  expectRamSentUnder,
+  finishByExpectation,
+} from "../../expect.ts";
 import {
   connectUri,
   CONVERGE,
@@ -49,7 +54,7 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   // second pass: those run at full speed.
   // Nor does a guest in shared memory with x-ignore-shared: none of its pages is sent, so none can be
   // "already sent, dirty again" (upstream's wait ends only because its destination runs and writes it).
-  const marker = c.live && ab && (c.expect ?? "succeed") === "succeed" && !c.sharedMemory;
+  const marker = c.live && ab && (c.expect ?? "succeed") === "succeed" && c.memType !== "shmem";
   if (c.live) {
     // A write-once case keeps its own bounded bandwidth and downtime: it must take passes.
     if (!c.writeOnce) await p.setParams(p.src, marker ? NON_CONVERGE : CONVERGE);
@@ -84,19 +89,11 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
   if (c.contSourceAfter) await expectSourceContinues(p);
   if (c.expectXbzrlePages) await expectXbzrlePages(p);
   if (c.writeOnce) await expectRamSentAtMost(p, 2.5, WRITE_ONCE_WHY);
-  if (c.maxRamSentMiB !== undefined) await expectRamSentUnder(p, c.maxRamSentMiB);
-}
-
-/** ram.transferred under `mib` MiB: what x-ignore-shared leaves out was not sent. */
-async function expectRamSentUnder(p: MigrationPair, mib: number): Promise<void> {
-  const ram = (await p.status(p.src)).ram as Record<string, number> | undefined;
-  if (!ram) throw new FlowError("the source's query-migrate has no 'ram' member");
-  const sent = ram.transferred / (1 << 20);
-  p.ctx.log(`ram transferred ${sent.toFixed(2)} MiB (${ram.normal} pages in full)`);
-  if (!(sent < mib)) {
-    throw new FlowError(
-      `the source sent ${sent.toFixed(2)} MiB of RAM (${ram.normal} pages in full), at most ${mib} MiB ` +
-        "expected: memory that x-ignore-shared leaves out (the destination maps it) went on the wire",
+  if (c.maxRamSentMiB !== undefined) {
+    await expectRamSentUnder(
+      p,
+      c.maxRamSentMiB,
+      "memory that x-ignore-shared leaves out (the destination maps it) went on the wire",
     );
   }
 }
