@@ -30,6 +30,8 @@ import type { FdMonitor } from "../fds.ts";
 import type { FileStore } from "../../engine/transport/file.ts";
 import { SimVcpu } from "./sim/vcpu.ts";
 import { memoryRegistry } from "../../engine/hostmem.ts";
+import type { CprFd } from "../../engine/cpr.ts";
+import { SimCprChannels } from "./sim/cpr.ts";
 import {
   type CaseNeeds,
   modelCannotRun,
@@ -50,6 +52,8 @@ class SimPair implements WorldTrace {
   readonly fds: SimFdTable;
   /** The pair's shared memory files (a memory backend with share=on: one buffer both sides map). */
   readonly hostMemory = memoryRegistry();
+  /** cpr-transfer's channels between the pair's sides. */
+  readonly cpr = new SimCprChannels();
   readonly alive = new Set<SimProcess>();
 
   constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault, interleavePercent?: number) {
@@ -112,7 +116,12 @@ class SimProcess implements SideProcess {
   #exitWaiters: ((s: Deno.CommandStatus) => void)[] = [];
   #unwatch: (() => void) | null = null;
 
-  constructor(readonly pair: SimPair, readonly spec: SideSpec) {
+  constructor(
+    readonly pair: SimPair,
+    readonly spec: SideSpec,
+    /** cpr-transfer's target: the state its cpr channel delivered. */
+    cpr?: { fds: CprFd[]; hangUp(): void },
+  ) {
     const { sim } = pair;
     this.serialPath = `${spec.dir}/${spec.name}_serial`;
     this.fdMonitorPath = `${spec.dir}/${spec.name}.fdqmp`;
@@ -128,6 +137,7 @@ class SimProcess implements SideProcess {
       dirtyRingSize: spec.dirtyRingSize,
       memoryBackend: spec.memoryBackend,
       auxRamShare: spec.auxRamShare,
+      cprIncoming: cpr ? new Map(cpr.fds.map((f) => [f.name, f.fd])) : undefined,
       runMs: spec.vcpu?.runMs,
       sleepMs: spec.vcpu?.sleepMs,
     }, {
@@ -146,6 +156,8 @@ class SimProcess implements SideProcess {
       fds: pair.fds,
       createVcpu: (o) => new SimVcpu(sim, spec.name, o),
       hostMemory: pair.hostMemory,
+      cprChannel: pair.cpr.channel,
+      cprHangUp: cpr?.hangUp,
     });
     this.#server = QmpServer.unbound({
       path: `${spec.dir}/${spec.name}.qmp`,
@@ -330,6 +342,7 @@ async function closePair(dir: string, pair: SimPair): Promise<void> {
   if (RECORD_TO && pair.sim.lines) await Deno.writeTextFile(RECORD_TO, pair.sim.lines.join("\n") + "\n");
   pair.net.dispose();
   pair.hostMemory.clear();
+  pair.cpr.dispose();
 }
 
 /** A side of the simulation: the engine world's side (same x-test commands) on the virtual clock. */
@@ -395,7 +408,9 @@ async function spawnSimSide(spec: SideSpec, opts: { knobs?: SimKnobs; fault?: Si
     pairs.set(spec.dir, pair);
     pair.sim.start();
   }
-  const p = new SimProcess(pair, spec);
+  // cpr-transfer's target comes up only once the source has sent it the CPR state.
+  const cpr = spec.cprChannel ? await pair.cpr.listen(spec.cprChannel) : undefined;
+  const p = new SimProcess(pair, spec, cpr);
   try {
     await p.connect();
   } catch (e) {

@@ -915,6 +915,7 @@ const ignoreShared: Mutant[] = [
     replace: "    this.blocks = listed.filter((b) => !ramblockIsIgnored(b, false, this.#cprTransfer));",
     why: "the source tracks and sends a block x-ignore-shared leaves out: the shared RAM crosses the " +
       "wire (upstream's check: under 4 MiB sent) and the destination overwrites memory it maps",
+    ci: true,
   },
   {
     name: "ignore-shared-private-block-left-out",
@@ -940,6 +941,7 @@ const ignoreShared: Mutant[] = [
       '        return new RamBlock(spec, undefined, { ram: host.map({ type: "memfd", id: spec.idstr, share: true }, b.size), share: true });\n',
     why: "cpr-transfer's target takes the CPR state but maps fresh memory instead of the descriptors it " +
       "was passed: with no page sent, the guest resumes on empty RAM",
+    ci: true,
   },
   {
     name: "cpr-transfer-sends-ram",

@@ -20,8 +20,6 @@ export const cprTransfer = defineFlow<CprTransferCase>({
     // The target too must know the modes (it takes cpr-transfer from the CPR state): QEMU 8.2 on has
     // the parameter, 10.0 on cpr-transfer itself.
     qemu: [{ side: "dst", kind: "parameter", name: "mode" }],
-    notSimulated: "cpr-transfer's target loads the CPR state, with descriptors, before its monitor " +
-      "exists: the simulated world builds its sides in one go and has no such start",
   }),
   socket: (c) => c,
   targetLater: true,
