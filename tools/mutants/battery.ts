@@ -941,7 +941,6 @@ const ignoreShared: Mutant[] = [
       '        return new RamBlock(spec, undefined, { ram: host.map({ type: "memfd", id: spec.idstr, share: true }, b.size), share: true });\n',
     why: "cpr-transfer's target takes the CPR state but maps fresh memory instead of the descriptors it " +
       "was passed: with no page sent, the guest resumes on empty RAM",
-    ci: true,
   },
   {
     name: "cpr-transfer-sends-ram",
