@@ -105,4 +105,17 @@ export const REGRESSION_CASES: MigrationCase[] = [
     dstCaps: ["return-path", "pause-before-switchover"],
     srcCaps: ["return-path"],
   },
+  {
+    // Bug: the destination refused migrate-set-capabilities and multifd parameters while its incoming
+    // migration was active ("There's a migration process in progress"); QEMU 10.0 accepts both there
+    // (measured: it checks the outgoing migration only). Found by cpr-transfer, whose target's monitor
+    // comes up while it is already loading.
+    name: "/migration/regressions/dst-caps-while-loading",
+    tier: "full",
+    flow: "precopy",
+    live: true,
+    setDstWhileLoading: true,
+    why: "a destination that is loading must accept migrate-set-capabilities and -parameters, as QEMU does",
+    transport: "unix",
+  },
 ];

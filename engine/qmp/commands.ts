@@ -333,7 +333,9 @@ export function engineCommands(e: Engine): QmpCommand[] {
       name: "migrate-set-capabilities",
       args: { capabilities: { type: "array" } },
       handler: (args) => {
-        if (inProgress(e)) throw new QmpError("There's a migration process in progress");
+        // migration_is_running: the outgoing migration only; a destination that is loading accepts them
+        // (QEMU 10.0, measured), as cpr-transfer's target, whose monitor comes up mid-load, needs.
+        if (e.migration.isActive()) throw new QmpError("There's a migration process in progress");
         const list = args.capabilities as { capability: string; state: boolean }[];
         for (const c of list) {
           if (typeof c?.capability !== "string" || typeof c?.state !== "boolean") {
@@ -357,7 +359,7 @@ export function engineCommands(e: Engine): QmpCommand[] {
         if (err) throw new QmpError(err);
         // colo_checkpoint_delay_set: a new delay in COLO state triggers a checkpoint at once.
         if ("x-checkpoint-delay" in args) queueMicrotask(() => e.migration.colo?.requestCheckpoint());
-        if (inProgress(e)) {
+        if (e.migration.isActive()) {
           for (const k of ["multifd-channels", "multifd-compression"]) {
             if (k in args) {
               throw new QmpError(`Parameter '${k}' cannot be changed while migration is running`);

@@ -39,6 +39,11 @@ export interface PrecopyCase extends CaseBase, SocketCase, Outcome {
    * ignore-shared: shared RAM is not sent, so under 4 MiB of a 128 MiB guest goes on the wire).
    */
   maxRamSentMiB?: number;
+  /**
+   * Once the destination is loading ('active'), a capability and a parameter are set on it, which must be
+   * accepted (QEMU checks only an outgoing migration); live and held from converging until then.
+   */
+  setDstWhileLoading?: boolean;
   /** A fault in the source's outgoing stream (main channel or a multifd channel). */
   fault?: FaultSpec;
   /** Faults injected on the destination (before migrate-incoming). */

@@ -79,6 +79,11 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
     await fillRam(p, (p.ctx.seed + 1) >>> 0);
     await expectConvergesWithin(p, WRITE_ONCE_PASSES, WRITE_ONCE_WHY);
   }
+  if (c.setDstWhileLoading) {
+    await p.waitStatus(p.dst, "active");
+    await p.setCaps(p.dst, ["pause-before-switchover"]);
+    await p.setParams(p.dst, { "downtime-limit": 400 });
+  }
   if (marker) {
     if ((c.iterations ?? 1) > 1) await waitPasses(p, (c.iterations ?? 1) * 2);
     await waitForDirtyMem(p);

@@ -39,6 +39,7 @@ export const precopy = defineFlow<PrecopyCase>({
     holdSwitchoverAck: true,
     contSourceAfter: true,
     maxRamSentMiB: true,
+    setDstWhileLoading: true,
   },
   problems(c, bad) {
     socketProblems(c, bad);
@@ -57,6 +58,9 @@ export const precopy = defineFlow<PrecopyCase>({
     }
     if (c.writeOnce && c.workload?.kind !== "idle") {
       bad("writeOnce", "needs the idle workload (a guest that writes nothing after the write)");
+    }
+    if (c.setDstWhileLoading && !c.live) {
+      bad("setDstWhileLoading", "needs a live migration, held while it is set");
     }
     if (c.maxRamSentMiB !== undefined && (c.expect ?? "succeed") !== "succeed") {
       bad("maxRamSentMiB", "bounds what a completed migration sent: expect succeed");
