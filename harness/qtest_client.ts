@@ -195,6 +195,16 @@ export class QtestClient {
     }
   }
 
+  /** Writes `data` as base64 (`b64write ADDR SIZE B64`): a third less on the wire than `write`'s hex. */
+  async b64write(addr: Addr, data: Uint8Array, opts?: QtestRequestOptions): Promise<void> {
+    if (data.length === 0) throw new RangeError(`${this.name}: qtest b64write: nothing to write`);
+    const cmd = `b64write ${hex(addr, "address")} ${hex(data.length, "size")} ${data.toBase64()}`;
+    const [reply] = await this.#request(cmd, [cmd], opts);
+    if (reply !== "OK") {
+      throw new Error(`${this.name}: qtest '${brief(cmd)}': unexpected reply '${brief(reply)}'`);
+    }
+  }
+
   /**
    * One byte at each address, pipelined (all `readb` lines are sent before the first reply is awaited).
    * For sparse reads such as the first byte of every page: 25,344 pages cost about 0.5 MB of traffic,

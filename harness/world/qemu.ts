@@ -20,6 +20,19 @@ import { ProcessSide } from "./process_side.ts";
 import { QEMU_UNCOMPARED_FIELDS, readDeviceState } from "./qemu_devices.ts";
 import { qemuBinary, QemuProcess } from "./qemu_process.ts";
 import { rdmaAddress } from "./rdma.ts";
+import { waitFor } from "../../engine/wait.ts";
+import {
+  describePanic,
+  PARAMS_GPA,
+  PARAMS_SIZE,
+  PROGRAM_BASE,
+  programImage,
+  type ProgramParams,
+  programParams,
+  programState,
+  qemuRamBytes,
+  WORKLOAD_IMAGE,
+} from "./guest_program.ts";
 import type {
   Breakpoints,
   CaseNeeds,
@@ -36,6 +49,14 @@ import type {
 export const QEMU_RAM_MIB = 150;
 
 /**
+ * The guest RAM QEMU runs a machine fixture with (KiB): upstream's 150 MiB for pc; for another fixture
+ * its pc.ram (QEMU's own blocks stand for the fixture's others: QEMU has its ROMs and video RAM).
+ */
+export function qemuRamKiB(machine: string): number {
+  return machine === "pc" ? QEMU_RAM_MIB * 1024 : qemuRamBytes(machine) / 1024;
+}
+
+/**
  * What only the model offers (the same on every QEMU): the case is skipped with this reason, or null.
  * The family says what of the model its case uses (`needs`); the base fields are read here.
  */
@@ -45,15 +66,19 @@ export function modelOnlyReason(c: AnyCase, needs: CaseNeeds): string | null {
   }
   if (needs.modelCounters) return `${needs.modelCounters}: counters only the model keeps (x-test)`;
   if (needs.scheduled) return `${needs.scheduled}: an interleaving only the simulated world schedules`;
-  if (needs.faults || c.defects || c.guards) {
+  // A regression case runs plainly (its `guards` defect is switched on only by the model's meta-test):
+  // on QEMU it asks whether QEMU has the bug class the model once had.
+  if (needs.faults || c.defects) {
     return "fault injection and known defects are x-test features of the model engine";
   }
   if (needs.olderRelease) {
     return "older releases of the devices are the model's (x-test-release); against QEMU, " +
       "QTEST_QEMU_BINARY_SRC/_DST name an older binary";
   }
-  if (c.machine && c.machine !== "pc") return "machine fixtures other than pc exist only in the model";
-  if (c.workload && c.workload.kind !== "a-b") return "only upstream's a-b boot sector runs on QEMU";
+  if (c.workload && c.workload.kind !== "a-b") {
+    const program = programParams(c.workload, qemuRamKiB(c.machine ?? "pc") * 1024);
+    if ("none" in program) return `the ${c.workload.kind} guest program cannot run here: ${program.none}`;
+  }
   if (needs.guestControl || c.vcpu || c.dstVcpu || c.memPrealloc) {
     return "guest-control knobs of the model engine";
   }
@@ -289,15 +314,15 @@ export function chooseMachine(src: QemuProbe, dst: QemuProbe, override?: string)
 }
 
 /**
- * QEMU's RAM through `pmemsave` of guest-physical [0, 150 MiB) into the run directory (one call; qtest
+ * QEMU's RAM through `pmemsave` of guest-physical [0, RAM size) into the run directory (one call; qtest
  * `read` of that much is far slower), digested here with the engine's page digest.
  */
-function pmemsaveRam(side: QemuProcess, dir: string): RamSource {
+function pmemsaveRam(side: QemuProcess, dir: string, bytes: number): RamSource {
   let image: Uint8Array | null = null;
   const load = async () => {
     if (image) return image;
     const file = `${dir}/${side.name}.pmem`;
-    await side.qmp.execute("pmemsave", { val: 0, size: QEMU_RAM_MIB << 20, filename: file }, {
+    await side.qmp.execute("pmemsave", { val: 0, size: bytes, filename: file }, {
       timeoutMs: 60_000,
     });
     image = await Deno.readFile(file);
@@ -318,6 +343,18 @@ function pmemsaveRam(side: QemuProcess, dir: string): RamSource {
     },
   };
 }
+
+/** Waits for a guest program's 'A' on the serial: it left the BIOS and runs. */
+async function waitProgramStarted(q: QemuProcess, timeoutMs: number): Promise<void> {
+  await waitFor(`${q.name}'s guest program to start ('A' on its serial)`, async (see) => {
+    const text = await Deno.readTextFile(q.serialPath).catch(() => "");
+    see(text ? `the serial reads '${text.slice(0, 16)}'` : "nothing on the serial");
+    return text.startsWith("A");
+  }, { timeoutMs, intervalMs: 5 });
+}
+
+/** What one qtest b64write of a RAM fill carries. */
+const FILL_CHUNK = 1 << 20;
 
 /**
  * Whether a destination on this binary stays up after a failed load: only when migrate-incoming takes
@@ -369,18 +406,53 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
     readonly suspendMe = false,
     /** The side runs under KVM (which writes into guest RAM on its own: see KVM_WRITTEN_BIOS_PAGES). */
     readonly kvm = false,
+    /** Its guest RAM in bytes (what `ram()` reads). */
+    readonly ramBytes = QEMU_RAM_MIB << 20,
+    /** The guest program it boots, when not a-b (its parameter block says how it runs). */
+    readonly program: ProgramParams | null = null,
   ) {
     super(process, name);
     this.staysUpAfterFailedLoad = staysUpAfterFailedLoad(probe);
   }
 
   ram(): RamSource {
-    const ram = pmemsaveRam(this.process, this.dir);
+    const ram = pmemsaveRam(this.process, this.dir, this.ramBytes);
     return this.kvm ? withoutPages(ram, KVM_WRITTEN_BIOS_PAGES) : ram;
   }
 
   coloCache(): Unavailable {
     return { unavailable: "QEMU has no command that reads the COLO cache" };
+  }
+
+  async guestProgress(): Promise<number | null> {
+    if (!this.program || this.program.pages === 0) return null;
+    return programState(await this.readRam(PARAMS_GPA, PARAMS_SIZE)).heartbeat;
+  }
+
+  /**
+   * The model's x-test-ram-fill on QEMU: seeded words (xorshift32, as the model's) through qtest, over
+   * [1 MiB, end of RAM) — the program's region; below it are the BIOS's data and the program itself.
+   */
+  async fillRam(seed: number): Promise<void> {
+    let x = seed >>> 0 || 1;
+    const chunk = new Uint32Array(FILL_CHUNK / 4);
+    for (let at = PROGRAM_BASE; at < this.ramBytes; at += FILL_CHUNK) {
+      for (let i = 0; i < chunk.length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        chunk[i] = x;
+      }
+      const bytes = new Uint8Array(chunk.buffer, 0, Math.min(FILL_CHUNK, this.ramBytes - at));
+      await this.process.qtest.b64write(at, bytes, { timeoutMs: 60_000 });
+    }
+  }
+
+  /** What the guest program saw when it panicked, read from its parameter block (null: no panic). */
+  async guestPanic(): Promise<string | null> {
+    if (!this.program) return null;
+    const state = programState(await this.readRam(PARAMS_GPA, PARAMS_SIZE));
+    return state.panic ? describePanic(state.panic, this.program) : null;
   }
 
   postcopyStats(): Promise<Unavailable> {
@@ -494,6 +566,15 @@ export function createQemuWorld(
       const s = setup!;
       if (typeof s.machine !== "string") throw new Error(s.machine.none);
       const probe = spec.name === "target" ? s.dst : s.src;
+      const memoryKiB = qemuRamKiB(spec.machine);
+      let program: ProgramParams | null = null;
+      let image: Uint8Array | undefined;
+      if (spec.workload.kind !== "a-b") {
+        const params = programParams(spec.workload, memoryKiB * 1024);
+        if ("none" in params) throw new Error(`${spec.name}: ${params.none}`);
+        program = params;
+        image = programImage(await Deno.readFile(WORKLOAD_IMAGE), params);
+      }
       const process = await QemuProcess.spawn({
         name: spec.name,
         dir: spec.dir,
@@ -503,7 +584,8 @@ export function createQemuWorld(
         uuid: spec.uuid,
         transcript: spec.transcript,
         timeoutMs: spec.timeoutMs,
-        memoryMiB: QEMU_RAM_MIB,
+        memoryKiB,
+        program: image,
         machine: s.machine,
         // upstream's use_dirty_ring: KVM with the ring, no TCG to fall back on.
         accel: spec.dirtyRingSize
@@ -521,7 +603,27 @@ export function createQemuWorld(
       const suspendMe = spec.workload.kind === "a-b" && spec.workload.suspendMe === true;
       const kvm = spec.dirtyRingSize !== undefined ||
         effectiveAccel(spec.colo ? s.coloAccel ?? s.accel : s.accel, probe) === "kvm";
-      return new QemuSide(process, spec.name, spec.dir, probe, suspendMe, kvm);
+      const side = new QemuSide(
+        process,
+        spec.name,
+        spec.dir,
+        probe,
+        suspendMe,
+        kvm,
+        memoryKiB * 1024,
+        program,
+      );
+      // A running guest program is past the BIOS once its 'A' is out: a migration before that would carry
+      // the BIOS mid-boot, not the program (a flow waits for a-b's own 'B' itself).
+      if (program && !spec.incoming && !spec.startPaused && !spec.cprChannel) {
+        try {
+          await waitProgramStarted(process, spec.timeoutMs);
+        } catch (e) {
+          await side.kill();
+          throw e;
+        }
+      }
+      return side;
     },
   };
 }

@@ -38,18 +38,9 @@ export interface QemuBug {
   hangMs?: number;
 }
 
-/** Upstream's COLO cases of one kind: {primary,secondary}_failover[_checkpoint]. */
-function coloCases(kind: string): string[] {
-  return ["primary", "secondary"].flatMap((side) =>
-    ["", "_checkpoint"].map((when) => `/migration/colo/${kind}/${side}_failover${when}`)
-  );
-}
-const COLO_PLAIN = coloCases("plain");
-const COLO_MULTIFD = [
-  ...coloCases("multifd"),
-  "/migration/colo/multifd/zlib/secondary_failover",
-  "/migration/colo/multifd/zstd/secondary_failover",
-];
+/** Every COLO case, and every one over multifd: the bugs below strike at COLO's first checkpoint. */
+const COLO_ANY = /^\/migration\/colo\//;
+const COLO_MULTIFD = /^\/migration\/colo\/multifd\//;
 
 export const QEMU_BUGS: readonly QemuBug[] = [
   {
@@ -99,12 +90,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       "saved its run state, so the destination runs it; `stop` on a suspended guest neither stops it nor " +
       "says STOP; a destination sent 'suspended' by a newer source takes it without a RESUME on cont (fixed in 9.0 by 'migration: preserve suspended runstate' and 'cpus: stop vm in " +
       "suspended runstate', with the vm_was_suspended flag carried in the global state)",
-    cases: [
-      "/migration/precopy/unix/suspend/live",
-      "/migration/precopy/unix/suspend/notlive",
-      "/migration/precopy/unix/suspend/source-cont",
-      "/migration/postcopy/suspend",
-    ],
+    // Every machine the suspending guest runs on (pc-odd: its RAM size).
+    cases: /^\/migration\/(precopy\/unix\/suspend\/(live|notlive|source-cont)|postcopy\/suspend)(\/pc-odd)?$/,
     side: "either",
     range: { from: "7.2", through: "8.2" },
     // A 7.2 destination of a 10.0 source takes the "suspended" it is sent as is and says no RESUME on cont.
@@ -119,7 +106,10 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     summary: "a guest that was suspended when it migrated out leaves the source in postmigrate " +
       "remembering it slept (vm_was_suspended); `cont` there then asks for the transition postmigrate -> " +
       "suspended, which the run state table lacks, and QEMU aborts ('invalid runstate transition')",
-    cases: ["/migration/precopy/unix/suspend/source-cont"],
+    cases: [
+      "/migration/precopy/unix/suspend/source-cont",
+      "/migration/precopy/unix/suspend/source-cont/pc-odd",
+    ],
     side: "src",
     range: { from: "10.0", through: "10.0" },
     symptom: /connection closed by source while waiting for cont|invalid runstate transition/,
@@ -168,10 +158,27 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     ),
   })),
   {
+    id: "qemu-xbzrle-tcg-pages-lost",
+    summary: "XBZRLE under TCG with a guest whose pages turn zero and are rewritten (the zero-churn " +
+      "program, with or without restores): after a non-converging phase at 1 MB/s the migration " +
+      "completes with most of the hot pages stale on the destination (186–220 of 256 in four runs), having " +
+      "made hundreds to thousands of dirty syncs in 3 s where KVM and 10.0.2 under TCG make 7; the same " +
+      "guest without XBZRLE and with KVM migrates exactly. Root cause not identified; 10.0.2 does not show it",
+    cases: ["/migration/precopy/unix/xbzrle/zero-churn"],
+    side: "src",
+    range: { from: "7.2", through: "7.2" },
+    accel: "tcg",
+    symptom: /guest RAM differs in \d+ page\(s\) between source and target/,
+  },
+  {
     id: "qemu-multifd-postcopy-yank-abort",
     summary: "multifd with postcopy-ram (which 10.0 refuses outright): at the switch the destination " +
       "aborts in yank_unregister_instance (Assertion `QLIST_EMPTY(&entry->yankfns)' failed)",
-    cases: ["/migration/multifd+postcopy/plain", "/migration/multifd+postcopy/tcp/tls/psk/match"],
+    cases: [
+      "/migration/multifd+postcopy/plain",
+      "/migration/multifd+postcopy/tcp/tls/psk/match",
+      "/migration/multifd+postcopy/faults/versions",
+    ],
     side: "dst",
     range: { from: "7.2", through: "7.2" },
     symptom: /yank_unregister_instance: Assertion/,
@@ -246,7 +253,7 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     id: "qemu-colo-precopy-completes",
     summary: "with x-colo on, the primary's migration goes 'device' -> 'completed' and never enters " +
       "'colo' (the secondary never becomes one)",
-    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
+    cases: COLO_ANY,
     side: "src",
     // Up to, not including, 10.2.
     range: { from: "10.0", through: "10.1" },
@@ -257,7 +264,7 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     id: "qemu-colo-tcg-bql-deadlock",
     summary: "COLO under TCG: the primary deadlocks on the BQL after the first checkpoint (it sends the " +
       "RAM state without holding the BQL), so the next checkpoint never comes",
-    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
+    cases: COLO_ANY,
     side: "src",
     range: { from: "7.2", through: "7.2" },
     accel: "tcg",
@@ -288,7 +295,7 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     summary: "COLO on q35: the secondary aborts at the first checkpoint " +
       "(memory_region_add_subregion_common: Assertion '!subregion->container' failed): it loads device " +
       "state into a running machine without a reset",
-    cases: [...COLO_PLAIN, ...COLO_MULTIFD],
+    cases: COLO_ANY,
     side: "dst",
     range: { from: "7.2", through: "7.2" },
     machine: /q35/,

@@ -118,8 +118,8 @@ export interface QemuSpawnOptions {
   transcript: QmpTranscriptEntry[];
   /** Bound for startup (QMP greeting, qtest connection) and default for QMP/qtest requests. */
   timeoutMs: number;
-  /** Guest RAM (default 150, as upstream for x86). */
-  memoryMiB?: number;
+  /** Guest RAM in KiB (default 150 MiB, as upstream for x86); QEMU rounds it up to 8 KiB. */
+  memoryKiB?: number;
   /** Guest RAM from this memory-backend-file (`-machine memory-backend=ID`), sized as `-m`. */
   memoryBackend?: MemoryBackend;
   /** -machine aux-ram-share=on (QEMU 10.0 on). */
@@ -136,6 +136,11 @@ export interface QemuSpawnOptions {
   extraArgs?: string[];
   /** Boot the suspending a-b sector (SUSPEND_BOOTSECT_IMAGE). */
   suspendMe?: boolean;
+  /**
+   * Boot this image instead of an a-b sector: a guest program with its parameters filled in
+   * (harness/world/guest_program.ts), whole sectors.
+   */
+  program?: Uint8Array;
   /** Negotiate QMP's `oob` capability (COLO's yank is exec-oob, as upstream's colo-tests.c). */
   oob?: boolean;
   /**
@@ -176,6 +181,8 @@ export class QemuProcess extends SpawnedProcess {
       );
     }
     this.binary = binary;
+    const memory = `${opts.memoryKiB ?? 150 * 1024}K`;
+    const sectors = opts.program ? opts.program.length / 512 : 1;
     const args = [
       ...(opts.dataDirs ?? qemuDataDirs(binary)).flatMap((d) => ["-L", d]),
       "-machine",
@@ -184,15 +191,15 @@ export class QemuProcess extends SpawnedProcess {
       "-name",
       `${name},debug-threads=on`,
       "-m",
-      `${opts.memoryMiB ?? 150}M`,
+      memory,
       "-serial",
       `file:${this.serialPath}`,
-      // A one-sector disk: the BIOS boots it like a floppy-sized image. Each side gets its own copy so the
-      // two QEMUs never contend for the image lock.
+      // A disk of the image's sectors (one for a-b) on one track: the BIOS boots its first sector. Each
+      // side gets its own copy so the two QEMUs never contend for the image lock.
       "-drive",
       `if=none,id=d0,file=${this.imagePath},format=raw${opts.snapshot ? ",snapshot=on" : ""}`,
       "-device",
-      "ide-hd,drive=d0,secs=1,cyls=1,heads=1",
+      `ide-hd,drive=d0,secs=${sectors},cyls=1,heads=1`,
       "-chardev",
       `socket,path=${this.qmpPath},server=on,wait=off,id=qmp`,
       "-mon",
@@ -211,7 +218,7 @@ export class QemuProcess extends SpawnedProcess {
     ];
     if (opts.memoryBackend) {
       const b = opts.memoryBackend;
-      const size = `${opts.memoryMiB ?? 150}M`;
+      const size = memory;
       args.push(
         "-object",
         b.type === "memfd"
@@ -224,6 +231,8 @@ export class QemuProcess extends SpawnedProcess {
       );
     }
     if (opts.auxRamShare) args.push("-machine", "aux-ram-share=on");
+    // A guest program reports a panic through the pvpanic port: QEMU emits GUEST_PANICKED and pauses.
+    if (opts.program) args.push("-device", "pvpanic", "-action", "panic=pause");
     if (opts.cprChannel) {
       args.push("-incoming", `cpr,addr.transport=socket,addr.type=unix,addr.path=${opts.cprChannel}`);
     }
@@ -243,8 +252,9 @@ export class QemuProcess extends SpawnedProcess {
     });
     let p: QemuProcess;
     try {
-      const image = opts.suspendMe ? SUSPEND_BOOTSECT_IMAGE : BOOTSECT_IMAGE;
-      await Deno.copyFile(image, `${opts.dir}/${opts.name}-bootsect.img`);
+      const copy = `${opts.dir}/${opts.name}-bootsect.img`;
+      if (opts.program) await Deno.writeFile(copy, opts.program);
+      else await Deno.copyFile(opts.suspendMe ? SUSPEND_BOOTSECT_IMAGE : BOOTSECT_IMAGE, copy);
       p = new QemuProcess(opts);
     } catch (e) {
       await listener.close();

@@ -108,6 +108,21 @@ export interface Side {
   readonly qmp: QmpClient;
   /** The guest's serial output (upstream's `-serial file:`). */
   readonly serialPath: string;
+  /**
+   * After GUEST_PANICKED, what the guest saw, where the event does not say it (a QEMU guest program
+   * leaves it in its memory; the model puts it in the event): null when there is nothing to say.
+   */
+  guestPanic?(): Promise<string | null>;
+  /**
+   * A count the guest program advances as it runs (a QEMU guest program's heartbeat), or null for a
+   * guest that is meant to stand still; absent where the world keeps none.
+   */
+  guestProgress?(): Promise<number | null>;
+  /**
+   * Fills the guest's RAM with seeded random bytes, every page dirty, the world's own way (QEMU: its
+   * test range through qtest); absent: the model's x-test-ram-fill.
+   */
+  fillRam?(seed: number): Promise<void>;
   readonly stderr: string;
   /** The side's time, when it is not the host's (the simulated world's virtual clock). */
   readonly clock?: Clock;

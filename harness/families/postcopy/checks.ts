@@ -42,9 +42,10 @@ export async function checkPostcopy(p: MigrationPair, c: PostcopyCase, dstSince:
   await checkCounters(p, c);
   const panics = p.dst.qmp.events.slice(dstSince).filter((e) => e.event === "GUEST_PANICKED");
   if (panics.length) {
+    const said = (await p.dst.guestPanic?.()) ?? null;
     throw new FlowError(
       `the target's guest panicked during postcopy: ${
-        panics.map((e) => String(e.data?.["x-test-message"] ?? JSON.stringify(e.data))).join("; ")
+        panics.map((e) => String(e.data?.["x-test-message"] ?? said ?? JSON.stringify(e.data))).join("; ")
       }`,
     );
   }

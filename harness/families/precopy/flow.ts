@@ -65,7 +65,7 @@ export async function precopyFlow(p: MigrationPair, c: PrecopyCase): Promise<voi
     await p.src.qmp.execute("stop");
     await p.waitEvent(p.src, "STOP");
     srcRunning = false;
-    if (c.fillRandom) await p.src.qmp.execute("x-test-ram-fill", { seed: p.ctx.seed }, { timeoutMs: 60_000 });
+    if (c.fillRandom) await fillRam(p, p.ctx.seed);
     await p.setParams(p.src, CONVERGE);
   }
   // Data in every page, so that the first pass takes time (a zero guest's first pass is over at once).

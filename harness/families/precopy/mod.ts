@@ -87,7 +87,6 @@ export const precopy = defineFlow<PrecopyCase>({
       : {}),
     faults: c.fault !== undefined || c.dstFaults !== undefined,
     olderRelease: c.release !== undefined,
-    guestControl: c.fillRandom || c.writeOnce,
     qemu: c.migrateChannels || c.migrateAddress
       ? [{ side: "src", kind: "migrate-arg", name: "channels" }]
       : [],
