@@ -35,7 +35,22 @@ export interface FaultSpec {
   /** A multifd channel id (corrupt/truncate on that channel; multifd-channel-delay/-slow). */
   channel?: number;
   delayMs?: number;
+  /**
+   * What `offset` is, by name, for a world that writes another layout than the model's: the wire proxy
+   * finds the same place in real QEMU's stream (harness/wire_proxy.ts).
+   */
+  at?: StreamPoint;
 }
+
+/**
+ * A named place in the main stream: the last byte of the RAM section's MEM_SIZE word (its flags), or a
+ * byte of a block's be64 length in the RAM setup's block list (byte 0 the most significant).
+ */
+export type StreamPoint = { point: "mem-size-flags" } | {
+  point: "block-length";
+  block: string;
+  byte: number;
+};
 
 /** Which side of the pair: the source or the destination (a running side is world.ts's `Side`). */
 export type SideId = "src" | "dst";
@@ -141,6 +156,11 @@ export interface Outcome {
   error?: RegExp;
   /** What the source's error-desc must match, where its own error says why (a TLS check it made). */
   srcError?: RegExp;
+  /**
+   * What real QEMU says instead of `error`, where the model says more than QEMU (the stream offset, the
+   * value it read): QEMU's stderr or error-desc must match it when the case runs on QEMU.
+   */
+  qemuError?: RegExp;
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import type { Outcome } from "./case.ts";
 import { FlowError, type MigrationPair } from "./framework.ts";
-import { expectError } from "./migration_qmp.ts";
+import { expectError, worldOutcome } from "./migration_qmp.ts";
 import { checkMigratedGuest } from "./migration_util.ts";
 
 async function expectExitFailure(p: MigrationPair): Promise<void> {
@@ -145,6 +145,7 @@ export async function finishByExpectation(
   outcome: Outcome,
   srcWasRunning: boolean,
 ): Promise<void> {
+  outcome = worldOutcome(p, outcome);
   switch (outcome.expect ?? "succeed") {
     case "succeed": {
       if ((p.c.caps ?? []).includes("pause-before-switchover")) {

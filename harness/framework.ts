@@ -18,6 +18,7 @@ import type { LackedField } from "../engine/testing/releases.ts";
 import { setupTls } from "./tls.ts";
 import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
 import { rdmaAddress } from "./world/rdma.ts";
+import { type WireFault, WireProxy, type WireReport } from "./wire_proxy.ts";
 
 export interface CaseContext {
   seed: number;
@@ -105,6 +106,8 @@ export class MigrationPair {
   /** A cross-version case with an older source: the target's devices before the migration. */
   targetBefore: DeviceState | Unavailable | null = null;
   #sampler: Sampler | null = null;
+  readonly #wireFaults: WireFault[] = [];
+  #wire: WireProxy | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
   /** The latest spawnTarget, settled or not (undefined when it failed: it ended its own process). */
   #spawning: Promise<Side | undefined> | null = null;
@@ -152,6 +155,30 @@ export class MigrationPair {
       return `rdma:${r.addr}:29200`;
     }
     return s?.transport === "tcp" ? "tcp:127.0.0.1:0" : `unix:${this.migsocket}`;
+  }
+
+  /**
+   * The source's channels go through a proxy that applies `fault` (harness/wire_proxy.ts): the next
+   * `viaWire` puts the proxy in front of the destination's address.
+   */
+  breakWire(fault: WireFault): void {
+    if (this.#wire) throw new FlowError("a wire fault after the source connected comes too late");
+    this.#wireFaults.push(fault);
+  }
+
+  /** The URI the source migrates to: `uri` itself, or a proxy in front of it once a wire fault is set. */
+  viaWire(uri: string): string {
+    if (!this.#wireFaults.length) return uri;
+    if (!this.#wire) {
+      this.#wire = WireProxy.start(uri, `${this.dir}/wire.sock`, this.#wireFaults);
+      this.ctx.log(`wire proxy ${this.#wire.uri} -> ${uri}: ${JSON.stringify(this.#wireFaults)}`);
+    }
+    return this.#wire.uri;
+  }
+
+  /** What the wire proxy saw (null: none stood between the sides). */
+  wireReport(): WireReport | null {
+    return this.#wire?.report() ?? null;
   }
 
   /** The socket the case chooses, or null (its flow sends migrate-incoming itself). */
@@ -394,8 +421,11 @@ export class MigrationPair {
    */
   close(): Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> {
     this.#sampler?.stop();
+    const report = this.#wire?.report();
+    if (report) this.ctx.log(`wire proxy: ${JSON.stringify(report)}`);
+    const wire = this.#wire?.close();
     const killDst = this.#spawning ? this.#spawning.then((s) => s?.kill()) : this.dst?.kill();
-    this.#closing ??= Promise.all([this.src?.kill(), killDst]).then(async ([src, dst]) => {
+    this.#closing ??= Promise.all([this.src?.kill(), killDst, wire]).then(async ([src, dst]) => {
       // The sides are gone, so the sampler's requests in flight have ended: nothing outlives the case.
       await this.#sampler?.settled();
       return { src, dst };

@@ -2,11 +2,19 @@
  * The QMP side of a migration (upstream's migration-qmp.c): migrate, migrate-incoming, the connect URI,
  * dirty-sync passes, the converge/non-converge parameters, and injecting a case's faults.
  */
+import { wireFaultOf } from "./wire_proxy.ts";
 import type { MigrationParameters } from "../engine/options.ts";
 import type { FaultSpec, Outcome } from "./case.ts";
 import { FlowError, type MigrationPair } from "./framework.ts";
 import { QmpCommandError } from "../engine/qmp/client.ts";
 import type { Side } from "./world/world.ts";
+
+/** The outcome in the words of the world that runs the pair: QEMU's own error where the case gives one. */
+export function worldOutcome(p: MigrationPair, outcome: Outcome): Outcome {
+  return p.ctx.world.name === "qemu" && outcome.qemuError
+    ? { ...outcome, error: outcome.qemuError }
+    : outcome;
+}
 
 /** migrate_ensure_non_converge / migrate_ensure_converge. */
 export const NON_CONVERGE: Partial<MigrationParameters> = { "max-bandwidth": 3_000_000, "downtime-limit": 1 };
@@ -59,7 +67,7 @@ export async function migrate(
     await p.src.qmp.execute("migrate", args);
   } catch (e) {
     if (qmpError && e instanceof QmpCommandError) {
-      expectError(opts.outcome!, e.desc, "migrate");
+      expectError(worldOutcome(p, opts.outcome!), e.desc, "migrate");
       return false;
     }
     throw e;
@@ -87,12 +95,12 @@ export async function migrateIncoming(p: MigrationPair, uri: string, exitOnError
 /** Where the source connects: the destination's real TCP port for port 0, as migrate_get_connect_uri. */
 export async function connectUri(p: MigrationPair): Promise<string> {
   const uri = p.incomingUri();
-  if (!uri.startsWith("tcp:")) return uri;
+  if (!uri.startsWith("tcp:")) return p.viaWire(uri);
   const s = await p.status(p.dst);
   const addrs = s["socket-address"] as { type: string; host: string; port: string }[] | undefined;
   const inet = addrs?.find((a) => a.type === "inet");
   if (!inet) throw new FlowError(`target reports no inet socket-address: ${JSON.stringify(s)}`);
-  return `tcp:${inet.host}:${inet.port}`;
+  return p.viaWire(`tcp:${inet.host}:${inet.port}`);
 }
 
 /**
@@ -123,6 +131,12 @@ export async function waitPasses(p: MigrationPair, passes: number): Promise<void
 
 /** x-test-inject-fault on one side. */
 export async function injectFault(p: MigrationPair, side: Side, f: FaultSpec): Promise<void> {
+  // A world without the model's fault hooks (real QEMU) breaks the source's stream on the wire instead.
+  const wire = p.ctx.world.wireFaults ? wireFaultOf(f, side === p.src ? "src" : "dst", p.ctx.seed) : null;
+  if (wire) {
+    p.ctx.log(`fault ${JSON.stringify(wire)} on the wire (the ${side.name}'s ${f.kind})`);
+    return p.breakWire(wire);
+  }
   const args: Record<string, unknown> = { kind: f.kind };
   if (f.offset !== undefined) {
     args.offset = typeof f.offset === "function" ? f.offset(p.ctx.seed) : f.offset;

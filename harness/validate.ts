@@ -43,7 +43,12 @@ export const SOCKET_FIELDS: Record<keyof SocketCase, true> = {
   tls: true,
   ipv6: true,
 };
-export const OUTCOME_FIELDS: Record<keyof Outcome, true> = { expect: true, error: true, srcError: true };
+export const OUTCOME_FIELDS: Record<keyof Outcome, true> = {
+  expect: true,
+  error: true,
+  srcError: true,
+  qemuError: true,
+};
 
 export class CaseTableError extends Error {
   constructor(readonly problems: string[]) {
@@ -137,6 +142,9 @@ export function socketProblems(c: SocketCase, bad: Problem): void {
 export function outcomeProblems(c: Outcome, bad: Problem): void {
   if (c.error !== undefined && (c.expect ?? "succeed") === "succeed") {
     bad("error", "only a failing case (expect fail|fail-dest-exits|qmp-error|refused) has an error to match");
+  }
+  if (c.qemuError !== undefined && c.error === undefined) {
+    bad("qemuError", "is QEMU's words for the case's error: the case needs its error too");
   }
   if (c.srcError !== undefined && !["fail", "fail-dest-exits", "refused"].includes(c.expect ?? "succeed")) {
     bad("srcError", "only a case whose source fails (expect fail|fail-dest-exits|refused) has its error");

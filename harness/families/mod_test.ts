@@ -60,9 +60,12 @@ Deno.test("registry: a family's needs reach the worlds (held moments, faults, th
     /request-crosses-page: between real processes .* --backend sim/,
   );
   assert.equal(cannotRunIn(simWorld, window), null);
-  const faulty = ALL_CASES.find((c) => "fault" in c && c.fault !== undefined)!;
+  // A fault the wire proxy cannot carry: the model's hooks (wire faults need no x-test hook).
+  const faulty = named("/migration/bad_stream/unknown_section");
   assert.equal(caseNeeds(faulty).faults, true);
   assert.equal(caseNeeds(named("/migration/precopy/unix/plain")).faults, false);
+  // A wire fault travels through the wire proxy in any world that has one.
+  assert.equal(caseNeeds(named("/migration/bad_stream/magic")).faults, false);
 });
 
 Deno.test("registry: the pair gets its family's hooks (socket, COLO pair, final queries)", () => {

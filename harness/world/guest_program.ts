@@ -15,9 +15,12 @@ export const WORKLOAD_IMAGE =
 /** Its sectors (the boot sector reads the others; the disk's geometry must hold them). */
 export const WORKLOAD_IMAGE_SECTORS = 4;
 
-/** Where the parameter block is: in the image file, and in guest-physical memory once booted. */
+/**
+ * Where the parameter block is: in the image file, and in guest-physical memory once the program runs
+ * (it copies the block to a page without code, where its writes cost TCG no retranslation).
+ */
 export const PARAMS_FILE_OFFSET = 0x200;
-export const PARAMS_GPA = 0x7e00;
+export const PARAMS_GPA = 0x6000;
 const MAGIC = "MTWL";
 const P = {
   kind: 4,

@@ -529,6 +529,7 @@ export function createQemuWorld(
   let setup: QemuSetup | null = null;
   return {
     name: "qemu",
+    wireFaults: true,
     get setup() {
       return setup;
     },

@@ -287,6 +287,11 @@ export interface World {
   readonly name: WorldName;
   /** Learns what the world can do (e.g. probes the QEMU binaries) before cases are selected or run. */
   prepare?(): Promise<void>;
+  /**
+   * The world has no x-test-inject-fault: a byte fault on the source's main channel goes on the wire,
+   * through a proxy between the sides (harness/wire_proxy.ts).
+   */
+  readonly wireFaults?: boolean;
   /** Why this world cannot run the case (reported as a skip with this reason), or null. */
   cannotRun(c: AnyCase, needs: CaseNeeds): string | null;
   /** The known bug the case hits in this world, or null. */

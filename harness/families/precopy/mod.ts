@@ -4,6 +4,7 @@
  * that cannot converge until its bandwidth is raised. The multifd, XBZRLE, bad-stream and cross-version
  * tables are precopy cases too.
  */
+import { isWireFault } from "../../wire_proxy.ts";
 import type { ReleaseName } from "../../../engine/testing/releases.ts";
 import { defineFlow } from "../../family.ts";
 import { isRelease } from "../../../engine/testing/releases.ts";
@@ -85,7 +86,9 @@ export const precopy = defineFlow<PrecopyCase>({
         rdmaLink: c.ipv6 ? "IPv6" as const : "IPv4" as const,
       }
       : {}),
-    faults: c.fault !== undefined || c.dstFaults !== undefined,
+    // A byte fault every stream has a place for can go on the wire (real QEMU's way); others are the model's.
+    faults: (c.fault !== undefined && !isWireFault(c.fault, "src")) ||
+      (c.dstFaults ?? []).some((f) => !isWireFault(f, "dst")),
     olderRelease: c.release !== undefined,
     qemu: c.migrateChannels || c.migrateAddress
       ? [{ side: "src", kind: "migrate-arg", name: "channels" }]
@@ -118,7 +121,7 @@ export const convergeAfterRaise = defineFlow<ConvergeAfterRaiseCase>({
     xbzrlePagesProblems(c, bad);
     for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
   },
-  needs: (c) => ({ faults: c.dstFaults !== undefined }),
+  needs: (c) => ({ faults: (c.dstFaults ?? []).some((f) => !isWireFault(f, "dst")) }),
   socket: (c) => c,
   run: convergeAfterRaiseFlow,
 });
