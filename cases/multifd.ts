@@ -188,11 +188,14 @@ const bad: PrecopyCase[] = [
     fault: { kind: "corrupt", channel: 1, offset: 64 + 7, xor: 0x02 },
     qemuError: /received packet version 3 and expected version 1/,
   }),
+  // The last channel's handshake id (byte 24) turned from 3 into 4, one past the last of 4 channels.
   badInput("channel-id", /received channel id 4 is greater than number of channels 4/, {
-    fault: { kind: "multifd-channel-id" },
+    fault: { kind: "corrupt", channel: 3, offset: 24, xor: 0x07 },
   }),
+  // The last channel's id turned from 3 into 0: channel 0 twice.
   badInput("channel-id-twice", /multifd: received channel id 0 twice/, {
-    fault: { kind: "multifd-channel-id-twice" },
+    fault: { kind: "corrupt", channel: 3, offset: 24, xor: 0x03 },
+    qemuError: /multifd: received id '0' already setup/,
   }),
   badInput("uuid", /multifd: received uuid '11111111-.*' and expected uuid '22222222-/, {
     uuid: { src: "11111111-1111-1111-1111-111111111111", dst: "22222222-2222-2222-2222-222222222222" },

@@ -177,6 +177,21 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       /guest RAM differs in \d+ page\(s\) between source and target|the source reached 'completed' after \d+ sync\(s\), before the \d+ awaited|expected 'active' after \d+ passes, got completed/,
   },
   {
+    id: "qemu-multifd-channel-id-off-by-one",
+    summary: "a multifd handshake whose channel id equals the number of channels passes the destination's " +
+      "range check (multifd_recv_initial_packet refuses only id > channels) and indexes one past the end " +
+      "of the receive channels' array. What follows depends on the heap: on 10.0.2 the destination " +
+      "either reads the stale memory as a channel already set up (\"multifd: received id '4' already " +
+      "setup'\") or dies of SIGSEGV; on 7.2 it takes the connection as a fifth channel and never reports " +
+      "an error. The check is the same from 7.2 to master",
+    cases: ["/migration/multifd/bad/channel-id"],
+    side: "dst",
+    range: { from: "7.2", through: "10.0" },
+    hangMs: 10_000,
+    symptom:
+      /multifd: received id '4' already setup'|target died with exit status 139|waiting for the target to report the error/,
+  },
+  {
     id: "qemu-multifd-recv-error-hangs-destination",
     summary: "a multifd receive channel that refuses a packet (a corrupted packet magic or version, put on " +
       "the wire by the harness's proxy) leaves the destination's main thread waiting in qemu_sem_wait for " +
@@ -233,10 +248,11 @@ export const QEMU_BUGS: readonly QemuBug[] = [
   },
   {
     id: "qemu-multifd-refused-channels-abort",
-    summary: "when the destination refuses the multifd channels (uuid mismatch), the source sometimes " +
+    summary: "when the destination refuses the multifd channels (uuid mismatch, a channel id twice), the " +
+      "source sometimes " +
       "aborts: qemu_mutex_lock_impl: Assertion `mutex->initialized' failed (status 134); when it does " +
       "not, the case passes",
-    cases: ["/migration/multifd/bad/uuid"],
+    cases: ["/migration/multifd/bad/uuid", "/migration/multifd/bad/channel-id-twice"],
     side: "src",
     range: { from: "7.2", through: "7.2" },
     // The runner reports the abort as the exit status; the assertion is in the source's log.
