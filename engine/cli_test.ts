@@ -132,6 +132,7 @@ const TOOLS: Record<string, { usage: string; says?: string }> = {
   mutants: { usage: "usage: deno task mutants [options]" },
   actionlint: { usage: "usage: deno task actionlint [FILE...]" },
   upstream: { usage: "usage: deno task upstream [--qemu NAME=PATH]... [--write FILE | --check FILE]" },
+  "qemu-build": { usage: "usage: deno task qemu-build SOURCE [--name NAME] [--jobs N]" },
 };
 
 const ROOT = new URL("../", import.meta.url);

@@ -18,7 +18,8 @@ import type { LackedField } from "../engine/testing/releases.ts";
 import { setupTls } from "./tls.ts";
 import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
 import { rdmaAddress } from "./world/rdma.ts";
-import { type WireFault, WireProxy, type WireReport } from "./wire_proxy.ts";
+import { type WireFault, type WireHold, WireProxy, type WireReport } from "./wire_proxy.ts";
+import type { ColoWirePlace } from "./wire_colo.ts";
 
 export interface CaseContext {
   seed: number;
@@ -107,6 +108,7 @@ export class MigrationPair {
   targetBefore: DeviceState | Unavailable | null = null;
   #sampler: Sampler | null = null;
   readonly #wireFaults: WireFault[] = [];
+  #wireColo = false;
   #wire: WireProxy | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
   /** The latest spawnTarget, settled or not (undefined when it failed: it ended its own process). */
@@ -166,12 +168,30 @@ export class MigrationPair {
     this.#wireFaults.push(fault);
   }
 
+  /**
+   * The main connection goes through the proxy, which follows its COLO checkpoints so that a flow can
+   * hold it at a place of one (`holdColo`): the wire form of the model's COLO breakpoints.
+   */
+  trackColoOnWire(): void {
+    if (this.#wire) throw new FlowError("COLO places on the wire are asked for after the source connected");
+    this.#wireColo = true;
+  }
+
+  /** Holds the main connection at a place of a COLO checkpoint (needs trackColoOnWire before migrate). */
+  holdColo(place: ColoWirePlace, checkpoint?: number): WireHold {
+    if (!this.#wire?.colo) throw new FlowError(`holding at ${place}: the main connection is not on the wire`);
+    return this.#wire.holdColo(place, checkpoint);
+  }
+
   /** The URI the source migrates to: `uri` itself, or a proxy in front of it once a wire fault is set. */
   viaWire(uri: string): string {
-    if (!this.#wireFaults.length) return uri;
+    if (!this.#wireFaults.length && !this.#wireColo) return uri;
     if (!this.#wire) {
-      this.#wire = WireProxy.start(uri, `${this.dir}/wire.sock`, this.#wireFaults);
-      this.ctx.log(`wire proxy ${this.#wire.uri} -> ${uri}: ${JSON.stringify(this.#wireFaults)}`);
+      this.#wire = WireProxy.start(uri, `${this.dir}/wire.sock`, this.#wireFaults, { colo: this.#wireColo });
+      this.ctx.log(
+        `wire proxy ${this.#wire.uri} -> ${uri}: ${JSON.stringify(this.#wireFaults)}` +
+          (this.#wireColo ? ", following COLO checkpoints" : ""),
+      );
     }
     return this.#wire.uri;
   }

@@ -16,6 +16,7 @@
  * places in the model's own layout.
  */
 import type { FaultSpec, SideId, StreamPoint } from "./case.ts";
+import { type ColoMark, type ColoWirePlace, ColoWireTracker, FORWARD_PLACES } from "./wire_colo.ts";
 
 /** The bytes every main stream has at the same offset: the header and the type of the section after it. */
 const MAIN_PORTABLE = 9;
@@ -138,6 +139,9 @@ export class WireProxy {
   readonly #channels: { role: string; bytes: number }[] = [];
   readonly #applied = new Set<WireFault>();
   readonly #problems: string[] = [];
+  readonly #holds: WireHold[] = [];
+  /** The main connection's COLO checkpoints, once one is held for. */
+  #colo: ColoWireTracker | null = null;
   #closed = false;
 
   private constructor(
@@ -145,6 +149,8 @@ export class WireProxy {
     uri: string,
     readonly target: Address,
     readonly faults: readonly WireFault[],
+    /** Track COLO checkpoints on the main connection (holdColo). */
+    readonly colo: boolean,
   ) {
     this.#listener = listener;
     this.uri = uri;
@@ -155,13 +161,32 @@ export class WireProxy {
    * Listens beside `targetUri` (a unix socket at `path`, or TCP on 127.0.0.1 when the target is TCP) and
    * relays to it, applying `faults`.
    */
-  static start(targetUri: string, path: string, faults: readonly WireFault[]): WireProxy {
+  static start(
+    targetUri: string,
+    path: string,
+    faults: readonly WireFault[],
+    opts: { colo?: boolean } = {},
+  ): WireProxy {
     const target = parseUri(targetUri);
-    if (target.transport === "unix") {
-      return new WireProxy(Deno.listen({ transport: "unix", path }), `unix:${path}`, target, faults);
-    }
-    const listener = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
-    return new WireProxy(listener, `tcp:127.0.0.1:${(listener.addr as Deno.NetAddr).port}`, target, faults);
+    const [listener, uri] = target.transport === "unix"
+      ? [Deno.listen({ transport: "unix", path }), `unix:${path}`]
+      : (() => {
+        const l = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+        return [l, `tcp:127.0.0.1:${(l.addr as Deno.NetAddr).port}`] as const;
+      })();
+    return new WireProxy(listener, uri, target, faults, opts.colo ?? false);
+  }
+
+  /**
+   * Holds the main connection at `place` of COLO checkpoint `checkpoint` (by default the first whose
+   * request comes after this call): the bytes before the place go through, the ones after it wait,
+   * read but not sent, until `release`. Both directions keep being read, so neither side blocks on a
+   * full socket (a primary saving its RAM holds no lock the harness's queries need then).
+   */
+  holdColo(place: ColoWirePlace, checkpoint?: number): WireHold {
+    const hold = new WireHold(place, checkpoint ?? (this.#colo?.checkpoints ?? 0) + 1);
+    this.#holds.push(hold);
+    return hold;
   }
 
   report(): WireReport {
@@ -169,7 +194,9 @@ export class WireProxy {
       connections: this.#channels.length,
       channels: this.#channels.map((c) => ({ ...c })),
       applied: this.#applied.size,
-      ...(this.#problems.length ? { problems: [...this.#problems] } : {}),
+      ...(this.#problems.length || this.#colo?.problem
+        ? { problems: [...this.#problems, ...(this.#colo?.problem ? [`COLO: ${this.#colo.problem}`] : [])] }
+        : {}),
     };
   }
 
@@ -196,28 +223,36 @@ export class WireProxy {
       return;
     }
     this.#conns.add(to);
-    await Promise.allSettled([this.#forward(from, to), this.#pump(to, from)]);
+    const side: RelaySide = { colo: null };
+    await Promise.allSettled([this.#forward(from, to, side), this.#pump(to, from, side)]);
     this.#drop(from);
     this.#drop(to);
   }
 
-  /** Replies, untouched. */
-  async #pump(a: Deno.Conn, b: Deno.Conn): Promise<void> {
+  /** Replies, untouched; on a main connection COLO tracks, its places can hold them. */
+  async #pump(a: Deno.Conn, b: Deno.Conn, side: RelaySide): Promise<void> {
     const buf = new Uint8Array(64 * 1024);
+    const out = new HeldPipe(b, (m) => this.#holdAt(m), () => (this.#drop(a), this.#drop(b)));
     try {
       while (true) {
         const n = await a.read(buf);
         if (n === null) break;
-        await writeAll(b, buf.subarray(0, n));
+        const chunk = buf.slice(0, n);
+        out.push(chunk, side.colo?.back(chunk) ?? []);
       }
-      await b.closeWrite().catch(() => {});
     } catch {
       // Either end went away: the relay drops both.
     }
+    await out.end();
+  }
+
+  #holdAt(m: ColoMark): WireHold | null {
+    return this.#holds.find((h) => h.place === m.place && h.checkpoint === m.checkpoint && !h.isReached) ??
+      null;
   }
 
   /** What the source sends: its first bytes say which connection it is, then that one's faults apply. */
-  async #forward(a: Deno.Conn, b: Deno.Conn): Promise<void> {
+  async #forward(a: Deno.Conn, b: Deno.Conn, side: RelaySide): Promise<void> {
     const entry = { role: "other", bytes: 0 };
     this.#channels.push(entry);
     const buf = new Uint8Array(64 * 1024);
@@ -247,6 +282,10 @@ export class WireProxy {
           }
           faults = resolved;
           chunk = held;
+          if (role === "main" && this.colo && !this.#colo && !faults.length) {
+            side.colo = this.#colo = new ColoWireTracker();
+            return await this.#forwardColo(a, b, side.colo, chunk, entry);
+          }
         }
         if (!await this.#apply(faults, chunk, at, b, a, entry)) return;
         at += chunk.length;
@@ -256,6 +295,36 @@ export class WireProxy {
     } catch {
       // Either end went away: the relay drops both.
     }
+  }
+
+  /** The main connection of a COLO pair: its checkpoints parsed once READY went by, held where asked. */
+  async #forwardColo(
+    a: Deno.Conn,
+    b: Deno.Conn,
+    colo: ColoWireTracker,
+    first: Uint8Array,
+    entry: { bytes: number },
+  ): Promise<void> {
+    const out = new HeldPipe(
+      b,
+      (m) => FORWARD_PLACES.has(m.place) ? this.#holdAt(m) : null,
+      () => this.#drop(a),
+    );
+    out.push(first, []);
+    entry.bytes = first.length;
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      while (true) {
+        const n = await a.read(buf);
+        if (n === null) break;
+        const chunk = buf.slice(0, n);
+        entry.bytes += n;
+        out.push(chunk, colo.ready ? colo.forward(chunk) : []);
+      }
+    } catch {
+      // The primary went away (killed, at a hold): what it sent is delivered or dropped by the hold.
+    }
+    await out.end();
   }
 
   /** Sends `chunk` (stream offset `at`) through the faults; false when a cut ended the connection. */
@@ -316,6 +385,7 @@ export class WireProxy {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const h of this.#holds) h.release("drop");
     this.#listener.close();
     for (const c of [...this.#conns]) this.#drop(c);
     await this.#accepting.catch(() => {});
@@ -347,4 +417,108 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 async function writeAll(c: Deno.Conn, data: Uint8Array): Promise<void> {
   for (let off = 0; off < data.length;) off += await c.write(data.subarray(off));
+}
+
+/** What a relay's two directions share: the main connection's COLO tracker, once it has one. */
+interface RelaySide {
+  colo: ColoWireTracker | null;
+}
+
+/** How a hold ends: the held bytes go on, are lost with the connection, or go and the connection ends. */
+export type HoldRelease = "continue" | "drop" | "deliver";
+
+/** The main connection held at a place of a COLO checkpoint (WireProxy.holdColo). */
+export class WireHold {
+  #reached = false;
+  readonly reached: Promise<void>;
+  #reach!: () => void;
+  readonly released: Promise<HoldRelease>;
+  #release!: (how: HoldRelease) => void;
+
+  constructor(readonly place: ColoWirePlace, readonly checkpoint: number) {
+    this.reached = new Promise((r) => (this.#reach = r));
+    this.released = new Promise((r) => (this.#release = r));
+  }
+
+  get isReached(): boolean {
+    return this.#reached;
+  }
+
+  reach(): void {
+    this.#reached = true;
+    this.#reach();
+  }
+
+  release(how: HoldRelease): void {
+    this.#release(how);
+  }
+}
+
+/**
+ * One direction's writer: bytes go out in order, except that at a mark a hold is armed for it stops
+ * (the bytes before the mark sent, the rest queued) until the hold is released. The reader keeps
+ * reading meanwhile.
+ */
+class HeldPipe {
+  readonly #queue: { bytes: Uint8Array; marks: ColoMark[] }[] = [];
+  #wake: (() => void) | null = null;
+  #ended = false;
+  readonly #done: Promise<void>;
+
+  constructor(
+    readonly to: Deno.Conn,
+    readonly holdFor: (m: ColoMark) => WireHold | null,
+    /** Ends the connection both ways (a hold released with "drop"). */
+    readonly dropBoth: () => void,
+  ) {
+    this.#done = this.#run();
+  }
+
+  push(bytes: Uint8Array, marks: ColoMark[]): void {
+    this.#queue.push({ bytes, marks });
+    this.#wake?.();
+  }
+
+  /** The reader saw its end: send what is queued (or what the holds let through), then close. */
+  async end(): Promise<void> {
+    this.#ended = true;
+    this.#wake?.();
+    await this.#done;
+  }
+
+  async #run(): Promise<void> {
+    let holding = true;
+    try {
+      while (true) {
+        const item = this.#queue.shift();
+        if (!item) {
+          if (this.#ended) break;
+          await new Promise<void>((r) => (this.#wake = r));
+          this.#wake = null;
+          continue;
+        }
+        let off = 0;
+        for (const m of holding ? item.marks : []) {
+          const hold = this.holdFor(m);
+          if (!hold) continue;
+          if (m.at > off) await writeAll(this.to, item.bytes.subarray(off, m.at));
+          off = m.at;
+          hold.reach();
+          const how = await hold.released;
+          if (how === "drop") {
+            // The link is gone with the side that died: nothing more reaches the other.
+            // A FIN now: a close alone waits for the other direction's pending read to give up the fd.
+            await this.to.closeWrite().catch(() => {});
+            this.dropBoth();
+            return;
+          }
+          if (how === "deliver") holding = false;
+        }
+        if (off < item.bytes.length) await writeAll(this.to, item.bytes.subarray(off));
+      }
+      await this.to.closeWrite().catch(() => {});
+    } catch {
+      // Either end went away.
+    }
+  }
 }

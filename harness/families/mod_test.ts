@@ -42,7 +42,13 @@ Deno.test("registry: every case's flow has a descriptor; a flow name belongs to 
 
 Deno.test("registry: a family's needs reach the worlds (held moments, faults, the simulation's limits)", () => {
   const kill = named("/migration/colo/plain/kill-primary/apply-middle");
-  assert.deepEqual(caseNeeds(kill), { heldAt: "killing the primary at colo-apply-middle", coloPair: true });
+  assert.deepEqual(caseNeeds(kill), {
+    heldAt: "killing the primary at colo-apply-middle",
+    heldOnWire: true,
+    coloPair: true,
+  });
+  // A failover during the apply has no place on the wire: the secondary must be held mid-apply.
+  assert.equal(caseNeeds(named("/migration/colo/plain/secondary_failover_during_apply")).heldOnWire, false);
   const file = caseNeeds(named("/migration/precopy/file"));
   assert.deepEqual(file.qemu?.map((n) => `${n.side}:${n.kind}:${n.name}`), [
     "src:transport:file",

@@ -61,7 +61,7 @@ export function qemuRamKiB(machine: string): number {
  * The family says what of the model its case uses (`needs`); the base fields are read here.
  */
 export function modelOnlyReason(c: AnyCase, needs: CaseNeeds): string | null {
-  if (needs.heldAt) {
+  if (needs.heldAt && !needs.heldOnWire) {
     return `${needs.heldAt} needs the side held at that moment: breakpoints are the model's (x-test-breakpoint)`;
   }
   if (needs.modelCounters) return `${needs.modelCounters}: counters only the model keeps (x-test)`;

@@ -272,6 +272,20 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     symptom: /waiting for the target to report the error \(stderr or query-migrate\)/,
   },
   {
+    id: "qemu-multifd-zero-pages-unknown-to-older-destination",
+    summary: "zero-page-detection=multifd (9.0 on) lists a packet's zero pages in words that were reserved " +
+      "before (zero_pages, then their offsets after the normal pages), and MULTIFD_VERSION stays 1: a " +
+      "destination before 9.0 takes them for padding, so a page that held data and turned zero keeps its " +
+      "old content there, and nothing refuses the pair (machine types up to 8.2 default to legacy " +
+      "detection; set explicitly, multifd is accepted). Seen 10.0.2 -> 7.2 with the zero-churn guest: " +
+      "hundreds of stale pages, every run",
+    cases: ["/migration/multifd/tcp/zero-churn/multifd", "/migration/multifd/tcp/zero-churn/multifd/passes"],
+    side: "src",
+    range: { from: "9.0", through: "10.0" },
+    peer: { from: "7.2", through: "8.2" },
+    symptom: /guest RAM differs in \d+ page\(s\) between source and target/,
+  },
+  {
     id: "qemu-multifd-channel-error-incoming-stays-active",
     summary: "a 10.0 destination refusing a 7.2 source's multifd channel (compression flags) records the " +
       "error in error-desc ('multifd 1: flags received 2 flags expected 4') but its incoming migration " +

@@ -227,6 +227,8 @@ export type QemuNeed =
 export interface CaseNeeds {
   /** A side held at a named moment (the model's breakpoints), said as the moment ("killing … at X"). */
   heldAt?: string;
+  /** The moment of `heldAt` also has a place on the wire: a world with the wire proxy holds it there. */
+  heldOnWire?: boolean;
   /** Stream faults (x-test-inject-fault). */
   faults?: boolean;
   /** An older release of the model's devices on a side (x-test-release). */

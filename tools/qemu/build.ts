@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { type CliArgs, parseCount, readCli, UsageError } from "../../engine/cli.ts";
 import { errorMessage } from "../../engine/error.ts";
 
-export const USAGE = `usage: deno run -A tools/qemu/build.ts SOURCE [--name NAME] [--jobs N]
+export const USAGE = `usage: deno task qemu-build SOURCE [--name NAME] [--jobs N]
 
 Builds qemu-system-x86_64 (x86_64-softmmu, a minimal feature set with what migration needs: zlib, zstd,
 gnutls) into .cache/qemu-build/NAME/ and prints the binary's absolute path on the last line of stdout.
@@ -49,7 +49,7 @@ export interface BuildArgs {
 }
 
 const CLI = {
-  tool: "build",
+  tool: "qemu-build",
   usage: USAGE,
   options: { name: { type: "string" }, jobs: { type: "string" } },
   positionals: true,
@@ -498,7 +498,7 @@ function shellWords(cmd: readonly string[]): string {
 }
 
 function log(text: string): void {
-  console.error(`build: ${text}`);
+  console.error(`qemu-build: ${text}`);
 }
 
 interface RunOptions {
@@ -1210,11 +1210,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`build: ${e.message}\n\n${USAGE}`);
+      console.error(`qemu-build: ${e.message}\n\n${USAGE}`);
       return 2;
     }
     if (e instanceof BuildError) {
-      console.error(`build: FAILED: ${e.message}`);
+      console.error(`qemu-build: FAILED: ${e.message}`);
       return 1;
     }
     throw e;

@@ -44,19 +44,19 @@ Deno.test("arguments: SOURCE, --name, --jobs (default: the CPUs)", () => {
 Deno.test("arguments: each mistake is one line and the usage, exit 2; --help exits 0", () => {
   for (
     const [argv, says] of [
-      [[], "build: SOURCE is missing"],
-      [["a", "b"], "build: one SOURCE only, got 2"],
-      [["debian", "--jobs", "0"], "build: --jobs must be a positive integer, got '0'"],
-      [["debian", "--jobs", "-1"], "build: --jobs must be a positive integer, got '-1'"],
-      [["debian", "--name", "../x"], "build: --name must be letters"],
-      [["debian", "--name=-x"], "build: --name must be letters"],
-      [["debian", "--frob"], "build: Unknown option '--frob'"],
+      [[], "qemu-build: SOURCE is missing"],
+      [["a", "b"], "qemu-build: one SOURCE only, got 2"],
+      [["debian", "--jobs", "0"], "qemu-build: --jobs must be a positive integer, got '0'"],
+      [["debian", "--jobs", "-1"], "qemu-build: --jobs must be a positive integer, got '-1'"],
+      [["debian", "--name", "../x"], "qemu-build: --name must be letters"],
+      [["debian", "--name=-x"], "qemu-build: --name must be letters"],
+      [["debian", "--frob"], "qemu-build: Unknown option '--frob'"],
     ] as const
   ) {
     const { r, err } = parse([...argv]);
     assert.deepEqual(r, { status: 2 }, argv.join(" "));
     assert(err.startsWith(says), `${argv.join(" ")}: ${err.split("\n")[0]}`);
-    assert(err.includes("usage: deno run -A tools/qemu/build.ts SOURCE"));
+    assert(err.includes("usage: deno task qemu-build SOURCE"));
   }
   const help = parse(["--help"]);
   assert.deepEqual(help.r, { status: 0 });

@@ -24,7 +24,7 @@ import {
   expectLostStatus,
   recordCheckpoints,
 } from "./checks.ts";
-import { killPrimary } from "./kill_at_phase.ts";
+import { killPrimary, killPrimaryOnWire } from "./kill_at_phase.ts";
 import { needsBreakpoints } from "./moments.ts";
 import { failoverDuringPacket, relaunch } from "./relaunch.ts";
 import { failOver } from "./takeover.ts";
@@ -78,7 +78,10 @@ export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
   const checkpoints = sc.checkpoints ?? 3;
   const bp = p.dst.breakpoints();
   const needs = needsBreakpoints(sc);
-  if (needs && isUnavailable(bp)) throw new FlowError(`${needs}: ${bp.unavailable}`);
+  // Without breakpoints, the primary's death at a moment is placed on the wire (the proxy holds there).
+  const onWire = isUnavailable(bp) && sc.killPrimaryAt !== undefined && p.ctx.world.wireFaults === true;
+  if (needs && isUnavailable(bp) && !onWire) throw new FlowError(`${needs}: ${bp.unavailable}`);
+  if (onWire) p.trackColoOnWire();
   await p.setParams(p.src, { "x-checkpoint-delay": sc.checkpointDelayMs ?? 300 });
   if (c.defer) await migrateIncoming(p, p.incomingUri(), c.exitOnError);
   await p.setParams(p.src, CONVERGE);
@@ -100,8 +103,10 @@ export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
     await expectColoStatus(side, { mode, "last-mode": "none", reason: "none" }, "in COLO state");
   }
 
-  if (isUnavailable(bp)) await syncCheckpoints(p, c, checkpoints);
-  else {
+  if (isUnavailable(bp)) {
+    await syncCheckpoints(p, c, checkpoints);
+    if (onWire && sc.killPrimaryAt) return await killPrimaryOnWire(p, c, sc.killPrimaryAt);
+  } else {
     // Every checkpoint: paused after the apply, before the secondary resumes.
     for (let n = 1; n < checkpoints; n++) {
       await waitBreakpoint(p, p.dst, "colo-applied", n);

@@ -32,7 +32,12 @@ export const colo = defineFlow<ColoCase>({
       bad("colo.failoverDuringMultifdPacket", "needs multifd");
     }
   },
-  needs: (c) => ({ heldAt: heldMoment(c.colo) ?? undefined, coloPair: true }),
+  needs: (c) => ({
+    heldAt: heldMoment(c.colo) ?? undefined,
+    // The primary's death at a moment can also be placed on the wire, where a proxy holds the stream.
+    heldOnWire: c.colo.killPrimaryAt !== undefined,
+    coloPair: true,
+  }),
   socket: (c) => c,
   finalQueries: ["query-colo-status"],
   run: coloFlow,
