@@ -18,7 +18,7 @@ import type { LackedField } from "../engine/testing/releases.ts";
 import { setupTls } from "./tls.ts";
 import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/world.ts";
 import { rdmaAddress } from "./world/rdma.ts";
-import { type WireFault, type WireHold, WireProxy, type WireReport } from "./wire_proxy.ts";
+import { type ReturnPathPlace, type WireFault, WireHold, WireProxy, type WireReport } from "./wire_proxy.ts";
 import type { ColoWirePlace } from "./wire_colo.ts";
 
 export interface CaseContext {
@@ -109,6 +109,8 @@ export class MigrationPair {
   #sampler: Sampler | null = null;
   readonly #wireFaults: WireFault[] = [];
   #wireColo = false;
+  readonly #wireHolds: WireHold[] = [];
+  readonly #moreWires: WireProxy[] = [];
   #wire: WireProxy | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
   /** The latest spawnTarget, settled or not (undefined when it failed: it ended its own process). */
@@ -177,6 +179,29 @@ export class MigrationPair {
     this.#wireColo = true;
   }
 
+  /**
+   * Holds the main connection's return path before its first message of `place`: the source's channels
+   * then go through the proxy, which reads the return path. Asked before the source connects.
+   */
+  holdReturnPath(place: ReturnPathPlace): WireHold {
+    if (this.#wire) throw new FlowError(`holding at ${place}: asked for after the source connected`);
+    const hold = new WireHold(place, 0);
+    this.#wireHolds.push(hold);
+    return hold;
+  }
+
+  /**
+   * A further proxy, in front of `uri` (a postcopy recovery's new address), holding at `holds`: the URI
+   * the source then connects to. Closed with the pair.
+   */
+  viaWireHeld(uri: string, holds: WireHold[]): string {
+    const n = this.#moreWires.length + 2;
+    const proxy = WireProxy.start(uri, `${this.dir}/wire-${n}.sock`, [], { holds });
+    this.#moreWires.push(proxy);
+    this.ctx.log(`wire proxy ${proxy.uri} -> ${uri}: holding ${holds.map((h) => h.place).join(", ")}`);
+    return proxy.uri;
+  }
+
   /** Holds the main connection at a place of a COLO checkpoint (needs trackColoOnWire before migrate). */
   holdColo(place: ColoWirePlace, checkpoint?: number): WireHold {
     if (!this.#wire?.colo) throw new FlowError(`holding at ${place}: the main connection is not on the wire`);
@@ -185,12 +210,16 @@ export class MigrationPair {
 
   /** The URI the source migrates to: `uri` itself, or a proxy in front of it once a wire fault is set. */
   viaWire(uri: string): string {
-    if (!this.#wireFaults.length && !this.#wireColo) return uri;
+    if (!this.#wireFaults.length && !this.#wireColo && !this.#wireHolds.length) return uri;
     if (!this.#wire) {
-      this.#wire = WireProxy.start(uri, `${this.dir}/wire.sock`, this.#wireFaults, { colo: this.#wireColo });
+      this.#wire = WireProxy.start(uri, `${this.dir}/wire.sock`, this.#wireFaults, {
+        colo: this.#wireColo,
+        holds: this.#wireHolds,
+      });
       this.ctx.log(
         `wire proxy ${this.#wire.uri} -> ${uri}: ${JSON.stringify(this.#wireFaults)}` +
-          (this.#wireColo ? ", following COLO checkpoints" : ""),
+          (this.#wireColo ? ", following COLO checkpoints" : "") +
+          (this.#wireHolds.length ? `, holding ${this.#wireHolds.map((h) => h.place).join(", ")}` : ""),
       );
     }
     return this.#wire.uri;
@@ -441,9 +470,10 @@ export class MigrationPair {
    */
   close(): Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> {
     this.#sampler?.stop();
-    const report = this.#wire?.report();
-    if (report) this.ctx.log(`wire proxy: ${JSON.stringify(report)}`);
-    const wire = this.#wire?.close();
+    for (const w of [this.#wire, ...this.#moreWires]) {
+      if (w) this.ctx.log(`wire proxy ${w.uri}: ${JSON.stringify(w.report())}`);
+    }
+    const wire = Promise.all([this.#wire, ...this.#moreWires].map((w) => w?.close()));
     const killDst = this.#spawning ? this.#spawning.then((s) => s?.kill()) : this.dst?.kill();
     this.#closing ??= Promise.all([this.src?.kill(), killDst, wire]).then(async ([src, dst]) => {
       // The sides are gone, so the sampler's requests in flight have ended: nothing outlives the case.

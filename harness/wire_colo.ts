@@ -36,7 +36,7 @@ export type ColoWirePlace =
   | "after-received"
   | "after-loaded";
 
-export const FORWARD_PLACES: ReadonlySet<ColoWirePlace> = new Set([
+export const FORWARD_PLACES: ReadonlySet<string> = new Set<ColoWirePlace>([
   "request-sent",
   "send-start",
   "ram-middle",

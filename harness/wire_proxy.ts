@@ -16,7 +16,99 @@
  * places in the model's own layout.
  */
 import type { FaultSpec, SideId, StreamPoint } from "./case.ts";
-import { type ColoMark, type ColoWirePlace, ColoWireTracker, FORWARD_PLACES } from "./wire_colo.ts";
+import { type ColoWirePlace, ColoWireTracker, FORWARD_PLACES } from "./wire_colo.ts";
+
+/**
+ * A place of a connection's return path or of a postcopy recovery's handshake, before the message that
+ * names it: the destination's RP_SWITCHOVER_ACK, its first RP_RECV_BITMAP, its RP_RESUME_ACK; the
+ * source's MIG_CMD_POSTCOPY_RESUME (it has reloaded every bitmap).
+ */
+export type ReturnPathPlace = "switchover-ack" | "recv-bitmap" | "resume-ack" | "postcopy-resume";
+/** A place the proxy can hold a connection at. */
+export type WirePlace = ColoWirePlace | ReturnPathPlace;
+/** A place reached in the chunk just read, `at` bytes in; `checkpoint` counts COLO checkpoints (else 0). */
+export interface WireMark {
+  place: WirePlace;
+  checkpoint: number;
+  at: number;
+}
+
+/** QEMU's return-path message types (enum mig_rp_message_type) the proxy names. */
+const RP_RECV_BITMAP = 5;
+const RP_PLACES: Record<number, ReturnPathPlace> = {
+  [RP_RECV_BITMAP]: "recv-bitmap",
+  6: "resume-ack",
+  7: "switchover-ack",
+};
+/** QEMU_VM_COMMAND and the command a recovery's handshake ends with (MIG_CMD_POSTCOPY_RESUME). */
+const VM_COMMAND = 0x08;
+const CMD_POSTCOPY_RESUME = 9;
+/** The places in what the source sends (the others are in the destination's answers). */
+const SOURCE_PLACES: ReadonlySet<string> = new Set([...FORWARD_PLACES, "postcopy-resume"]);
+
+/**
+ * The destination's side of a main connection with return-path: messages of a be16 type, a be16 length
+ * and that many bytes. Only its places are reported.
+ */
+export class ReturnPathTracker {
+  #buf: Uint8Array = new Uint8Array(0);
+
+  back(chunk: Uint8Array): WireMark[] {
+    const marks: WireMark[] = [];
+    const start = this.#buf.length;
+    this.#buf = concat(this.#buf, chunk);
+    const v = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength);
+    let off = 0;
+    while (off + 4 <= this.#buf.length) {
+      const type = v.getUint16(off);
+      let end = off + 4 + v.getUint16(off + 2);
+      if (type === RP_RECV_BITMAP) {
+        // The bitmap follows outside the message: a be64 size, that many bytes, a be64 end marker.
+        if (end + 8 > this.#buf.length) break;
+        end += 8 + Number(v.getBigUint64(end)) + 8;
+      }
+      if (end > this.#buf.length) break;
+      const place = RP_PLACES[type];
+      if (place) marks.push({ place, checkpoint: 0, at: Math.max(0, off - start) });
+      off = end;
+    }
+    this.#buf = this.#buf.slice(off);
+    return marks;
+  }
+}
+
+/**
+ * The source's side of a postcopy recovery's new main channel: it starts with commands (QEMU_VM_COMMAND,
+ * a be16 command, a be16 length, that many bytes: RECV_BITMAP for each block), and POSTCOPY_RESUME ends
+ * the handshake; what follows (pages) is not read.
+ */
+export class RecoveryTracker {
+  #buf: Uint8Array = new Uint8Array(0);
+  #done = false;
+
+  forward(chunk: Uint8Array): WireMark[] {
+    if (this.#done) return [];
+    const start = this.#buf.length;
+    this.#buf = concat(this.#buf, chunk);
+    const v = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength);
+    let off = 0;
+    while (off + 5 <= this.#buf.length) {
+      if (this.#buf[off] !== VM_COMMAND) {
+        this.#done = true;
+        return [];
+      }
+      if (v.getUint16(off + 1) === CMD_POSTCOPY_RESUME) {
+        this.#done = true;
+        return [{ place: "postcopy-resume", checkpoint: 0, at: Math.max(0, off - start) }];
+      }
+      const len = v.getUint16(off + 3);
+      if (off + 5 + len > this.#buf.length) break;
+      off += 5 + len;
+    }
+    this.#buf = this.#buf.slice(off);
+    return [];
+  }
+}
 
 /** The bytes every main stream has at the same offset: the header and the type of the section after it. */
 const MAIN_PORTABLE = 9;
@@ -86,6 +178,8 @@ export function connectionRole(first: Uint8Array): WireChannel | "other" {
   const magic = new DataView(first.buffer, first.byteOffset, 4).getUint32(0);
   if (magic === QEVM) return "main";
   if (magic === MULTIFD_MAGIC && first.length > MULTIFD_ID_OFFSET) return first[MULTIFD_ID_OFFSET];
+  // A postcopy recovery's main channel has no header: its first bytes are a command.
+  if (first[0] === VM_COMMAND) return "main";
   return "other";
 }
 
@@ -151,6 +245,8 @@ export class WireProxy {
     readonly faults: readonly WireFault[],
     /** Track COLO checkpoints on the main connection (holdColo). */
     readonly colo: boolean,
+    /** Track the main connection's return path (holdReturnPath). */
+    readonly returnPath: boolean,
   ) {
     this.#listener = listener;
     this.uri = uri;
@@ -165,7 +261,8 @@ export class WireProxy {
     targetUri: string,
     path: string,
     faults: readonly WireFault[],
-    opts: { colo?: boolean } = {},
+    /** holds: return-path holds made before the proxy (they make it read the return path). */
+    opts: { colo?: boolean; holds?: readonly WireHold[] } = {},
   ): WireProxy {
     const target = parseUri(targetUri);
     const [listener, uri] = target.transport === "unix"
@@ -174,7 +271,16 @@ export class WireProxy {
         const l = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
         return [l, `tcp:127.0.0.1:${(l.addr as Deno.NetAddr).port}`] as const;
       })();
-    return new WireProxy(listener, uri, target, faults, opts.colo ?? false);
+    const proxy = new WireProxy(
+      listener,
+      uri,
+      target,
+      faults,
+      opts.colo ?? false,
+      (opts.holds ?? []).length > 0,
+    );
+    proxy.#holds.push(...opts.holds ?? []);
+    return proxy;
   }
 
   /**
@@ -223,7 +329,7 @@ export class WireProxy {
       return;
     }
     this.#conns.add(to);
-    const side: RelaySide = { colo: null };
+    const side: RelaySide = { colo: null, rp: null };
     await Promise.allSettled([this.#forward(from, to, side), this.#pump(to, from, side)]);
     this.#drop(from);
     this.#drop(to);
@@ -238,7 +344,7 @@ export class WireProxy {
         const n = await a.read(buf);
         if (n === null) break;
         const chunk = buf.slice(0, n);
-        out.push(chunk, side.colo?.back(chunk) ?? []);
+        out.push(chunk, side.colo?.back(chunk) ?? side.rp?.back(chunk) ?? []);
       }
     } catch {
       // Either end went away: the relay drops both.
@@ -246,7 +352,7 @@ export class WireProxy {
     await out.end();
   }
 
-  #holdAt(m: ColoMark): WireHold | null {
+  #holdAt(m: WireMark): WireHold | null {
     return this.#holds.find((h) => h.place === m.place && h.checkpoint === m.checkpoint && !h.isReached) ??
       null;
   }
@@ -267,7 +373,8 @@ export class WireProxy {
         if (!faults) {
           // Hold the first bytes until they say which connection this is, and where its named places are.
           held = concat(held, chunk);
-          if (held.length < ROLE_BYTES) continue;
+          // A recovery's first command may be shorter than a handshake, and waits for its answer.
+          if (held.length < ROLE_BYTES && held[0] !== VM_COMMAND) continue;
           const role = connectionRole(held);
           entry.role = role === "main" ? "main" : role === "other" ? "other" : `multifd ${role}`;
           const mine = this.faults.filter((f) => f.channel === role);
@@ -283,8 +390,13 @@ export class WireProxy {
           faults = resolved;
           chunk = held;
           if (role === "main" && this.colo && !this.#colo && !faults.length) {
-            side.colo = this.#colo = new ColoWireTracker();
-            return await this.#forwardColo(a, b, side.colo, chunk, entry);
+            const colo = side.colo = this.#colo = new ColoWireTracker();
+            return await this.#forwardTracked(a, b, (c) => colo.ready ? colo.forward(c) : [], chunk, entry);
+          }
+          if (role === "main" && this.returnPath && !faults.length) {
+            side.rp = new ReturnPathTracker();
+            const recovery = new RecoveryTracker();
+            return await this.#forwardTracked(a, b, (c) => recovery.forward(c), chunk, entry);
           }
         }
         if (!await this.#apply(faults, chunk, at, b, a, entry)) return;
@@ -297,20 +409,23 @@ export class WireProxy {
     }
   }
 
-  /** The main connection of a COLO pair: its checkpoints parsed once READY went by, held where asked. */
-  async #forwardColo(
+  /**
+   * A main connection whose places are tracked (a COLO pair's checkpoints, a recovery's handshake): what
+   * the source sends goes on, held at a place a hold is armed for.
+   */
+  async #forwardTracked(
     a: Deno.Conn,
     b: Deno.Conn,
-    colo: ColoWireTracker,
+    track: (chunk: Uint8Array) => WireMark[],
     first: Uint8Array,
     entry: { bytes: number },
   ): Promise<void> {
     const out = new HeldPipe(
       b,
-      (m) => FORWARD_PLACES.has(m.place) ? this.#holdAt(m) : null,
-      () => this.#drop(a),
+      (m) => SOURCE_PLACES.has(m.place) ? this.#holdAt(m) : null,
+      () => (this.#drop(a), this.#drop(b)),
     );
-    out.push(first, []);
+    out.push(first, track(first));
     entry.bytes = first.length;
     const buf = new Uint8Array(64 * 1024);
     try {
@@ -319,10 +434,10 @@ export class WireProxy {
         if (n === null) break;
         const chunk = buf.slice(0, n);
         entry.bytes += n;
-        out.push(chunk, colo.ready ? colo.forward(chunk) : []);
+        out.push(chunk, track(chunk));
       }
     } catch {
-      // The primary went away (killed, at a hold): what it sent is delivered or dropped by the hold.
+      // The source went away (killed, at a hold): what it sent is delivered or dropped by the hold.
     }
     await out.end();
   }
@@ -422,12 +537,13 @@ async function writeAll(c: Deno.Conn, data: Uint8Array): Promise<void> {
 /** What a relay's two directions share: the main connection's COLO tracker, once it has one. */
 interface RelaySide {
   colo: ColoWireTracker | null;
+  rp: ReturnPathTracker | null;
 }
 
 /** How a hold ends: the held bytes go on, are lost with the connection, or go and the connection ends. */
 export type HoldRelease = "continue" | "drop" | "deliver";
 
-/** The main connection held at a place of a COLO checkpoint (WireProxy.holdColo). */
+/** The main connection held at a place (WireProxy.holdColo, holdReturnPath). */
 export class WireHold {
   #reached = false;
   readonly reached: Promise<void>;
@@ -435,7 +551,7 @@ export class WireHold {
   readonly released: Promise<HoldRelease>;
   #release!: (how: HoldRelease) => void;
 
-  constructor(readonly place: ColoWirePlace, readonly checkpoint: number) {
+  constructor(readonly place: WirePlace, readonly checkpoint: number) {
     this.reached = new Promise((r) => (this.#reach = r));
     this.released = new Promise((r) => (this.#release = r));
   }
@@ -460,21 +576,21 @@ export class WireHold {
  * reading meanwhile.
  */
 class HeldPipe {
-  readonly #queue: { bytes: Uint8Array; marks: ColoMark[] }[] = [];
+  readonly #queue: { bytes: Uint8Array; marks: WireMark[] }[] = [];
   #wake: (() => void) | null = null;
   #ended = false;
   readonly #done: Promise<void>;
 
   constructor(
     readonly to: Deno.Conn,
-    readonly holdFor: (m: ColoMark) => WireHold | null,
+    readonly holdFor: (m: WireMark) => WireHold | null,
     /** Ends the connection both ways (a hold released with "drop"). */
     readonly dropBoth: () => void,
   ) {
     this.#done = this.#run();
   }
 
-  push(bytes: Uint8Array, marks: ColoMark[]): void {
+  push(bytes: Uint8Array, marks: WireMark[]): void {
     this.#queue.push({ bytes, marks });
     this.#wake?.();
   }

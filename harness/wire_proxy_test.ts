@@ -3,6 +3,8 @@ import {
   connectionRole,
   findStreamPoint,
   isWireFault,
+  RecoveryTracker,
+  ReturnPathTracker,
   type WireFault,
   wireFaultOf,
   WireProxy,
@@ -190,4 +192,75 @@ Deno.test("wire proxy: a held channel's data arrives late and whole; a fault pas
     assert.equal((await received[1]).length, 4 * MAIN.length);
     assert.equal(proxy.report().applied, 1, "only the delay was reached");
   });
+});
+
+Deno.test("wire proxy: the return path's RP_SWITCHOVER_ACK is found before its bytes, across reads", () => {
+  // PONG (type 2, 4 bytes of data), then SWITCHOVER_ACK (type 7, none), then SHUT (type 1, 4 bytes).
+  const rp = new Uint8Array([0, 2, 0, 4, 0, 0, 0, 1, 0, 7, 0, 0, 0, 1, 0, 4, 0, 0, 0, 0]);
+  // A message begun in an earlier read is held from the read that completes it (its first bytes went on;
+  // the source acts on none of it before the whole message is in).
+  for (const [cut, at] of [[rp.length, 8], [9, 9], [5, 10], [1, 11]]) {
+    const t = new ReturnPathTracker();
+    const marks = [];
+    for (let off = 0; off < rp.length; off += cut) {
+      marks.push(...t.back(rp.subarray(off, off + cut)).map((m) => ({ ...m, at: off + m.at })));
+    }
+    assert.deepEqual(marks.map((m) => [m.place, m.at]), [["switchover-ack", at]], `reads of ${cut}`);
+  }
+});
+
+Deno.test("wire proxy: a postcopy recovery's places: the bitmaps after RP_RECV_BITMAP, the source's RESUME", () => {
+  // RECV_BITMAP for "pc.ram" (its name in the message), then the bitmap outside it: be64 size 16, 16 bytes,
+  // be64 end marker; then RESUME_ACK.
+  const name = [6, ...new TextEncoder().encode("pc.ram")];
+  const rp = new Uint8Array([
+    0,
+    5,
+    0,
+    name.length,
+    ...name,
+    ...[0, 0, 0, 0, 0, 0, 0, 16],
+    ...new Array(16).fill(6), // a bitmap whose bytes look like message types
+    ...[1, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef],
+    0,
+    6,
+    0,
+    4,
+    0,
+    0,
+    0,
+    1,
+  ]);
+  const t = new ReturnPathTracker();
+  const marks = [];
+  for (let off = 0; off < rp.length; off += 3) {
+    marks.push(...t.back(rp.subarray(off, off + 3)).map((m) => ({ ...m, at: off + m.at })));
+  }
+  assert.deepEqual(marks.map((m) => m.place), ["recv-bitmap", "resume-ack"]);
+  assert.equal(
+    marks[1].at,
+    Math.floor((rp.length - 1) / 3) * 3,
+    "held from the read that completes RESUME_ACK",
+  );
+  // The source's side: RECV_BITMAP commands, then POSTCOPY_RESUME; nothing is read after it.
+  const cmd = (c: number, data: number[]) => [0x08, 0, c, 0, data.length, ...data];
+  const src = new Uint8Array([
+    ...cmd(10, name),
+    ...cmd(10, [4, 0x61, 0x62, 0x63, 0x64]),
+    ...cmd(9, []),
+    0x08,
+    0,
+    9,
+  ]);
+  const r = new RecoveryTracker();
+  assert.deepEqual(r.forward(src).map((m) => [m.place, m.at]), [[
+    "postcopy-resume",
+    2 * 5 + name.length + 5,
+  ]]);
+  assert.deepEqual(r.forward(src), [], "once");
+  assert.deepEqual(
+    new RecoveryTracker().forward(new Uint8Array([0x51, 0x45, 0x56, 0x4d, 0, 0])),
+    [],
+    "a QEVM stream",
+  );
 });

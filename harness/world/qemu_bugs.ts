@@ -152,6 +152,10 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       "/migration/postcopy/recovery/double-failures/handshake",
       "/migration/postcopy/recovery/double-failures/reconnect",
       "/migration/postcopy/cancel/recover",
+      // A recovery held at a step of its handshake on the wire, then paused.
+      "/migration/postcopy/recovery/fail-at/recv-bitmap",
+      "/migration/postcopy/recovery/fail-at/bitmaps-reloaded",
+      "/migration/postcopy/recovery/fail-at/resume-ack",
     ],
     side,
     range: { from: "7.2", through: "7.2" },

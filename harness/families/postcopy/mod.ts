@@ -59,6 +59,8 @@ export const postcopy = defineFlow<PostcopyCase>({
   },
   needs: (c) => ({
     heldAt: c.failAt ? `a channel failure at ${c.failAt}` : undefined,
+    // Each step of the recovery's handshake has a place on the new channel, where the proxy holds it.
+    heldOnWire: c.failAt !== undefined,
     modelCounters: c.windows?.length ? `proving the windows ${c.windows.join(", ")} open` : undefined,
     // A guest that faults in a window is a matter of timing: the simulation makes it happen every run.
     scheduled: c.windows?.length ? `the guest faulting in ${c.windows.join(", ")}` : undefined,

@@ -5,6 +5,7 @@
  * the side's network (harness/peer.ts): one byte to the destination, a source that resumes towards
  * a peer that never answers, or towards no one.
  */
+import { type ReturnPathPlace, WireHold } from "../../wire_proxy.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import type { MigrationStatus } from "../../../engine/migration_status.ts";
 import { isUnavailable, type Side } from "../../world/world.ts";
@@ -79,26 +80,50 @@ async function failReconnect(p: MigrationPair): Promise<void> {
   }
 }
 
-/** The model's breakpoints: the first recovery's channel fails at one step of its handshake. */
+/** Each step of the recovery's handshake as a place on the wire (the message it happens before). */
+const ON_WIRE: Record<NonNullable<PostcopyCase["failAt"]>, ReturnPathPlace> = {
+  "postcopy-recv-bitmap": "recv-bitmap",
+  "postcopy-bitmaps-reloaded": "postcopy-resume",
+  "postcopy-resume-ack": "resume-ack",
+};
+
+/**
+ * The first recovery's channel fails at one step of its handshake: the side is held there (the model's
+ * breakpoint, or, where there are none, the proxy holding the new channel before that step's message),
+ * the source is paused, and both must go back to postcopy-paused.
+ */
 async function failAtStep(p: MigrationPair, c: PostcopyCase, step: NonNullable<PostcopyCase["failAt"]>) {
   const held = step === "postcopy-bitmaps-reloaded" ? p.src : p.dst;
   const bps = held.breakpoints();
-  if (isUnavailable(bps)) throw new FlowError(`${step}: ${bps.unavailable}`);
-  await bps.arm(step);
-  const since = held.qmp.events.length;
   const uri = `unix:${p.spareSocket(1)}`;
+  let srcUri = uri;
+  let reached: () => Promise<unknown>;
+  let release: () => Promise<void>;
+  if (!isUnavailable(bps)) {
+    await bps.arm(step);
+    const since = held.qmp.events.length;
+    reached = () =>
+      held.qmp.waitEvent("X_TEST_BREAKPOINT", (e) => e.data?.name === step, {
+        timeoutMs: p.ctx.waitMs,
+        since,
+        matching: `breakpoint ${step}`,
+        diagnose: () => p.diagnose(),
+      });
+    release = () => bps.continue(step, { disarm: true });
+  } else if (p.ctx.world.wireFaults) {
+    const hold = new WireHold(ON_WIRE[step], 0);
+    srcUri = p.viaWireHeld(uri, [hold]);
+    reached = () =>
+      p.wait(`the recovery's channel at ${hold.place}`, () => Promise.resolve(hold.isReached || undefined));
+    release = () => Promise.resolve(hold.release("continue"));
+  } else throw new FlowError(`${step}: ${bps.unavailable}`);
   await p.dst.qmp.execute("migrate-recover", { uri });
-  await p.src.qmp.execute("migrate", { uri, resume: true });
-  await held.qmp.waitEvent("X_TEST_BREAKPOINT", (e) => e.data?.name === step, {
-    timeoutMs: p.ctx.waitMs,
-    since,
-    matching: `breakpoint ${step}`,
-    diagnose: () => p.diagnose(),
-  });
+  await p.src.qmp.execute("migrate", { uri: srcUri, resume: true });
+  await reached();
   await p.waitStatus(p.src, "postcopy-recover", ["failed", "completed"]);
   if (c.cancelIn?.includes("postcopy-recover")) await expectCancelRefused(p, "postcopy-recover");
   await p.src.qmp.execute("migrate-pause");
-  await bps.continue(step, { disarm: true });
+  await release();
   await waitPaused(p);
 }
 

@@ -2,6 +2,7 @@
  * Precopy flows (upstream's precopy-tests.c): test_precopy_common, live with the marker technique or
  * with the source stopped; and a live migration that cannot converge until bandwidth is raised.
  */
+import type { WireHold } from "../../wire_proxy.ts";
 import type { AutoConvergeCase, ConvergeAfterRaiseCase, PrecopyCase } from "./case.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import { type Breakpoints, isUnavailable } from "../../world/world.ts";
@@ -115,24 +116,37 @@ async function expectSourceContinues(p: MigrationPair): Promise<void> {
   }
 }
 
-/** Arms the destination's switchover-ack breakpoint before the migration starts. */
-async function holdSwitchoverAck(p: MigrationPair): Promise<Breakpoints> {
+/** Where the ack is held: the destination's breakpoint, or (no breakpoints: QEMU) the return path's wire. */
+type AckHold = { bps: Breakpoints } | { wire: WireHold };
+
+/** Arms the destination's switchover-ack breakpoint, or a hold of its RP_SWITCHOVER_ACK on the wire. */
+async function holdSwitchoverAck(p: MigrationPair): Promise<AckHold> {
   const bps = p.dst.breakpoints();
-  if (isUnavailable(bps)) throw new FlowError(`switchover-ack: ${bps.unavailable}`);
-  await bps.arm("switchover-ack");
-  return bps;
+  if (!isUnavailable(bps)) {
+    await bps.arm("switchover-ack");
+    return { bps };
+  }
+  if (!p.ctx.world.wireFaults) throw new FlowError(`switchover-ack: ${bps.unavailable}`);
+  return { wire: p.holdReturnPath("switchover-ack") };
 }
 
 /**
  * The ack held at the destination: the source, converged, iterates on (two more dirty syncs) and stays
  * 'active' — no switchover without the ack; then the ack goes and the migration may complete.
  */
-async function expectNoSwitchoverUntilAck(p: MigrationPair, bps: Breakpoints): Promise<void> {
-  await p.dst.qmp.waitEvent("X_TEST_BREAKPOINT", (e) => e.data?.name === "switchover-ack", {
-    timeoutMs: p.ctx.waitMs,
-    matching: "breakpoint switchover-ack",
-    diagnose: () => p.diagnose(),
-  });
+async function expectNoSwitchoverUntilAck(p: MigrationPair, held: AckHold): Promise<void> {
+  if ("bps" in held) {
+    await p.dst.qmp.waitEvent("X_TEST_BREAKPOINT", (e) => e.data?.name === "switchover-ack", {
+      timeoutMs: p.ctx.waitMs,
+      matching: "breakpoint switchover-ack",
+      diagnose: () => p.diagnose(),
+    });
+  } else {
+    await p.wait(
+      "the destination's RP_SWITCHOVER_ACK on the wire",
+      () => Promise.resolve(held.wire.isReached || undefined),
+    );
+  }
   const ram = async () => (await p.status(p.src)).ram as Record<string, number> | undefined;
   const syncs = (await ram())?.["dirty-sync-count"] ?? 0;
   await waitPasses(p, syncs + 2);
@@ -140,7 +154,8 @@ async function expectNoSwitchoverUntilAck(p: MigrationPair, bps: Breakpoints): P
   if (s.status !== "active") {
     throw new FlowError(`the source is '${s.status}' while the destination still holds its switchover ack`);
   }
-  await bps.continue("switchover-ack", { disarm: true });
+  if ("bps" in held) await held.bps.continue("switchover-ack", { disarm: true });
+  else held.wire.release("continue");
 }
 
 /** A live migration that cannot converge keeps iterating; raising the bandwidth lets it complete. */

@@ -77,7 +77,8 @@ export const precopy = defineFlow<PrecopyCase>({
     }
   },
   needs: (c) => ({
-    ...(c.holdSwitchoverAck ? { heldAt: "holding the destination's switchover ack" } : {}),
+    // The ack has a place on the wire too: the return path's RP_SWITCHOVER_ACK, held by the proxy.
+    ...(c.holdSwitchoverAck ? { heldAt: "holding the destination's switchover ack", heldOnWire: true } : {}),
     ...(c.transport === "rdma"
       ? {
         notModelled: "the rdma: transport needs an RDMA link (InfiniBand, RoCE or soft-RoCE) and QEMU's " +
