@@ -205,7 +205,10 @@ const bad: PrecopyCase[] = [
     dstParams: { "multifd-compression": "zstd" },
   }),
   badInput("offset", /multifd channel \d: offset too long 8000000 \(block pc.ram\)/, {
-    fault: { kind: "multifd-offset" },
+    // On the wire: the top byte of the first page offset in channel 0's first packet with pages (a
+    // multifd place with no channel named is channel 0's).
+    fault: { kind: "multifd-offset", at: { point: "multifd-offset", byte: 0 } },
+    qemuError: /multifd: offset too long \d+ \(max [0-9a-f]+\)/,
   }),
   badInput(
     "zlib-corrupt-payload",
@@ -215,7 +218,14 @@ const bad: PrecopyCase[] = [
       // Zero pages as data, so channel 0's first data packet follows its setup SYNC: past the handshake,
       // the SYNC packet and that packet's header lies the payload (byte 1: the zlib header's FLG).
       srcParams: { "zero-page-detection": "none" },
-      fault: { kind: "corrupt", channel: 0, offset: 64 + 1344 + 1344 + 1, xor: 0xff },
+      fault: {
+        kind: "corrupt",
+        channel: 0,
+        offset: 64 + 1344 + 1344 + 1,
+        xor: 0xff,
+        at: { point: "multifd-payload", byte: 1 },
+      },
+      qemuError: /multifd \d+: inflate returned -?\d+ instead of Z_OK/,
     },
   ),
   // The source drops channel 0 mid-payload, fails, and closes the main channel too: which end the
@@ -227,7 +237,15 @@ const bad: PrecopyCase[] = [
     {
       compression: "zstd",
       srcParams: { "zero-page-detection": "none" },
-      fault: { kind: "truncate", channel: 0, offset: 64 + 1344 + 1344 + 16 },
+      fault: {
+        kind: "truncate",
+        channel: 0,
+        offset: 64 + 1344 + 1344 + 16,
+        at: { point: "multifd-payload", byte: 16 },
+      },
+      // QEMU reads the channel's end, or the main channel's, first; or names no cause.
+      qemuError:
+        /Unexpected end-of-file before all data were read|Read section footer failed|load of migration failed/,
     },
   ),
   badInput("missing-channel", /multifd: only 3 of 4 channels connected within 5000 ms of the main channel/, {

@@ -43,14 +43,15 @@ export interface FaultSpec {
 }
 
 /**
- * A named place in the main stream: the last byte of the RAM section's MEM_SIZE word (its flags), or a
- * byte of a block's be64 length in the RAM setup's block list (byte 0 the most significant).
+ * A named place in a stream. In the main stream: the last byte of the RAM section's MEM_SIZE word (its
+ * flags), or a byte of a block's be64 length in the RAM setup's block list (byte 0 the most significant).
+ * On a multifd channel, in its first packet that carries pages: a byte of its first page offset (be64),
+ * or of its payload.
  */
-export type StreamPoint = { point: "mem-size-flags" } | {
-  point: "block-length";
-  block: string;
-  byte: number;
-};
+export type StreamPoint =
+  | { point: "mem-size-flags" }
+  | { point: "block-length"; block: string; byte: number }
+  | { point: "multifd-offset" | "multifd-payload"; byte: number };
 
 /** Which side of the pair: the source or the destination (a running side is world.ts's `Side`). */
 export type SideId = "src" | "dst";

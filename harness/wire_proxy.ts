@@ -128,7 +128,7 @@ export type WireChannel = "main" | number;
 export type WireFault =
   /** `offset` a number, or a named place the proxy finds in the stream's first bytes. */
   | { kind: "corrupt"; channel: WireChannel; offset: number | StreamPoint; xor: number }
-  | { kind: "truncate"; channel: WireChannel; offset: number }
+  | { kind: "truncate"; channel: WireChannel; offset: number | StreamPoint }
   /** The channel's data (after its handshake) held once for `delayMs`: the destination reads it late. */
   | { kind: "delay"; channel: number; delayMs: number }
   /** Every read of the channel's data held `delayMs`: a slow path. */
@@ -146,8 +146,12 @@ export function wireFaultOf(f: FaultSpec, side: SideId, seed: number): WireFault
     if (f.kind === "multifd-channel-slow") return { kind: "slow", channel: f.channel, delayMs: f.delayMs };
     return null;
   }
-  if (f.kind === "corrupt" && f.at && f.channel === undefined) {
-    return { kind: "corrupt", channel: "main", offset: f.at, xor: f.xor ?? 0xff };
+  if (f.at) {
+    // A named place: the proxy finds it in what the source sends on that channel (a multifd place
+    // with no channel named: channel 0).
+    const channel: WireChannel = f.channel ?? (f.at.point.startsWith("multifd-") ? 0 : "main");
+    if (f.kind === "truncate") return { kind: "truncate", channel, offset: f.at };
+    return { kind: "corrupt", channel, offset: f.at, xor: f.xor ?? 0xff };
   }
   if ((f.kind !== "corrupt" && f.kind !== "truncate") || offset === undefined) return null;
   const channel: WireChannel = f.channel ?? "main";
@@ -193,6 +197,12 @@ const POINT_SEARCH = 64 * 1024;
  * list (a counted idstr, then the be64 length), in every QEMU stream and in the model's.
  */
 export function findStreamPoint(stream: Uint8Array, point: StreamPoint): number | null {
+  if (point.point === "multifd-offset" || point.point === "multifd-payload") {
+    const at = findMultifdPages(stream);
+    if (!at) return null;
+    const where = point.point === "multifd-offset" ? at.offsets : at.payload;
+    return where + point.byte < stream.length ? where + point.byte : null;
+  }
   const ram = [0x03, 0x72, 0x61, 0x6d];
   let at = -1;
   for (let i = 5; i + 4 <= stream.length; i++) {
@@ -203,7 +213,7 @@ export function findStreamPoint(stream: Uint8Array, point: StreamPoint): number 
   }
   if (at < 0) return null;
   const memSize = at + 4 + 8;
-  if (point.point === "mem-size-flags") return memSize + 7 < stream.length ? memSize + 7 : null;
+  if (point.point !== "block-length") return memSize + 7 < stream.length ? memSize + 7 : null;
   const name = new TextEncoder().encode(point.block);
   for (let i = memSize + 8; i + 1 + name.length + 8 <= stream.length; i++) {
     if (stream[i] === name.length && name.every((b, k) => stream[i + 1 + k] === b)) {
@@ -211,6 +221,44 @@ export function findStreamPoint(stream: Uint8Array, point: StreamPoint): number 
     }
   }
   return null;
+}
+
+/** A multifd packet's fixed part: magic, version, flags, pages_alloc, normal_pages, next_packet_size,
+ * packet_num, reserved words (10.0: zero_pages among them), the block's name; then pages_alloc be64
+ * offsets. The same size in 7.2 and 10.0. */
+const MULTIFD_PACKET_FIXED = 64 + 256;
+/** A packet's page slots on x86 (512 KiB of 4 KiB pages): its offsets array, even when unused. */
+const MULTIFD_PAGES_PER_PACKET = 128;
+/** The compression methods' packet flags (zlib, zstd, and the accelerators' after them). */
+const MULTIFD_FLAG_COMPRESSION = 0xe;
+
+/**
+ * Where a multifd channel's first packet with pages has its offsets and its payload: packets are read
+ * from the end of the handshake, each its fixed part, its offsets, then its payload (next_packet_size
+ * bytes when compressed, else a page per normal page).
+ */
+export function findMultifdPages(stream: Uint8Array): { offsets: number; payload: number } | null {
+  return multifdPagesSearch(stream).found;
+}
+
+/** The search of findMultifdPages, and how far it got: the packets before `parsed` carry no pages. */
+function multifdPagesSearch(
+  stream: Uint8Array,
+): { found: { offsets: number; payload: number } | null; parsed: number } {
+  const v = new DataView(stream.buffer, stream.byteOffset, stream.byteLength);
+  let at = 64;
+  while (at + MULTIFD_PACKET_FIXED <= stream.length) {
+    if (v.getUint32(at) !== MULTIFD_MAGIC) break;
+    const flags = v.getUint32(at + 8);
+    // A SYNC packet of 10.0 leaves pages_alloc 0 but has the same length as the others.
+    const alloc = v.getUint32(at + 12) || MULTIFD_PAGES_PER_PACKET;
+    const normal = v.getUint32(at + 16);
+    const offsets = at + MULTIFD_PACKET_FIXED;
+    const payload = offsets + 8 * alloc;
+    if (normal > 0) return { found: { offsets, payload }, parsed: at };
+    at = payload + (flags & MULTIFD_FLAG_COMPRESSION ? v.getUint32(at + 20) : 0);
+  }
+  return { found: null, parsed: Math.min(at, stream.length) };
 }
 
 /** What the proxy saw, for the case's log. */
@@ -380,6 +428,13 @@ export class WireProxy {
           const mine = this.faults.filter((f) => f.channel === role);
           const resolved = resolvePoints(mine, held);
           if (!resolved) {
+            // What is surely before every named place goes on meanwhile: a multifd channel's first packet
+            // with pages comes only once its handshake and first SYNC are through.
+            const safe = Math.min(...mine.map((f) => safeBefore(f, held)));
+            if (safe > at) {
+              await writeAll(b, held.subarray(at, safe));
+              entry.bytes = at = safe;
+            }
             if (held.length < POINT_SEARCH) continue;
             this.#problems.push(
               `${entry.role}: a named place of ${JSON.stringify(mine)} is not in its first ` +
@@ -388,7 +443,7 @@ export class WireProxy {
             throw new Error("named place not found");
           }
           faults = resolved;
-          chunk = held;
+          chunk = held.subarray(at);
           if (role === "main" && this.colo && !this.#colo && !faults.length) {
             const colo = side.colo = this.#colo = new ColoWireTracker();
             return await this.#forwardTracked(a, b, (c) => colo.ready ? colo.forward(c) : [], chunk, entry);
@@ -402,7 +457,7 @@ export class WireProxy {
         if (!await this.#apply(faults, chunk, at, b, a, entry)) return;
         at += chunk.length;
       }
-      if (!faults && held.length) await writeAll(b, held);
+      if (!faults && held.length > at) await writeAll(b, held.subarray(at));
       await b.closeWrite().catch(() => {});
     } catch {
       // Either end went away: the relay drops both.
@@ -461,7 +516,7 @@ export class WireProxy {
           }
           break;
         case "truncate":
-          if (f.offset >= at && f.offset < end) {
+          if (typeof f.offset === "number" && f.offset >= at && f.offset < end) {
             this.#applied.add(f);
             const kept = chunk.subarray(0, f.offset - at);
             if (kept.length) await writeAll(to, kept);
@@ -508,11 +563,18 @@ export class WireProxy {
   }
 }
 
+/** How many of a connection's first bytes are surely before `f`'s named place (none for a main place). */
+function safeBefore(f: WireFault, held: Uint8Array): number {
+  if ((f.kind !== "corrupt" && f.kind !== "truncate") || typeof f.offset === "number") return held.length;
+  if (f.offset.point !== "multifd-offset" && f.offset.point !== "multifd-payload") return 0;
+  return multifdPagesSearch(held).parsed;
+}
+
 /** The faults with their named places as offsets, or null while `held` does not reach one yet. */
 function resolvePoints(faults: WireFault[], held: Uint8Array): WireFault[] | null {
   const out: WireFault[] = [];
   for (const f of faults) {
-    if (f.kind !== "corrupt" || typeof f.offset === "number") {
+    if ((f.kind !== "corrupt" && f.kind !== "truncate") || typeof f.offset === "number") {
       out.push(f);
       continue;
     }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   connectionRole,
+  findMultifdPages,
   findStreamPoint,
   isWireFault,
   RecoveryTracker,
@@ -263,4 +264,29 @@ Deno.test("wire proxy: a postcopy recovery's places: the bitmaps after RP_RECV_B
     [],
     "a QEVM stream",
   );
+});
+
+Deno.test("wire proxy: a multifd channel's first packet with pages, past SYNC packets of either layout", () => {
+  const packet = (alloc: number, normal: number, flags: number, next: number) => {
+    const p = new Uint8Array(64 + 256 + 8 * (alloc || 128));
+    const v = new DataView(p.buffer);
+    v.setUint32(0, 0x11223344);
+    v.setUint32(4, 1);
+    v.setUint32(8, flags);
+    v.setUint32(12, alloc);
+    v.setUint32(16, normal);
+    v.setUint32(20, next);
+    return p;
+  };
+  const handshake = new Uint8Array(64);
+  // 10.0's SYNC (pages_alloc 0, yet 128 slots long), 7.2's SYNC (pages_alloc filled), then zlib pages.
+  const sync10 = packet(0, 0, 0x1 | 0x2, 0);
+  const sync72 = packet(128, 0, 0x1 | 0x2, 0);
+  const pages = packet(128, 2, 0x2, 100);
+  const stream = new Uint8Array([...handshake, ...sync10, ...sync72, ...pages, ...new Uint8Array(100)]);
+  const first = 64 + sync10.length + sync72.length;
+  assert.deepEqual(findMultifdPages(stream), { offsets: first + 320, payload: first + 320 + 1024 });
+  assert.equal(findStreamPoint(stream, { point: "multifd-payload", byte: 1 }), first + 320 + 1024 + 1);
+  assert.equal(findStreamPoint(stream.subarray(0, first + 100), { point: "multifd-offset", byte: 0 }), null);
+  assert.equal(findMultifdPages(new Uint8Array([...handshake, 1, 2, 3, 4, ...new Uint8Array(400)])), null);
 });

@@ -181,6 +181,17 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       /guest RAM differs in \d+ page\(s\) between source and target|the source reached 'completed' after \d+ sync\(s\), before the \d+ awaited|expected 'active' after \d+ passes, got completed/,
   },
   {
+    id: "qemu-multifd-offset-error-hangs-destination",
+    summary: "7.2: a multifd packet whose page offset lies past its block (put on the wire by the proxy) " +
+      "stops the destination as a refused packet magic does (qemu-multifd-recv-error-hangs-destination): " +
+      "its monitor stops answering and it never reports the error; 10.0 reports 'multifd: offset too long'",
+    cases: ["/migration/multifd/bad/offset"],
+    side: "dst",
+    range: { from: "7.2", through: "7.2" },
+    hangMs: 10_000,
+    symptom: /waiting for the target to report the error/,
+  },
+  {
     id: "qemu-multifd-channel-id-off-by-one",
     summary: "a multifd handshake whose channel id equals the number of channels passes the destination's " +
       "range check (multifd_recv_initial_packet refuses only id > channels) and indexes one past the end " +

@@ -95,7 +95,7 @@ Deno.test("qemu world: 10.0 runs what 7.2 cannot; model-only features stay skipp
       assert.equal(cannot(byName(wire), setup), null, wire);
     }
     assert.match(cannot(byName("/migration/bad_stream/unknown_section"), setup)!, /fault injection/);
-    assert.match(cannot(byName("/migration/multifd/bad/zlib-corrupt-payload"), setup)!, /fault injection/);
+    assert.match(cannot(byName("/migration/multifd/bad/missing-channel"), setup)!, /fault injection/);
     // Guest programs and machine fixtures run; a program the fixture's RAM cannot hold says so.
     assert.equal(cannot(byName("/migration/precopy/unix/random/pc-odd"), setup), null);
     assert.match(
