@@ -98,8 +98,11 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
   ),
   badStream(
     "footer",
-    { kind: "bad-footer" },
+    // On the wire: the RAM setup's footer names another section id.
+    { kind: "bad-footer", at: { point: "ram-setup-footer", byte: 4 }, xor: 0x40 },
     /Mismatched section id in footer for ram - read 0x40 expected 0x0/,
+    "full",
+    /Mismatched section id in footer for ram - read 0x[0-9a-f]+ expected 0x[0-9a-f]+/,
   ),
   // A device section or subsection from a newer QEMU than the destination's: refused by version, not
   // loaded as if it were the destination's own version.
@@ -126,8 +129,22 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     { kind: "xbzrle-overrun" },
     /Failed to load XBZRLE page - decode error! \(xbzrle: nzrun of 2 at page offset 4095 runs past the page end/,
   ),
-  badStream("ram_flags", { kind: "bad-ram-flags" }, /Unknown combination of migration flags: 0xa/),
-  badStream("ram_offset", { kind: "ram-offset" }, /Illegal RAM offset 0x8000000 in block pc.ram/),
+  // On the wire: the first page record's flags turned into another combination (ZERO -> none, PAGE ->
+  // ZERO|PAGE), and its address past every block.
+  badStream(
+    "ram_flags",
+    { kind: "bad-ram-flags", at: { point: "ram-first-record", byte: 7 }, xor: 0x02 },
+    /Unknown combination of migration flags: 0xa/,
+    "full",
+    /Unknown combination of migration flags: 0x[0-9a-f]+/,
+  ),
+  badStream(
+    "ram_offset",
+    { kind: "ram-offset", at: { point: "ram-first-record", byte: 0 }, xor: 0x01 },
+    /Illegal RAM offset 0x8000000 in block pc.ram/,
+    "full",
+    /Illegal RAM offset [0-9a-f]+/,
+  ),
   badStream("machine_type", { kind: "machine-type" }, /Machine type received is 'pc-i440fx-migtest-other'/),
   {
     ...badStream("magic/dest-exits", { kind: "corrupt", offset: 0, xor: 0x20 }, /Not a migration stream/),

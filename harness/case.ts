@@ -51,6 +51,10 @@ export interface FaultSpec {
 export type StreamPoint =
   | { point: "mem-size-flags" }
   | { point: "block-length"; block: string; byte: number }
+  /** The first page record after the RAM setup (its be64 address and flags; byte 7 the flags). */
+  | { point: "ram-first-record"; byte: number }
+  /** The RAM setup section's footer (its 0x7e marker, then the be32 section id). */
+  | { point: "ram-setup-footer"; byte: number }
   | { point: "multifd-offset" | "multifd-payload"; byte: number };
 
 /** Which side of the pair: the source or the destination (a running side is world.ts's `Side`). */

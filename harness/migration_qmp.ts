@@ -141,7 +141,8 @@ export async function injectFault(p: MigrationPair, side: Side, f: FaultSpec): P
   if (f.offset !== undefined) {
     args.offset = typeof f.offset === "function" ? f.offset(p.ctx.seed) : f.offset;
   }
-  if (f.xor !== undefined) args.xor = f.xor;
+  // Beside another kind, xor is for the fault's wire form (at its named place), not the model's.
+  if (f.xor !== undefined && f.kind === "corrupt") args.xor = f.xor;
   if (f.channel !== undefined) args.channel = f.channel;
   if (f.delayMs !== undefined) args["delay-ms"] = f.delayMs;
   p.ctx.log(`injecting fault ${JSON.stringify(args)} on the ${side.name}`);

@@ -185,7 +185,9 @@ export function faultProblems(
   if ((f.kind === "corrupt" || f.kind === "truncate") && f.offset === undefined) {
     bad(field, `'${f.kind}' needs an offset`);
   }
-  if (f.xor !== undefined && f.kind !== "corrupt") bad(field, "xor is for 'corrupt' only");
+  if (f.xor !== undefined && f.kind !== "corrupt" && f.at === undefined) {
+    bad(field, "xor is for 'corrupt' only (or for a fault's wire form at a named place)");
+  }
   if ((f.delayMs !== undefined) !== DESTINATION_FAULTS.has(f.kind)) {
     bad(
       field,

@@ -213,6 +213,11 @@ export function findStreamPoint(stream: Uint8Array, point: StreamPoint): number 
   }
   if (at < 0) return null;
   const memSize = at + 4 + 8;
+  if (point.point === "ram-first-record" || point.point === "ram-setup-footer") {
+    const after = afterRamSetup(stream, memSize);
+    const at = point.point === "ram-first-record" ? after?.record : after?.footer;
+    return at != null && at + point.byte < stream.length ? at + point.byte : null;
+  }
   if (point.point !== "block-length") return memSize + 7 < stream.length ? memSize + 7 : null;
   const name = new TextEncoder().encode(point.block);
   for (let i = memSize + 8; i + 1 + name.length + 8 <= stream.length; i++) {
@@ -221,6 +226,32 @@ export function findStreamPoint(stream: Uint8Array, point: StreamPoint): number 
     }
   }
   return null;
+}
+
+/**
+ * Where the RAM setup ends: past the block list (a counted name and a be64 length per block, until the
+ * lengths add up to MEM_SIZE) and its EOS come the section's footer (0x7e, be32 id) and then the first
+ * part section (QEMU_VM_SECTION_PART, be32 id) with the first page record. Null while the stream does
+ * not reach them, or when it has another shape (a block list with extra fields: ignore-shared, mapped-ram).
+ */
+function afterRamSetup(stream: Uint8Array, memSize: number): { footer: number; record: number } | null {
+  const v = new DataView(stream.buffer, stream.byteOffset, stream.byteLength);
+  if (memSize + 8 > stream.length) return null;
+  const total = v.getBigUint64(memSize) & ~0xfffn;
+  let pos = memSize + 8;
+  for (let sum = 0n; sum < total;) {
+    if (pos >= stream.length) return null;
+    pos += 1 + stream[pos];
+    if (pos + 8 > stream.length) return null;
+    sum += v.getBigUint64(pos);
+    pos += 8;
+  }
+  if (pos + 8 > stream.length || v.getBigUint64(pos) !== 0x10n) return null;
+  const footer = pos + 8;
+  if (footer + 5 > stream.length || stream[footer] !== 0x7e) return null;
+  const part = footer + 5;
+  if (part + 5 > stream.length || stream[part] !== 0x02) return null;
+  return { footer, record: part + 5 };
 }
 
 /** A multifd packet's fixed part: magic, version, flags, pages_alloc, normal_pages, next_packet_size,
