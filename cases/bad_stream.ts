@@ -145,7 +145,14 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     "full",
     /Illegal RAM offset [0-9a-f]+/,
   ),
-  badStream("machine_type", { kind: "machine-type" }, /Machine type received is 'pc-i440fx-migtest-other'/),
+  // On the wire: the first letter of the configuration's machine type in capitals ('Pc-i440fx-…').
+  badStream(
+    "machine_type",
+    { kind: "machine-type", at: { point: "machine-type", byte: 0 }, xor: 0x20 },
+    /Machine type received is 'pc-i440fx-migtest-other'/,
+    "full",
+    /Machine type received is 'Pc-[^']*' and local is 'pc-[^']*'/,
+  ),
   {
     ...badStream("magic/dest-exits", { kind: "corrupt", offset: 0, xor: 0x20 }, /Not a migration stream/),
     exitOnError: true,

@@ -55,6 +55,8 @@ export type StreamPoint =
   | { point: "ram-first-record"; byte: number }
   /** The RAM setup section's footer (its 0x7e marker, then the be32 section id). */
   | { point: "ram-setup-footer"; byte: number }
+  /** A byte of the machine type's name in the configuration section (the stream's first). */
+  | { point: "machine-type"; byte: number }
   | { point: "multifd-offset" | "multifd-payload"; byte: number };
 
 /** Which side of the pair: the source or the destination (a running side is world.ts's `Side`). */

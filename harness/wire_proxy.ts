@@ -203,6 +203,12 @@ export function findStreamPoint(stream: Uint8Array, point: StreamPoint): number 
     const where = point.point === "multifd-offset" ? at.offsets : at.payload;
     return where + point.byte < stream.length ? where + point.byte : null;
   }
+  if (point.point === "machine-type") {
+    // QEMU_VM_CONFIGURATION after the header, then the name's be32 length and its bytes.
+    if (stream.length < 13 || stream[8] !== 0x07) return null;
+    const len = new DataView(stream.buffer, stream.byteOffset + 9, 4).getUint32(0);
+    return point.byte < len && 13 + point.byte < stream.length ? 13 + point.byte : null;
+  }
   const ram = [0x03, 0x72, 0x61, 0x6d];
   let at = -1;
   for (let i = 5; i + 4 <= stream.length; i++) {

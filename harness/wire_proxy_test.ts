@@ -34,6 +34,8 @@ Deno.test("wire proxy: the named places are found in QEMU 7.2's stream and in th
   assert.ok([0x02, 0x08].includes(qemu[record]), `flags 0x${qemu[record].toString(16)}`);
   const name = new TextDecoder().decode(qemu.subarray(record + 2, record + 2 + qemu[record + 1]));
   assert.ok(["pc.ram", "pc.bios", "pc.rom", "vga.vram", "/rom@etc/acpi/tables"].includes(name), name);
+  const machine = findStreamPoint(qemu, { point: "machine-type", byte: 0 })!;
+  assert.equal(new TextDecoder().decode(qemu.subarray(machine, machine + 9)), "pc-i440fx");
   const footer = findStreamPoint(qemu, { point: "ram-setup-footer", byte: 0 })!;
   assert.deepEqual([qemu[footer], qemu[footer + 5]], [0x7e, 0x02], "the setup's footer, then a part section");
   assert.equal(footer + 10 + 7, record, "the first record right after that part section's header");

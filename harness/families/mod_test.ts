@@ -68,10 +68,10 @@ Deno.test("registry: a family's needs reach the worlds (held moments, faults, th
   assert.equal(cannotRunIn(simWorld, window), null);
   // A fault the wire proxy cannot carry: the model's hooks (wire faults need no x-test hook).
   const faulty = named("/migration/bad_stream/unknown_section");
-  assert.equal(caseNeeds(faulty).faults, true);
-  assert.equal(caseNeeds(named("/migration/precopy/unix/plain")).faults, false);
+  assert.deepEqual(caseNeeds(faulty).faults, ["unknown-section"]);
+  assert.deepEqual(caseNeeds(named("/migration/precopy/unix/plain")).faults, []);
   // A wire fault travels through the wire proxy in any world that has one.
-  assert.equal(caseNeeds(named("/migration/bad_stream/magic")).faults, false);
+  assert.deepEqual(caseNeeds(named("/migration/bad_stream/magic")).faults, []);
 });
 
 Deno.test("registry: the pair gets its family's hooks (socket, COLO pair, final queries)", () => {

@@ -56,6 +56,16 @@ export function qemuRamKiB(machine: string): number {
   return machine === "pc" ? QEMU_RAM_MIB * 1024 : qemuRamBytes(machine) / 1024;
 }
 
+/** Faults whose place is a record only the model's source writes, as a skip says them. */
+const MODEL_RECORDS: Record<string, string> = {
+  "unknown-section": "a section for a device the destination does not have",
+  "newer-device-version": "a device section of a newer version than the destination's",
+  "newer-subsection-version": "a subsection of a newer version than the destination's",
+  "device-extra-field": "a device section with a field its description lacks",
+  "xbzrle-overrun": "an XBZRLE delta that runs past its page",
+  "multifd-missing-channel": "a multifd source that opens one channel fewer than it announced",
+};
+
 /**
  * What only the model offers (the same on every QEMU): the case is skipped with this reason, or null.
  * The family says what of the model its case uses (`needs`); the base fields are read here.
@@ -68,9 +78,14 @@ export function modelOnlyReason(c: AnyCase, needs: CaseNeeds): string | null {
   if (needs.scheduled) return `${needs.scheduled}: an interleaving only the simulated world schedules`;
   // A regression case runs plainly (its `guards` defect is switched on only by the model's meta-test):
   // on QEMU it asks whether QEMU has the bug class the model once had.
-  if (needs.faults || c.defects) {
-    return "fault injection and known defects are x-test features of the model engine";
+  const kinds = needs.faults ?? [];
+  if (kinds.length) {
+    return kinds.map((k) => MODEL_RECORDS[k] ?? `the model's ${k} fault`).join("; ") +
+      ": only the model's source writes it (x-test-inject-fault); no byte of QEMU's stream turns into it " +
+      "on the wire";
   }
+  if (c.defects) return "known defects are switched on in the model only (x-test)";
+
   if (needs.olderRelease) {
     return "older releases of the devices are the model's (x-test-release); against QEMU, " +
       "QTEST_QEMU_BINARY_SRC/_DST name an older binary";
@@ -79,9 +94,10 @@ export function modelOnlyReason(c: AnyCase, needs: CaseNeeds): string | null {
     const program = programParams(c.workload, qemuRamKiB(c.machine ?? "pc") * 1024);
     if ("none" in program) return `the ${c.workload.kind} guest program cannot run here: ${program.none}`;
   }
-  if (needs.guestControl || c.vcpu || c.dstVcpu || c.memPrealloc) {
-    return "guest-control knobs of the model engine";
+  if (c.vcpu || c.dstVcpu) {
+    return "a vCPU duty cycle (run, then sleep, in ms) is the model's vCPU knob: the guest programs never pause";
   }
+  if (needs.guestControl || c.memPrealloc) return "guest-control knobs of the model engine";
   return null;
 }
 

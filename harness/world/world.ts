@@ -229,8 +229,8 @@ export interface CaseNeeds {
   heldAt?: string;
   /** The moment of `heldAt` also has a place on the wire: a world with the wire proxy holds it there. */
   heldOnWire?: boolean;
-  /** Stream faults (x-test-inject-fault). */
-  faults?: boolean;
+  /** Stream faults only the model's hook makes (x-test-inject-fault), by kind; none: empty or absent. */
+  faults?: string[];
   /** An older release of the model's devices on a side (x-test-release). */
   olderRelease?: boolean;
   /** Guest-control knobs of the model (its RAM filled or written once through x-test commands). */

@@ -16,7 +16,7 @@ export const cancel = defineFlow<CancelCase>({
     if (!CANCEL_PHASES.includes(c.cancelAfter)) bad("cancelAfter", `unknown status '${c.cancelAfter}'`);
   },
   // A destination channel's delay can go on the wire (real QEMU's way); others are the model's.
-  needs: (c) => ({ faults: (c.dstFaults ?? []).some((f) => !isWireFault(f, "dst")) }),
+  needs: (c) => ({ faults: (c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind) }),
   run: cancelFlow,
 });
 

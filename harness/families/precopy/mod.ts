@@ -88,8 +88,10 @@ export const precopy = defineFlow<PrecopyCase>({
       }
       : {}),
     // A byte fault every stream has a place for can go on the wire (real QEMU's way); others are the model's.
-    faults: (c.fault !== undefined && !isWireFault(c.fault, "src")) ||
-      (c.dstFaults ?? []).some((f) => !isWireFault(f, "dst")),
+    faults: [
+      ...(c.fault !== undefined && !isWireFault(c.fault, "src") ? [c.fault.kind] : []),
+      ...(c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind),
+    ],
     olderRelease: c.release !== undefined,
     qemu: c.migrateChannels || c.migrateAddress
       ? [{ side: "src", kind: "migrate-arg", name: "channels" }]
@@ -122,7 +124,7 @@ export const convergeAfterRaise = defineFlow<ConvergeAfterRaiseCase>({
     xbzrlePagesProblems(c, bad);
     for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
   },
-  needs: (c) => ({ faults: (c.dstFaults ?? []).some((f) => !isWireFault(f, "dst")) }),
+  needs: (c) => ({ faults: (c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind) }),
   socket: (c) => c,
   run: convergeAfterRaiseFlow,
 });
