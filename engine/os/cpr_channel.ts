@@ -49,9 +49,14 @@ export const libcCprChannel: CprChannel = {
  */
 export async function receiveCprState(path: string): Promise<{ fds: CprFd[]; hangUp(): void }> {
   const listener = unixListen(path);
-  let sock: number | null;
+  let sock: number | null = null;
   try {
-    sock = await accept(listener);
+    // Nothing shuts this listener down before the source connects, so a failed accept is a transient one
+    // (an interrupted call): take the next connection rather than close the channel on the source.
+    for (let tries = 0; sock === null && tries < 50; tries++) {
+      sock = await accept(listener);
+      if (sock === null) console.error(`cpr channel ${path}: accept failed; listening on`);
+    }
   } finally {
     shutdownFd(listener);
     closeFd(listener);
