@@ -152,10 +152,14 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       "/migration/postcopy/recovery/double-failures/handshake",
       "/migration/postcopy/recovery/double-failures/reconnect",
       "/migration/postcopy/cancel/recover",
-      // A recovery held at a step of its handshake on the wire, then paused.
-      "/migration/postcopy/recovery/fail-at/recv-bitmap",
-      "/migration/postcopy/recovery/fail-at/bitmaps-reloaded",
-      "/migration/postcopy/recovery/fail-at/resume-ack",
+      // A recovery held at a step of its handshake on the wire, then paused: on the source only.
+      ...(side === "src"
+        ? [
+          "/migration/postcopy/recovery/fail-at/recv-bitmap",
+          "/migration/postcopy/recovery/fail-at/bitmaps-reloaded",
+          "/migration/postcopy/recovery/fail-at/resume-ack",
+        ]
+        : []),
     ],
     side,
     range: { from: "7.2", through: "7.2" },
@@ -181,11 +185,24 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       /guest RAM differs in \d+ page\(s\) between source and target|the source reached 'completed' after \d+ sync\(s\), before the \d+ awaited|expected 'active' after \d+ passes, got completed/,
   },
   {
+    id: "qemu-postcopy-recovery-bitmap-interrupted-segv",
+    summary: "7.2 as a postcopy destination: a recovery whose channel breaks while it sends its received " +
+      "bitmap (the proxy holds RP_RECV_BITMAP, a 10.0 source pauses) dies of SIGSEGV after 'Detected IO " +
+      "failure for postcopy. Migration paused.' (seen 10.0 -> 7.2, .ci/run-style run of 2026-12-07; a 7.2 " +
+      "source cannot pause there, see qemu-postcopy-pause-in-recover-refused-src)",
+    cases: ["/migration/postcopy/recovery/fail-at/recv-bitmap"],
+    side: "dst",
+    range: { from: "7.2", through: "7.2" },
+    symptom: /target died with exit status 139, SIGSEGV/,
+  },
+  {
     id: "qemu-multifd-offset-error-hangs-destination",
-    summary: "7.2: a multifd packet whose page offset lies past its block (put on the wire by the proxy) " +
-      "stops the destination as a refused packet magic does (qemu-multifd-recv-error-hangs-destination): " +
-      "its monitor stops answering and it never reports the error; 10.0 reports 'multifd: offset too long'",
-    cases: ["/migration/multifd/bad/offset"],
+    summary:
+      "7.2: a multifd packet whose page offset lies past its block, or whose zlib payload is corrupt " +
+      "(put on the wire by the proxy), stops the destination as a refused packet magic does " +
+      "(qemu-multifd-recv-error-hangs-destination): its monitor stops answering and it never reports the " +
+      "error; 10.0 reports it ('multifd: offset too long', 'inflate returned -3')",
+    cases: ["/migration/multifd/bad/offset", "/migration/multifd/bad/zlib-corrupt-payload"],
     side: "dst",
     range: { from: "7.2", through: "7.2" },
     hangMs: 10_000,
@@ -304,8 +321,9 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     id: "qemu-multifd-channel-error-incoming-stays-active",
     summary: "a 10.0 destination refusing a 7.2 source's multifd channel (compression flags) records the " +
       "error in error-desc ('multifd 1: flags received 2 flags expected 4') but its incoming migration " +
-      "stays 'active' after the source failed (broken pipe); with a 10.0 source it ends 'failed'",
-    cases: ["/migration/multifd/bad/compression-flag"],
+      "stays 'active' after the source failed (broken pipe); with a 10.0 source it ends 'failed'. The same " +
+      "for a page offset past its block ('multifd: offset too long', .ci/run 2026-12-07)",
+    cases: ["/migration/multifd/bad/compression-flag", "/migration/multifd/bad/offset"],
     side: "dst",
     range: { from: "10.0", through: "10.0" },
     peer: { from: "7.2", through: "7.2" },
