@@ -95,18 +95,27 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     "unknown_section",
     { kind: "unknown-section" },
     /Unknown savevm section or instance 'x-bogus-device' 0/,
+    "full",
+    /Unknown savevm section or instance 'x-bogus-device' 0/,
   ),
   badStream(
     "footer",
     // On the wire: the RAM setup's footer names another section id.
     { kind: "bad-footer", at: { point: "ram-setup-footer", byte: 4 }, xor: 0x40 },
-    /Mismatched section id in footer for ram - read 0x40 expected 0x0/,
+    /Mismatched section id in footer for ram - read 0x42 expected 0x2/,
     "full",
     /Mismatched section id in footer for ram - read 0x[0-9a-f]+ expected 0x[0-9a-f]+/,
   ),
   // A device section or subsection from a newer QEMU than the destination's: refused by version, not
   // loaded as if it were the destination's own version.
-  badStream("device_version", { kind: "newer-device-version" }, /savevm: unsupported version 2 for 'cpu' v1/),
+  // QEMU's words are for the device a model beside QEMU sends first (its serial: the engine-to-qemu pair).
+  badStream(
+    "device_version",
+    { kind: "newer-device-version" },
+    /savevm: unsupported version 2 for 'cpu' v1/,
+    "full",
+    /savevm: unsupported version 4 for 'serial' v3/,
+  ),
   badStream(
     "subsection_version",
     { kind: "newer-subsection-version" },
@@ -119,6 +128,8 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
       "device_extra_field",
       { kind: "device-extra-field" },
       /Missing section footer for cpu \(at stream/,
+      "full",
+      /Missing section footer for serial/,
     ),
     why: "a device section longer than the destination's description of it is refused at its footer " +
       "('Missing section footer for cpu'), not read on one byte off; the source fails and keeps its guest",
@@ -128,6 +139,8 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     "xbzrle_overrun",
     { kind: "xbzrle-overrun" },
     /Failed to load XBZRLE page - decode error! \(xbzrle: nzrun of 2 at page offset 4095 runs past the page end/,
+    "full",
+    /Failed to load XBZRLE page - decode error!/,
   ),
   // On the wire: the first page record's flags turned into another combination (ZERO -> none, PAGE ->
   // ZERO|PAGE), and its address past every block.

@@ -81,11 +81,15 @@ export const VALIDATED_CAPABILITIES = ["x-ignore-shared", "mapped-ram"] as const
 export type VmdescObject = Record<string, unknown>;
 
 /**
- * Section ids are handed out in registration order, as QEMU's global_section_id does. ram registers
- * first (ram_mig_init runs before any device is realized), so its id is 0: streams built by hand (tests,
- * stream faults) use this, and ram's registration checks it.
+ * Section ids are handed out in registration order, as QEMU's global_section_id does, and ram's is 2 as in
+ * QEMU's pc streams (QEMU 7.2 and 10.0: "timer" registers first with 0, one more entry takes 1). Not 0,
+ * and not for looks: QEMU's loader finds a PART or END section's entry as the first whose load_section_id
+ * equals the id, and that field is 0 in every entry no START section named, so a live section numbered 0
+ * reaches the wrong handler ("timer: incoming version_id 0 is too old for local minimum version_id 1",
+ * found by the engine-to-qemu pair). Streams built by hand (tests, stream faults) use this, and ram's
+ * registration checks it.
  */
-export const RAM_SECTION_ID = 0;
+export const RAM_SECTION_ID = 2;
 
 /** What a live section's save and load steps are given (SaveVMHandlers in include/migration/register.h). */
 export interface SaveCompleteOptions {
@@ -136,7 +140,7 @@ export class SaveVMState {
     versionId: number,
     ops: SaveVMHandlers,
   ): SaveStateEntry {
-    const se = { idstr, instanceId, versionId, sectionId: this.#live.length, ops };
+    const se = { idstr, instanceId, versionId, sectionId: RAM_SECTION_ID + this.#live.length, ops };
     this.#live.push(se);
     return se;
   }
@@ -149,7 +153,7 @@ export class SaveVMState {
         idstr: d.idstr,
         instanceId: d.instanceId,
         versionId: d.vmsd.versionId,
-        sectionId: this.#live.length + i,
+        sectionId: RAM_SECTION_ID + this.#live.length + i,
         ops: { loadState: (r, v) => loadState(r, d.vmsd, d.state, v) },
       })),
     ];
@@ -191,7 +195,7 @@ export class SaveVMState {
 
   /** The non-iterable part: one FULL section per device; returns the vmdesc entries. */
   saveDevices(f: QEMUFileWriter): VmdescObject[] {
-    return saveDevices(f, this.devices, this.#live.length);
+    return saveDevices(f, this.devices, RAM_SECTION_ID + this.#live.length);
   }
 }
 

@@ -206,27 +206,27 @@ Deno.test("savevm: the registered sections write exactly the hand-built stream",
   assert.deepEqual(bytes, (await buildStream(sourceGuest())).bytes);
 });
 
-// Guards global_section_id: ids follow registration order, live sections first, then the devices.
+// Guards global_section_id: ids follow registration order from ram's 2 (QEMU's), live sections first, then the devices.
 Deno.test("savevm: section ids follow registration order; ram must register first", async () => {
   const g = new TestGuest();
   const savevm = new SaveVMState(g.devices);
   registerRam(savevm, new RamSaveState(g.blocks, () => "legacy"));
   savevm.registerSavevmLive("x-live", 0, 1, {});
   assert.deepEqual(savevm.entries().map((e) => [e.idstr, e.sectionId]), [
-    ["ram", 0],
-    ["x-live", 1],
-    ["cpu", 2],
-    ["serial", 3],
-    ["migtest-timer", 4],
-    ["migtest-queue", 5],
+    ["ram", 2],
+    ["x-live", 3],
+    ["cpu", 4],
+    ["serial", 5],
+    ["migtest-timer", 6],
+    ["migtest-queue", 7],
   ]);
   const bytes = await encode((f) => void savevm.saveDevices(f));
-  assert.deepEqual([...bytes.subarray(0, 5)], [QEMU_VM_SECTION_FULL, 0, 0, 0, 2], "first device section id");
+  assert.deepEqual([...bytes.subarray(0, 5)], [QEMU_VM_SECTION_FULL, 0, 0, 0, 4], "first device section id");
   const late = new SaveVMState([]);
   late.registerSavevmLive("x-live", 0, 1, {});
   assert.throws(
     () => registerRam(late, new RamLoadState(g.blocks)),
-    /ram must register first \(got section 1\)/,
+    /ram must register first \(got section 3\)/,
   );
 });
 

@@ -297,7 +297,13 @@ export class MigrationPair {
       cprChannel: opts.cprChannel,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
       interleavePercent: c.simInterleavePercent,
-      socketPaths: [this.migsocket, ...([1, 2, 3, 4] as const).map((i) => this.spareSocket(i))],
+      // The wire proxy's sockets too: a model source beside QEMU connects through them.
+      socketPaths: [
+        this.migsocket,
+        ...([1, 2, 3, 4] as const).map((i) => this.spareSocket(i)),
+        `${this.dir}/wire.sock`,
+        ...[2, 3, 4].map((n) => `${this.dir}/wire-${n}.sock`),
+      ],
       transcript: this.transcript,
       timeoutMs: this.ctx.waitMs,
       colo: this.family.needs.coloPair,

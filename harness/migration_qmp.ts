@@ -11,9 +11,7 @@ import type { Side } from "./world/world.ts";
 
 /** The outcome in the words of the world that runs the pair: QEMU's own error where the case gives one. */
 export function worldOutcome(p: MigrationPair, outcome: Outcome): Outcome {
-  return p.ctx.world.name === "qemu" && outcome.qemuError
-    ? { ...outcome, error: outcome.qemuError }
-    : outcome;
+  return p.ctx.world.qemuSides?.dst && outcome.qemuError ? { ...outcome, error: outcome.qemuError } : outcome;
 }
 
 /** migrate_ensure_non_converge / migrate_ensure_converge. */
@@ -132,6 +130,8 @@ export async function waitPasses(p: MigrationPair, passes: number): Promise<void
 /** x-test-inject-fault on one side. */
 export async function injectFault(p: MigrationPair, side: Side, f: FaultSpec): Promise<void> {
   // A world without the model's fault hooks (real QEMU) breaks the source's stream on the wire instead.
+  // Where a fault has a wire form it takes it in such a world, whoever's stream it is (the model's source
+  // beside QEMU too: its byte offsets are its own machine's, the named places are found in any stream).
   const wire = p.ctx.world.wireFaults ? wireFaultOf(f, side === p.src ? "src" : "dst", p.ctx.seed) : null;
   if (wire) {
     p.ctx.log(`fault ${JSON.stringify(wire)} on the wire (the ${side.name}'s ${f.kind})`);

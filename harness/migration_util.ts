@@ -206,6 +206,7 @@ export async function checkMigratedGuest(p: MigrationPair): Promise<void> {
   await expectRamEqual(p.src.ram(), p.dst.ram(), "guest RAM");
   await expectDevicesEqual(p, p.src, p.dst, ["source", "target"], "", sourceLacksRules(p));
   await expectTargetKeptLackedFields(p);
+  if (p.dst.foreignGuest) return p.ctx.log(`the target's run not checked: ${p.dst.foreignGuest}`);
   const since = p.dst.qmp.events.length;
   await p.dst.qmp.execute("cont");
   await p.waitEvent(p.dst, "RESUME", undefined, since);

@@ -120,9 +120,11 @@ export class Machine {
     if (opts.serialPath) {
       this.#serialFile = Deno.openSync(opts.serialPath, { write: true, create: true, append: true });
     }
-    this.serial = new SerialDevice((bytes) => this.#serialFile?.writeSync(bytes));
+    const qemuPeer = opts.fixture.qemuPeer === true;
+    this.serial = new SerialDevice((bytes) => this.#serialFile?.writeSync(bytes), !qemuPeer);
     const workloadId = WORKLOAD_IDS[opts.workload.kind];
-    this.devices = [
+    // Beside QEMU, only what QEMU's machine loads migrates: the model's vCPU, timer and queue run unsent.
+    this.devices = qemuPeer ? [this.serial, this.globalState] : [
       new CpuDevice(this.cpuRegs, workloadId),
       this.serial,
       new TimerDevice(this.devRegs),

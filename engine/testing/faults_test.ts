@@ -195,9 +195,9 @@ Deno.test("faults: what each hook does when its fault is armed", async () => {
     [BLOCK.usedLength, TARGET_PAGE_SIZE],
     [0, TARGET_PAGE_SIZE],
   ]);
-  // PART section of RAM (0x02, section id 0), one record, EOS, footer.
-  const part = [0x02, 0, 0, 0, 0];
-  const footer = [0x7e, 0, 0, 0, 0];
+  // PART section of RAM (0x02, section id 2), one record, EOS, footer.
+  const part = [0x02, 0, 0, 0, 2];
+  const footer = [0x7e, 0, 0, 0, 2];
   const be64 = (v: number) => [...new Uint8Array(new BigUint64Array([BigInt(v)]).buffer).reverse()];
   assert.deepEqual((await armed({ kind: "bad-ram-flags" })).afterSetup, [
     ...part,

@@ -254,6 +254,21 @@ export function qemuCannotRun(c: AnyCase, family: CaseNeeds, setup: QemuSetup | 
   const modelOnly = modelOnlyReason(c, family);
   if (modelOnly) return modelOnly;
   const needs = qemuNeeds(c, family);
+  return qemuSidesCannotRun(c, family, setup, needs, ["src", "dst"]);
+}
+
+/**
+ * Why the QEMU binaries of `sides` cannot run what the case needs of them (the model-only hooks aside),
+ * or null: the part of qemuCannotRun a pair with the model on its other side shares.
+ */
+export function qemuSidesCannotRun(
+  c: AnyCase,
+  family: CaseNeeds,
+  setup: QemuSetup | null,
+  allNeeds: QemuNeed[],
+  sides: readonly ("src" | "dst")[],
+): string | null {
+  const needs = allNeeds.filter((n) => sides.includes(n.side));
   if (!setup) {
     if (!needs.length) return null;
     return `needs ${[...new Set(needs.map(describeNeed))].join(", ")}: the QEMU binaries were not probed ` +
@@ -264,7 +279,7 @@ export function qemuCannotRun(c: AnyCase, family: CaseNeeds, setup: QemuSetup | 
     if ("none" in r) return `needs an RDMA link (${family.rdmaLink}): ${r.none}`;
   }
   if (c.dirtyRingSize) {
-    for (const side of ["src", "dst"] as const) {
+    for (const side of sides) {
       if (!setup[side].accels.includes("kvm")) {
         return `needs KVM: the dirty ring (dirty-ring-size) is KVM's, and ${sideName(side, setup)} starts ` +
           `with ${setup[side].accels.join(", ") || "no accelerator"}`;
@@ -273,7 +288,7 @@ export function qemuCannotRun(c: AnyCase, family: CaseNeeds, setup: QemuSetup | 
     if (nestedHost()) return DIRTY_RING_NESTED;
   }
   const accel = accelsFor(family, setup);
-  for (const side of ["src", "dst"] as const) {
+  for (const side of sides) {
     const p = setup[side];
     if (!accel.some((a) => p.accels.includes(a))) {
       return `none of the accelerators asked for (MIGTEST_QEMU_ACCEL=${accel.join(",")}) works with ` +
@@ -546,6 +561,7 @@ export function createQemuWorld(
   return {
     name: "qemu",
     wireFaults: true,
+    qemuSides: { src: true, dst: true },
     get setup() {
       return setup;
     },

@@ -24,7 +24,7 @@ export interface PostcopyStats {
   destination?: PostcopyIncomingStats;
 }
 
-export const WORLD_NAMES = ["engine", "qemu", "sim"] as const;
+export const WORLD_NAMES = ["engine", "qemu", "sim", "engine-to-qemu"] as const;
 export type WorldName = typeof WORLD_NAMES[number];
 
 /** Something a world cannot give, and why (e.g. QEMU has no command that dumps device state). */
@@ -106,6 +106,12 @@ export interface WorldTrace {
 export interface Side {
   readonly name: "source" | "target";
   readonly qmp: QmpClient;
+  /**
+   * Why the side cannot run the guest it received, when it came from the other kind of machine (the
+   * model's guest is no x86 code; QEMU's x86 program is nothing the model's vCPU runs): its RAM is
+   * checked, its run is not. Absent: it runs what it received.
+   */
+  readonly foreignGuest?: string;
   /** The guest's serial output (upstream's `-serial file:`). */
   readonly serialPath: string;
   /**
@@ -231,6 +237,8 @@ export interface CaseNeeds {
   heldOnWire?: boolean;
   /** Stream faults only the model's hook makes (x-test-inject-fault), by kind; none: empty or absent. */
   faults?: string[];
+  /** Of `faults`, those the destination makes (a pair with the model as its source only injects the others). */
+  dstFaults?: string[];
   /** An older release of the model's devices on a side (x-test-release). */
   olderRelease?: boolean;
   /** Guest-control knobs of the model (its RAM filled or written once through x-test commands). */
@@ -294,6 +302,11 @@ export interface World {
    * through a proxy between the sides (harness/wire_proxy.ts).
    */
   readonly wireFaults?: boolean;
+  /**
+   * Which side is real QEMU, where the world mixes: QEMU's words (a case's `qemuError`) are what its
+   * destination says. Absent: both sides are this world's (QEMU for the qemu world).
+   */
+  readonly qemuSides?: { src: boolean; dst: boolean };
   /** Why this world cannot run the case (reported as a skip with this reason), or null. */
   cannotRun(c: AnyCase, needs: CaseNeeds): string | null;
   /** The known bug the case hits in this world, or null. */

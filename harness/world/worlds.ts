@@ -2,9 +2,15 @@
 import { engineWorld } from "./engine.ts";
 import { qemuWorld } from "./qemu.ts";
 import { simWorld } from "./sim.ts";
+import { engineToQemuWorld } from "./mixed.ts";
 import { type World, WORLD_NAMES, type WorldName } from "./world.ts";
 
-const WORLDS: Record<WorldName, World> = { engine: engineWorld, qemu: qemuWorld, sim: simWorld };
+const WORLDS: Record<WorldName, World> = {
+  engine: engineWorld,
+  qemu: qemuWorld,
+  sim: simWorld,
+  "engine-to-qemu": engineToQemuWorld,
+};
 
 export function isWorldName(name: string): name is WorldName {
   return (WORLD_NAMES as readonly string[]).includes(name);

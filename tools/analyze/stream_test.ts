@@ -286,7 +286,7 @@ Deno.test("stream: malformed streams are rejected with the offset", async (t) =>
       const p = await mutated("footer-id", (b) => (b[at + 4] ^= 0x10, b));
       await rejects(
         analyzeStream(p),
-        /^Mismatched section id in footer for cpu - read 0x11 expected 0x1$/,
+        /^Mismatched section id in footer for cpu - read 0x13 expected 0x3$/,
         at,
       );
     });

@@ -142,7 +142,7 @@ Deno.test("wording: the analyzer says what the engine's loader says, at the same
       {
         name: "footer with the wrong section id",
         bytes: edit(footer + 4, 0x11),
-        detail: "Mismatched section id in footer for cpu - read 0x11 expected 0x1",
+        detail: "Mismatched section id in footer for cpu - read 0x11 expected 0x3",
       },
       { name: "invalid command", bytes: edit(ping.offset + 2, 0), detail: "Invalid command 0" },
       {

@@ -37,7 +37,8 @@ a mutant is missed.
   --subset NAME   a fixed subset of the battery: ${Object.keys(SUBSETS).join(", ")}
   --regex PATTERN only the cases matching it (the matrix's --regex), e.g. to prove a new case catches a
                   mutant; the score then says nothing about the full tier
-  --backend WORLD the matrix's world: sim (default) or engine (real processes, timing from the OS)
+  --backend WORLD the matrix's world: sim (default), engine (real processes, timing from the OS) or
+                  engine-to-qemu (the model's source against QEMU's loader: source-side mutants)
   --timeout SEC   wall-clock bound of one run (all its stages); past it the run counts as caught (hung) (default 900)
   --json FILE     every mutant's runs as JSON
   --list          the battery: name, file, why (equivalent ones with their reason) and exit
@@ -53,7 +54,7 @@ export interface MutantsOptions {
   subset?: string;
   timeoutSec: number;
   regex?: string;
-  backend: "sim" | "engine";
+  backend: "sim" | "engine" | "engine-to-qemu";
   json?: string;
   list: boolean;
   diff?: string;
@@ -93,7 +94,7 @@ function mutantsOptions({ values: v }: CliArgs<typeof CLI.options>): MutantsOpti
     subset: v.subset,
     timeoutSec: parseCount(v.timeout, "--timeout"),
     regex: v.regex,
-    backend: parseChoice(v.backend, ["sim", "engine"], "--backend"),
+    backend: parseChoice(v.backend, ["sim", "engine", "engine-to-qemu"], "--backend"),
     json: v.json,
     list: v.list,
     diff: v.diff,

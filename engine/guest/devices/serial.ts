@@ -66,7 +66,7 @@ export class SerialDevice implements Device {
       name: "serial/tx",
       versionId: 1,
       minimumVersionId: 1,
-      needed: (s) => s.txCount > 0,
+      needed: (s) => this.txSubsection && s.txCount > 0,
       fields: [{ name: "txCount", type: "uint32" }, { name: "lastTx", type: "uint8" }],
     }],
     postLoad: (s) => {
@@ -77,8 +77,11 @@ export class SerialDevice implements Device {
   };
   readonly #encoder = new TextEncoder();
 
-  /** `out` receives every transmitted byte (the -serial file). */
-  constructor(private readonly out: (bytes: Uint8Array) => void) {}
+  /**
+   * `out` receives every transmitted byte (the -serial file). `txSubsection` false: the transmit
+   * accounting stays home (QEMU's serial has no such subsection and refuses a stream that carries one).
+   */
+  constructor(private readonly out: (bytes: Uint8Array) => void, private readonly txSubsection = true) {}
 
   transmit(ch: string): void {
     const bytes = this.#encoder.encode(ch);

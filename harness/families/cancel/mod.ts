@@ -16,7 +16,10 @@ export const cancel = defineFlow<CancelCase>({
     if (!CANCEL_PHASES.includes(c.cancelAfter)) bad("cancelAfter", `unknown status '${c.cancelAfter}'`);
   },
   // A destination channel's delay can go on the wire (real QEMU's way); others are the model's.
-  needs: (c) => ({ faults: (c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind) }),
+  needs: (c) => {
+    const kinds = (c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind);
+    return { faults: kinds, dstFaults: kinds };
+  },
   run: cancelFlow,
 });
 

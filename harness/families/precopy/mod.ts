@@ -92,6 +92,7 @@ export const precopy = defineFlow<PrecopyCase>({
       ...(c.fault !== undefined && !isWireFault(c.fault, "src") ? [c.fault.kind] : []),
       ...(c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind),
     ],
+    dstFaults: (c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind),
     olderRelease: c.release !== undefined,
     qemu: c.migrateChannels || c.migrateAddress
       ? [{ side: "src", kind: "migrate-arg", name: "channels" }]
@@ -124,7 +125,10 @@ export const convergeAfterRaise = defineFlow<ConvergeAfterRaiseCase>({
     xbzrlePagesProblems(c, bad);
     for (const f of c.dstFaults ?? []) faultProblems(c, f, "dstFaults", "dst", bad);
   },
-  needs: (c) => ({ faults: (c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind) }),
+  needs: (c) => {
+    const kinds = (c.dstFaults ?? []).filter((f) => !isWireFault(f, "dst")).map((f) => f.kind);
+    return { faults: kinds, dstFaults: kinds };
+  },
   socket: (c) => c,
   run: convergeAfterRaiseFlow,
 });

@@ -1,0 +1,213 @@
+/**
+ * A pair of two kinds: the model (an engine process) as the source and real QEMU as the destination
+ * (`--backend engine-to-qemu`). The model's stream meets QEMU's own loader live: every page record,
+ * multifd packet, compressed page, XBZRLE delta and section header the model writes must load in QEMU,
+ * and the RAM QEMU ends with must equal the model's, page by page. A fault the model's source injects
+ * (x-test-inject-fault) then meets QEMU's checks, and the case's `qemuError` is what QEMU must say.
+ *
+ * The model migrates as the QEMU machine it talks to (fixtures/machines.ts `qemu:TYPE:BYTES`): QEMU's
+ * machine type in the configuration section, one pc.ram of QEMU's size, and of its devices only those
+ * QEMU's machine has in the same format (the run state, the serial port). So the destination's RAM is
+ * checked, its devices keep their reset state, and its guest is not run: the model's guest is no x86
+ * code (QEMU's vCPU and devices start from reset).
+ */
+import { qemuPeerMachine } from "../../fixtures/machines.ts";
+import { type RamSource, withoutPages } from "../check/ram_equal.ts";
+import type { AnyCase } from "../case.ts";
+import { engineWorld } from "./engine.ts";
+import { knownQemuBug, QEMU_BUGS } from "./qemu_bugs.ts";
+import {
+  accelsFor,
+  effectiveAccel,
+  modelOnlyReason,
+  qemuNeeds,
+  qemuRamKiB,
+  type QemuSetup,
+  qemuSidesCannotRun,
+  qemuWorld,
+} from "./qemu.ts";
+import { describeProbe } from "./qemu_probe.ts";
+import type { CaseNeeds, DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
+
+/**
+ * Guest-physical [0xa0000, 0x100000) of a pc machine is no RAM on QEMU (the VGA window, the ROMs the BIOS
+ * shadows there), while the model's pc.ram is flat: QEMU's pmemsave reads something else there, so
+ * neither side's pages in that range are compared.
+ */
+const PC_HOLE: Map<string, Uint8Array> = (() => {
+  const bits = new Uint8Array(0x100000 / 4096 / 8);
+  for (let p = 0xa0000 / 4096; p < 0x100000 / 4096; p++) bits[p >>> 3] |= 1 << (p & 7);
+  return new Map([["pc.ram", bits]]);
+})();
+
+const NOT_X86 = "it received the model's guest, which is no x86 code, and none of the model's vCPU or " +
+  "device state (QEMU starts them from reset)";
+
+const DEVICES_APART = "the model and QEMU are different machines: of QEMU's devices the model sends only " +
+  "the run state and the serial port (QEMU's loading them is their check), the rest stay at reset";
+
+/** QEMU's bugs a QEMU destination shows whoever its source is. */
+const DESTINATION_BUGS = QEMU_BUGS.filter((b) => b.side !== "src" && !b.peer);
+
+/**
+ * Guest-physical RAM under QEMU's name for it: the block that holds it (`main`: pc.ram, or a memory
+ * backend's id, as the model names it) as "pc.ram", what QEMU's pmemsave is compared as; the model's other
+ * blocks are QEMU's ROMs, which guest-physical reads do not reach.
+ */
+function asPcRam(source: RamSource, main: string): RamSource {
+  return {
+    name: source.name,
+    async digests() {
+      const d = await source.digests();
+      return {
+        ...d,
+        blocks: d.blocks.flatMap((b) => b.idstr === main ? [{ ...b, idstr: "pc.ram" }] : []),
+      };
+    },
+    readPage: source.readPage &&
+      ((idstr, offset, size) => source.readPage!(idstr === "pc.ram" ? main : idstr, offset, size)),
+  };
+}
+
+/** `side`, with what a pair of two kinds changes about it. */
+function mixedSide(
+  side: Side,
+  overrides: {
+    foreignGuest?: string;
+    deviceState?: () => Promise<DeviceState | Unavailable>;
+    /** The model's block that holds guest-physical RAM (absent: a QEMU side). */
+    mainBlock?: string;
+  },
+): Side {
+  const ram = () =>
+    withoutPages(overrides.mainBlock ? asPcRam(side.ram(), overrides.mainBlock) : side.ram(), PC_HOLE);
+  return new Proxy(side, {
+    get(target, key) {
+      if (key === "ram") return ram;
+      if (key === "foreignGuest" && overrides.foreignGuest) return overrides.foreignGuest;
+      if (key === "deviceState" && overrides.deviceState) return overrides.deviceState;
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
+/** What a model source with a QEMU destination cannot do, or null (the model's own limits aside). */
+export function engineToQemuCannotRun(
+  c: AnyCase,
+  needs: CaseNeeds,
+  setup: QemuSetup | null,
+): string | null {
+  if (needs.coloPair) {
+    return "COLO between the model and QEMU: the secondary runs the primary's guest between checkpoints, " +
+      "and the model's guest is no x86 code";
+  }
+  const caps = [
+    ...(c.caps ?? []),
+    ...(c.srcCaps ?? []),
+    ...(c.dstCaps ?? []),
+    ...(needs.qemu ?? []).flatMap((n) => n.kind === "capability" ? [n.name] : []),
+  ];
+  if (caps.includes("postcopy-ram")) {
+    return "postcopy runs the guest on the destination before its RAM is all there, and the model's guest " +
+      "is no x86 code for QEMU to run";
+  }
+  if (c.srcParams?.mode !== undefined || c.dstParams?.mode !== undefined) {
+    return "a migration mode (cpr) hands the source's own process state on: between the model and QEMU " +
+      "there is none in common";
+  }
+  if (needs.heldAt && !needs.heldOnWire) {
+    return `${needs.heldAt} needs a side held at that moment: breakpoints are the model's, and one side is QEMU`;
+  }
+  if (needs.faults?.includes("multifd-missing-channel")) {
+    return "QEMU's destination waits for every multifd channel the source announced, with no limit (the " +
+      "model's gives up after 5 s: engine/incoming.ts), so the case's verdict is the model's own";
+  }
+  if (needs.faults?.includes("newer-subsection-version")) {
+    return "the model's newer subsection is its serial's serial/tx, which QEMU's serial does not have: QEMU " +
+      "refuses it as unknown ('Failed to load serial:state'), so no newer version is what it meets";
+  }
+  if ("tls" in c && c.tls) {
+    return "TLS between the model's source and QEMU's destination is not settled yet: seen on 10.0.2, x509 " +
+      "rejections that fail QEMU's own source complete from the model's, and over multifd (and x509 over " +
+      "unix) QEMU's destination stops answering its monitor during the handshake (10 of the 21 TLS cases " +
+      "passed; the rest wait on that investigation)";
+  }
+  if (needs.dstFaults?.length) {
+    return `a fault the destination makes (${needs.dstFaults.join(", ")}): the destination is QEMU, which ` +
+      "has no x-test-inject-fault";
+  }
+  if (c.defects?.dst?.length) return "a known defect of the model's destination: the destination is QEMU";
+  if (needs.olderRelease) {
+    return "older releases of the model's devices: QEMU's devices are not the model's (an older QEMU is " +
+      "QTEST_QEMU_BINARY_DST)";
+  }
+  if (needs.modelCounters) return `${needs.modelCounters}: counters the model keeps, and QEMU is one side`;
+  // What the destination's QEMU must have: its program image (for the workload's kind), its binary's
+  // capabilities, parameters and transports, its accelerator and machine.
+  const dstOnly = modelOnlyReason({ ...c, defects: undefined, vcpu: undefined, dstVcpu: undefined }, {
+    ...needs,
+    faults: [],
+    guestControl: false,
+  });
+  if (dstOnly) return dstOnly;
+  return qemuSidesCannotRun(c, needs, setup, qemuNeeds(c, needs), ["dst"]);
+}
+
+/** The model as the source, QEMU as the destination. */
+export function createEngineToQemuWorld(
+  engine: World = engineWorld,
+  qemu: World & { readonly setup: QemuSetup | null } = qemuWorld,
+): World {
+  return {
+    name: "engine-to-qemu",
+    // The destination's faults (a multifd channel's delay) go on the wire; the model's source injects its own.
+    wireFaults: true,
+    qemuSides: { src: false, dst: true },
+    prepare: () => qemu.prepare!(),
+    cannotRun: (c, needs) => engine.cannotRun(c, needs) ?? engineToQemuCannotRun(c, needs, qemu.setup),
+    knownBug(c, needs) {
+      const setup = qemu.setup;
+      if (!setup) return null;
+      // QEMU's destination bugs (no source's, none that needs a QEMU peer): the destination's own probe
+      // stands for both sides.
+      const machine = typeof setup.machine === "string" ? setup.machine : undefined;
+      return knownQemuBug(c, {
+        src: setup.dst,
+        dst: setup.dst,
+        accel: effectiveAccel(accelsFor(needs, setup), setup.dst),
+        machine,
+      }, DESTINATION_BUGS);
+    },
+    async spawn(spec: SideSpec): Promise<Side> {
+      if (!qemu.setup) await qemu.prepare!();
+      const setup = qemu.setup!;
+      if (spec.name === "target") {
+        const side = await qemu.spawn(spec);
+        return mixedSide(side, {
+          foreignGuest: NOT_X86,
+          deviceState: () => Promise.resolve({ unavailable: DEVICES_APART }),
+        });
+      }
+      const side = await engine.spawn({
+        ...spec,
+        machine: qemuPeerMachine(machineType(setup), qemuRamKiB(spec.machine) * 1024),
+      });
+      return mixedSide(side, {
+        deviceState: () => Promise.resolve({ unavailable: DEVICES_APART }),
+        mainBlock: spec.memoryBackend?.id ?? "pc.ram",
+      });
+    },
+  };
+}
+
+/** The machine type the destination's QEMU reports in its configuration section (an alias resolved). */
+function machineType(setup: QemuSetup): string {
+  if (typeof setup.machine !== "string") throw new Error(setup.machine.none);
+  const name = setup.machine;
+  const m = setup.dst.machines.find((m) => m.name === name || m.alias === name);
+  if (!m) throw new Error(`${describeProbe(setup.dst)} has no machine type '${name}'`);
+  return m.name;
+}
+
+export const engineToQemuWorld = createEngineToQemuWorld();
