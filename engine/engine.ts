@@ -4,7 +4,7 @@
  */
 import { DirtyRate } from "./dirtyrate.ts";
 import { DirtyLimit } from "./dirtylimit.ts";
-import { machineFixture } from "../fixtures/machines.ts";
+import { type MachineFixture, machineFixture } from "../fixtures/machines.ts";
 import { Breakpoints } from "./testing/breakpoints.ts";
 import { isDefect, KNOWN_DEFECTS } from "./testing/defects.ts";
 import { StreamFaults } from "./testing/faults.ts";
@@ -31,7 +31,8 @@ import { libcCprChannel } from "./os/cpr_channel.ts";
 
 export interface EngineConfig {
   name: string;
-  machine: string;
+  /** A fixture's name (fixtures/machines.ts), or the fixture itself (a QEMU source's machine). */
+  machine: string | MachineFixture;
   workload: WorkloadSpec;
   /** `-incoming`: a URI, "defer", or undefined for a source. */
   incoming?: string;
@@ -121,7 +122,7 @@ export class Engine {
     this.autostart = !config.startPaused;
     this.deferredIncoming = config.incoming === "defer";
     this.machine = new Machine({
-      fixture: machineFixture(config.machine),
+      fixture: typeof config.machine === "string" ? machineFixture(config.machine) : config.machine,
       workload: config.workload,
       serialPath: config.serialPath,
       initialState: config.incoming ? "inmigrate" : config.startPaused ? "prelaunch" : "running",

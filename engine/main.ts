@@ -8,6 +8,7 @@
  *
  * It exits 0 on `quit` or SIGTERM, and 1 after a failed incoming migration with exit-on-error.
  */
+import { type MachineFixture, qemuSourceFixture } from "../fixtures/machines.ts";
 import { dirtyRingSizeProblem } from "./guest/dirty_ring.ts";
 import { cliOrExit, parseNonNegative, UsageError } from "./cli.ts";
 import { Engine } from "./engine.ts";
@@ -35,6 +36,8 @@ The engine process, started like a QEMU binary (the harness starts two of them a
   --incoming URI|defer  be a destination: listen on URI, or wait for migrate-incoming
   -S                    do not run the guest until 'cont'
   --machine TYPE        the machine type (default pc)
+  --qemu-machine FILE   the machine a QEMU source runs, as read from it (JSON: type, blocks, devices as
+                        its vmdesc describes them): QEMU's stream loads as that machine
   --workload JSON       what the guest runs (default {"kind":"a-b"})
   --serial file:PATH    where the guest's serial output goes
   --uuid UUID           the VM's UUID
@@ -76,6 +79,7 @@ const values = cliOrExit(
       "qmp-fd": { type: "string" },
       incoming: { type: "string", multiple: true },
       machine: { type: "string", default: "pc" },
+      "qemu-machine": { type: "string" },
       workload: { type: "string", default: '{"kind":"a-b"}' },
       serial: { type: "string" },
       uuid: { type: "string" },
@@ -121,6 +125,7 @@ const values = cliOrExit(
       sleepMs: v["sleep-ms"] === undefined ? undefined : parseNonNegative(v["sleep-ms"], "--sleep-ms"),
       dirtyRingSize: v["dirty-ring-size"] === undefined ? undefined : dirtyRingSize(v["dirty-ring-size"]),
       memoryBackend: v["memory-backend"] === undefined ? undefined : memoryBackend(v["memory-backend"]),
+      fixture: v["qemu-machine"] === undefined ? undefined : qemuMachine(v["qemu-machine"]),
     };
   },
 );
@@ -148,6 +153,15 @@ function dirtyRingSize(text: string): number {
   const bad = dirtyRingSizeProblem(n);
   if (bad) throw new UsageError(`--${bad}`);
   return n;
+}
+
+/** --qemu-machine: the file read and checked now, so a bad one is a usage error. */
+function qemuMachine(path: string): MachineFixture {
+  try {
+    return qemuSourceFixture(JSON.parse(Deno.readTextFileSync(path)));
+  } catch (e) {
+    throw new UsageError(`--qemu-machine ${path}: ${errorMessage(e)}`);
+  }
 }
 
 /** --memory-backend: QEMU's words for a bad property. */
@@ -195,7 +209,7 @@ if (values.cprPath) {
 try {
   engine = new Engine({
     name,
-    machine: values.machine,
+    machine: values.fixture ?? values.machine,
     workload: values.workloadSpec,
     incoming: values.incoming,
     startPaused: values.S,
@@ -258,7 +272,7 @@ Deno.unrefTimer(parentWatch);
 Deno.addSignalListener("SIGTERM", () => void shutdown(0));
 Deno.addSignalListener("SIGINT", () => void shutdown(0));
 log(
-  `ready (machine ${values.machine}, workload ${values.workload}${
+  `ready (machine ${values.fixture?.name ?? values.machine}, workload ${values.workload}${
     values.incoming ? `, incoming ${values.incoming}` : ""
   })`,
 );

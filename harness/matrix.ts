@@ -46,7 +46,7 @@ Run:
   --backend WORLD     ${WORLD_NAMES.join("|")} (default engine; qemu: QTEST_QEMU_BINARY[_SRC|_DST] or PATH;
                       sim: the deterministic simulated world, a run is a function of its seed;
                       engine-to-qemu: the model as the source, QEMU (QTEST_QEMU_BINARY) as the
-                      destination); --world too
+                      destination; qemu-to-engine: the other way round); --world too
   --seed N            the run seed, 0..4294967295 (default: random, printed)
   --repeat N          run each case N times, each repetition with its own seed (flaky tally at the end)
   --jobs N            run N cases at a time (each case is its own pair of processes; default 1)

@@ -65,7 +65,10 @@ Deno.test("matrix --list: tier, family, the worlds that can run it, and why", ()
     a,
     /^full {2}colo +engine,sim +\/migration\/colo\/plain\/primary_failover\n +every checkpoint exact/,
   );
-  assert.match(b, /^smoke precopy +engine,qemu,sim +\/migration\/precopy\/unix\/plain\n +pages dirtied/);
+  assert.match(
+    b,
+    /^smoke precopy +engine,qemu,sim,engine-to-qemu,qemu-to-engine +\/migration\/precopy\/unix\/plain\n +pages dirtied/,
+  );
 });
 
 Deno.test("matrix CLI: --help exits 0; a bad option exits 2 with one line and the usage, no stack", async () => {

@@ -11,7 +11,13 @@ import type { Side } from "./world/world.ts";
 
 /** The outcome in the words of the world that runs the pair: QEMU's own error where the case gives one. */
 export function worldOutcome(p: MigrationPair, outcome: Outcome): Outcome {
-  return p.ctx.world.qemuSides?.dst && outcome.qemuError ? { ...outcome, error: outcome.qemuError } : outcome;
+  // QEMU's words where QEMU loads.
+  const q = p.ctx.world.qemuSides;
+  if (!outcome.qemuError || !(q?.src || q?.dst)) return outcome;
+  if (q.dst || !outcome.error) return { ...outcome, error: outcome.qemuError };
+  // The model loading QEMU's stream says its own words, with QEMU's stream's values (its offsets, its
+  // RAM's lengths) where the case's pin the model's stream's — and those are, often, QEMU's words too.
+  return { ...outcome, error: new RegExp(`(?:${outcome.error.source})|(?:${outcome.qemuError.source})`) };
 }
 
 /** migrate_ensure_non_converge / migrate_ensure_converge. */

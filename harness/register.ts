@@ -3,7 +3,7 @@
  * cases. Each family's `*_test.ts` calls `Deno.test` for its own cases (so JUnit groups them by family).
  * The environment is read when the tests are made, never at import:
  *   MIGTEST_TIER=smoke|full|slow (default full: smoke and full), MIGTEST_SEED=0…2^32−1 (default: one random
- *   seed per run, printed with every case), MIGTEST_BACKEND (or MIGTEST_WORLD)=engine|qemu|sim|engine-to-qemu, MIGTEST_DEFECTS=side:name,…,
+ *   seed per run, printed with every case), MIGTEST_BACKEND (or MIGTEST_WORLD)=engine|qemu|sim|engine-to-qemu|qemu-to-engine, MIGTEST_DEFECTS=side:name,…,
  *   MIGTEST_ARTIFACTS=DIR, MIGTEST_KEEP=1 (keep passing cases' folders), MIGTEST_CAPTURE=1 (save main streams).
  */
 import { inTier, type Tier, TIERS } from "./case.ts";

@@ -8,6 +8,7 @@ import { CpuDevice } from "./devices/cpu.ts";
 import { DirtyRing } from "./dirty_ring.ts";
 import type { Device } from "./devices/device.ts";
 import { QueueDevice } from "./devices/queue.ts";
+import { DescribedDevice } from "./devices/described.ts";
 import { SerialDevice } from "./devices/serial.ts";
 import { TimerDevice } from "./devices/timer.ts";
 import { CPU_WORDS, DEV_WORDS } from "./regs.ts";
@@ -124,13 +125,19 @@ export class Machine {
     this.serial = new SerialDevice((bytes) => this.#serialFile?.writeSync(bytes), !qemuPeer);
     const workloadId = WORKLOAD_IDS[opts.workload.kind];
     // Beside QEMU, only what QEMU's machine loads migrates: the model's vCPU, timer and queue run unsent.
-    this.devices = qemuPeer ? [this.serial, this.globalState] : [
-      new CpuDevice(this.cpuRegs, workloadId),
-      this.serial,
-      new TimerDevice(this.devRegs),
-      new QueueDevice(this.devRegs),
-      this.globalState,
-    ];
+    const described = opts.fixture.qemuDevices;
+    this.devices = described
+      // QEMU's run state is the model's own format (and semantics); every other device as QEMU describes it.
+      ? described.map((d) => d.name === this.globalState.idstr ? this.globalState : new DescribedDevice(d))
+      : qemuPeer
+      ? [this.serial, this.globalState]
+      : [
+        new CpuDevice(this.cpuRegs, workloadId),
+        this.serial,
+        new TimerDevice(this.devRegs),
+        new QueueDevice(this.devRegs),
+        this.globalState,
+      ];
     this.userfault = new Userfault(this.blocks.map((b) => b.pages));
     if (
       opts.workload.kind === "random" || opts.workload.kind === "zero-churn" ||

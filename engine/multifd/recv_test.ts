@@ -304,7 +304,9 @@ Deno.test("multifd recv: handshakes are checked as multifd_recv_initial_packet d
 
 // Guards the compression check: a packet whose compression flag differs from ours fails the channel with
 // "flags received ... flags expected" (both sides must use the same method).
-Deno.test("multifd recv: a packet with another compression flag fails the channel", async () => {
+// Regression (found by the qemu-to-engine pair): QEMU's SYNC packet carries MULTIFD_FLAG_SYNC alone, and
+// QEMU checks the method's flag only on a packet with pages; the model refused QEMU 10.0's zlib streams.
+Deno.test("multifd recv: a SYNC packet needs no method flag; a packet with pages and another flag fails", async () => {
   const recv = new MultifdRecvState({
     channels: 1,
     uuid: UUID,
@@ -313,16 +315,18 @@ Deno.test("multifd recv: a packet with another compression flag fails the channe
   }, () => {});
   const [a, b] = memoryLinkPair();
   const f = new QEMUFileWriter(a);
-  writePacket(f, {
-    flags: MULTIFD_FLAG_SYNC,
-    pagesAlloc: MULTIFD_PAGE_COUNT,
-    normalPages: 0,
-    zeroPages: 0,
-    nextPacketSize: 0,
-    packetNum: 0,
-    ramblock: "",
-    offsets: [],
-  });
+  const packet = (normalPages: number, packetNum: number) =>
+    writePacket(f, {
+      flags: normalPages ? 0 : MULTIFD_FLAG_SYNC,
+      pagesAlloc: MULTIFD_PAGE_COUNT,
+      normalPages,
+      zeroPages: 0,
+      nextPacketSize: 0,
+      packetNum,
+      ramblock: normalPages ? "pc.ram" : "",
+      offsets: normalPages ? [0] : [],
+    });
+  packet(0, 0);
   await f.flush();
   recv.addChannel(
     { magic: MULTIFD_MAGIC, version: MULTIFD_VERSION, uuid: UUID, id: 0 },
@@ -331,6 +335,10 @@ Deno.test("multifd recv: a packet with another compression flag fails the channe
     0,
   );
   try {
+    await recv.syncMain();
+    packet(1, 1);
+    packet(0, 2);
+    await f.flush();
     await assert.rejects(recv.syncMain(), (e: unknown) => {
       assert.ok(e instanceof StreamError, String(e));
       assert.equal(e.detail, "multifd channel 0: flags received 0 flags expected 2 (compression zlib)");

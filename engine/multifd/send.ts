@@ -111,7 +111,9 @@ export class MultifdSendState {
       await c.busy;
       this.#check();
       writePacket(c.f, {
-        flags: MULTIFD_FLAG_SYNC | this.opts.method.flag,
+        // QEMU's SYNC packet: that flag alone, no compression method's (found by the qemu-to-engine pair:
+        // the model's destination wanted the method's flag on every packet and refused QEMU 10.0's).
+        flags: MULTIFD_FLAG_SYNC,
         pagesAlloc: MULTIFD_PAGE_COUNT,
         normalPages: 0,
         zeroPages: 0,

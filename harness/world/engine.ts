@@ -126,6 +126,7 @@ export const engineWorld: World = {
       name: spec.name,
       dir: spec.dir,
       machine: spec.machine,
+      qemuMachine: spec.qemuMachine,
       workload: JSON.stringify(spec.workload),
       incoming: spec.incoming,
       startPaused: spec.startPaused,

@@ -16,6 +16,8 @@ export interface EngineSpawnOptions {
   /** Private run directory (0700); the engine may read and write only here. */
   dir: string;
   machine: string;
+  /** --qemu-machine: the machine file of a QEMU source (instead of `machine`). */
+  qemuMachine?: string;
   workload: string;
   incoming?: string;
   startPaused?: boolean;
@@ -76,6 +78,7 @@ export class EngineProcess extends SpawnedProcess {
       "--workload",
       opts.workload,
     ];
+    if (opts.qemuMachine) args.push("--qemu-machine", opts.qemuMachine);
     if (opts.incoming) args.push("--incoming", opts.incoming);
     if (opts.cprChannel) {
       args.push("--incoming", `cpr,addr.transport=socket,addr.type=unix,addr.path=${opts.cprChannel}`);

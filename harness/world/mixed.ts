@@ -27,6 +27,9 @@ import {
   qemuWorld,
 } from "./qemu.ts";
 import { describeProbe } from "./qemu_probe.ts";
+import { ramblocks, twinDevices } from "./qemu_machine.ts";
+import type { VmdescDevice } from "../../engine/vmdesc.ts";
+import { waitFor } from "../../engine/wait.ts";
 import type { CaseNeeds, DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
 
 /**
@@ -202,12 +205,167 @@ export function createEngineToQemuWorld(
 }
 
 /** The machine type the destination's QEMU reports in its configuration section (an alias resolved). */
-function machineType(setup: QemuSetup): string {
+function machineType(setup: QemuSetup, side: "src" | "dst" = "dst"): string {
   if (typeof setup.machine !== "string") throw new Error(setup.machine.none);
   const name = setup.machine;
-  const m = setup.dst.machines.find((m) => m.name === name || m.alias === name);
-  if (!m) throw new Error(`${describeProbe(setup.dst)} has no machine type '${name}'`);
+  const m = setup[side].machines.find((m) => m.name === name || m.alias === name);
+  if (!m) throw new Error(`${describeProbe(setup[side])} has no machine type '${name}'`);
   return m.name;
 }
 
 export const engineToQemuWorld = createEngineToQemuWorld();
+
+/** What a QEMU source with a model destination cannot do, or null (the model's own limits aside). */
+export function qemuToEngineCannotRun(
+  c: AnyCase,
+  needs: CaseNeeds,
+  setup: QemuSetup | null,
+): string | null {
+  if (needs.coloPair) {
+    return "COLO between QEMU and the model: the secondary runs the primary's guest between checkpoints, " +
+      "and QEMU's guest is x86 code the model's vCPU does not run";
+  }
+  if (capsOf(c, needs).includes("postcopy-ram")) {
+    return "postcopy runs the guest on the destination before its RAM is all there, and QEMU's guest is " +
+      "x86 code the model's vCPU does not run";
+  }
+  if (c.srcParams?.mode !== undefined || c.dstParams?.mode !== undefined) {
+    return "a migration mode (cpr) hands the source's own process state on: between QEMU and the model " +
+      "there is none in common";
+  }
+  const dstKinds = new Set(needs.dstFaults ?? []);
+  const srcFaults = (needs.faults ?? []).filter((k) => !dstKinds.has(k));
+  if (needs.olderRelease) {
+    return "older releases of the model's devices: the model's destination loads QEMU's devices as QEMU " +
+      "describes them (an older QEMU is QTEST_QEMU_BINARY_SRC)";
+  }
+  if (needs.modelCounters) return `${needs.modelCounters}: counters the model keeps, and QEMU is one side`;
+  // What the source's QEMU must have and do: a program for the workload, no model-only knob of the source.
+  const srcOnly = modelOnlyReason({
+    ...c,
+    defects: c.defects?.src ? c.defects : undefined,
+    dstVcpu: undefined,
+  }, {
+    ...needs,
+    faults: srcFaults,
+  });
+  if (srcOnly) return srcOnly;
+  return qemuSidesCannotRun(c, needs, setup, qemuNeeds(c, needs), ["src"]);
+}
+
+/** The capabilities a case sets or its family needs. */
+function capsOf(c: AnyCase, needs: CaseNeeds): string[] {
+  return [
+    ...(c.caps ?? []),
+    ...(c.srcCaps ?? []),
+    ...(c.dstCaps ?? []),
+    ...(needs.qemu ?? []).flatMap((n) => n.kind === "capability" ? [n.name] : []),
+  ];
+}
+
+/** QEMU's bugs a QEMU source shows whoever its destination is. */
+const SOURCE_BUGS = QEMU_BUGS.filter((b) => b.side !== "dst" && !b.peer);
+
+const NOT_MODEL_CODE = "it received QEMU's guest, x86 code the model's vCPU does not run, and QEMU's " +
+  "devices as QEMU describes them (kept as loaded, not run)";
+
+const DEVICES_LOADED =
+  "the model's destination keeps QEMU's device sections as QEMU's vmdesc describes them " +
+  "(loading them is their check); QEMU's source keeps its devices only in a stream to a file";
+
+/**
+ * QEMU as the source, the model as the destination: QEMU's stream proven against the model's loader.
+ * The model loads it as QEMU's machine (harness/world/qemu_machine.ts): its type, its RAM blocks, its
+ * devices through a twin's vmdesc, kept per binary, machine, RAM and guest.
+ */
+export function createQemuToEngineWorld(
+  engine: World = engineWorld,
+  qemu: World & { readonly setup: QemuSetup | null } = qemuWorld,
+): World {
+  const sources = new Map<string, { spec: SideSpec; side: Side }>();
+  const described = new Map<string, Promise<VmdescDevice[]>>();
+  const twin = async (spec: SideSpec): Promise<VmdescDevice[]> => {
+    const dir = await Deno.makeTempDir({ prefix: "migtest-twin-" });
+    try {
+      // Its own RAM: a memory backend's file is the source's guest memory, which the twin's boot would write.
+      const side = await qemu.spawn({
+        ...spec,
+        dir,
+        transcript: [],
+        socketPaths: [],
+        memoryBackend: undefined,
+        auxRamShare: undefined,
+      });
+      try {
+        // Run to where a source is when it migrates: a program is past its start (spawn waits for its
+        // 'A'); the a-b guest has written its first pass ('B').
+        if (spec.workload.kind === "a-b") {
+          await waitFor("the twin's a-b guest to print 'B'", async () => {
+            return (await Deno.readTextFile(side.serialPath).catch(() => "")).includes("B");
+          }, { timeoutMs: spec.timeoutMs, intervalMs: 10 });
+        }
+        return await twinDevices(side, `${dir}/twin.mig`);
+      } finally {
+        await side.kill();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  };
+  return {
+    name: "qemu-to-engine",
+    // The source's faults go on the wire; the model's destination makes its own.
+    wireFaults: true,
+    qemuSides: { src: true, dst: false },
+    prepare: () => qemu.prepare!(),
+    cannotRun: (c, needs) => engine.cannotRun(c, needs) ?? qemuToEngineCannotRun(c, needs, qemu.setup),
+    knownBug(c, needs) {
+      const setup = qemu.setup;
+      if (!setup) return null;
+      const machine = typeof setup.machine === "string" ? setup.machine : undefined;
+      return knownQemuBug(c, {
+        src: setup.src,
+        dst: setup.src,
+        accel: effectiveAccel(accelsFor(needs, setup), setup.src),
+        machine,
+      }, SOURCE_BUGS);
+    },
+    async spawn(spec: SideSpec): Promise<Side> {
+      if (!qemu.setup) await qemu.prepare!();
+      const setup = qemu.setup!;
+      if (spec.name === "source") {
+        const side = await qemu.spawn(spec);
+        sources.set(spec.dir, { spec, side });
+        return mixedSide(side, { deviceState: () => Promise.resolve({ unavailable: DEVICES_LOADED }) });
+      }
+      const source = sources.get(spec.dir);
+      // Kept for a further target of the same source (a flow that migrates again).
+      if (!source) throw new Error("qemu-to-engine: the target is spawned after its QEMU source");
+      const s = source.spec;
+      const key = JSON.stringify([setup.src.binary, setup.machine, s.machine, s.workload]);
+      let devices = described.get(key);
+      if (!devices) {
+        devices = twin(s);
+        described.set(key, devices);
+        devices.catch(() => described.delete(key));
+      }
+      const file = `${spec.dir}/qemu-machine.json`;
+      await Deno.writeTextFile(
+        file,
+        JSON.stringify({
+          type: machineType(setup, "src"),
+          blocks: await ramblocks(source.side.qmp, s.memoryBackend?.id ?? "pc.ram"),
+          devices: await devices,
+        }),
+      );
+      const side = await engine.spawn({ ...spec, qemuMachine: file });
+      return mixedSide(side, {
+        foreignGuest: NOT_MODEL_CODE,
+        deviceState: () => Promise.resolve({ unavailable: DEVICES_LOADED }),
+        mainBlock: spec.memoryBackend?.id ?? "pc.ram",
+      });
+    },
+  };
+}
+
+export const qemuToEngineWorld = createQemuToEngineWorld();

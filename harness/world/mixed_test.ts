@@ -9,7 +9,12 @@ import { Machine } from "../../engine/guest/machine.ts";
 import { caseNeeds, type MigrationCase } from "../families/mod.ts";
 import { chooseMachine, createQemuWorld, type QemuSetup } from "./qemu.ts";
 import { fakeProbe100, fakeProbe72 } from "./qemu_test_util.ts";
-import { createEngineToQemuWorld, engineToQemuCannotRun } from "./mixed.ts";
+import {
+  createEngineToQemuWorld,
+  createQemuToEngineWorld,
+  engineToQemuCannotRun,
+  qemuToEngineCannotRun,
+} from "./mixed.ts";
 import { engineWorld } from "./engine.ts";
 
 function byName(name: string): MigrationCase {
@@ -104,4 +109,29 @@ Deno.test("engine-to-qemu: the model migrates as QEMU's machine: its type, one p
   m.serial.transmit("A");
   const tx = m.serial.vmsd.subsections![0];
   assert.equal(tx.needed!(m.serial.state), false);
+});
+
+Deno.test("qemu-to-engine: QEMU's stream into the model's loader; what needs QEMU's source hooks says why", async () => {
+  const can = (name: string) => qemuToEngineCannotRun(byName(name), caseNeeds(byName(name)), V100);
+  for (
+    const name of [
+      "/migration/precopy/unix/plain",
+      "/migration/multifd/tcp/plain/zstd",
+      "/migration/precopy/tcp/tls/x509/hostile-client",
+      // The fault goes on QEMU's stream through the wire proxy; the model's destination must refuse it.
+      "/migration/bad_stream/magic",
+      // A fault the model's destination makes itself.
+      "/migration/multifd/tcp/sync-barrier/slow-channel",
+    ]
+  ) assert.equal(can(name), null, name);
+  assert.match(can("/migration/bad_stream/unknown_section")!, /only the model's source writes it/);
+  assert.match(can("/migration/postcopy/plain")!, /^postcopy runs the guest on the destination/);
+  assert.match(can("/migration/colo/plain/primary_failover")!, /^COLO between QEMU and the model/);
+  // QEMU's source bugs are expected; its destination's are not (the destination is the model).
+  const qemu = createQemuWorld({ binary: () => "/fake", probe: () => Promise.resolve(fakeProbe100()) });
+  await qemu.prepare!();
+  const world = createQemuToEngineWorld(engineWorld, qemu);
+  const bug = (name: string) => world.knownBug!(byName(name), caseNeeds(byName(name)))?.id ?? null;
+  assert.notEqual(bug("/migration/multifd/bad/channel-id"), "qemu-multifd-channel-id-off-by-one");
+  assert.equal(bug("/migration/precopy/unix/xbzrle/zero-churn/pc-odd"), "qemu-xbzrle-tcg-pages-lost-10.0");
 });

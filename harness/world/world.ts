@@ -24,7 +24,7 @@ export interface PostcopyStats {
   destination?: PostcopyIncomingStats;
 }
 
-export const WORLD_NAMES = ["engine", "qemu", "sim", "engine-to-qemu"] as const;
+export const WORLD_NAMES = ["engine", "qemu", "sim", "engine-to-qemu", "qemu-to-engine"] as const;
 export type WorldName = typeof WORLD_NAMES[number];
 
 /** Something a world cannot give, and why (e.g. QEMU has no command that dumps device state). */
@@ -79,6 +79,11 @@ export interface SideSpec {
    */
   cprChannel?: string;
   vcpu?: VcpuDuty;
+  /**
+   * A model destination of a QEMU source: the file (in `dir`) that describes the source's machine (its
+   * type, RAM blocks and vmdesc devices), which the model loads QEMU's stream as; other worlds ignore it.
+   */
+  qemuMachine?: string;
   /** The simulated world's least interleave percent (the case's simInterleavePercent); others ignore it. */
   interleavePercent?: number;
   /** Unix socket paths the side may use besides its QMP socket (the migration socket). */

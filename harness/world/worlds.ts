@@ -2,7 +2,7 @@
 import { engineWorld } from "./engine.ts";
 import { qemuWorld } from "./qemu.ts";
 import { simWorld } from "./sim.ts";
-import { engineToQemuWorld } from "./mixed.ts";
+import { engineToQemuWorld, qemuToEngineWorld } from "./mixed.ts";
 import { type World, WORLD_NAMES, type WorldName } from "./world.ts";
 
 const WORLDS: Record<WorldName, World> = {
@@ -10,6 +10,7 @@ const WORLDS: Record<WorldName, World> = {
   qemu: qemuWorld,
   sim: simWorld,
   "engine-to-qemu": engineToQemuWorld,
+  "qemu-to-engine": qemuToEngineWorld,
 };
 
 export function isWorldName(name: string): name is WorldName {

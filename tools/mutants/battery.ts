@@ -151,12 +151,13 @@ const multifd: Mutant[] = [
     equivalent: "the destination only records the highest packet_num (QEMU uses it for tracing only)",
   },
   {
-    name: "multifd-sync-without-compression-flag",
-    file: "engine/multifd/send.ts",
-    find: "flags: MULTIFD_FLAG_SYNC | this.opts.method.flag,",
-    replace: "flags: MULTIFD_FLAG_SYNC,",
-    why: "packet flags: SYNC packets sent without the compression method's flag, which the destination " +
-      "checks on every packet ('flags received 0 flags expected 2')",
+    name: "multifd-recv-compression-flag-unchecked",
+    file: "engine/multifd/recv.ts",
+    find: "if (p.normalPages + p.zeroPages > 0 && flag !== this.opts.method.flag) {",
+    replace: "if (p.normalPages + p.zeroPages > 0 && flag !== this.opts.method.flag && flag === 0) {",
+    why: "packet flags: a packet with pages compressed by another method than the destination's is " +
+      "decoded with the destination's (only a missing flag refused): garbage pages, or a decoder error " +
+      "that names the wrong cause",
   },
   {
     name: "multifd-sync-before-flush",
