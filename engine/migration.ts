@@ -624,17 +624,7 @@ export class MigrationState {
     const { options } = this.host;
     if (!opened.openChannel) throw new Error("Migration requires multi-channel URIs (e.g. tcp)");
     const n = faults.multifdChannels(options.params["multifd-channels"]);
-    const settled = await Promise.allSettled(Array.from({ length: n }, () => opened.openChannel!()));
-    const links = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
-    const failed = settled.findIndex((s) => s.status === "rejected");
-    if (failed >= 0) {
-      for (const l of links) l.close();
-      const reason = (settled[failed] as PromiseRejectedResult).reason;
-      throw new Error(
-        `multifd: failed to connect channel ${failed}: ${errorMessage(reason)}`,
-      );
-    }
-    const m = new MultifdSendState(links, {
+    const m = await MultifdSendState.open(n, () => opened.openChannel!(), {
       uuid: this.host.uuid(),
       method: multifdMethod(options.params["multifd-compression"]),
       level: options.params["multifd-compression"] === "zstd"
@@ -645,7 +635,6 @@ export class MigrationState {
       mappedRam: mappedRam ?? undefined,
     });
     this.#multifd = m;
-    await m.setup();
     return m;
   }
 

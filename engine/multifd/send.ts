@@ -60,11 +60,55 @@ export class MultifdSendState {
   #fileBytes = 0;
 
   constructor(links: Link[], private readonly opts: MultifdSendOptions) {
-    this.#channels = links.map((l, i) => {
-      const c = new SendChannel(i, l, opts.method.compressor(opts.level));
-      if (opts.faults) c.f.faults = opts.faults.output(i);
+    this.#channels = links.map((l, i) => MultifdSendState.#channel(i, l, opts));
+  }
+
+  static #channel(i: number, link: Link, opts: MultifdSendOptions): SendChannel {
+    const c = new SendChannel(i, link, opts.method.compressor(opts.level));
+    if (opts.faults) c.f.faults = opts.faults.output(i);
+    return c;
+  }
+
+  /**
+   * multifd_send_setup: opens `n` channels, each sending its initial packet as soon as it is open, as
+   * QEMU's channel does before the others are up. A QEMU destination reads a channel's initial packet on
+   * its main loop as the channel arrives: over TLS, whose next channel's handshake needs that loop, a
+   * source that holds every packet back until all channels are open never gets them open (found by the
+   * engine-to-qemu pair). Fails naming the first channel that could not be opened or greeted.
+   */
+  static async open(
+    n: number,
+    open: () => Promise<Link>,
+    opts: MultifdSendOptions,
+  ): Promise<MultifdSendState> {
+    const settled = await Promise.allSettled(Array.from({ length: n }, async (_, i) => {
+      const link = await open();
+      const c = MultifdSendState.#channel(i, link, opts);
+      try {
+        if (!opts.mappedRam) {
+          c.f.putBytes(encodeInit(opts.uuid, opts.faults?.multifdChannelId(i) ?? i));
+          await c.f.flush();
+        }
+      } catch (e) {
+        c.compressor?.close();
+        link.close();
+        throw e;
+      }
       return c;
-    });
+    }));
+    const channels = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    const failed = settled.findIndex((s) => s.status === "rejected");
+    const state = new MultifdSendState([], opts);
+    state.#channels.push(...channels);
+    if (failed >= 0) {
+      state.close();
+      throw new Error(
+        `multifd: failed to connect channel ${failed}: ${
+          errorMessage((settled[failed] as PromiseRejectedResult).reason)
+        }`,
+      );
+    }
+    return state;
   }
 
   /** Bytes written on all channels (multifd-bytes). */
@@ -72,7 +116,7 @@ export class MultifdSendState {
     return this.#fileBytes + this.#channels.reduce((n, c) => n + c.f.position, 0);
   }
 
-  /** multifd_send_initial_packet on every channel. */
+  /** multifd_send_initial_packet on every channel (channels made by the constructor; `open` sends its own). */
   async setup(): Promise<void> {
     if (this.opts.mappedRam) return;
     await Promise.all(this.#channels.map(async (c) => {

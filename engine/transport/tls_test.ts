@@ -74,3 +74,23 @@ Deno.test("tls: what each end refuses, with QEMU's messages", async () => {
     assert.equal(c3, "No hostname for certificate validation");
   });
 });
+
+// Regression (found by the engine-to-qemu pair): a peer that closes the transport under a finished session
+// (QEMU's server refusing a TLS 1.3 client's certificate after the client's handshake) fails the writes
+// that follow; node's TLS socket does not pass its transport's errors on, and every write went on as done.
+Deno.test("tls: writes after the transport under the session failed are refused, not taken as done", async () => {
+  await withCreds({ serverName: "127.0.0.1", clientName: "ACME QEMU Client" }, async (dir) => {
+    const [a, b] = memoryLinkPair();
+    const [cl, sv] = await Promise.all([
+      nodeTls.client(a, { creds: creds(dir, "client"), hostname: "127.0.0.1" }),
+      nodeTls.server(b, { creds: creds(dir, "server"), authz: null }),
+    ]);
+    sv.close();
+    b.close();
+    const chunk = new Uint8Array(65536);
+    let refused: unknown = null;
+    for (let i = 0; i < 64 && refused === null; i++) await cl.write(chunk).catch((e) => (refused = e));
+    cl.close();
+    assert.ok(refused instanceof Error, "64 writes of 64 KiB into a closed transport all went through");
+  });
+});

@@ -130,12 +130,6 @@ export function engineToQemuCannotRun(
     return "the model's newer subsection is its serial's serial/tx, which QEMU's serial does not have: QEMU " +
       "refuses it as unknown ('Failed to load serial:state'), so no newer version is what it meets";
   }
-  if ("tls" in c && c.tls) {
-    return "TLS between the model's source and QEMU's destination is not settled yet: seen on 10.0.2, x509 " +
-      "rejections that fail QEMU's own source complete from the model's, and over multifd (and x509 over " +
-      "unix) QEMU's destination stops answering its monitor during the handshake (10 of the 21 TLS cases " +
-      "passed; the rest wait on that investigation)";
-  }
   if (needs.dstFaults?.length) {
     return `a fault the destination makes (${needs.dstFaults.join(", ")}): the destination is QEMU, which ` +
       "has no x-test-inject-fault";
