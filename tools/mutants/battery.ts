@@ -228,10 +228,9 @@ const multifd: Mutant[] = [
   {
     name: "multifd-one-stream-for-all-channels",
     file: "engine/multifd/send.ts",
-    find: "    this.#channels = links.map((l, i) => {\n      const c = new SendChannel(i, l, " +
-      "opts.method.compressor(opts.level));\n",
-    replace: "    const shared = opts.method.compressor(opts.level);\n" +
-      "    this.#channels = links.map((l, i) => {\n      const c = new SendChannel(i, l, shared);\n",
+    find: "    const c = new SendChannel(i, link, opts.method.compressor(opts.level));\n",
+    replace: '    const shared = Reflect.get(opts, "x-shared") ?? opts.method.compressor(opts.level);\n' +
+      '    Reflect.set(opts, "x-shared", shared);\n    const c = new SendChannel(i, link, shared);\n',
     why: "compression: one deflate/zstd stream shared by every channel instead of one per channel, while " +
       "each destination channel inflates its own stream",
   },
