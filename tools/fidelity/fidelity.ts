@@ -33,12 +33,18 @@ const USAGE = "usage: deno task fidelity [--qemu PATH]... [--filter TEXT]... [--
   "[--seed N]";
 const SYSTEM_QEMU = "/usr/bin/qemu-system-x86_64";
 
-/** A world whose pairs' QMP transcripts are kept (the spawn spec carries the pair's transcript). */
-function recording(world: World): { world: World; last(): readonly QmpTranscriptEntry[] } {
+/**
+ * A world whose pairs' QMP transcripts are kept (the spawn spec carries the pair's transcript). Everything
+ * else is the world's own: without its wireFaults, QEMU's cases whose faults and holds go on the wire ran
+ * without the proxy and failed (found 2026-12-07: every COLO kill-at-phase case "failed" on QEMU here).
+ */
+export function recording(world: World): { world: World; last(): readonly QmpTranscriptEntry[] } {
   let transcript: readonly QmpTranscriptEntry[] = [];
   return {
     world: {
       name: world.name,
+      wireFaults: world.wireFaults,
+      qemuSides: world.qemuSides,
       prepare: world.prepare?.bind(world),
       cannotRun: (c, needs) => world.cannotRun(c, needs),
       knownBug: world.knownBug?.bind(world),

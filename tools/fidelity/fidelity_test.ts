@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { main } from "./fidelity.ts";
+import { main, recording } from "./fidelity.ts";
+import type { World } from "../../harness/world/world.ts";
 
 const SYSTEM_QEMU = "/usr/bin/qemu-system-x86_64";
 const hasQemu = await Deno.stat(SYSTEM_QEMU).then(() => true, () => false);
@@ -21,4 +22,17 @@ Deno.test({
     assert.match(text, /: 2 cases run in both worlds: \d+ agree, \d+ known, 0 disagree/);
     assert.equal(status, 0, text);
   },
+});
+
+Deno.test("fidelity: the recording world is the world's own but for the transcript (wire faults, QEMU's sides)", () => {
+  const world: World = {
+    name: "qemu",
+    wireFaults: true,
+    qemuSides: { src: true, dst: true },
+    cannotRun: () => null,
+    spawn: () => Promise.reject(new Error("not here")),
+  };
+  const rec = recording(world).world;
+  assert.equal(rec.wireFaults, true);
+  assert.deepEqual(rec.qemuSides, { src: true, dst: true });
 });
