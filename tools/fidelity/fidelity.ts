@@ -66,6 +66,7 @@ export function traceOf(r: CaseResult, transcript: readonly QmpTranscriptEntry[]
     source: sideTrace(transcript, "source"),
     target: sideTrace(transcript, "target"),
     counters: countersVerdict(r.stats),
+    ...(r.xfail ? { knownBug: r.xfail.id } : {}),
   };
 }
 
@@ -120,7 +121,13 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityReport
       let model = modelTraces.get(c.name);
       if (!model) modelTraces.set(c.name, model = await runTraced(c, engineWorld, opts.seed));
       const qemu = await runTraced(c, world, opts.seed);
-      const agreement = classify(c.name, version, compareTraces(model, qemu), KNOWN_DIFFERENCES);
+      const agreement = classify(
+        c.name,
+        version,
+        compareTraces(model, qemu),
+        KNOWN_DIFFERENCES,
+        qemu.knownBug,
+      );
       report.rows.push({ name: c.name, agreement, model, qemu });
       opts.out(`  ${c.name.padEnd(60)} ${agreementLine(agreement)}`);
     }

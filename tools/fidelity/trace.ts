@@ -24,6 +24,8 @@ export interface Trace {
   target: SideTrace;
   /** "plausible", "n/a" (no completed precopy to count), or what is implausible. */
   counters: string;
+  /** The known QEMU bug the run failed by (an XFAIL): its id. */
+  knownBug?: string;
 }
 
 /** A device-state save (harness/world/qemu_devices.ts) is the harness reading QEMU, not the case. */
@@ -139,8 +141,14 @@ export function classify(
   version: string,
   differences: readonly Difference[],
   known: readonly KnownDifference[],
+  /** The known QEMU bug QEMU's run failed by: every difference is that bug's (qemu_bugs.ts says how). */
+  qemuBug?: string,
 ): Agreement {
   if (!differences.length) return { kind: "agree" };
+  if (qemuBug) {
+    const why = `QEMU fails by known bug ${qemuBug} (harness/world/qemu_bugs.ts), the model passes`;
+    return { kind: "known", differences: differences.map((difference) => ({ difference, why })) };
+  }
   const explained: { difference: Difference; why: string }[] = [];
   const open: Difference[] = [];
   for (const d of differences) {

@@ -81,3 +81,11 @@ Deno.test("compare and classify: agree, disagree, known", () => {
   const more = compareTraces(a, trace(["setup", "active", "completed"], { verdict: "FAIL" }));
   assert.equal(classify("/c", "7.2.22", more, known).kind, "disagree");
 });
+
+Deno.test("classify: a QEMU run that failed by a known bug explains its differences by that bug", () => {
+  const d = { aspect: "verdict", detail: "model PASS, qemu XFAIL" };
+  assert.equal(classify("/c", "10.0.2", [d], []).kind, "disagree");
+  const a = classify("/c", "10.0.2", [d], [], "qemu-some-bug");
+  assert.equal(a.kind, "known");
+  assert.match(a.kind === "known" ? a.differences[0].why : "", /known bug qemu-some-bug/);
+});
