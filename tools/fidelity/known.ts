@@ -172,4 +172,23 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
     detail: /^model only \[\], qemu only \[MIGRATION_PASS\]$/,
     why: "the same: QEMU's source starts its first pass before the TLS 1.3 refusal reaches it",
   },
+  {
+    cases: /^\/migration\/bad_stream\//,
+    aspect: "target.error-desc",
+    versions: ["10.0"],
+    detail: /qemu load of migration failed: (Invalid argument|Operation not supported|Input\/output error)$/,
+    why: "QEMU 10.0 keeps a failed load's cause out of error-desc and prints it on stderr, where the cases " +
+      "check it (qemuError); the model's error-desc names the cause and the stream offset",
+  },
+  {
+    cases: /^\/migration\/bad_stream\/truncated$/,
+    aspect: "source.statuses",
+    why: "the cut is the model source's own hook in the model world (its source fails in setup, having cut " +
+      "its own stream) and the wire proxy's on QEMU (QEMU's source goes on, active, until the proxy's close)",
+  },
+  {
+    cases: /^\/migration\/bad_stream\/truncated$/,
+    aspect: "source.error-desc",
+    why: "the same: the model's source names its own fault, QEMU's source the channel error the cut caused",
+  },
 ];
