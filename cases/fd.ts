@@ -73,7 +73,7 @@ export const FD_CASES: MigrationCase[] = [
     flow: "fd",
     migrateName: "fd-other",
     expect: "qmp-error",
-    error: /File descriptor named 'fd-other' has not been found$/,
+    error: /^File descriptor named 'fd-other' has not been found$/,
     why: "beyond upstream: migrate fd:NAME with a name this monitor connection was never given is " +
       "refused at once and recorded as failed; the guest runs on and the name it was given is untouched",
   },

@@ -12,7 +12,7 @@ import { RamSaveState, registerRam } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
 import { XbzrleSaveState } from "./ram_xbzrle.ts";
 import type { MigrationOptions } from "./options.ts";
-import { ReturnPathReader } from "./return_path.ts";
+import { ReturnPathReader, siblingError } from "./return_path.ts";
 import {
   type ConfigurationInfo,
   MIG_CMD_ENABLE_COLO,
@@ -455,15 +455,7 @@ export class MigrationState {
       }
       // Switchover: stop the guest, optionally pause, then the rest of RAM and the devices.
       if (!cpr) await this.#stopVm(machine);
-      this.#checkCancelled();
-      if (options.cap("pause-before-switchover")) {
-        this.#continue = Promise.withResolvers();
-        this.#setStatus("pre-switchover");
-        await this.#continue.promise;
-        this.#continue = null;
-      }
-      this.#checkCancelled();
-      this.#setStatus("device");
+      await this.#switchoverStart();
       await savevm.saveCompletePrecopy(f);
       const devices = savevm.saveDevices(f);
       faults.afterDevices(f, machine.devices);
@@ -557,6 +549,22 @@ export class MigrationState {
    * migration_can_switchover: with switchover-ack a live guest waits for the destination's ack; a
    * stopped one does not need it.
    */
+  /**
+   * migration_switchover_start, the guest stopped: pre-switchover until migrate-continue when asked, then
+   * device (precopy's completion and postcopy's start alike, as QEMU 10.0).
+   */
+  async #switchoverStart(): Promise<void> {
+    this.#checkCancelled();
+    if (this.host.options.cap("pause-before-switchover")) {
+      this.#continue = Promise.withResolvers();
+      this.#setStatus("pre-switchover");
+      await this.#continue.promise;
+      this.#continue = null;
+    }
+    this.#checkCancelled();
+    this.#setStatus("device");
+  }
+
   #canSwitchover(): boolean {
     return !this.host.options.cap("switchover-ack") || !this.#vmWasRunning || this.#switchoverAcked;
   }
@@ -578,6 +586,7 @@ export class MigrationState {
       ram,
       savevm,
       setStatus: (s) => this.#setStatus(s),
+      switchoverStart: () => this.#switchoverStart(),
       status: () => this.status,
       log: (m) => this.host.log(m),
       checkAbort: () => {
@@ -653,7 +662,7 @@ export class MigrationState {
     cancel();
     if (flag instanceof MigrationCancelled) throw flag;
     if (flag instanceof Error) throw new Error(`return path: ${flag.message}`);
-    if (flag !== 0) throw new Error("the destination reported a failed load on the return path (SHUT 1)");
+    if (flag !== 0) throw siblingError(flag);
   }
 
   #passEvent(): void {

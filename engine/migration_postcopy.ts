@@ -15,7 +15,12 @@ import { QEMUFileWriter } from "./qemu_file.ts";
 import type { RamSaveState } from "./ram.ts";
 import { RAM_SAVE_FLAG_EOS } from "./ram.ts";
 import { TARGET_PAGE_SIZE } from "./ram_block.ts";
-import { MIGRATION_RESUME_ACK_VALUE, recvBitmapBytes, ReturnPathReader } from "./return_path.ts";
+import {
+  MIGRATION_RESUME_ACK_VALUE,
+  recvBitmapBytes,
+  ReturnPathReader,
+  siblingError,
+} from "./return_path.ts";
 import {
   MIG_CMD_PACKAGED,
   MIG_CMD_PING,
@@ -76,6 +81,8 @@ export interface PostcopyHost {
   ram: RamSaveState;
   savevm: SaveVMState;
   setStatus(s: MigrationStatus): void;
+  /** The guest stopped: pre-switchover (if asked) and device; throws when cancelled meanwhile. */
+  switchoverStart(): Promise<void>;
   status(): MigrationStatus;
   log(msg: string): void;
   /** Throws PostcopyAbort when the migration must end now (cancel before postcopy, engine shutdown). */
@@ -166,7 +173,7 @@ export class PostcopySource {
     machine.globalState.store(machine.runstate, machine.wasSuspended);
     await machine.stop("finish-migrate");
     this.host.checkAbort();
-    this.host.setStatus("postcopy-active");
+    await this.host.switchoverStart();
     // Every multifd page is in the destination's RAM before anything is discarded or placed there.
     if (ram.multifd) {
       saveSectionShort(f, QEMU_VM_SECTION_PART, RAM_SECTION_ID);
@@ -212,6 +219,8 @@ export class PostcopySource {
     saveCommand(f, MIG_CMD_PING, be32(4));
     await f.flush();
     this.host.downtime(downtimeStart, this.host.clock.now());
+    // QEMU 10.0 leaves device only once the package is out (7.2 went postcopy-active before the stop).
+    this.host.setStatus("postcopy-active");
   }
 
   /** The postcopy iterations, pauses and recoveries included, then the end of the stream. */
@@ -294,9 +303,7 @@ export class PostcopySource {
       if (this.#ch.rp.lostChannel) throw flag;
       throw new PostcopyProtocolError(`return path: ${flag.message}`);
     }
-    if (flag !== 0) {
-      throw new PostcopyProtocolError("the destination reported a failed load on the return path (SHUT 1)");
-    }
+    if (flag !== 0) throw new PostcopyProtocolError(siblingError(flag).message);
     this.#preempt?.link.close();
   }
 

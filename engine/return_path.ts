@@ -126,6 +126,11 @@ export interface ReturnPathHandlers {
   switchoverAck?(): void;
 }
 
+/** A SHUT with a nonzero flag: the destination's load failed (source_return_path_thread's words). */
+export function siblingError(flag: number): Error {
+  return new Error(`Sibling indicated error ${flag}`);
+}
+
 /** Source side: reads return-path messages until SHUT or the connection ends. */
 export class ReturnPathReader {
   readonly pongs: number[] = [];
@@ -140,9 +145,7 @@ export class ReturnPathReader {
     private readonly handlers: ReturnPathHandlers = {},
   ) {
     this.shut = this.#run(new QEMUFileReader(link, 4096)).then((flag) => {
-      if (flag !== 0) {
-        onShutError(new Error("the destination reported a failed load on the return path (SHUT 1)"));
-      }
+      if (flag !== 0) onShutError(siblingError(flag));
       return flag;
     }, (e) => asError(e));
   }

@@ -226,11 +226,13 @@ export async function finishByExpectation(
  * A migration refused before it started (the channel could not be had): QEMU's source records it as
  * failed, with the same reason, and its guest runs on.
  */
-export async function expectFailedToStart(p: MigrationPair): Promise<void> {
+export async function expectFailedToStart(p: MigrationPair, outcome: Outcome): Promise<void> {
   const s = await p.status(p.src);
   if (s.status !== "failed" || !s["error-desc"]) {
     throw new FlowError(`source: after the refused migrate, query-migrate says ${JSON.stringify(s)}`);
   }
+  // migrate_fd_error records the very error migrate returned: the same words, no class in front.
+  expectError(worldOutcome(p, outcome), String(s["error-desc"]), "source's error-desc:");
   const st = await p.src.qmp.execute<{ status: string }>("query-status");
   if (st.status !== "running") throw new FlowError(`source: the guest is '${st.status}' after the refusal`);
 }

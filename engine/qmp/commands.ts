@@ -79,11 +79,8 @@ function address(args: Record<string, unknown>, command: string): MigrationAddre
 /** fd:NAME takes the descriptor the asking monitor connection named (monitor_get_fd), at once. */
 function takeNamedFd(e: Engine, addr: MigrationAddress, clientId: number): MigrationAddress {
   if (addr.transport !== "fd") return addr;
-  try {
-    return { ...addr, fd: e.fds.take(clientId, addr.name) };
-  } catch (err) {
-    throw new QmpError((err as Error).message);
-  }
+  // A plain Error: its message is QEMU's error-desc as it is (a QmpError's message names its class).
+  return { ...addr, fd: e.fds.take(clientId, addr.name) };
 }
 
 /** The descriptor that came with getfd/add-fd, or QEMU's error when none did. */
@@ -242,8 +239,8 @@ export function engineCommands(e: Engine): QmpCommand[] {
           channel = takeNamedFd(e, addr, ctx.clientId);
           if (addr.transport === "file" && isFdsetPath(addr.path)) e.fds.check(addr.path, fileFlags(true));
         } catch (err) {
-          e.migration.failToStart((err as Error).message);
-          throw new QmpError((err as Error).message);
+          e.migration.failToStart(errorMessage(err));
+          throw new QmpError(errorMessage(err));
         }
         e.startOutgoing(channel);
       },

@@ -173,7 +173,7 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
     why: "the same: QEMU's source starts its first pass before the TLS 1.3 refusal reaches it",
   },
   {
-    cases: /^\/migration\/bad_stream\//,
+    cases: /^\/migration\/(bad_stream|postcopy\/bad-peer)\//,
     aspect: "target.error-desc",
     versions: ["10.0"],
     detail: /qemu load of migration failed: (Invalid argument|Operation not supported|Input\/output error)$/,

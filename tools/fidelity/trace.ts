@@ -68,7 +68,13 @@ export function sideTrace(transcript: readonly QmpTranscriptEntry[], side: strin
       continue;
     }
     const ret = msg.return;
-    if (!inSave && typeof ret === "object" && ret !== null && "error-desc" in ret) {
+    if (inSave) {
+      // Without the events capability (a destination's) the save ends where query-migrate says so.
+      const st = (ret as { status?: unknown } | null | undefined)?.status;
+      if (st === "completed" || st === "failed") inSave = false;
+      continue;
+    }
+    if (typeof ret === "object" && ret !== null && "error-desc" in ret) {
       const desc = (ret as { "error-desc"?: unknown })["error-desc"];
       if (typeof desc === "string") errorDesc = desc;
     }

@@ -50,6 +50,19 @@ Deno.test("sideTrace: statuses folded, a device-state save and the teardown SHUT
   assert.deepEqual(sideTrace(t, "target").statuses, ["active"]);
 });
 
+Deno.test("sideTrace: a save without MIGRATION events ends at query-migrate's completed", () => {
+  const send = (text: string): QmpTranscriptEntry => ({ time: 0, side: "target", dir: "send", text });
+  const t = [
+    send('{"execute":"migrate","arguments":{"uri":"file:/d/target-devices.mig"}}'),
+    recv("target", { return: { status: "active" } }),
+    recv("target", { return: { status: "completed", "error-desc": "not the case's" } }),
+    recv("target", { event: "RESUME" }),
+    recv("target", { event: "STOP" }),
+  ];
+  // The guest's run after the save is the case's again (found: a cpr-transfer target's cont/stop hidden).
+  assert.deepEqual(sideTrace(t, "target"), { statuses: [], events: ["RESUME", "STOP"] });
+});
+
 Deno.test("countersVerdict: plausible, implausible, not applicable", () => {
   assert.equal(countersVerdict({ transferredBytes: 10, dirtySyncCount: 1 }), "plausible");
   assert.equal(

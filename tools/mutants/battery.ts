@@ -589,8 +589,7 @@ const failure: Mutant[] = [
   {
     name: "fail-return-path-shut-ignored",
     file: "engine/migration.ts",
-    find:
-      '    if (flag !== 0) throw new Error("the destination reported a failed load on the return path (SHUT 1)");\n',
+    find: "    if (flag !== 0) throw siblingError(flag);\n",
     replace: "",
     why: "return path: SHUT 1 (the destination failed to load) is ignored and the source reports completed",
     equivalent: "the return-path reader already records SHUT 1 as the migration's error (as QEMU's rp " +

@@ -30,7 +30,7 @@ export async function fdFlow(p: MigrationPair, c: FdCase): Promise<void> {
     const refused = await srcMon.execute("migrate", { uri }).then(() => null, (e) => e);
     if (!(refused instanceof QmpCommandError)) throw new FlowError(`migrate ${uri} was not refused`);
     expectError(c, refused.desc, "migrate");
-    await expectFailedToStart(p);
+    await expectFailedToStart(p, c);
     await srcMon.execute("closefd", { fdname: name });
     return;
   }

@@ -91,7 +91,7 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
   if (c.fdset) await addFdset(p, p.src, !c.fdset.srcReadOnly, c.fdset);
   const since = p.src.qmp.events.length;
   if (!await migrate(p, uri, { outcome: c })) {
-    if (c.fdset) await expectFailedToStart(p);
+    if (c.fdset) await expectFailedToStart(p, c);
     return;
   }
   await p.waitStatus(p.src, "completed");
