@@ -2,6 +2,7 @@
  * The incoming migration (MigrationIncomingState in migration/migration.c): listen, accept the main
  * channel, load the stream off the control loop, then start the guest or stay paused (-S).
  */
+import { multifdFlushAfterEachSection } from "./hw_compat.ts";
 import { errorMessage } from "./error.ts";
 import type { Machine } from "./guest/machine.ts";
 import type { MigrationStatus } from "./migration_status.ts";
@@ -400,6 +401,7 @@ export class MigrationIncoming {
       this.host.cprTransfer ?? false,
     );
     ram.mappedRam = this.#fileReaders;
+    ram.syncPerSection = multifdFlushAfterEachSection(machine.fixture.type);
     this.#ram = ram;
     const savevm = new SaveVMState(machine.devices);
     registerRam(savevm, ram);

@@ -2,6 +2,7 @@
  * The outgoing migration (migration/migration.c): status machine, the migration "thread" (setup,
  * iterations under a rate limit, convergence, switchover), cancel, and query-migrate.
  */
+import { multifdFlushAfterEachSection } from "./hw_compat.ts";
 import type { Clock } from "./clock.ts";
 import { BUFFER_DELAY_MS, slotEnded } from "./rate_limit.ts";
 import type { MigrationStatus } from "./migration_status.ts";
@@ -363,6 +364,7 @@ export class MigrationState {
           flushDirtyRing: machine.dirtyRing ? () => void machine.dirtyRing!.reap() : undefined,
           ignoreShared: options.cap("x-ignore-shared"),
           cprTransfer: options.params.mode === "cpr-transfer",
+          syncPerSection: multifdFlushAfterEachSection(machine.fixture.type),
         },
       );
       this.#ram = ram;

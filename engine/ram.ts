@@ -98,6 +98,8 @@ export class RamSaveState {
   readonly #listed: RamBlock[];
   readonly #ignoreShared: boolean;
   readonly #cprTransfer: boolean;
+  /** multifd-flush-after-each-section: the channels sync at every section's end, not once a round. */
+  readonly #syncPerSection: boolean;
 
   constructor(
     listed: RamBlock[],
@@ -118,11 +120,17 @@ export class RamSaveState {
       ignoreShared?: boolean;
       /** mode cpr-transfer: the target has every block's memory already; none is sent. */
       cprTransfer?: boolean;
+      /**
+       * multifd-flush-after-each-section (machine types up to 8.0): SYNC on every channel before each
+       * EOS and no MULTIFD_FLUSH, which QEMU before 8.0 does not know.
+       */
+      syncPerSection?: boolean;
     } = {},
   ) {
     this.#listed = listed;
     this.#ignoreShared = opts.ignoreShared ?? false;
     this.#cprTransfer = opts.cprTransfer ?? false;
+    this.#syncPerSection = !opts.mappedRam && (opts.syncPerSection ?? false);
     this.blocks = listed.filter((b) => !ramblockIsIgnored(b, this.#ignoreShared, this.#cprTransfer));
     this.#interleave = opts.interleave;
     this.#flushDirtyRing = opts.flushDirtyRing;
@@ -170,11 +178,12 @@ export class RamSaveState {
 
   /**
    * multifd_ram_flush_and_sync: every channel sends SYNC, then MULTIFD_FLUSH on the main channel. With
-   * mapped-ram the channels are only waited for (MULTIFD_SYNC_LOCAL): no packet, no flag.
+   * mapped-ram the channels are only waited for (MULTIFD_SYNC_LOCAL): no packet, no flag. Synced per
+   * section, the flag is left out too: the EOS that follows is the destination's cue.
    */
   async #multifdFlushAndSync(f: QEMUFileWriter): Promise<void> {
     await this.multifd!.sync();
-    if (this.mappedRam) return;
+    if (this.mappedRam || this.#syncPerSection) return;
     f.putBe64(RAM_SAVE_FLAG_MULTIFD_FLUSH);
     this.counters.transferred += 8;
     // The flag must reach the destination now: its channels are parked at the barrier until it does,
@@ -220,6 +229,7 @@ export class RamSaveState {
       if ((sent & 63) === 0 && this.now() - t0 > MAX_WAIT_MS) break;
     }
     await this.mappedRam?.flush();
+    if (this.multifd && this.#syncPerSection) await this.#multifdFlushAndSync(f);
     f.putBe64(RAM_SAVE_FLAG_EOS);
     this.counters.transferred += 8;
     return sent;
@@ -260,7 +270,7 @@ export class RamSaveState {
     if (!next) return false;
     const { block, page } = next;
     // Only the multifd paths wait; a main-channel page is sent without a promise per page.
-    if (this.#roundEnded && this.multifd) {
+    if (this.#roundEnded && this.multifd && !this.#syncPerSection) {
       this.#roundEnded = false;
       return this.#multifdFlushAndSync(f).then(() => this.#savePage(f, block, page)).then(() => true);
     }
@@ -574,7 +584,7 @@ export class RamLoadState {
   /** last_recv_block of the main channel; persists across sections. */
   #lastRecvBlock: RamBlock | null = null;
   /** Pages written by the main channel, by kind. */
-  readonly counters = { normal: 0, zero: 0, xbzrle: 0 };
+  readonly counters = { normal: 0, zero: 0, xbzrle: 0, multifdFlush: 0 };
   /** Guest RAM, or with x-colo the COLO cache (colo/ram_route.ts). */
   readonly #route: RamRoute;
   /** Called after each page record, e.g. to pause half-way through a checkpoint (test breakpoints). */
@@ -586,6 +596,11 @@ export class RamLoadState {
    * pages are read from their offsets when the block list names it.
    */
   mappedRam: SeekableLink[] | null = null;
+  /**
+   * multifd-flush-after-each-section (machine types up to 8.0): every EOS waits for a SYNC from each
+   * channel, as MULTIFD_FLUSH does (which such a source never sends).
+   */
+  syncPerSection = false;
 
   constructor(
     readonly blocks: RamBlock[],
@@ -652,9 +667,14 @@ export class RamLoadState {
         case RAM_SAVE_FLAG_MULTIFD_FLUSH:
           // Every channel's pages of this round are in memory before the main channel goes on; without
           // multifd channels there is nothing to wait for (multifd_recv_sync_main is a no-op).
+          this.counters.multifdFlush++;
           if (this.multifd) await this.multifd.syncMain();
           break;
         case RAM_SAVE_FLAG_EOS:
+          // Mapped-ram syncs once after the block list; postcopy's sections have no SYNC to wait for.
+          if (this.multifd && this.syncPerSection && !this.mappedRam && !this.postcopy?.running) {
+            await this.multifd.syncMain();
+          }
           return;
         case RAM_SAVE_FLAG_XBZRLE: {
           const block = this.#continueBlock(r, flags, at) ?? await this.#targetBlock(r, at);
