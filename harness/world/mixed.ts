@@ -30,7 +30,7 @@ import { describeProbe } from "./qemu_probe.ts";
 import { ramblocks, twinDevices } from "./qemu_machine.ts";
 import type { VmdescDevice } from "../../engine/vmdesc.ts";
 import { waitFor } from "../../engine/wait.ts";
-import type { CaseNeeds, DeviceState, Side, SideSpec, Unavailable, World } from "./world.ts";
+import type { CaseNeeds, DeviceState, QemuNeed, Side, SideSpec, Unavailable, World } from "./world.ts";
 
 /**
  * Guest-physical [0xa0000, 0x100000) of a pc machine is no RAM on QEMU (the VGA window, the ROMs the BIOS
@@ -50,7 +50,7 @@ const DEVICES_APART = "the model and QEMU are different machines: of QEMU's devi
   "the run state and the serial port (QEMU's loading them is their check), the rest stay at reset";
 
 /** QEMU's bugs a QEMU destination shows whoever its source is. */
-const DESTINATION_BUGS = QEMU_BUGS.filter((b) => b.side !== "src" && !b.peer);
+const DESTINATION_BUGS = QEMU_BUGS.filter((b) => b.side !== "src" && !b.peer && !b.destinationShowsOnRun);
 
 /**
  * Guest-physical RAM under QEMU's name for it: the block that holds it (`main`: pc.ram, or a memory
@@ -148,8 +148,24 @@ export function engineToQemuCannotRun(
     guestControl: false,
   });
   if (dstOnly) return dstOnly;
-  return qemuSidesCannotRun(c, needs, setup, qemuNeeds(c, needs), ["dst"]);
+  // The model's source plays a QEMU of the destination's version: what the case asks of the source
+  // (a capability, a parameter such as zero-page-detection, a transport) that version must have too, or
+  // the stream is one no such pair makes (found: multifd zero pages into QEMU 7.2, which drops them).
+  const asDestination = qemuNeeds(c, needs).flatMap((n) =>
+    n.side === "dst" ? [n] : SOURCE_NEEDS_OF_THE_STREAM.has(n.kind) ? [{ ...n, side: "dst" as const }] : []
+  );
+  return qemuSidesCannotRun(c, needs, setup, asDestination, ["dst"]);
 }
+
+/** A source's needs that shape its stream (not its QMP: the states it reports, the levels it applies). */
+const SOURCE_NEEDS_OF_THE_STREAM: ReadonlySet<QemuNeed["kind"]> = new Set([
+  "transport",
+  "migrate-arg",
+  "capability",
+  "parameter",
+  "compression",
+  "capability-set",
+]);
 
 /** The model as the source, QEMU as the destination. */
 export function createEngineToQemuWorld(
@@ -322,7 +338,7 @@ export function createQemuToEngineWorld(
         dst: setup.src,
         accel: effectiveAccel(accelsFor(needs, setup), setup.src),
         machine,
-      }, SOURCE_BUGS);
+      }, SOURCE_BUGS.filter((b) => !b.sourceShowsOnTargetRun?.test(c.name)));
     },
     async spawn(spec: SideSpec): Promise<Side> {
       if (!qemu.setup) await qemu.prepare!();

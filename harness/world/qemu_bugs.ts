@@ -36,6 +36,16 @@ export interface QemuBug {
   machine?: RegExp;
   /** A hang: the case's waits give up after this many ms (KnownBug.hangMs). */
   hangMs?: number;
+  /**
+   * As a destination it shows only once the destination's guest runs: a QEMU destination of the model's
+   * source (whose guest it never runs) cannot show it.
+   */
+  destinationShowsOnRun?: boolean;
+  /**
+   * The cases where, as a source, it shows only on the destination's running guest: with the model as
+   * that destination (which never runs QEMU's guest) those cannot show it.
+   */
+  sourceShowsOnTargetRun?: RegExp;
 }
 
 /**
@@ -100,9 +110,14 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     // A 7.2 destination of a 10.0 source takes the "suspended" it is sent as is and says no RESUME on cont.
     // Seen as a wait that times out; where it is fixed the wait takes about 2 s.
     hangMs: 10_000,
-    symptom:
-      /the target resumed into 'running'|waiting for event STOP on source|waiting for event RESUME on target/,
+    // The source's woken guest, seen from the source itself once the destination is not run (mixed pairs).
+    symptom: new RegExp(
+      "the target resumed into 'running'|waiting for event STOP on source|waiting for event RESUME on " +
+        "target|after cont the source is 'running', expected 'suspended'",
+    ),
     fix: "9.0",
+    destinationShowsOnRun: true,
+    sourceShowsOnTargetRun: /\/suspend\/live(\/pc-odd)?$|^\/migration\/postcopy\/suspend$/,
   },
   {
     id: "qemu-cont-after-suspended-migration-aborts",
