@@ -192,6 +192,8 @@ export class MigrationState {
         "migrate-pause is currently only supported during postcopy-active or postcopy-recover state",
       );
     }
+    // migrate_set_error keeps the first error: a pause after a failure leaves that one.
+    this.errorDesc ??= "Postcopy migration is paused by the user";
     this.#postcopy?.pause();
     this.#wake.resolve();
   }
@@ -740,7 +742,8 @@ export class MigrationState {
       out["dirty-limit-throttle-time-per-round"] = limited.throttleUs;
       out["dirty-limit-ring-full-time"] = limited.ringFullUs;
     }
-    if (this.status === "failed" && this.errorDesc) out["error-desc"] = this.errorDesc;
+    // Whatever the status (QEMU 8.2 on): a user's postcopy pause stays on record through the recovery.
+    if (this.errorDesc) out["error-desc"] = this.errorDesc;
     return out;
   }
 }

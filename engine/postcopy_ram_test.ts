@@ -71,3 +71,20 @@ Deno.test("in-process postcopy: pause-before-switchover holds the switch in pre-
   const statuses = s.events.filter((e) => e.event === "MIGRATION").map((e) => e.data?.status);
   assert.deepEqual(statuses, ["setup", "active", "pre-switchover", "device", "postcopy-active", "completed"]);
 });
+
+Deno.test("in-process postcopy: a user's pause stays in error-desc (migrate_set_error), whatever the status", async () => {
+  await using p = postcopyPair();
+  const { src: s, dst: d } = p;
+  s.engine.options.params["max-bandwidth"] = 2_000_000;
+  s.engine.options.params["downtime-limit"] = 1;
+  s.engine.options.params["max-postcopy-bandwidth"] = 1_000_000;
+  d.engine.autostart = true;
+  p.migrate();
+  await until("source active", () => s.engine.migration.status === "active");
+  s.engine.migration.startPostcopy();
+  await until("source postcopy-active", () => s.engine.migration.status === "postcopy-active");
+  assert.equal(s.engine.migration.query()["error-desc"], undefined);
+  s.engine.migration.pause();
+  await until("source postcopy-paused", () => s.engine.migration.status === "postcopy-paused");
+  assert.equal(s.engine.migration.query()["error-desc"], "Postcopy migration is paused by the user");
+});
