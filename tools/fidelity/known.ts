@@ -121,7 +121,7 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
       "heartbeat, so its destination is not stopped there. Not a migration event",
   },
   {
-    cases: /\/suspend\//,
+    cases: /\/suspend(\/|$)/,
     aspect: "target.events",
     detail: /^model only \[\], qemu only \[RESET\]$/,
     why: "QEMU's wakeup from S3 resets the machine (RESET; the BIOS then resumes the guest), and the " +
@@ -135,11 +135,19 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
       "that slept aborts): XFAIL on QEMU, PASS on the model",
   },
   {
-    cases: /\/switchover-ack\/held/,
-    aspect: "target.events",
-    detail: /^model only \[X_TEST_BREAKPOINT\], qemu only \[\]$/,
-    why: "the ack is held at the model's breakpoint (its event) and, on QEMU, on the wire by the proxy " +
-      "(no event): the same moment, two ways to hold it",
+    cases: /^\/migration\/postcopy\/recovery\/fail-at\/bitmaps-reloaded$/,
+    aspect: "target.statuses",
+    detail: /postcopy-recover,postcopy-paused,postcopy-recover,postcopy-active,completed\]/,
+    why: "the second failure's moment: the model fails the recovery at its breakpoint once the bitmaps are " +
+      "reloaded, before the destination leaves postcopy-recover; on QEMU the proxy cuts the wire there, and " +
+      "by the time the cut lands QEMU's destination is postcopy-active again (then paused, recovered)",
+  },
+  {
+    cases: /^\/migration\/cancel\/src\/after\/setup$/,
+    aspect: "source.events",
+    detail: /^model only \[\], qemu only \[MIGRATION_PASS\]$/,
+    why: "timing: QEMU's migration thread runs its setup (the first bitmap sync, MIGRATION_PASS 1) before " +
+      "the cancel lands; the model's source is cancelled while it still connects in setup. Both end cancelled",
   },
   {
     cases:

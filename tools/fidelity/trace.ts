@@ -61,6 +61,8 @@ export function sideTrace(transcript: readonly QmpTranscriptEntry[], side: strin
       ) {
         continue;
       }
+      // The model's test hooks (x-test-breakpoint's event): the harness's, with no QEMU counterpart.
+      if (msg.event.startsWith("X_TEST_")) continue;
       events.add(msg.event);
       if (msg.event === "MIGRATION" && typeof status === "string" && statuses.at(-1) !== status) {
         statuses.push(status);
