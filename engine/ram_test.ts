@@ -170,7 +170,7 @@ Deno.test("ram: round trip in rate-limited chunks with CONTINUE persisting acros
 
   assert.deepEqual(m.sent, [10, 10, 10, 10, 10, 10, 10, 10, 2]);
   assert.deepEqual(m.save.counters, { duplicate: zeros, normal: total - zeros, transferred: m.bytes.length });
-  assert.deepEqual(load.counters, { normal: total - zeros, zero: zeros, xbzrle: 0 });
+  assert.deepEqual(load.counters, { normal: total - zeros, zero: zeros, xbzrle: 0, multifdFlush: 0 });
   assert.equal(m.save.dirtyPages, 0);
   for (const b of dst) assert.equal(b.receivedmap.reduce((n, w) => n + popcount32(w), 0), b.pages);
 
@@ -210,7 +210,7 @@ Deno.test("ram: zero-page-detection none sends zero pages as PAGE", async () => 
   const load = await loadAll(m.bytes, dst, m.chunkStarts.length);
   assertSameMemory(src, dst);
   assert.deepEqual(m.save.counters, { duplicate: 0, normal: 82, transferred: m.bytes.length });
-  assert.deepEqual(load.counters, { normal: 82, zero: 0, xbzrle: 0 });
+  assert.deepEqual(load.counters, { normal: 82, zero: 0, xbzrle: 0, multifdFlush: 0 });
   const recs = walkChunk(m.bytes, m.chunkStarts[1]).records;
   assert.ok(recs.every((r) => (r.flags & ~RAM_SAVE_FLAG_CONTINUE) !== RAM_SAVE_FLAG_ZERO));
 });
@@ -348,7 +348,7 @@ Deno.test("ram: the loader keeps last_recv_block across load() calls", async () 
   assert.ok(dst[1].page(4).every((v) => v === 7));
   assert.ok(dst[1].page(3).every((v) => v === 0xaa));
   assert.ok(dst[0].page(2).every((v) => v === 0xaa));
-  assert.deepEqual(load.counters, { normal: 1, zero: 1, xbzrle: 0 });
+  assert.deepEqual(load.counters, { normal: 1, zero: 1, xbzrle: 0, multifdFlush: 1 });
 });
 
 /** Loads a hand-built stream into fresh blocks and expects a StreamError. */
