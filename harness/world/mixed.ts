@@ -148,24 +148,32 @@ export function engineToQemuCannotRun(
     guestControl: false,
   });
   if (dstOnly) return dstOnly;
-  // The model's source plays a QEMU of the destination's version: what the case asks of the source
-  // (a capability, a parameter such as zero-page-detection, a transport) that version must have too, or
-  // the stream is one no such pair makes (found: multifd zero pages into QEMU 7.2, which drops them).
+  // The model's source stands for a QEMU the destination's version can migrate from: what the case asks
+  // of the source that shapes the stream (a capability both ends must speak, a compression method, multifd
+  // zero pages) that version must know too (found: multifd zero pages into QEMU 7.2, which drops them).
   const asDestination = qemuNeeds(c, needs).flatMap((n) =>
-    n.side === "dst" ? [n] : SOURCE_NEEDS_OF_THE_STREAM.has(n.kind) ? [{ ...n, side: "dst" as const }] : []
+    n.side === "dst" ? [n] : shapesTheStream(n, c) ? [{ ...n, side: "dst" as const }] : []
   );
   return qemuSidesCannotRun(c, needs, setup, asDestination, ["dst"]);
 }
 
-/** A source's needs that shape its stream (not its QMP: the states it reports, the levels it applies). */
-const SOURCE_NEEDS_OF_THE_STREAM: ReadonlySet<QemuNeed["kind"]> = new Set([
-  "transport",
-  "migrate-arg",
-  "capability",
-  "parameter",
-  "compression",
-  "capability-set",
-]);
+/**
+ * A source need its destination must meet as well. Not QMP-only ones (the `channels` argument, a status)
+ * nor parameters a newer source sends the old way for an old machine type (zero-page-detection legacy or
+ * none, as hw_compat_8_2 defaults it).
+ */
+function shapesTheStream(n: QemuNeed, c: AnyCase): boolean {
+  switch (n.kind) {
+    case "capability":
+    case "capability-set":
+    case "compression":
+      return true;
+    case "parameter":
+      return n.name === "zero-page-detection" && c.srcParams?.["zero-page-detection"] === "multifd";
+    default:
+      return false;
+  }
+}
 
 /** The model as the source, QEMU as the destination. */
 export function createEngineToQemuWorld(
