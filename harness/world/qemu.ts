@@ -237,6 +237,8 @@ export interface QemuSetup {
   coloAccel?: string[];
   /** The -machine both sides use, or why there is none. */
   machine: string | { none: string };
+  /** Whether this host is itself a guest (its KVM nested); absent: read from /proc/cpuinfo. */
+  nestedHost?: boolean;
 }
 
 function sideName(side: "src" | "dst", setup: QemuSetup): string {
@@ -285,7 +287,7 @@ export function qemuSidesCannotRun(
           `with ${setup[side].accels.join(", ") || "no accelerator"}`;
       }
     }
-    if (nestedHost()) return DIRTY_RING_NESTED;
+    if (setup.nestedHost ?? nestedHost()) return DIRTY_RING_NESTED;
   }
   const accel = accelsFor(family, setup);
   for (const side of sides) {
@@ -542,6 +544,8 @@ export class QemuSide extends ProcessSide<QemuProcess> implements Side {
 export interface QemuWorldDeps {
   binary(side: "src" | "dst"): string | undefined;
   probe(binary: string): Promise<QemuProbe>;
+  /** Whether the host is a guest itself (default: /proc/cpuinfo's 'hypervisor' flag). */
+  nestedHost?: boolean;
 }
 
 const REAL_DEPS: QemuWorldDeps = { binary: qemuBinary, probe: probeQemu };
@@ -582,6 +586,7 @@ export function createQemuWorld(
         accel: accelFromEnv(),
         coloAccel: accelFromEnv("kvm,tcg"),
         machine: chooseMachine(src, dst, Deno.env.get("QTEST_QEMU_MACHINE_TYPE") || undefined),
+        ...(deps.nestedHost !== undefined ? { nestedHost: deps.nestedHost } : {}),
       };
     },
     cannotRun: (c, needs) => qemuCannotRun(c, needs, setup),

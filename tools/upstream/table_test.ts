@@ -184,3 +184,23 @@ Deno.test("upstream table: --help, bad options and a missing binary", async () =
   assert.equal(await main(["--qemu", "7.2=/fake/qemu-10.0/x"], io, FAKE_DEPS), 1);
   assert.match(io.errs.join(""), /the column QEMU 7\.2 is QEMU 10\.0\.2 .*--qemu 10\.0=/);
 });
+
+Deno.test("upstream table: the same on a host without KVM as on the reference host (found: a fresh machine without /dev/kvm)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tables: string[] = [];
+    for (const accels of [["tcg", "kvm"], ["tcg"]]) {
+      const file = `${dir}/README-${accels.length}.md`;
+      await Deno.writeTextFile(file, `${BEGIN}\n${END}\n`);
+      const probe = async (binary: string) => ({ ...await fakeProbe(binary), accels });
+      const io = capture();
+      assert.equal(await main(["--write", file], io, { ...FAKE_DEPS, probe }), 0, io.errs.join("\n"));
+      tables.push(await Deno.readTextFile(file));
+    }
+    assert.equal(tables[1], tables[0]);
+    // The reference host's nested KVM, not the printing host's: the dirty ring's note is that one.
+    assert.match(tables[0], /needs KVM's dirty ring on bare metal/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
