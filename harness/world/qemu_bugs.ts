@@ -243,14 +243,15 @@ export const QEMU_BUGS: readonly QemuBug[] = [
       "range check (multifd_recv_initial_packet refuses only id > channels) and indexes one past the end " +
       "of the receive channels' array. What follows depends on the heap: on 10.0.2 the destination " +
       "either reads the stale memory as a channel already set up (\"multifd: received id '4' already " +
-      "setup'\") or dies of SIGSEGV; on 7.2 it takes the connection as a fifth channel and never reports " +
-      "an error. The check is the same from 7.2 to master",
+      "setup'\"), dies of SIGSEGV or, now and then, takes it silently (a model source, 2026-12-07); on 7.2 " +
+      "it takes the connection as a fifth channel and never reports an error. The check is the same from " +
+      "7.2 to master",
     cases: ["/migration/multifd/bad/channel-id"],
     side: "dst",
     range: { from: "7.2", through: "10.0" },
     hangMs: 10_000,
     symptom:
-      /multifd: received id '4' already setup'|target died with exit status 139|waiting for the target to report the error/,
+      /multifd: received id '4' already setup'|target died with exit status 139|waiting for the target to report the error|waiting for target migration status 'failed'/,
   },
   {
     id: "qemu-multifd-recv-error-hangs-destination",
