@@ -260,6 +260,23 @@ const base: MigrationCase[] = [
     workload: { kind: "random", seed: 0, hotPages: 512, hotPercent: 90 },
     why: "under a seeded random writer with a hot set many pages are re-sent: none may arrive stale",
   },
+  {
+    name: "/migration/precopy/unix/random/dirty-bit-order",
+    tier: "full",
+    flow: "precopy",
+    transport: "unix",
+    live: true,
+    machine: "small",
+    // A slow writer spread over all of RAM: a page is written rarely, so a write lost stays lost.
+    workload: { kind: "random", seed: 0, hotPages: 64, hotPercent: 50 },
+    vcpu: { runMs: 1, sleepMs: 50 },
+    // In the simulated world every guest write may stop half-way: its data or its dirty bit held back
+    // while migration runs (dirty logging starts, a sync, the page's send).
+    simInterleavePercent: 100,
+    why: "a page write and its dirty bit land one after the other and migration may run in between: the " +
+      "bit must follow the data, or a write that lands after its bit was taken (the log started or synced, " +
+      "the page sent) is never sent again",
+  },
 ];
 
 /** Every precopy case that does not depend on the default layout also runs on the odd-sized machine. */

@@ -195,7 +195,13 @@ export class RamSaveState {
   syncBitmap(): void {
     this.#flushDirtyRing?.();
     let added = 0;
-    for (const b of this.blocks) added += b.syncDirtyLog();
+    const interleave = this.#interleave;
+    for (const b of this.blocks) {
+      // The guest may write between a word's read and its take (a page of the word, as a ram_addr).
+      added += b.syncDirtyLog(
+        interleave && ((page) => interleave("dirty-sync-word", b.offset + page * TARGET_PAGE_SIZE)),
+      );
+    }
     this.dirtyPages += added;
     this.#periodDirtied += added;
     this.dirtySyncCount++;

@@ -103,13 +103,24 @@ export class RamBlock {
     return this.pages;
   }
 
-  /** Moves the dirty log into the migration bitmap; returns how many pages became newly dirty. */
-  syncDirtyLog(): number {
+  /**
+   * Moves the dirty log into the migration bitmap; returns how many pages became newly dirty. `between`
+   * runs after a word is seen non-zero and before it is taken (the simulated world's guest writes a page
+   * of that word there, as a vCPU on another core can): the take must be one atomic exchange, or a bit
+   * set in between is lost.
+   */
+  syncDirtyLog(between?: (page: number) => void): number {
     let added = 0;
     const log = this.dirtyLog;
     const bmap = this.bmap;
     for (let i = 0; i < bmap.length; i++) {
-      if (Atomics.load(log, i) === 0) continue;
+      const seen = Atomics.load(log, i);
+      if (seen === 0) continue;
+      // A page of this word whose bit was not seen set (its write would be lost with the read).
+      if (between) {
+        const free = ~seen & (seen + 1); // the lowest clear bit alone; 0 when all are set
+        between(Math.min(this.pages - 1, i * 32 + (free ? 31 - Math.clz32(free) : 0)));
+      }
       const v = Atomics.exchange(log, i, 0) >>> 0;
       const fresh = v & ~bmap[i];
       if (fresh) {

@@ -121,6 +121,25 @@ Deno.test("ram_block: syncDirtyLog counts only newly dirty pages and empties the
   assert.ok(b.bmap[0] >= 0x80000000);
 });
 
+Deno.test("ram_block: a bit set between a word's read and its take is taken, not lost", () => {
+  const b = block(70);
+  b.markDirty(3);
+  b.markDirty(33);
+  b.markDirty(32);
+  const named: number[] = [];
+  // The guest writes the page the sync names, in the window, as the simulated vCPU does.
+  assert.equal(b.syncDirtyLog((page) => (named.push(page), b.markDirty(page))), 5);
+  // Each word's lowest page whose bit was clear: 0 in word 0, 34 in word 1 (32 and 33 were set).
+  assert.deepEqual(named, [0, 34]);
+  assert.deepEqual(bmapPages(b), [0, 3, 32, 33, 34]);
+  assert.deepEqual(Array.from(b.dirtyLog), [0, 0, 0]);
+  // A full word names its first page; a word past the block's end is never named beyond it.
+  for (let p = 64; p < 70; p++) b.markDirty(p);
+  const last: number[] = [];
+  b.syncDirtyLog((page) => last.push(page));
+  assert.deepEqual(last, [69]);
+});
+
 Deno.test("ram_block: clearDirtyLog discards pending log bits", () => {
   const b = block(40);
   b.markDirty(2);

@@ -123,6 +123,26 @@ const ram: Mutant[] = [
       "writes after the final sync never reach the destination",
     ci: true,
   },
+  {
+    name: "vcpu-marks-before-write",
+    file: "engine/guest/workload.ts",
+    find:
+      "    new DataView(mem.buffer, mem.byteOffset).setUint32(page * AB_PAGE + word * 4, nextRandom(cpu) | 1);\n" +
+      "    markDirty(this.g, block, page);\n",
+    replace: "    markDirty(this.g, block, page);\n" +
+      "    new DataView(mem.buffer, mem.byteOffset).setUint32(page * AB_PAGE + word * 4, nextRandom(cpu) | 1);\n",
+    why: "the vCPU sets a page's dirty bit before its write lands (a dirty log filled ahead of the store, " +
+      "the ordering write-protection or PML gives KVM): a sync that takes the bit and a send between the " +
+      "two leave the page's last write unsent",
+  },
+  {
+    name: "ram-sync-read-then-clear",
+    file: "engine/ram_block.ts",
+    find: "const v = Atomics.exchange(log, i, 0) >>> 0;",
+    replace: "Atomics.store(log, i, 0);\n      const v = seen >>> 0;",
+    why: "the dirty-log sync reads a word and clears it in two steps (a get then a clear, not one " +
+      "exchange): a bit the vCPU sets in between is cleared unread and that page's write is never resent",
+  },
 ];
 
 const multifd: Mutant[] = [
