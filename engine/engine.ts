@@ -90,6 +90,8 @@ export class Engine {
   autostart: boolean;
   /** `-incoming defer` was given: migrate-incoming is allowed once. */
   readonly deferredIncoming: boolean;
+  /** `-incoming URI` was given: the incoming migration started with the process (QEMU's `once` is spent). */
+  readonly incomingAtStart: boolean;
   /** Stream faults armed by x-test-inject-fault. */
   readonly faults = new StreamFaults();
   /** Known defects switched on (engine/defects.ts). */
@@ -121,6 +123,7 @@ export class Engine {
     }
     this.autostart = !config.startPaused;
     this.deferredIncoming = config.incoming === "defer";
+    this.incomingAtStart = config.incoming !== undefined && !this.deferredIncoming;
     this.machine = new Machine({
       fixture: typeof config.machine === "string" ? machineFixture(config.machine) : config.machine,
       workload: config.workload,

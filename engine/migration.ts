@@ -263,8 +263,8 @@ export class MigrationState {
   }
 
   /** migrate-continue: leaves pre-switchover. */
-  continueFrom(state: string): void {
-    if (this.status !== state) {
+  continueFrom(state: string, anyState = false): void {
+    if (this.status !== state && !anyState) {
       throw new Error(`Migration not in expected state: ${this.status}`);
     }
     this.#continue?.resolve();

@@ -59,6 +59,27 @@ export type StreamPoint =
   | { point: "machine-type"; byte: number }
   | { point: "multifd-offset" | "multifd-payload"; byte: number };
 
+/** The control-plane commands a probe can send (harness/control_plane.ts judges their answers). */
+export const PROBE_KINDS = [
+  "query-migrate",
+  "query-status",
+  "caps-same",
+  "continue",
+  "start-postcopy",
+  "pause",
+  "lost-heartbeat",
+  "incoming-again",
+  "bad-downtime",
+] as const;
+export type ProbeKind = typeof PROBE_KINDS[number];
+
+/** One command at a moment: `atMs` after the pair is up, in the sides' time (virtual in the simulation). */
+export interface Probe {
+  atMs: number;
+  side: "src" | "dst";
+  kind: ProbeKind;
+}
+
 /** Which side of the pair: the source or the destination (a running side is world.ts's `Side`). */
 export type SideId = "src" | "dst";
 export type VcpuDuty = { runMs: number; sleepMs: number };
@@ -110,6 +131,11 @@ export interface CaseBase {
    * (a seed may draw 0). The other worlds have real concurrency and ignore it.
    */
   simInterleavePercent?: number;
+  /**
+   * Control-plane commands beside the flow, each judged by the state machine's oracle
+   * (harness/control_plane.ts): a command a management layer may send at that moment.
+   */
+  probes?: Probe[];
   /** Known defects (engine/testing/defects.ts) switched on per side. */
   defects?: { src?: DefectName[]; dst?: DefectName[] };
   /**

@@ -3,6 +3,7 @@
  * and a summary at the end; writes JUnit XML (and JSON on request) and keeps an artifact folder per failed
  * case. Ctrl-C stops the running cases, removes their directories and still writes what ran.
  */
+import { parseProbes, type Probe } from "./control_plane.ts";
 import type { ParseArgsOptionsConfig } from "node:util";
 import { ALL_CASES } from "../cases/all.ts";
 import { cannotRunIn, type MigrationCase } from "./families/mod.ts";
@@ -52,6 +53,9 @@ Run:
   --jobs N            run N cases at a time (each case is its own pair of processes; default 1)
   --fail-fast         stop after the first failure
   --defect SIDE:NAME  switch a known defect on for every case (src|dst; engine/testing/defects.ts)
+  --probes LIST       control-plane commands beside every case's flow, each judged by the state machine's
+                      oracle (harness/control_plane.ts): SIDE:KIND@MS,... e.g. src:caps-same@50,dst:pause@200
+                      (MS after the pair is up, virtual in the simulated world; what the swarm's plans draw)
 
 Output:
   --junit FILE        JUnit XML (default junit-matrix.xml), one suite per family, <skipped> with reasons
@@ -80,6 +84,7 @@ export interface MatrixOptions {
   jobs: number;
   failFast: boolean;
   defects: DefectSwitch[];
+  probes: Probe[];
   junit: string;
   json?: string;
   html?: string;
@@ -100,6 +105,7 @@ const CLI = {
     jobs: { type: "string", default: "1" },
     "fail-fast": { type: "boolean", default: false },
     defect: { type: "string", multiple: true },
+    probes: { type: "string" },
     junit: { type: "string", default: "junit-matrix.xml" },
     json: { type: "string" },
     html: { type: "string" },
@@ -135,6 +141,7 @@ function matrixOptions({ values: v }: CliArgs<typeof CLI.options>): MatrixOption
     jobs: parseCount(v.jobs, "--jobs"),
     failFast: v["fail-fast"],
     defects: asUsage(() => (v.defect ?? []).flatMap((d) => parseDefects(d, "--defect"))),
+    probes: asUsage(() => parseProbes(v.probes ?? "")),
     junit: v.junit,
     json: v.json,
     html: v.html,
@@ -252,6 +259,7 @@ export async function runMatrix(
           waitMs: 30_000,
           signal,
           defects: opts.defects,
+          probes: opts.probes,
           keep: opts.keep,
           capture: opts.capture,
           onProgress: (samples, elapsed) => progress.update(c.name, samples, elapsed),

@@ -6,6 +6,7 @@
 import { type DefectName, isDefect } from "../engine/testing/defects.ts";
 import type { SideId } from "./case.ts";
 import { type CaseStats, exitWords, type FinalStatus, MigrationPair } from "./framework.ts";
+import { type Probe, probesText, startProbes } from "./control_plane.ts";
 import { flowOf, knownBugIn, type MigrationCase, runFlow, startPair } from "./families/mod.ts";
 import type { Sample } from "./report/sampler.ts";
 import { formatTranscript } from "../engine/qmp/client.ts";
@@ -44,6 +45,8 @@ export interface RunOptions {
   waitMs?: number;
   /** The whole case's limit (default: the case's timeoutMs, else 120 s). */
   timeoutMs?: number;
+  /** Control-plane probes beside the flow (harness/control_plane.ts); a disagreement fails the case. */
+  probes?: readonly Probe[];
   /** Ends the case early (Ctrl-C): the sides are stopped and the case fails as interrupted. */
   signal?: AbortSignal;
   /** Known defects to switch on besides the case's own. */
@@ -113,6 +116,7 @@ async function captureMainStream(pair: MigrationPair, c: MigrationCase, log: (ms
 export interface ReplayContext {
   world?: string;
   defects?: readonly DefectSwitch[];
+  probes?: readonly Probe[];
 }
 
 /**
@@ -125,6 +129,8 @@ export function replayCommands(name: string, seed: number, ctx: ReplayContext = 
   const matrix = [`deno task matrix --filter '${name}' --seed ${seed}`];
   if (world) matrix.push(`--backend ${world}`);
   for (const d of defects) matrix.push(`--defect ${d}`);
+  // Probes only the matrix replays (the test suite's cases have none).
+  if (ctx.probes?.length) return [`${matrix.join(" ")} --probes '${probesText(ctx.probes)}'`];
   const env = [`MIGTEST_SEED=${seed}`, "MIGTEST_TIER=slow"];
   if (world) env.push(`MIGTEST_BACKEND=${world}`);
   if (defects.length) env.push(`MIGTEST_DEFECTS=${defects.join(",")}`);
@@ -184,7 +190,16 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     });
     cut.signal.throwIfAborted();
     if (opts.capture) await captureMainStream(pair, run, log);
-    await runFlow(pair, run);
+    // QMP commands at seeded moments beside the flow, each judged by the state machine's oracle.
+    const probes = [...(c.probes ?? []), ...(opts.probes ?? [])];
+    const prober = probes.length ? startProbes(pair, c, probes) : null;
+    try {
+      await runFlow(pair, run);
+    } finally {
+      prober?.stop();
+    }
+    const wrong = await prober?.done;
+    if (wrong) throw wrong;
   } catch (e) {
     error = asError(e);
   } finally {
@@ -217,7 +232,11 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
       error = new Error(`target exited with ${exitWords(pair.dst, st.dst)}`);
     }
   }
-  const replay = replayCommands(c.name, opts.seed, { world: opts.world?.name, defects: opts.defects });
+  const replay = replayCommands(c.name, opts.seed, {
+    world: opts.world?.name,
+    defects: opts.defects,
+    probes: opts.probes,
+  });
   let artifacts: string | undefined;
   if ((error || opts.keep) && pair && opts.artifactsDir) {
     artifacts = `${opts.artifactsDir}/${caseSlug(c.name)}${opts.artifactsSuffix ?? ""}`;

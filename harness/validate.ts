@@ -4,6 +4,7 @@
  * field — a field its flow would ignore, a fault its transport cannot carry, a capability a parameter
  * needs, a duplicate name — so a case can never pass by silently not doing what it says.
  */
+import { probeApplies } from "./control_plane.ts";
 import { CAPABILITIES, type Capability, DEFAULT_PARAMETERS } from "../engine/options.ts";
 import { isDefect } from "../engine/testing/defects.ts";
 import { MACHINES } from "../fixtures/machines.ts";
@@ -32,6 +33,7 @@ const BASE: Record<keyof CaseBase, true> = {
   memType: true,
   auxRamShare: true,
   simInterleavePercent: true,
+  probes: true,
   defects: true,
   guards: true,
 };
@@ -97,6 +99,9 @@ export function caseProblems(c: AnyCase, lookup: FlowLookup): string[] {
       c.simInterleavePercent <= 100)
   ) {
     bad("simInterleavePercent", "must be an integer percent, 1..100");
+  }
+  for (const p of c.probes ?? []) {
+    if (!probeApplies(p, c)) bad("probes", `${p.side}:${p.kind} would act in this case, not only be refused`);
   }
   if (c.machine !== undefined && !Object.hasOwn(MACHINES, c.machine)) {
     bad("machine", `unknown machine '${c.machine}'`);

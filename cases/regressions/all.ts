@@ -4,12 +4,30 @@
  */
 import type { ColoCase } from "../../harness/families/colo/case.ts";
 import type { MigrationCase } from "../../harness/families/mod.ts";
+import type { ConvergeAfterRaiseCase } from "../../harness/families/precopy/case.ts";
 
 const COLO_BASE: Pick<ColoCase, "tier" | "flow" | "transport" | "machine"> = {
   tier: "full",
   flow: "colo",
   transport: "tcp",
   machine: "tiny",
+};
+
+/**
+ * Control-plane regressions: a migration that passes (3 MB/s, then raised) with commands sent beside it
+ * at moments before, during and after it, each judged by the state machine's oracle.
+ */
+const CONTROL_BASE: Pick<
+  ConvergeAfterRaiseCase,
+  "tier" | "flow" | "transport" | "machine" | "iterations" | "workload" | "srcParams"
+> = {
+  tier: "full",
+  flow: "converge-after-raise",
+  transport: "unix",
+  machine: "small",
+  iterations: 2,
+  workload: { kind: "random", seed: 0, hotPages: 64, hotPercent: 90 },
+  srcParams: { "max-bandwidth": 3_000_000 },
 };
 
 export const REGRESSION_CASES: MigrationCase[] = [
@@ -117,5 +135,34 @@ export const REGRESSION_CASES: MigrationCase[] = [
     setDstWhileLoading: true,
     why: "a destination that is loading must accept migrate-set-capabilities and -parameters, as QEMU does",
     transport: "unix",
+  },
+  {
+    // Bug (found by the control-plane probes): a destination started with `-incoming URI` answered a
+    // second migrate-incoming with "'-incoming' was not specified on the command line"; QEMU 7.2 and 10.0
+    // answer "The incoming migration has already been started" (its one start was spent at boot). The
+    // defect class: the once check missing (QEMU 5.0 fixed a check that set an error without failing).
+    ...CONTROL_BASE,
+    name: "/migration/regressions/incoming-once",
+    why: "a second migrate-incoming is refused as already started, on a destination started with -incoming " +
+      "URI, in setup and while it loads",
+    probes: [0, 200, 1000].map((atMs) => ({ atMs, side: "dst", kind: "incoming-again" })),
+    guards: { side: "dst", defect: "incoming-once-not-enforced" },
+  },
+  {
+    // Defect class: capabilities changed while the migration thread runs (migration_is_running unchecked).
+    ...CONTROL_BASE,
+    name: "/migration/regressions/caps-refused-while-running",
+    why: "migrate-set-capabilities is refused while a migration runs (a capability the migration thread " +
+      "read at the start must not change under it), and taken before it starts and after it ends",
+    probes: [0, 200, 1000, 2000].map((atMs) => ({ atMs, side: "src", kind: "caps-same" })),
+    guards: { side: "src", defect: "caps-while-running" },
+  },
+  {
+    // Defect class: migrate-continue answering as if it had continued a migration that never paused.
+    ...CONTROL_BASE,
+    name: "/migration/regressions/continue-checks-state",
+    why: "migrate-continue outside the state it names is refused with the migration's actual status",
+    probes: [0, 200, 1000].map((atMs) => ({ atMs, side: "src", kind: "continue" })),
+    guards: { side: "src", defect: "continue-any-state" },
   },
 ];

@@ -166,3 +166,18 @@ Deno.test("qmp commands: only what QEMU has (the x-test- commands are registered
     );
   });
 });
+
+Deno.test("qmp commands: -incoming URI spent the one migrate-incoming, as QEMU 7.2 and 10.0 answer", async () => {
+  // Found by the control-plane probes: the model said "'-incoming' was not specified on the command line".
+  const dir = await Deno.makeTempDir();
+  try {
+    await withQmpEngine(`unix:${dir}/cli.sock`, engineCommands, async (qmp) => {
+      assert.match(
+        await error(qmp, "migrate-incoming", { uri: `unix:${dir}/again.sock` }),
+        /^GenericError: The incoming migration has already been started$/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -21,6 +21,16 @@ export const KNOWN_DEFECTS = {
     "the secondary releases the COLO cache before its multifd receive channels have stopped, so a channel " +
     "still writing a packet uses freed memory ('Call colo_release_ram_cache() after multifd threads " +
     "terminate' in the 2026 series)",
+  "incoming-once-not-enforced":
+    "migrate-incoming does not refuse a second start: the check of its one start is missing, so a " +
+    "destination started with -incoming, or already listening, is told '-incoming' was not specified or " +
+    "starts again (the check that set an error without failing the command, fixed in QEMU 5.0)",
+  "caps-while-running":
+    "migrate-set-capabilities is taken while a migration runs (migration_is_running not checked): a " +
+    "capability can change under the migration thread, which read it at the start",
+  "continue-any-state":
+    "migrate-continue does not check that the migration is in the state it names, and answers as if it " +
+    "continued a migration that was never paused",
 } as const;
 
 export type DefectName = keyof typeof KNOWN_DEFECTS;
@@ -44,5 +54,8 @@ export function defectsOf(enabled: ReadonlySet<string>): Defects {
     "colo-zero-not-recorded": enabled.has("colo-zero-not-recorded"),
     "colo-no-device-reset": enabled.has("colo-no-device-reset"),
     "colo-cache-early-release": enabled.has("colo-cache-early-release"),
+    "incoming-once-not-enforced": enabled.has("incoming-once-not-enforced"),
+    "caps-while-running": enabled.has("caps-while-running"),
+    "continue-any-state": enabled.has("continue-any-state"),
   };
 }

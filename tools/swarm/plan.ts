@@ -12,6 +12,7 @@ import { caseProblems } from "../../harness/families/mod.ts";
 import { familyOf } from "../../harness/select.ts";
 import { KNOB_CHOICES, type SimKnobs } from "../../harness/world/sim/scheduler.ts";
 import type { SimLinkFault } from "../../harness/world/sim/net.ts";
+import { type Probe, PROBE_KINDS } from "../../harness/control_plane.ts";
 
 type Compression = MigrationParameters["multifd-compression"];
 type ZeroPageDetection = MigrationParameters["zero-page-detection"];
@@ -36,6 +37,11 @@ export interface SwarmPlan {
    * reset once that many bytes have crossed it; the case must then complete or fail cleanly.
    */
   fault?: SimLinkFault;
+  /**
+   * QMP commands at seeded moments (virtual ms after the pair is up) on either side, beside the case's
+   * flow, each judged by the state machine's oracle (harness/control_plane.ts).
+   */
+  probes?: Probe[];
 }
 
 const knobsArb: fc.Arbitrary<SimKnobs> = fc.record({
@@ -75,6 +81,12 @@ export function planArb(cases: readonly string[]): fc.Arbitrary<SwarmPlan> {
   const afterBytes = fc.tuple(fc.integer({ min: 4, max: 26 }), fc.nat({ max: 0xffffff }))
     .map(([k, r]) => (1 << k) + (r % (1 << k)));
   const fault = fc.record({ connection: fc.integer({ min: 0, max: 4 }), afterBytes });
+  // Moments over the first 4 s (virtual): setup, the passes, the switchover, the end of most cases.
+  const probe: fc.Arbitrary<Probe> = fc.record({
+    atMs: fc.integer({ min: 0, max: 4000 }),
+    side: fc.constantFrom<Probe["side"]>("src", "dst"),
+    kind: fc.constantFrom(...PROBE_KINDS),
+  });
   return fc.noBias(fc.record({
     case: caseArb,
     seed: fc.integer({ min: 0, max: 0xffffffff }),
@@ -82,6 +94,8 @@ export function planArb(cases: readonly string[]): fc.Arbitrary<SwarmPlan> {
     variant: variantArb,
     // One plan in four resets a connection; shrinking drops the fault first.
     fault: fc.oneof({ arbitrary: fc.constant(undefined), weight: 3 }, { arbitrary: fault, weight: 1 }),
+    // Up to eight commands from the control plane; shrinking drops them one by one.
+    probes: fc.array(probe, { maxLength: 8 }),
     // fast-check's bias (towards first elements and extreme integers, for finding edge cases in small
     // inputs) would make a swarm draw the first case of each family and seeds near 0 and 2^32 over and
     // over: every choice here is uniform. Shrinking still walks towards the first values.
@@ -183,5 +197,16 @@ export function parsePlan(text: string): SwarmPlan {
   if (f !== undefined && (typeof f.connection !== "number" || typeof f.afterBytes !== "number")) {
     throw new Error("--replay: a fault has connection and afterBytes (numbers)");
   }
-  return { case: p.case, seed: p.seed >>> 0, knobs: p.knobs, variant: p.variant ?? {}, fault: f };
+  const probes = p.probes ?? [];
+  if (!Array.isArray(probes) || probes.some((x) => !isProbe(x))) {
+    throw new Error(`--replay: probes is a list of {atMs, side: src|dst, kind: ${PROBE_KINDS.join("|")}}`);
+  }
+  return { case: p.case, seed: p.seed >>> 0, knobs: p.knobs, variant: p.variant ?? {}, fault: f, probes };
+}
+
+function isProbe(x: unknown): x is Probe {
+  if (typeof x !== "object" || x === null) return false;
+  const o: Record<string, unknown> = { ...x };
+  return typeof o.atMs === "number" && (o.side === "src" || o.side === "dst") &&
+    PROBE_KINDS.some((k) => k === o.kind);
 }

@@ -79,6 +79,7 @@ async function runPlan(plan: SwarmPlan, defects: readonly DefectSwitch[]): Promi
     world: createSimWorld({ knobs: plan.knobs, fault: faulted.fault }),
     artifactsDir: null,
     defects,
+    probes: plan.probes,
   });
   return { plan, applied, faulted: faulted.fault !== undefined, result };
 }
@@ -114,6 +115,7 @@ async function swarm(opts: {
     if (!opts.quiet) {
       const phase = failedOnce ? "shrink" : `#${runs}`;
       const f = plan.fault && out.faulted ? [`reset#${plan.fault.connection}@${plan.fault.afterBytes}`] : [];
+      if (plan.probes?.length) f.push(`probes=${plan.probes.length}`);
       const v = [...Object.entries(out.applied).map(([k, x]) => `${k}=${x}`), ...f].join(",");
       console.log(
         `${phase.padEnd(7)} ${plan.case}${v ? ` [${v}]` : ""} seed ${plan.seed} ${
