@@ -137,6 +137,27 @@ export const REGRESSION_CASES: MigrationCase[] = [
     transport: "unix",
   },
   {
+    // Bug (found by the swarm: suspend/source-cont with a connection reset): after a failed migration the
+    // check wanted the source's guest running, but a guest that had put itself in S3 rightly goes back to
+    // 'suspended' (QEMU restores the run state it had); the case failed a source that was right.
+    name: "/migration/regressions/suspended-source-survives-failure",
+    tier: "full",
+    flow: "precopy",
+    why: "a suspended guest whose migration fails stays suspended on the source: alive, not running",
+    transport: "unix",
+    live: true,
+    defer: true,
+    exitOnError: false,
+    caps: ["return-path"],
+    workload: { kind: "a-b", suspendMe: true },
+    // The main channel cut past the first megabyte (the guest is in S3 by then: it suspends at its 'B').
+    fault: { kind: "truncate", offset: 1 << 20 },
+    expect: "fail",
+    error: /(Unexpected end of stream|Connection reset by peer \(os error 104\)) while reading/,
+    qemuError:
+      /error while loading state section id \d+\(\w+\)|load of migration failed: Input\/output error/,
+  },
+  {
     // Bug (found by the control-plane probes): a destination started with `-incoming URI` answered a
     // second migrate-incoming with "'-incoming' was not specified on the command line"; QEMU 7.2 and 10.0
     // answer "The incoming migration has already been started" (its one start was spent at boot). The

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { ALL_CASES } from "../../cases/all.ts";
 import type { MigrationCase } from "../../harness/families/mod.ts";
 import { caseProblems } from "../../harness/families/mod.ts";
-import { applyVariant, parsePlan, planArb, planText } from "./plan.ts";
+import { applyVariant, parsePlan, planArb, planText, withFault } from "./plan.ts";
 
 function named(name: string): MigrationCase {
   const c = ALL_CASES.find((x) => x.name === name);
@@ -47,4 +47,13 @@ Deno.test("swarm plan: a plan replays from its text; a knob the scheduler lacks 
   bad.knobs.maxChunk = 7;
   assert.throws(() => parsePlan(JSON.stringify(bad)), /knob maxChunk is 7, one of/);
   assert.throws(() => parsePlan("{"), /--replay: not JSON/);
+});
+
+Deno.test("swarm plan: a fault goes only where the case table takes a failure (found: suspend/source-cont)", () => {
+  const fault = { connection: 0, afterBytes: 16 };
+  // Its `cont` after the migration is for a completed one: the table refuses it with any other outcome.
+  assert.equal(withFault(named("/migration/precopy/unix/suspend/source-cont"), fault).fault, undefined);
+  const plain = withFault(named("/migration/precopy/unix/plain"), fault);
+  assert.deepEqual(plain.fault, fault);
+  assert.equal("expect" in plain.case ? plain.case.expect : undefined, "complete-or-fail");
 });
