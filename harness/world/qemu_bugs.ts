@@ -215,6 +215,8 @@ export const QEMU_BUGS: readonly QemuBug[] = [
     range: { from: "7.2", through: "7.2" },
     accel: "tcg",
     symptom: /guest RAM differs in \d+ page\(s\) between source and target/,
+    // Every run here (6 of 6) lost pages; how many depends on timing, and a run that loses none passes.
+    intermittent: true,
   },
   {
     id: "qemu-xbzrle-tcg-pages-lost-10.0",
