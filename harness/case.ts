@@ -23,8 +23,18 @@ export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
  * connection reset at a seeded byte) — it completes and passes every check, or fails cleanly.
  * "refused": the destination refuses the connection (a TLS peer it does not accept) and keeps listening:
  * the source fails and keeps its guest, the destination loaded nothing and still answers.
+ * "survives": a stream mangled on the wire (the fuzzer's): the destination completes (holding what it was
+ * sent: QEMU's format has no checksum) or fails with an error that says what was wrong; the source
+ * completes or fails and keeps its guest; both still answer.
  */
-export type Expect = "succeed" | "fail" | "fail-dest-exits" | "qmp-error" | "complete-or-fail" | "refused";
+export type Expect =
+  | "succeed"
+  | "fail"
+  | "fail-dest-exits"
+  | "qmp-error"
+  | "complete-or-fail"
+  | "refused"
+  | "survives";
 
 /** A fault injected into one side's stream (x-test-inject-fault; engine/testing/faults.ts). */
 export interface FaultSpec {

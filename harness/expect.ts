@@ -86,6 +86,56 @@ async function completeOrFail(p: MigrationPair, srcWasRunning: boolean): Promise
 }
 
 /**
+ * Why an error message is not one a user can act on, or null: it is empty, or it is the model's own
+ * failure (a JavaScript exception's words) rather than a refusal of the bytes it was given.
+ */
+export function impreciseError(desc: string): string | null {
+  if (desc.trim() === "") return "it is empty";
+  const internal = desc.match(
+    /\b(TypeError|RangeError|ReferenceError|SyntaxError|AssertionError)\b|is not a function|Cannot read properties|is not iterable|\bundefined\b|\bNaN\b|outside the bounds|out of bounds|Invalid typed array length|Array buffer allocation failed|Maximum call stack/,
+  );
+  return internal
+    ? `it is an internal error of the model ('${internal[0]}'), not a refusal of the bytes`
+    : null;
+}
+
+function expectPrecise(desc: string, who: string): void {
+  const why = impreciseError(desc);
+  if (why) throw new FlowError(`${who}'s error '${desc}' does not say what was wrong: ${why}`);
+}
+
+/**
+ * A mangled stream: the target completes (whatever it holds) or fails with a precise error, or exits with
+ * status 1 saying one; the source completes or fails with its guest kept, and both still answer QMP.
+ */
+async function survives(p: MigrationPair, srcWasRunning: boolean): Promise<void> {
+  const src = await p.wait("the source to complete or fail", async () => {
+    const s = await p.status(p.src);
+    return s.status === "completed" || s.status === "failed" ? s : undefined;
+  });
+  const dst = await targetEnd(p);
+  p.ctx.log(`survives: source ${src.status}, target ${dst}`);
+  if (dst === "exited") {
+    p.dstExited = true;
+    const code = p.dst.exitStatus?.code;
+    if (code !== 1) throw new FlowError(`target exited with status ${code}, expected 1 (EXIT_FAILURE)`);
+    const lines = p.dst.stderr.trim().split("\n");
+    expectPrecise(lines[lines.length - 1] ?? "", "target (stderr)");
+  } else if (dst === "failed") {
+    const st = await p.dst.qmp.execute<Record<string, unknown>>("query-migrate");
+    p.ctx.log(`survives: target error: ${st["error-desc"]}`);
+    expectPrecise(String(st["error-desc"] ?? ""), "target");
+    await p.dst.qmp.execute("query-status");
+  } else await p.dst.qmp.execute("query-status");
+  if (src.status === "failed") {
+    expectPrecise(String(src["error-desc"] ?? ""), "source");
+    await expectSourceFailedAndAlive(p, srcWasRunning);
+  } else if (dst !== "completed" && (p.c.caps ?? []).includes("return-path")) {
+    throw new FlowError(`the source completed over a return path while the target ${dst}`);
+  }
+}
+
+/**
  * A plausibility check of the source's completed migration: RAM records of at most `times` the guest's
  * RAM. `why` says what the guest did that bounds it, for the failure message.
  */
@@ -221,6 +271,8 @@ export async function finishByExpectation(
       throw new FlowError("qmp-error cases end at the migrate command");
     case "complete-or-fail":
       return await completeOrFail(p, srcWasRunning);
+    case "survives":
+      return await survives(p, srcWasRunning);
   }
 }
 

@@ -23,6 +23,7 @@ import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";
 import { type SimLinkFault, SimNetwork } from "./sim/net.ts";
 import type { Network } from "../../engine/transport/socket.ts";
 import { SimConnection } from "./sim/link.ts";
+import type { StreamMutator } from "./sim/mutate.ts";
 import { SimFiles } from "./sim/files.ts";
 import { simTls } from "./sim/tls.ts";
 import { SimFdTable, withFds } from "./sim/fds.ts";
@@ -56,9 +57,10 @@ class SimPair implements WorldTrace {
   readonly cpr = new SimCprChannels();
   readonly alive = new Set<SimProcess>();
 
-  constructor(seed: number, dir: string, knobs?: SimKnobs, fault?: SimLinkFault, interleavePercent?: number) {
+  constructor(seed: number, dir: string, opts: SimWorldOptions, interleavePercent?: number) {
+    const { knobs, fault, mutator } = opts;
     this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined, interleavePercent });
-    this.net = new SimNetwork(this.sim, dir, fault);
+    this.net = new SimNetwork(this.sim, dir, fault, mutator);
     this.fds = new SimFdTable(this.net, this.files);
     // A deadlock ends the flow's waits at once: every connection resets (the report says why).
     this.sim.onStall(() => {
@@ -391,7 +393,14 @@ export function simCannotRun(c: AnyCase, needs: CaseNeeds): string | null {
  * The simulated world; `knobs` fixes how the scheduler shapes every run (the swarm's replay of a shrunk
  * plan), else each run draws them from its seed.
  */
-export function createSimWorld(opts: { knobs?: SimKnobs; fault?: SimLinkFault } = {}): World {
+export interface SimWorldOptions {
+  knobs?: SimKnobs;
+  fault?: SimLinkFault;
+  /** The fuzzer's edits on a migration connection (one pair: a world per run). */
+  mutator?: StreamMutator;
+}
+
+export function createSimWorld(opts: SimWorldOptions = {}): World {
   return {
     name: "sim",
     cannotRun: simCannotRun,
@@ -401,10 +410,10 @@ export function createSimWorld(opts: { knobs?: SimKnobs; fault?: SimLinkFault } 
 
 export const simWorld: World = createSimWorld();
 
-async function spawnSimSide(spec: SideSpec, opts: { knobs?: SimKnobs; fault?: SimLinkFault }): Promise<Side> {
+async function spawnSimSide(spec: SideSpec, opts: SimWorldOptions): Promise<Side> {
   let pair = pairs.get(spec.dir);
   if (!pair) {
-    pair = new SimPair(spec.seed ?? 0, spec.dir, opts.knobs, opts.fault, spec.interleavePercent);
+    pair = new SimPair(spec.seed ?? 0, spec.dir, opts, spec.interleavePercent);
     pairs.set(spec.dir, pair);
     pair.sim.start();
   }

@@ -29,6 +29,12 @@ export interface ColoScenario {
   failoverDuringApply?: boolean;
   /** Ask the secondary to fail over while a multifd channel holds a packet of the next checkpoint. */
   failoverDuringMultifdPacket?: boolean;
+  /**
+   * The fuzzer's: a checkpoint after the checked ones arrives mangled (tools/fuzz). Whatever the secondary
+   * makes of it — an error it must word precisely, or a checkpoint loaded — the primary fails over and
+   * runs on, and the secondary neither crashes nor stops answering.
+   */
+  mangledCheckpoint?: boolean;
   /** x-checkpoint-delay on the primary (upstream: 300 ms). */
   checkpointDelayMs?: number;
 }

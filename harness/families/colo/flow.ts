@@ -15,6 +15,7 @@ import { FlowError, type MigrationPair } from "../../framework.ts";
 import { connectUri, CONVERGE, migrate, migrateIncoming } from "../../migration_qmp.ts";
 import { fillRam, isAbGuest, waitSerialB } from "../../migration_util.ts";
 import { WaitTimeoutError } from "../../../engine/wait.ts";
+import { impreciseError } from "../../expect.ts";
 import { isUnavailable, type Side } from "../../world/world.ts";
 import type { ColoCase } from "./case.ts";
 import {
@@ -73,6 +74,32 @@ async function syncCheckpoints(p: MigrationPair, c: ColoCase, checkpoints: numbe
   p.stats.colo = { ...p.stats.colo, checkpoints, latencyMs };
 }
 
+/**
+ * A checkpoint arrives mangled (the fuzzer's): up to three more checkpoints' time for either side to give
+ * up on COLO (its COLO_EXIT) or for the checkpoints to go on (the edit changed nothing that is checked);
+ * a secondary that failed must say what was wrong. Then the primary takes over and must run on, and the
+ * secondary must still answer.
+ */
+async function afterMangledCheckpoint(p: MigrationPair, c: ColoCase): Promise<void> {
+  const dstFrom = p.dst.qmp.events.length;
+  const exited = (side: Side, from: number) =>
+    side.qmp.events.slice(from).some((e) => e.event === "COLO_EXIT");
+  await p.wait("a side to leave COLO or three more checkpoints", () => {
+    const resumes = p.dst.qmp.events.slice(dstFrom).filter((e) => e.event === "RESUME").length;
+    return exited(p.dst, dstFrom) || exited(p.src, 0) || resumes >= 3 || p.dst.exitStatus !== null;
+  }, 3 * checkpointWaitMs(c) + 10_000);
+  if (p.dst.exitStatus) throw new FlowError(`the secondary exited (status ${p.dst.exitStatus.code})`);
+  const failed = p.dst.stderr.match(/COLO: secondary checkpoint failed: (.*)/);
+  p.ctx.log(`survives: secondary ${failed ? `failed: ${failed[1]}` : "went on"}`);
+  if (failed) {
+    const why = impreciseError(failed[1]);
+    if (why) throw new FlowError(`the secondary's error '${failed[1]}' does not say what was wrong: ${why}`);
+  }
+  await failOver(p, p.src);
+  await checkSurvivor(p, p.src);
+  await p.dst.qmp.execute("query-status");
+}
+
 export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
   const sc = c.colo;
   const checkpoints = sc.checkpoints ?? 3;
@@ -122,6 +149,7 @@ export async function coloFlow(p: MigrationPair, c: ColoCase): Promise<void> {
     if (sc.failoverDuringApply) return await relaunch(p, bp, next);
     if (sc.failoverDuringMultifdPacket) return await failoverDuringPacket(p, bp);
     await bp.continue("colo-applied", { disarm: true });
+    if (sc.mangledCheckpoint) return await afterMangledCheckpoint(p, c);
   }
 
   if (sc.duringCheckpoint) {

@@ -19,5 +19,6 @@ export function needsBreakpoints(sc: ColoScenario): string | null {
   }
   if (sc.failoverDuringApply) return "a failover during the apply needs the secondary held mid-apply";
   if (sc.failoverDuringMultifdPacket) return "a failover during a multifd packet needs a channel held";
+  if (sc.mangledCheckpoint) return "a mangled checkpoint is checked from the last applied one, held";
   return null;
 }

@@ -7,6 +7,7 @@
  */
 import { LinkClosedError } from "../../../engine/transport/link.ts";
 import type { SimActor, Simulation } from "./scheduler.ts";
+import type { StreamMutator } from "./mutate.ts";
 
 /** Virtual milliseconds per byte delivered (about 4 GB/s, the raw unix socket here). */
 const MS_PER_BYTE = 1 / 4e6;
@@ -72,6 +73,10 @@ class SimPipe implements SimActor {
     readonly weight: number,
     /** Called with the bytes of each delivery (a fault counting down to a reset). */
     private readonly onDelivered?: (n: number) => void,
+    /** What the bytes become on the way (a fuzzer's edits); `cut` resets the connection after them. */
+    private readonly transform?: { apply(part: Uint8Array): Uint8Array; readonly cut: boolean },
+    /** Sees the bytes as they were sent (the other direction's mutator follows this one). */
+    private readonly observe?: (part: Uint8Array) => void,
   ) {}
 
   ready(): boolean {
@@ -87,9 +92,15 @@ class SimPipe implements SimActor {
     const max = Math.min(this.#inflight.bytes, sim.knobs.maxChunk);
     // Mostly whole chunks, sometimes a short read of a few bytes (a header split across reads).
     const n = sim.int(0, 7) === 0 ? sim.int(1, Math.min(max, 16)) : sim.int(1, max);
-    this.#inflight.take(n, (part) => this.#arrived.push(part));
+    const t = this.transform;
+    this.#inflight.take(n, (part) => {
+      this.observe?.(part);
+      const out = t ? t.apply(part) : part;
+      if (out.length > 0) this.#arrived.push(out);
+    });
     this.#wakeReader();
     this.onDelivered?.(n);
+    if (t?.cut) this.onCut?.();
     return DELIVERY_MS + this.latencyMs + n * MS_PER_BYTE;
   }
 
@@ -135,6 +146,9 @@ class SimPipe implements SimActor {
     this.#wakeReader();
     this.#wakeWriters();
   }
+
+  /** Set by the connection: a transform's cut resets it. */
+  onCut?: () => void;
 
   /** A reset (fault or stall report): both ends see the connection gone at once. */
   reset(): void {
@@ -207,6 +221,8 @@ export class SimConnection {
       names?: [string, string];
       /** Resets the connection once this many bytes have arrived, both directions counted (a fault). */
       resetAfter?: number;
+      /** Edits on the bytes a>b (forward) or b>a (back) deliver (the fuzzer's). */
+      mutate?: { direction: "forward" | "back"; mutator: StreamMutator };
     },
   ) {
     const [na, nb] = opts.names ?? ["a", "b"];
@@ -219,8 +235,18 @@ export class SimConnection {
       sim.traceLine(`fault: reset ${name}`);
       this.reset();
     };
-    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, lat, weight, count);
-    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, lat, weight, count);
+    const m = opts.mutate;
+    const fwd = m?.direction === "forward" ? m.mutator : undefined;
+    const back = m?.direction === "back" ? m.mutator : undefined;
+    // A forward mutation placed in a COLO checkpoint follows the secondary's answers too.
+    const answers = fwd ? (part: Uint8Array) => fwd.other(part) : undefined;
+    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, lat, weight, count, fwd);
+    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, lat, weight, count, back, answers);
+    const cut = () => {
+      sim.traceLine(`fault: mutation cut ${name}`);
+      this.reset();
+    };
+    this.#ab.onCut = this.#ba.onCut = cut;
     this.a = new SimEnd(this.#ba, this.#ab, `${name}:${na}`);
     this.b = new SimEnd(this.#ab, this.#ba, `${name}:${nb}`);
     sim.add(this.#ab);

@@ -8,6 +8,7 @@ import type { MigrationListener, Network } from "../../../engine/transport/socke
 import type { MigrationAddress, SocketAddress } from "../../../engine/transport/uri.ts";
 import { SimConnection, type SimEnd } from "./link.ts";
 import type { Simulation } from "./scheduler.ts";
+import type { StreamMutator } from "./mutate.ts";
 
 /** A migration connection reset at an exact byte (the swarm's fault). */
 export interface SimLinkFault {
@@ -40,6 +41,8 @@ export class SimNetwork {
     private readonly sim: Simulation,
     private readonly dir = "",
     private readonly fault?: SimLinkFault,
+    /** The fuzzer's edits on one migration connection (by the same index as `fault`). */
+    private readonly mutator?: StreamMutator,
   ) {}
 
   /** The network as the engine named `side` sees it. */
@@ -133,6 +136,9 @@ export class SimNetwork {
       capacity: this.sim.knobs.linkCapacity,
       weight: this.sim.linkWeight(),
       resetAfter: this.fault?.connection === index ? this.fault.afterBytes : undefined,
+      mutate: this.mutator?.mutation.connection === index
+        ? { direction: this.mutator.mutation.direction, mutator: this.mutator }
+        : undefined,
       names: [side, l.owner],
     });
     this.#conns.push({ conn, sides: new Set([side, l.owner]) });

@@ -1,0 +1,76 @@
+/**
+ * Running fuzz inputs: one input is its target's case in the simulated world with the input's edits on
+ * the wire, judged by the case's "survives" outcome (harness/expect.ts) and by what escaped it: an error
+ * nothing awaited is a crash of a model process.
+ */
+import { type CaseResult, runCase } from "../../harness/runner.ts";
+import { createSimWorld } from "../../harness/world/sim.ts";
+import { StreamMutator } from "../../harness/world/sim/mutate.ts";
+import { errorMessage } from "../../engine/error.ts";
+import { anchorsOf, type FuzzInput, RECORD_SEED, type Recording } from "./plan.ts";
+import { type FuzzTarget, targetNamed } from "./targets.ts";
+
+/** One input's end: survived (how), or a finding (why). */
+export interface Outcome {
+  input: FuzzInput;
+  ok: boolean;
+  /** "completed", "failed: <error>" or the finding's reason. */
+  what: string;
+  timeMs: number;
+  result?: CaseResult;
+}
+
+/** Errors thrown where nothing awaits them while an input runs (a crash of a model process). */
+const stray: unknown[] = [];
+export function onStray(e: PromiseRejectionEvent | ErrorEvent): void {
+  e.preventDefault();
+  stray.push("reason" in e ? e.reason : e.error);
+}
+
+export async function runInput(input: FuzzInput, opts: { keep?: boolean } = {}): Promise<
+  Outcome & { mutator: StreamMutator }
+> {
+  const target = targetNamed(input.target)!;
+  const mutator = new StreamMutator(input.mutation, opts);
+  const lines: string[] = [];
+  stray.length = 0;
+  const t0 = performance.now();
+  const result = await runCase(target.case, {
+    seed: input.seed,
+    world: createSimWorld({ mutator }),
+    artifactsDir: null,
+    // Virtual time: a hang shows as this limit reached, at no cost in real time.
+    timeoutMs: 60_000,
+    log: (m) => lines.push(m),
+  });
+  const timeMs = performance.now() - t0;
+  const end = lines.find((l) => /^survives: (source|secondary)/.test(l)) ?? "";
+  const error = lines.find((l) => l.startsWith("survives: target error: "));
+  if (stray.length) {
+    const what = `CRASH: ${stray.map((e) => errorMessage(e)).join("; ")}`;
+    return { input, ok: false, what, timeMs, result, mutator };
+  }
+  if (!result.ok) {
+    const msg = errorMessage(result.error).split("\n")[0];
+    const hang = /within \d+ ?ms|timed out|did not .* within|stall|deadlock/i.test(msg);
+    return { input, ok: false, what: `${hang ? "HANG" : "FAIL"}: ${msg}`, timeMs, result, mutator };
+  }
+  const what = end.replace(/^survives: /, "") +
+    (error ? ` (${error.replace(/^survives: target error: /, "")})` : "");
+  return { input, ok: true, what, timeMs, result, mutator };
+}
+
+/** A clean run of the target with its stream recorded: the anchors its inputs aim at. */
+export async function record(target: FuzzTarget): Promise<Recording> {
+  const clean: FuzzInput = {
+    target: target.name,
+    seed: RECORD_SEED,
+    mutation: { connection: target.connection, direction: target.direction, edits: [] },
+  };
+  const out = await runInput(clean, { keep: true });
+  if (!out.ok || !/source completed, target completed|secondary went on/.test(out.what)) {
+    throw new Error(`fuzz: target ${target.name} does not complete when nothing is mangled: ${out.what}`);
+  }
+  const bytes = out.mutator.kept();
+  return { anchors: await anchorsOf(target.kind, bytes), length: bytes.length };
+}
