@@ -147,7 +147,14 @@ export class ReturnPathReader {
     this.shut = this.#run(new QEMUFileReader(link, 4096)).then((flag) => {
       if (flag !== 0) onShutError(siblingError(flag));
       return flag;
-    }, (e) => asError(e));
+    }, (e) => {
+      const err = asError(e);
+      // Garbage on the path fails the migration at once, as QEMU's return-path thread sets the
+      // migration's error (found by deno task fuzz: a live guest waiting for a switchover-ack the
+      // garbage replaced waited for ever). A channel that broke or closed is the caller's to judge.
+      if (!this.lostChannel) onShutError(new Error(`return path: ${err.message}`));
+      return err;
+    });
   }
 
   async #run(r: QEMUFileReader): Promise<number> {
