@@ -19,6 +19,20 @@ export const MIG_RP_MSG_RESUME_ACK = 6;
 export const MIG_RP_MSG_SWITCHOVER_ACK = 7;
 export const MIG_RP_MSG_MAX = 8;
 
+/** Each message's name and length (rp_cmd_args; -1: variable, at most RP_MAX_LEN). */
+const RP_CMD_ARGS: readonly { name: string; len: number }[] = [
+  { name: "INVALID", len: -1 },
+  { name: "SHUT", len: 4 },
+  { name: "PONG", len: 4 },
+  { name: "REQ_PAGES_ID", len: -1 },
+  { name: "REQ_PAGES", len: 12 },
+  { name: "RECV_BITMAP", len: -1 },
+  { name: "RESUME_ACK", len: 4 },
+  { name: "SWITCHOVER_ACK", len: 0 },
+];
+/** The source's buffer for one message: a longer one is refused before it is read. */
+const RP_MAX_LEN = 512;
+
 /** MIGRATION_RESUME_ACK_VALUE. */
 export const MIGRATION_RESUME_ACK_VALUE = 1;
 /** RAMBLOCK_RECV_BITMAP_ENDING: the mark after a received bitmap. */
@@ -127,6 +141,8 @@ export interface ReturnPathHandlers {
 }
 
 /** A SHUT with a nonzero flag: the destination's load failed (source_return_path_thread's words). */
+const hex4 = (n: number) => n.toString(16).padStart(4, "0");
+
 export function siblingError(flag: number): Error {
   return new Error(`Sibling indicated error ${flag}`);
 }
@@ -173,6 +189,20 @@ export class ReturnPathReader {
       await need(4, "return path message header");
       const type = r.getBe16();
       const len = r.getBe16();
+      // Type and length are checked before the body is read, as QEMU does: a length garbage made
+      // long must not leave the source waiting for bytes that never come (found by deno task fuzz).
+      if (type === MIG_RP_MSG_INVALID || type >= MIG_RP_MSG_MAX) {
+        throw r.error(`Received invalid message 0x${hex4(type)} length 0x${hex4(len)}`, at);
+      }
+      const spec = RP_CMD_ARGS[type];
+      if ((spec.len !== -1 && len !== spec.len) || len > RP_MAX_LEN) {
+        throw r.error(
+          `Received '${spec.name}' message (0x${
+            hex4(type)
+          }) with incorrect length ${len} expecting ${spec.len}`,
+          at,
+        );
+      }
       await need(len, "return path message");
       const data = r.getBytes(len);
       const view = new DataView(data.buffer);

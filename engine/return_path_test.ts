@@ -23,7 +23,7 @@ Deno.test("return path: garbage fails the migration at once, naming what and whe
   assert.equal(told.length, 1);
   assert.equal(
     told[0].message,
-    "return path: Received invalid return path message type 71 length 0 (at stream offset 8)",
+    "return path: Received invalid message 0x0047 length 0x0000 (at stream offset 8)",
   );
 });
 
@@ -33,4 +33,20 @@ Deno.test("return path: a channel that closes is not garbage (the caller judges 
   assert.equal(rp.lostChannel, true);
   assert.deepEqual(told, []);
   assert.deepEqual(rp.pongs, [1]);
+});
+
+// Found by deno task fuzz: a SWITCHOVER_ACK whose length byte was flipped made the reader wait for
+// 39,680 bytes that never came, and the source for its ack for ever.
+Deno.test("return path: a wrong length is refused before the body is read", async () => {
+  const { told } = await readPath([0, 7, 0x9b, 0]);
+  assert.equal(
+    told[0]?.message,
+    "return path: Received 'SWITCHOVER_ACK' message (0x0007) with incorrect length 39680 expecting 0 " +
+      "(at stream offset 0)",
+  );
+  const long = await readPath([0, 3, 0x02, 0x01]);
+  assert.match(
+    long.told[0]?.message ?? "",
+    /'REQ_PAGES_ID' message \(0x0003\) with incorrect length 513 expecting -1/,
+  );
 });
