@@ -123,6 +123,7 @@ const TOOLS: Record<string, { usage: string; says?: string }> = {
   matrix: { usage: "usage: deno task matrix [options]" },
   bench: { usage: "usage: deno task bench [--only sim|postcopy|file|tls] [--html FILE]" },
   swarm: { usage: "usage: deno task swarm [options]" },
+  fuzz: { usage: "usage: deno task fuzz [options]" },
   engine: { usage: "usage: deno task engine --qmp unix:PATH [options]", says: "migtest-engine" },
   analyze: { usage: "usage: deno task analyze FILE [--offset N] [--dump state|desc] [--ram]" },
   fidelity: {
