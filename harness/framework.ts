@@ -20,6 +20,7 @@ import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/w
 import { rdmaAddress } from "./world/rdma.ts";
 import { type ReturnPathPlace, type WireFault, WireHold, WireProxy, type WireReport } from "./wire_proxy.ts";
 import type { ColoWirePlace } from "./wire_colo.ts";
+import type { StreamMutator } from "./wire_mutate.ts";
 
 export interface CaseContext {
   seed: number;
@@ -112,6 +113,7 @@ export class MigrationPair {
   readonly #wireHolds: WireHold[] = [];
   readonly #moreWires: WireProxy[] = [];
   #wire: WireProxy | null = null;
+  #wireMutator: StreamMutator | null = null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
   /** The latest spawnTarget, settled or not (undefined when it failed: it ended its own process). */
   #spawning: Promise<Side | undefined> | null = null;
@@ -208,13 +210,24 @@ export class MigrationPair {
     return this.#wire.holdColo(place, checkpoint);
   }
 
+  /**
+   * The source's channels go through a proxy that edits one connection's bytes as `m` says (the
+   * fuzzer's, `deno task fuzz --world`): the next `viaWire` puts it in front of the destination.
+   */
+  mutateWire(m: StreamMutator): void {
+    if (this.#wire) throw new FlowError("a mangled wire asked for after the source connected");
+    this.#wireMutator = m;
+  }
+
   /** The URI the source migrates to: `uri` itself, or a proxy in front of it once a wire fault is set. */
   viaWire(uri: string): string {
-    if (!this.#wireFaults.length && !this.#wireColo && !this.#wireHolds.length) return uri;
+    const mutator = this.#wireMutator ?? undefined;
+    if (!this.#wireFaults.length && !this.#wireColo && !this.#wireHolds.length && !mutator) return uri;
     if (!this.#wire) {
       this.#wire = WireProxy.start(uri, `${this.dir}/wire.sock`, this.#wireFaults, {
         colo: this.#wireColo,
         holds: this.#wireHolds,
+        mutator,
       });
       this.ctx.log(
         `wire proxy ${this.#wire.uri} -> ${uri}: ${JSON.stringify(this.#wireFaults)}` +

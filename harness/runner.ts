@@ -7,6 +7,7 @@ import { type DefectName, isDefect } from "../engine/testing/defects.ts";
 import type { SideId } from "./case.ts";
 import { type CaseStats, exitWords, type FinalStatus, MigrationPair } from "./framework.ts";
 import { type Probe, probesText, startProbes } from "./control_plane.ts";
+import type { StreamMutator } from "./wire_mutate.ts";
 import { flowOf, knownBugIn, type MigrationCase, runFlow, startPair } from "./families/mod.ts";
 import type { Sample } from "./report/sampler.ts";
 import { formatTranscript } from "../engine/qmp/client.ts";
@@ -47,6 +48,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Control-plane probes beside the flow (harness/control_plane.ts); a disagreement fails the case. */
   probes?: readonly Probe[];
+  /** The fuzzer's edits on the wire, through the wire proxy (harness/wire_mutate.ts). */
+  wireMutator?: StreamMutator;
   /** Ends the case early (Ctrl-C): the sides are stopped and the case fails as interrupted. */
   signal?: AbortSignal;
   /** Known defects to switch on besides the case's own. */
@@ -190,6 +193,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     });
     cut.signal.throwIfAborted();
     if (opts.capture) await captureMainStream(pair, run, log);
+    if (opts.wireMutator) pair.mutateWire(opts.wireMutator);
     // QMP commands at seeded moments beside the flow, each judged by the state machine's oracle.
     const probes = [...(c.probes ?? []), ...(opts.probes ?? [])];
     const prober = probes.length ? startProbes(pair, c, probes) : null;

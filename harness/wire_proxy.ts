@@ -17,6 +17,7 @@
  */
 import type { FaultSpec, SideId, StreamPoint } from "./case.ts";
 import { type ColoWirePlace, ColoWireTracker, FORWARD_PLACES } from "./wire_colo.ts";
+import type { StreamMutator } from "./wire_mutate.ts";
 
 /**
  * A place of a connection's return path or of a postcopy recovery's handshake, before the message that
@@ -332,6 +333,8 @@ export class WireProxy {
     readonly colo: boolean,
     /** Track the main connection's return path (holdReturnPath). */
     readonly returnPath: boolean,
+    /** The fuzzer's edits on one connection (by the order they come); every connection then relays plainly. */
+    readonly mutator: StreamMutator | null = null,
   ) {
     this.#listener = listener;
     this.uri = uri;
@@ -347,7 +350,7 @@ export class WireProxy {
     path: string,
     faults: readonly WireFault[],
     /** holds: return-path holds made before the proxy (they make it read the return path). */
-    opts: { colo?: boolean; holds?: readonly WireHold[] } = {},
+    opts: { colo?: boolean; holds?: readonly WireHold[]; mutator?: StreamMutator } = {},
   ): WireProxy {
     const target = parseUri(targetUri);
     const [listener, uri] = target.transport === "unix"
@@ -363,6 +366,7 @@ export class WireProxy {
       faults,
       opts.colo ?? false,
       (opts.holds ?? []).length > 0,
+      opts.mutator ?? null,
     );
     proxy.#holds.push(...opts.holds ?? []);
     return proxy;
@@ -414,8 +418,49 @@ export class WireProxy {
       return;
     }
     this.#conns.add(to);
+    if (this.mutator) return await this.#relayMutated(from, to, this.#channels.length);
     const side: RelaySide = { colo: null, rp: null };
     await Promise.allSettled([this.#forward(from, to, side), this.#pump(to, from, side)]);
+    this.#drop(from);
+    this.#drop(to);
+  }
+
+  /**
+   * A connection relayed through the fuzzer's mutator: the one it names (`index`: the order connections
+   * came in; multifd channels connect at once, so which channel is which varies) in the direction it
+   * names, edited; a cut drops both ends.
+   */
+  async #relayMutated(from: Deno.Conn, to: Deno.Conn, index: number): Promise<void> {
+    const entry = { role: "other", bytes: 0 };
+    this.#channels.push(entry);
+    const m = this.mutator!;
+    const mine = m.mutation.connection === index;
+    const pump = async (a: Deno.Conn, b: Deno.Conn, dir: "forward" | "back") => {
+      const buf = new Uint8Array(64 * 1024);
+      try {
+        while (true) {
+          const n = await a.read(buf);
+          if (n === null) break;
+          let chunk: Uint8Array = buf.slice(0, n);
+          if (dir === "forward") {
+            if (entry.bytes === 0) {
+              const role = connectionRole(chunk);
+              entry.role = role === "main" || role === "other" ? role : `multifd ${role}`;
+            }
+            entry.bytes += n;
+          }
+          if (mine && dir !== m.mutation.direction) m.other(chunk);
+          if (mine && dir === m.mutation.direction) chunk = m.apply(chunk);
+          if (chunk.length) await writeAll(b, chunk);
+          if (mine && m.cut) break;
+        }
+        if (!(mine && m.cut)) await b.closeWrite().catch(() => {});
+      } catch {
+        // Either end went away: the relay drops both.
+      }
+      if (mine && m.cut) (this.#drop(a), this.#drop(b));
+    };
+    await Promise.allSettled([pump(from, to, "forward"), pump(to, from, "back")]);
     this.#drop(from);
     this.#drop(to);
   }

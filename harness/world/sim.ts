@@ -23,7 +23,7 @@ import { SIM_EPOCH_MS, type SimKnobs, Simulation } from "./sim/scheduler.ts";
 import { type SimLinkFault, SimNetwork } from "./sim/net.ts";
 import type { Network } from "../../engine/transport/socket.ts";
 import { SimConnection } from "./sim/link.ts";
-import type { StreamMutator } from "./sim/mutate.ts";
+import type { StreamMutator } from "../wire_mutate.ts";
 import { SimFiles } from "./sim/files.ts";
 import { simTls } from "./sim/tls.ts";
 import { SimFdTable, withFds } from "./sim/fds.ts";

@@ -5,6 +5,7 @@ import { FUZZ_TARGETS, targetNamed } from "./targets.ts";
 import { runInput } from "./run.ts";
 import { caseProblems } from "../../harness/families/mod.ts";
 import { impreciseError } from "../../harness/expect.ts";
+import { engineWorld } from "../../harness/world/engine.ts";
 
 Deno.test("every fuzz target's case is one the case table accepts", () => {
   for (const t of FUZZ_TARGETS) assert.deepEqual(caseProblems(t.case), [], t.name);
@@ -63,6 +64,18 @@ Deno.test("a corrupted magic is refused precisely: the input survives, and says 
     mutation: { connection: 0, direction: "forward", edits: [{ op: "xor", at: 1, mask: 0x20 }] },
   };
   const o = await runInput(input);
+  assert.equal(o.ok, true, o.what);
+  assert.match(o.what, /^source failed, target failed \(.*Not a migration stream/);
+  assert.deepEqual(o.mutator.applied, [1]);
+});
+
+Deno.test("live: the same edit through the wire proxy between two engine processes", async () => {
+  const input: FuzzInput = {
+    target: "main/precopy",
+    seed: 1,
+    mutation: { connection: 0, direction: "forward", edits: [{ op: "xor", at: 1, mask: 0x20 }] },
+  };
+  const o = await runInput(input, { world: engineWorld });
   assert.equal(o.ok, true, o.what);
   assert.match(o.what, /^source failed, target failed \(.*Not a migration stream/);
   assert.deepEqual(o.mutator.applied, [1]);

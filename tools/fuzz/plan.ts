@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { analyzeStream } from "../analyze/stream.ts";
-import type { Edit, StreamMutation } from "../../harness/world/sim/mutate.ts";
+import type { Edit, StreamMutation } from "../../harness/wire_mutate.ts";
 import { FUZZ_TARGETS, type FuzzTarget, type StreamKind, targetNamed } from "./targets.ts";
 
 export interface FuzzInput {

@@ -5,7 +5,8 @@
  */
 import { type CaseResult, runCase } from "../../harness/runner.ts";
 import { createSimWorld } from "../../harness/world/sim.ts";
-import { StreamMutator } from "../../harness/world/sim/mutate.ts";
+import type { World } from "../../harness/world/world.ts";
+import { StreamMutator } from "../../harness/wire_mutate.ts";
 import { errorMessage } from "../../engine/error.ts";
 import { strayErrorsHandled } from "../../engine/multifd/compression.ts";
 import { anchorsOf, type FuzzInput, RECORD_SEED, type Recording } from "./plan.ts";
@@ -28,7 +29,7 @@ export function onStray(e: PromiseRejectionEvent | ErrorEvent): void {
   stray.push("reason" in e ? e.reason : e.error);
 }
 
-export async function runInput(input: FuzzInput, opts: { keep?: boolean } = {}): Promise<
+export async function runInput(input: FuzzInput, opts: { keep?: boolean; world?: World } = {}): Promise<
   Outcome & { mutator: StreamMutator }
 > {
   const target = targetNamed(input.target)!;
@@ -36,12 +37,18 @@ export async function runInput(input: FuzzInput, opts: { keep?: boolean } = {}):
   const lines: string[] = [];
   stray.length = 0;
   const t0 = performance.now();
+  // The simulated link edits the bytes itself; another world's sides talk through the wire proxy.
+  const sim = !opts.world || opts.world.name === "sim";
   const result = await runCase(target.case, {
     seed: input.seed,
-    world: createSimWorld({ mutator }),
+    world: sim ? createSimWorld({ mutator }) : opts.world,
+    ...(sim ? {} : { wireMutator: mutator }),
     artifactsDir: null,
-    // Virtual time: a hang shows as this limit reached, at no cost in real time.
-    timeoutMs: 60_000,
+    // Longer than the source's wait for the destination's SHUT (30 s): a stream cut short of its end
+    // leaves the destination waiting for the rest and the source for SHUT until that wait ends it. In the
+    // simulation these are virtual: a hang costs no real time there.
+    waitMs: 45_000,
+    timeoutMs: 120_000,
     log: (m) => lines.push(m),
   });
   const timeMs = performance.now() - t0;
@@ -64,13 +71,13 @@ export async function runInput(input: FuzzInput, opts: { keep?: boolean } = {}):
 }
 
 /** A clean run of the target with its stream recorded: the anchors its inputs aim at. */
-export async function record(target: FuzzTarget): Promise<Recording> {
+export async function record(target: FuzzTarget, world?: World): Promise<Recording> {
   const clean: FuzzInput = {
     target: target.name,
     seed: RECORD_SEED,
     mutation: { connection: target.connection, direction: target.direction, edits: [] },
   };
-  const out = await runInput(clean, { keep: true });
+  const out = await runInput(clean, { keep: true, world });
   if (!out.ok || !/source completed, target completed|secondary went on/.test(out.what)) {
     throw new Error(`fuzz: target ${target.name} does not complete when nothing is mangled: ${out.what}`);
   }

@@ -7,7 +7,7 @@
  */
 import type { PrecopyCase } from "../../harness/families/precopy/case.ts";
 import type { ColoCase } from "../../harness/families/colo/case.ts";
-import type { StreamMutation } from "../../harness/world/sim/mutate.ts";
+import type { StreamMutation } from "../../harness/wire_mutate.ts";
 import type { ColoWirePlace } from "../../harness/wire_colo.ts";
 
 export type StreamKind = "main" | "multifd" | "return-path" | "colo";

@@ -7,7 +7,7 @@
  */
 import { LinkClosedError } from "../../../engine/transport/link.ts";
 import type { SimActor, Simulation } from "./scheduler.ts";
-import type { StreamMutator } from "./mutate.ts";
+import type { StreamMutator } from "../../wire_mutate.ts";
 
 /** Virtual milliseconds per byte delivered (about 4 GB/s, the raw unix socket here). */
 const MS_PER_BYTE = 1 / 4e6;

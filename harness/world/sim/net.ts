@@ -8,7 +8,7 @@ import type { MigrationListener, Network } from "../../../engine/transport/socke
 import type { MigrationAddress, SocketAddress } from "../../../engine/transport/uri.ts";
 import { SimConnection, type SimEnd } from "./link.ts";
 import type { Simulation } from "./scheduler.ts";
-import type { StreamMutator } from "./mutate.ts";
+import type { StreamMutator } from "../../wire_mutate.ts";
 
 /** A migration connection reset at an exact byte (the swarm's fault). */
 export interface SimLinkFault {

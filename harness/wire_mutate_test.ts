@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { describeMutation, type Edit, StreamMutator } from "./mutate.ts";
-import { COLO_MESSAGE } from "../../wire_colo.ts";
+import { describeMutation, type Edit, StreamMutator } from "./wire_mutate.ts";
+import { COLO_MESSAGE } from "./wire_colo.ts";
 
 /** The bytes 0..n-1 fed in parts of `sizes`, and what arrives. */
 function feed(edits: Edit[], n: number, sizes: number[]): { out: number[]; m: StreamMutator } {

@@ -1,11 +1,12 @@
 /**
- * A stream mangled on the simulated wire (`deno task fuzz`): edits at byte offsets of one direction of
- * one migration connection — a byte XORed or overwritten, bytes inserted or removed, the connection cut.
- * The engines on both ends are untouched: the source writes its stream as always, the destination reads
- * what the link delivers. Offsets count from the direction's first byte, or from a named place of a COLO
- * checkpoint (found by parsing the stream as the wire proxy does), so a mutation lands in a checkpoint.
+ * A stream mangled on the wire (`deno task fuzz`), on a simulated link or through the wire proxy: edits
+ * at byte offsets of one direction of one migration connection — a byte XORed or overwritten, bytes
+ * inserted or removed, the connection cut. The sides are untouched: the source writes its stream as
+ * always, the destination reads what the link delivers. Offsets count from the direction's first byte,
+ * or from a named place of a COLO checkpoint (found by parsing the stream as the wire proxy does), so a
+ * mutation lands in a checkpoint.
  */
-import { type ColoWirePlace, ColoWireTracker } from "../../wire_colo.ts";
+import { type ColoWirePlace, ColoWireTracker } from "./wire_colo.ts";
 
 export type Edit =
   | { op: "xor"; at: number; mask: number }
