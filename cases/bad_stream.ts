@@ -6,6 +6,7 @@
  */
 import type { FaultSpec } from "../harness/case.ts";
 import type { PrecopyCase } from "../harness/families/precopy/case.ts";
+import type { Edit } from "../harness/wire_mutate.ts";
 
 /**
  * Stream offsets for the pc machines: 8-byte header, configuration (22 bytes for "pc-i440fx-migtest"),
@@ -40,6 +41,27 @@ function badStream(
     expect: "fail",
     error,
     ...(qemuError ? { qemuError } : {}),
+  };
+}
+
+/** A return path mangled on the wire (harness/wire_mutate.ts): the source fails saying how, and survives. */
+function returnPathGarbage(name: string, edit: Edit, srcError: RegExp): PrecopyCase {
+  return {
+    name: `/migration/bad_stream/return-path/${name}`,
+    tier: "full",
+    flow: "precopy",
+    why: `garbage on the return path (${name}) fails the migration at once with an error that says what ` +
+      "it was, instead of a source waiting for ever; the source keeps its guest",
+    transport: "unix",
+    live: true,
+    defer: true,
+    exitOnError: false,
+    caps: ["return-path", "switchover-ack"],
+    wireEdits: { connection: 0, direction: "back", edits: [edit] },
+    expect: "fail",
+    // The destination sees the source close the stream mid-way.
+    error: /Unexpected end of stream|Connection reset by peer|load of migration failed/,
+    srcError,
   };
 }
 
@@ -165,6 +187,21 @@ export const BAD_STREAM_CASES: PrecopyCase[] = [
     /Machine type received is 'pc-i440fx-migtest-other'/,
     "full",
     /Machine type received is 'Pc-[^']*' and local is 'pc-[^']*'/,
+  ),
+  // Found by deno task fuzz: the destination's answers mangled on the way back. A guest waiting for its
+  // switchover-ack must not wait for ever on garbage: the return path's error fails the migration, as
+  // QEMU's return-path thread sets it. The destination then sees the stream end.
+  returnPathGarbage(
+    "unknown-message",
+    // The first answer, RP_SWITCHOVER_ACK (type 7), becomes type 0x47.
+    { op: "xor", at: 1, mask: 0x40 },
+    /Received invalid message 0x0047 length 0x0000/,
+  ),
+  returnPathGarbage(
+    "long-message",
+    // Its length (0) becomes 0x9b00: refused before a body that never comes is waited for.
+    { op: "xor", at: 2, mask: 0x9b },
+    /Received 'SWITCHOVER_ACK' message \(0x0007\) with incorrect length 39680 expecting 0/,
   ),
   {
     ...badStream("magic/dest-exits", { kind: "corrupt", offset: 0, xor: 0x20 }, /Not a migration stream/),

@@ -10,6 +10,7 @@ import type { WorkloadSpec } from "../engine/guest/workload.ts";
 import type { Capability, SetParameters } from "../engine/options.ts";
 import type { DefectName } from "../engine/testing/defects.ts";
 import type { StreamFaultKind } from "../engine/testing/faults.ts";
+import type { StreamMutation } from "./wire_mutate.ts";
 
 export type Tier = "smoke" | "full" | "slow";
 export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
@@ -141,6 +142,11 @@ export interface CaseBase {
    * (a seed may draw 0). The other worlds have real concurrency and ignore it.
    */
   simInterleavePercent?: number;
+  /**
+   * Edits of one connection's bytes on the wire (a fuzz finding kept as a case): the simulated link makes
+   * them, other worlds' sides talk through the wire proxy, which makes them (harness/wire_mutate.ts).
+   */
+  wireEdits?: StreamMutation;
   /**
    * Control-plane commands beside the flow, each judged by the state machine's oracle
    * (harness/control_plane.ts): a command a management layer may send at that moment.

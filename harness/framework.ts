@@ -20,7 +20,7 @@ import type { CaseNeeds, DeviceState, Side, Unavailable, World } from "./world/w
 import { rdmaAddress } from "./world/rdma.ts";
 import { type ReturnPathPlace, type WireFault, WireHold, WireProxy, type WireReport } from "./wire_proxy.ts";
 import type { ColoWirePlace } from "./wire_colo.ts";
-import type { StreamMutator } from "./wire_mutate.ts";
+import { StreamMutator } from "./wire_mutate.ts";
 
 export interface CaseContext {
   seed: number;
@@ -114,6 +114,8 @@ export class MigrationPair {
   readonly #moreWires: WireProxy[] = [];
   #wire: WireProxy | null = null;
   #wireMutator: StreamMutator | null = null;
+  /** The case's wire edits (wireEdits): made by the world's links, or by the proxy (viaWire). */
+  readonly caseMutator: StreamMutator | null;
   #closing: Promise<{ src?: Deno.CommandStatus; dst?: Deno.CommandStatus }> | null = null;
   /** The latest spawnTarget, settled or not (undefined when it failed: it ended its own process). */
   #spawning: Promise<Side | undefined> | null = null;
@@ -123,7 +125,9 @@ export class MigrationPair {
     readonly ctx: CaseContext,
     readonly dir: string,
     readonly family: PairFamily,
-  ) {}
+  ) {
+    this.caseMutator = c.wireEdits ? new StreamMutator(c.wireEdits) : null;
+  }
 
   /** The sides' time: the host's, or the simulated world's virtual clock. */
   get clock(): Clock {
@@ -221,7 +225,7 @@ export class MigrationPair {
 
   /** The URI the source migrates to: `uri` itself, or a proxy in front of it once a wire fault is set. */
   viaWire(uri: string): string {
-    const mutator = this.#wireMutator ?? undefined;
+    const mutator = this.#wireMutator ?? (this.ctx.world.editsLinks ? null : this.caseMutator) ?? undefined;
     if (!this.#wireFaults.length && !this.#wireColo && !this.#wireHolds.length && !mutator) return uri;
     if (!this.#wire) {
       this.#wire = WireProxy.start(uri, `${this.dir}/wire.sock`, this.#wireFaults, {
@@ -310,6 +314,7 @@ export class MigrationPair {
       cprChannel: opts.cprChannel,
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
       interleavePercent: c.simInterleavePercent,
+      wireMutator: this.caseMutator ?? undefined,
       // The wire proxy's sockets too: a model source beside QEMU connects through them.
       socketPaths: [
         this.migsocket,

@@ -33,6 +33,7 @@ const BASE: Record<keyof CaseBase, true> = {
   memType: true,
   auxRamShare: true,
   simInterleavePercent: true,
+  wireEdits: true,
   probes: true,
   defects: true,
   guards: true,

@@ -403,6 +403,7 @@ export interface SimWorldOptions {
 export function createSimWorld(opts: SimWorldOptions = {}): World {
   return {
     name: "sim",
+    editsLinks: true,
     cannotRun: simCannotRun,
     spawn: (spec) => spawnSimSide(spec, opts),
   };
@@ -413,7 +414,8 @@ export const simWorld: World = createSimWorld();
 async function spawnSimSide(spec: SideSpec, opts: SimWorldOptions): Promise<Side> {
   let pair = pairs.get(spec.dir);
   if (!pair) {
-    pair = new SimPair(spec.seed ?? 0, spec.dir, opts, spec.interleavePercent);
+    const mutator = opts.mutator ?? spec.wireMutator;
+    pair = new SimPair(spec.seed ?? 0, spec.dir, { ...opts, mutator }, spec.interleavePercent);
     pairs.set(spec.dir, pair);
     pair.sim.start();
   }

@@ -5,6 +5,7 @@
  * something, it says so with a reason (`Unavailable`), and a case it cannot run is reported as skipped
  * with that reason (never silently passed).
  */
+import type { StreamMutator } from "../wire_mutate.ts";
 import type { Clock } from "../../engine/clock.ts";
 import type { WorkloadSpec } from "../../engine/guest/workload.ts";
 import type { MemoryBackend } from "../../engine/hostmem.ts";
@@ -86,6 +87,8 @@ export interface SideSpec {
   qemuMachine?: string;
   /** The simulated world's least interleave percent (the case's simInterleavePercent); others ignore it. */
   interleavePercent?: number;
+  /** The case's wire edits, for a world whose links make them (editsLinks); others ignore it. */
+  wireMutator?: StreamMutator;
   /** Unix socket paths the side may use besides its QMP socket (the migration socket). */
   socketPaths: string[];
   transcript: QmpTranscriptEntry[];
@@ -307,6 +310,8 @@ export interface World {
    * through a proxy between the sides (harness/wire_proxy.ts).
    */
   readonly wireFaults?: boolean;
+  /** The world's own links make a case's wire edits (the simulation); else the wire proxy does. */
+  readonly editsLinks?: boolean;
   /**
    * Which side is real QEMU, where the world mixes: QEMU's words (a case's `qemuError`) are what its
    * destination says. Absent: both sides are this world's (QEMU for the qemu world).
