@@ -223,6 +223,9 @@ export class MigrationPair {
     this.#wireMutator = m;
   }
 
+  /** The fuzzer's edits of a saved migration file, made after the save and before the load. */
+  fileMutator: StreamMutator | null = null;
+
   /** The URI the source migrates to: `uri` itself, or a proxy in front of it once a wire fault is set. */
   viaWire(uri: string): string {
     const mutator = this.#wireMutator ?? (this.ctx.world.editsLinks ? null : this.caseMutator) ?? undefined;

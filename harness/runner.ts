@@ -50,6 +50,8 @@ export interface RunOptions {
   probes?: readonly Probe[];
   /** The fuzzer's edits on the wire, through the wire proxy (harness/wire_mutate.ts). */
   wireMutator?: StreamMutator;
+  /** The fuzzer's edits of a saved migration file (the file flow makes them before the load). */
+  fileMutator?: StreamMutator;
   /** Ends the case early (Ctrl-C): the sides are stopped and the case fails as interrupted. */
   signal?: AbortSignal;
   /** Known defects to switch on besides the case's own. */
@@ -194,6 +196,7 @@ export async function runCase(c: MigrationCase, opts: RunOptions): Promise<CaseR
     cut.signal.throwIfAborted();
     if (opts.capture) await captureMainStream(pair, run, log);
     if (opts.wireMutator) pair.mutateWire(opts.wireMutator);
+    if (opts.fileMutator) pair.fileMutator = opts.fileMutator;
     // QMP commands at seeded moments beside the flow, each judged by the state machine's oracle.
     const probes = [...(c.probes ?? []), ...(opts.probes ?? [])];
     const prober = probes.length ? startProbes(pair, c, probes) : null;

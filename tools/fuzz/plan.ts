@@ -27,9 +27,12 @@ export const RECORD_SEED = 1;
 export async function anchorsOf(kind: StreamKind, bytes: Uint8Array): Promise<number[]> {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Set<number>([0]);
-  if (kind === "main" || kind === "colo") {
+  if (kind === "main" || kind === "colo" || kind === "file") {
+    // A mapped-ram file is read as a file (its RAM sits at fixed offsets): the analyzer gets a copy.
+    const tmp = kind === "file" ? await Deno.makeTempFile({ prefix: "migtest-fuzz-" }) : null;
     try {
-      const r = await analyzeStream(bytes);
+      if (tmp) await Deno.writeFile(tmp, bytes);
+      const r = await analyzeStream(tmp ?? bytes);
       for (const s of r.sections) {
         out.add(s.offset);
         // The footer: 0x7e and the be32 section id.
@@ -38,6 +41,8 @@ export async function anchorsOf(kind: StreamKind, bytes: Uint8Array): Promise<nu
     } catch {
       // A stream the analyzer cannot read to its end (COLO's checkpoints follow the precopy): the
       // sections it read are anchors enough, and the rest of the input lands anywhere.
+    } finally {
+      if (tmp) await Deno.remove(tmp);
     }
   } else if (kind === "multifd") {
     for (let i = 0; i + 4 <= bytes.length; i++) if (v.getUint32(i) === MULTIFD_MAGIC) out.add(i);

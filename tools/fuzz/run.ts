@@ -39,10 +39,11 @@ export async function runInput(input: FuzzInput, opts: { keep?: boolean; world?:
   const t0 = performance.now();
   // The simulated link edits the bytes itself; another world's sides talk through the wire proxy.
   const sim = !opts.world || opts.world.name === "sim";
+  const onFile = target.kind === "file";
   const result = await runCase(target.case, {
     seed: input.seed,
-    world: sim ? createSimWorld({ mutator }) : opts.world,
-    ...(sim ? {} : { wireMutator: mutator }),
+    world: sim ? createSimWorld(onFile ? {} : { mutator }) : opts.world,
+    ...(onFile ? { fileMutator: mutator } : sim ? {} : { wireMutator: mutator }),
     artifactsDir: null,
     // Longer than the source's wait for the destination's SHUT (30 s): a stream cut short of its end
     // leaves the destination waiting for the rest and the source for SHUT until that wait ends it. In the

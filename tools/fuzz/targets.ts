@@ -7,15 +7,16 @@
  */
 import type { PrecopyCase } from "../../harness/families/precopy/case.ts";
 import type { ColoCase } from "../../harness/families/colo/case.ts";
+import type { FileCase } from "../../harness/families/file/case.ts";
 import type { StreamMutation } from "../../harness/wire_mutate.ts";
 import type { ColoWirePlace } from "../../harness/wire_colo.ts";
 
-export type StreamKind = "main" | "multifd" | "return-path" | "colo";
+export type StreamKind = "main" | "multifd" | "return-path" | "colo" | "file";
 
 export interface FuzzTarget {
   name: string;
   kind: StreamKind;
-  case: PrecopyCase | ColoCase;
+  case: PrecopyCase | ColoCase | FileCase;
   connection: number;
   direction: StreamMutation["direction"];
   /** For a COLO target: the checkpoint places an input's offsets count from. */
@@ -78,6 +79,20 @@ function colo(name: string, multifd: boolean): ColoCase {
   };
 }
 
+/** A stream saved to a file (the file flow), edited between the save and the load. */
+function file(name: string, caps: FileCase["caps"]): FileCase {
+  return {
+    name: `/migration/fuzz/${name}`,
+    tier: "full",
+    flow: "file",
+    why: "a mangled migration file is refused with a precise error or loaded; the destination stays up",
+    machine: "tiny",
+    workload: { kind: "random", seed: 0, hotPages: 64, hotPercent: 90 },
+    caps,
+    expect: "survives",
+  };
+}
+
 /** Where in a checkpoint an edit counts from (the wire tracker's places in what the primary sends). */
 const CHECKPOINT_PLACES = [
   "request-sent",
@@ -97,6 +112,14 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
   { name: "multifd/zstd", kind: "multifd", case: multifdZstd, connection: 1, direction: "forward" },
   { name: "return-path", kind: "return-path", case: returnPath, connection: 0, direction: "back" },
   { name: "return-path/multifd", kind: "return-path", case: multifdNone, connection: 0, direction: "back" },
+  { name: "file", kind: "file", case: file("file", []), connection: 0, direction: "forward" },
+  {
+    name: "file/mapped-ram",
+    kind: "file",
+    case: file("file/mapped-ram", ["mapped-ram"]),
+    connection: 0,
+    direction: "forward",
+  },
   {
     name: "colo",
     kind: "colo",

@@ -4,6 +4,7 @@ import type { FileCase } from "./case.ts";
 import type { FileStore } from "../../../engine/transport/file.ts";
 import { FlowError, type MigrationPair } from "../../framework.ts";
 import type { Side } from "../../world/world.ts";
+import type { StreamMutator } from "../../wire_mutate.ts";
 import { expectFailedToStart, expectTargetFailed, finishByExpectation } from "../../expect.ts";
 import { CONVERGE, expectError, migrate, migrateIncoming } from "../../migration_qmp.ts";
 import { isAbGuest, waitSerialB } from "../../migration_util.ts";
@@ -26,6 +27,25 @@ async function writeHead(files: FileStore, path: string, bytes: Uint8Array): Pro
     await f.write(bytes);
   } finally {
     f.close();
+  }
+}
+
+/** The fuzzer's edits of the saved file (harness/wire_mutate.ts): read whole, edited, written back. */
+async function mangle(files: FileStore, path: string, m: StreamMutator): Promise<void> {
+  const parts: Uint8Array[] = [];
+  const f = await files.incoming(path, 0);
+  try {
+    const buf = new Uint8Array(1 << 20);
+    for (let n = await f.read(buf); n !== null; n = await f.read(buf)) parts.push(m.apply(buf.slice(0, n)));
+  } finally {
+    f.close();
+  }
+  const out = await files.outgoing(path, 0);
+  try {
+    for (const p of parts) await out.write(p);
+    out.truncateToEnd();
+  } finally {
+    out.close();
   }
 }
 
@@ -106,6 +126,7 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
       throw new FlowError(`no QEVM magic at offset ${offset} (found 0x${magic.toString(16)})`);
     }
   }
+  if (p.fileMutator) await mangle(files, p.migfile, p.fileMutator);
   if (c.expect === "fail") {
     // The file is whole and the destination refuses it: it stays up (exit-on-error off, where it has
     // it) with the cause in error-desc or on stderr; the saved source stays as it was.
@@ -117,7 +138,8 @@ export async function fileFlow(p: MigrationPair, c: FileCase): Promise<void> {
     return;
   }
   if (c.fdset) await addFdset(p, p.dst, false, c.fdset);
-  await migrateIncoming(p, uri);
+  // A mangled file's destination stays up to be asked (where the world can keep it up).
+  await migrateIncoming(p, uri, c.expect === "survives" ? false : undefined);
   await finishByExpectation(p, c, false);
   if (c.fdset) await removeFdset(p.src);
 }
