@@ -266,8 +266,8 @@ const multifd: Mutant[] = [
   {
     name: "multifd-zstd-no-flush",
     file: "engine/multifd/zstd.ts",
-    find: "const c = new StreamCodec(stream, zlib.constants.ZSTD_e_flush,",
-    replace: "const c = new StreamCodec(stream, zlib.constants.ZSTD_e_continue,",
+    find: 'const c = new StreamCodec(stream, zlib.constants.ZSTD_e_flush, "multifd zstd");',
+    replace: 'const c = new StreamCodec(stream, zlib.constants.ZSTD_e_continue, "multifd zstd");',
     why: "compression: the zstd stream is not flushed at the end of each packet (ZSTD_e_continue " +
       "instead of ZSTD_e_flush), so a packet's payload is incomplete",
   },
@@ -879,6 +879,22 @@ const switchover: Mutant[] = [
     replace: "    return true;",
     why: "the source switches over once converged without waiting for the destination's " +
       "RP_SWITCHOVER_ACK: a device that needed more time (VFIO's) is stopped before it is ready",
+  },
+  {
+    name: "return-path-garbage-not-fatal",
+    file: "engine/return_path.ts",
+    find: "      if (!this.lostChannel) onShutError(new Error(`return path: ${err.message}`));\n",
+    replace: "",
+    why: "garbage on the return path ends its reader but not the migration (QEMU 10.0 records the error " +
+      "and iterates on): a live guest waits for ever for the switchover-ack the garbage replaced",
+  },
+  {
+    name: "return-path-length-unchecked",
+    file: "engine/return_path.ts",
+    find: "      if ((spec.len !== -1 && len !== spec.len) || len > RP_MAX_LEN) {",
+    replace: "      if (len > 0xffff) {",
+    why: "a return-path message's length is not checked against its type before its body is read: a " +
+      "length made long by garbage leaves the source waiting for bytes that never come",
   },
 ];
 
