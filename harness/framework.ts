@@ -318,6 +318,7 @@ export class MigrationPair {
       vcpu: name === "target" ? c.dstVcpu ?? c.vcpu : c.vcpu,
       interleavePercent: c.simInterleavePercent,
       wireMutator: this.caseMutator ?? undefined,
+      caseName: c.name,
       // The wire proxy's sockets too: a model source beside QEMU connects through them.
       socketPaths: [
         this.migsocket,

@@ -58,8 +58,8 @@ class SimPair implements WorldTrace {
   readonly alive = new Set<SimProcess>();
 
   constructor(seed: number, dir: string, opts: SimWorldOptions, interleavePercent?: number) {
-    const { knobs, fault, mutator } = opts;
-    this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined, interleavePercent });
+    const { knobs, fault, mutator, label } = opts;
+    this.sim = new Simulation(seed, knobs, { record: RECORD_TO !== undefined, interleavePercent, label });
     this.net = new SimNetwork(this.sim, dir, fault, mutator);
     this.fds = new SimFdTable(this.net, this.files);
     // A deadlock ends the flow's waits at once: every connection resets (the report says why).
@@ -398,6 +398,8 @@ export interface SimWorldOptions {
   fault?: SimLinkFault;
   /** The fuzzer's edits on a migration connection (one pair: a world per run). */
   mutator?: StreamMutator;
+  /** What the run is (a swarm's plan), hashed first into the trace; else the case's name. */
+  label?: string;
 }
 
 export function createSimWorld(opts: SimWorldOptions = {}): World {
@@ -415,7 +417,8 @@ async function spawnSimSide(spec: SideSpec, opts: SimWorldOptions): Promise<Side
   let pair = pairs.get(spec.dir);
   if (!pair) {
     const mutator = opts.mutator ?? spec.wireMutator;
-    pair = new SimPair(spec.seed ?? 0, spec.dir, { ...opts, mutator }, spec.interleavePercent);
+    const label = opts.label ?? spec.caseName;
+    pair = new SimPair(spec.seed ?? 0, spec.dir, { ...opts, mutator, label }, spec.interleavePercent);
     pairs.set(spec.dir, pair);
     pair.sim.start();
   }

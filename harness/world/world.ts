@@ -87,6 +87,8 @@ export interface SideSpec {
   qemuMachine?: string;
   /** The simulated world's least interleave percent (the case's simInterleavePercent); others ignore it. */
   interleavePercent?: number;
+  /** The case's name (the simulated world hashes it into its trace). */
+  caseName?: string;
   /** The case's wire edits, for a world whose links make them (editsLinks); others ignore it. */
   wireMutator?: StreamMutator;
   /** Unix socket paths the side may use besides its QMP socket (the migration socket). */

@@ -53,6 +53,8 @@ const knobsArb: fc.Arbitrary<SimKnobs> = fc.record({
   startupMs: fc.constantFrom(...KNOB_CHOICES.startupMs),
   skewedLinks: fc.constantFrom(false, true),
   interleavePercent: fc.constantFrom(...KNOB_CHOICES.interleavePercent),
+  linkMBps: fc.constantFrom(...KNOB_CHOICES.linkMBps),
+  linkLatencyMs: fc.constantFrom(...KNOB_CHOICES.linkLatencyMs),
 });
 
 const variantArb: fc.Arbitrary<Variant> = fc.record({
@@ -191,10 +193,17 @@ export function parsePlan(text: string): SwarmPlan {
   if (typeof p.case !== "string" || typeof p.seed !== "number" || !p.knobs || typeof p.knobs !== "object") {
     throw new Error("--replay: a plan has case (string), seed (number), knobs and variant");
   }
+  // A plan from before links had time: its links are instant, as they were.
+  const given: Partial<SimKnobs> = p.knobs;
+  const knobs = {
+    ...given,
+    linkMBps: given.linkMBps ?? 0,
+    linkLatencyMs: given.linkLatencyMs ?? 0,
+  } as SimKnobs;
   for (const k of Object.keys(KNOB_CHOICES) as (keyof SimKnobs)[]) {
     const allowed: readonly unknown[] = KNOB_CHOICES[k];
-    if (!allowed.includes(p.knobs[k])) {
-      throw new Error(`--replay: knob ${k} is ${JSON.stringify(p.knobs[k])}, one of ${allowed.join(", ")}`);
+    if (!allowed.includes(knobs[k])) {
+      throw new Error(`--replay: knob ${k} is ${JSON.stringify(knobs[k])}, one of ${allowed.join(", ")}`);
     }
   }
   const f = p.fault;
@@ -205,7 +214,7 @@ export function parsePlan(text: string): SwarmPlan {
   if (!Array.isArray(probes) || probes.some((x) => !isProbe(x))) {
     throw new Error(`--replay: probes is a list of {atMs, side: src|dst, kind: ${PROBE_KINDS.join("|")}}`);
   }
-  return { case: p.case, seed: p.seed >>> 0, knobs: p.knobs, variant: p.variant ?? {}, fault: f, probes };
+  return { case: p.case, seed: p.seed >>> 0, knobs, variant: p.variant ?? {}, fault: f, probes };
 }
 
 function isProbe(x: unknown): x is Probe {

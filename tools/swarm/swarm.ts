@@ -76,7 +76,7 @@ async function runPlan(plan: SwarmPlan, defects: readonly DefectSwitch[]): Promi
   const faulted = withFault(variant, plan.fault);
   const result = await runCase(faulted.case, {
     seed: plan.seed,
-    world: createSimWorld({ knobs: plan.knobs, fault: faulted.fault }),
+    world: createSimWorld({ knobs: plan.knobs, fault: faulted.fault, label: planText(plan) }),
     artifactsDir: null,
     defects,
     probes: plan.probes,

@@ -66,6 +66,20 @@ class SimPipe implements SimActor {
   #readWaiter: (() => void) | null = null;
   #writeWaiters: (() => void)[] = [];
 
+  /**
+   * A link with time (the knobs linkMBps, linkLatencyMs): each write's end and the virtual time it is
+   * due at, oldest first; bytes are delivered only once due. Null: bytes are due at once.
+   */
+  readonly #dues: { end: number; at: number }[] | null;
+  #duesHead = 0;
+  /** Bytes written into the direction, and moved out of flight, since it opened. */
+  #written = 0;
+  #moved = 0;
+  /** The link is busy sending what was written before until then. */
+  #busyUntil = 0;
+  /** The wake-up armed for the next due bytes (the scheduler jumps to a timer when nothing is ready). */
+  #wakeAt = -1;
+
   constructor(
     readonly label: string,
     private readonly capacity: number,
@@ -77,10 +91,42 @@ class SimPipe implements SimActor {
     private readonly transform?: { apply(part: Uint8Array): Uint8Array; readonly cut: boolean },
     /** Sees the bytes as they were sent (the other direction's mutator follows this one). */
     private readonly observe?: (part: Uint8Array) => void,
-  ) {}
+    /** A link with time: its bandwidth (bytes per virtual ms) and one-way latency. */
+    private readonly timing?: { sim: Simulation; bytesPerMs: number; latencyMs: number },
+  ) {
+    this.#dues = timing ? [] : null;
+  }
+
+  /** Bytes in flight that are due now (all of them on a link without time). */
+  #dueBytes(): number {
+    const dues = this.#dues;
+    if (!dues) return this.#inflight.bytes;
+    const now = this.timing!.sim.now;
+    let end = this.#moved;
+    for (let i = this.#duesHead; i < dues.length && dues[i].at <= now; i++) end = dues[i].end;
+    return end - this.#moved;
+  }
+
+  /** Arms a wake-up for the first bytes not yet due, so that time moves to them. */
+  #armWake(): void {
+    const dues = this.#dues;
+    if (!dues) return;
+    while (this.#duesHead < dues.length && dues[this.#duesHead].end <= this.#moved) this.#duesHead++;
+    if (this.#duesHead > 1024 && this.#duesHead * 2 > dues.length) {
+      dues.splice(0, this.#duesHead);
+      this.#duesHead = 0;
+    }
+    const next = dues[this.#duesHead];
+    const sim = this.timing!.sim;
+    if (!next || next.at <= sim.now || (this.#wakeAt > sim.now && this.#wakeAt <= next.at)) return;
+    this.#wakeAt = next.at;
+    sim.engineClock.timer(() => {}, next.at - sim.now);
+  }
 
   ready(): boolean {
-    return !this.#readerClosed && (this.#inflight.bytes > 0 || (this.#writerClosed && !this.#eof));
+    if (this.#readerClosed) return false;
+    if (this.#inflight.bytes > 0) return this.#dueBytes() > 0;
+    return this.#writerClosed && !this.#eof;
   }
 
   step(sim: Simulation): number {
@@ -89,7 +135,7 @@ class SimPipe implements SimActor {
       this.#wakeReader();
       return DELIVERY_MS + this.latencyMs;
     }
-    const max = Math.min(this.#inflight.bytes, sim.knobs.maxChunk);
+    const max = Math.min(this.#dueBytes(), sim.knobs.maxChunk);
     // Mostly whole chunks, sometimes a short read of a few bytes (a header split across reads).
     const n = sim.int(0, 7) === 0 ? sim.int(1, Math.min(max, 16)) : sim.int(1, max);
     const t = this.transform;
@@ -98,10 +144,13 @@ class SimPipe implements SimActor {
       const out = t ? t.apply(part) : part;
       if (out.length > 0) this.#arrived.push(out);
     });
+    this.#moved += n;
+    this.#armWake();
     this.#wakeReader();
     this.onDelivered?.(n);
     if (t?.cut) this.onCut?.();
-    return DELIVERY_MS + this.latencyMs + n * MS_PER_BYTE;
+    // A link with time spent it in its due times: the delivery itself is a wakeup.
+    return this.#dues ? DELIVERY_MS : DELIVERY_MS + this.latencyMs + n * MS_PER_BYTE;
   }
 
   async write(p: Uint8Array, what: string): Promise<void> {
@@ -117,6 +166,13 @@ class SimPipe implements SimActor {
       const n = Math.min(room, p.length - off);
       this.#inflight.push(p.slice(off, off + n));
       off += n;
+      this.#written += n;
+      if (this.#dues) {
+        const { sim, bytesPerMs, latencyMs } = this.timing!;
+        this.#busyUntil = Math.max(sim.now, this.#busyUntil) + (bytesPerMs > 0 ? n / bytesPerMs : 0);
+        this.#dues.push({ end: this.#written, at: this.#busyUntil + latencyMs });
+        this.#armWake();
+      }
     }
   }
 
@@ -141,6 +197,7 @@ class SimPipe implements SimActor {
 
   closeReader(): void {
     this.#readerClosed = true;
+    this.#moved += this.#inflight.bytes;
     this.#inflight.clear();
     this.#arrived.clear();
     this.#wakeReader();
@@ -223,6 +280,8 @@ export class SimConnection {
       resetAfter?: number;
       /** Edits on the bytes a>b (forward) or b>a (back) deliver (the fuzzer's). */
       mutate?: { direction: "forward" | "back"; mutator: StreamMutator };
+      /** A migration link: the knobs' bandwidth and latency apply (in both directions). */
+      timed?: boolean;
     },
   ) {
     const [na, nb] = opts.names ?? ["a", "b"];
@@ -240,8 +299,31 @@ export class SimConnection {
     const back = m?.direction === "back" ? m.mutator : undefined;
     // A forward mutation placed in a COLO checkpoint follows the secondary's answers too.
     const answers = fwd ? (part: Uint8Array) => fwd.other(part) : undefined;
-    this.#ab = new SimPipe(`link ${name} ${na}>${nb}`, opts.capacity, lat, weight, count, fwd);
-    this.#ba = new SimPipe(`link ${name} ${nb}>${na}`, opts.capacity, lat, weight, count, back, answers);
+    const { linkMBps, linkLatencyMs } = sim.knobs;
+    // MB/s are bytes per µs: bytes per virtual ms are a thousand times that.
+    const timing = opts.timed && (linkMBps > 0 || linkLatencyMs > 0)
+      ? { sim, bytesPerMs: linkMBps * 1000, latencyMs: linkLatencyMs }
+      : undefined;
+    this.#ab = new SimPipe(
+      `link ${name} ${na}>${nb}`,
+      opts.capacity,
+      lat,
+      weight,
+      count,
+      fwd,
+      undefined,
+      timing,
+    );
+    this.#ba = new SimPipe(
+      `link ${name} ${nb}>${na}`,
+      opts.capacity,
+      lat,
+      weight,
+      count,
+      back,
+      answers,
+      timing,
+    );
     const cut = () => {
       sim.traceLine(`fault: mutation cut ${name}`);
       this.reset();

@@ -135,6 +135,7 @@ export class SimNetwork {
     const conn = new SimConnection(this.sim, `${label}#${index}`, {
       capacity: this.sim.knobs.linkCapacity,
       weight: this.sim.linkWeight(),
+      timed: true,
       resetAfter: this.fault?.connection === index ? this.fault.afterBytes : undefined,
       mutate: this.mutator?.mutation.connection === index
         ? { direction: this.mutator.mutation.direction, mutator: this.mutator }

@@ -61,6 +61,14 @@ export interface SimKnobs {
    * writes, right there (the page the point names among its writes).
    */
   interleavePercent: number;
+  /**
+   * A migration link's bandwidth in MB/s of virtual time (0: unlimited, each delivery costing the
+   * scheduler's one clock its bytes at 4 GB/s, as before). Limited, each link carries its bytes on its
+   * own: a write is due once the link has sent what was before it, links in parallel.
+   */
+  linkMBps: number;
+  /** A migration link's one-way latency in virtual ms (bytes arrive that long after they are due). */
+  linkLatencyMs: number;
 }
 
 /**
@@ -78,12 +86,34 @@ export const KNOB_CHOICES = {
   startupMs: [60, 20, 150],
   skewedLinks: [false, true, true],
   interleavePercent: [0, 2, 20],
+  // 10 Gb/s, 1 Gb/s: the links a migration crosses; a 1 ms link is a long one.
+  linkMBps: [0, 1250, 125],
+  linkLatencyMs: [0, 0.05, 1],
 } as const satisfies { [K in keyof SimKnobs]: readonly SimKnobs[K][] };
 
-export function knobsFor(rng: () => number): SimKnobs {
+/**
+ * SplitMix32: a seed (often a small integer: 0, 1, a run number) mixed into 32 well-spread bits before it
+ * seeds a generator of its own, so that neighbouring seeds draw unrelated values.
+ */
+export function splitmix32(seed: number): number {
+  let z = (seed + 0x9e3779b9) | 0;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+/** The link knobs a seed draws: from a generator of their own, so the other knobs a seed drew stay. */
+function linkKnobsFor(seed: number): Pick<SimKnobs, "linkMBps" | "linkLatencyMs"> {
+  const rng = xoroshiro128plus(splitmix32(seed));
+  const pick = <T>(xs: readonly T[]): T => xs[uniformInt(rng, 0, xs.length - 1)];
+  return { linkMBps: pick(KNOB_CHOICES.linkMBps), linkLatencyMs: pick(KNOB_CHOICES.linkLatencyMs) };
+}
+
+export function knobsFor(rng: () => number, seed = 0): SimKnobs {
   const pick = <T>(xs: readonly T[]): T => xs[rng() % xs.length];
   const c = KNOB_CHOICES;
   return {
+    ...linkKnobsFor(seed),
     vcpuWritesPerMs: pick(c.vcpuWritesPerMs),
     vcpuMaxWrites: pick(c.vcpuMaxWrites),
     maxChunk: pick(c.maxChunk),
@@ -138,13 +168,19 @@ export class Simulation {
    * `interleavePercent` is a floor on the knob of that name, whether drawn or given (a case that exists
    * to race the guest against one step of migration code).
    */
-  constructor(seed: number, knobs?: SimKnobs, opts: { record?: boolean; interleavePercent?: number } = {}) {
+  /** `label`: what the run is (its case, a swarm's plan), hashed first: the trace hash names it. */
+  constructor(
+    seed: number,
+    knobs?: SimKnobs,
+    opts: { record?: boolean; interleavePercent?: number; label?: string } = {},
+  ) {
     this.#lines = opts.record ? [] : null;
     this.seed = seed >>> 0;
     this.#rng = xoroshiro128plus(this.seed);
-    const k = knobs ?? knobsFor(() => this.int(0, 0x7fffffff));
+    const k = knobs ?? knobsFor(() => this.int(0, 0x7fffffff), this.seed);
     const floor = opts.interleavePercent ?? 0;
     this.knobs = k.interleavePercent >= floor ? k : { ...k, interleavePercent: floor };
+    if (opts.label !== undefined) this.#trace(`run ${opts.label}`);
     this.#trace(`seed ${this.seed} ${JSON.stringify(this.knobs)}`);
   }
 

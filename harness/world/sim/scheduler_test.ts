@@ -1,6 +1,6 @@
 /** The scheduler alone: seeded choices, virtual time, timers in order, the flow-wait rule, stalls. */
 import assert from "node:assert/strict";
-import { type SimActor, Simulation } from "./scheduler.ts";
+import { type SimActor, Simulation, splitmix32 } from "./scheduler.ts";
 import { SimConnection } from "./link.ts";
 
 Deno.test("scheduler: a seed gives the same draws and knobs; another seed others", () => {
@@ -106,4 +106,46 @@ Deno.test("scheduler: an interleave point that names a page hands it to the gues
   leave();
   sim.engineClock.interleave!("xbzrle-page-copied", 0x4000);
   assert.deepEqual(got, [undefined, 0x3000]);
+});
+
+Deno.test("links with time: a link carries its bytes at its bandwidth, after its latency, beside the others", async () => {
+  const base = new Simulation(5).knobs;
+  const sim = new Simulation(5, { ...base, linkMBps: 125, linkLatencyMs: 1, maxChunk: 1 << 20 });
+  sim.start();
+  const links = [0, 1].map((i) => new SimConnection(sim, `m${i}`, { capacity: 4 << 20, timed: true }));
+  const untimed = new SimConnection(sim, "q", { capacity: 4 << 20 });
+  // 1.25 MB at 125 MB/s is 10 ms on the wire, then 1 ms of latency: on each link at once.
+  const data = new Uint8Array(1_250_000);
+  const arrived = async (c: SimConnection) => {
+    const buf = new Uint8Array(1 << 20);
+    let got = 0;
+    let first = -1;
+    while (got < data.length) {
+      const n = await sim.flowWait(c.b.read(buf));
+      if (n === null) break;
+      if (first < 0) first = sim.now;
+      got += n;
+    }
+    return { first, last: sim.now };
+  };
+  const t0 = sim.now;
+  await Promise.all([...links, untimed].map((c) => c.a.write(data)));
+  const [a, b, q] = await Promise.all([...links, untimed].map(arrived));
+  for (const r of [a, b]) {
+    assert.ok(r.first - t0 >= 1, `the first bytes came after the latency (${r.first - t0} ms)`);
+    assert.ok(r.last - t0 >= 11 && r.last - t0 < 12, `the last bytes came at 11 ms, not ${r.last - t0}`);
+  }
+  assert.ok(q.last - t0 < 1, `a link without time is as fast as before (${q.last - t0} ms)`);
+  for (const c of [...links, untimed]) c.dispose();
+  await sim.close();
+});
+
+Deno.test("splitmix32: neighbouring seeds give unrelated link knobs", () => {
+  const knobs = Array.from({ length: 64 }, (_, s) => new Simulation(s).knobs);
+  assert.ok(
+    new Set(knobs.map((k) => `${k.linkMBps}/${k.linkLatencyMs}`)).size >= 6,
+    "seeds 0..63 draw most pairs",
+  );
+  assert.notEqual(splitmix32(0), splitmix32(1));
+  assert.equal(splitmix32(1), splitmix32(1));
 });
