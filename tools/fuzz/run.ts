@@ -53,13 +53,19 @@ export async function runInput(input: FuzzInput, opts: { keep?: boolean; world?:
     log: (m) => lines.push(m),
   });
   const timeMs = performance.now() - t0;
-  const end = lines.find((l) => /^survives: (source|secondary)/.test(l)) ?? "";
+  const end = lines.find((l) => /^survives: (source (completed|failed|cancelled)|secondary)/.test(l)) ?? "";
   const error = lines.find((l) => l.startsWith("survives: target error: "));
   // What the engine's workaround for Deno's zstd stream took is not a crash (engine/multifd/compression.ts).
   const crashes = stray.filter((e) => !(typeof e === "object" && e !== null && strayErrorsHandled.has(e)));
   if (crashes.length) {
     const what = `CRASH: ${crashes.map((e) => errorMessage(e)).join("; ")}`;
     return { input, ok: false, what, timeMs, result, mutator };
+  }
+  // Stuck waiting is QEMU's answer to a message cut short on the way back; on the way out the bytes that
+  // came are the destination's to refuse, and a source left waiting is a finding.
+  const stuck = lines.find((l) => l.startsWith("survives: source stuck"));
+  if (result.ok && stuck && target.direction === "forward") {
+    return { input, ok: false, what: `STUCK: ${stuck.replace(/^survives: /, "")}`, timeMs, result, mutator };
   }
   if (!result.ok) {
     const msg = errorMessage(result.error).split("\n")[0];
