@@ -4,9 +4,8 @@
  * the stream offset; the source reports `failed` (it learns it on the return path or from the closed
  * socket) and its guest keeps running. The guest is live so "keeps running" means something.
  */
-import type { FaultSpec } from "../harness/case.ts";
+import type { Edit, FaultSpec } from "../harness/case.ts";
 import type { PrecopyCase } from "../harness/families/precopy/case.ts";
-import type { Edit } from "../harness/wire_mutate.ts";
 
 /**
  * Stream offsets for the pc machines: 8-byte header, configuration (22 bytes for "pc-i440fx-migtest"),

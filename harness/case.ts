@@ -10,7 +10,7 @@ import type { WorkloadSpec } from "../engine/guest/workload.ts";
 import type { Capability, SetParameters } from "../engine/options.ts";
 import type { DefectName } from "../engine/testing/defects.ts";
 import type { StreamFaultKind } from "../engine/testing/faults.ts";
-import type { StreamMutation } from "./wire_mutate.ts";
+import type { ColoWirePlace } from "./wire_colo.ts";
 
 export type Tier = "smoke" | "full" | "slow";
 export const TIERS: readonly Tier[] = ["smoke", "full", "slow"];
@@ -69,6 +69,25 @@ export type StreamPoint =
   /** A byte of the machine type's name in the configuration section (the stream's first). */
   | { point: "machine-type"; byte: number }
   | { point: "multifd-offset" | "multifd-payload"; byte: number };
+
+/** An edit of a stream's bytes on the wire (harness/wire_mutate.ts makes them). */
+export type Edit =
+  | { op: "xor"; at: number; mask: number }
+  | { op: "set"; at: number; bytes: number[] }
+  | { op: "insert"; at: number; bytes: number[] }
+  | { op: "remove"; at: number; count: number }
+  /** Deliver the bytes before `at`, then reset the connection (a broken link). */
+  | { op: "cut"; at: number };
+
+export interface StreamMutation {
+  /** The migration connection, by the order they are made (the main channel first, then multifd's). */
+  connection: number;
+  /** forward: what the connecting side (the source) sends; back: its peer's answers (the return path). */
+  direction: "forward" | "back";
+  /** Offsets count from this place of a COLO checkpoint (forward, main channel) instead of byte 0. */
+  from?: { place: ColoWirePlace; checkpoint: number };
+  edits: Edit[];
+}
 
 /** The control-plane commands a probe can send (harness/control_plane.ts judges their answers). */
 export const PROBE_KINDS = [

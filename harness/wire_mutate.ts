@@ -6,25 +6,10 @@
  * or from a named place of a COLO checkpoint (found by parsing the stream as the wire proxy does), so a
  * mutation lands in a checkpoint.
  */
-import { type ColoWirePlace, ColoWireTracker } from "./wire_colo.ts";
+import { ColoWireTracker } from "./wire_colo.ts";
+import type { Edit, StreamMutation } from "./case.ts";
 
-export type Edit =
-  | { op: "xor"; at: number; mask: number }
-  | { op: "set"; at: number; bytes: number[] }
-  | { op: "insert"; at: number; bytes: number[] }
-  | { op: "remove"; at: number; count: number }
-  /** Deliver the bytes before `at`, then reset the connection (a broken link). */
-  | { op: "cut"; at: number };
-
-export interface StreamMutation {
-  /** The migration connection, by the order they are made (the main channel first, then multifd's). */
-  connection: number;
-  /** forward: what the connecting side (the source) sends; back: its peer's answers (the return path). */
-  direction: "forward" | "back";
-  /** Offsets count from this place of a COLO checkpoint (forward, main channel) instead of byte 0. */
-  from?: { place: ColoWirePlace; checkpoint: number };
-  edits: Edit[];
-}
+export type { Edit, StreamMutation };
 
 /** What happens at one byte of the original stream. */
 interface Action {
