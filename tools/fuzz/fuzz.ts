@@ -94,6 +94,8 @@ async function main(): Promise<number> {
   const cli = readCli(CLI, Deno.args, fuzzOptions);
   if ("status" in cli) return cli.status;
   const { runs, seed, replay, verbose, world } = cli.args;
+  // What the world can run is known once it looked (the QEMU binaries' capabilities).
+  await world.prepare?.();
   const targets = cli.args.targets.filter((t) => {
     const why = cannotRunIn(world, t.case);
     if (why) console.log(`  ${t.name}: left out (${why})`);
