@@ -1,7 +1,8 @@
 /**
- * Running fuzz inputs: one input is its target's case in the simulated world with the input's edits on
- * the wire, judged by the case's "survives" outcome (harness/expect.ts) and by what escaped it: an error
- * nothing awaited is a crash of a model process.
+ * Running fuzz inputs: one input is its target's case with the input's edits on the wire (the simulated
+ * link's, or the wire proxy's between real processes) or in the saved file, judged by the case's
+ * "survives" outcome (harness/expect.ts) and by what escaped it: in the simulation an error nothing
+ * awaited is a crash of a model process; a real process that crashes fails the case by its exit status.
  */
 import { type CaseResult, runCase } from "../../harness/runner.ts";
 import { createSimWorld } from "../../harness/world/sim.ts";
@@ -16,7 +17,7 @@ import { type FuzzTarget, targetNamed } from "./targets.ts";
 export interface Outcome {
   input: FuzzInput;
   ok: boolean;
-  /** "completed", "failed: <error>" or the finding's reason. */
+  /** How each side ended (and the target's error), or the finding: CRASH, STUCK, HANG or FAIL, and why. */
   what: string;
   timeMs: number;
   result?: CaseResult;
